@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/cassback/cassback/cmd/internal/engine"
+	"github.com/cassback/cassback/manifest"
+)
+
+func restoreCmd(g *globals, opts []ff.Option) *ffcli.Command {
+	var (
+		o         engine.RestoreOptions
+		host, at  string
+		keyspaces listFlag
+		tables    listFlag
+		reportSec int
+	)
+	fs := flag.NewFlagSet("cassback restore", flag.ContinueOnError)
+	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/cassandra/data", "folder to restore into (Cassandra's data directory or an empty folder)")
+	fs.StringVar(&host, "host", "", "host whose backups to restore (default: this host's fully qualified name)")
+	fs.Var(&keyspaces, "keyspace", "restore only this keyspace (repeatable; comma lists too)")
+	fs.Var(&tables, "table", "restore only this table (repeatable; comma lists too)")
+	fs.StringVar(&at, "at", "", "restore the latest backup at or before this time (UTC unless it has a zone; default: now)")
+	fs.IntVar(&o.Threads, "threads", 8, "ranged reads from the store at once")
+	fs.IntVar(&reportSec, "report-interval-secs", 5, "accepted for compatibility")
+	fs.StringVar(&o.Owner, "owner", "", "owner of restored files (default: as recorded)")
+	fs.StringVar(&o.Group, "group", "", "group of restored files (default: as recorded)")
+	fs.BoolVar(&o.NoChown, "no-chown", false, "do not change the owner of restored files")
+	fs.BoolVar(&o.NoChmod, "no-chmod", false, "do not change the mode of restored files")
+	fs.BoolVar(&o.NoChecksum, "no-checksum", false, "trust existing files of the right size and skip the whole-file check after writing (chunks are always checked)")
+	fs.BoolVar(&o.NoChecksum, "no-checkum", false, "same as --no-checksum (the original's spelling)")
+	fs.BoolVar(&o.FailIfCorrupt, "fail-if-corrupt", false, "stop at the first missing or corrupt chunk")
+	return &ffcli.Command{
+		Name:       "restore",
+		ShortUsage: "cassback [global options] restore [BACKUP_NAME] --data-dir DIR [options]",
+		ShortHelp:  "restore SSTables",
+		LongHelp: `Restores one backup by name, or without a name the latest backup at or before
+--at of each keyspace of the host. Files go to the layout of the Cassandra
+version that wrote them below --data-dir. Chunks are fetched with parallel
+ranged reads and checked; each file is written under a temporary name and
+renamed into place only when its BLAKE3 matches. An identical existing file
+is skipped; a different one is moved to <data-dir>/../cassback-corrupt/.
+Exits 1, naming the files, if any file could not be restored.`,
+		FlagSet: fs,
+		Options: opts,
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 1 {
+				return usagef("restore takes at most one backup name, got %d arguments", len(args))
+			}
+			if err := g.setup(); err != nil {
+				return err
+			}
+			if o.Threads < 1 {
+				return usagef("--threads %d: must be at least 1", o.Threads)
+			}
+			when := time.Now()
+			if at != "" {
+				t, err := manifest.ParseTime(at)
+				if err != nil {
+					return usagef("--at: %v", err)
+				}
+				when = t
+			}
+			name := ""
+			if len(args) == 1 {
+				name = args[0]
+				if _, _, _, err := manifest.ParseBackupName(name); err != nil {
+					return usagef("%v", err)
+				}
+			}
+			if host == "" {
+				host = defaultHost()
+			}
+			if err := checkHost(host); err != nil {
+				return err
+			}
+			r, err := g.repo(ctx, false)
+			if err != nil {
+				return err
+			}
+			ms, err := engine.Select(ctx, r.Store, host, name, keyspaces, when)
+			if err != nil {
+				return err
+			}
+			o.Tables = tables
+			res, err := r.Restore(ctx, ms, o)
+			printRestore(g, o.DataDir, res)
+			return err
+		},
+	}
+}
+
+func printRestore(g *globals, dataDir string, res engine.RestoreResult) {
+	w := g.stdout
+	line := func(f engine.FileOutcome, reason string) {
+		fmt.Fprintf(w, "%s:%s -> %s/%s \tbecause %s\n", f.Backup, f.Path, dataDir, f.Path, reason)
+	}
+	if len(res.Moved) > 0 {
+		fmt.Fprintln(w, "Moved corrupt existing files:")
+		for _, f := range res.Moved {
+			fmt.Fprintf(w, "%s/%s -> %s\n", dataDir, f.Path, f.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+	byReason := map[string][]engine.FileOutcome{}
+	for _, f := range res.Failed {
+		byReason[f.Reason] = append(byReason[f.Reason], f)
+	}
+	reasons := make([]string, 0, len(byReason))
+	for r := range byReason {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(w, "Failed transfers - %s:\n", r)
+		for _, f := range byReason[r] {
+			line(f, r)
+		}
+		fmt.Fprintln(w)
+	}
+	if len(res.Skipped) > 0 {
+		fmt.Fprintln(w, "Skipped files:")
+		for _, f := range res.Skipped {
+			line(f, f.Reason)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "Restored files:")
+	for _, f := range res.Restored {
+		line(f, "no file")
+	}
+	fmt.Fprintf(w, "\nRestored %d files (%s), skipped %d, failed %d\n", len(res.Restored), human(res.Bytes), len(res.Skipped), len(res.Failed))
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/cassback/cassback/cmd/internal/engine"
+	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/local"
+)
+
+// globals holds the options that come before the subcommand.
+type globals struct {
+	endpoint         string
+	backupBase       string
+	cacheDir         string
+	cassandraVersion string
+	logLevel         string
+	logFile          string
+
+	// S3 options (the s3 endpoint is not built yet).
+	awsKey, awsSecret, bucket, keyPrefix string
+	maxUploadMB, multipartMB, retries    int
+	// Survey options (the survey endpoint is not built yet).
+	surveyPath, metaDir string
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	closeLog       func()
+}
+
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "cassback")
+	}
+	return filepath.Join(os.TempDir(), "cassback-cache")
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.endpoint, "endpoint", "local", "where backups are stored: local, s3 or survey")
+	fs.StringVar(&g.backupBase, "backup-base", "", "local endpoint: the store's folder (created by the first backup)")
+	fs.StringVar(&g.cacheDir, "cache-dir", defaultCacheDir(), "local cache of index files and the upload journal; losing it costs only time")
+	fs.StringVar(&g.cassandraVersion, "cassandra-version", "auto", "Cassandra version of the node, recorded in manifests (file names of every version from 1.0 to 5.0 are recognised automatically)")
+	fs.StringVar(&g.logLevel, "log-level", "INFO", "logging level: FATAL, CRITICAL, ERROR, WARN, INFO or DEBUG")
+	fs.StringVar(&g.logFile, "log-file", "/var/log/cassback/cassback.log", "log file; - for standard error")
+	fs.StringVar(&g.awsKey, "aws-key", "", "s3 endpoint: access key ID (default: the AWS SDK's credential chain)")
+	fs.StringVar(&g.awsSecret, "aws-secret", "", "s3 endpoint: secret access key")
+	fs.StringVar(&g.bucket, "bucket-name", "", "s3 endpoint: bucket")
+	fs.StringVar(&g.keyPrefix, "key-prefix", "", "s3 endpoint: prefix of every key")
+	fs.IntVar(&g.maxUploadMB, "max-upload-size-mb", 5120, "s3 endpoint: objects larger than this are sent by multipart upload")
+	fs.IntVar(&g.multipartMB, "multipart-chunk-size-mb", 256, "s3 endpoint: multipart part size (at least 5)")
+	fs.IntVar(&g.retries, "retries", 5, "s3 endpoint: attempts for a failed request")
+	fs.StringVar(&g.surveyPath, "survey-path", "", "survey endpoint: file the operations are logged to")
+	fs.StringVar(&g.metaDir, "meta-dir", "", "survey endpoint: folder for the metadata a real store would hold")
+}
+
+var levels = map[string]slog.Level{
+	"FATAL": slog.LevelError + 4, "CRITICAL": slog.LevelError + 4, "ERROR": slog.LevelError,
+	"WARN": slog.LevelWarn, "WARNING": slog.LevelWarn, "INFO": slog.LevelInfo, "DEBUG": slog.LevelDebug,
+}
+
+// setup validates the global options and opens the log.
+func (g *globals) setup() error {
+	lvl, ok := levels[strings.ToUpper(g.logLevel)]
+	if !ok {
+		return usagef("--log-level %q: want one of FATAL, CRITICAL, ERROR, WARN, INFO, DEBUG", g.logLevel)
+	}
+	switch g.endpoint {
+	case "local", "s3", "survey":
+	default:
+		return usagef("--endpoint %q: want local, s3 or survey", g.endpoint)
+	}
+	var w io.Writer = g.stderr
+	g.closeLog = func() {}
+	var warn string
+	if g.logFile != "-" && g.logFile != "" {
+		f, err := openLog(g.logFile)
+		if err != nil {
+			warn = fmt.Sprintf("cannot open log file %s (%v); logging to standard error", g.logFile, err)
+		} else {
+			w = f
+			g.closeLog = func() { f.Close() }
+		}
+	}
+	g.log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+	if warn != "" {
+		g.log.Warn(warn)
+	}
+	return nil
+}
+
+func openLog(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+}
+
+// store opens the object store the global options name.
+func (g *globals) store(create bool) (remote.Store, error) {
+	switch g.endpoint {
+	case "s3":
+		return nil, errors.New("the s3 endpoint is not available in this version; use --endpoint local")
+	case "survey":
+		return nil, errors.New("the survey endpoint is not available in this version; use --endpoint local")
+	}
+	if g.backupBase == "" {
+		return nil, usagef("--backup-base is required with --endpoint local")
+	}
+	fi, err := os.Stat(g.backupBase)
+	switch {
+	case err == nil && !fi.IsDir():
+		return nil, fmt.Errorf("--backup-base %s: not a directory", g.backupBase)
+	case errors.Is(err, os.ErrNotExist) && create:
+		if err := os.MkdirAll(g.backupBase, 0o755); err != nil {
+			return nil, fmt.Errorf("--backup-base %s: %w", g.backupBase, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("--backup-base %s: no such directory", g.backupBase)
+	case err != nil:
+		return nil, fmt.Errorf("--backup-base %s: %w", g.backupBase, err)
+	}
+	return local.Open(g.backupBase)
+}
+
+// repo opens the store and its index. Only a backup creates a store, and
+// only in an empty or new folder.
+func (g *globals) repo(ctx context.Context, create bool) (*engine.Repo, error) {
+	st, err := g.store(create)
+	if err != nil {
+		return nil, err
+	}
+	if create {
+		if empty, err := storeEmpty(ctx, st); err != nil {
+			return nil, err
+		} else if !empty {
+			create = false // must already be a store
+		}
+	}
+	r, err := engine.OpenRepo(ctx, st, g.cacheDir, create, g.log)
+	if engine.IsNotStore(err) {
+		return nil, fmt.Errorf("%s is not a cassback store (it has no config object)", g.location())
+	}
+	return r, err
+}
+
+func (g *globals) location() string {
+	if g.endpoint == "local" {
+		return g.backupBase
+	}
+	return g.endpoint
+}
+
+func storeEmpty(ctx context.Context, st remote.Store) (bool, error) {
+	empty := true
+	err := st.List(ctx, "", func(remote.Info) error { empty = false; return remote.ErrStop })
+	if errors.Is(err, remote.ErrStop) {
+		err = nil
+	}
+	return empty, err
+}
+
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+
+func checkHost(h string) error {
+	if !hostRE.MatchString(h) || strings.Contains(h, "..") {
+		return usagef("--host %q: a host name is letters, digits, '.', '_' and '-'", h)
+	}
+	return nil
+}
+
+// defaultHost returns the fully qualified name of this machine when it can
+// be found quickly (from /etc/hosts or DNS within a second), else its name.
+func defaultHost() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	if strings.Contains(h, ".") {
+		return h
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if addrs, err := net.DefaultResolver.LookupHost(ctx, h); err == nil {
+		for _, a := range addrs {
+			names, err := net.DefaultResolver.LookupAddr(ctx, a)
+			if err != nil {
+				continue
+			}
+			for _, n := range names {
+				n = strings.TrimSuffix(n, ".")
+				if strings.HasPrefix(n, h+".") {
+					return n
+				}
+			}
+		}
+	}
+	return h
+}
+
+// run is the whole program: main only wires os.Args, the environment and stdio.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	args, err = expandArgFiles(args)
+	if err != nil {
+		return err
+	}
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, closeLog: func() {}}
+	rootFS := flag.NewFlagSet("cassback", flag.ContinueOnError)
+	rootFS.SetOutput(stderr)
+	g.register(rootFS)
+
+	opts := []ff.Option{ff.WithEnvVarPrefix("CASSBACK")}
+	var root *ffcli.Command
+	cmds := []*ffcli.Command{
+		backupCmd(g, opts), restoreCmd(g, opts), listCmd(g, opts), showCmd(g, opts),
+		validateCmd(g, opts), purgeCmd(g, opts), surveyReportCmd(g, opts),
+	}
+	cmds = append(cmds, helpCmd(g, &root, cmds))
+	root = &ffcli.Command{
+		Name:        "cassback",
+		ShortUsage:  "cassback [global options] <command> [options] [args]",
+		ShortHelp:   "cassback - snap, slurp, purge",
+		LongHelp:    rootHelp,
+		FlagSet:     rootFS,
+		Options:     opts,
+		Subcommands: cmds,
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q (see cassback help)", args[0])
+			}
+			fmt.Fprint(stderr, ffcli.DefaultUsageFunc(root))
+			return usagef("no command given")
+		},
+	}
+	// The flag package prints an error and the whole usage on a bad flag;
+	// keep that aside and show it only when help was asked for, so a bad
+	// flag is reported on one line.
+	var usage bytes.Buffer
+	rootFS.SetOutput(&usage)
+	for _, c := range cmds {
+		c.FlagSet.SetOutput(&usage)
+	}
+	if err := root.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = usage.WriteTo(stdout)
+			return nil
+		}
+		return usageError{err}
+	}
+	defer func() { g.closeLog() }()
+	return root.Run(ctx)
+}
+
+const rootHelp = `cassback runs beside each Cassandra node and backs up its SSTables into a
+deduplicated, content-addressed store (a local folder, or an S3 bucket that
+many nodes share), and restores a node, keyspace or table as of any backup.
+
+Global options come before the command. Every option can also be given in
+an environment variable CASSBACK_<NAME> (for example CASSBACK_BACKUP_BASE),
+and arguments can be read from a file with @FILE, one argument per line.
+
+Exit status: 0 success, 1 failure, 2 usage error.`

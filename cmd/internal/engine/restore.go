@@ -1,0 +1,385 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/manifest"
+)
+
+// RestoreOptions configures a restore. Zero values mean defaults.
+type RestoreOptions struct {
+	DataDir       string
+	Tables        []string // only these tables; all when empty
+	Threads       int      // concurrent ranged reads; default 8
+	Owner, Group  string   // override the recorded owner and group
+	NoChown       bool
+	NoChmod       bool
+	NoChecksum    bool // trust existing files of the right size; skip the whole-file check
+	FailIfCorrupt bool // stop at the first corrupt or missing chunk
+	BatchFiles    int  // files restored together; default 512
+}
+
+// RestoreResult lists what happened to each file, for the report.
+type RestoreResult struct {
+	Restored []FileOutcome
+	Skipped  []FileOutcome
+	Moved    []FileOutcome // existing files moved aside (Reason is the new place)
+	Failed   []FileOutcome
+	Bytes    int64 // bytes written
+}
+
+// FileOutcome is one file's fate.
+type FileOutcome struct {
+	Backup string // backup name
+	Path   string // path below the data directory
+	Reason string
+}
+
+// ErrRestoreFailed is returned when at least one file could not be restored.
+var ErrRestoreFailed = errors.New("restore incomplete")
+
+type restoreFile struct {
+	backup string
+	rec    manifest.File
+	tmp    string // temporary name below the data directory
+	f      *os.File
+	err    error
+	left   int // chunk placements still to write
+}
+
+// Restore writes the files of the given manifests into opts.DataDir. Each
+// file is written under a temporary name and renamed into place only once
+// its whole-file BLAKE3 matches; an identical existing file is skipped and
+// a different one is moved to <data-dir>/../cassback-corrupt/<path>. Paths
+// are resolved inside the data directory with os.Root, so no manifest entry
+// can write outside it. The error wraps ErrRestoreFailed when any file failed.
+func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts RestoreOptions) (RestoreResult, error) {
+	var res RestoreResult
+	if opts.Threads <= 0 {
+		opts.Threads = 8
+	}
+	if opts.BatchFiles <= 0 {
+		opts.BatchFiles = 512
+	}
+	if fi, err := os.Stat(opts.DataDir); err == nil && !fi.IsDir() {
+		return res, fmt.Errorf("restore target %s: not a directory", opts.DataDir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return res, fmt.Errorf("restore target %s: %w", opts.DataDir, unwrapPath(err))
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return res, fmt.Errorf("restore target %s: %w", opts.DataDir, unwrapPath(err))
+	}
+	root, err := os.OpenRoot(opts.DataDir)
+	if err != nil {
+		return res, fmt.Errorf("restore target %s: %w", opts.DataDir, unwrapPath(err))
+	}
+	defer root.Close()
+	uid, gid, err := lookupOwner(opts)
+	if err != nil {
+		return res, err
+	}
+
+	var todo []*restoreFile
+	for _, m := range ms {
+		for _, t := range m.Tables {
+			if len(opts.Tables) > 0 && !slices.Contains(opts.Tables, t.Name) {
+				continue
+			}
+			for _, f := range t.Files {
+				out := FileOutcome{Backup: m.Name, Path: f.Path}
+				if !safeRel(f.Path) {
+					out.Reason = "path escapes the data directory"
+					res.Failed = append(res.Failed, out)
+					continue
+				}
+				skip, reason, err := r.checkExisting(root, opts, f)
+				switch {
+				case err != nil:
+					out.Reason = err.Error()
+					res.Failed = append(res.Failed, out)
+					continue
+				case skip:
+					out.Reason = reason
+					res.Skipped = append(res.Skipped, out)
+					continue
+				case reason != "":
+					moved, err := moveAside(opts.DataDir, f.Path)
+					if err != nil {
+						out.Reason = "existing file differs and could not be moved aside: " + err.Error()
+						res.Failed = append(res.Failed, out)
+						continue
+					}
+					res.Moved = append(res.Moved, FileOutcome{Backup: m.Name, Path: f.Path, Reason: moved})
+				}
+				todo = append(todo, &restoreFile{backup: m.Name, rec: f})
+			}
+		}
+	}
+	for len(todo) > 0 {
+		n := min(len(todo), opts.BatchFiles)
+		batch := todo[:n]
+		todo = todo[n:]
+		if err := r.restoreBatch(ctx, root, batch, opts, uid, gid); err != nil {
+			return res, err
+		}
+		for _, rf := range batch {
+			out := FileOutcome{Backup: rf.backup, Path: rf.rec.Path}
+			if rf.err != nil {
+				out.Reason = rf.err.Error()
+				res.Failed = append(res.Failed, out)
+				continue
+			}
+			out.Reason = "restored"
+			res.Restored = append(res.Restored, out)
+			res.Bytes += rf.rec.Size
+		}
+	}
+	if len(res.Failed) > 0 {
+		return res, fmt.Errorf("%w: %d files failed, first %s: %s", ErrRestoreFailed, len(res.Failed), res.Failed[0].Path, res.Failed[0].Reason)
+	}
+	return res, nil
+}
+
+// checkExisting decides what to do with a file already at the target path:
+// skip it (identical), replace it (reason set), or restore (nothing there).
+func (r *Repo) checkExisting(root *os.Root, opts RestoreOptions, f manifest.File) (skip bool, reason string, err error) {
+	fi, err := root.Lstat(filepath.FromSlash(f.Path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return false, "", fmt.Errorf("target exists and is not a regular file")
+	}
+	if fi.Size() == f.Size && opts.NoChecksum {
+		return true, "existing file has the right size (not checksummed)", nil
+	}
+	if fi.Size() == f.Size {
+		ef, err := root.Open(filepath.FromSlash(f.Path))
+		if err != nil {
+			return false, "", err
+		}
+		defer ef.Close()
+		h := chunk.NewHasher()
+		if _, err := io.Copy(h, ef); err != nil {
+			return false, "", err
+		}
+		if h.Sum() == f.Sum {
+			return true, "existing file is identical (checksummed)", nil
+		}
+	}
+	return false, "existing file differs", nil
+}
+
+// moveAside moves a differing existing file to <data-dir>/../cassback-corrupt/<rel>.
+func moveAside(dataDir, rel string) (string, error) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(filepath.Dir(abs), "cassback-corrupt", filepath.FromSlash(rel))
+	if _, err := os.Lstat(dst); err == nil {
+		dst += "." + time.Now().UTC().Format("20060102T150405.000000000")
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(filepath.Join(abs, filepath.FromSlash(rel)), dst); err != nil {
+		return "", unwrapPath(err)
+	}
+	return dst, nil
+}
+
+type placement struct {
+	rf  *restoreFile
+	off int64
+}
+
+// restoreBatch fetches the chunks of a batch of files with parallel ranged
+// reads and writes each chunk at its offsets in every file that has it.
+func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
+	var sfx [6]byte
+	rand.Read(sfx[:])
+	where := map[chunk.ID][]placement{}
+	var ids []chunk.ID
+	for _, rf := range batch {
+		rel := filepath.FromSlash(rf.rec.Path)
+		if err := root.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+			rf.err = fmt.Errorf("create folder: %w", unwrapPath(err))
+			continue
+		}
+		// A ".tmp" suffix is what Cassandra itself ignores and cleans up.
+		rf.tmp = filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".cassback-"+hex.EncodeToString(sfx[:])+".tmp")
+		f, err := root.OpenFile(rf.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			rf.err = fmt.Errorf("create: %w", unwrapPath(err))
+			continue
+		}
+		rf.f = f
+		if err := f.Truncate(rf.rec.Size); err != nil {
+			rf.err = fmt.Errorf("size: %w", err)
+			continue
+		}
+		var off int64
+		for _, c := range rf.rec.Chunks {
+			if _, ok := where[c.ID]; !ok {
+				ids = append(ids, c.ID)
+			}
+			where[c.ID] = append(where[c.ID], placement{rf, off})
+			rf.left++
+			off += int64(c.Len)
+		}
+	}
+	var mu sync.Mutex
+	err := index.Fetch(ctx, r.Store, r.Index, ids, index.FetchOptions{Parallel: opts.Threads}, func(id chunk.ID, data []byte, err error) error {
+		for _, p := range where[id] {
+			mu.Lock()
+			failed := p.rf.err != nil
+			mu.Unlock()
+			if failed {
+				continue
+			}
+			if err == nil {
+				_, err = p.rf.f.WriteAt(data, p.off)
+			}
+			if err != nil {
+				mu.Lock()
+				if p.rf.err == nil {
+					p.rf.err = err
+				}
+				mu.Unlock()
+				if opts.FailIfCorrupt {
+					return fmt.Errorf("restore %s: %w", p.rf.rec.Path, err)
+				}
+			}
+		}
+		return nil
+	})
+	for _, rf := range batch {
+		if rf.f == nil {
+			continue
+		}
+		if rf.err == nil && err == nil {
+			rf.err = r.finishFile(root, rf, opts, uid, gid)
+		}
+		rf.f.Close()
+		if rf.err != nil || err != nil {
+			root.Remove(rf.tmp)
+		}
+	}
+	return err
+}
+
+// finishFile checks a fully written temporary file and renames it into place.
+func (r *Repo) finishFile(root *os.Root, rf *restoreFile, opts RestoreOptions, uid, gid int) error {
+	f := rf.f
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if !opts.NoChecksum {
+		h := chunk.NewHasher()
+		if _, err := io.Copy(h, io.NewSectionReader(f, 0, rf.rec.Size)); err != nil {
+			return err
+		}
+		if h.Sum() != rf.rec.Sum {
+			return fmt.Errorf("restored file checksum mismatch")
+		}
+	}
+	if !opts.NoChmod {
+		if err := f.Chmod(fs.FileMode(rf.rec.Mode).Perm()); err != nil {
+			return err
+		}
+	}
+	if !opts.NoChown {
+		u, g := uid, gid
+		if u < 0 {
+			u = int(rf.rec.UID)
+			if rf.rec.User != "" {
+				if x, err := user.Lookup(rf.rec.User); err == nil {
+					u, _ = strconv.Atoi(x.Uid)
+				}
+			}
+		}
+		if g < 0 {
+			g = int(rf.rec.GID)
+			if rf.rec.Group != "" {
+				if x, err := user.LookupGroup(rf.rec.Group); err == nil {
+					g, _ = strconv.Atoi(x.Gid)
+				}
+			}
+		}
+		if err := f.Chown(u, g); err != nil {
+			return err
+		}
+	}
+	rel := filepath.FromSlash(rf.rec.Path)
+	if err := root.Chtimes(rf.tmp, rf.rec.MTime, rf.rec.MTime); err != nil {
+		return err
+	}
+	if err := root.Rename(rf.tmp, rel); err != nil {
+		return unwrapPath(err)
+	}
+	if d, err := root.Open(filepath.Dir(rel)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// lookupOwner resolves --owner and --group; -1 means "as recorded".
+func lookupOwner(opts RestoreOptions) (int, int, error) {
+	uid, gid := -1, -1
+	if opts.NoChown {
+		return uid, gid, nil
+	}
+	if opts.Owner != "" {
+		u, err := user.Lookup(opts.Owner)
+		if err != nil {
+			return 0, 0, fmt.Errorf("--owner %s: no such user", opts.Owner)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+	}
+	if opts.Group != "" {
+		g, err := user.LookupGroup(opts.Group)
+		if err != nil {
+			return 0, 0, fmt.Errorf("--group %s: no such group", opts.Group)
+		}
+		gid, _ = strconv.Atoi(g.Gid)
+	}
+	return uid, gid, nil
+}
+
+// safeRel reports whether p is a clean relative slash path inside its root.
+func safeRel(p string) bool {
+	if p == "" || strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {
+		return false
+	}
+	if path.Clean(p) != p {
+		return false
+	}
+	for _, s := range strings.Split(p, "/") {
+		if s == ".." || s == "." {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/remote"
+)
+
+// Select returns the manifests a restore should use: the named backup, or
+// else the latest manifest at or before at of each keyspace of host (only
+// the given keyspaces when any are named).
+func Select(ctx context.Context, st remote.Store, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
+	if name != "" {
+		m, err := manifest.Get(ctx, st, name)
+		if err != nil {
+			return nil, err
+		}
+		if len(keyspaces) > 0 && !slices.Contains(keyspaces, m.Keyspace) {
+			return nil, fmt.Errorf("backup %s is of keyspace %s, not %v", name, m.Keyspace, keyspaces)
+		}
+		return []*manifest.Manifest{m}, nil
+	}
+	kss := keyspaces
+	if len(kss) == 0 {
+		var err error
+		if kss, err = manifest.Keyspaces(ctx, st, host); err != nil {
+			return nil, err
+		}
+		if len(kss) == 0 {
+			return nil, fmt.Errorf("no backups of host %s in the store", host)
+		}
+	}
+	var ms []*manifest.Manifest
+	for _, ks := range kss {
+		n, err := manifest.Latest(ctx, st, host, ks, at)
+		if err != nil {
+			return nil, err
+		}
+		if n == "" {
+			return nil, fmt.Errorf("no backup of keyspace %s of host %s at or before %s", ks, host, at.UTC().Format(time.RFC3339))
+		}
+		m, err := manifest.Get(ctx, st, n)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}

@@ -1,0 +1,125 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote"
+)
+
+// ConfigKey is the key of the store's config object, written once when the
+// store is created and never changed.
+const ConfigKey = "config"
+
+// StoreFormat is the storage-format version this code reads and writes.
+const StoreFormat = 1
+
+// DefaultPackSize is the target pack size. Packs close once they reach it,
+// so a pack is at most PackSize plus one maximal chunk.
+const DefaultPackSize = 32 << 20
+
+// ErrNotStore reports a location that holds data but no cassback config.
+var ErrNotStore = errors.New("not a cassback store (no config object)")
+
+// Config is the store-wide configuration. Everything that must never drift
+// between the nodes sharing a store lives here.
+type Config struct {
+	Format   int          `json:"format"`
+	ID       string       `json:"id"`   // random, names the local cache
+	Hash     string       `json:"hash"` // always "blake3-256"
+	Chunker  chunk.Params `json:"chunker"`
+	PackSize int          `json:"pack_size"`
+}
+
+// NewConfig returns a config with a fresh random ID and chunker polynomial.
+func NewConfig() (Config, error) {
+	p, err := chunk.NewParams()
+	if err != nil {
+		return Config{}, err
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return Config{}, err
+	}
+	return Config{Format: StoreFormat, ID: hex.EncodeToString(id[:]), Hash: "blake3-256", Chunker: p, PackSize: DefaultPackSize}, nil
+}
+
+// Validate checks a config read from a store.
+func (c Config) Validate() error {
+	if c.Format != StoreFormat {
+		return fmt.Errorf("store format %d not supported (this cassback reads format %d)", c.Format, StoreFormat)
+	}
+	if c.Hash != "blake3-256" {
+		return fmt.Errorf("store hash %q not supported", c.Hash)
+	}
+	if len(c.ID) != 32 {
+		return fmt.Errorf("store id %q malformed", c.ID)
+	}
+	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
+		return fmt.Errorf("store pack size %d out of range", c.PackSize)
+	}
+	return c.Chunker.Validate()
+}
+
+// LoadConfig reads the store's config. A store without one gives an error
+// wrapping ErrNotStore.
+func LoadConfig(ctx context.Context, st remote.Store) (Config, error) {
+	rc, err := st.Get(ctx, ConfigKey, 0, -1)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, ErrNotStore
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("read store config: %w", err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return Config{}, fmt.Errorf("read store config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Config{}, fmt.Errorf("store config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("store config: %w", err)
+	}
+	return c, nil
+}
+
+// Init creates the store's config if there is none and returns the config in
+// force. When two nodes initialise one store at once, the conditional create
+// makes exactly one config win and both use it.
+func Init(ctx context.Context, st remote.Store, c Config) (Config, error) {
+	got, err := LoadConfig(ctx, st)
+	if err == nil {
+		return got, nil
+	}
+	if !errors.Is(err, ErrNotStore) {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return Config{}, err
+	}
+	if cs, ok := st.(remote.Conditional); ok {
+		if _, err := cs.PutIf(ctx, ConfigKey, b, ""); err != nil && !errors.Is(err, remote.ErrPrecondition) {
+			return Config{}, fmt.Errorf("create store config: %w", err)
+		}
+	} else if err := st.Put(ctx, ConfigKey, bytes.NewReader(b), int64(len(b))); err != nil {
+		return Config{}, fmt.Errorf("create store config: %w", err)
+	}
+	return LoadConfig(ctx, st)
+}

@@ -1,0 +1,243 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote"
+)
+
+// Location says where a chunk's bytes are stored.
+type Location struct {
+	Pack chunk.ID
+	Off  uint32
+	Len  uint32
+}
+
+// entry is one known chunk in memory. It costs 44 bytes: the 32-byte ID plus
+// three uint32s (pack ordinal, offset, length); a pack's ID and size are held
+// once in the pack table (40 bytes per pack, about 0.005 bytes per chunk at
+// 8 chunks per pack). Entries loaded from index files sit in one sorted slice
+// searched by bisection; only chunks added by this process also go into a map.
+type entry struct {
+	id   chunk.ID
+	pack uint32
+	off  uint32
+	len  uint32
+}
+
+type packInfo struct {
+	id   chunk.ID
+	size int64
+}
+
+// Index is the set of chunks known to be durable in the store, with where
+// each one is. It is safe for concurrent use.
+type Index struct {
+	mu      sync.RWMutex
+	packs   []packInfo
+	packOrd map[chunk.ID]uint32
+	sorted  []entry            // from index files; sorted by id
+	added   map[chunk.ID]entry // added by this process since the last merge
+	loaded  map[string]bool    // index keys already merged
+}
+
+// New returns an empty Index.
+func New() *Index {
+	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, loaded: map[string]bool{}}
+}
+
+// Len returns the number of known chunks.
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.sorted) + len(x.added)
+}
+
+// Packs returns the number of known packs.
+func (x *Index) Packs() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.packs)
+}
+
+func (x *Index) find(id chunk.ID) (entry, bool) {
+	if e, ok := x.added[id]; ok {
+		return e, true
+	}
+	i, ok := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	if !ok {
+		return entry{}, false
+	}
+	return x.sorted[i], true
+}
+
+// Has reports whether the chunk is known to be stored.
+func (x *Index) Has(id chunk.ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.find(id)
+	return ok
+}
+
+// Lookup returns where the chunk is stored.
+func (x *Index) Lookup(id chunk.ID) (Location, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e, ok := x.find(id)
+	if !ok {
+		return Location{}, false
+	}
+	return Location{Pack: x.packs[e.pack].id, Off: e.off, Len: e.len}, true
+}
+
+// PackSize returns the size recorded for a pack, or -1 if the pack is unknown.
+func (x *Index) PackSize(id chunk.ID) int64 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	o, ok := x.packOrd[id]
+	if !ok {
+		return -1
+	}
+	return x.packs[o].size
+}
+
+func (x *Index) packOrdinal(id chunk.ID, size int64) uint32 {
+	if o, ok := x.packOrd[id]; ok {
+		return o
+	}
+	o := uint32(len(x.packs))
+	x.packs = append(x.packs, packInfo{id, size})
+	x.packOrd[id] = o
+	return o
+}
+
+// Add records a durable pack's chunks.
+func (x *Index) Add(p PackRecord) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	o := x.packOrdinal(p.ID, p.Size)
+	for _, e := range p.Entries {
+		if _, ok := x.find(e.ID); !ok {
+			x.added[e.ID] = entry{e.ID, o, e.Off, e.Len}
+		}
+	}
+}
+
+// merge adds the packs of one index file to the sorted entries.
+func (x *Index) merge(key string, packs []PackRecord) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.loaded[key] {
+		return
+	}
+	x.loaded[key] = true
+	n := len(x.sorted)
+	for _, p := range packs {
+		o := x.packOrdinal(p.ID, p.Size)
+		for _, e := range p.Entries {
+			x.sorted = append(x.sorted, entry{e.ID, o, e.Off, e.Len})
+		}
+	}
+	if len(x.sorted) > n {
+		slices.SortStableFunc(x.sorted, func(a, b entry) int { return bytes.Compare(a.id[:], b.id[:]) })
+		// Keep the first copy of a chunk stored twice (two nodes raced).
+		x.sorted = slices.CompactFunc(x.sorted, func(a, b entry) bool { return a.id == b.id })
+	}
+	for id := range x.added {
+		if _, ok := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) }); ok {
+			delete(x.added, id)
+		}
+	}
+}
+
+// Load reads every index file in the store that x has not merged yet. Index
+// files are immutable, so each is fetched once and kept in cacheDir (if not
+// empty); a lost or damaged cache costs only the time to fetch again.
+// It returns how many index files were read from the store.
+func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (fetched int, err error) {
+	var keys []string
+	err = st.List(ctx, "index/", func(i remote.Info) error {
+		x.mu.RLock()
+		done := x.loaded[i.Key]
+		x.mu.RUnlock()
+		if !done {
+			keys = append(keys, i.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list index files: %w", err)
+	}
+	for _, key := range keys {
+		b, hit := readCache(cacheDir, key)
+		var packs []PackRecord
+		if hit {
+			packs, err = decodeIndexFile(b)
+			hit = err == nil && strings.HasSuffix(key, chunk.ID(b[len(b)-32:]).String())
+		}
+		if !hit {
+			b, err = readAll(ctx, st, key)
+			if err != nil {
+				return fetched, fmt.Errorf("read index file %s: %w", key, err)
+			}
+			fetched++
+			if packs, err = decodeIndexFile(b); err != nil {
+				return fetched, fmt.Errorf("index file %s: %w", key, err)
+			}
+			if !strings.HasSuffix(key, chunk.ID(b[len(b)-32:]).String()) {
+				return fetched, fmt.Errorf("index file %s: name does not match its checksum", key)
+			}
+			writeCache(cacheDir, key, b)
+		}
+		x.merge(key, packs)
+	}
+	return fetched, nil
+}
+
+func readAll(ctx context.Context, st remote.Store, key string) ([]byte, error) {
+	rc, err := st.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+func readCache(dir, key string) ([]byte, bool) {
+	if dir == "" {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(key)))
+	return b, err == nil && len(b) >= 48
+}
+
+// writeCache stores an index file in the cache, best effort: a cache that
+// cannot be written only costs time later.
+func writeCache(dir, key string, b []byte) {
+	if dir == "" {
+		return
+	}
+	p := filepath.Join(dir, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return
+	}
+	_ = os.Rename(tmp, p)
+}
+
+// isNotExist reports a not-found error from a store.
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -1,0 +1,122 @@
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cassback/cassback/chunk"
+)
+
+// Index file layout (format 1), all integers little-endian:
+//
+//	magic "CBIDX001"
+//	nPacks u32, nEntries u32
+//	packs:   nPacks × { id [32]byte, size u64 }                        40 bytes each
+//	entries: nEntries × { id [32]byte, pack u32, off u32, len u32 }    44 bytes each, sorted by id
+//	sum [32]byte   BLAKE3 of everything before it
+//
+// An index file is stored under IndexKey(host, sum): its name is its checksum,
+// so a cached copy can always be verified, and it is written once.
+const (
+	idxMagic     = "CBIDX001"
+	idxPackSize  = 40
+	idxEntrySize = 44
+)
+
+// IndexKey is the store key of an index file written by host.
+func IndexKey(host string, sum chunk.ID) string { return "index/" + host + "/" + sum.String() }
+
+// PackRecord is one durable pack and its chunks, the unit index files list.
+type PackRecord struct {
+	ID      chunk.ID
+	Size    int64
+	Entries []PackEntry
+}
+
+// encodeIndexFile encodes packs into an index file and returns it with its checksum.
+func encodeIndexFile(packs []PackRecord) ([]byte, chunk.ID) {
+	type ent struct {
+		e    PackEntry
+		pack uint32
+	}
+	var all []ent
+	for i, p := range packs {
+		for _, e := range p.Entries {
+			all = append(all, ent{e, uint32(i)})
+		}
+	}
+	slices.SortFunc(all, func(a, b ent) int { return bytes.Compare(a.e.ID[:], b.e.ID[:]) })
+	b := make([]byte, 0, len(idxMagic)+8+len(packs)*idxPackSize+len(all)*idxEntrySize+32)
+	b = append(b, idxMagic...)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(packs)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(all)))
+	for _, p := range packs {
+		b = append(b, p.ID[:]...)
+		b = binary.LittleEndian.AppendUint64(b, uint64(p.Size))
+	}
+	for _, a := range all {
+		b = append(b, a.e.ID[:]...)
+		b = binary.LittleEndian.AppendUint32(b, a.pack)
+		b = binary.LittleEndian.AppendUint32(b, a.e.Off)
+		b = binary.LittleEndian.AppendUint32(b, a.e.Len)
+	}
+	sum := chunk.Sum(b)
+	return append(b, sum[:]...), sum
+}
+
+// decodeIndexFile checks and decodes an index file. It never panics on
+// hostile input.
+func decodeIndexFile(b []byte) ([]PackRecord, error) {
+	if len(b) < len(idxMagic)+8+32 {
+		return nil, errors.New("index file: too short")
+	}
+	body, tail := b[:len(b)-32], b[len(b)-32:]
+	if chunk.Sum(body) != chunk.ID(tail) {
+		return nil, errors.New("index file: checksum mismatch")
+	}
+	if string(body[:len(idxMagic)]) != idxMagic {
+		return nil, errors.New("index file: bad magic")
+	}
+	np := int64(binary.LittleEndian.Uint32(body[8:]))
+	ne := int64(binary.LittleEndian.Uint32(body[12:]))
+	if int64(len(body)) != 16+np*idxPackSize+ne*idxEntrySize {
+		return nil, fmt.Errorf("index file: %d bytes do not hold %d packs and %d entries", len(body), np, ne)
+	}
+	packs := make([]PackRecord, np)
+	p := body[16:]
+	for i := range packs {
+		copy(packs[i].ID[:], p[:32])
+		packs[i].Size = int64(binary.LittleEndian.Uint64(p[32:40]))
+		if packs[i].Size < 0 {
+			return nil, errors.New("index file: negative pack size")
+		}
+		p = p[idxPackSize:]
+	}
+	var prev chunk.ID
+	for i := int64(0); i < ne; i++ {
+		var e PackEntry
+		copy(e.ID[:], p[:32])
+		ord := binary.LittleEndian.Uint32(p[32:])
+		e.Off = binary.LittleEndian.Uint32(p[36:])
+		e.Len = binary.LittleEndian.Uint32(p[40:])
+		p = p[idxEntrySize:]
+		if int64(ord) >= np {
+			return nil, fmt.Errorf("index file: entry names pack %d of %d", ord, np)
+		}
+		if i > 0 && bytes.Compare(prev[:], e.ID[:]) > 0 {
+			return nil, errors.New("index file: entries not sorted")
+		}
+		if int64(e.Off)+int64(e.Len) > packs[ord].Size {
+			return nil, errors.New("index file: entry beyond its pack")
+		}
+		prev = e.ID
+		packs[ord].Entries = append(packs[ord].Entries, e)
+	}
+	for i := range packs {
+		slices.SortFunc(packs[i].Entries, func(a, b PackEntry) int { return int(a.Off) - int(b.Off) })
+	}
+	return packs, nil
+}

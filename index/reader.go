@@ -1,0 +1,172 @@
+package index
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote"
+)
+
+// ErrCorrupt reports stored bytes whose BLAKE3 does not match their ID.
+var ErrCorrupt = errors.New("checksum mismatch")
+
+// ErrMissing reports a chunk the index does not know.
+var ErrMissing = errors.New("chunk not in the index")
+
+// FetchOptions tunes Fetch. Zero values mean the defaults.
+type FetchOptions struct {
+	Parallel int   // concurrent ranged GETs; default 8
+	MaxGap   int64 // merge two chunks of a pack into one GET if at most this many bytes lie between them; default 1 MiB
+	MaxRange int64 // never merge a GET beyond this many bytes; default 64 MiB
+}
+
+type fetchRange struct {
+	pack   chunk.ID
+	off    int64
+	end    int64
+	chunks []Location
+	ids    []chunk.ID
+}
+
+// Fetch reads the given chunks from the store and calls fn once per distinct
+// ID with its bytes, after checking them against the ID. Chunks are grouped
+// by pack and read with ranged GETs, nearby chunks merged into one GET, up to
+// opts.Parallel GETs at once, so even the chunks of one huge file arrive in
+// parallel. fn is called concurrently and data is valid only during the
+// call. A chunk that cannot be read or is corrupt is reported to fn with a
+// non-nil err (wrapping ErrMissing, ErrCorrupt or the store's error) and nil
+// data; Fetch itself fails only when ctx ends or fn returns an error.
+func Fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opts FetchOptions, fn func(id chunk.ID, data []byte, err error) error) error {
+	if opts.Parallel <= 0 {
+		opts.Parallel = 8
+	}
+	if opts.MaxGap <= 0 {
+		opts.MaxGap = 1 << 20
+	}
+	if opts.MaxRange <= 0 {
+		opts.MaxRange = 64 << 20
+	}
+	byPack := map[chunk.ID][]Location{}
+	idOf := map[Location]chunk.ID{}
+	seen := map[chunk.ID]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		loc, ok := idx.Lookup(id)
+		if !ok {
+			if err := fn(id, nil, fmt.Errorf("chunk %s: %w", id, ErrMissing)); err != nil {
+				return err
+			}
+			continue
+		}
+		byPack[loc.Pack] = append(byPack[loc.Pack], loc)
+		idOf[loc] = id
+	}
+	var ranges []*fetchRange
+	for pack, locs := range byPack {
+		slices.SortFunc(locs, func(a, b Location) int { return int(a.Off) - int(b.Off) })
+		var r *fetchRange
+		for _, l := range locs {
+			off, end := int64(l.Off), int64(l.Off)+int64(l.Len)
+			if r == nil || off-r.end > opts.MaxGap || end-r.off > opts.MaxRange {
+				r = &fetchRange{pack: pack, off: off, end: end}
+				ranges = append(ranges, r)
+			}
+			r.end = max(r.end, end)
+			r.chunks = append(r.chunks, l)
+			r.ids = append(r.ids, idOf[l])
+		}
+	}
+	// Largest ranges first keeps the tail of a restore short.
+	slices.SortFunc(ranges, func(a, b *fetchRange) int { return int((b.end - b.off) - (a.end - a.off)) })
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan *fetchRange)
+	var wg sync.WaitGroup
+	for range min(opts.Parallel, max(len(ranges), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for r := range work {
+				var err error
+				if buf, err = fetchOne(ctx, st, r, buf, fn); err != nil {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	for _, r := range ranges {
+		select {
+		case work <- r:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return nil
+}
+
+// fetchOne reads one merged range and hands each chunk in it to fn.
+func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, fn func(chunk.ID, []byte, error) error) ([]byte, error) {
+	key := PackKey(r.pack)
+	fail := func(from int, err error) error {
+		for i := from; i < len(r.chunks); i++ {
+			if ferr := fn(r.ids[i], nil, fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, err)); ferr != nil {
+				return ferr
+			}
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		return buf, context.Cause(ctx)
+	}
+	rc, err := st.Get(ctx, key, r.off, r.end-r.off)
+	if err != nil {
+		if ctx.Err() != nil {
+			return buf, context.Cause(ctx)
+		}
+		return buf, fail(0, err)
+	}
+	defer rc.Close()
+	pos := r.off
+	for i, l := range r.chunks {
+		if gap := int64(l.Off) - pos; gap > 0 {
+			if _, err := io.CopyN(io.Discard, rc, gap); err != nil {
+				return buf, fail(i, fmt.Errorf("read: %w", err))
+			}
+			pos += gap
+		}
+		if cap(buf) < int(l.Len) {
+			buf = make([]byte, l.Len)
+		}
+		b := buf[:l.Len]
+		if _, err := io.ReadFull(rc, b); err != nil {
+			if ctx.Err() != nil {
+				return buf, context.Cause(ctx)
+			}
+			return buf, fail(i, fmt.Errorf("read: %w", err))
+		}
+		pos += int64(l.Len)
+		var cerr error
+		if chunk.Sum(b) != r.ids[i] {
+			b, cerr = nil, fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, ErrCorrupt)
+		}
+		if err := fn(r.ids[i], b, cerr); err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+

@@ -1,0 +1,371 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote"
+)
+
+// Writer adds chunks to the store, uploading only chunks the store has not
+// seen. Chunks are gathered into packs by Packers (one per worker, so the
+// chunks of one file stay together); full packs upload in the background.
+//
+// Durability order, which every reader and the garbage collector rely on:
+//  1. a pack is PUT, and only once the PUT has succeeded
+//  2. its chunks enter the in-memory Index and a local journal;
+//  3. Sync writes an index file naming the durable packs.
+//
+// A caller writes a manifest only after Sync returns, so every chunk a
+// manifest references is in a durable pack named by a durable index file.
+// After a crash, the journal lets the next Writer index the packs that were
+// uploaded but not yet indexed, so they are not uploaded again.
+type Writer struct {
+	st      remote.Store
+	idx     *Index
+	host    string
+	packLen int
+	journal string
+
+	uploads chan struct{} // bounds concurrent pack uploads
+
+	mu      sync.Mutex
+	claimed map[chunk.ID]struct{} // in an open or uploading pack
+	pending []PackRecord          // durable, not yet in an index file
+	packers []*Packer
+	err     error // first upload failure; the Writer is unusable after it
+
+	stats Stats
+}
+
+// Stats counts a Writer's work. Fields are updated atomically.
+type Stats struct {
+	ChunksNew, BytesNew atomic.Int64 // uploaded
+	ChunksDup, BytesDup atomic.Int64 // already stored
+	Packs, PackBytes    atomic.Int64
+	IndexFiles          atomic.Int64
+}
+
+// WriterOptions configures a Writer. The zero value of a field means its default.
+type WriterOptions struct {
+	Host     string // partition of the index files this writer adds
+	PackSize int    // target pack size; default from the store config
+	Uploads  int    // concurrent pack uploads; default 4
+	Journal  string // local journal file; "" disables crash recovery
+}
+
+// NewWriter returns a Writer adding to st and idx. If opts.Journal names a
+// journal left by a crashed writer, its packs that are durable in the store
+// are indexed first.
+func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opts WriterOptions) (*Writer, error) {
+	if opts.PackSize <= 0 {
+		opts.PackSize = cfg.PackSize
+	}
+	if opts.Uploads <= 0 {
+		opts.Uploads = 4
+	}
+	w := &Writer{
+		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal,
+		uploads: make(chan struct{}, opts.Uploads),
+		claimed: map[chunk.ID]struct{}{},
+	}
+	if err := w.recover(ctx); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Stats returns the Writer's counters.
+func (w *Writer) Stats() *Stats { return &w.stats }
+
+// Packer collects chunks into packs for one stream of files. Its methods are
+// safe for concurrent use (a file's segments are chunked in parallel).
+type Packer struct {
+	w   *Writer
+	mu  sync.Mutex
+	b   *packBuilder
+	wg  sync.WaitGroup
+	err error
+}
+
+// NewPacker returns a Packer for one worker.
+func (w *Writer) NewPacker() *Packer {
+	p := &Packer{w: w}
+	w.mu.Lock()
+	w.packers = append(w.packers, p)
+	w.mu.Unlock()
+	return p
+}
+
+// Add stores the chunk unless the store already has it or another packer is
+// storing it; it reports whether this call added it. data is copied.
+func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error) {
+	w := p.w
+	if w.idx.Has(id) {
+		w.stats.ChunksDup.Add(1)
+		w.stats.BytesDup.Add(int64(len(data)))
+		return false, nil
+	}
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return false, err
+	}
+	if _, ok := w.claimed[id]; ok {
+		w.mu.Unlock()
+		w.stats.ChunksDup.Add(1)
+		w.stats.BytesDup.Add(int64(len(data)))
+		return false, nil
+	}
+	w.claimed[id] = struct{}{}
+	w.mu.Unlock()
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return false, p.err
+	}
+	if p.b == nil {
+		p.b = &packBuilder{buf: make([]byte, 0, w.packLen+len(data)+packTrailerSize)}
+	}
+	p.b.add(id, data)
+	w.stats.ChunksNew.Add(1)
+	w.stats.BytesNew.Add(int64(len(data)))
+	if len(p.b.buf) >= w.packLen {
+		p.sealLocked(ctx)
+	}
+	return true, nil
+}
+
+// sealLocked closes the open pack and uploads it in the background.
+func (p *Packer) sealLocked(ctx context.Context) {
+	b := p.b
+	p.b = nil
+	if b == nil || len(b.entries) == 0 {
+		return
+	}
+	w := p.w
+	select {
+	case w.uploads <- struct{}{}:
+	case <-ctx.Done():
+		p.err = ctx.Err()
+		w.release(b.entries)
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-w.uploads }()
+		if err := w.upload(ctx, b); err != nil {
+			p.mu.Lock()
+			if p.err == nil {
+				p.err = err
+			}
+			p.mu.Unlock()
+		}
+	}()
+}
+
+// Flush uploads the open pack and waits for every upload of this Packer.
+func (p *Packer) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	p.sealLocked(ctx)
+	p.mu.Unlock()
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// upload PUTs one pack and, once it is durable, records its chunks.
+func (w *Writer) upload(ctx context.Context, b *packBuilder) error {
+	data, id := b.finish()
+	key := PackKey(id)
+	err := w.st.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+	if err == nil {
+		// Never trust an upload blindly: a pack the index names must exist
+		// with its full size (a "phantom" pack would silently lose data).
+		var info remote.Info
+		if info, err = w.st.Stat(ctx, key); err == nil && info.Size != int64(len(data)) {
+			err = fmt.Errorf("stored %d bytes, want %d", info.Size, len(data))
+		}
+	}
+	if err != nil {
+		err = fmt.Errorf("upload pack %s: %w", id, err)
+		w.mu.Lock()
+		if w.err == nil {
+			w.err = err
+		}
+		w.mu.Unlock()
+		w.release(b.entries)
+		return err
+	}
+	rec := PackRecord{ID: id, Size: int64(len(data)), Entries: b.entries}
+	w.idx.Add(rec)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range b.entries {
+		delete(w.claimed, e.ID)
+	}
+	w.pending = append(w.pending, rec)
+	w.stats.Packs.Add(1)
+	w.stats.PackBytes.Add(int64(len(data)))
+	if err := w.appendJournal(rec); err != nil && w.err == nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
+func (w *Writer) release(entries []PackEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, e := range entries {
+		delete(w.claimed, e.ID)
+	}
+}
+
+// Sync flushes every Packer, waits for all uploads and writes one index file
+// naming every pack made durable since the last Sync. When it returns nil,
+// every chunk any Add has accepted or deduplicated is durable and indexed.
+func (w *Writer) Sync(ctx context.Context) error {
+	w.mu.Lock()
+	packers := append([]*Packer(nil), w.packers...)
+	w.mu.Unlock()
+	var errs []error
+	for _, p := range packers {
+		errs = append(errs, p.Flush(ctx))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	pending := w.pending
+	w.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	if err := w.writeIndex(ctx, pending); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.pending = w.pending[len(pending):]
+	rest := append([]PackRecord(nil), w.pending...)
+	w.mu.Unlock()
+	return w.rewriteJournal(rest)
+}
+
+func (w *Writer) writeIndex(ctx context.Context, packs []PackRecord) error {
+	b, sum := encodeIndexFile(packs)
+	key := IndexKey(w.host, sum)
+	if err := w.st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("write index file: %w", err)
+	}
+	w.idx.mu.Lock()
+	w.idx.loaded[key] = true
+	w.idx.mu.Unlock()
+	w.stats.IndexFiles.Add(1)
+	return nil
+}
+
+// The journal is a local file of records, each an index file body for one
+// pack: u32 length, then the encoded record. A torn last record (crash while
+// appending) is ignored.
+func (w *Writer) appendJournal(rec PackRecord) error {
+	if w.journal == "" {
+		return nil
+	}
+	b, _ := encodeIndexFile([]PackRecord{rec})
+	f, err := os.OpenFile(w.journal, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(b)))); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return f.Sync()
+}
+
+func (w *Writer) rewriteJournal(rest []PackRecord) error {
+	if w.journal == "" {
+		return nil
+	}
+	if len(rest) == 0 {
+		if err := os.Remove(w.journal); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("journal: %w", err)
+		}
+		return nil
+	}
+	tmp := w.journal + ".new"
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	saved := w.journal
+	w.journal = tmp
+	for _, r := range rest {
+		if err := w.appendJournal(r); err != nil {
+			w.journal = saved
+			return err
+		}
+	}
+	w.journal = saved
+	return os.Rename(tmp, saved)
+}
+
+// recover indexes the packs a crashed writer recorded in the journal, after
+// checking that each is in the store with its full size.
+func (w *Writer) recover(ctx context.Context) error {
+	if w.journal == "" {
+		return nil
+	}
+	b, err := os.ReadFile(w.journal)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read journal: %w", err)
+	}
+	var recs []PackRecord
+	for len(b) >= 4 {
+		n := int(binary.LittleEndian.Uint32(b))
+		if n > len(b)-4 {
+			break
+		}
+		packs, err := decodeIndexFile(b[4 : 4+n])
+		b = b[4+n:]
+		if err != nil || len(packs) != 1 {
+			continue
+		}
+		info, err := w.st.Stat(ctx, PackKey(packs[0].ID))
+		if err != nil || info.Size != packs[0].Size {
+			continue // not durable: its chunks will be uploaded again
+		}
+		recs = append(recs, packs[0])
+	}
+	for _, r := range recs {
+		w.idx.Add(r)
+	}
+	if len(recs) > 0 {
+		if err := w.writeIndex(ctx, recs); err != nil {
+			return err
+		}
+	}
+	return os.Remove(w.journal)
+}

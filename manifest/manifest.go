@@ -1,0 +1,50 @@
+package manifest
+
+import (
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+)
+
+// FormatVersion is the manifest encoding this code writes. Decode accepts it
+// and refuses any other with a clear error.
+const FormatVersion = 1
+
+// Manifest records the complete SSTables of one keyspace of one host at one
+// moment. It is immutable once stored; a newer state is a newer Manifest.
+type Manifest struct {
+	Format           int       `json:"format"`
+	Name             string    `json:"name"` // BackupName(Time, Keyspace, Host)
+	Host             string    `json:"host"`
+	Keyspace         string    `json:"keyspace"`
+	Time             time.Time `json:"time"` // UTC, whole microseconds
+	CassandraVersion string    `json:"cassandra_version,omitempty"`
+	Tables           []Table   `json:"tables"` // sorted by Name, then ID
+}
+
+// Table is one table (or column family) of the keyspace.
+type Table struct {
+	Name  string `json:"name"`
+	ID    string `json:"id,omitempty"` // 32 lowercase hex digits from the directory name (2.1+), else ""
+	Files []File `json:"files"`        // sorted by Path
+}
+
+// File is one SSTable component file as it was backed up.
+type File struct {
+	// Path is relative to the data directory, slash-separated, in the layout
+	// of the version that wrote it, e.g. "ks/t-0123…/nb-1-big-Data.db". It
+	// never starts with '/' and has no "." or ".." segment.
+	Path  string    `json:"path"`
+	Root  string    `json:"root,omitempty"` // the data directory it was read from (JBOD)
+	Size  int64     `json:"size"`
+	Mode  uint32    `json:"mode"` // permission bits
+	UID   uint32    `json:"uid"`
+	GID   uint32    `json:"gid"`
+	User  string    `json:"user,omitempty"`
+	Group string    `json:"group,omitempty"`
+	MTime time.Time `json:"mtime"`
+	Inode uint64    `json:"inode,omitempty"` // for the unchanged-file fast path only
+	Sum   chunk.ID  `json:"blake3"`          // BLAKE3-256 of the whole file
+	// Chunks lists the file's chunks in order; their lengths add up to Size.
+	Chunks []chunk.Ref `json:"chunks"`
+}
