@@ -68,17 +68,3 @@ func benchSplit(b *testing.B, data []byte, p Params, par int) {
 	}
 	b.ReportMetric(float64(len(data))/float64(len(f.Chunks))/(1<<10), "KiB/chunk")
 }
-
-func BenchmarkSumMethod(b *testing.B) {
-	data := benchData()
-	p := DefaultParams(TestPol)
-	for _, alt := range []bool{false, true} {
-		for _, par := range []int{1, 2} {
-			b.Run(fmt.Sprintf("seqpass=%v/par=%d", alt, par), func(b *testing.B) {
-				altSum = alt
-				defer func() { altSum = false }()
-				benchSplit(b, data, p, par)
-			})
-		}
-	}
-}

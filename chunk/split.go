@@ -93,34 +93,7 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 			}
 		})
 	}
-	var seqSum ID
-	var seqErr error
-	var seqWG sync.WaitGroup
-	if altSum {
-		seqWG.Go(func() {
-			h := NewHasher()
-			buf := make([]byte, 1<<20)
-			for off := int64(0); off < size; {
-				p := buf[:min(int64(len(buf)), size-off)]
-				if err := readFull(r, p, off); err != nil {
-					seqErr = err
-					return
-				}
-				h.Write(p)
-				off += int64(len(p))
-			}
-			seqSum = h.Sum()
-		})
-	}
 	wg.Wait()
-	seqWG.Wait()
-	if altSum {
-		if failErr != nil { return File{}, failErr }
-		if seqErr != nil { return File{}, seqErr }
-		f := File{Sum: seqSum, Size: size}
-		for _, refs := range s.refs { f.Chunks = append(f.Chunks, refs...) }
-		return f, nil
-	}
 	if failErr != nil {
 		return File{}, failErr
 	}
@@ -201,7 +174,6 @@ func (s *splitter) segment(w *worker, k int) error {
 		}
 	}
 	s.refs[k] = refs
-	if altSum { return nil }
 	return s.sum.finish(k, w.buf[:cap(w.buf)])
 }
 
@@ -221,7 +193,7 @@ func (r *segReader) Read(p []byte) (int, error) {
 		return 0, fmt.Errorf("split at offset %d: %w", r.off, context.Cause(s.ctx))
 	}
 	p = p[:min(int64(len(p)), r.end-r.off)]
-	head := !altSum && s.sum.isHead(r.k)
+	head := s.sum.isHead(r.k)
 	if head {
 		// This segment became the head while we were reading it: hash what we read before, using p as scratch.
 		if err := s.sum.hashTo(p, r.off); err != nil {
@@ -335,5 +307,3 @@ func (f *fileSum) result() (ID, error) {
 	}
 	return f.h.Sum(), nil
 }
-
-var altSum bool

@@ -48,7 +48,7 @@ type Store interface {
 	// the key. It stops and returns fn's error if fn returns one (ErrStop
 	// stops without error). fn may call the store's other methods.
 	List(ctx context.Context, prefix string, fn func(Info) error) error
-	// ListDirs returns, in increasing order, the distinct path segments that
+	// ListDirs returns, in increasing byte order, the distinct segments that
 	// follow prefix in the keys under it, for keys that continue with '/'
 	// after that segment ("directories"). prefix must be "" or end in '/'.
 	// A directory with no key under it is never reported.

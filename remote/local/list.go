@@ -143,6 +143,7 @@ func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 			dirs = append(dirs, e.name)
 		}
 	}
+	slices.Sort(dirs) // by name, not key order: "x" < "x-y"
 	return dirs, nil
 }
 

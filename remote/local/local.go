@@ -24,11 +24,6 @@ const (
 
 	tmpPrefix = ".tmp-"
 
-	// mkdirAttempts bounds how often a Put recreates a directory that a
-	// concurrent Delete removed as empty; losing that race twice in a row is
-	// already rare.
-	mkdirAttempts = 16
-
 	// copyBufSize is the buffer Put copies through: large enough that a
 	// 32 MiB pack takes a few dozen write calls, small enough to allocate
 	// per Put.
@@ -140,7 +135,7 @@ func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch stri
 // cond, if not nil, accepts the current object. It returns the new ETag.
 func (s *Store) write(ctx context.Context, key string, fill func(io.Writer) error, cond func(etag string, exists bool) error) (etag string, err error) {
 	target := s.path(key)
-	f, err := s.createTemp(path.Dir(key))
+	f, err := s.createTemp(ctx, path.Dir(key))
 	if err != nil {
 		return "", err
 	}
@@ -206,41 +201,60 @@ func (s *Store) write(ctx context.Context, key string, fill func(io.Writer) erro
 }
 
 // createTemp creates an empty temporary file in the directory of keys under
-// relDir ("." for the root), creating missing directories. A concurrent Delete
-// may remove a directory it has just emptied at any moment until the
-// temporary file is in it, so a vanished directory is created again.
-func (s *Store) createTemp(relDir string) (*os.File, error) {
+// relDir ("." for the root). If the directory is missing it creates it, under
+// the lock that Delete takes to remove empty directories (dirLock): without
+// it, a Delete on another host could remove a directory between its mkdir
+// and the temporary file that pins it, as often as it liked.
+func (s *Store) createTemp(ctx context.Context, relDir string) (*os.File, error) {
 	dir := s.path(relDir)
+	f, err := openTemp(dir)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) || relDir == "." {
+		return f, explainNotDir(err)
+	}
+	unlock, err := s.lock(ctx, dirLock(relDir))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.mkdirs(relDir); err != nil {
+		return nil, explainNotDir(err)
+	}
+	f, err = openTemp(dir)
+	return f, explainNotDir(err)
+}
+
+// openTemp creates a new temporary file in dir.
+func openTemp(dir string) (*os.File, error) {
 	for attempt := 1; ; attempt++ {
 		name := filepath.Join(dir, tmpPrefix+strconv.FormatUint(rand.Uint64(), 36))
 		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, fileMode)
-		switch {
-		case err == nil:
-			return f, nil
-		case attempt == mkdirAttempts:
-			return nil, err
-		case errors.Is(err, fs.ErrExist):
-			continue // a random name collided; try another
-		case errors.Is(err, fs.ErrNotExist):
-			if err := s.mkdirs(relDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, err
-			}
-		case errors.Is(err, syscall.ENOTDIR):
-			return nil, fmt.Errorf("a shorter key is a file, so it cannot be a directory: %w", err)
-		default:
-			return nil, err
+		if err == nil || !errors.Is(err, fs.ErrExist) || attempt == 3 {
+			return f, err
 		}
+		// A random name collided; try another.
 	}
 }
 
-// mkdirs creates the directories of relDir from the root down, syncing the
-// parent of each one it creates so that the new entry is durable. An
-// fs.ErrNotExist from it means a concurrent Delete removed a directory on
-// the way; the caller tries again.
-func (s *Store) mkdirs(relDir string) error {
-	if relDir == "." {
-		return nil
+// dirLock names the lock that serialises creating and removing the
+// directories of keys under relDir: one per top-level directory, since
+// removing "a/b" can break creating "a/b/c/d". Its name ends in '/', so it is
+// never a key's.
+func dirLock(relDir string) string {
+	top, _, _ := strings.Cut(relDir, "/")
+	return top + "/"
+}
+
+func explainNotDir(err error) error {
+	if errors.Is(err, syscall.ENOTDIR) {
+		return fmt.Errorf("a shorter key is a file, so it cannot be a directory: %w", err)
 	}
+	return err
+}
+
+// mkdirs creates the missing directories of relDir from the root down,
+// syncing the parent of each one it creates so that the new entry is durable.
+// The caller holds dirLock(relDir).
+func (s *Store) mkdirs(relDir string) error {
 	parent := s.root
 	for seg := range strings.SplitSeq(relDir, "/") {
 		dir := filepath.Join(parent, seg)
@@ -251,9 +265,6 @@ func (s *Store) mkdirs(relDir string) error {
 			err = nil
 		}
 		if err != nil {
-			if errors.Is(err, syscall.ENOTDIR) {
-				return fmt.Errorf("a shorter key is a file, so it cannot be a directory: %w", err)
-			}
 			return err
 		}
 		parent = dir
@@ -355,7 +366,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := syncDir(filepath.Dir(target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
-	s.removeEmptyDirs(path.Dir(key))
+	s.removeEmptyDirs(ctx, path.Dir(key))
 	return nil
 }
 
@@ -367,11 +378,19 @@ func isFile(name string) bool {
 }
 
 // removeEmptyDirs removes relDir and its ancestors while they are empty,
-// never the root. rmdir fails on a directory that is not empty, so a Put that
-// has its temporary file in place is safe; one that has not yet created it
-// recreates the directory (createTemp).
-func (s *Store) removeEmptyDirs(relDir string) {
-	for relDir != "." && relDir != "/" {
+// never the root, under dirLock so that no Put is between creating a
+// directory and the temporary file that keeps it non-empty (createTemp).
+// It is best effort: an empty directory left behind is invisible.
+func (s *Store) removeEmptyDirs(ctx context.Context, relDir string) {
+	if relDir == "." {
+		return
+	}
+	unlock, err := s.lock(ctx, dirLock(relDir))
+	if err != nil {
+		return
+	}
+	defer unlock()
+	for relDir != "." {
 		if err := syscall.Rmdir(s.path(relDir)); err != nil {
 			return
 		}

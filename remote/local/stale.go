@@ -56,7 +56,7 @@ func (s *Store) RemoveStaleTemp(ctx context.Context, age time.Duration) (int, er
 		removed++
 		rel, err := filepath.Rel(s.root, filepath.Dir(name))
 		if err == nil {
-			s.removeEmptyDirs(path.Clean(filepath.ToSlash(rel)))
+			s.removeEmptyDirs(ctx, path.Clean(filepath.ToSlash(rel)))
 		}
 		return nil
 	})

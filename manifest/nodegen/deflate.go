@@ -1,0 +1,234 @@
+package nodegen
+
+import (
+	"bytes"
+	"compress/zlib"
+	"encoding/binary"
+	"hash/adler32"
+	"math/bits"
+)
+
+// Cassandra's DeflateCompressor uses java.util.zip.Deflater with its
+// defaults, so every chunk is a zlib stream (RFC 1950: 2-byte header,
+// deflate data, Adler-32 of the uncompressed bytes).
+//
+// compress/flate at BestSpeed manages about 85-100 MB/s of input per core on
+// the synthetic rows, too slow to write a GiB-sized node in seconds. The
+// encoder below is a greedy LZ77 matcher (one hash probe, snappy-style
+// skipping over incompressible runs) that emits a single fixed-Huffman
+// block (BTYPE=01): about twice as fast, at a ratio ~10% lower. Its output
+// is ordinary deflate that any inflater, java.util.zip.Inflater included,
+// reads. Config.FlateLevel switches to compress/flate.
+
+const (
+	hashBits   = 14
+	windowSize = 1 << 15 // deflate's maximum distance
+	maxMatch   = 258
+)
+
+var (
+	// litCodes holds the fixed Huffman code of each literal/length symbol
+	// (RFC 1951 3.2.6), bit-reversed for LSB-first packing, in the low 16
+	// bits and its length in bits above.
+	litCodes  [288]uint32
+	distCodes [30]uint32 // reversed 5-bit distance codes
+
+	lenSym   [maxMatch + 1]uint16 // match length -> symbol 257..285
+	lenExtra [maxMatch + 1]uint8  // number of extra bits
+	lenBase  [maxMatch + 1]uint16 // length that the symbol's extra bits count from
+	distSym  [windowSize + 1]uint8
+
+	lenBases   = [29]uint16{3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258}
+	lenExtras  = [29]uint8{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0}
+	distBases  = [30]uint32{1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577}
+	distExtras = [30]uint8{0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13}
+)
+
+func init() {
+	rev := func(c uint32, n uint) uint32 { return bits.Reverse32(c) >> (32 - n) }
+	for i := range litCodes {
+		var c uint32
+		var n uint
+		switch {
+		case i < 144:
+			c, n = uint32(0x30+i), 8
+		case i < 256:
+			c, n = uint32(0x190+i-144), 9
+		case i < 280:
+			c, n = uint32(i-256), 7
+		default:
+			c, n = uint32(0xc0+i-280), 8
+		}
+		litCodes[i] = rev(c, n) | uint32(n)<<16
+	}
+	for i := range distCodes {
+		distCodes[i] = rev(uint32(i), 5)
+	}
+	for sym := range lenBases {
+		lo, hi := int(lenBases[sym]), int(lenBases[sym])+1<<lenExtras[sym]-1
+		if sym == 27 {
+			hi = 257 // 258 has its own symbol (285)
+		}
+		for l := lo; l <= hi && l <= maxMatch; l++ {
+			lenSym[l] = uint16(257 + sym)
+			lenExtra[l] = lenExtras[sym]
+			lenBase[l] = lenBases[sym]
+		}
+	}
+	for sym := range distBases {
+		lo, hi := distBases[sym], distBases[sym]+1<<distExtras[sym]-1
+		for d := lo; d <= hi && d <= windowSize; d++ {
+			distSym[d] = uint8(sym)
+		}
+	}
+}
+
+// compressor turns one chunk into a zlib stream. It is not safe for
+// concurrent use; each worker owns one.
+type compressor struct {
+	table [1 << hashBits]int32
+	base  int32 // added to positions in table so it never needs clearing
+
+	level int // 0: the fixed-Huffman encoder; 1-9: compress/flate
+	zw    *zlib.Writer
+	zbuf  bytes.Buffer
+}
+
+func newCompressor(level int) *compressor { return &compressor{level: level} }
+
+// zlibChunk appends the zlib stream of src to dst.
+func (c *compressor) zlibChunk(dst, src []byte) []byte {
+	if c.level > 0 {
+		c.zbuf.Reset()
+		if c.zw == nil {
+			c.zw, _ = zlib.NewWriterLevel(&c.zbuf, c.level) // level validated in Config
+		} else {
+			c.zw.Reset(&c.zbuf)
+		}
+		c.zw.Write(src) // writes to a bytes.Buffer cannot fail
+		c.zw.Close()
+		return append(dst, c.zbuf.Bytes()...)
+	}
+	// CMF 0x78: deflate, 32 KiB window; FLG 0x01: fastest level, FCHECK.
+	dst = append(dst, 0x78, 0x01)
+	dst = c.deflate(dst, src)
+	return binary.BigEndian.AppendUint32(dst, adler32.Checksum(src))
+}
+
+func hash4(u uint32) uint32 { return (u * 0x1e35a7bd) >> (32 - hashBits) }
+
+// deflate appends src as one final fixed-Huffman deflate block to dst.
+// len(src) must be at most 1 MiB.
+func (c *compressor) deflate(dst, src []byte) []byte {
+	if c.base > 1<<30 {
+		c.table = [1 << hashBits]int32{}
+		c.base = 0
+	}
+	// Entries from earlier chunks (at most 1 MiB long) fall below the new
+	// base and are never taken as candidates.
+	c.base += 1<<20 + windowSize + 1
+	base := c.base
+
+	// Worst case 9 bits per literal, plus header and end-of-block.
+	need := len(dst) + len(src)*9/8 + 16
+	if cap(dst) < need {
+		nd := make([]byte, len(dst), need+need/4)
+		copy(nd, dst)
+		dst = nd
+	}
+	out := dst[:cap(dst)]
+	oi := len(dst)
+	acc, nb := uint64(3), uint(3) // BFINAL=1, BTYPE=01
+
+	// Literal runs: three symbols (<= 27 bits) fit in the accumulator
+	// before a 32-bit flush is due.
+	lits := func(p []byte) {
+		for len(p) >= 3 {
+			c0, c1, c2 := litCodes[p[0]], litCodes[p[1]], litCodes[p[2]]
+			acc |= uint64(c0&0xffff) << nb
+			nb += uint(c0 >> 16)
+			acc |= uint64(c1&0xffff) << nb
+			nb += uint(c1 >> 16)
+			acc |= uint64(c2&0xffff) << nb
+			nb += uint(c2 >> 16)
+			if nb >= 32 {
+				binary.LittleEndian.PutUint32(out[oi:], uint32(acc))
+				oi += 4
+				acc >>= 32
+				nb -= 32
+			}
+			p = p[3:]
+		}
+		for _, b := range p {
+			c := litCodes[b]
+			acc |= uint64(c&0xffff) << nb
+			nb += uint(c >> 16)
+			if nb >= 32 {
+				binary.LittleEndian.PutUint32(out[oi:], uint32(acc))
+				oi += 4
+				acc >>= 32
+				nb -= 32
+			}
+		}
+	}
+
+	n := len(src)
+	s, emitted := 0, 0
+	for s+8 <= n {
+		cur := binary.LittleEndian.Uint32(src[s:])
+		h := hash4(cur)
+		cand := int(c.table[h] - base)
+		c.table[h] = int32(s) + base
+		if cand < 0 || s-cand > windowSize || binary.LittleEndian.Uint32(src[cand:]) != cur {
+			// Step further the longer nothing matched: random bytes cost
+			// little to skip over.
+			s += 1 + (s-emitted)>>5
+			continue
+		}
+		lits(src[emitted:s])
+		l, limit := 4, min(n-s, maxMatch)
+		for {
+			if l+8 > limit {
+				for l < limit && src[s+l] == src[cand+l] {
+					l++
+				}
+				break
+			}
+			x := binary.LittleEndian.Uint64(src[s+l:]) ^ binary.LittleEndian.Uint64(src[cand+l:])
+			if x != 0 {
+				l = min(l+bits.TrailingZeros64(x)>>3, limit)
+				break
+			}
+			l += 8
+		}
+		d := s - cand
+		lc := litCodes[lenSym[l]]
+		acc |= (uint64(lc&0xffff) | uint64(l-int(lenBase[l]))<<(lc>>16)) << nb
+		nb += uint(lc>>16) + uint(lenExtra[l])
+		ds := distSym[d]
+		acc |= (uint64(distCodes[ds]) | uint64(uint32(d)-distBases[ds])<<5) << nb
+		nb += 5 + uint(distExtras[ds])
+		for nb >= 32 {
+			binary.LittleEndian.PutUint32(out[oi:], uint32(acc))
+			oi += 4
+			acc >>= 32
+			nb -= 32
+		}
+		s += l
+		emitted = s
+		if s+8 <= n {
+			c.table[hash4(binary.LittleEndian.Uint32(src[s-1:]))] = int32(s-1) + base
+		}
+	}
+	lits(src[emitted:])
+	eob := litCodes[256]
+	acc |= uint64(eob&0xffff) << nb
+	nb += uint(eob >> 16)
+	for nb > 0 {
+		out[oi] = byte(acc)
+		oi++
+		acc >>= 8
+		nb -= min(nb, 8)
+	}
+	return out[:oi]
+}
