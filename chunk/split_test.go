@@ -508,7 +508,7 @@ func TestSplitEOFWithData(t *testing.T) {
 // head, and the head passing to a segment halfway through its reads.
 func TestSplitHashHandover(t *testing.T) {
 	p := tinyParams
-	p.Segment = 1 << 20 // two reads of 512 KiB per segment
+	p.Segment = 3 << 19 // three reads of 512 KiB per segment
 	seg := p.Segment
 	data := randomBytes(10, int(5*seg+seg/2))
 	want, _ := splitAll(t, data, p, 1)
@@ -543,13 +543,13 @@ func TestSplitHashHandover(t *testing.T) {
 		},
 		{
 			// Segment 1's second read waits until segment 0 is finished and its goroutine started on segment 2,
-			// so segment 1 becomes the head with half its bytes read and hashes them again.
+			// so at its third read segment 1 is the head with two thirds of its bytes read, and hashes them again.
 			"head passes mid-segment", 2,
 			func(t *testing.T) func(p []byte, off int64) (int, error, bool) {
 				gate := openAt(2 * seg)
 				return func(p []byte, off int64) (int, error, bool) {
 					gate.saw(off)
-					if off == seg+seg/2 {
+					if off == seg+512<<10 {
 						wait(t, gate.open)
 					}
 					return 0, nil, false
@@ -557,6 +557,7 @@ func TestSplitHashHandover(t *testing.T) {
 			},
 		},
 	}
+	errReread := errors.New("read twice")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := readerAt{r: bytes.NewReader(data), hook: tt.hook(t)}
@@ -566,6 +567,25 @@ func TestSplitHashHandover(t *testing.T) {
 			}
 			if got.Sum != want.Sum || !slices.Equal(got.Chunks, want.Chunks) {
 				t.Errorf("got %d chunks, sum %s; want %d chunks, sum %s", len(got.Chunks), got.Sum, len(want.Chunks), want.Sum)
+			}
+		})
+		t.Run(tt.name+"/re-read fails", func(t *testing.T) {
+			hook := tt.hook(t)
+			var mu sync.Mutex
+			seen := make(map[int64]bool)
+			r := readerAt{r: bytes.NewReader(data), hook: func(p []byte, off int64) (int, error, bool) {
+				mu.Lock()
+				again := seen[off]
+				seen[off] = true
+				mu.Unlock()
+				if again {
+					return 0, errReread, true
+				}
+				return hook(p, off)
+			}}
+			_, err := Split(t.Context(), r, int64(len(data)), p, tt.par, nil)
+			if !errors.Is(err, errReread) || !strings.HasPrefix(err.Error(), "hash: read at offset ") {
+				t.Errorf("Split: got error %v, want hash: read at offset …: %v", err, errReread)
 			}
 		})
 	}

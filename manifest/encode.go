@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -290,8 +289,10 @@ func (m *Manifest) checkFile(t *Table, f *File) error {
 	case p.Table != t.Name || p.TableID != t.ID:
 		return fmt.Errorf("not in table %s %s", t.Name, t.ID)
 	}
-	if f.Root != "" && (!utf8.ValidString(f.Root) || hasControl(f.Root) || filepath.Clean(f.Root) != f.Root || len(f.Root) > 4096) {
-		return fmt.Errorf("root %.300q: want a clean path", f.Root)
+	// Root only records where the file was read (restore writes below its
+	// own data directory), so any printable path is accepted as given.
+	if !utf8.ValidString(f.Root) || hasControl(f.Root) || len(f.Root) > 4096 {
+		return fmt.Errorf("root %.300q: want a printable path of at most 4096 bytes", f.Root)
 	}
 	if f.Size < 0 {
 		return fmt.Errorf("size %d", f.Size)

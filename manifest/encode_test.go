@@ -208,7 +208,7 @@ func TestValidate(t *testing.T) {
 		{"path snapshot", func(m *Manifest) {
 			m.Tables[0].Files[0].Path = "ks/events-" + id32 + "/snapshots/1/nb-1-big-Data.db"
 		}, "snapshot"},
-		{"root", func(m *Manifest) { m.Tables[0].Files[0].Root = "/data/../etc" }, "root"},
+		{"root", func(m *Manifest) { m.Tables[0].Files[0].Root = "/data\n" }, "root"},
 		{"size", func(m *Manifest) { m.Tables[0].Files[0].Size = -1 }, "size -1"},
 		{"size vs chunks", func(m *Manifest) { m.Tables[0].Files[0].Size++ }, "chunk lengths add up to 100 bytes, size is 101"},
 		{"chunks exceed size", func(m *Manifest) { m.Tables[0].Files[0].Size-- }, "more than 99"},

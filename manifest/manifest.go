@@ -26,7 +26,7 @@ type Manifest struct {
 type Table struct {
 	Name  string `json:"name"`
 	ID    string `json:"id,omitempty"` // 32 lowercase hex digits from the directory name (2.1+), else ""
-	Files []File `json:"files"`        // sorted by Path
+	Files []File `json:"files"`        // sorted by Path, then Root
 }
 
 // File is one SSTable component file as it was backed up.

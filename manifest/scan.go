@@ -290,10 +290,11 @@ func CheckComplete(dir, prefix string) (files []string, ok bool, reason string, 
 // listing is one read of a directory: its regular files and what its
 // transaction logs say.
 type listing struct {
-	abs    string
-	names  map[string]bool
-	sorted []string
-	txn    txnState
+	abs      string
+	names    map[string]bool
+	sorted   []string
+	byPrefix map[string][]string // final-named files by the prefix before their last '-', sorted
+	txn      txnState
 }
 
 // maxListingAttempts bounds how often a directory is re-read because a
@@ -311,7 +312,7 @@ func readListing(abs string) ([]fs.DirEntry, *listing, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		ls := &listing{abs: abs, names: map[string]bool{}}
+		ls := &listing{abs: abs, names: map[string]bool{}, byPrefix: map[string][]string{}}
 		var logs []string
 		for _, e := range entries {
 			kind, err := entryKind(abs, e)
@@ -323,6 +324,13 @@ func readListing(abs string) ([]fs.DirEntry, *listing, error) {
 			}
 			ls.names[e.Name()] = true
 			ls.sorted = append(ls.sorted, e.Name())
+			// A component name has no '-', so "<prefix>-<Component>" splits
+			// at the last one; this is what check looks files up by.
+			if i := strings.LastIndexByte(e.Name(), '-'); i > 0 {
+				if comp := e.Name()[i+1:]; validComponent(comp) && !strings.HasSuffix(comp, ".tmp") {
+					ls.byPrefix[e.Name()[:i]] = append(ls.byPrefix[e.Name()[:i]], e.Name())
+				}
+			}
 			if p := (Path{Name: e.Name()}); parseTxnLog(&p) {
 				logs = append(logs, e.Name())
 			}
@@ -348,11 +356,7 @@ func (ls *listing) check(prefix string) (files []string, reason, detail string, 
 	if !ok {
 		return nil, SkipMalformed, "not an SSTable prefix", nil
 	}
-	for _, name := range ls.sorted {
-		if comp, ok := strings.CutPrefix(name, prefix+"-"); ok && validComponent(comp) && !strings.HasSuffix(comp, ".tmp") {
-			files = append(files, name)
-		}
-	}
+	files = slices.Clone(ls.byPrefix[prefix])
 	if len(files) == 0 {
 		return nil, SkipIncomplete, "no files", nil
 	}

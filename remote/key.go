@@ -66,9 +66,8 @@ func checkSegments(what, orig, s string) error {
 	start := 0
 	for i := 0; i <= len(s); i++ {
 		if i < len(s) && s[i] != '/' {
-			c := s[i]
-			if !isKeyByte(c) {
-				return keyError(what, orig, fmt.Sprintf("byte %q at offset %d is not one of A-Z a-z 0-9 . _ -", c, i))
+			if !isKeyByte(s[i]) {
+				return keyError(what, orig, fmt.Sprintf("byte %q at offset %d is not one of A-Z a-z 0-9 . _ -", s[i:i+1], i))
 			}
 			continue
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -84,4 +85,75 @@ func (l *listFlag) Set(s string) error {
 		}
 	}
 	return nil
+}
+
+// interleave lets options follow positional arguments, as the original's
+// argparse did ("list ks --all"): it moves the subcommand's positional
+// arguments after its options. args are the arguments after the global
+// options; the first non-option is the subcommand.
+func interleave(root *flag.FlagSet, subs map[string]*flag.FlagSet, args []string) []string {
+	i := skipFlags(root, args)
+	if i >= len(args) {
+		return args
+	}
+	fs, ok := subs[args[i]]
+	if !ok {
+		return args
+	}
+	head := append([]string(nil), args[:i+1]...)
+	var flags, pos []string
+	rest := args[i+1:]
+	for j := 0; j < len(rest); j++ {
+		a := rest[j]
+		if a == "--" {
+			pos = append(pos, rest[j+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		if takesValue(fs, a) && j+1 < len(rest) {
+			j++
+			flags = append(flags, rest[j])
+		}
+	}
+	out := append(head, flags...)
+	if len(pos) > 0 {
+		out = append(out, "--")
+		out = append(out, pos...)
+	}
+	return out
+}
+
+// skipFlags returns the index of the first non-option argument for fs.
+func skipFlags(fs *flag.FlagSet, args []string) int {
+	for j := 0; j < len(args); j++ {
+		a := args[j]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			return j
+		}
+		if takesValue(fs, a) {
+			j++
+		}
+	}
+	return len(args)
+}
+
+// takesValue reports whether option a ("-x", "--x", without "=") is
+// followed by a separate value argument.
+func takesValue(fs *flag.FlagSet, a string) bool {
+	name := strings.TrimLeft(a, "-")
+	if strings.Contains(name, "=") {
+		return false
+	}
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		return false
+	}
+	return true
 }

@@ -75,6 +75,9 @@ inode) is not read again.`,
 			if len(c.dataDirs) == 0 {
 				c.dataDirs = listFlag{"/var/lib/cassandra/data"}
 			}
+			if err := engine.CheckDataDirs(c.dataDirs); err != nil {
+				return err
+			}
 			r, err := g.repo(ctx, true)
 			if err != nil {
 				return err
@@ -83,7 +86,9 @@ inode) is not read again.`,
 				DataDirs: c.dataDirs, Host: c.host, ExcludeKeyspaces: c.exclude, IncludeSystem: c.includeSystem,
 				Threads: c.threads, CassandraVersion: g.cassandraVersion,
 			})
-			printBackupSummary(g, sum)
+			if err == nil || sum.Files > 0 {
+				printBackupSummary(g, sum)
+			}
 			return err
 		},
 	}

@@ -255,12 +255,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	for _, c := range cmds {
 		c.FlagSet.SetOutput(&usage)
 	}
-	if err := root.Parse(args); err != nil {
+	subs := map[string]*flag.FlagSet{}
+	for _, c := range cmds {
+		subs[c.Name] = c.FlagSet
+	}
+	if err := root.Parse(interleave(rootFS, subs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			_, _ = usage.WriteTo(stdout)
 			return nil
 		}
-		return usageError{err}
+		return usagef("%s", strings.TrimPrefix(err.Error(), "error parsing commandline arguments: "))
 	}
 	defer func() { g.closeLog() }()
 	return root.Run(ctx)

@@ -54,7 +54,8 @@ func list(t *testing.T, s remote.Store, prefix string) []string {
 }
 
 // tree returns every path under dir, relative to it, with a mark for
-// directories.
+// directories. The lock files in .locks are left out: which of them exist
+// depends on hashes.
 func tree(t *testing.T, dir string) []string {
 	t.Helper()
 	var paths []string
@@ -63,6 +64,9 @@ func tree(t *testing.T, dir string) []string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if filepath.Base(filepath.Dir(p)) == ".locks" {
+			return nil
+		}
 		if de.IsDir() {
 			rel += "/"
 		}
@@ -89,23 +93,10 @@ func TestLayout(t *testing.T) {
 	if perm := fi.Mode().Perm(); perm&^0o640 != 0 {
 		t.Errorf("file mode: got %v, want at most 0640", perm)
 	}
-	want := []string{"./", ".locks/", ".locks/" + stripeName(t, s, "packs/3f/3fa2"), "packs/", "packs/3f/", "packs/3f/3fa2"}
+	want := []string{"./", ".locks/", "packs/", "packs/3f/", "packs/3f/3fa2"}
 	if got := tree(t, s.Dir()); !slices.Equal(got, want) {
 		t.Errorf("store tree after one Put:\n got %q\nwant %q", got, want)
 	}
-}
-
-// stripeName returns the lock file of key, by finding the one lock file a
-// fresh store creates when it stores key.
-func stripeName(t *testing.T, _ *local.Store, key string) string {
-	t.Helper()
-	fresh := newStore(t)
-	put(t, fresh, key, nil)
-	des, err := os.ReadDir(filepath.Join(fresh.Dir(), ".locks"))
-	if err != nil || len(des) != 1 {
-		t.Fatalf("lock files after one Put: got %v, %v; want one", des, err)
-	}
-	return des[0].Name()
 }
 
 func TestLeftoverTempInvisible(t *testing.T) {
@@ -143,7 +134,7 @@ func TestLeftoverTempInvisible(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Errorf("RemoveStaleTemp: got %d, %v; want 3 removed", n, err)
 	}
-	want := []string{"./", ".locks/", ".locks/" + stripeName(t, s, "a/b"), "a/", "a/.tmp-young", "a/b"}
+	want := []string{"./", ".locks/", "a/", "a/.tmp-young", "a/b"}
 	if got := tree(t, s.Dir()); !slices.Equal(got, want) {
 		t.Errorf("tree after RemoveStaleTemp:\n got %q\nwant %q", got, want)
 	}
@@ -308,7 +299,11 @@ func TestETagsDistinct(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen[etag] = true
-	for i := range 200 {
+	n := 100
+	if testing.Short() {
+		n = 30
+	}
+	for i := range n {
 		etag, err = s.PutIf(t.Context(), "lease", fmt.Appendf(nil, "%02d", i%100), etag)
 		if err != nil {
 			t.Fatal(err)
@@ -317,7 +312,7 @@ func TestETagsDistinct(t *testing.T) {
 			t.Fatalf("write %d: ETag %q repeats an earlier version's", i, etag)
 		}
 		seen[etag] = true
-		if i%50 == 0 {
+		if i%10 == 0 {
 			// Delete and recreate, so that the inode number can be reused.
 			if err := s.Delete(t.Context(), "lease"); err != nil {
 				t.Fatal(err)
@@ -336,7 +331,7 @@ func TestDeleteKeepsRoot(t *testing.T) {
 	if err := s.Delete(t.Context(), "only/one/key"); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"./", ".locks/", ".locks/" + stripeName(t, s, "only/one/key")}
+	want := []string{"./", ".locks/"}
 	if got := tree(t, s.Dir()); !slices.Equal(got, want) {
 		t.Errorf("tree after deleting the last key:\n got %q\nwant %q", got, want)
 	}
@@ -398,38 +393,4 @@ func TestGetReadsOpenedVersion(t *testing.T) {
 	if err != nil || string(b) != "version" {
 		t.Errorf("reading a body after overwrite and delete: got %q, %v; want %q", b, err, "version")
 	}
-}
-
-// TestPutRacesRmdir removes empty directories as fast as it can while Puts
-// create them, as Deletes on other hosts do: every Put must still succeed,
-// recreating a directory that vanished before its temporary file was in it.
-func TestPutRacesRmdir(t *testing.T) {
-	s := newStore(t)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for _, d := range []string{"x/y/z", "x/y", "x"} {
-				_ = syscall.Rmdir(filepath.Join(s.Dir(), d))
-			}
-		}
-	})
-	for i := range 200 {
-		key := fmt.Sprintf("x/y/z/%d", i)
-		if err := s.Put(t.Context(), key, strings.NewReader("v"), 1); err != nil {
-			t.Errorf("Put %d racing rmdir: %v", i, err)
-			break
-		}
-		if err := s.Delete(t.Context(), key); err != nil {
-			t.Errorf("Delete %d: %v", i, err)
-			break
-		}
-	}
-	close(stop)
-	wg.Wait()
 }

@@ -82,19 +82,12 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 		opts.Threads = 4
 	}
 	var sum BackupSummary
-	if len(opts.DataDirs) == 0 {
-		return sum, errNoDataDir
+	if err := CheckDataDirs(opts.DataDirs); err != nil {
+		return sum, err
 	}
 	var jobs []fileJob
 	keyspaces := map[string]bool{}
 	for _, root := range opts.DataDirs {
-		fi, err := os.Stat(root)
-		if err != nil {
-			return sum, fmt.Errorf("data directory %s: %w", root, unwrapPath(err))
-		}
-		if !fi.IsDir() {
-			return sum, fmt.Errorf("data directory %s: not a directory", root)
-		}
 		res, err := manifest.Scan(root, manifest.ScanOptions{ExcludeKeyspaces: opts.ExcludeKeyspaces, IncludeSystem: opts.IncludeSystem})
 		if err != nil {
 			return sum, fmt.Errorf("scan %s: %w", root, err)
@@ -245,6 +238,24 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 	}
 	sum.Duration = time.Since(start)
 	return sum, errors.Join(errs...)
+}
+
+// CheckDataDirs checks that every data directory exists and is a directory,
+// so a bad flag fails before anything is written.
+func CheckDataDirs(dirs []string) error {
+	if len(dirs) == 0 {
+		return errNoDataDir
+	}
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("data directory %s: %w", d, unwrapPath(err))
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("data directory %s: not a directory", d)
+		}
+	}
+	return nil
 }
 
 // backupFile stores one component file, or reuses its previous record when
