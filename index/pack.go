@@ -177,4 +177,3 @@ func readRange(ctx context.Context, st remote.Store, key string, off, length int
 	}
 	return b, nil
 }
-

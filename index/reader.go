@@ -169,4 +169,3 @@ func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, f
 	}
 	return buf, nil
 }
-

@@ -66,4 +66,3 @@ func printManifest(g *globals, m *manifest.Manifest) {
 		}
 	}
 }
-

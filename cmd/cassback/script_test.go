@@ -36,7 +36,7 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"gennode": cmdGennode,
+			"gennode":  cmdGennode,
 			"sametree": cmdSametree,
 		},
 		Condition: func(cond string) (bool, error) {

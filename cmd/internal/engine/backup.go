@@ -65,7 +65,7 @@ type fileResult struct {
 	job  fileJob
 	file manifest.File
 	err  error
-	gone bool // vanished before it could be read (compacted away)
+	gone bool  // vanished before it could be read (compacted away)
 	read int64 // bytes read (0 when reused)
 }
 
@@ -354,4 +354,3 @@ func unwrapPath(err error) error {
 	}
 	return err
 }
-
