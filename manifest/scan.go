@@ -22,8 +22,9 @@ type ScanOptions struct {
 	// ExcludeKeyspaces are never scanned (exact, case-sensitive names).
 	ExcludeKeyspaces []string
 	// IncludeSystem also scans the keyspace "system" (matched without regard
-	// to case, like the original cassback). Other system_* keyspaces
-	// (system_auth, system_schema …) are always scanned.
+	// to case, like the original cassback); naming it in Keyspaces does too.
+	// Other system_* keyspaces (system_auth, system_schema …) are always
+	// scanned.
 	IncludeSystem bool
 	// MaxSkipped bounds ScanResult.Skipped; SkipCounts still counts every
 	// skip. 0 means DefaultMaxSkipped; a negative value keeps none.
@@ -120,7 +121,7 @@ func Scan(root string, opt ScanOptions) (ScanResult, error) {
 		}
 		switch {
 		case kind == kindGone:
-			continue
+			s.skip(name, SkipNotRegular, "dangling symbolic link")
 		case kind != kindDir:
 			s.skip(name, SkipOther, "file at the root of the data directory")
 		case !isName(name):
@@ -129,7 +130,7 @@ func Scan(root string, opt ScanOptions) (ScanResult, error) {
 			s.skip(name, SkipExcluded, "keyspace not selected")
 		case slices.Contains(opt.ExcludeKeyspaces, name):
 			s.skip(name, SkipExcluded, "keyspace excluded")
-		case strings.EqualFold(name, "system") && !opt.IncludeSystem:
+		case strings.EqualFold(name, "system") && !opt.IncludeSystem && !slices.Contains(opt.Keyspaces, name):
 			s.skip(name, SkipSystem, "keyspace system not included")
 		default:
 			if err := s.dir(name, 1); err != nil {

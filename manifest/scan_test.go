@@ -188,6 +188,12 @@ func TestScan(t *testing.T) {
 			skipped: map[string]string{"b": SkipExcluded},
 		},
 		{
+			name:  "system selected by name",
+			files: merge(sstable("system/local-"+id32, "nb-1-big"), sstable("b/t-"+id32, "nb-1-big")),
+			opt:   ScanOptions{Keyspaces: []string{"system"}},
+			want:  []string{"system/local-" + id32 + "/nb-1-big"},
+		},
+		{
 			name:    "keyspace selection",
 			files:   merge(sstable("a/t-"+id32, "nb-1-big"), sstable("b/t-"+id32, "nb-1-big")),
 			opt:     ScanOptions{Keyspaces: []string{"b"}},

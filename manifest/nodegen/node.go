@@ -295,7 +295,7 @@ func tableProfile(seed uint64, rows, blob int) profile {
 	p := profile{
 		rowsMean: rows,
 		textCols: r.between(1, 4),
-		wordsMax: r.between(3, 9),
+		wordsMax: r.between(3, 9), // 9 words of <= 12 bytes fit a one-byte length
 		intCols:  r.between(1, 4),
 		blobPct:  blob,
 		blobMax:  r.between(256, 2048),
@@ -447,12 +447,18 @@ func (m sizeModel) payloadFor(size float64) int64 {
 
 func (n *Node) estimate(tb *table) sizeModel {
 	const sample = 256 << 10
-	buf, parts := genSegment(nil, sample, derive(tb.seed, "sample"), &tb.prof, 0, nil)
+	buf, parts, hints := genSegment(nil, sample, derive(tb.seed, "sample"), &tb.prof, 0, nil, nil, 0)
 	c := newCompressor(n.cfg.FlateLevel)
 	var comp int
 	var out []byte
+	k := 0
 	for i := 0; i < len(buf); i += n.chunk {
-		out = c.zlibChunk(out[:0], buf[i:min(i+n.chunk, len(buf))])
+		end := min(i+n.chunk, len(buf))
+		h := k
+		for k < len(hints) && hints[k].pos() < end {
+			k++
+		}
+		out = c.zlibChunk(out[:0], buf[i:end], hints[h:k], i, false)
 		comp += len(out) + 4
 	}
 	perPart := 24.0 // index entry, filter bits, summary share

@@ -2,6 +2,7 @@ package nodegen
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"strings"
 )
 
@@ -47,6 +48,8 @@ type partition struct {
 	rows int32
 }
 
+// vocabulary holds 256 words of 3 to 12 bytes; vocabWords has them padded
+// to 16 bytes so that writing one is two 8-byte stores, not a copy call.
 var vocabulary = func() [256]string {
 	base := strings.Fields(`account active address agent alpha amount android api app archive
 		audit balance batch beta browser bucket cache campaign cart channel checkout chrome city
@@ -61,11 +64,50 @@ var vocabulary = func() [256]string {
 	return v
 }()
 
+var vocabWords = func() (w [256]struct {
+	lo, hi uint64
+	n      int
+}) {
+	for i, s := range vocabulary {
+		var b [16]byte
+		copy(b[:], s)
+		w[i].lo = binary.LittleEndian.Uint64(b[:8])
+		w[i].hi = binary.LittleEndian.Uint64(b[8:])
+		w[i].n = len(s)
+	}
+	return w
+}()
+
+// A hint marks a run of payload bytes that repeats earlier content of the
+// same kind (a vocabulary word, a partition's constant deletion time, a run
+// of zero bytes). The generator records hints as it writes, so the
+// compressor can emit a back-reference to the previous run of the same
+// kind without searching for matches; see compressor.deflate.
+//
+// Layout: position (relative to the buffer being filled) << 32 | kind << 8
+// | length.
+type hint uint64
+
+const (
+	hintSpace    = 256 // + word: the word preceded by a space
+	hintDeletion = 512 // the 12-byte "live" deletion time of a partition
+	hintZeros    = 520 // + n: n zero bytes
+	hintKinds    = 530
+	hintMinLen   = 4 // shorter back-references do not pay off
+)
+
+func mkHint(pos, kind, n int) hint { return hint(uint64(pos)<<32 | uint64(kind)<<8 | uint64(n)) }
+
+func (h hint) pos() int  { return int(h >> 32) }
+func (h hint) kind() int { return int(h>>8) & 0xffffff }
+func (h hint) len() int  { return int(h & 0xff) }
+
 // genSegment appends exactly n bytes of the row stream for one segment to
-// dst[:0] and returns them with the partitions that start inside them.
+// dst[:0] and returns them with the partitions that start inside them and
+// the hints that lie entirely inside them (positions offset by hintOff).
 // It may write up to rowSlack bytes past n inside dst's capacity. base is
 // the payload offset of the segment's first byte, for partition positions.
-func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []partition) ([]byte, []partition) {
+func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []partition, hints []hint, hintOff int) ([]byte, []partition, []hint) {
 	if cap(dst) < n+rowSlack {
 		dst = make([]byte, 0, n+rowSlack)
 	}
@@ -81,6 +123,7 @@ func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []
 		copy(buf[off+2:], pt.key[:])
 		binary.BigEndian.PutUint32(buf[off+18:], 0x7fffffff)
 		binary.BigEndian.PutUint64(buf[off+22:], 1<<63)
+		hints = append(hints, mkHint(hintOff+off+18, hintDeletion, 12))
 		off += 30
 		nrows := 1
 		if p.rowsMean > 1 {
@@ -100,29 +143,36 @@ func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []
 				lenAt := off
 				off++
 				for j := 0; j < words; j++ {
-					if j > 0 {
-						buf[off] = ' '
-						off++
-					}
 					if j%7 == 6 {
 						w = r.next()
 					}
-					off += copy(buf[off:], vocabulary[w&0xff])
+					word := &vocabWords[w&0xff]
+					kind := int(w & 0xff)
+					at := off
+					if j > 0 {
+						buf[off] = ' '
+						off++
+						kind += hintSpace
+					}
+					binary.LittleEndian.PutUint64(buf[off:], word.lo)
+					binary.LittleEndian.PutUint64(buf[off+8:], word.hi)
+					off += word.n
+					if off-at >= hintMinLen {
+						hints = append(hints, mkHint(hintOff+at, kind, off-at))
+					}
 					w >>= 8
 				}
-				// Values stay below 128 bytes (24 words of <= 12 bytes
-				// would not), so clamp to keep the one-byte length honest.
-				if l := off - lenAt - 1; l < 128 {
-					buf[lenAt] = byte(l)
-				} else {
-					buf[lenAt] = 127
-					off = lenAt + 128
-				}
+				// At most 9 words of at most 12 bytes: one length byte.
+				buf[lenAt] = byte(off - lenAt - 1)
 			}
 			for c := 0; c < p.intCols; c++ {
 				// Counters and sizes: mostly small, a few large.
 				v := r.next()
-				binary.BigEndian.PutUint64(buf[off:], v>>(40+v&15))
+				v >>= 40 + v&15
+				binary.BigEndian.PutUint64(buf[off:], v)
+				if z := bits.LeadingZeros64(v) / 8; z >= hintMinLen {
+					hints = append(hints, mkHint(hintOff+off, hintZeros+z, z))
+				}
 				off += 8
 			}
 			if p.blobPct > 0 && int(x>>32%100) < p.blobPct {
@@ -140,7 +190,15 @@ func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []
 		off++
 		parts = append(parts, pt)
 	}
-	return buf[:n], parts
+	// Drop hints cut by the segment's end.
+	for len(hints) > 0 {
+		if h := hints[len(hints)-1]; h.pos()+h.len() > hintOff+n {
+			hints = hints[:len(hints)-1]
+			continue
+		}
+		break
+	}
+	return buf[:n], parts, hints
 }
 
 // piece is one independently generated row stream (what one flush wrote).
@@ -154,9 +212,10 @@ type piece struct {
 func segmentSeed(p piece, i int64) uint64 { return derive(p.seed, i) }
 
 // fillRange writes payload bytes [a, b) of an SSTable made of pieces into
-// dst[:0] (reallocated unless its capacity is >= b-a+rowSlack) and returns the partitions
-// starting inside the range. scratch is reused across calls.
-func fillRange(dst []byte, a, b int64, pieces []piece, prof *profile, scratch *[]byte, parts []partition) ([]byte, []partition) {
+// dst[:0] (reallocated unless its capacity is >= b-a+rowSlack) and returns
+// the partitions starting inside the range and the hints inside it
+// (positions relative to the returned slice). scratch is reused.
+func fillRange(dst []byte, a, b int64, pieces []piece, prof *profile, scratch *[]byte, parts []partition, hints []hint) ([]byte, []partition, []hint) {
 	if int64(cap(dst)) < b-a+rowSlack {
 		dst = make([]byte, 0, b-a+rowSlack)
 	}
@@ -177,20 +236,26 @@ func fillRange(dst []byte, a, b int64, pieces []piece, prof *profile, scratch *[
 				// Whole segment: generate in place; the slack written past
 				// its end is overwritten by what follows.
 				var got []byte
-				got, parts = genSegment(out[len(out):len(out):cap(out)], int(segN), segmentSeed(pc, si), prof, start+segA, parts)
+				got, parts, hints = genSegment(out[len(out):len(out):cap(out)], int(segN), segmentSeed(pc, si), prof, start+segA, parts, hints, len(out))
 				out = out[:len(out)+len(got)]
 				continue
 			}
-			seg, sp := genSegment((*scratch)[:0], int(segN), segmentSeed(pc, si), prof, start+segA, nil)
+			seg, sp, sh := genSegment((*scratch)[:0], int(segN), segmentSeed(pc, si), prof, start+segA, nil, nil, 0)
 			*scratch = seg[:0]
+			shift := len(out) - int(lo-segA)
 			out = append(out, seg[lo-segA:hi-segA]...)
 			for _, q := range sp {
 				if q.pos >= start+lo && q.pos < start+hi {
 					parts = append(parts, q)
 				}
 			}
+			for _, h := range sh {
+				if p := h.pos(); p >= int(lo-segA) && p+h.len() <= int(hi-segA) {
+					hints = append(hints, mkHint(p+shift, h.kind(), h.len()))
+				}
+			}
 		}
 		start = end
 	}
-	return out, parts
+	return out, parts, hints
 }

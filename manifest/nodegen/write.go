@@ -254,6 +254,7 @@ type segJob struct {
 	a, b    int64 // payload range
 	payload []byte
 	parts   []partition
+	hints   []hint
 	out     []byte // compressed chunks, each followed by its checksum
 	ends    []int  // end offset of each chunk (with checksum) in out
 	done    chan struct{}
@@ -266,11 +267,17 @@ type segJob struct {
 func (n *Node) pipeline(total int64, pieces []piece, prof *profile, emit func(*segJob) error) error {
 	nseg := int((total + segmentSize - 1) / segmentSize)
 	work := func(j *segJob, c *compressor, scratch *[]byte) {
-		j.payload, j.parts = fillRange(j.payload, j.a, j.b, pieces, prof, scratch, j.parts[:0])
+		j.payload, j.parts, j.hints = fillRange(j.payload, j.a, j.b, pieces, prof, scratch, j.parts[:0], j.hints[:0])
 		j.out, j.ends = j.out[:0], j.ends[:0]
+		k := 0
 		for i := 0; i < len(j.payload); i += n.chunk {
+			end := min(i+n.chunk, len(j.payload))
+			h := k
+			for k < len(j.hints) && j.hints[k].pos() < end {
+				k++
+			}
 			start := len(j.out)
-			j.out = c.zlibChunk(j.out, j.payload[i:min(i+n.chunk, len(j.payload))])
+			j.out = c.zlibChunk(j.out, j.payload[i:end], j.hints[h:k], i, false)
 			// Each chunk is followed by a checksum of its compressed bytes:
 			// Adler-32 in 2.x, CRC-32 from 3.0.
 			var sum uint32

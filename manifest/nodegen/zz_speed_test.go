@@ -26,28 +26,37 @@ func TestZZSpeed(t *testing.T) {
 		var scratch []byte
 		buf := make([]byte, 0, segmentSize+rowSlack)
 		var parts []partition
+		var hints []hint
 		c := newCompressor(0)
 		var out []byte
 		bestGen, bestComp := time.Hour, time.Hour
 		var comp int
-		for k := 0; k < 3; k++ {
-			var g, cc time.Duration
-			comp = 0
-			for a := int64(0); a < total; a += segmentSize {
-				t0 := cpuThread()
-				buf, parts = fillRange(buf, a, a+segmentSize, pcs, &p, &scratch, parts[:0])
-				t1 := cpuThread()
-				for i := 0; i < len(buf); i += 16384 {
-					out = c.zlibChunk(out[:0], buf[i:i+16384])
-					comp += len(out) + 4
+		for _, search := range []bool{true, false} {
+			for k := 0; k < 3; k++ {
+				var g, cc time.Duration
+				comp = 0
+				for a := int64(0); a < total; a += segmentSize {
+					t0 := cpuThread()
+					buf, parts, hints = fillRange(buf, a, a+segmentSize, pcs, &p, &scratch, parts[:0], hints[:0])
+					t1 := cpuThread()
+					kk := 0
+					for i := 0; i < len(buf); i += 16384 {
+						h := kk
+						for kk < len(hints) && hints[kk].pos() < i+16384 {
+							kk++
+						}
+						out = c.zlibChunk(out[:0], buf[i:i+16384], hints[h:kk], i, search)
+						comp += len(out) + 4
+					}
+					cc += cpuThread() - t1
+					g += t1 - t0
 				}
-				cc += cpuThread() - t1
-				g += t1 - t0
+				bestGen, bestComp = min(bestGen, g), min(bestComp, cc)
 			}
-			bestGen, bestComp = min(bestGen, g), min(bestComp, cc)
+			t.Logf("search %v rows %d blob %d: ratio %.2f gen %.0f MB/s, compress %.0f MB/s in; output per cpu-s %.0f MB/s", search,
+				p.rowsMean, p.blobPct, float64(total)/float64(comp), total/bestGen.Seconds()/1e6, total/bestComp.Seconds()/1e6,
+				float64(comp)/(bestGen+bestComp).Seconds()/1e6)
+			bestGen, bestComp = time.Hour, time.Hour
 		}
-		t.Logf("rows %d blob %d: ratio %.2f gen %.0f MB/s, compress %.0f MB/s in; output per cpu-s %.0f MB/s",
-			p.rowsMean, p.blobPct, float64(total)/float64(comp), total/bestGen.Seconds()/1e6, total/bestComp.Seconds()/1e6,
-			float64(comp)/(bestGen+bestComp).Seconds()/1e6)
 	}
 }

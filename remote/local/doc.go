@@ -18,16 +18,23 @@
 // directories are created and their parents fsynced. A crash leaves at most
 // an invisible temporary file, which RemoveStaleTemp deletes later. Delete
 // removes the file and then every directory it emptied, up to but not
-// including the root; a Put that races it and finds its directory gone
-// creates it again and retries.
+// including the root.
 //
-// Each key hashes to one of 256 lock files in .locks. Every rename and
-// remove of a key happens under that stripe's flock (and an in-process
-// mutex), held only for the rename or remove itself, never while data is
-// copied. PutIf compares the current ETag and renames under the same lock,
-// so it is atomic against every Put, PutIf and Delete of the key from any
-// process sharing the directory (also over NFS, where Linux maps flock to
-// POSIX locks).
+// # Locks
+//
+// A lock name hashes (first byte of SHA-256) to one of 256 lock files in
+// .locks; a lock is an in-process mutex plus flock on that file, so it holds
+// across processes sharing the directory, also over NFS, where Linux maps
+// flock to POSIX locks. No operation holds two locks, and none holds one
+// while copying data.
+//   - The key's lock covers the rename or remove of its file. PutIf compares
+//     the current ETag and renames under it, so it is atomic against every
+//     Put, PutIf and Delete of the key.
+//   - The lock of a top-level directory ("packs/") covers Delete removing
+//     empty directories below it, and a Put creating missing directories and
+//     its temporary file there. Without it a Put could lose every race with
+//     cleanups between its mkdir and the temporary file that keeps the
+//     directory non-empty. A Put whose directory exists takes no such lock.
 //
 // # ETags
 //

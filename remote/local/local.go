@@ -34,7 +34,7 @@ const (
 // for concurrent use by goroutines and by processes sharing the directory.
 type Store struct {
 	root  string // absolute
-	locks stripes
+	locks *stripes
 }
 
 var (
@@ -56,7 +56,7 @@ func Open(dir string) (*Store, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("open local store %s: not a directory", abs)
 	}
-	return &Store{root: abs}, nil
+	return &Store{root: abs, locks: newStripes()}, nil
 }
 
 // Create creates dir and its missing parents, then opens it as Open does.

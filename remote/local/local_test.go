@@ -2,6 +2,7 @@ package local_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -392,5 +393,67 @@ func TestGetReadsOpenedVersion(t *testing.T) {
 	b, err := io.ReadAll(rc)
 	if err != nil || string(b) != "version" {
 		t.Errorf("reading a body after overwrite and delete: got %q, %v; want %q", b, err, "version")
+	}
+}
+
+// TestLockHeldElsewhere holds every lock file, as a stopped process on
+// another host might: writes wait, give up when their context ends, and
+// leave nothing behind; reads go on.
+func TestLockHeldElsewhere(t *testing.T) {
+	s := newStore(t)
+	put(t, s, "k", []byte("v1"))
+	dir := filepath.Join(s.Dir(), ".locks")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	var held []*os.File
+	for i := range 256 {
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf("%02x", i)), os.O_RDWR|os.O_CREATE, 0o640)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, f)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.Put(ctx, "k", strings.NewReader("v2"), 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Put while the lock is held: got %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := s.PutIf(ctx, "new", []byte("x"), ""); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("PutIf while the lock is held: got %v, want context.DeadlineExceeded", err)
+	}
+	if err := s.Delete(ctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Delete while the lock is held: got %v, want context.DeadlineExceeded", err)
+	}
+	rc, err := s.Get(t.Context(), "k", 0, -1)
+	if err != nil {
+		t.Fatalf("Get while the lock is held: %v", err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(b) != "v1" {
+		t.Errorf("Get after writes that timed out: got %q, want %q", b, "v1")
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- s.Put(t.Context(), "k", strings.NewReader("v3"), 2) }()
+	time.Sleep(20 * time.Millisecond) // let the Put start waiting
+	for _, f := range held {
+		f.Close()
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Put once the lock is free: %v", err)
+	}
+	if got := list(t, s, ""); !slices.Equal(got, []string{"k"}) {
+		t.Errorf("List: got %q, want [k]", got)
+	}
+	for _, p := range tree(t, s.Dir()) {
+		if strings.Contains(p, ".tmp-") {
+			t.Errorf("a write that timed out left %s behind", p)
+		}
 	}
 }

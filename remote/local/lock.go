@@ -8,37 +8,49 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 )
 
 // lockDir holds the lock files, one per stripe, named by two hex digits.
-// The name and the stripe of a key (the first byte of SHA-256 of the key)
-// are part of the on-disk format: every process sharing a store must agree
-// on them. Lock files are never removed, so all processes lock the same inode.
+// The stripe of a lock name (the first byte of its SHA-256) and the names
+// used (a key; a top-level directory with its '/', see dirLock) are part of
+// the on-disk format: every process sharing a store must agree on them. Lock
+// files are never removed, so all processes lock the same inode.
 const lockDir = ".locks"
 
-// stripes is the in-process half of the locks: goroutines queue on a mutex
-// instead of polling flock.
-type stripes [256]sync.Mutex
+// stripes is the in-process half of the locks, one-slot semaphores that
+// goroutines wait on, with their contexts, instead of polling flock.
+type stripes [256]chan struct{}
 
-// lock takes the exclusive lock of key's stripe, waiting until it is free or
-// ctx ends. The holder only renames or removes one file, so waits are short;
-// flock is polled rather than blocked on so that a stopped process holding
-// the lock cannot hang the caller past its context.
-func (s *Store) lock(ctx context.Context, key string) (unlock func(), err error) {
-	stripe := sha256.Sum256([]byte(key))[0]
-	mu := &s.locks[stripe]
-	mu.Lock()
+func newStripes() *stripes {
+	var s stripes
+	for i := range s {
+		s[i] = make(chan struct{}, 1)
+	}
+	return &s
+}
+
+// lock takes the exclusive lock of name's stripe, waiting until it is free
+// or ctx ends. Holders only rename, remove or create a few files, so waits
+// are short; flock is polled rather than blocked on so that a stopped
+// process holding the lock cannot hang the caller past its context.
+func (s *Store) lock(ctx context.Context, name string) (unlock func(), err error) {
+	stripe := sha256.Sum256([]byte(name))[0]
+	sem := s.locks[stripe]
+	select {
+	case sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	f, err := s.openLock(stripe)
 	if err != nil {
-		mu.Unlock()
+		<-sem
 		return nil, err
 	}
 	release := func() {
 		_ = f.Close() // closing the only descriptor releases the flock
-		mu.Unlock()
+		<-sem
 	}
 	fd := int(f.Fd())
 	wait := 50 * time.Microsecond

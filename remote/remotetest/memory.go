@@ -3,6 +3,7 @@ package remotetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -67,19 +68,23 @@ func (m *Memory) Put(ctx context.Context, key string, data io.Reader, size int64
 	if size < 0 {
 		return fmt.Errorf("put %s: negative size %d", key, size)
 	}
-	var buf bytes.Buffer
-	n, err := io.Copy(&buf, io.LimitReader(ctxReader{ctx, data}, size+1))
-	switch {
-	case err != nil:
-		return fmt.Errorf("put %s: read data: %w", key, err)
-	case n < size:
+	buf := make([]byte, size)
+	r := ctxReader{ctx, data}
+	n, err := io.ReadFull(r, buf)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return fmt.Errorf("put %s: data ended after %d of %d bytes", key, n, size)
-	case n > size:
+	}
+	if err != nil {
+		return fmt.Errorf("put %s: read data: %w", key, err)
+	}
+	if k, err := io.ReadFull(r, make([]byte, 1)); k > 0 {
 		return fmt.Errorf("put %s: data is longer than %d bytes", key, size)
+	} else if err != io.EOF {
+		return fmt.Errorf("put %s: read data: %w", key, err)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.store(key, buf.Bytes())
+	m.store(key, buf)
 	return nil
 }
 
@@ -163,7 +168,7 @@ func (m *Memory) List(ctx context.Context, prefix string, fn func(remote.Info) e
 			return fmt.Errorf("list %s: %w", prefix, err)
 		}
 		if err := fn(info); err != nil {
-			if err == remote.ErrStop {
+			if errors.Is(err, remote.ErrStop) {
 				return nil
 			}
 			return err
