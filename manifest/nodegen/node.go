@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -51,6 +52,8 @@ type Node struct {
 	inflight map[string]bool
 	backups  map[string]bool
 	snaps    map[string]*SnapshotInfo
+
+	workerPool, jobPool sync.Pool
 }
 
 // TableInfo is one table directory.
@@ -458,7 +461,7 @@ func (n *Node) estimate(tb *table) sizeModel {
 		for k < len(hints) && hints[k].pos() < end {
 			k++
 		}
-		out = c.zlibChunk(out[:0], buf[i:end], hints[h:k], i, false)
+		out = c.zlibChunk(out[:0], buf[i:end], hints[h:k], i)
 		comp += len(out) + 4
 	}
 	perPart := 24.0 // index entry, filter bits, summary share

@@ -78,13 +78,14 @@ var vocabWords = func() (w [256]struct {
 	return w
 }()
 
-// A hint marks a run of payload bytes that repeats earlier content of the
-// same kind (a vocabulary word, a partition's constant deletion time, a run
-// of zero bytes). The generator records hints as it writes, so the
-// compressor can emit a back-reference to the previous run of the same
-// kind without searching for matches; see compressor.deflate.
+// A hint tells the compressor what the generator knows about a run of
+// payload bytes: that it repeats earlier content of the same kind (a
+// vocabulary word, a partition's constant deletion time, a run of zero
+// bytes), or that it is random (a blob). The compressor then emits a
+// back-reference or a stored block without searching; see
+// compressor.deflate.
 //
-// Layout: position (relative to the buffer being filled) << 32 | kind << 8
+// Layout: position (relative to the buffer being filled) << 32 | kind << 16
 // | length.
 type hint uint64
 
@@ -92,15 +93,16 @@ const (
 	hintSpace    = 256 // + word: the word preceded by a space
 	hintDeletion = 512 // the 12-byte "live" deletion time of a partition
 	hintZeros    = 520 // + n: n zero bytes
+	hintRandom   = 529 // random bytes, not worth compressing
 	hintKinds    = 530
 	hintMinLen   = 4 // shorter back-references do not pay off
 )
 
-func mkHint(pos, kind, n int) hint { return hint(uint64(pos)<<32 | uint64(kind)<<8 | uint64(n)) }
+func mkHint(pos, kind, n int) hint { return hint(uint64(pos)<<32 | uint64(kind)<<16 | uint64(n)) }
 
 func (h hint) pos() int  { return int(h >> 32) }
-func (h hint) kind() int { return int(h>>8) & 0xffffff }
-func (h hint) len() int  { return int(h & 0xff) }
+func (h hint) kind() int { return int(h>>16) & 0xffff }
+func (h hint) len() int  { return int(h & 0xffff) }
 
 // genSegment appends exactly n bytes of the row stream for one segment to
 // dst[:0] and returns them with the partitions that start inside them and
@@ -178,6 +180,7 @@ func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []
 			if p.blobPct > 0 && int(x>>32%100) < p.blobPct {
 				bl := 16 + int(x>>40)%(p.blobMax-15)
 				off += binary.PutUvarint(buf[off:], uint64(bl))
+				hints = append(hints, mkHint(hintOff+off, hintRandom, bl))
 				for j := 0; j < bl; j += 8 {
 					binary.LittleEndian.PutUint64(buf[off+j:], r.next())
 				}

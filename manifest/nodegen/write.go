@@ -277,7 +277,7 @@ func (n *Node) pipeline(total int64, pieces []piece, prof *profile, emit func(*s
 				k++
 			}
 			start := len(j.out)
-			j.out = c.zlibChunk(j.out, j.payload[i:end], j.hints[h:k], i, false)
+			j.out = c.zlibChunk(j.out, j.payload[i:end], j.hints[h:k], i)
 			// Each chunk is followed by a checksum of its compressed bytes:
 			// Adler-32 in 2.x, CRC-32 from 3.0.
 			var sum uint32
@@ -296,12 +296,13 @@ func (n *Node) pipeline(total int64, pieces []piece, prof *profile, emit func(*s
 	}
 	workers := min(n.workers, nseg)
 	if workers <= 1 {
-		c := newCompressor(n.cfg.FlateLevel)
-		var scratch []byte
-		j := &segJob{}
+		w := n.getWorker()
+		defer n.putWorker(w)
+		j := n.getJob()
+		defer n.putJob(j)
 		for i := range nseg {
 			bounds(j, i)
-			work(j, c, &scratch)
+			work(j, w.c, &w.scratch)
 			if err := emit(j); err != nil {
 				return err
 			}
@@ -311,17 +312,16 @@ func (n *Node) pipeline(total int64, pieces []piece, prof *profile, emit func(*s
 
 	jobs := make(chan *segJob, workers)
 	order := make(chan *segJob, 2*workers)
-	free := make(chan *segJob, 3*workers)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := newCompressor(n.cfg.FlateLevel)
-			var scratch []byte
+			w := n.getWorker()
+			defer n.putWorker(w)
 			for j := range jobs {
-				work(j, c, &scratch)
+				work(j, w.c, &w.scratch)
 				close(j.done)
 			}
 		}()
@@ -330,12 +330,7 @@ func (n *Node) pipeline(total int64, pieces []piece, prof *profile, emit func(*s
 		defer close(order)
 		defer close(jobs)
 		for i := range nseg {
-			var j *segJob
-			select {
-			case j = <-free:
-			default:
-				j = &segJob{}
-			}
+			j := n.getJob()
 			bounds(j, i)
 			j.done = make(chan struct{})
 			select {
@@ -354,11 +349,35 @@ func (n *Node) pipeline(total int64, pieces []piece, prof *profile, emit func(*s
 				close(stop)
 			}
 		}
-		select {
-		case free <- j:
-		default:
-		}
+		n.putJob(j)
 	}
 	wg.Wait()
 	return err
 }
+
+// worker is a compressor and a scratch buffer, kept across SSTables.
+type worker struct {
+	c       *compressor
+	scratch []byte
+}
+
+// The pools keep megabyte-sized buffers across SSTables; allocating them
+// per SSTable kept the garbage collector busy. sync.Pool is safe for the
+// pipeline's goroutines.
+func (n *Node) getWorker() *worker {
+	if w, ok := n.workerPool.Get().(*worker); ok {
+		return w
+	}
+	return &worker{c: newCompressor(n.cfg.FlateLevel)}
+}
+
+func (n *Node) putWorker(w *worker) { n.workerPool.Put(w) }
+
+func (n *Node) getJob() *segJob {
+	if j, ok := n.jobPool.Get().(*segJob); ok {
+		return j
+	}
+	return &segJob{}
+}
+
+func (n *Node) putJob(j *segJob) { n.jobPool.Put(j) }

@@ -20,7 +20,7 @@ func BenchmarkZZHinted(b *testing.B) {
 			for kk < len(hints) && hints[kk].pos() < i+16384 {
 				kk++
 			}
-			out = c.zlibChunk(out[:0], buf[i:i+16384], hints[h:kk], i, false)
+			out = c.zlibChunk(out[:0], buf[i:i+16384], hints[h:kk], i)
 		}
 	}
 }

@@ -27,6 +27,7 @@ type BackupOptions struct {
 	ExcludeKeyspaces []string
 	IncludeSystem    bool
 	Threads          int // files read at once; default 4
+	PackSize         int // target pack size; default the store's
 	CassandraVersion string
 	Now              func() time.Time // default time.Now
 }
@@ -124,7 +125,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 		}
 	}
 
-	w, err := index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, Uploads: opts.Threads, Journal: r.journalPath(opts.Host)})
+	w, err := index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, Uploads: opts.Threads, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
 	if err != nil {
 		return sum, err
 	}

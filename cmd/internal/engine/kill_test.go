@@ -46,7 +46,7 @@ func childBackup() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{os.Getenv("DATA")}, Host: "node1", Threads: 2}); err != nil {
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{os.Getenv("DATA")}, Host: "node1", Threads: 2, PackSize: 2 << 20}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -71,7 +71,7 @@ func TestKillDuringBackup(t *testing.T) {
 	}
 	ctx := t.Context()
 	data := filepath.Join(t.TempDir(), "data")
-	node, err := nodegen.Generate(data, nodegen.Config{Seed: 11, TotalBytes: 64 << 20})
+	node, err := nodegen.Generate(data, nodegen.Config{Seed: 11, TotalBytes: 48 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestKillDuringBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1", Threads: 2})
+	s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1", Threads: 2, PackSize: 2 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestKillDuringBackup(t *testing.T) {
 
 	// A clean backup of the same data into a fresh store, for comparison.
 	ref := openLocal(t, filepath.Join(t.TempDir(), "ref"), true)
-	sref, err := ref.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1", Threads: 2})
+	sref, err := ref.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1", Threads: 2, PackSize: 2 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestKillDuringBackup(t *testing.T) {
 	// Chunks in packs that were durable at the kill were not uploaded again:
 	// what is stored twice is at most the packs in flight (2 uploads, plus
 	// one open pack per worker), each at most a pack plus one maximal chunk.
-	limit := int64(4) * int64(r.Config.PackSize+int(r.Config.Chunker.MaxSize))
+	limit := int64(4) * int64(2<<20+int(r.Config.Chunker.MaxSize))
 	if dup > limit {
 		t.Errorf("%d bytes stored twice after the kill, more than the packs in flight (%d)", dup, limit)
 	}
