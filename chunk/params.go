@@ -3,6 +3,7 @@ package chunk
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/restic/chunker"
 )
@@ -76,6 +77,19 @@ func DefaultParams(pol uint64) Params {
 	}
 }
 
+// irreducibleCache remembers Pol.Irreducible, which costs about 4 ms a call:
+// Split validates its Params on every file, and a node has thousands.
+var irreducibleCache sync.Map // chunker.Pol -> bool
+
+func irreducible(pol chunker.Pol) bool {
+	if v, ok := irreducibleCache.Load(pol); ok {
+		return v.(bool)
+	}
+	ok := pol.Irreducible()
+	irreducibleCache.Store(pol, ok)
+	return ok
+}
+
 // Validate reports the first thing wrong with p, in one line.
 func (p Params) Validate() error {
 	pol := chunker.Pol(p.Pol)
@@ -84,7 +98,7 @@ func (p Params) Validate() error {
 		return errors.New("chunk params: pol is 0")
 	case pol.Deg() != 53:
 		return fmt.Errorf("chunk params: pol %#x has degree %d, want 53", p.Pol, pol.Deg())
-	case !pol.Irreducible():
+	case !irreducible(pol):
 		return fmt.Errorf("chunk params: pol %#x is not irreducible", p.Pol)
 	case p.MinSize < minMinSize:
 		return fmt.Errorf("chunk params: min_size %d is below %d", p.MinSize, minMinSize)

@@ -10,7 +10,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/cassback/cassback/cmd/internal/engine"
+	"github.com/cassback/cassback/cmd/engine"
 	"github.com/cassback/cassback/manifest"
 )
 

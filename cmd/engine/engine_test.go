@@ -17,7 +17,9 @@ import (
 	"github.com/cassback/cassback/remote/local"
 )
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})) }
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
 
 func openLocal(t *testing.T, dir string, create bool) *Repo {
 	t.Helper()
@@ -313,4 +315,3 @@ func TestRestoreRefusesEscapes(t *testing.T) {
 		t.Error("no failed files reported")
 	}
 }
-
