@@ -449,7 +449,7 @@ func (m sizeModel) payloadFor(size float64) int64 {
 }
 
 func (n *Node) estimate(tb *table) sizeModel {
-	const sample = 256 << 10
+	const sample = 64 << 10
 	buf, parts, hints := genSegment(nil, sample, derive(tb.seed, "sample"), &tb.prof, 0, nil, nil, 0)
 	c := newCompressor(n.cfg.FlateLevel)
 	var comp int

@@ -24,7 +24,7 @@ import (
 	"testing"
 )
 
-const testBytes = 8 << 20
+const testBytes = 4 << 20
 
 func generate(t testing.TB, cfg Config) *Node {
 	t.Helper()
@@ -362,11 +362,11 @@ func TestVersions(t *testing.T) {
 		}
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()
-			n := generate(t, Config{Seed: 3, TotalBytes: testBytes / 2, Version: v, Snapshots: true, Backups: true, InFlight: true})
+			n := generate(t, Config{Seed: 3, TotalBytes: testBytes / 4, Version: v, Snapshots: true, Backups: true, InFlight: true})
 			s := checkNode(t, n)
 			tr := versions[v]
-			if n.Bytes < testBytes/2*8/10 || n.Bytes > testBytes/2*12/10 {
-				t.Errorf("Bytes = %d, want about %d", n.Bytes, testBytes/2)
+			if n.Bytes < testBytes/4*8/10 || n.Bytes > testBytes/4*12/10 {
+				t.Errorf("Bytes = %d, want about %d", n.Bytes, testBytes/4)
 			}
 			for _, st := range n.SSTables {
 				var names []string
@@ -534,7 +534,7 @@ func TestCompressedChunks(t *testing.T) {
 	for _, cfg := range []Config{
 		{Seed: 11, TotalBytes: testBytes / 2},
 		{Seed: 11, TotalBytes: testBytes / 4, Version: "ka", ChunkLength: 4 << 10},
-		{Seed: 11, TotalBytes: testBytes / 4, FlateLevel: 1},
+		{Seed: 11, TotalBytes: testBytes / 8, FlateLevel: 1},
 	} {
 		t.Run(fmt.Sprintf("%s-%d-%d", cfg.Version, cfg.ChunkLength, cfg.FlateLevel), func(t *testing.T) {
 			n := generate(t, cfg)
