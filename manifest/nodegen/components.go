@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"math"
+	"math/bits"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ func (e *enc) u16(v uint16)   { e.b = binary.BigEndian.AppendUint16(e.b, v) }
 func (e *enc) i32(v int32)    { e.b = binary.BigEndian.AppendUint32(e.b, uint32(v)) }
 func (e *enc) i64(v int64)    { e.b = binary.BigEndian.AppendUint64(e.b, uint64(v)) }
 func (e *enc) f64(v float64)  { e.b = binary.BigEndian.AppendUint64(e.b, math.Float64bits(v)) }
-func (e *enc) uvint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *enc) uvint(v uint64) { e.b = appendVint(e.b, v) }
 func (e *enc) bytes(p []byte) { e.b = append(e.b, p...) }
 func (e *enc) bool(v bool) {
 	if v {
@@ -43,6 +44,33 @@ func (e *enc) bool(v bool) {
 	} else {
 		e.u8(0)
 	}
+}
+
+// appendVint appends v in Cassandra's unsigned vint encoding
+// (VIntCoding.writeUnsignedVInt): 1 to 9 bytes, big-endian, the first
+// byte's leading one bits counting the bytes that follow.
+func appendVint(b []byte, v uint64) []byte {
+	var tmp [9]byte
+	return append(b, tmp[:putVint(tmp[:], v)]...)
+}
+
+// putVint writes v as a Cassandra unsigned vint into b and returns its length.
+func putVint(b []byte, v uint64) int {
+	size := (639 - bits.LeadingZeros64(v|1)*9) >> 6
+	switch size {
+	case 1:
+		b[0] = byte(v)
+	case 9:
+		b[0] = 0xff
+		binary.BigEndian.PutUint64(b[1:], v)
+	default:
+		for i := size - 1; i >= 0; i-- {
+			b[i] = byte(v)
+			v >>= 8
+		}
+		b[0] |= ^byte(0xff >> (size - 1))
+	}
+	return size
 }
 
 // utf is Java's writeUTF: u16 length, then the (ASCII here) bytes.

@@ -9,8 +9,8 @@ import (
 // Config says what node to generate. The zero value is valid: a 64 MiB
 // Cassandra 4.0 ("nb") node with the default keyspace mix and seed 0.
 type Config struct {
-	// Seed makes the output deterministic: the same Config gives the same
-	// bytes, names and (with the simulated clock) mtimes.
+	// Seed makes the output deterministic: the same Config and directory
+	// path give the same names, bytes and (with the simulated clock) mtimes.
 	Seed uint64
 
 	// TotalBytes is the approximate size of all live SSTables (every
@@ -55,8 +55,9 @@ type Config struct {
 	// closer to Java's Deflater output but 2-3x slower.
 	FlateLevel int
 
-	// Workers is how many goroutines generate and compress chunks of one
-	// SSTable; 0 means GOMAXPROCS. Output does not depend on it.
+	// Workers is how many goroutines generate and compress the chunks of
+	// one SSTable, and how many tables Generate writes at once; 0 means
+	// GOMAXPROCS. Output does not depend on it.
 	Workers int
 
 	// Now is the clock for file mtimes, snapshot tags and time-based UUIDs.

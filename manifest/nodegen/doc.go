@@ -47,10 +47,12 @@
 //
 // # Determinism and cost
 //
-// Output is a pure function of Config (with the default simulated clock:
-// names, bytes and file mtimes), independent of Config.Workers. Payload is
-// generated in 1 MiB segments, each from its own seed, on Workers
-// goroutines; a single goroutine writes files in order. Segments can be
+// Output is a pure function of Config and the directory's path (open
+// transaction logs hold absolute paths): names, bytes and, with the default
+// simulated clock, file mtimes. It does not depend on Config.Workers.
+// Payload is generated in 1 MiB segments, each from its own seed, on
+// Workers goroutines; one goroutine per SSTable writes its files in order,
+// and Generate writes up to Workers tables at once. Segments can be
 // regenerated at will, which is how Compact rebuilds its inputs' payload
 // without reading them back.
 //
@@ -59,10 +61,12 @@
 // bytes repeat earlier ones (words, constants, zero runs) and which are
 // random (blobs), so it passes that along as hints and the encoder writes
 // fixed-Huffman and stored deflate blocks without searching, at a
-// compression ratio about 10% below BestSpeed's. On the 2-vCPU dev machine
-// that generates about 110-130 MB of node per CPU-second, 1 GiB in about
-// 6-7 s of wall time with 2 workers. Config.FlateLevel uses compress/flate
-// instead (2-3x slower).
+// compression ratio about 10% below BestSpeed's (1.05-1.9 depending on the
+// table). Measured on the 2-vCPU dev machine (gennode, default mix, nb):
+// one core 97-105 MB/s (200 MB in 2.1 s, 1 GiB in 10.2 s); two cores
+// 200 MB in 1.2 s, 1 GiB in 4.5-4.9 s (220-240 MB/s). Config.FlateLevel 1
+// uses compress/flate instead: 43 MB/s on two cores. Creating files is a
+// fixed cost that dominates small nodes on slow disks.
 //
 // # Tests
 //

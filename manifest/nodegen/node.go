@@ -2,10 +2,10 @@ package nodegen
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -119,7 +119,6 @@ type table struct {
 	live            []*sstable // by generation
 	sizes           *sizeModel // cached by Node.model
 	indexes         []*table
-	parent          *table
 }
 
 func (tb *table) key() string {
@@ -218,11 +217,16 @@ func Generate(dir string, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if cfg.Snapshots {
+		// "nodetool snapshot <user keyspaces>", tagged like nodetool's
+		// default (epoch milliseconds); all keyspaces if none is a user's.
 		var user []string
 		for _, ks := range n.keyspaces() {
 			if !isSystemKeyspace(ks) {
 				user = append(user, ks)
 			}
+		}
+		if len(user) == 0 {
+			user = n.keyspaces()
 		}
 		if err := n.snapshot(strconv.FormatInt(n.clock.tick().UnixMilli(), 10), user); err != nil {
 			return nil, err
@@ -261,10 +265,10 @@ func (n *Node) addTables(specs []KeyspaceSpec) error {
 			n.addTable(tb)
 			for _, ix := range ts.Indexes {
 				it := &table{ks: ks.Name, name: ts.Name, index: ix, id: tb.id, system: tb.system,
-					weight: ts.Weight * 0.08, parent: tb, baseDir: tb.dir,
+					weight: ts.Weight * 0.08, baseDir: tb.dir,
 					seed: derive(n.cfg.Seed, "index", ks.Name, ts.Name, ix)}
 				// Index rows: the indexed value and the base row's key.
-				it.prof = profile{rowsMean: 3, textCols: 1, wordsMax: 2, intCols: 0, tsBase: tb.prof.tsBase}
+				it.prof = profile{rowsMean: 3, textCols: 1, wordsMax: 2}
 				it.schema = &schema{keyType: marshal + "UTF8Type", pk: column{"value", "text", marshal + "UTF8Type"},
 					clustering: []column{{"id", "uuid", marshal + "UUIDType"}}}
 				it.dir = tb.dir
@@ -302,7 +306,6 @@ func tableProfile(seed uint64, rows, blob int) profile {
 		intCols:  r.between(1, 4),
 		blobPct:  blob,
 		blobMax:  r.between(256, 2048),
-		tsBase:   1_700_000_000_000_000 + int64(r.intn(30_000_000))*1_000_000,
 	}
 	if p.rowsMean == 0 {
 		p.rowsMean = 4
@@ -369,6 +372,11 @@ func (n *Node) keyspaces() []string {
 // TotalBytes is split the way size-tiered compaction leaves it: tiers
 // growing 4x in size with one to three SSTables each, so a few SSTables are
 // large and many small. The smallest tier counts as flushed.
+//
+// Everything that must be deterministic (generations, seeds, times) is
+// planned first; then tables are written concurrently, which overlaps the
+// many small system-table SSTables (file creation is slow on some disks)
+// with the big ones' compression.
 func (n *Node) populate() error {
 	var wsum float64
 	for _, tb := range n.tables {
@@ -377,6 +385,15 @@ func (n *Node) populate() error {
 	if wsum == 0 {
 		return nil
 	}
+	type planned struct {
+		tb      *table
+		gen     int
+		piece   piece
+		flushed bool
+		created time.Time
+		st      *sstable
+	}
+	var plan [][]*planned // per table
 	for _, tb := range n.tables {
 		if tb.weight == 0 {
 			continue
@@ -384,21 +401,47 @@ func (n *Node) populate() error {
 		budget := float64(n.cfg.TotalBytes) * tb.weight / wsum
 		r := newRng(derive(tb.seed, "plan"))
 		sizes, tiers := tierSizes(budget, r)
-		perByte := n.model(tb)
+		model := n.model(tb)
+		var ps []*planned
 		for i, size := range sizes {
 			tb.nextGen += r.intn(7) // generations compacted away since
-			gen := tb.nextGen
+			p := &planned{tb: tb, gen: tb.nextGen, flushed: tiers[i] == 0, created: n.clock.tick()}
 			tb.nextGen++
-			length := perByte.payloadFor(size)
-			pc := piece{seed: derive(tb.seed, "flush", gen), length: length}
-			st, err := n.writeSSTable(tb, gen, []piece{pc}, writeOpts{})
-			if err != nil {
-				return err
+			p.piece = piece{seed: derive(tb.seed, "flush", p.gen), length: model.payloadFor(size)}
+			ps = append(ps, p)
+		}
+		plan = append(plan, ps)
+	}
+
+	sem := make(chan struct{}, n.workers)
+	errs := make([]error, len(plan))
+	var wg sync.WaitGroup
+	for i, ps := range plan {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			for _, p := range ps {
+				st, err := n.writeSSTable(p.tb, p.gen, []piece{p.piece}, writeOpts{created: p.created})
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				p.st = st
 			}
-			st.info.Flushed = tiers[i] == 0
-			tb.live = append(tb.live, st)
-			if st.info.Flushed && n.cfg.Backups {
-				if err := n.linkBackup(tb, st); err != nil {
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, ps := range plan {
+		for _, p := range ps {
+			p.st.info.Flushed = p.flushed
+			p.tb.live = append(p.tb.live, p.st)
+			if p.flushed && n.cfg.Backups {
+				if err := n.linkBackup(p.tb, p.st); err != nil {
 					return err
 				}
 			}
@@ -595,6 +638,3 @@ func (n *Node) KeyspaceFiles(ks string) []string {
 	}
 	return out
 }
-
-// relJoin joins slash-separated path elements.
-func relJoin(elem ...string) string { return path.Join(elem...) }

@@ -11,7 +11,7 @@ import (
 // chunkers to behave as on real data (perf-anchors §1 "row data"):
 //
 //	partition: u16 key length (16) | 16 random key bytes | deletion time (i32 0x7fffffff, i64 MIN)
-//	row:       flags | u16 row-body size | vint timestamp delta | vint clustering
+//	row:       flags | u16 row-body size | vint timestamp delta | vint clustering (Cassandra vints)
 //	           | per text column: vint length + words from a 256-word vocabulary
 //	           | per int column: 8 bytes big-endian of a small number
 //	           | optional blob: vint length + random bytes (BlobPercent of rows)
@@ -38,7 +38,6 @@ type profile struct {
 	intCols  int // 0..6
 	blobPct  int // percentage of rows with a random blob
 	blobMax  int // blob length, 16..blobMax (<= 2048)
-	tsBase   int64
 }
 
 // partition is one partition that starts in a generated range.
@@ -136,8 +135,8 @@ func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []
 			start := off
 			buf[off] = 0x24 // HAS_TIMESTAMP | HAS_ALL_COLUMNS
 			off += 3        // flags + 2-byte body size, filled in below
-			off += binary.PutUvarint(buf[off:], x&0xfffff)
-			off += binary.PutUvarint(buf[off:], uint64(i))
+			off += putVint(buf[off:], x&0xfffff)
+			off += putVint(buf[off:], uint64(i))
 			for c := 0; c < p.textCols; c++ {
 				w := r.next()
 				words := 1 + int(w%uint64(p.wordsMax))
@@ -179,7 +178,7 @@ func genSegment(dst []byte, n int, seed uint64, p *profile, base int64, parts []
 			}
 			if p.blobPct > 0 && int(x>>32%100) < p.blobPct {
 				bl := 16 + int(x>>40)%(p.blobMax-15)
-				off += binary.PutUvarint(buf[off:], uint64(bl))
+				off += putVint(buf[off:], uint64(bl))
 				hints = append(hints, mkHint(hintOff+off, hintRandom, bl))
 				for j := 0; j < bl; j += 8 {
 					binary.LittleEndian.PutUint64(buf[off+j:], r.next())

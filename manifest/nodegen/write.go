@@ -59,6 +59,11 @@ type writeOpts struct {
 	marker  string // "tmp" for 2.x temporary names, else ""
 	partial int64  // > 0: stop once this much payload is written, leaving Data and the partition index only
 	estKeys int64  // expected partitions (sizes the bloom filter); 0 = from the payload length
+
+	// created is the SSTable's time (mtimes, Statistics); zero means the
+	// clock's next tick. writeSSTable touches no other Node state, so
+	// calls with created set may run concurrently.
+	created time.Time
 }
 
 // writeSSTable writes one SSTable of the given pieces in Cassandra's order:
@@ -66,7 +71,10 @@ type writeOpts struct {
 // CompressionInfo, Digest and Statistics, and TOC.txt last. It does not
 // register the SSTable as live.
 func (n *Node) writeSSTable(tb *table, gen int, pieces []piece, o writeOpts) (*sstable, error) {
-	created := n.clock.tick()
+	created := o.created
+	if created.IsZero() {
+		created = n.clock.tick()
+	}
 	base := n.baseName(tb, gen, o.marker)
 	rel := func(comp string) string { return tb.dir + "/" + base + "-" + comp }
 	var total int64
@@ -161,12 +169,20 @@ func (n *Node) writeSSTable(tb *table, gen int, pieces []piece, o writeOpts) (*s
 		for _, c := range comps {
 			st.info.Components = append(st.info.Components, Component{Name: c, Path: rel(c)})
 		}
-		return st, n.closeAll(&files, st, created)
+		if err := closeAll(&files); err != nil {
+			return nil, err
+		}
+		return st, n.stampAll(st, created)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if err := iw.finish(total); err != nil {
+		return nil, err
+	}
+	// The streamed files are closed before the small components appear, as
+	// Cassandra's writer does (a watcher sees Data.db closed before TOC.txt).
+	if err := closeAll(&files); err != nil {
 		return nil, err
 	}
 
@@ -217,11 +233,11 @@ func (n *Node) writeSSTable(tb *table, gen int, pieces []piece, o writeOpts) (*s
 		st.info.Components = append(st.info.Components, Component{Name: c, Path: rel(c), Size: sizes[c]})
 		st.info.Bytes += sizes[c]
 	}
-	return st, n.closeAll(&files, st, created)
+	return st, n.stampAll(st, created)
 }
 
-// closeAll closes the streamed files and stamps every component's mtime.
-func (n *Node) closeAll(files *[]*os.File, st *sstable, t time.Time) error {
+// closeAll closes the streamed files and forgets them.
+func closeAll(files *[]*os.File) error {
 	var err error
 	for _, f := range *files {
 		if cerr := f.Close(); err == nil {
@@ -229,9 +245,11 @@ func (n *Node) closeAll(files *[]*os.File, st *sstable, t time.Time) error {
 		}
 	}
 	*files = nil
-	if err != nil {
-		return err
-	}
+	return err
+}
+
+// stampAll sets every component's mtime to t (simulated clock only).
+func (n *Node) stampAll(st *sstable, t time.Time) error {
 	for _, c := range st.info.Components {
 		if err := n.stamp(c.Path, t); err != nil {
 			return err

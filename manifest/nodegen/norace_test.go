@@ -1,0 +1,5 @@
+//go:build !race
+
+package nodegen
+
+const raceScale = 1
