@@ -38,11 +38,11 @@
 // # Performance
 //
 // On the 2-vCPU AMD EPYC (Zen 3) dev machine, BenchmarkSplit over 256 MiB of random data with the defaults
-// (go test -run x -bench Split -benchtime 3x ./chunk/, median of clean runs) splits at about 400 MB/s on one
-// core (par=1) and 655 MB/s on both. That includes the BLAKE3 of every chunk and of the whole file. For the
-// one-core figure, restic/chunker alone takes about 60% of the time and BLAKE3 the rest.
+// (go test -run x -bench Split -benchtime 3x ./chunk/, median of 3 runs with no other load) splits at
+// 394 MB/s on one core (par=1) and 672 MB/s on both, 1.7 times as fast. That includes the BLAKE3 of every chunk
+// and of the whole file; restic/chunker alone runs at about 600 MB/s, two thirds of the one-core cost.
 //
-// A separate goroutine re-reading the file sequentially for its hash was measured as an alternative: no faster
-// with both cores busy (660 against 655 MB/s), 460 MB/s with par=1 only because it then uses a second core,
-// and it reads every byte twice.
+// For the whole-file hash, a separate goroutine re-reading the file sequentially was measured too (medians of
+// the quiet runs among 5): no faster with both cores busy (662 against 655 MB/s), 463 against 414 MB/s with par=1 only
+// because it then takes a second core, and it reads every byte twice. So the segments' own reads are hashed.
 package chunk

@@ -18,26 +18,35 @@ type Params struct {
 	Segment int64  `json:"segment"`  // files are cut into fixed segments of this many bytes, chunked in parallel; a cut is forced at each segment boundary
 }
 
-// The defaults, measured with BenchmarkParams (256 MiB of random data, one core, TestPol,
-// chunking plus a BLAKE3 ID per chunk, Segment 64 MiB; go test -run x -bench Params -benchtime 3x):
+// The defaults. Chunk sizes were measured with BenchmarkParams: 256 MiB of random data, one core, TestPol,
+// Segment 64 MiB, each chunk's BLAKE3 and the file's; median of 10 to 13 runs on the 2-vCPU dev machine
+// while no other process used more than 0.3 CPU-seconds (go test -run x -bench Params -benchtime 3x ./chunk/):
 //
 //	min      avg bits  max      mean chunk  MB/s
-//	512 KiB  20        8 MiB    1.46 MiB    351   restic's defaults
-//	1 MiB    20        8 MiB    1.93 MiB    372
-//	2 MiB    21        16 MiB   3.98 MiB    394   chosen
-//	4 MiB    22        32 MiB   7.94 MiB    391
+//	512 KiB  20        8 MiB    1473 KiB    333   restic's defaults
+//	1 MiB    20        8 MiB    1942 KiB    398
+//	2 MiB    21        16 MiB   4033 KiB    387   chosen
+//	4 MiB    22        32 MiB   8456 KiB    391
 //
-// 2 MiB / 21 / 16 MiB is the fastest of these, and the chunker only gets faster as min grows relative to the mean,
-// because it does not roll its hash over the first MinSize-64 bytes of a chunk. Smaller chunks buy SSTables
-// nothing: compaction rewrites whole files and compressed Data.db blocks do not repeat below file level, so they
-// only multiply index entries and requests (see docs). Components under MinSize become one chunk each.
-// 4 MiB / 22 is no faster and doubles the memory per worker (MaxSize) and the size of a resent chunk.
+// The last three are equally fast within the noise (±5%); restic's defaults are 15% slower because the chunker
+// skips the first MinSize-64 bytes of a chunk and hashes the rest, so speed follows MinSize / mean. Of the three,
+// 2 MiB has half the chunks of 1 MiB, so half the index entries and requests, and half the memory per
+// goroutine of 4 MiB (MaxSize is buffered). Smaller chunks buy SSTables nothing: compaction rewrites whole
+// files, and compressed Data.db blocks do not repeat below file level. Components under MinSize are one
+// chunk each, so they deduplicate as whole files.
 //
-// Segment 64 MiB: a 400 MB Data.db is 6 segments, so 2 cores get 3 each and finish together; BenchmarkSegment
-// (400 MB, par 2) measured 64 MiB 703 MB/s, 128 MiB (3 segments, one core idles for the last) 555 MB/s,
-// 256 MiB (256 + 125 MiB) 520 MB/s. The price is one forced cut per segment: about 1 more chunk per 16 (6%),
-// and, only for data that moved by an insertion (which SSTables never see, they are immutable), the chunk or
-// two after each boundary is not shared. Files under 64 MiB, most SSTable components, are a single segment.
+// Segment 64 MiB, from BenchmarkSegment (a 400 MB file, par 2, median of 3 quiet runs):
+//
+//	segment  segments  mean chunk  MB/s
+//	32 MiB   12        3551 KiB    745
+//	64 MiB   6         3720 KiB    748   chosen
+//	128 MiB  3         3830 KiB    660   one core does 2 segments, the other 1
+//	256 MiB  2         3868 KiB    522   256 + 125 MiB
+//
+// A Split takes about ceil(segments / par) segment-times, so small segments balance the cores; the price is a
+// forced cut per segment (about one chunk more per 16 at 64 MiB), and, for data that moved by an insertion,
+// which SSTables never see, a chunk or two not shared after each boundary. 32 MiB is no faster and doubles
+// that price. Files up to 64 MiB, most SSTable components, are a single segment.
 const (
 	DefaultMinSize = 2 << 20
 	DefaultMaxSize = 16 << 20
