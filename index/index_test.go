@@ -179,7 +179,7 @@ func TestWriterDedupAndFetch(t *testing.T) {
 	st := remotetest.NewMemory()
 	cfg := testConfig(t)
 	idx := New()
-	w, err := NewWriter(ctx, st, idx, cfg, WriterOptions{Host: "h1", Uploads: 2})
+	w, err := NewWriter(ctx, st, idx, cfg, WriterOptions{Host: "h1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestJournalRecoversUnindexedPacks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.wg.Wait() // the sealed packs are durable; the open one dies with the "crash"
+	// The sealed packs are durable; the open one dies with the "crash".
 	uploaded := w.Stats().Packs.Load()
 	if uploaded == 0 {
 		t.Fatal("no pack sealed; test is not exercising recovery")

@@ -16,7 +16,8 @@ import (
 
 // Writer adds chunks to the store, uploading only chunks the store has not
 // seen. Chunks are gathered into packs by Packers (one per worker, so the
-// chunks of one file stay together); full packs upload in the background.
+// chunks of one file stay together); a full pack is uploaded by the worker
+// that filled it, so memory is bounded by one pack buffer per Packer.
 //
 // Durability order, which every reader and the garbage collector rely on:
 //  1. a pack is PUT, and only once the PUT has succeeded
@@ -33,8 +34,6 @@ type Writer struct {
 	host    string
 	packLen int
 	journal string
-
-	uploads chan struct{} // bounds concurrent pack uploads
 
 	mu      sync.Mutex
 	claimed map[chunk.ID]struct{} // in an open or uploading pack
@@ -57,7 +56,6 @@ type Stats struct {
 type WriterOptions struct {
 	Host     string // partition of the index files this writer adds
 	PackSize int    // target pack size; default from the store config
-	Uploads  int    // concurrent pack uploads; default 4
 	Journal  string // local journal file; "" disables crash recovery
 }
 
@@ -68,12 +66,8 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 	if opts.PackSize <= 0 {
 		opts.PackSize = cfg.PackSize
 	}
-	if opts.Uploads <= 0 {
-		opts.Uploads = 4
-	}
 	w := &Writer{
 		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal,
-		uploads: make(chan struct{}, opts.Uploads),
 		claimed: map[chunk.ID]struct{}{},
 	}
 	if err := w.recover(ctx); err != nil {
@@ -86,13 +80,14 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 func (w *Writer) Stats() *Stats { return &w.stats }
 
 // Packer collects chunks into packs for one stream of files. Its methods are
-// safe for concurrent use (a file's segments are chunked in parallel).
+// safe for concurrent use (a file's segments are chunked in parallel); a
+// caller that fills the pack uploads it, and the others wait.
 type Packer struct {
-	w   *Writer
-	mu  sync.Mutex
-	b   *packBuilder
-	wg  sync.WaitGroup
-	err error
+	w     *Writer
+	mu    sync.Mutex
+	b     *packBuilder
+	spare []byte // the last uploaded pack's buffer, reused
+	err   error
 }
 
 // NewPacker returns a Packer for one worker.
@@ -105,7 +100,9 @@ func (w *Writer) NewPacker() *Packer {
 }
 
 // Add stores the chunk unless the store already has it or another packer is
-// storing it; it reports whether this call added it. data is copied.
+// storing it; it reports whether this call added it. data is copied. A pack
+// is closed before a chunk would take it past the target size, so a pack is
+// at most max(target, one chunk) plus its header.
 func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error) {
 	w := p.w
 	if w.idx.Has(id) {
@@ -131,58 +128,50 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
+		w.release([]PackEntry{{ID: id}})
 		return false, p.err
 	}
+	if p.b != nil && len(p.b.buf)+len(data) > w.packLen {
+		if err := p.sealLocked(ctx); err != nil {
+			w.release([]PackEntry{{ID: id}})
+			return false, err
+		}
+	}
 	if p.b == nil {
-		p.b = &packBuilder{buf: make([]byte, 0, w.packLen+len(data)+packTrailerSize)}
+		buf := p.spare[:0]
+		p.spare = nil
+		if need := max(w.packLen, len(data)) + 1<<20; cap(buf) < need { // room for the header
+			buf = make([]byte, 0, need)
+		}
+		p.b = &packBuilder{buf: buf}
 	}
 	p.b.add(id, data)
 	w.stats.ChunksNew.Add(1)
 	w.stats.BytesNew.Add(int64(len(data)))
-	if len(p.b.buf) >= w.packLen {
-		p.sealLocked(ctx)
-	}
 	return true, nil
 }
 
-// sealLocked closes the open pack and uploads it in the background.
-func (p *Packer) sealLocked(ctx context.Context) {
+// sealLocked closes the open pack and uploads it. A failure is sticky: the
+// Packer and its Writer refuse further work.
+func (p *Packer) sealLocked(ctx context.Context) error {
 	b := p.b
 	p.b = nil
 	if b == nil || len(b.entries) == 0 {
-		return
+		return p.err
 	}
-	w := p.w
-	select {
-	case w.uploads <- struct{}{}:
-	case <-ctx.Done():
-		p.err = ctx.Err()
-		w.release(b.entries)
-		return
+	if err := p.w.upload(ctx, b); err != nil {
+		p.err = err
+		return err
 	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		defer func() { <-w.uploads }()
-		if err := w.upload(ctx, b); err != nil {
-			p.mu.Lock()
-			if p.err == nil {
-				p.err = err
-			}
-			p.mu.Unlock()
-		}
-	}()
+	p.spare = b.buf
+	return nil
 }
 
-// Flush uploads the open pack and waits for every upload of this Packer.
+// Flush uploads the open pack, if any.
 func (p *Packer) Flush(ctx context.Context) error {
 	p.mu.Lock()
-	p.sealLocked(ctx)
-	p.mu.Unlock()
-	p.wg.Wait()
-	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.err
+	return p.sealLocked(ctx)
 }
 
 // upload PUTs one pack and, once it is durable, records its chunks.

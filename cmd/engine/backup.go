@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -125,7 +126,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 		}
 	}
 
-	w, err := index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, Uploads: opts.Threads, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
+	w, err := index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
 	if err != nil {
 		return sum, err
 	}
@@ -143,6 +144,10 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return int(sizes[b] - sizes[a]) })
 
+	// Every chunking goroutine holds a buffer of one maximal chunk (16 MiB):
+	// spread the cores over the workers rather than give each worker all of
+	// them, so memory stays about Threads × (pack + chunk buffer).
+	r.splitPar = max(1, runtime.GOMAXPROCS(0)/opts.Threads)
 	owners := &ownerCache{users: map[uint32]string{}, groups: map[uint32]string{}}
 	var mu sync.Mutex
 	next := 0
@@ -293,7 +298,7 @@ func (r *Repo) backupFile(ctx context.Context, p *index.Packer, j fileJob, prev 
 		res.file = rec
 		return res
 	}
-	cf, err := chunk.Split(ctx, f, rec.Size, r.Config.Chunker, 0, func(c chunk.Chunk) error {
+	cf, err := chunk.Split(ctx, f, rec.Size, r.Config.Chunker, r.splitPar, func(c chunk.Chunk) error {
 		_, err := p.Add(ctx, c.ID, c.Data)
 		return err
 	})

@@ -20,6 +20,8 @@ type Repo struct {
 	Index    *index.Index
 	CacheDir string // per-store cache folder; "" disables caching
 	Log      *slog.Logger
+
+	splitPar int // goroutines chunking one file; set per backup
 }
 
 // OpenRepo reads the store's config and loads its index. With create, a
