@@ -59,7 +59,9 @@ func genNode(b *testing.B) *nodegen.Node {
 	return node
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})) }
+func quiet() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
 
 func newRepo(b *testing.B, dir string, create bool) *engine.Repo {
 	b.Helper()
@@ -178,4 +180,3 @@ func BenchmarkRestore(b *testing.B) {
 		b.StartTimer()
 	}
 }
-
