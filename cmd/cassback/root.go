@@ -20,7 +20,6 @@ import (
 
 	"github.com/cassback/cassback/cmd/engine"
 	"github.com/cassback/cassback/remote"
-	"github.com/cassback/cassback/remote/local"
 )
 
 // globals holds the options that come before the subcommand.
@@ -109,33 +108,6 @@ func openLog(path string) (*os.File, error) {
 		return nil, err
 	}
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-}
-
-// store opens the object store the global options name.
-func (g *globals) store(create bool) (remote.Store, error) {
-	switch g.endpoint {
-	case "s3":
-		return nil, errors.New("the s3 endpoint is not available in this version; use --endpoint local")
-	case "survey":
-		return nil, errors.New("the survey endpoint is not available in this version; use --endpoint local")
-	}
-	if g.backupBase == "" {
-		return nil, usagef("--backup-base is required with --endpoint local")
-	}
-	fi, err := os.Stat(g.backupBase)
-	switch {
-	case err == nil && !fi.IsDir():
-		return nil, fmt.Errorf("--backup-base %s: not a directory", g.backupBase)
-	case errors.Is(err, os.ErrNotExist) && create:
-		if err := os.MkdirAll(g.backupBase, 0o755); err != nil {
-			return nil, fmt.Errorf("--backup-base %s: %w", g.backupBase, err)
-		}
-	case errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("--backup-base %s: no such directory", g.backupBase)
-	case err != nil:
-		return nil, fmt.Errorf("--backup-base %s: %w", g.backupBase, err)
-	}
-	return local.Open(g.backupBase)
 }
 
 // repo opens the store and its index. Only a backup creates a store, and
