@@ -22,4 +22,3 @@ func surveyReportCmd(g *globals, opts []ff.Option) *ffcli.Command {
 		},
 	}
 }
-
