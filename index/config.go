@@ -114,11 +114,20 @@ func Init(ctx context.Context, st remote.Store, c Config) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	put := func() error { return st.Put(ctx, ConfigKey, bytes.NewReader(b), int64(len(b))) }
 	if cs, ok := st.(remote.Conditional); ok {
-		if _, err := cs.PutIf(ctx, ConfigKey, b, ""); err != nil && !errors.Is(err, remote.ErrPrecondition) {
-			return Config{}, fmt.Errorf("create store config: %w", err)
+		put = func() error {
+			_, err := cs.PutIf(ctx, ConfigKey, b, "")
+			if errors.Is(err, remote.ErrPrecondition) {
+				return nil // another node created it first; use theirs
+			}
+			if errors.Is(err, errors.ErrUnsupported) {
+				return st.Put(ctx, ConfigKey, bytes.NewReader(b), int64(len(b)))
+			}
+			return err
 		}
-	} else if err := st.Put(ctx, ConfigKey, bytes.NewReader(b), int64(len(b))); err != nil {
+	}
+	if err := put(); err != nil {
 		return Config{}, fmt.Errorf("create store config: %w", err)
 	}
 	return LoadConfig(ctx, st)

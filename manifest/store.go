@@ -46,10 +46,13 @@ func Put(ctx context.Context, st remote.Store, m *Manifest) error {
 		return err
 	}
 	if cs, ok := st.(remote.Conditional); ok {
-		if _, err := cs.PutIf(ctx, key, b, ""); err != nil {
+		_, err := cs.PutIf(ctx, key, b, "")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errors.ErrUnsupported) {
 			return fmt.Errorf("write manifest %s: %w", m.Name, err)
 		}
-		return nil
 	}
 	if err := st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
 		return fmt.Errorf("write manifest %s: %w", m.Name, err)
