@@ -50,11 +50,15 @@ type Index struct {
 	sorted  []entry            // from index files; sorted by id
 	added   map[chunk.ID]entry // added by this process since the last merge
 	loaded  map[string]bool    // index keys already merged
+	// excluded packs are condemned: their chunks are not "known", so a
+	// writer uploads such a chunk again rather than reference a pack the
+	// collector may delete.
+	excluded map[uint32]bool
 }
 
 // New returns an empty Index.
 func New() *Index {
-	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, loaded: map[string]bool{}}
+	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, loaded: map[string]bool{}, excluded: map[uint32]bool{}}
 }
 
 // Len returns the number of known chunks.
@@ -71,15 +75,32 @@ func (x *Index) Packs() int {
 	return len(x.packs)
 }
 
+// find returns a copy of the chunk in a pack that is not excluded.
 func (x *Index) find(id chunk.ID) (entry, bool) {
-	if e, ok := x.added[id]; ok {
+	if e, ok := x.added[id]; ok && !x.excluded[e.pack] {
 		return e, true
 	}
-	i, ok := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
-	if !ok {
-		return entry{}, false
+	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
+		if !x.excluded[x.sorted[i].pack] {
+			return x.sorted[i], true
+		}
 	}
-	return x.sorted[i], true
+	return entry{}, false
+}
+
+// Exclude stops the index from offering chunks stored in these packs,
+// which the collector has condemned.
+func (x *Index) Exclude(packs []chunk.ID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, p := range packs {
+		if o, ok := x.packOrd[p]; ok {
+			x.excluded[o] = true
+		} else {
+			x.excluded[x.packOrdinal(p, -1)] = true
+		}
+	}
 }
 
 // Has reports whether the chunk is known to be stored.
@@ -150,13 +171,18 @@ func (x *Index) merge(key string, packs []PackRecord) {
 		}
 	}
 	if len(x.sorted) > n {
+		// Copies of a chunk in several packs (two nodes raced, or a
+		// repack) all stay, so a condemned copy can be skipped.
 		slices.SortStableFunc(x.sorted, func(a, b entry) int { return bytes.Compare(a.id[:], b.id[:]) })
-		// Keep the first copy of a chunk stored twice (two nodes raced).
-		x.sorted = slices.CompactFunc(x.sorted, func(a, b entry) bool { return a.id == b.id })
+		x.sorted = slices.Compact(x.sorted)
 	}
-	for id := range x.added {
-		if _, ok := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) }); ok {
-			delete(x.added, id)
+	for id, e := range x.added {
+		i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+		for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
+			if x.sorted[i].pack == e.pack {
+				delete(x.added, id)
+				break
+			}
 		}
 	}
 }
@@ -166,6 +192,17 @@ func (x *Index) merge(key string, packs []PackRecord) {
 // empty); a lost or damaged cache costs only the time to fetch again.
 // It returns how many index files were read from the store.
 func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (fetched int, err error) {
+	for range 3 {
+		n, missed, err := x.load(ctx, st, cacheDir)
+		fetched += n
+		if err != nil || missed == 0 {
+			return fetched, err
+		}
+	}
+	return fetched, nil
+}
+
+func (x *Index) load(ctx context.Context, st remote.Store, cacheDir string) (fetched, missed int, err error) {
 	var keys []string
 	err = st.List(ctx, "index/", func(i remote.Info) error {
 		x.mu.RLock()
@@ -177,7 +214,7 @@ func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (fet
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("list index files: %w", err)
+		return 0, 0, fmt.Errorf("list index files: %w", err)
 	}
 	for _, key := range keys {
 		b, hit := readCache(cacheDir, key)
@@ -188,21 +225,27 @@ func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (fet
 		}
 		if !hit {
 			b, err = readAll(ctx, st, key)
+			if isNotExist(err) {
+				// A purge replaced it between our List and Get; its
+				// replacement has another key: list again.
+				missed++
+				continue
+			}
 			if err != nil {
-				return fetched, fmt.Errorf("read index file %s: %w", key, err)
+				return fetched, missed, fmt.Errorf("read index file %s: %w", key, err)
 			}
 			fetched++
 			if packs, err = decodeIndexFile(b); err != nil {
-				return fetched, fmt.Errorf("index file %s: %w", key, err)
+				return fetched, missed, fmt.Errorf("index file %s: %w", key, err)
 			}
 			if !strings.HasSuffix(key, chunk.ID(b[len(b)-32:]).String()) {
-				return fetched, fmt.Errorf("index file %s: name does not match its checksum", key)
+				return fetched, missed, fmt.Errorf("index file %s: name does not match its checksum", key)
 			}
 			writeCache(cacheDir, key, b)
 		}
 		x.merge(key, packs)
 	}
-	return fetched, nil
+	return fetched, missed, nil
 }
 
 func readAll(ctx context.Context, st remote.Store, key string) ([]byte, error) {

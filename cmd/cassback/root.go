@@ -36,6 +36,8 @@ type globals struct {
 	maxUploadMB, multipartMB, retries    int
 	// Survey options (the survey endpoint is not built yet).
 	surveyPath, metaDir string
+	// Garbage-collection protocol timings (docs/design.md §4).
+	gcHeartbeat, gcLease time.Duration
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -64,6 +66,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.IntVar(&g.maxUploadMB, "max-upload-size-mb", 5120, "s3 endpoint: objects larger than this are sent by multipart upload")
 	fs.IntVar(&g.multipartMB, "multipart-chunk-size-mb", 256, "s3 endpoint: multipart part size (at least 5)")
 	fs.IntVar(&g.retries, "retries", 5, "s3 endpoint: attempts for a failed request")
+	fs.DurationVar(&g.gcHeartbeat, "session-heartbeat", 5*time.Minute, "how often a backup or restore renews its session in the store")
+	fs.DurationVar(&g.gcLease, "session-lease", 30*time.Minute, "a session (or purge) not renewed for this long is stale and may be revoked by purge")
 	fs.StringVar(&g.surveyPath, "survey-path", "", "survey endpoint: file the operations are logged to")
 	fs.StringVar(&g.metaDir, "meta-dir", "", "survey endpoint: folder for the metadata a real store would hold")
 }
@@ -124,11 +128,18 @@ func (g *globals) repo(ctx context.Context, create bool) (*engine.Repo, error) {
 			create = false // must already be a store
 		}
 	}
+	if g.gcHeartbeat <= 0 || g.gcLease < 3*g.gcHeartbeat {
+		return nil, usagef("--session-lease (%v) must be at least three --session-heartbeat (%v)", g.gcLease, g.gcHeartbeat)
+	}
 	r, err := engine.OpenRepo(ctx, st, g.cacheDir, create, g.log)
 	if engine.IsNotStore(err) {
 		return nil, fmt.Errorf("%s is not a cassback store (it has no config object)", g.location())
 	}
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	r.GC.Heartbeat, r.GC.Lease = g.gcHeartbeat, g.gcLease
+	return r, nil
 }
 
 func (g *globals) location() string {

@@ -75,7 +75,7 @@ type fileResult struct {
 // writes one manifest per keyspace. A keyspace with a file that could not be
 // read gets no manifest and is reported in Failed (the error is non-nil);
 // other keyspaces still complete.
-func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, error) {
+func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummary, err error) {
 	start := time.Now()
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -83,7 +83,6 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 	if opts.Threads <= 0 {
 		opts.Threads = 4
 	}
-	var sum BackupSummary
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return sum, err
 	}
@@ -104,6 +103,15 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 			}
 		}
 	}
+	sess, err := r.startSession(ctx, opts.Host, "backup")
+	if err != nil {
+		return sum, err
+	}
+	defer func() {
+		if eerr := sess.end(ctx); eerr != nil && err == nil {
+			err = eerr
+		}
+	}()
 	// The fast path: files unchanged since this host's last manifest.
 	prev := map[string]manifest.File{}
 	for ks := range keyspaces {
@@ -218,6 +226,11 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (BackupSummary, e
 			tables[res.job.ks][tk] = t
 		}
 		t.Files = append(t.Files, res.file)
+	}
+	// Fence: a session the collector revoked (this process was paused past
+	// its lease) must not write manifests that may name deleted packs.
+	if err := sess.check(); err != nil {
+		return sum, err
 	}
 	now := opts.Now().UTC().Truncate(time.Microsecond)
 	var errs []error

@@ -20,6 +20,7 @@ type Repo struct {
 	Index    *index.Index
 	CacheDir string // per-store cache folder; "" disables caching
 	Log      *slog.Logger
+	GC       index.GCOptions // timings of the garbage-collection protocol
 
 	splitPar int // goroutines chunking one file; set per backup
 }

@@ -98,6 +98,16 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if err != nil {
 		return res, err
 	}
+	// A read session keeps a concurrent purge from deleting packs this
+	// restore may read. A store this process cannot write (read-only
+	// credentials) still restores, without that protection.
+	if len(ms) > 0 {
+		if sess, err := r.startSession(ctx, ms[0].Host, "restore"); err != nil {
+			r.Log.Warn("restore runs without a session: a concurrent purge could delete packs it needs", "err", err)
+		} else {
+			defer sess.end(ctx)
+		}
+	}
 
 	var todo []*restoreFile
 	for _, m := range ms {

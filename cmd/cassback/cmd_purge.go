@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback/manifest"
+)
+
+func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
+	var (
+		o               engine.PurgeOptions
+		before, host    string
+		grace, margin   time.Duration
+		repackThreshold float64
+	)
+	fs := flag.NewFlagSet("cassback purge", flag.ContinueOnError)
+	fs.IntVar(&o.KeepDays, "keep-days", 0, "remove this host's backups older than N days (by the store's clock)")
+	fs.StringVar(&before, "purge-before", "", "remove this host's backups taken before this time (UTC unless it has a zone)")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed and the bytes it would free; change nothing")
+	fs.StringVar(&host, "host", "", "host whose backups to remove (default: this host's fully qualified name); other hosts' backups are never removed")
+	fs.BoolVar(&o.PurgeLatest, "purge-latest", false, "also remove the newest backup of a keyspace when it is older than the cut-off")
+	fs.DurationVar(&grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
+	fs.DurationVar(&margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
+	fs.Float64Var(&repackThreshold, "repack-threshold", 0.5, "rewrite a live pack when more than this fraction of it is unreferenced (1 disables)")
+	return &ffcli.Command{
+		Name:       "purge",
+		ShortUsage: "cassback [global options] purge [KEYSPACE] (--keep-days N | --purge-before DATE) [--dry-run] [--host H]",
+		ShortHelp:  "remove old backups and the data only they use",
+		LongHelp: `Removes the host's backups (manifests) of one keyspace, or of all, older than
+the cut-off, always keeping the newest backup of each keyspace unless
+--purge-latest; other hosts' backups are never touched. Then it collects
+garbage: packs that no remaining backup of any host references are
+condemned, and deleted once every backup running at that moment has
+finished or acknowledged it, --grace has passed and a fresh look at every
+backup still finds them unreferenced — by this purge or a later one. Mostly
+dead packs are rewritten (--repack-threshold). Backups keep running while a
+purge runs; one purge runs at a time.`,
+		FlagSet: fs,
+		Options: opts,
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 1 {
+				return usagef("purge takes at most one keyspace, got %d arguments", len(args))
+			}
+			if err := g.setup(); err != nil {
+				return err
+			}
+			switch {
+			case o.KeepDays < 0:
+				return usagef("--keep-days %d: must be positive", o.KeepDays)
+			case (o.KeepDays > 0) == (before != ""):
+				return usagef("give exactly one of --keep-days and --purge-before")
+			case repackThreshold <= 0:
+				return usagef("--repack-threshold %v: must be above 0", repackThreshold)
+			}
+			if before != "" {
+				t, err := manifest.ParseTime(before)
+				if err != nil {
+					return usagef("--purge-before: %v", err)
+				}
+				o.Before = t
+			}
+			if host == "" {
+				host = defaultHost()
+			}
+			if err := checkHost(host); err != nil {
+				return err
+			}
+			o.Host, o.Keyspaces, o.Holder = host, args, defaultHost()
+			r, err := g.repo(ctx, false)
+			if err != nil {
+				return err
+			}
+			r.GC.Grace, r.GC.NewPackMargin, r.GC.RepackThreshold = orNone(grace), orNone(margin), repackThreshold
+			res, err := r.Purge(ctx, o)
+			printPurge(g, o, res)
+			return err
+		},
+	}
+}
+
+// orNone maps a flag's 0 ("none") to the protocol's "none" (-1).
+func orNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+func printPurge(g *globals, o engine.PurgeOptions, res engine.PurgeResult) {
+	w := g.stdout
+	fmt.Fprintf(w, "Purge backups before %s\n", res.Cutoff.UTC().Format("2006-01-02T15:04:05.000000"))
+	if o.DryRun {
+		fmt.Fprintln(w, "DRY RUN: no files deleted, candidate files:")
+	} else {
+		fmt.Fprintln(w, "Deleted files:")
+	}
+	fmt.Fprintln(w)
+	if len(res.Manifests) == 0 {
+		fmt.Fprintln(w, "No files")
+	}
+	for _, n := range res.Manifests {
+		fmt.Fprintln(w, n)
+	}
+	gc := res.GC
+	fmt.Fprintln(w)
+	if o.DryRun {
+		fmt.Fprintf(w, "Would condemn %d unreferenced packs (%s) and free them once no backup needs them\n", gc.Condemned, human(gc.CondemnedBytes))
+	} else {
+		fmt.Fprintf(w, "Condemned %d packs (%s); deleted %d packs (%s freed); kept %d condemned packs referenced again; repacked %d packs (%s)\n",
+			gc.Condemned, human(gc.CondemnedBytes), gc.Deleted, human(gc.DeletedBytes), gc.Resurrected, gc.Repacked, human(gc.RepackedBytes))
+	}
+	for _, s := range gc.Waiting {
+		fmt.Fprintf(w, "Waiting: %s\n", s)
+	}
+	for _, s := range gc.RevokedSessions {
+		fmt.Fprintf(w, "Revoked stale session: %s\n", s)
+	}
+}
