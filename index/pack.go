@@ -15,14 +15,19 @@ import (
 //
 //	chunk data 1 … chunk data n          raw chunk bytes, back to back
 //	header: n × { id [32]byte, len u32 }  36 bytes per chunk, in data order
-//	trailer: { headerSum [32]byte, n u32, magic "CBPACK01" }   44 bytes
+//	trailer: { headerSum [32]byte, nonce [16]byte, n u32, magic "CBPACK01" }   60 bytes
 //
-// headerSum is the BLAKE3 of the header. A pack's ID is the BLAKE3 of all its
-// bytes, and its key is PackKey(id). The header alone rebuilds the pack's
-// index entries; each chunk's own ID checks its bytes.
+// headerSum is the BLAKE3 of the header followed by the nonce. A pack's ID
+// is the BLAKE3 of all its bytes, and its key is PackKey(id). The header
+// alone rebuilds the pack's index entries; each chunk's own ID checks its
+// bytes. The random nonce makes every upload a new key even when two packs
+// hold the same chunks: otherwise a chunk uploaded again (because its pack
+// was condemned) could recreate the condemned pack's key just before the
+// collector deletes it.
 const (
 	packMagic       = "CBPACK01"
-	packTrailerSize = 32 + 4 + 8 // headerSum, count, magic
+	packNonceSize   = 16
+	packTrailerSize = 32 + packNonceSize + 4 + 8 // headerSum, nonce, count, magic
 	packEntrySize   = 32 + 4
 	maxPackChunks   = 1 << 20
 )
@@ -44,6 +49,7 @@ type PackEntry struct {
 type packBuilder struct {
 	buf     []byte
 	entries []PackEntry
+	nonce   [packNonceSize]byte // random unless a test fixes it
 }
 
 func (b *packBuilder) add(id chunk.ID, data []byte) {
@@ -58,34 +64,47 @@ func (b *packBuilder) finish() ([]byte, chunk.ID) {
 		b.buf = append(b.buf, e.ID[:]...)
 		b.buf = binary.LittleEndian.AppendUint32(b.buf, e.Len)
 	}
-	sum := chunk.Sum(b.buf[hdrStart:])
+	h := chunk.NewHasher()
+	h.Write(b.buf[hdrStart:])
+	h.Write(b.nonce[:])
+	sum := h.Sum()
 	b.buf = append(b.buf, sum[:]...)
+	b.buf = append(b.buf, b.nonce[:]...)
 	b.buf = binary.LittleEndian.AppendUint32(b.buf, uint32(len(b.entries)))
 	b.buf = append(b.buf, packMagic...)
 	return b.buf, chunk.Sum(b.buf)
 }
 
-// ParsePackTrailer decodes a pack's last packTrailerSize bytes and returns
-// the number of chunks and the header checksum.
-func parsePackTrailer(t []byte) (n int, sum chunk.ID, err error) {
+type packTrailer struct {
+	n     int
+	sum   chunk.ID
+	nonce [packNonceSize]byte
+}
+
+// parsePackTrailer decodes a pack's last packTrailerSize bytes.
+func parsePackTrailer(t []byte) (tr packTrailer, err error) {
 	if len(t) != packTrailerSize {
-		return 0, sum, errors.New("pack trailer: short")
+		return tr, errors.New("pack trailer: short")
 	}
-	if string(t[36:]) != packMagic {
-		return 0, sum, errors.New("pack trailer: bad magic")
+	if string(t[packTrailerSize-8:]) != packMagic {
+		return tr, errors.New("pack trailer: bad magic")
 	}
-	copy(sum[:], t[:32])
-	n = int(binary.LittleEndian.Uint32(t[32:36]))
-	if n > maxPackChunks {
-		return 0, sum, fmt.Errorf("pack trailer: %d chunks is too many", n)
+	copy(tr.sum[:], t[:32])
+	copy(tr.nonce[:], t[32:32+packNonceSize])
+	tr.n = int(binary.LittleEndian.Uint32(t[32+packNonceSize:]))
+	if tr.n > maxPackChunks {
+		return tr, fmt.Errorf("pack trailer: %d chunks is too many", tr.n)
 	}
-	return n, sum, nil
+	return tr, nil
 }
 
 // parsePackHeader decodes the header of a pack of packSize bytes whose data
 // region ends where the header starts.
-func parsePackHeader(hdr []byte, sum chunk.ID, packSize int64) ([]PackEntry, error) {
-	if chunk.Sum(hdr) != sum {
+func parsePackHeader(hdr []byte, tr packTrailer, packSize int64) ([]PackEntry, error) {
+	h := chunk.NewHasher()
+	h.Write(hdr)
+	h.Write(tr.nonce[:])
+	if h.Sum() != tr.sum {
 		return nil, errors.New("pack header: checksum mismatch")
 	}
 	n := len(hdr) / packEntrySize
@@ -110,16 +129,16 @@ func ParsePack(b []byte) ([]PackEntry, error) {
 	if len(b) < packTrailerSize {
 		return nil, errors.New("pack: shorter than its trailer")
 	}
-	n, sum, err := parsePackTrailer(b[len(b)-packTrailerSize:])
+	tr, err := parsePackTrailer(b[len(b)-packTrailerSize:])
 	if err != nil {
 		return nil, err
 	}
-	hdrLen := n * packEntrySize
+	hdrLen := tr.n * packEntrySize
 	if hdrLen > len(b)-packTrailerSize {
 		return nil, errors.New("pack: header longer than pack")
 	}
 	hdrStart := len(b) - packTrailerSize - hdrLen
-	entries, err := parsePackHeader(b[hdrStart:len(b)-packTrailerSize], sum, int64(len(b)))
+	entries, err := parsePackHeader(b[hdrStart:len(b)-packTrailerSize], tr, int64(len(b)))
 	if err != nil {
 		return nil, err
 	}
@@ -145,11 +164,11 @@ func ReadPackHeader(ctx context.Context, st remote.Store, key string) ([]PackEnt
 	if err != nil {
 		return nil, info.Size, err
 	}
-	n, sum, err := parsePackTrailer(t)
+	tr, err := parsePackTrailer(t)
 	if err != nil {
 		return nil, info.Size, fmt.Errorf("pack %s: %w", key, err)
 	}
-	hdrLen := int64(n) * packEntrySize
+	hdrLen := int64(tr.n) * packEntrySize
 	if hdrLen > info.Size-packTrailerSize {
 		return nil, info.Size, fmt.Errorf("pack %s: header longer than pack", key)
 	}
@@ -157,7 +176,7 @@ func ReadPackHeader(ctx context.Context, st remote.Store, key string) ([]PackEnt
 	if err != nil {
 		return nil, info.Size, err
 	}
-	entries, err := parsePackHeader(hdr, sum, info.Size)
+	entries, err := parsePackHeader(hdr, tr, info.Size)
 	if err != nil {
 		return nil, info.Size, fmt.Errorf("pack %s: %w", key, err)
 	}

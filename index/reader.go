@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
 
@@ -41,7 +42,42 @@ type fetchRange struct {
 // call. A chunk that cannot be read or is corrupt is reported to fn with a
 // non-nil err (wrapping ErrMissing, ErrCorrupt or the store's error) and nil
 // data; Fetch itself fails only when ctx ends or fn returns an error.
+//
+// A pack that has gone from the store (a purge swept it after repacking
+// its chunks elsewhere) is excluded from idx and its chunks are looked up
+// again once, so another copy is used when idx knows one.
 func Fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opts FetchOptions, fn func(id chunk.ID, data []byte, err error) error) error {
+	var mu sync.Mutex
+	gone := map[chunk.ID]bool{}
+	var retry []chunk.ID
+	err := fetch(ctx, st, idx, ids, opts, func(id chunk.ID, data []byte, err error) error {
+		var pe *packGoneError
+		if errors.As(err, &pe) {
+			mu.Lock()
+			gone[pe.pack] = true
+			retry = append(retry, id)
+			mu.Unlock()
+			return nil
+		}
+		return fn(id, data, err)
+	})
+	if err != nil || len(retry) == 0 {
+		return err
+	}
+	idx.Exclude(slices.Collect(maps.Keys(gone)))
+	return fetch(ctx, st, idx, retry, opts, fn)
+}
+
+// packGoneError reports a chunk whose pack is not in the store.
+type packGoneError struct {
+	pack chunk.ID
+	err  error
+}
+
+func (e *packGoneError) Error() string { return e.err.Error() }
+func (e *packGoneError) Unwrap() error { return e.err }
+
+func fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opts FetchOptions, fn func(id chunk.ID, data []byte, err error) error) error {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 8
 	}
@@ -123,7 +159,12 @@ func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, f
 	key := PackKey(r.pack)
 	fail := func(from int, err error) error {
 		for i := from; i < len(r.chunks); i++ {
-			if ferr := fn(r.ids[i], nil, fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, err)); ferr != nil {
+			cerr := fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, err)
+			var pe *packGoneError
+			if errors.As(err, &pe) {
+				cerr = &packGoneError{pack: pe.pack, err: cerr}
+			}
+			if ferr := fn(r.ids[i], nil, cerr); ferr != nil {
 				return ferr
 			}
 		}
@@ -136,6 +177,9 @@ func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, f
 	if err != nil {
 		if ctx.Err() != nil {
 			return buf, context.Cause(ctx)
+		}
+		if isNotExist(err) {
+			err = &packGoneError{pack: r.pack, err: err}
 		}
 		return buf, fail(0, err)
 	}

@@ -3,6 +3,7 @@ package index
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -144,6 +145,7 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 			buf = make([]byte, 0, need)
 		}
 		p.b = &packBuilder{buf: buf}
+		rand.Read(p.b.nonce[:])
 	}
 	p.b.add(id, data)
 	w.stats.ChunksNew.Add(1)

@@ -174,6 +174,9 @@ func (r *retrier) do(ctx context.Context, op, key string, timeout time.Duration,
 		if p, ok := err.(permanent); ok {
 			return p.err
 		}
+		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			return fmt.Errorf("%w; %w", err, ctx.Err())
+		}
 		if ctx.Err() != nil || !IsTransient(err) {
 			return err
 		}
@@ -229,11 +232,13 @@ func (r *retrier) Put(ctx context.Context, key string, data io.Reader, size int6
 	if timeout > 0 && size > 0 {
 		timeout += time.Duration(size) * putTimeoutPerByte
 	}
+	if rewind == nil {
+		return r.attempt(ctx, "put", key, timeout, func(ctx context.Context) error {
+			return r.inner.Put(ctx, key, data, size)
+		})
+	}
 	return r.do(ctx, "put", key, timeout, func(ctx context.Context, attempt int) error {
 		if attempt > 1 {
-			if rewind == nil {
-				return permanent{fmt.Errorf("put %s: cannot send the data again: it can neither seek nor fit the 64 MiB retry buffer", key)}
-			}
 			if err := rewind(); err != nil {
 				return permanent{fmt.Errorf("put %s: rewind data: %w", key, err)}
 			}
@@ -457,7 +462,7 @@ func (r *retryConditional) PutIf(ctx context.Context, key string, data []byte, i
 		if attempt > 1 && errors.Is(err, ErrPrecondition) {
 			// An earlier attempt failed transiently; it may have been
 			// applied with its answer lost.
-			if e, ok := holds(ctx, r.inner, key, data); ok {
+			if e, ok := holds(ctx, r.retrier, key, data); ok {
 				etag, err = e, nil
 			}
 		}

@@ -98,6 +98,11 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if err != nil {
 		return res, err
 	}
+	// Index files written since the repo was opened (a purge's repack, other
+	// nodes' backups) may hold the only copies of some chunks now.
+	if _, err := r.Index.Load(ctx, r.Store, r.CacheDir); err != nil {
+		return res, err
+	}
 	// A read session keeps a concurrent purge from deleting packs this
 	// restore may read. A store this process cannot write (read-only
 	// credentials) still restores, without that protection.

@@ -147,7 +147,7 @@ func stubAt(ra readerAtSeeker, size int64) (b []byte, ok bool, err error) {
 	case have > size:
 		return nil, true, fmt.Errorf("data is longer than %d bytes", size)
 	}
-	t := make([]byte, min(size, packTrailerSize))
+	t := make([]byte, min(size, int64(packTrailerSize)))
 	if err := readAt(ra, t, end-int64(len(t))); err != nil {
 		return nil, true, err
 	}

@@ -1,0 +1,522 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/remote"
+)
+
+// noWait are protocol timings for tests: no grace, no new-pack margin.
+var noWait = index.GCOptions{Heartbeat: time.Hour, Lease: 3 * time.Hour, Grace: -1, NewPackMargin: -1}
+
+func gcRepo(t *testing.T, dir string, create bool) *Repo {
+	t.Helper()
+	r := openLocal(t, dir, create)
+	r.GC = noWait
+	return r
+}
+
+func countKeys(t *testing.T, st remote.Store, prefix string) int {
+	t.Helper()
+	n := 0
+	if err := st.List(t.Context(), prefix, func(remote.Info) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func restoreAndCompare(t *testing.T, r *Repo, name, src string, want []string) {
+	t.Helper()
+	m, err := manifest.Get(t.Context(), r.Store, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "r")
+	if _, err := r.Restore(t.Context(), []*manifest.Manifest{m}, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+		t.Fatalf("restore %s: %v", name, err)
+	}
+	sameFiles(t, src, dst, want)
+}
+
+func ksFiles(files []string, ks string) []string {
+	var out []string
+	for _, f := range files {
+		if strings.HasPrefix(f, ks+"/") {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// TestPurgeCompactionWeek: a node that flushes and compacts, backed up
+// after each step; purging all but the latest backups reclaims the space
+// of compacted-away SSTables, and what remains validates and restores.
+func TestPurgeReclaimsCompactedSSTables(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	node, err := nodegen.Generate(data, nodegen.Config{Seed: 21, TotalBytes: 8 << 20, Keyspaces: []nodegen.KeyspaceSpec{{Name: "ks", Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeDir := filepath.Join(t.TempDir(), "store")
+	r := gcRepo(t, storeDir, true)
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	backup := func() string {
+		clock = clock.Add(time.Hour)
+		s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1", Now: func() time.Time { return clock }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range s.Manifests {
+			if strings.Contains(m, "-ks-") {
+				return m
+			}
+		}
+		t.Fatalf("no manifest for ks: %v", s.Manifests)
+		return ""
+	}
+	first := backup()
+	for range 6 {
+		if _, err := node.Flush("ks", "t", 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		backup()
+		var gens []string
+		for _, s := range node.Keyspace("ks") {
+			gens = append(gens, s.Gen)
+		}
+		if len(gens) >= 4 {
+			if _, err := node.Compact("ks", "t", gens); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	last := backup()
+	before := storeBytes(t, r.Store)
+	res, err := r.Purge(ctx, PurgeOptions{Host: "n1", Before: clock, Holder: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := storeBytes(t, r.Store)
+	t.Logf("purged %d backups; condemned %d packs, deleted %d (%d bytes), repacked %d; store %d -> %d bytes (%.0f%% reclaimed)",
+		len(res.Manifests), res.GC.Condemned, res.GC.Deleted, res.GC.DeletedBytes, res.GC.Repacked, before, after, 100*float64(before-after)/float64(before))
+	if res.GC.Deleted == 0 || after >= before {
+		t.Errorf("nothing reclaimed: deleted %d packs, store %d -> %d", res.GC.Deleted, before, after)
+	}
+	if _, err := manifest.Get(ctx, r.Store, first); !errors.Is(err, manifest.ErrNoBackup) {
+		t.Errorf("first backup still present after purge: %v", err)
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("validate after purge: %v %+v", err, rep.Problems)
+	}
+	restoreAndCompare(t, r, last, data, ksFiles(node.LiveFiles, "ks"))
+}
+
+// TestSharedChunkSurvivesOtherHostPurge: two hosts back up identical files;
+// purging every backup of one host (latest included) keeps the other's.
+func TestSharedChunkSurvivesOtherHostPurge(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	node, err := nodegen.Generate(data, nodegen.Config{Seed: 22, TotalBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Purge(ctx, PurgeOptions{Host: "a", Before: time.Now().Add(time.Hour), PurgeLatest: true, Holder: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Manifests) == 0 || res.GC.Deleted != 0 {
+		t.Errorf("purged %d manifests of a and deleted %d packs; want >0 and 0 (b shares every chunk)", len(res.Manifests), res.GC.Deleted)
+	}
+	if kss, _ := manifest.Keyspaces(ctx, r.Store, "b"); len(kss) == 0 {
+		t.Fatal("host b lost its manifests")
+	}
+	for _, n := range sb.Manifests {
+		if strings.Contains(n, "-ks_app-") {
+			restoreAndCompare(t, r, n, data, ksFiles(node.LiveFiles, "ks_app"))
+		}
+	}
+}
+
+// writeManifest stores a manifest for one file of data referencing the
+// given chunks (as a backup session would).
+func writeManifest(t *testing.T, st remote.Store, host string, at time.Time, data []byte, refs []chunk.Ref) string {
+	t.Helper()
+	m := &manifest.Manifest{Format: manifest.FormatVersion, Host: host, Keyspace: "ks", Time: at.UTC().Truncate(time.Microsecond)}
+	m.Name = manifest.BackupName(m.Time, "ks", host)
+	m.Tables = []manifest.Table{{Name: "t", ID: strings.Repeat("ab", 16), Files: []manifest.File{{
+		Path: "ks/t-" + strings.Repeat("ab", 16) + "/nb-1-big-Data.db", Size: int64(len(data)), Mode: 0o644,
+		MTime: at.UTC(), Sum: chunk.Sum(data), Chunks: refs,
+	}}}}
+	if err := manifest.Put(t.Context(), st, m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Name
+}
+
+// storeChunk writes one chunk in its own pack through a writer.
+func storeChunk(t *testing.T, r *Repo, idx *index.Index, host string, data []byte) chunk.Ref {
+	t.Helper()
+	w, err := index.NewWriter(t.Context(), r.Store, idx, r.Config, index.WriterOptions{Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.NewPacker().Add(t.Context(), chunk.Sum(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return chunk.Ref{ID: chunk.Sum(data), Len: uint32(len(data))}
+}
+
+func purgeNow(t *testing.T, r *Repo, host string) index.GCReport {
+	t.Helper()
+	res, err := r.Purge(t.Context(), PurgeOptions{Host: host, Before: time.Unix(0, 0), Holder: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.GC
+}
+
+// TestRaceReuseOfCondemnedChunk (peers-dedup §4.12.7 "a manifest that
+// reuses chunks from a condemned set"): a session deduplicates against a
+// pack, a purge condemns that pack, then the session commits. The sweep
+// must wait for the session and then resurrect the pack.
+func TestRaceReuseOfCondemnedChunk(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	data := bytes.Repeat([]byte("cassandra"), 1000)
+	ref := storeChunk(t, r, r.Index, "old", data) // stored, referenced by nothing
+	// The writer's session starts, and it dedups against the pack.
+	sess, runs, err := index.StartSession(ctx, r.Store, "w", "backup", noWait)
+	if err != nil || len(runs) != 0 {
+		t.Fatal(err, runs)
+	}
+	idx := index.New()
+	idx.Load(ctx, r.Store, "")
+	if !idx.Has(ref.ID) {
+		t.Fatal("chunk not known to the writer")
+	}
+	// A purge condemns the pack, but may not delete it: the session is older.
+	gc := purgeNow(t, r, "nobody")
+	if gc.Condemned != 1 || gc.Deleted != 0 || len(gc.Waiting) != 1 {
+		t.Fatalf("first purge: condemned %d, deleted %d, waiting %v; want 1, 0, one set waiting on the session", gc.Condemned, gc.Deleted, gc.Waiting)
+	}
+	// The session commits a manifest using the chunk, then ends.
+	name := writeManifest(t, r.Store, "w", time.Now(), data, []chunk.Ref{ref})
+	if err := sess.End(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gc = purgeNow(t, r, "nobody")
+	if gc.Deleted != 0 || gc.Resurrected != 1 {
+		t.Fatalf("second purge: deleted %d, resurrected %d; want 0 and 1", gc.Deleted, gc.Resurrected)
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{Name: name, Checksum: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("validate: %v %+v", err, rep.Problems)
+	}
+	if countKeys(t, r.Store, "gc/condemned/") != 0 {
+		t.Error("condemned set left behind after its sweep")
+	}
+}
+
+// TestRaceNewSessionExcludesCondemned: a session that starts after a pack
+// was condemned does not deduplicate against it, uploads the chunk again,
+// and the condemned pack is deleted without loss.
+func TestRaceNewSessionExcludesCondemned(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	r.GC.Grace = time.Hour // keep the set open across the session
+	data := bytes.Repeat([]byte("sstable"), 999)
+	storeChunk(t, r, r.Index, "old", data)
+	if gc := purgeNow(t, r, "x"); gc.Condemned != 1 || gc.Deleted != 0 {
+		t.Fatalf("condemned %d deleted %d, want 1 and 0 (grace)", gc.Condemned, gc.Deleted)
+	}
+	idx := index.New()
+	idx.Load(ctx, r.Store, "")
+	sess, runs, err := index.StartSession(ctx, r.Store, "w", "backup", noWait)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("session saw %d condemned sets, want 1 (%v)", len(runs), err)
+	}
+	idx.Exclude(runs[0].Packs)
+	if idx.Has(chunk.Sum(data)) {
+		t.Fatal("a chunk only in a condemned pack is still offered for deduplication")
+	}
+	ref := storeChunk(t, r, idx, "w", data) // uploaded again, in a new pack
+	name := writeManifest(t, r.Store, "w", time.Now(), data, []chunk.Ref{ref})
+	sess.End(ctx)
+	r.GC.Grace = -1
+	gc := purgeNow(t, r, "x")
+	if gc.Deleted != 1 {
+		t.Fatalf("deleted %d packs, want the condemned one; %+v", gc.Deleted, gc)
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{Name: name, Checksum: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("validate: %v %+v", err, rep.Problems)
+	}
+}
+
+// TestRacePausedWriterIsFenced (§4.12.7 "SIGSTOP a writer past the lease"):
+// a writer that stops renewing is revoked by the purge and cannot commit.
+func TestRacePausedWriterIsFenced(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	opts := index.GCOptions{Heartbeat: 10 * time.Millisecond, Lease: 40 * time.Millisecond, Grace: -1, NewPackMargin: -1}
+	sess, _, err := index.StartSession(ctx, r.Store, "w", "backup", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond) // the writer is "paused" past its lease
+	r.GC = opts
+	res, err := r.Purge(ctx, PurgeOptions{Host: "w", Before: time.Unix(0, 0), Holder: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.GC.RevokedSessions) != 1 {
+		t.Fatalf("revoked %v, want the paused session", res.GC.RevokedSessions)
+	}
+	if _, err := sess.Renew(ctx); !errors.Is(err, index.ErrRevoked) {
+		t.Errorf("paused writer renewed after revocation: %v, want ErrRevoked", err)
+	}
+	if err := sess.Check(); !errors.Is(err, index.ErrRevoked) {
+		t.Errorf("Check after revocation = %v, want ErrRevoked", err)
+	}
+}
+
+// TestRaceTwoPurgers: two purges racing for the lease; exactly one runs.
+func TestRaceTwoPurgers(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	leases := make([]*index.Lease, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leases[i], errs[i] = index.AcquireLease(ctx, r.Store, "p", time.Hour)
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			won++
+			leases[i].Release(ctx)
+		case !errors.Is(err, index.ErrLeaseHeld):
+			t.Errorf("purger %d: %v", i, err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d purgers took the lease, want 1", won)
+	}
+}
+
+// TestRaceChunkInCondemnedAndLivePack (§4.12.7): a chunk stored twice, one
+// copy in a pack condemned for its other chunks; the sweep deletes the
+// condemned pack and the chunk stays readable from the live copy.
+func TestRaceChunkInCondemnedAndLivePack(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	shared := bytes.Repeat([]byte("shared"), 500)
+	garbage := bytes.Repeat([]byte("garbage"), 500)
+	// Pack A holds shared + garbage; pack B holds shared alone.
+	w, _ := index.NewWriter(ctx, r.Store, index.New(), r.Config, index.WriterOptions{Host: "x"})
+	p := w.NewPacker()
+	p.Add(ctx, chunk.Sum(shared), shared)
+	p.Add(ctx, chunk.Sum(garbage), garbage)
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ref := storeChunk(t, r, index.New(), "y", shared)
+	name := writeManifest(t, r.Store, "y", time.Now(), shared, []chunk.Ref{ref})
+	r.GC.RepackThreshold = 1 // no repack: the choice of keeper alone must drop A
+	gc := purgeNow(t, r, "x")
+	if gc.Deleted != 1 {
+		t.Fatalf("deleted %d packs, want pack A", gc.Deleted)
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{Name: name, Checksum: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("validate: %v %+v", err, rep.Problems)
+	}
+}
+
+// TestRaceRestoreDuringSweep (§4.12.7): a restore's session holds off the
+// deletion of packs condemned while it runs.
+func TestRaceRestoreDuringSweep(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	data := bytes.Repeat([]byte("restore me"), 700)
+	ref := storeChunk(t, r, r.Index, "h", data)
+	name := writeManifest(t, r.Store, "h", time.Now().Add(-time.Hour), data, []chunk.Ref{ref})
+	reader, _, err := index.StartSession(ctx, r.Store, "h", "restore", noWait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The backup is purged (latest included) while the restore is reading.
+	res, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: time.Now(), PurgeLatest: true, Holder: "t"})
+	if err != nil || len(res.Manifests) != 1 || res.GC.Deleted != 0 {
+		t.Fatalf("purge during restore: %v, removed %v, deleted %d packs; want the manifest removed and no pack deleted", err, res.Manifests, res.GC.Deleted)
+	}
+	m := &manifest.Manifest{}
+	_ = m
+	loc, ok := r.Index.Lookup(ref.ID)
+	if !ok {
+		t.Fatal("chunk lost from the index")
+	}
+	if _, err := r.Store.Stat(ctx, index.PackKey(loc.Pack)); err != nil {
+		t.Fatalf("pack deleted under a running restore: %v", err)
+	}
+	reader.End(ctx)
+	if gc := purgeNow(t, r, "h"); gc.Deleted != 1 {
+		t.Errorf("after the restore ended, deleted %d packs, want 1", gc.Deleted)
+	}
+	_ = name
+}
+
+// TestIndexRewriteDuringLoad (§4.12.7 "index GETs returning 404 while
+// compaction runs"): an index file deleted between List and Get is skipped
+// and its replacement found.
+func TestIndexRewriteDuringLoad(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	keep := bytes.Repeat([]byte("keep"), 300)
+	drop := bytes.Repeat([]byte("drop"), 300)
+	w, _ := index.NewWriter(ctx, r.Store, index.New(), r.Config, index.WriterOptions{Host: "x"})
+	p := w.NewPacker()
+	p.Add(ctx, chunk.Sum(drop), drop)
+	p.Flush(ctx)
+	p.Add(ctx, chunk.Sum(keep), keep)
+	if err := w.Sync(ctx); err != nil { // one index file naming both packs
+		t.Fatal(err)
+	}
+	writeManifest(t, r.Store, "x", time.Now(), keep, []chunk.Ref{{ID: chunk.Sum(keep), Len: uint32(len(keep))}})
+	// Load lists the old index file; the purge replaces it before the Get.
+	slow := &listThenPurge{Store: r.Store, purge: func() { purgeNow(t, r, "x") }}
+	idx := index.New()
+	if _, err := idx.Load(ctx, slow, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !idx.Has(chunk.Sum(keep)) || idx.Has(chunk.Sum(drop)) {
+		t.Errorf("after a concurrent index rewrite: has keep=%v drop=%v, want true, false", idx.Has(chunk.Sum(keep)), idx.Has(chunk.Sum(drop)))
+	}
+}
+
+// listThenPurge runs a purge right after the first List of index files.
+type listThenPurge struct {
+	remote.Store
+	once  sync.Once
+	purge func()
+}
+
+func (l *listThenPurge) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
+	err := l.Store.List(ctx, prefix, fn)
+	if prefix == "index/" {
+		l.once.Do(l.purge)
+	}
+	return err
+}
+
+// TestValidateFindsDamage: each kind of damage is reported with the right
+// names and makes validate fail, without crashing it.
+func TestValidateFindsDamage(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 23, TotalBytes: 3 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, r *Repo, pack string, idxKey string, manifestKey string)
+		want   string
+	}{
+		{"flipped bit", func(t *testing.T, r *Repo, pack, _, _ string) { flip(t, r.Store, pack, 100) }, "checksum"},
+		{"truncated pack", func(t *testing.T, r *Repo, pack, _, _ string) { truncate(t, r.Store, pack) }, "truncated"},
+		{"deleted pack", func(t *testing.T, r *Repo, pack, _, _ string) { r.Store.Delete(t.Context(), pack) }, "missing"},
+		{"deleted index file", func(t *testing.T, r *Repo, _, ik, _ string) { r.Store.Delete(t.Context(), ik) }, "no index file"},
+		{"corrupt manifest", func(t *testing.T, r *Repo, _, _, mk string) { flip(t, r.Store, mk, 30) }, "manifest unreadable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+			s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pack, ik, mk string
+			r.Store.List(ctx, "packs/", func(i remote.Info) error { pack = i.Key; return nil })
+			r.Store.List(ctx, "index/", func(i remote.Info) error { ik = i.Key; return nil })
+			mk, _ = manifest.Key(s.Manifests[0])
+			if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
+				t.Fatalf("validate before damage: %v %+v", err, rep.Problems)
+			}
+			tc.damage(t, r, pack, ik, mk)
+			rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
+			if err != nil {
+				t.Fatalf("validate crashed: %v", err)
+			}
+			if rep.OK() {
+				t.Fatal("damage not detected")
+			}
+			found := false
+			for _, p := range rep.Problems {
+				if strings.Contains(p.What, tc.want) && p.Backup != "" && (p.File != "" || tc.name == "corrupt manifest") {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no problem mentioning %q with a backup and file name: %+v", tc.want, rep.Problems)
+			}
+		})
+	}
+}
+
+func readObj(t *testing.T, st remote.Store, key string) []byte {
+	t.Helper()
+	rc, err := st.Get(t.Context(), key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var b bytes.Buffer
+	b.ReadFrom(rc)
+	return b.Bytes()
+}
+
+func flip(t *testing.T, st remote.Store, key string, at int) {
+	b := readObj(t, st, key)
+	b[at%len(b)] ^= 0x04
+	if err := st.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func truncate(t *testing.T, st remote.Store, key string) {
+	b := readObj(t, st, key)
+	b = b[:len(b)/2]
+	if err := st.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+}
+

@@ -1,0 +1,222 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"sync/atomic"
+)
+
+// Request kinds, as Counting.Counts names them. They follow S3's request
+// classes, which is what a bill counts: ListDirs is a LIST, Stat a HEAD.
+const (
+	KindPut        = "PUT"
+	KindPutIf      = "PUTIF"
+	KindGet        = "GET"
+	KindHead       = "HEAD"
+	KindList       = "LIST"
+	KindDelete     = "DELETE"
+	KindDeleteMany = "DELETEMANY"
+)
+
+var kinds = [...]string{KindPut, KindPutIf, KindGet, KindHead, KindList, KindDelete, KindDeleteMany}
+
+const (
+	kPut = iota
+	kPutIf
+	kGet
+	kHead
+	kList
+	kDelete
+	kDeleteMany
+)
+
+// Counting wraps a Store and counts its calls by kind, the bytes they moved
+// and the calls that failed, for logs and benchmarks. Placed under a
+// retrying decorator it counts every attempt, so it sees what the backend
+// was asked to do. It is safe for concurrent use; counting costs an atomic
+// add per call (and per body Read for Get).
+//
+// Like remotetest.Faulty, Counting always has PutIf; when the inner store is
+// not a Conditional, PutIf returns an error wrapping errors.ErrUnsupported,
+// which callers already treat as "no conditional writes".
+type Counting struct {
+	inner    Store
+	n        [len(kinds)]atomic.Int64
+	put, got atomic.Int64
+	failed   atomic.Int64
+}
+
+var (
+	_ Store       = (*Counting)(nil)
+	_ Conditional = (*Counting)(nil)
+)
+
+// NewCounting returns a Counting around st with every counter at zero.
+func NewCounting(st Store) *Counting { return &Counting{inner: st} }
+
+// Counts returns the number of calls of each kind so far (every kind is
+// present, zero or not).
+func (c *Counting) Counts() map[string]int64 {
+	m := make(map[string]int64, len(kinds))
+	for i, k := range kinds {
+		m[k] = c.n[i].Load()
+	}
+	return m
+}
+
+// Total returns the number of calls of every kind.
+func (c *Counting) Total() int64 {
+	var t int64
+	for i := range kinds {
+		t += c.n[i].Load()
+	}
+	return t
+}
+
+// Bytes returns the bytes sent by Put and PutIf and the bytes read from Get
+// bodies so far.
+func (c *Counting) Bytes() (put, got int64) { return c.put.Load(), c.got.Load() }
+
+// Failed returns how many calls returned an error other than not found, a
+// lost precondition or ErrStop: for a store under a retrying decorator,
+// about the number of retries.
+func (c *Counting) Failed() int64 { return c.failed.Load() }
+
+// LogValue logs the non-zero counters: put=12 get=3 bytes_put=… failed=1.
+func (c *Counting) LogValue() slog.Value {
+	var attrs []slog.Attr
+	for i, k := range kinds {
+		if n := c.n[i].Load(); n > 0 {
+			attrs = append(attrs, slog.Int64(k, n))
+		}
+	}
+	put, got := c.Bytes()
+	attrs = append(attrs, slog.Int64("bytes_put", put), slog.Int64("bytes_got", got))
+	if f := c.failed.Load(); f > 0 {
+		attrs = append(attrs, slog.Int64("failed", f))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+func (c *Counting) count(k int, err error) error {
+	c.n[k].Add(1)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrPrecondition) && !errors.Is(err, ErrStop) {
+		c.failed.Add(1)
+	}
+	return err
+}
+
+// Put implements Store.
+func (c *Counting) Put(ctx context.Context, key string, data io.Reader, size int64) error {
+	err := c.count(kPut, c.inner.Put(ctx, key, data, size))
+	if err == nil {
+		c.put.Add(size)
+	}
+	return err
+}
+
+// PutIf implements Conditional.
+func (c *Counting) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	cs, ok := c.inner.(Conditional)
+	if !ok {
+		if err := ValidKey(key); err != nil {
+			return "", fmt.Errorf("put-if: %w", err)
+		}
+		return "", fmt.Errorf("put-if %s: %T is not a remote.Conditional: %w", key, c.inner, errors.ErrUnsupported)
+	}
+	etag, err := cs.PutIf(ctx, key, data, ifMatch)
+	if errors.Is(err, errors.ErrUnsupported) {
+		return etag, err // no request worth counting
+	}
+	if c.count(kPutIf, err) == nil {
+		c.put.Add(int64(len(data)))
+	}
+	return etag, err
+}
+
+// Get implements Store.
+func (c *Counting) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	rc, err := c.inner.Get(ctx, key, offset, length)
+	if c.count(kGet, err) != nil {
+		return nil, err
+	}
+	return &countingBody{ReadCloser: rc, n: &c.got}, nil
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// Stat implements Store.
+func (c *Counting) Stat(ctx context.Context, key string) (Info, error) {
+	info, err := c.inner.Stat(ctx, key)
+	return info, c.count(kHead, err)
+}
+
+// List implements Store. A List counts once, however many pages the
+// backend fetched.
+func (c *Counting) List(ctx context.Context, prefix string, fn func(Info) error) error {
+	var fnErr error
+	err := c.inner.List(ctx, prefix, func(info Info) error {
+		fnErr = fn(info)
+		return fnErr
+	})
+	if err != nil && fnErr != nil {
+		c.n[kList].Add(1) // the callback's error is not the store's failure
+		return err
+	}
+	return c.count(kList, err)
+}
+
+// ListDirs implements Store.
+func (c *Counting) ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	dirs, err := c.inner.ListDirs(ctx, prefix)
+	return dirs, c.count(kList, err)
+}
+
+// Delete implements Store.
+func (c *Counting) Delete(ctx context.Context, key string) error {
+	return c.count(kDelete, c.inner.Delete(ctx, key))
+}
+
+// batchDeleter is implemented by stores that delete many keys per request
+// (S3 DeleteObjects, up to 1,000 keys each).
+type batchDeleter interface {
+	DeleteMany(ctx context.Context, keys []string) error
+}
+
+// DeleteMany deletes keys with the inner store's DeleteMany when it has one
+// (one call counted), else one Delete per key (each counted). Missing keys
+// are not an error; the error names the keys that could not be deleted.
+func (c *Counting) DeleteMany(ctx context.Context, keys []string) error {
+	if bd, ok := c.inner.(batchDeleter); ok {
+		return c.count(kDeleteMany, bd.DeleteMany(ctx, keys))
+	}
+	return deleteEach(ctx, c, keys)
+}
+
+// deleteEach deletes keys one by one, going on past failures, and joins
+// their errors.
+func deleteEach(ctx context.Context, st Store, keys []string) error {
+	var errs []error
+	for _, k := range keys {
+		if err := st.Delete(ctx, k); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
