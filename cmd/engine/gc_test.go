@@ -519,4 +519,3 @@ func truncate(t *testing.T, st remote.Store, key string) {
 		t.Fatal(err)
 	}
 }
-

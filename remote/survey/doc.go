@@ -9,8 +9,8 @@
 // holds except pack data: config, index files, manifests, session and
 // purger objects, byte for byte. Under each pack key (DataPrefix, "packs/")
 // it holds a stub instead: the pack's logical size and its last bytes,
-// which for a cassback pack are its header and trailer (n × 36 + 44 bytes,
-// a few KiB for a 32 MiB pack). So Stat and List report packs at their real
+// which for a cassback pack are its header and trailer and up to a KiB
+// before them (n × 36 + 1024 bytes, a few KiB for a 32 MiB pack). So Stat and List report packs at their real
 // size, index.ReadPackHeader works, and list, show, validate without
 // --checksum and purge run on a survey; a Get reaching into chunk data
 // fails with an error wrapping ErrNoData. A stub is stored under the

@@ -14,8 +14,8 @@ import (
 //	magic "CBSTUB01" | size u64 LE | tail
 //
 // size is the pack's logical size and tail its last len(tail) bytes: the
-// header and trailer of a cassback pack, which is all that index rebuilding
-// and a pack's Stat need. The format is private to this package; the magic
+// header and trailer of a cassback pack (and a little chunk data), which is
+// all that index rebuilding and a pack's Stat need. The format is private to this package; the magic
 // keeps a real pack (a meta dir pointed at a real store) from being taken
 // for a stub.
 const (
@@ -23,21 +23,24 @@ const (
 	stubHeaderSize = len(stubMagic) + 8
 )
 
-// The end of a cassback pack, as index/pack.go writes it: a header of
-// n × {id [32]byte, len u32 LE} and a trailer {headerSum [32]byte, n u32 LE,
-// "CBPACK01"}. Repeated here so that this store needs no chunk hashing;
-// TestRealPacks checks them against the index package.
+// What this store assumes of a cassback pack (index/pack.go): it ends with
+// its chunk count n (u32 LE) and the magic "CBPACK01", and its header of
+// n × 36 bytes ends at most trailerSlack bytes before the end, in the
+// trailer. That holds for format 1's 44-byte trailer and for the 60-byte
+// trailer with a nonce, and leaves room for the trailer to grow; the cost
+// is up to a KiB of chunk data kept per stub. TestRealPacks checks the
+// assumption against packs the index package writes.
 const (
-	packMagic       = "CBPACK01"
-	packTrailerSize = 32 + 4 + len(packMagic)
-	packEntrySize   = 32 + 4
-	maxPackChunks   = 1 << 20
+	packMagic     = "CBPACK01"
+	packEntrySize = 32 + 4
+	maxPackChunks = 1 << 20
+	trailerSlack  = 1 << 10
 )
 
 // maxStreamTail bounds the tail kept of a pack that arrives as a plain
 // io.Reader (the backup engine passes a *bytes.Reader, which is read at the
-// end directly): 4 MiB holds the header of a pack of 116,000 chunks, a pack
-// of files averaging under 300 bytes. A larger header is kept in part, and
+// end directly): 4 MiB holds the header of a pack of 116,000 chunks, a
+// 32 MiB pack of files averaging under 300 bytes. A larger header is kept in part, and
 // reading the rest of it fails with ErrNoData.
 const maxStreamTail = 4 << 20
 
@@ -79,16 +82,17 @@ func decodeStub(b []byte) (stub, error) {
 }
 
 // keepLen returns how many of the last bytes of an object of size bytes its
-// stub keeps, given its last min(size, packTrailerSize) bytes t: the header
-// and trailer when t is a pack trailer whose header fits, else t.
+// stub keeps, given its last min(size, trailerSlack) bytes t: the header
+// and trailer when t ends like a pack, else t.
 func keepLen(size int64, t []byte) int64 {
-	if len(t) == packTrailerSize && string(t[packTrailerSize-len(packMagic):]) == packMagic {
-		n := int64(binary.LittleEndian.Uint32(t[32:36]))
-		if h := int64(packTrailerSize) + n*packEntrySize; n <= maxPackChunks && h <= size {
-			return h
+	k := len(t)
+	if k >= 4+len(packMagic) && string(t[k-len(packMagic):]) == packMagic {
+		n := int64(binary.LittleEndian.Uint32(t[k-len(packMagic)-4:]))
+		if n <= maxPackChunks {
+			return min(size, n*packEntrySize+trailerSlack)
 		}
 	}
-	return int64(len(t))
+	return int64(k)
 }
 
 // readerAtSeeker is data that can be read at its end without reading it
@@ -123,7 +127,7 @@ func readStub(ctx context.Context, data io.Reader, size int64) ([]byte, error) {
 		return nil, fmt.Errorf("read data: %w", err)
 	}
 	tail := r.bytes()
-	t := tail[len(tail)-min(len(tail), packTrailerSize):]
+	t := tail[len(tail)-min(len(tail), trailerSlack):]
 	keep := min(keepLen(size, t), int64(len(tail)))
 	return encodeStub(size, tail[int64(len(tail))-keep:]), nil
 }
@@ -147,7 +151,7 @@ func stubAt(ra readerAtSeeker, size int64) (b []byte, ok bool, err error) {
 	case have > size:
 		return nil, true, fmt.Errorf("data is longer than %d bytes", size)
 	}
-	t := make([]byte, min(size, int64(packTrailerSize)))
+	t := make([]byte, min(size, trailerSlack))
 	if err := readAt(ra, t, end-int64(len(t))); err != nil {
 		return nil, true, err
 	}

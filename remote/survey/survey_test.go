@@ -106,7 +106,8 @@ func readAll(t *testing.T, s remote.Store, key string, off, n int64) ([]byte, er
 func TestPackStub(t *testing.T) {
 	pack := fakePack(1000, 2000, 3000)
 	size := int64(len(pack))
-	tail := int64(3*36 + 44)
+	tail := int64(3*36 + trailerSlack) // the header and a KiB for the trailer
+	hdr := int64(3*36 + 44)            // fakePack's header and trailer
 	for _, tc := range []struct {
 		name string
 		r    func() io.Reader
@@ -138,15 +139,15 @@ func TestPackStub(t *testing.T) {
 				t.Fatal(err)
 			}
 			if want := int64(stubHeaderSize) + tail; fi.Size() != want {
-				t.Errorf("stub file: got %d bytes, want %d (16-byte header and the %d-byte pack header and trailer)", fi.Size(), want, tail)
+				t.Errorf("stub file: got %d bytes, want %d (16-byte stub header and the pack's last %d bytes)", fi.Size(), want, tail)
 			}
 
 			for _, r := range []struct{ off, n int64 }{
-				{size - 44, 44},          // trailer
-				{size - tail, tail - 44}, // header
-				{size - tail, -1},        // both
-				{size - 10, 100},         // clipped
-				{size, -1}, {size, 5},    // at the end: empty
+				{size - 44, 44},        // trailer
+				{size - hdr, hdr - 44}, // header
+				{size - tail, -1},      // all that is kept
+				{size - 10, 100},       // clipped
+				{size, -1}, {size, 5},  // at the end: empty
 				{0, 0}, {size - tail - 1, 0}, // nothing asked: no data needed
 			} {
 				got, err := readAll(t, s, key, r.off, r.n)
@@ -175,16 +176,16 @@ func TestPackStub(t *testing.T) {
 }
 
 // TestPackStubNotAPack: an object under packs/ without a pack trailer keeps
-// its last 44 bytes (all of a smaller one).
+// its last KiB (all of a smaller one).
 func TestPackStubNotAPack(t *testing.T) {
 	s, _, _ := openTest(t)
-	for _, n := range []int{0, 10, 44, 45, 5000} {
+	for _, n := range []int{0, 10, trailerSlack, trailerSlack + 1, 5000} {
 		key := fmt.Sprintf("packs/00/x%d", n)
 		data := remotetest.Data(uint64(n), n)
 		if err := s.Put(t.Context(), key, plainReader{bytes.NewReader(data)}, int64(n)); err != nil {
 			t.Fatal(err)
 		}
-		keep := min(n, 44)
+		keep := min(n, trailerSlack)
 		got, err := readAll(t, s, key, int64(n-keep), -1)
 		if err != nil || !bytes.Equal(got, data[n-keep:]) {
 			t.Errorf("%d bytes: Get of the last %d: got %d bytes, error %v", n, keep, len(got), err)
@@ -217,7 +218,7 @@ func TestPackStubHugeHeader(t *testing.T) {
 	if err := s.Put(t.Context(), "packs/aa/stream", plainReader{bytes.NewReader(pack)}, size); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readAll(t, s, "packs/aa/seek", hdrStart, -1); err != nil || !bytes.Equal(got, pack[hdrStart:]) {
+	if got, err := readAll(t, s, "packs/aa/seek", hdrStart-trailerSlack+44, -1); err != nil || !bytes.Equal(got, pack[hdrStart-trailerSlack+44:]) {
 		t.Errorf("seekable: Get of the header: got %d bytes, error %v", len(got), err)
 	}
 	if got, err := readAll(t, s, "packs/aa/stream", size-maxStreamTail, -1); err != nil || !bytes.Equal(got, pack[size-maxStreamTail:]) {
