@@ -34,10 +34,7 @@ func TestConformance(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Error(err)
 			}
-			events := readEvents(t, logPath)
-			if len(events) == 0 {
-				t.Errorf("survey file is empty")
-			}
+			readEvents(t, logPath) // fails the test on a malformed line
 		})
 		return s
 	})
