@@ -306,6 +306,13 @@ func (m *Manifest) checkFile(t *Table, f *File) error {
 	if y := f.MTime.UTC().Year(); y < 0 || y > 9999 {
 		return fmt.Errorf("mtime: year %d: want 0 to 9999", y)
 	}
+	if f.Unstored {
+		// Recorded by --ignore-existing: known to exist, never read.
+		if len(f.Chunks) != 0 || !f.Sum.IsZero() {
+			return errors.New("unstored file with chunks or a sum")
+		}
+		return nil
+	}
 	if f.Sum.IsZero() {
 		return errors.New("no BLAKE3 sum")
 	}

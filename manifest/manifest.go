@@ -47,4 +47,8 @@ type File struct {
 	Sum   chunk.ID  `json:"blake3"`          // BLAKE3-256 of the whole file
 	// Chunks lists the file's chunks in order; their lengths add up to Size.
 	Chunks []chunk.Ref `json:"chunks"`
+	// Unstored marks a file that existed when continuous backup started
+	// with --ignore-existing: it is recorded, but its bytes were never read
+	// or stored (no Sum, no Chunks). Restore skips it and says so.
+	Unstored bool `json:"unstored,omitempty"`
 }

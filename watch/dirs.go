@@ -143,6 +143,7 @@ func (w *Watcher) tryWatch(d *dirState) bool {
 		w.limitReached(err)
 	default:
 		w.log.Warn("cannot watch directory, rescanning it periodically", "dir", d.abs, "err", err)
+		w.rescanSoon(w.opts.PollInterval)
 	}
 	return true
 }
@@ -151,7 +152,7 @@ func (w *Watcher) tryWatch(d *dirState) bool {
 // the watcher falls back to rescans, with the sysctl that lifts the limit.
 func (w *Watcher) limitReached(err error) {
 	l := &w.loop
-	l.degraded = true
+	w.rescanSoon(w.opts.PollInterval)
 	if l.limitWarned {
 		return
 	}
@@ -247,7 +248,7 @@ func (w *Watcher) walk(d *dirState, check bool, prefixes map[*dirState]map[strin
 	}
 	if check {
 		for p := range ps {
-			w.markPrefix(d, p)
+			w.markDirty(d, p, false)
 		}
 	}
 	return nil
@@ -271,8 +272,8 @@ func (w *Watcher) dirGone(d *dirState) {
 		if d.watched {
 			d.watched = false
 			l.unwatched++
-			l.degraded = true
 		}
+		w.rescanSoon(w.opts.PollInterval)
 		w.log.Warn("data directory vanished, rescanning periodically", "dir", d.abs)
 		return
 	}

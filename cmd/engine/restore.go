@@ -122,6 +122,11 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 			}
 			for _, f := range t.Files {
 				out := FileOutcome{Backup: m.Name, Path: f.Path}
+				if f.Unstored {
+					out.Reason = "not backed up (recorded by backup --ignore-existing)"
+					res.Skipped = append(res.Skipped, out)
+					continue
+				}
 				if !safeRel(f.Path) {
 					out.Reason = "path escapes the data directory"
 					res.Failed = append(res.Failed, out)

@@ -118,6 +118,9 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 			}
 			for fi := range t.Files {
 				f := &t.Files[fi]
+				if f.Unstored {
+					continue // recorded by --ignore-existing: nothing stored to check
+				}
 				fr := fileRef{backup: n, ks: m.Keyspace, table: t.Name, rec: f}
 				if p, err := manifest.ParsePath(f.Path); err == nil && p.Component == "Data.db" {
 					fr.digest = digests[path.Dir(f.Path)+"/"+p.Prefix]

@@ -233,14 +233,14 @@ func (r Report) Write(w io.Writer, p Prices, all bool) error {
 	for _, m := range r.Months {
 		c := m.Cost(p)
 		pr("For Month %d-%d (%d hours).\n", m.Year, int(m.Month), m.Hours)
-		pr("%-25s: %21s\n", "Storage", fmt.Sprintf("$%.4f", c.Storage))
-		pr("%-25s: %21s\n", "PUT, COPY, POST, LIST", fmt.Sprintf("$%.4f", c.Put))
-		pr("%-25s: %21s\n", "GET, HEAD and other", fmt.Sprintf("$%.4f", c.Get))
-		pr("%-25s: %21s\n", "Transfer out", fmt.Sprintf("$%.4f", c.TransferOut))
-		pr("%-25s: %21s\n", "Total", fmt.Sprintf("$%.4f", c.Total()))
+		pr("%-25s: %21s\n", "Storage", fmt.Sprintf("$%.6f", c.Storage))
+		pr("%-25s: %21s\n", "PUT, COPY, POST, LIST", fmt.Sprintf("$%.6f", c.Put))
+		pr("%-25s: %21s\n", "GET, HEAD and other", fmt.Sprintf("$%.6f", c.Get))
+		pr("%-25s: %21s\n", "Transfer out", fmt.Sprintf("$%.6f", c.TransferOut))
+		pr("%-25s: %21s\n", "Total", fmt.Sprintf("$%.6f", c.Total()))
 	}
 	final := r.FinalBytes()
-	pr("\nA full month of storage at the final size (%d bytes, %.2f GB) costs $%.4f.\n",
+	pr("\nA full month of storage at the final size (%d bytes, %.2f GB) costs $%.6f.\n",
 		final, float64(final)/gb, float64(final)/gb*p.StorageGBMonth)
 	return bw.Flush()
 }
