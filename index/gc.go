@@ -104,44 +104,57 @@ func LoadCatalog(ctx context.Context, st remote.Store) (*Catalog, error) {
 // among stored packs not in avoid, the one holding the most referenced
 // chunks (so sparse packs empty out), ties to the lower ID. A chunk with
 // no copy outside avoid keeps a copy inside it. It returns the live packs
-// and the referenced chunks with no stored copy at all.
+// and the referenced chunks with no stored copy at all. Memory: one map
+// entry (ID and a pack number, about 60 bytes) per referenced chunk.
 func (c *Catalog) keepers(refs RefSet, avoid map[chunk.ID]bool) (live map[chunk.ID]bool, lost []chunk.ID) {
-	copies := map[chunk.ID][]chunk.ID{}
-	score := map[chunk.ID]int{}
-	for id, p := range c.Packs {
-		if !p.Stored {
-			continue
+	packs := make([]*PackState, 0, len(c.Packs))
+	for _, p := range c.Packs {
+		if p.Stored {
+			packs = append(packs, p)
 		}
+	}
+	score := make([]int, len(packs))
+	for i, p := range packs {
 		for _, e := range p.Entries {
 			if _, ok := refs[e.ID]; ok {
-				copies[e.ID] = append(copies[e.ID], id)
-				score[id]++
+				score[i]++
 			}
 		}
 	}
-	live = map[chunk.ID]bool{}
-	better := func(a, b chunk.ID) bool { // is a a better keeper than b
-		if avoid[a] != avoid[b] {
-			return !avoid[a]
+	better := func(a, b int) bool { // is packs[a] a better keeper than packs[b]
+		pa, pb := packs[a], packs[b]
+		if avoid[pa.ID] != avoid[pb.ID] {
+			return !avoid[pa.ID]
 		}
 		if score[a] != score[b] {
 			return score[a] > score[b]
 		}
-		return bytes.Compare(a[:], b[:]) < 0
+		return bytes.Compare(pa.ID[:], pb.ID[:]) < 0
 	}
-	for ref := range refs {
-		cs := copies[ref]
-		if len(cs) == 0 {
-			lost = append(lost, ref)
+	best := make(map[chunk.ID]int32, len(refs))
+	for i, p := range packs {
+		if score[i] == 0 {
 			continue
 		}
-		best := cs[0]
-		for _, p := range cs[1:] {
-			if better(p, best) {
-				best = p
+		for _, e := range p.Entries {
+			if _, ok := refs[e.ID]; !ok {
+				continue
+			}
+			if cur, ok := best[e.ID]; !ok || better(i, int(cur)) {
+				best[e.ID] = int32(i)
 			}
 		}
-		live[best] = true
+	}
+	live = map[chunk.ID]bool{}
+	for _, i := range best {
+		live[packs[i].ID] = true
+	}
+	if len(best) < len(refs) {
+		for ref := range refs {
+			if _, ok := best[ref]; !ok {
+				lost = append(lost, ref)
+			}
+		}
 	}
 	return live, lost
 }
@@ -318,6 +331,7 @@ func (c *Collector) Run(ctx context.Context) (GCReport, error) {
 	if len(ready) == 0 {
 		return rep, nil
 	}
+	refs, cat, live = nil, nil, nil // the sweep marks afresh
 	if err := c.sweep(ctx, ready, &rep); err != nil {
 		return rep, err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 )
 
@@ -207,7 +208,7 @@ func (c *Counting) DeleteMany(ctx context.Context, keys []string) error {
 }
 
 // deleteEach deletes keys one by one, going on past failures, and joins
-// their errors.
+// their errors on one line.
 func deleteEach(ctx context.Context, st Store, keys []string) error {
 	var errs []error
 	for _, k := range keys {
@@ -218,5 +219,20 @@ func deleteEach(ctx context.Context, st Store, keys []string) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return joined(errs)
 }
+
+type joined []error
+
+func (j joined) Error() string {
+	msgs := make([]string, len(j))
+	for i, e := range j {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (j joined) Unwrap() []error { return j }

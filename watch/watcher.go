@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -223,6 +224,9 @@ func crossDevice(rs *rootState, err error) error {
 func (w *Watcher) Release(ev Event) error {
 	if ev.hold == "" {
 		return nil
+	}
+	if !slices.ContainsFunc(w.roots, func(rs *rootState) bool { return within(ev.hold, rs.hold) && ev.hold != rs.hold }) {
+		return fmt.Errorf("release hold %s: not one of this watcher's", ev.hold)
 	}
 	if err := os.RemoveAll(ev.hold); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("release hold: %w", err)

@@ -100,6 +100,9 @@ func ParseLine(line string) (Event, error) {
 	}
 	var e Event
 	t, err := time.Parse(time.RFC3339Nano, f[0])
+	if y := t.UTC().Year(); err == nil && (y < 1 || y > 9999) {
+		err = errors.New("year out of range")
+	}
 	if err != nil {
 		return Event{}, fmt.Errorf("time %q: want RFC 3339 UTC such as 2026-11-26T01:02:03.123456Z", short(f[0]))
 	}
