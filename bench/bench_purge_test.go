@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,7 +108,13 @@ func BenchmarkPurgeLarge(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+	// Purge from a freshly opened repo, as the purge command does, and
+	// count only its memory.
+	refs, w = nil, nil
+	r = newRepo(b, dir, false)
+	r.GC = index.GCOptions{Grace: -1, NewPackMargin: -1, RepackThreshold: 1}
 	runtime.GC()
+	debug.FreeOSMemory()
 	cut := t0.Add(time.Duration(nMan/2) * time.Hour)
 	b.ResetTimer()
 	for b.Loop() {

@@ -39,10 +39,10 @@ type dirState struct {
 	pending map[string]bool      // prefixes with files that were not complete when last checked
 
 	// Debounce: what to check, and since when events arrive.
-	dirty        bool
-	dirtyPrefix  map[string]bool
-	dirtyTxn     bool // a transaction log changed: recheck every pending prefix
-	first, last  time.Time
+	dirty       bool
+	dirtyPrefix map[string]bool
+	dirtyTxn    bool // a transaction log changed: recheck every pending prefix
+	first, last time.Time
 }
 
 func (d *dirState) child(name string) string {

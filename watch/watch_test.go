@@ -232,7 +232,7 @@ func TestDirectoriesComeAndGo(t *testing.T) {
 			t.Errorf("%s not watched", d)
 		}
 	}
-	if idx := evs[0].SSTable; idx.Index != "t1_idx" || idx.Table != "t1" {
+	if idx := evs[1].SSTable; idx.Index != "t1_idx" || idx.Table != "t1" || idx.Dir != "ks/t1-"+tableID+"/.t1_idx" {
 		t.Errorf("index sstable = %+v", idx)
 	}
 
@@ -325,7 +325,6 @@ func TestStartupRace(t *testing.T) {
 		hh.src.addHook = func(dir string) error {
 			if dir == tdir {
 				// Between this directory's watch and the scan.
-				go func() {}()
 				writeSSTable(t, tdir, "nb-2-big")
 			}
 			return nil

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -22,6 +22,8 @@ type backupConfig struct {
 	ignoreChanges  bool
 	dataDirs       listFlag
 	host           string
+	manifestSecs   float64
+	drain          time.Duration
 }
 
 func backupCmd(g *globals, opts []ff.Option) *ffcli.Command {
@@ -37,6 +39,8 @@ func backupCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.Var(&c.dataDirs, "cassandra_data_dir", "a Cassandra data directory (repeatable for JBOD; default /var/lib/cassandra/data)")
 	fs.Var(&c.dataDirs, "cassandra-data-dir", "same as --cassandra_data_dir")
 	fs.StringVar(&c.host, "host", "", "name of this node in the store (default: the fully qualified host name)")
+	fs.Float64Var(&c.manifestSecs, "manifest-interval-secs", 5, "continuous mode: a changed keyspace gets a new manifest at most this often")
+	fs.DurationVar(&c.drain, "drain-timeout", time.Minute, "continuous mode: on SIGTERM/SIGINT, finish uploads for at most this long, then write the final manifests and exit")
 	return &ffcli.Command{
 		Name:       "backup",
 		ShortUsage: "cassback [global options] backup [options]",
@@ -63,8 +67,11 @@ inode) is not read again.`,
 			if c.threads < 1 {
 				return usagef("--threads %d: must be at least 1", c.threads)
 			}
-			if !c.ignoreChanges {
-				return errors.New("continuous backup (watching for changes) is not available in this version; use --ignore-changes")
+			if c.ignoreExisting && c.ignoreChanges {
+				return usagef("--ignore-existing applies to continuous backup, not with --ignore-changes")
+			}
+			if c.manifestSecs <= 0 {
+				return usagef("--manifest-interval-secs %v: must be positive", c.manifestSecs)
 			}
 			if c.host == "" {
 				c.host = defaultHost()
@@ -82,10 +89,25 @@ inode) is not read again.`,
 			if err != nil {
 				return err
 			}
-			sum, err := r.Backup(ctx, engine.BackupOptions{
+			bo := engine.BackupOptions{
 				DataDirs: c.dataDirs, Host: c.host, ExcludeKeyspaces: c.exclude, IncludeSystem: c.includeSystem,
 				Threads: c.threads, CassandraVersion: g.cassandraVersion,
-			})
+			}
+			if !c.ignoreChanges {
+				report := time.Duration(c.reportInterval) * time.Second
+				if c.reportInterval <= 0 {
+					report = -1
+				}
+				st, err := r.Continuous(ctx, gracefulStop(ctx), engine.ContinuousOptions{
+					BackupOptions: bo, IgnoreExisting: c.ignoreExisting, ReportInterval: report,
+					ManifestInterval: time.Duration(c.manifestSecs * float64(time.Second)), DrainTimeout: c.drain,
+				})
+				fmt.Fprintf(g.stdout, "Backed up %d SSTables (%d files read, %s, %s new), wrote %d manifests; latency to a durable manifest: median %v, p99 %v\n",
+					st.SSTables, st.Files, human(st.BytesRead), human(st.BytesNew), st.Manifests,
+					engine.Percentile(st.Latency, 50).Round(time.Millisecond), engine.Percentile(st.Latency, 99).Round(time.Millisecond))
+				return err
+			}
+			sum, err := r.Backup(ctx, bo)
 			if err == nil || sum.Files > 0 {
 				printBackupSummary(g, sum)
 			}

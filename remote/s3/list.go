@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -50,6 +51,8 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(remote.Info) er
 
 // ListDirs implements remote.Store with ListObjectsV2 and the delimiter
 // '/': one request per 1,000 directories, however many keys lie below them.
+// S3 orders the directories with their '/' ("x-y/" before "x/"); ListDirs
+// sorts the names.
 func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 	if err := remote.ValidPrefix(prefix); err != nil {
 		return nil, fmt.Errorf("list-dirs: %w", err)
@@ -76,6 +79,7 @@ func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 			}
 		}
 	}
+	slices.Sort(dirs)
 	return dirs, nil
 }
 

@@ -142,11 +142,21 @@ func (s *Store) putObject(ctx context.Context, op, key string, body io.ReadSeeke
 	if cond != nil {
 		cond(in)
 	}
-	out, err := s.client.PutObject(ctx, in)
-	if err != nil {
-		return nil, s.opError(ctx, op, key, err)
+	for try := 1; ; try++ {
+		out, err := s.client.PutObject(ctx, in)
+		if err == nil {
+			return out, nil
+		}
+		// versitygw's posix backend answers 409 ExistingObjectIsDirectory
+		// when a Delete removes the object's emptied parent folder between
+		// its mkdir and its link: a race on the server, over at once.
+		if _, code, _ := responseInfo(err); code != "ExistingObjectIsDirectory" || try == 3 || ctx.Err() != nil {
+			return nil, s.opError(ctx, op, key, err)
+		}
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op, key, err)
+		}
 	}
-	return out, nil
 }
 
 // putMultipart uploads src in parts, several at once when it can be read at

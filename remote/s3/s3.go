@@ -20,20 +20,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/cassback/cassback/remote"
 )
 
 // Limits of S3 itself.
 const (
-	minPartSize  = 5 << 20       // every part but the last
-	maxPartSize  = 5 << 30       // any part
-	maxSinglePut = 5 << 30       // one PutObject
-	maxParts     = 10000         // parts of one upload
-	maxBatch     = 1000          // keys of one DeleteObjects
-	defRegion    = "us-east-1"   // when neither Config nor the SDK's chain names one
-	defPartSize  = 64 << 20      // Config.PartSize zero value
-	defTimeout   = time.Minute   // Config.RequestTimeout zero value
+	minPartSize  = 5 << 20     // every part but the last
+	maxPartSize  = 5 << 30     // any part
+	maxSinglePut = 5 << 30     // one PutObject
+	maxParts     = 10000       // parts of one upload
+	maxBatch     = 1000        // keys of one DeleteObjects
+	defRegion    = "us-east-1" // when neither Config nor the SDK's chain names one
+	defPartSize  = 64 << 20    // Config.PartSize zero value
+	defTimeout   = time.Minute // Config.RequestTimeout zero value
 	abortTimeout = 2 * time.Minute
 )
 
@@ -253,6 +254,8 @@ func newStore(ctx context.Context, cfg Config) (*Store, error) {
 		// Objects uploaded in parts have no whole-object checksum to
 		// validate; do not log that about every such GET.
 		o.DisableLogOutputChecksumValidationSkipped = true
+		// The SDK would log to standard error; errors reach the caller.
+		o.Logger = logging.Nop{}
 	})
 	s := &Store{cfg: cfg, client: client, http: hc, bucket: aws.String(cfg.Bucket)}
 	if cfg.Prefix != "" {
@@ -307,5 +310,5 @@ func begin(ctx context.Context, op, key string) error {
 
 // etag strips the quotes S3 puts around ETags; quoteETag puts them back for
 // If-Match.
-func etag(s *string) string    { return strings.Trim(aws.ToString(s), `"`) }
+func etag(s *string) string     { return strings.Trim(aws.ToString(s), `"`) }
 func quoteETag(e string) string { return `"` + e + `"` }

@@ -1,0 +1,222 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/watch"
+)
+
+// snapshotLive records the live files of the user keyspaces and a hash of
+// each file's content.
+func snapshotLive(t *testing.T, n *nodegen.Node, kss []string) map[string][32]byte {
+	t.Helper()
+	out := map[string][32]byte{}
+	for _, f := range n.LiveFiles {
+		ks := strings.SplitN(f, "/", 2)[0]
+		if !slices.Contains(kss, ks) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(n.Dir, filepath.FromSlash(f)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[f] = sha256.Sum256(b)
+	}
+	return out
+}
+
+func treeHashes(t *testing.T, dir string) map[string][32]byte {
+	t.Helper()
+	out := map[string][32]byte{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[filepath.ToSlash(rel)] = sha256.Sum256(b)
+		return nil
+	})
+	return out
+}
+
+// TestContinuousSimulator runs continuous backup beside a simulated
+// Cassandra node that flushes (transaction log ADD/COMMIT), compacts,
+// rewrites Statistics.db in place, snapshots, and drops a table. After each
+// change it waits past the coalescing interval and records the live set.
+// Afterwards a restore at each recorded moment must equal that live set,
+// and no manifest may name an incomplete SSTable.
+func TestContinuousSimulator(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	kss := []string{"ks_app", "metrics"}
+	node, err := nodegen.Generate(data, nodegen.Config{Seed: 31, TotalBytes: 6 << 20, Backups: true, InFlight: true,
+		Keyspaces: []nodegen.KeyspaceSpec{
+			{Name: "ks_app", Tables: []nodegen.TableSpec{{Name: "events", Weight: 2}, {Name: "users", Weight: 1, Indexes: []string{"users_email_idx"}}}},
+			{Name: "metrics", Tables: []nodegen.TableSpec{{Name: "samples", Weight: 2}}},
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	interval := 100 * time.Millisecond
+	stop := make(chan struct{})
+	type result struct {
+		st  ContinuousStats
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		st, err := r.Continuous(ctx, stop, ContinuousOptions{
+			BackupOptions:    BackupOptions{DataDirs: []string{data}, Host: "sim", Threads: 2},
+			ManifestInterval: interval, ReportInterval: -1,
+			Watch: watch.Options{Debounce: 20 * time.Millisecond},
+		})
+		res <- result{st, err}
+	}()
+	quiet := 800 * time.Millisecond // > interval + debounce + upload time
+	type moment struct {
+		at   time.Time
+		live map[string][32]byte
+		what string
+	}
+	var moments []moment
+	record := func(what string) {
+		time.Sleep(quiet)
+		moments = append(moments, moment{time.Now(), snapshotLive(t, node, kss), what})
+	}
+	record("start")
+	ops := []struct {
+		what string
+		do   func() error
+	}{
+		{"flush events", func() error { _, err := node.Flush("ks_app", "events", 256<<10); return err }},
+		{"flush samples", func() error { _, err := node.Flush("metrics", "samples", 256<<10); return err }},
+		{"rewrite statistics", func() error {
+			s := node.Keyspace("ks_app")[0]
+			return node.RewriteStatistics("ks_app", s.Table, s.Gen)
+		}},
+		{"snapshot", func() error { return node.Snapshot("snap1") }},
+		{"compact events", func() error {
+			var gens []string
+			for _, s := range node.Keyspace("ks_app") {
+				if s.Table == "events" && s.Index == "" {
+					gens = append(gens, s.Gen)
+				}
+			}
+			_, err := node.Compact("ks_app", "events", gens)
+			return err
+		}},
+		{"flush users", func() error { _, err := node.Flush("ks_app", "users", 128<<10); return err }},
+		{"flush events again", func() error { _, err := node.Flush("ks_app", "events", 128<<10); return err }},
+	}
+	for _, op := range ops {
+		if err := op.do(); err != nil {
+			t.Fatalf("%s: %v", op.what, err)
+		}
+		record(op.what)
+	}
+	close(stop)
+	out := <-res
+	if out.err != nil {
+		t.Fatal(out.err)
+	}
+	t.Logf("continuous: %d SSTables, %d manifests, latency median %v p99 %v over %d SSTables",
+		out.st.SSTables, out.st.Manifests, Percentile(out.st.Latency, 50), Percentile(out.st.Latency, 99), len(out.st.Latency))
+
+	for i, m := range moments {
+		ms, err := Select(ctx, r.Store, "sim", "", kss, m.at)
+		if err != nil {
+			t.Fatalf("moment %d (%s): %v", i, m.what, err)
+		}
+		for _, man := range ms {
+			checkComplete(t, man)
+		}
+		dst := filepath.Join(t.TempDir(), fmt.Sprint("m", i))
+		if _, err := r.Restore(ctx, ms, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+			t.Fatalf("moment %d (%s): restore: %v", i, m.what, err)
+		}
+		got := treeHashes(t, dst)
+		if !maps_equal(got, m.live) {
+			t.Errorf("moment %d (%s): restore has %d files, live set had %d (first difference %s)", i, m.what, len(got), len(m.live), firstDiff(got, m.live))
+		}
+	}
+}
+
+func maps_equal(a, b map[string][32]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func firstDiff(a, b map[string][32]byte) string {
+	for _, k := range slices.Sorted(mapKeys(a)) {
+		if w, ok := b[k]; !ok {
+			return "extra " + k
+		} else if w != a[k] {
+			return "content of " + k
+		}
+	}
+	for _, k := range slices.Sorted(mapKeys(b)) {
+		if _, ok := a[k]; !ok {
+			return "missing " + k
+		}
+	}
+	return ""
+}
+
+func mapKeys(m map[string][32]byte) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// checkComplete fails if a manifest names a file of an SSTable whose
+// TOC.txt (when the version has one) is not in the manifest too, or a
+// temporary file.
+func checkComplete(t *testing.T, m *manifest.Manifest) {
+	t.Helper()
+	prefixes := map[string]map[string]bool{}
+	for _, tb := range m.Tables {
+		for _, f := range tb.Files {
+			p, err := manifest.ParsePath(f.Path)
+			if err != nil || p.Temporary || p.Kind != manifest.KindComponent {
+				t.Errorf("manifest %s names %s, not a final SSTable component", m.Name, f.Path)
+				continue
+			}
+			key := filepath.Dir(f.Path) + "/" + p.Prefix
+			if prefixes[key] == nil {
+				prefixes[key] = map[string]bool{}
+			}
+			prefixes[key][p.Component] = true
+		}
+	}
+	for k, comps := range prefixes {
+		if !comps["TOC.txt"] || !comps["Data.db"] {
+			t.Errorf("manifest %s names an incomplete SSTable %s: %v", m.Name, k, comps)
+		}
+	}
+}
