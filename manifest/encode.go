@@ -10,6 +10,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -51,7 +52,16 @@ func Encode(m *Manifest) ([]byte, error) {
 		return nil, fmt.Errorf("manifest %s: %w", m.Name, err)
 	}
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf) // zero Header: no name, no comment, mtime 0
+	// A gzip writer allocates about 1 MB; continuous backup writes many
+	// manifests, so writers are reused (Reset keeps the zero Header: no
+	// name, no comment, mtime 0).
+	zw, _ := gzipWriters.Get().(*gzip.Writer)
+	if zw == nil {
+		zw = gzip.NewWriter(&buf)
+	} else {
+		zw.Reset(&buf)
+	}
+	defer gzipWriters.Put(zw)
 	if _, err := zw.Write(js); err != nil {
 		return nil, err
 	}
@@ -60,6 +70,8 @@ func Encode(m *Manifest) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+var gzipWriters sync.Pool
 
 // canonicalJSON encodes a normalized copy of m.
 func canonicalJSON(m *Manifest) ([]byte, error) {
