@@ -153,6 +153,9 @@ type countingBody struct {
 	n *atomic.Int64
 }
 
+// ETag implements ETagger for the inner body.
+func (b *countingBody) ETag() string { return BodyETag(b.ReadCloser) }
+
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n.Add(int64(n))

@@ -123,8 +123,10 @@ func Retry(ctx context.Context, opts RetryOptions, what string, fn func(context.
 //     attempt);
 //   - resumes a Get body that breaks with a transient error by asking for
 //     the rest from the offset reached, so a long ranged read survives a
-//     dropped connection (objects in a cassback store never change in
-//     place, so the rest belongs to the same object);
+//     dropped connection. Only bodies that name the version they read
+//     (see ETagger) are resumed, and only from the same version: if the
+//     object was replaced meanwhile the read fails rather than mix two
+//     versions;
 //   - resumes a List after the last key it delivered, so fn never sees a
 //     key twice; errors returned by fn are never retried;
 //   - treats a PutIf that fails with ErrPrecondition after an earlier
@@ -137,6 +139,22 @@ func WithRetry(st Store, opts RetryOptions) Store {
 		return &retryConditional{retrier: r, cond: c}
 	}
 	return r
+}
+
+// ETagger is implemented by Get bodies that know the ETag of the object
+// version they read (an S3 GetObject answer carries it). WithRetry resumes
+// a broken body only when it and the resumed one report the same non-empty
+// ETag; decorators that wrap bodies should forward it.
+type ETagger interface {
+	ETag() string
+}
+
+// BodyETag returns the ETag a Get body reports, or "" if it reports none.
+func BodyETag(rc io.ReadCloser) string {
+	if e, ok := rc.(ETagger); ok {
+		return e.ETag()
+	}
+	return ""
 }
 
 type retrier struct {
@@ -281,7 +299,7 @@ func (r *retrier) Get(ctx context.Context, key string, offset, length int64) (io
 	if err != nil {
 		return nil, err
 	}
-	return &resumingBody{r: r, ctx: ctx, key: key, offset: offset, length: length, rc: rc, cancel: cancel}, nil
+	return &resumingBody{r: r, ctx: ctx, key: key, offset: offset, length: length, rc: rc, cancel: cancel, etag: BodyETag(rc)}, nil
 }
 
 // open gets a body with retries. Its attempt's time limit stops counting
@@ -328,8 +346,12 @@ type resumingBody struct {
 	rc             io.ReadCloser
 	cancel         context.CancelFunc
 	resumes        int
-	err            error // sticky
+	etag           string // of the version read; "" means no resuming
+	err            error  // sticky
 }
+
+// ETag implements ETagger.
+func (b *resumingBody) ETag() string { return b.etag }
 
 func (b *resumingBody) Read(p []byte) (int, error) {
 	for {
@@ -341,7 +363,7 @@ func (b *resumingBody) Read(p []byte) (int, error) {
 		if b.length >= 0 {
 			b.length -= int64(n)
 		}
-		if err == nil || err == io.EOF || b.ctx.Err() != nil || !IsTransient(err) {
+		if err == nil || err == io.EOF || b.ctx.Err() != nil || !IsTransient(err) || b.etag == "" {
 			return n, err
 		}
 		if b.length == 0 {
@@ -365,6 +387,10 @@ func (b *resumingBody) Read(p []byte) (int, error) {
 			return n, err
 		}
 		b.rc, b.cancel = rc, cancel
+		if got := BodyETag(rc); got != b.etag {
+			b.err = fmt.Errorf("get %s: the object changed while it was read (ETag %s, then %s)", b.key, b.etag, got)
+			return n, b.err
+		}
 		if n > 0 {
 			return n, nil
 		}

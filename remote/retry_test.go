@@ -301,6 +301,8 @@ func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
 type breaking struct {
 	remote.Store
 	after int64
+	etag  string   // of every body; "" for none (not resumable)
+	etags []string // of each body in turn, if set
 	mu    sync.Mutex
 	times int
 	gets  [][2]int64 // offset, length of each Get
@@ -315,15 +317,25 @@ func (b *breaking) Get(ctx context.Context, key string, offset, length int64) (i
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.gets = append(b.gets, [2]int64{offset, length})
+	etag := b.etag
+	if b.etags != nil {
+		etag = b.etags[len(b.gets)-1]
+	}
 	if b.times == 0 {
-		return rc, nil
+		return etagBody{rc, rc, etag}, nil
 	}
 	b.times--
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(io.LimitReader(rc, b.after), errorReader{flaky()}), rc}, nil
+	return etagBody{io.MultiReader(io.LimitReader(rc, b.after), errorReader{flaky()}), rc, etag}, nil
 }
+
+// etagBody is a Get body that reports an ETag.
+type etagBody struct {
+	io.Reader
+	io.Closer
+	etag string
+}
+
+func (e etagBody) ETag() string { return e.etag }
 
 type errorReader struct{ err error }
 
@@ -359,7 +371,7 @@ func TestRetryGetResumes(t *testing.T) {
 			if err := mem.Put(t.Context(), "k", bytes.NewReader(data), int64(len(data))); err != nil {
 				t.Fatal(err)
 			}
-			b := &breaking{Store: mem, after: 3000, times: 2}
+			b := &breaking{Store: mem, after: 3000, times: 2, etag: "v1"}
 			got, err := readAll(remote.WithRetry(b, fast).Get(t.Context(), "k", tt.offset, tt.length))
 			if err != nil {
 				t.Fatal(err)
@@ -382,10 +394,30 @@ func TestRetryGetResumes(t *testing.T) {
 	t.Run("gives-up", func(t *testing.T) {
 		mem := remotetest.NewMemory()
 		mem.Put(t.Context(), "k", bytes.NewReader(data), int64(len(data)))
-		b := &breaking{Store: mem, after: 100, times: 100}
+		b := &breaking{Store: mem, after: 100, times: 100, etag: "v1"}
 		_, err := readAll(remote.WithRetry(b, fast).Get(t.Context(), "k", 0, -1))
 		if !errors.Is(err, errFlaky) || !strings.Contains(err.Error(), "gave up") {
 			t.Errorf("Get body breaking every 100 bytes: got %v, want errFlaky and gave up", err)
+		}
+	})
+	// A body that names no version is not resumed: the rest could come
+	// from another one.
+	t.Run("no-etag", func(t *testing.T) {
+		mem := remotetest.NewMemory()
+		mem.Put(t.Context(), "k", bytes.NewReader(data), int64(len(data)))
+		b := &breaking{Store: mem, after: 100, times: 1}
+		_, err := readAll(remote.WithRetry(b, fast).Get(t.Context(), "k", 0, -1))
+		if !errors.Is(err, errFlaky) || len(b.gets) != 1 {
+			t.Errorf("Get of a body without ETag breaking: got %v after %d Gets, want errFlaky after 1", err, len(b.gets))
+		}
+	})
+	t.Run("changed", func(t *testing.T) {
+		mem := remotetest.NewMemory()
+		mem.Put(t.Context(), "k", bytes.NewReader(data), int64(len(data)))
+		b := &breaking{Store: mem, after: 100, times: 1, etags: []string{"v1", "v2"}}
+		_, err := readAll(remote.WithRetry(b, fast).Get(t.Context(), "k", 0, -1))
+		if err == nil || !strings.Contains(err.Error(), "changed while it was read") {
+			t.Errorf("Get resumed on another version: got %v, want %q", err, "changed while it was read")
 		}
 	})
 }

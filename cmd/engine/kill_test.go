@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,8 +20,11 @@ import (
 
 // TestMain lets the test binary act as a backup process that a test kills.
 func TestMain(m *testing.M) {
-	if os.Getenv("CASSBACK_ENGINE_CHILD") == "backup" {
+	switch os.Getenv("CASSBACK_ENGINE_CHILD") {
+	case "backup":
 		os.Exit(childBackup())
+	case "continuous":
+		os.Exit(childContinuous())
 	}
 	os.Exit(m.Run())
 }
@@ -51,6 +55,33 @@ func childBackup() int {
 		return 1
 	}
 	return 0
+}
+
+// childContinuous runs continuous backup of $DATA into $STORE as host
+// "node1" with slowed pack uploads, until it is killed.
+func childContinuous() int {
+	ctx := context.Background()
+	st, err := local.Open(os.Getenv("STORE"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	slow := remotetest.NewFaulty(st)
+	slow.SetHook(func(op remotetest.Op, key string) error {
+		if op == remotetest.OpPut && strings.HasPrefix(key, "packs/") {
+			time.Sleep(40 * time.Millisecond)
+		}
+		return nil
+	})
+	r, err := OpenRepo(ctx, slow, os.Getenv("CACHE"), true, quietLog())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_, err = r.Continuous(ctx, nil, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{os.Getenv("DATA")}, Host: "node1", Threads: 2, PackSize: 2 << 20},
+		ManifestInterval: 100 * time.Millisecond, ReportInterval: -1})
+	fmt.Fprintln(os.Stderr, err)
+	return 1
 }
 
 func countPacks(t *testing.T, st remote.Store) (n int, bytes int64) {
@@ -152,4 +183,110 @@ func TestKillDuringBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameFiles(t, data, dst, notSystem(node.LiveFiles))
+}
+
+// TestKillContinuousAndRestart: continuous backup killed with SIGKILL while
+// uploading; the store stays valid, and a restart catches up without
+// uploading again the files already stored.
+func TestKillContinuousAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process; skipped with -short")
+	}
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	node, err := nodegen.Generate(data, nodegen.Config{Seed: 12, TotalBytes: 40 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeDir := filepath.Join(t.TempDir(), "store")
+	os.MkdirAll(storeDir, 0o755)
+	cache := filepath.Join(t.TempDir(), "cache")
+	st, err := local.Open(storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CASSBACK_ENGINE_CHILD=continuous", "STORE="+storeDir, "DATA="+data, "CACHE="+cache)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if n, _ := countPacks(t, st); n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("child uploaded fewer than 5 packs in 60 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	_, beforeBytes := countPacks(t, st)
+
+	// The store is valid after the kill (whatever manifests exist restore).
+	r, err := OpenRepo(ctx, st, cache, false, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.GC = noWait
+	if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
+		t.Fatalf("validate after kill -9: %v %+v", err, rep.Problems)
+	}
+	// Restart and wait until the manifests name every live file.
+	want := notSystem(node.LiveFiles)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	var stats ContinuousStats
+	go func() {
+		var err error
+		stats, err = r.Continuous(ctx, stop, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: "node1", Threads: 2, PackSize: 2 << 20},
+			ManifestInterval: 100 * time.Millisecond, ReportInterval: -1})
+		done <- err
+	}()
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		ms, err := Select(ctx, st, "node1", "", nil, time.Now())
+		if err == nil {
+			var got []string
+			for _, m := range ms {
+				for _, tb := range m.Tables {
+					for _, f := range tb.Files {
+						got = append(got, f.Path)
+					}
+				}
+			}
+			slices.Sort(got)
+			if slices.Equal(got, want) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("restarted backup did not catch up in 60 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_, afterBytes := countPacks(t, st)
+	ref := openLocal(t, filepath.Join(t.TempDir(), "ref"), true)
+	if _, err := ref.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1", Threads: 2, PackSize: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	_, refBytes := countPacks(t, ref.Store)
+	t.Logf("killed with %d pack bytes stored; restart read %d bytes and uploaded %d; store %d vs %d for a clean backup (%d stored twice)",
+		beforeBytes, stats.BytesRead, stats.BytesNew, afterBytes, refBytes, afterBytes-refBytes)
+	if dup := afterBytes - refBytes; dup > int64(4)*int64(2<<20+int(r.Config.Chunker.MaxSize)) {
+		t.Errorf("%d bytes stored twice, more than the packs in flight at the kill", dup)
+	}
+	dst := filepath.Join(t.TempDir(), "restored")
+	ms, _ := Select(ctx, st, "node1", "", nil, time.Now())
+	if _, err := r.Restore(ctx, ms, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+		t.Fatal(err)
+	}
+	sameFiles(t, data, dst, want)
 }

@@ -30,6 +30,9 @@ type Repo struct {
 // cacheRoot is the user's cache folder; the store's cache lives in a
 // sub-folder named by the store's ID.
 func OpenRepo(ctx context.Context, st remote.Store, cacheRoot string, create bool, log *slog.Logger) (*Repo, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	var cfg index.Config
 	var err error
 	if create {

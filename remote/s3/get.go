@@ -63,7 +63,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 			body = io.LimitReader(body, length)
 		}
 	}
-	return &getBody{r: body, c: out.Body, s: s, ctx: ctx, key: key}, nil
+	return &getBody{r: body, c: out.Body, s: s, ctx: ctx, key: key, etag: etag(out.ETag)}, nil
 }
 
 // emptyAt answers a Get at offset that needs no bytes: an empty body if
@@ -83,14 +83,18 @@ type eof struct{}
 
 func (eof) Read([]byte) (int, error) { return 0, io.EOF }
 
-// getBody classifies the errors of a GET body.
+// getBody classifies the errors of a GET body, and names the version it
+// reads (remote.ETagger) so that a retrying decorator can resume it.
 type getBody struct {
-	r   io.Reader
-	c   io.Closer
-	s   *Store
-	ctx context.Context
-	key string
+	r    io.Reader
+	c    io.Closer
+	s    *Store
+	ctx  context.Context
+	key  string
+	etag string
 }
+
+func (b *getBody) ETag() string { return b.etag }
 
 func (b *getBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)

@@ -84,7 +84,10 @@ func TestConformanceFaults(t *testing.T) {
 	}
 	server := s3test.Start(t)
 	proxy := s3test.NewFaultProxy(t, server.URL)
-	proxy.Set(s3test.Faults{Rate: 0.1, Seed: 1, Latency: 20 * time.Millisecond})
+	// No reset-body: AtomicPut reads while it overwrites, and a body broken
+	// then must fail rather than resume on the new version (TestResume).
+	proxy.Set(s3test.Faults{Rate: 0.1, Seed: 1, Latency: 20 * time.Millisecond, Kinds: []s3test.Fault{
+		s3test.Error500, s3test.SlowDown503, s3test.ResetBefore, s3test.ResetAfter, s3test.Latency}})
 	opts := remote.RetryOptions{Attempts: 10, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond}
 	remotetest.Run(t, func(t *testing.T) remote.Store {
 		cfg := server.Config(t)
@@ -448,5 +451,62 @@ func TestManyKeys(t *testing.T) {
 	}
 	if err := st.DeleteMany(t.Context(), []string{"ok", "not ok"}); !errors.Is(err, remote.ErrInvalidKey) {
 		t.Errorf("DeleteMany with an invalid key: got %v, want ErrInvalidKey", err)
+	}
+}
+
+// TestResume breaks GET bodies half-way: the retrying decorator reads the
+// rest from where it stopped, unless the object changed meanwhile.
+func TestResume(t *testing.T) {
+	server := s3test.Start(t)
+	proxy := s3test.NewFaultProxy(t, server.URL)
+	cfg := server.Config(t)
+	cfg.Endpoint = proxy.URL
+	st := open(t, cfg)
+	data := remotetest.Data(5, 4<<20)
+	put(t, st, "k", data)
+	r := remote.WithRetry(remote.NewCounting(st), remote.RetryOptions{Attempts: 4, BaseDelay: time.Millisecond})
+	proxy.Set(s3test.Faults{Rate: 1, Kinds: []s3test.Fault{s3test.ResetBody}})
+	rc, err := r.Get(t.Context(), "k", 1000, 3<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two breaks, each after half of what was asked; then a whole answer.
+	var got []byte
+	buf := make([]byte, 64<<10)
+	for reads := 0; ; reads++ {
+		if proxy.Requests() == 3 {
+			proxy.Set(s3test.Faults{})
+		}
+		n, err := rc.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Read after %d bytes: %v", len(got), err)
+		}
+	}
+	rc.Close()
+	if !bytes.Equal(got, data[1000:1000+3<<20]) {
+		t.Errorf("resumed Get: got %d bytes, want %d bytes from offset 1000", len(got), 3<<20)
+	}
+	if n := st.Requests()["GetObject"]; n < 2 {
+		t.Errorf("GetObject requests: got %d, want at least 2 (a resume)", n)
+	}
+
+	// The object is replaced while it is read: the read fails rather than
+	// mix two versions.
+	proxy.Set(s3test.Faults{Rate: 1, Kinds: []s3test.Fault{s3test.ResetBody}})
+	rc, err = r.Get(t.Context(), "k", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct := server.Config(t)
+	direct.Bucket = cfg.Bucket
+	put(t, open(t, direct), "k", remotetest.Data(6, 4<<20))
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	if err == nil || !strings.Contains(err.Error(), "changed while it was read") {
+		t.Errorf("reading an object replaced after its body broke: got %v, want %q", err, "changed while it was read")
 	}
 }
