@@ -78,6 +78,9 @@ purge runs; one purge runs at a time.`,
 				return err
 			}
 			r.GC.Grace, r.GC.NewPackMargin, r.GC.RepackThreshold = orNone(grace), orNone(margin), repackThreshold
+			if g.endpoint == "survey" {
+				r.GC.RepackThreshold = 1 // a survey holds no chunk data to copy
+			}
 			res, err := r.Purge(ctx, o)
 			printPurge(g, o, res)
 			return err

@@ -54,6 +54,9 @@ anything is missing or corrupt.`,
 			if err := g.setup(); err != nil {
 				return err
 			}
+			if o.Checksum && g.endpoint == "survey" {
+				return usagef("validate --checksum reads data, and the survey endpoint stores none")
+			}
 			r, err := g.repo(ctx, false)
 			if err != nil {
 				return err

@@ -34,7 +34,7 @@ type globals struct {
 	// S3 options (the s3 endpoint is not built yet).
 	awsKey, awsSecret, bucket, keyPrefix string
 	maxUploadMB, multipartMB, retries    int
-	// Survey options (the survey endpoint is not built yet).
+	// Survey options.
 	surveyPath, metaDir string
 	// Garbage-collection protocol timings (docs/design.md §4).
 	gcHeartbeat, gcLease time.Duration
