@@ -45,27 +45,31 @@ type fetchRange struct {
 //
 // A pack that has gone from the store (a purge swept it after repacking
 // its chunks elsewhere) is excluded from idx and its chunks are looked up
-// again once, so another copy is used when idx knows one.
+// again, so another copy is used when idx knows one.
 func Fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opts FetchOptions, fn func(id chunk.ID, data []byte, err error) error) error {
-	var mu sync.Mutex
-	gone := map[chunk.ID]bool{}
-	var retry []chunk.ID
-	err := fetch(ctx, st, idx, ids, opts, func(id chunk.ID, data []byte, err error) error {
-		var pe *packGoneError
-		if errors.As(err, &pe) {
-			mu.Lock()
-			gone[pe.pack] = true
-			retry = append(retry, id)
-			mu.Unlock()
-			return nil
+	for round := 0; ; round++ {
+		var mu sync.Mutex
+		gone := map[chunk.ID]bool{}
+		var retry []chunk.ID
+		err := fetch(ctx, st, idx, ids, opts, func(id chunk.ID, data []byte, err error) error {
+			var pe *packGoneError
+			if errors.As(err, &pe) && round < 8 {
+				mu.Lock()
+				gone[pe.pack] = true
+				retry = append(retry, id)
+				mu.Unlock()
+				return nil
+			}
+			return fn(id, data, err)
+		})
+		if err != nil || len(retry) == 0 {
+			return err
 		}
-		return fn(id, data, err)
-	})
-	if err != nil || len(retry) == 0 {
-		return err
+		// Look the chunks up again without the packs that have gone; a
+		// chunk may have several stale copies, hence the rounds.
+		idx.Exclude(slices.Collect(maps.Keys(gone)))
+		ids = retry
 	}
-	idx.Exclude(slices.Collect(maps.Keys(gone)))
-	return fetch(ctx, st, idx, retry, opts, fn)
 }
 
 // packGoneError reports a chunk whose pack is not in the store.

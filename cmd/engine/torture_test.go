@@ -1,0 +1,274 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/remote/local"
+)
+
+// tortureGC are the protocol timings of the torture test: fast heartbeats,
+// a short lease, no grace and no new-pack margin.
+var tortureGC = index.GCOptions{Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
+
+// childTorture is a backup or purge process of the torture test.
+func childTorture(mode string) int {
+	ctx := context.Background()
+	st, err := local.Open(os.Getenv("STORE"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	r, err := OpenRepo(ctx, st, os.Getenv("CACHE"), false, quietLog())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, mode, err)
+		return 1
+	}
+	r.GC = tortureGC
+	switch mode {
+	case "torture-backup":
+		stop := make(chan struct{})
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		go func() { <-sigs; close(stop) }()
+		_, err = r.Continuous(ctx, stop, ContinuousOptions{
+			BackupOptions: BackupOptions{DataDirs: []string{os.Getenv("DATA")}, Host: os.Getenv("HOST"), Threads: 2, PackSize: 1 << 20},
+			ManifestInterval: 100 * time.Millisecond, ReportInterval: -1,
+		})
+	case "torture-purge":
+		for _, h := range []string{"h0", "h1", "h2"} {
+			var res PurgeResult
+			res, err = r.Purge(ctx, PurgeOptions{Host: h, Before: time.Now().Add(-time.Second), Holder: "torture"})
+			if err != nil {
+				break
+			}
+			if res.GC.Deleted > 0 {
+				fmt.Fprintf(os.Stderr, "torture purge: %d packs deleted\n", res.GC.Deleted)
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, mode, err)
+		return 1
+	}
+	return 0
+}
+
+// history records every content each path of a simulated node ever had.
+type history struct {
+	mu   sync.Mutex
+	seen map[string]map[[32]byte]bool
+}
+
+func (h *history) record(t *testing.T, n *nodegen.Node) {
+	for _, f := range n.LiveFiles {
+		b, err := os.ReadFile(filepath.Join(n.Dir, filepath.FromSlash(f)))
+		if err != nil {
+			t.Errorf("simulator: %v", err)
+			return
+		}
+		h.mu.Lock()
+		if h.seen[f] == nil {
+			h.seen[f] = map[[32]byte]bool{}
+		}
+		h.seen[f][sha256.Sum256(b)] = true
+		h.mu.Unlock()
+	}
+}
+
+// TestTorture: three nodes back up continuously from simulated nodes that
+// flush and compact, while purges with zero grace run in a loop and
+// processes are killed with SIGKILL at random and restarted. Afterwards
+// validate --checksum passes, every remaining manifest restores to files
+// the simulator really had, and the latest manifests equal the final live
+// state. CASSBACK_TORTURE_SECS sets the duration (default 15 s; run it long
+// by hand: CASSBACK_TORTURE_SECS=300 go test -run Torture ./cmd/engine/).
+func TestTorture(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes for a while; skipped with -short")
+	}
+	dur := 15 * time.Second
+	if s := os.Getenv("CASSBACK_TORTURE_SECS"); s != "" {
+		n, _ := strconv.Atoi(s)
+		dur = time.Duration(n) * time.Second
+	}
+	ctx := t.Context()
+	base := t.TempDir()
+	storeDir := filepath.Join(base, "store")
+	gcRepo(t, storeDir, true) // creates the store
+	hosts := []string{"h0", "h1", "h2"}
+	nodes := make([]*nodegen.Node, 3)
+	hist := make([]*history, 3)
+	for i := range nodes {
+		var err error
+		nodes[i], err = nodegen.Generate(filepath.Join(base, "data"+strconv.Itoa(i)), nodegen.Config{Seed: uint64(100 + i%2), TotalBytes: 3 << 20,
+			Keyspaces: []nodegen.KeyspaceSpec{{Name: "ks", Tables: []nodegen.TableSpec{{Name: "a", Weight: 2}, {Name: "b", Weight: 1}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist[i] = &history{seen: map[string]map[[32]byte]bool{}}
+		hist[i].record(t, nodes[i])
+	}
+	start := func(mode string, i int) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "CASSBACK_ENGINE_CHILD="+mode, "STORE="+storeDir, "CACHE="+filepath.Join(base, "cache"+strconv.Itoa(i)))
+		if i < 3 {
+			cmd.Env = append(cmd.Env, "DATA="+nodes[i].Dir, "HOST="+hosts[i])
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	procs := make([]*exec.Cmd, 3)
+	for i := range procs {
+		procs[i] = start("torture-backup", i)
+	}
+	var wg sync.WaitGroup
+	stopSim := make(chan struct{})
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			for {
+				select {
+				case <-stopSim:
+					return
+				case <-time.After(time.Duration(50+rng.IntN(200)) * time.Millisecond):
+				}
+				table := []string{"a", "b"}[rng.IntN(2)]
+				var err error
+				switch k := rng.IntN(10); {
+				case k < 6:
+					_, err = n.Flush("ks", table, int64(32<<10+rng.IntN(256<<10)))
+				case k < 8:
+					var gens []string
+					for _, s := range n.Keyspace("ks") {
+						if s.Table == table && s.Index == "" {
+							gens = append(gens, s.Gen)
+						}
+					}
+					if len(gens) >= 2 {
+						_, err = n.Compact("ks", table, gens)
+					}
+				default:
+					if ss := n.Keyspace("ks"); len(ss) > 0 {
+						s := ss[rng.IntN(len(ss))]
+						err = n.RewriteStatistics("ks", s.Table, s.Gen)
+					}
+				}
+				if err != nil {
+					t.Errorf("simulator %d: %v", i, err)
+					return
+				}
+				hist[i].record(t, n)
+			}
+		}()
+	}
+	// Purges in a loop, and SIGKILLs at random.
+	deadline := time.Now().Add(dur)
+	rng := rand.New(rand.NewPCG(1, 2))
+	kills, purges := 0, 0
+	var purge *exec.Cmd
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
+		if purge == nil || purge.ProcessState != nil {
+			purge = start("torture-purge", 3)
+			go purge.Wait()
+			purges++
+		}
+		if rng.IntN(3) == 0 {
+			i := rng.IntN(3)
+			procs[i].Process.Signal(syscall.SIGKILL)
+			procs[i].Wait()
+			procs[i] = start("torture-backup", i)
+			kills++
+		}
+		if rng.IntN(5) == 0 && purge.ProcessState == nil {
+			purge.Process.Signal(syscall.SIGKILL)
+			kills++
+		}
+	}
+	close(stopSim)
+	wg.Wait()
+	for purge != nil && purge.ProcessState == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Let the backups catch up with the final state, then stop them cleanly.
+	time.Sleep(3 * time.Second)
+	for _, p := range procs {
+		p.Process.Signal(syscall.SIGTERM)
+		if err := p.Wait(); err != nil {
+			t.Errorf("backup did not stop cleanly: %v", err)
+		}
+	}
+	// One last purge, in-process.
+	st, _ := local.Open(storeDir)
+	r, err := OpenRepo(ctx, st, "", false, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.GC = tortureGC
+	for _, h := range hosts {
+		if _, err := r.Purge(ctx, PurgeOptions{Host: h, Before: time.Now().Add(-time.Second), Holder: "final"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
+	if err != nil || !rep.OK() {
+		t.Fatalf("validate --checksum after the torture: %v, %d problems: %+v", err, len(rep.Problems), rep.Problems)
+	}
+	// Every remaining manifest restores to contents the node really had.
+	restored := 0
+	for i, h := range hosts {
+		var names []string
+		manifest.List(ctx, st, h, "ks", "", func(n string) error { names = append(names, n); return nil })
+		for _, n := range names {
+			m, err := manifest.Get(ctx, st, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkComplete(t, m)
+			dst := filepath.Join(t.TempDir(), "r")
+			if _, err := r.Restore(ctx, []*manifest.Manifest{m}, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+				t.Fatalf("restore %s: %v", n, err)
+			}
+			for p, sum := range treeHashes(t, dst) {
+				if !hist[i].seen[p][sum] {
+					t.Errorf("restore of %s: %s has content the node never had", n, p)
+				}
+			}
+			restored++
+		}
+		// The latest manifest is the final state.
+		ms, err := Select(ctx, st, h, "", []string{"ks"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(t.TempDir(), "final")
+		if _, err := r.Restore(ctx, ms, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+			t.Fatal(err)
+		}
+		want := snapshotLive(t, nodes[i], []string{"ks"})
+		if got := treeHashes(t, dst); !maps_equal(got, want) {
+			t.Errorf("host %s: latest backup has %d files, the node %d (%s)", h, len(got), len(want), firstDiff(got, want))
+		}
+	}
+	t.Logf("torture %v: %d kills, %d purges, %d manifests remain and restore; store %d bytes", dur, kills, purges, restored, storeBytes(t, st))
+}
