@@ -224,6 +224,14 @@ func (c *Collector) Run(ctx context.Context) (GCReport, error) {
 		return rep, err
 	}
 	for _, s := range sessions {
+		// A revoked session whose writer had a whole further lease to
+		// notice is removed: it can neither renew nor block a sweep.
+		if s.State == "revoked" && now.Sub(s.Renewed) > 2*o.Lease && !c.DryRun {
+			if err := c.Store.Delete(ctx, s.Key); err != nil {
+				return rep, fmt.Errorf("remove revoked session %s: %w", s.Key, err)
+			}
+			continue
+		}
 		if s.Stale && s.State != "revoked" && !c.DryRun {
 			if err := revoke(ctx, c.Store, s); err != nil {
 				return rep, fmt.Errorf("revoke stale session %s: %w", s.Key, err)
