@@ -270,5 +270,13 @@ func TestTorture(t *testing.T) {
 			t.Errorf("host %s: latest backup has %d files, the node %d (%s)", h, len(got), len(want), firstDiff(got, want))
 		}
 	}
-	t.Logf("torture %v: %d kills, %d purges, %d manifests remain and restore; store %d bytes", dur, kills, purges, restored, storeBytes(t, st))
+	var live int64
+	for _, n := range nodes {
+		for _, f := range n.LiveFiles {
+			if fi, err := os.Stat(filepath.Join(n.Dir, filepath.FromSlash(f))); err == nil {
+				live += fi.Size()
+			}
+		}
+	}
+	t.Logf("torture %v: %d kills, %d purges, %d manifests remain and restore; store %d bytes for %d bytes of live data on the 3 nodes", dur, kills, purges, restored, storeBytes(t, st), live)
 }
