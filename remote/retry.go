@@ -211,7 +211,11 @@ func (r *retrier) do(ctx context.Context, op, key string, timeout time.Duration,
 func (r *retrier) backoff(ctx context.Context, op, key string, attempt int, err error) error {
 	d := r.opts.delay(attempt - 1)
 	if r.opts.Log != nil {
-		r.opts.Log.Warn("store request failed; retrying", "op", op, "key", key, "attempt", attempt, "delay", d, "err", err)
+		attrs := []any{"op", op, "attempt", attempt, "delay", d.Round(time.Millisecond), "err", err}
+		if key != "" {
+			attrs = append(attrs[:2:2], append([]any{"key", key}, attrs[2:]...)...)
+		}
+		r.opts.Log.Warn("store request failed; retrying", attrs...)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

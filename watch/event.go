@@ -64,7 +64,7 @@ type Event struct {
 	// Time is when the watcher found the change (from Options.Clock).
 	Time time.Time
 
-	hold string // the folder holding this event's links
+	links []string // the values of Held, for Release
 }
 
 // ErrWatchLimit is wrapped by a Source's Add when the kernel's inotify

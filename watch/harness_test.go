@@ -466,14 +466,27 @@ func readFile(t *testing.T, name string) string {
 	return string(b)
 }
 
-func holdEntries(t *testing.T, dir string) []string {
+// heldFiles lists the links below a hold folder.
+func heldFiles(t *testing.T, hold string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
+	var out []string
+	filepath.WalkDir(hold, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, e := range entries {
+	for _, e := range es {
 		out = append(out, e.Name())
 	}
 	return out

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
+	"strconv"
 	"path/filepath"
 	"syscall"
 )
@@ -47,38 +47,58 @@ func deviceOf(name string) (uint64, error) {
 var errVanished = errors.New("file vanished")
 
 // hold hard-links files (relative to rs.path, all in one directory) into
-// dir, mirroring their relative paths, and returns the links and the
-// identity of what they hold. A vanished file gives errVanished; the caller
-// removes dir on any error.
-func (w *Watcher) hold(rs *rootState, dir string, files []string) (map[string]string, map[string]fileID, error) {
+// the hold folder, each as <hold>/held/<rel>.<seq>, and returns the links
+// by file, the identity of what they hold and every link made (also on
+// error, for the caller to remove). A vanished file gives errVanished.
+//
+// Holding costs one link(2) per file and, the first time a table is seen,
+// the mkdir(2)s of its folders; a folder per event would cost three
+// mkdir(2)s per SSTable, which is what dominates on slow metadata storage.
+func (w *Watcher) hold(rs *rootState, seq uint64, files []string) (map[string]string, map[string]fileID, []string, error) {
 	held := make(map[string]string, len(files))
 	ids := make(map[string]fileID, len(files))
-	made := map[string]bool{}
+	links := make([]string, 0, len(files))
+	suffix := "." + strconv.FormatUint(seq, 10)
 	for _, rel := range files {
-		dst := filepath.Join(dir, filepath.FromSlash(rel))
-		if d := path.Dir(rel); !made[d] {
-			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				return nil, nil, fmt.Errorf("hold %s: %w", rel, err)
-			}
-			made[d] = true
-		}
 		src := filepath.Join(rs.path, filepath.FromSlash(rel))
-		if err := w.link(src, dst); err != nil {
+		dst := filepath.Join(rs.hold, heldDir, filepath.FromSlash(rel)) + suffix
+		err := w.linkInto(src, dst)
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, serr := os.Lstat(src); serr == nil {
+				// The file is there, so our folder vanished: make it again.
+				delete(w.loop.made, filepath.Dir(dst))
+				err = w.linkInto(src, dst)
+			}
+		}
+		if err != nil {
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
-				return nil, nil, errVanished
+				return nil, nil, links, errVanished
 			case errors.Is(err, syscall.EXDEV):
-				return nil, nil, crossDevice(rs, err)
+				return nil, nil, links, crossDevice(rs, err)
 			case errors.Is(err, fs.ErrPermission):
-				return nil, nil, fmt.Errorf("hold %s: %w (with fs.protected_hardlinks=1 only the files' owner or root may link them)", rel, err)
+				return nil, nil, links, fmt.Errorf("hold %s: %w (with fs.protected_hardlinks=1 only the files' owner or root may link them)", rel, err)
 			}
-			return nil, nil, fmt.Errorf("hold %s: %w", rel, err)
+			return nil, nil, links, fmt.Errorf("hold %s: %w", rel, err)
 		}
+		links = append(links, dst)
 		id, err := statID(dst)
 		if err != nil {
-			return nil, nil, fmt.Errorf("hold %s: %w", rel, err)
+			return nil, nil, links, fmt.Errorf("hold %s: %w", rel, err)
 		}
 		held[rel], ids[rel] = dst, id
 	}
-	return held, ids, nil
+	return held, ids, links, nil
+}
+
+// linkInto links src as dst, creating dst's folder the first time.
+func (w *Watcher) linkInto(src, dst string) error {
+	dir := filepath.Dir(dst)
+	if !w.loop.made[dir] {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		w.loop.made[dir] = true
+	}
+	return w.link(src, dst)
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +29,8 @@ type loopState struct {
 	limitWarned bool
 
 	queue []*entry
-	seq   uint64 // names hold folders
+	seq   uint64          // numbers the links of each event
+	made  map[string]bool // hold folders made by this run
 
 	nextRescan time.Time
 	timerC     <-chan time.Time
@@ -63,6 +63,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Event) error {
 	l := &w.loop
 	l.dirs = map[string]*dirState{}
 	l.dirty = map[*dirState]bool{}
+	l.made = map[string]bool{}
 	src := w.opts.Source
 	if src == nil {
 		s, err := newFSNotify()
@@ -401,10 +402,9 @@ func (w *Watcher) prepare(e *entry) (bool, error) {
 	st := e.st
 	d, rs := st.dir, st.dir.root
 	l.seq++
-	dir := filepath.Join(rs.hold, holdPrefix+strconv.FormatUint(l.seq, 10))
-	held, ids, err := w.hold(rs, dir, st.sst.Files)
+	held, ids, links, err := w.hold(rs, l.seq, st.sst.Files)
 	if err != nil {
-		w.removeHold(dir)
+		w.removeLinks(links)
 		if !errors.Is(err, errVanished) {
 			return false, fmt.Errorf("watch: %w", err)
 		}
@@ -427,7 +427,7 @@ func (w *Watcher) prepare(e *entry) (bool, error) {
 			}
 		}
 		if len(changed) == 0 && len(ids) == len(st.delivered) {
-			w.removeHold(dir)
+			w.removeLinks(links)
 			st.queued, st.seen = nil, ids
 			return false, nil
 		}
@@ -435,7 +435,7 @@ func (w *Watcher) prepare(e *entry) (bool, error) {
 	sst := st.sst
 	sst.Files = slices.Clone(sst.Files)
 	e.ids, e.prepared = ids, true
-	e.ev = Event{Kind: kind, Root: rs.path, SSTable: sst, Held: held, Changed: changed, Time: w.clock.Now(), hold: dir}
+	e.ev = Event{Kind: kind, Root: rs.path, SSTable: sst, Held: held, Changed: changed, Time: w.clock.Now(), links: links}
 	return true, nil
 }
 
@@ -447,8 +447,8 @@ func (w *Watcher) cancel(e *entry) {
 // unprepare drops an entry's links; it is prepared again when it reaches
 // the head.
 func (w *Watcher) unprepare(e *entry) {
-	if e.prepared && e.ev.hold != "" {
-		w.removeHold(e.ev.hold)
+	if e.prepared && e.st != nil {
+		w.removeLinks(e.ev.links)
 		e.prepared, e.ev = false, Event{}
 	}
 }
@@ -462,9 +462,9 @@ func (w *Watcher) dropQueue() {
 	w.loop.queue = nil
 }
 
-func (w *Watcher) removeHold(dir string) {
-	if err := os.RemoveAll(dir); err != nil {
-		w.log.Warn("remove hold", "dir", dir, "err", err)
+func (w *Watcher) removeLinks(links []string) {
+	if err := removeLinks(links); err != nil {
+		w.log.Warn("cannot remove held link", "err", err)
 	}
 }
 

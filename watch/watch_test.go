@@ -390,6 +390,15 @@ func TestWatchLimit(t *testing.T) {
 		t.Fatalf("poll: events %v", d)
 	}
 
+	// A Statistics.db rewrite there is found by the next poll too.
+	stats := filepath.Join(t2, "nb-1-big-Statistics.db")
+	os.WriteFile(stats+".tmp", []byte("repaired"), 0o644)
+	os.Rename(stats+".tmp", stats)
+	h.clk.Advance(time.Minute)
+	if d := describe(h.sync()); !slices.Equal(d, []string{"rewritten ks/t2-" + tableID + "/nb-1-big", "synced"}) {
+		t.Fatalf("poll after rewrite: events %v", d)
+	}
+
 	// Lost events are made up for by a rescan too.
 	writeSSTable(t, t1, "nb-2-big")
 	h.src.snap = h.src.read() // the kernel dropped these events
@@ -436,7 +445,7 @@ func TestCrossDevice(t *testing.T) {
 		if msg := err.Error(); !strings.Contains(msg, root) || !strings.Contains(msg, h.w.roots[0].hold) {
 			t.Errorf("error %q does not name both folders", msg)
 		}
-		if got := holdEntries(t, h.w.roots[0].hold); len(got) != 0 {
+		if got := heldFiles(t, h.w.roots[0].hold); len(got) != 0 {
 			t.Errorf("hold folder keeps %v", got)
 		}
 	})
@@ -461,7 +470,7 @@ func TestNewChecks(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "data")
 	os.Mkdir(root, 0o755)
 	hold := filepath.Join(filepath.Dir(root), ".cassback-hold-data")
-	writeFiles(t, filepath.Join(hold, "ev-17", "ks"), "x")
+	writeFiles(t, filepath.Join(hold, "held", "ks", "t"), "nb-1-big-Data.db.17")
 	writeFiles(t, hold, "keep")
 	w, err := New(Options{Roots: []string{root}})
 	if err != nil {
@@ -470,7 +479,7 @@ func TestNewChecks(t *testing.T) {
 	if w.roots[0].hold != hold {
 		t.Errorf("default hold folder %s, want %s", w.roots[0].hold, hold)
 	}
-	if got := holdEntries(t, hold); !slices.Equal(got, []string{"keep"}) {
+	if got := entries(t, hold); !slices.Equal(got, []string{"keep"}) {
 		t.Errorf("hold folder after New = %v, want the stale hold removed and the rest kept", got)
 	}
 	for _, tc := range []struct {
@@ -489,7 +498,7 @@ func TestNewChecks(t *testing.T) {
 			t.Errorf("%s: New succeeded", tc.name)
 		}
 	}
-	if err := w.Release(Event{hold: root}); err == nil {
+	if err := w.Release(Event{links: []string{filepath.Join(root, "x")}}); err == nil {
 		t.Errorf("Release of a foreign folder succeeded")
 	}
 }
@@ -506,8 +515,8 @@ func TestSlowConsumer(t *testing.T) {
 	h := newHarness(t, root, harnessOpt{outCap: -1})
 	h.sync()
 	hold := h.w.roots[0].hold
-	if got := holdEntries(t, hold); len(got) != 1 {
-		t.Errorf("holds with nothing received: %v, want one (the next event's)", got)
+	if got := heldFiles(t, hold); len(got) != 8 {
+		t.Errorf("holds with nothing received: %v, want the next event's 8 files", got)
 	}
 
 	// Compact nb-2 and nb-3 into nb-5, and rewrite nb-4's Statistics twice.
@@ -530,8 +539,8 @@ func TestSlowConsumer(t *testing.T) {
 		ev := h.receive()
 		evs = append(evs, ev)
 		got = append(got, describe([]Event{ev})...)
-		if n := len(holdEntries(t, hold)); n > len(evs)+1 {
-			t.Errorf("%d holds after %d events received", n, len(evs))
+		if n := len(heldFiles(t, hold)); n > 8*(len(evs)+1) {
+			t.Errorf("%d links held after %d events received", n, len(evs))
 		}
 	}
 	want := []string{"ready ks/t-" + tableID + "/nb-1-big", "ready ks/t-" + tableID + "/nb-4-big", "synced", "ready ks/t-" + tableID + "/nb-5-big"}
@@ -546,7 +555,7 @@ func TestSlowConsumer(t *testing.T) {
 		h.w.Release(ev)
 	}
 	h.sync()
-	if got := holdEntries(t, hold); len(got) != 0 {
+	if got := heldFiles(t, hold); len(got) != 0 {
 		t.Errorf("holds after releasing everything: %v", got)
 	}
 }
@@ -557,5 +566,27 @@ func TestAddErrorMapping(t *testing.T) {
 	}
 	if err := addError("/d", syscall.ENOENT); errors.Is(err, ErrWatchLimit) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("ENOENT: %v, want not-found", err)
+	}
+}
+
+// The hold folder removed under a running watcher is made again.
+func TestHoldFolderRecreated(t *testing.T) {
+	root := t.TempDir()
+	tdir := filepath.Join(root, "ks", "t-"+tableID)
+	writeSSTable(t, tdir, "nb-1-big")
+	h := newHarness(t, root, harnessOpt{})
+	h.sync()
+	if err := os.RemoveAll(filepath.Join(h.w.roots[0].hold, heldDir)); err != nil {
+		t.Fatal(err)
+	}
+	writeSSTable(t, tdir, "nb-2-big")
+	evs := h.step()
+	if d := describe(evs); !slices.Equal(d, []string{"ready ks/t-" + tableID + "/nb-2-big"}) {
+		t.Fatalf("events %v", d)
+	}
+	for rel, l := range evs[0].Held {
+		if readFile(t, l) != readFile(t, h.abs(rel)) {
+			t.Errorf("held %s differs", rel)
+		}
 	}
 }

@@ -175,27 +175,21 @@ func within(p, dir string) bool {
 	return strings.HasPrefix(p, dir)
 }
 
-// holdPrefix starts the name of each event's folder in a hold folder; only
-// such folders are removed at start-up, so a hold folder pointed at the
-// wrong place loses nothing else.
-const holdPrefix = "ev-"
+// heldDir is the folder below a hold folder that holds the links. Links
+// mirror the data directory: <hold>/held/<ks>/<table>/<file>.<n>, n
+// numbering the event, so that links of successive reports of one file
+// differ. New removes it, and only it: a hold folder pointed at the wrong
+// place loses nothing else.
+const heldDir = "held"
 
-// prepareHold creates rs.hold, empties it of earlier runs' holds and checks
-// that it is on the root's file system.
+// prepareHold creates rs.hold, removes the links an earlier run left and
+// checks that it is on the root's file system.
 func prepareHold(rs *rootState) error {
 	if err := os.MkdirAll(rs.hold, 0o700); err != nil {
 		return fmt.Errorf("hold folder: %w", err)
 	}
-	entries, err := os.ReadDir(rs.hold)
-	if err != nil {
-		return fmt.Errorf("hold folder: %w", err)
-	}
-	for _, e := range entries {
-		if e.IsDir() && strings.HasPrefix(e.Name(), holdPrefix) {
-			if err := os.RemoveAll(filepath.Join(rs.hold, e.Name())); err != nil {
-				return fmt.Errorf("remove stale hold: %w", err)
-			}
-		}
+	if err := os.RemoveAll(filepath.Join(rs.hold, heldDir)); err != nil {
+		return fmt.Errorf("remove stale holds: %w", err)
 	}
 	rd, err := deviceOf(rs.path)
 	if err != nil {
@@ -222,14 +216,20 @@ func crossDevice(rs *rootState, err error) error {
 // its files. It is safe to call from any goroutine, also after Run returned,
 // and more than once; events without holds (Gone, Synced) need none.
 func (w *Watcher) Release(ev Event) error {
-	if ev.hold == "" {
-		return nil
+	for _, l := range ev.links {
+		if !slices.ContainsFunc(w.roots, func(rs *rootState) bool { return within(l, filepath.Join(rs.hold, heldDir)) }) {
+			return fmt.Errorf("release %s: not held by this watcher", l)
+		}
 	}
-	if !slices.ContainsFunc(w.roots, func(rs *rootState) bool { return within(ev.hold, rs.hold) && ev.hold != rs.hold }) {
-		return fmt.Errorf("release hold %s: not one of this watcher's", ev.hold)
+	return removeLinks(ev.links)
+}
+
+func removeLinks(links []string) error {
+	var first error
+	for _, l := range links {
+		if err := os.Remove(l); err != nil && !errors.Is(err, fs.ErrNotExist) && first == nil {
+			first = fmt.Errorf("release hold: %w", err)
+		}
 	}
-	if err := os.RemoveAll(ev.hold); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("release hold: %w", err)
-	}
-	return nil
+	return first
 }

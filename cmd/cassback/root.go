@@ -31,9 +31,11 @@ type globals struct {
 	logLevel         string
 	logFile          string
 
-	// S3 options (the s3 endpoint is not built yet).
+	// S3 options.
 	awsKey, awsSecret, bucket, keyPrefix string
 	maxUploadMB, multipartMB, retries    int
+	s3Endpoint, s3Region, s3CAFile       string
+	s3RequestTimeout                     time.Duration
 	// Survey options.
 	surveyPath, metaDir string
 	// Garbage-collection protocol timings (docs/design.md §4).
@@ -59,13 +61,17 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.cassandraVersion, "cassandra-version", "auto", "Cassandra version of the node, recorded in manifests (file names of every version from 1.0 to 5.0 are recognised automatically)")
 	fs.StringVar(&g.logLevel, "log-level", "INFO", "logging level: FATAL, CRITICAL, ERROR, WARN, INFO or DEBUG")
 	fs.StringVar(&g.logFile, "log-file", "/var/log/cassback/cassback.log", "log file; - for standard error")
-	fs.StringVar(&g.awsKey, "aws-key", "", "s3 endpoint: access key ID (default: the AWS SDK's credential chain)")
-	fs.StringVar(&g.awsSecret, "aws-secret", "", "s3 endpoint: secret access key")
-	fs.StringVar(&g.bucket, "bucket-name", "", "s3 endpoint: bucket")
-	fs.StringVar(&g.keyPrefix, "key-prefix", "", "s3 endpoint: prefix of every key")
-	fs.IntVar(&g.maxUploadMB, "max-upload-size-mb", 5120, "s3 endpoint: objects larger than this are sent by multipart upload")
-	fs.IntVar(&g.multipartMB, "multipart-chunk-size-mb", 256, "s3 endpoint: multipart part size (at least 5)")
-	fs.IntVar(&g.retries, "retries", 5, "s3 endpoint: attempts for a failed request")
+	fs.StringVar(&g.awsKey, "aws-key", "", "s3 endpoint: access key ID (default: the AWS SDK's credential chain: environment, shared config, instance or pod role)")
+	fs.StringVar(&g.awsSecret, "aws-secret", "", "s3 endpoint: secret access key, with --aws-key (better given as CASSBACK_AWS_SECRET or in an @file)")
+	fs.StringVar(&g.bucket, "bucket-name", "", "s3 endpoint: bucket (must exist)")
+	fs.StringVar(&g.keyPrefix, "key-prefix", "", "s3 endpoint: prefix of every key, so that several stores can share a bucket")
+	fs.IntVar(&g.maxUploadMB, "max-upload-size-mb", 5120, "s3 endpoint: objects up to this size (MiB, at most 5120) go in one PUT, larger ones by multipart upload")
+	fs.IntVar(&g.multipartMB, "multipart-chunk-size-mb", 256, "s3 endpoint: multipart part size in MiB (at least 5)")
+	fs.IntVar(&g.retries, "retries", 5, "s3 endpoint: how many times a failed request is retried (throttling, server errors, timeouts, broken connections), with exponential backoff")
+	fs.StringVar(&g.s3Endpoint, "s3-endpoint", "", "s3 endpoint: URL of an S3-compatible server (MinIO, Ceph RGW, ...), addressed path-style; default AWS")
+	fs.StringVar(&g.s3Region, "s3-region", "", "s3 endpoint: region (default: AWS_REGION or the shared config, else us-east-1)")
+	fs.StringVar(&g.s3CAFile, "s3-ca-file", "", "s3 endpoint: PEM file of CA certificates to trust besides the system's")
+	fs.DurationVar(&g.s3RequestTimeout, "s3-request-timeout", time.Minute, "s3 endpoint: a request that makes no progress for this long is cancelled and retried")
 	fs.DurationVar(&g.gcHeartbeat, "session-heartbeat", 5*time.Minute, "how often a backup or restore renews its session in the store")
 	fs.DurationVar(&g.gcLease, "session-lease", 30*time.Minute, "a session (or purge) not renewed for this long is stale and may be revoked by purge")
 	fs.StringVar(&g.surveyPath, "survey-path", "", "survey endpoint: file the operations are logged to")

@@ -1,12 +1,98 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/s3"
 )
 
-// openS3 opens the S3 endpoint (not built yet).
+// s3OpenTimeout bounds opening the bucket, retries included, since store()
+// has no context to inherit (the retries themselves last about 30 s at most
+// with the default --retries).
+const s3OpenTimeout = 5 * time.Minute
+
+// openS3 opens the bucket the s3 options name, wrapped so that every
+// request is counted and transient failures are retried, and arranges for
+// the request counts to be logged when the command ends. create does not
+// matter: cassback never creates buckets, and an empty bucket (or prefix)
+// is where a first backup creates its store.
 func (g *globals) openS3(create bool) (remote.Store, error) {
-	return nil, errors.New("the s3 endpoint is not available in this version; use --endpoint local")
+	cfg, opts, err := g.s3Config()
+	if err != nil {
+		return nil, err
+	}
+	// TODO(lead): pass the command's context down through store(); until
+	// then an interrupt does not cut the retries of Open short.
+	ctx, cancel := context.WithTimeout(context.Background(), s3OpenTimeout)
+	defer cancel()
+	var st *s3.Store
+	err = remote.Retry(ctx, opts, "open s3", func(ctx context.Context) error {
+		st, err = s3.Open(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	counted := remote.NewCounting(st)
+	start := time.Now()
+	prev := g.closeLog
+	g.closeLog = func() {
+		logRequests(g.log, counted, st.Requests(), time.Since(start))
+		prev()
+	}
+	return remote.WithRetry(counted, opts), nil
+}
+
+// s3Config checks the s3 options and turns them into the store's and the
+// retries' configuration.
+func (g *globals) s3Config() (s3.Config, remote.RetryOptions, error) {
+	var none s3.Config
+	switch {
+	case g.bucket == "":
+		return none, remote.RetryOptions{}, usagef("--bucket-name is required with --endpoint s3")
+	case g.multipartMB < 5 || g.multipartMB > 5120:
+		return none, remote.RetryOptions{}, usagef("--multipart-chunk-size-mb %d: want 5 to 5120 (S3's part limits)", g.multipartMB)
+	case g.maxUploadMB < 1 || g.maxUploadMB > 5120:
+		return none, remote.RetryOptions{}, usagef("--max-upload-size-mb %d: want 1 to 5120 (S3's single-PUT limit)", g.maxUploadMB)
+	case g.retries < 0:
+		return none, remote.RetryOptions{}, usagef("--retries %d: must be 0 or more", g.retries)
+	case g.s3RequestTimeout <= 0:
+		return none, remote.RetryOptions{}, usagef("--s3-request-timeout %v: must be positive", g.s3RequestTimeout)
+	case (g.awsKey == "") != (g.awsSecret == ""):
+		return none, remote.RetryOptions{}, usagef("--aws-key and --aws-secret go together; give both, or neither to use the AWS SDK's credential chain")
+	}
+	cfg := s3.Config{
+		Bucket: g.bucket, Prefix: g.keyPrefix, Endpoint: g.s3Endpoint, Region: g.s3Region,
+		AccessKey: g.awsKey, SecretKey: g.awsSecret, CAFile: g.s3CAFile,
+		MaxSinglePut: int64(g.maxUploadMB) << 20, PartSize: int64(g.multipartMB) << 20,
+		RequestTimeout: g.s3RequestTimeout,
+	}
+	opts := remote.RetryOptions{
+		Attempts:       g.retries + 1,
+		AttemptTimeout: max(2*time.Minute, 2*g.s3RequestTimeout),
+		Log:            g.log,
+	}
+	return cfg, opts, nil
+}
+
+// logRequests logs what the command asked of the store: calls by kind
+// (attempts included), bytes, failures, and the HTTP requests by S3
+// operation, which is what the provider bills.
+func logRequests(log *slog.Logger, c *remote.Counting, http map[string]int64, dur time.Duration) {
+	if log == nil {
+		return
+	}
+	var reqs []any
+	var total int64
+	for _, op := range slices.Sorted(maps.Keys(http)) {
+		reqs = append(reqs, slog.Int64(op, http[op]))
+		total += http[op]
+	}
+	log.Info("store requests", "endpoint", "s3", "calls", c, "http_requests", total,
+		slog.Group("http", reqs...), "dur", dur.Round(time.Millisecond))
 }

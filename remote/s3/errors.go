@@ -146,16 +146,22 @@ func (s *Store) opError(ctx context.Context, op, key string, err error) error {
 	return e
 }
 
-// openError explains a failure of Open's check in one line.
+// openError explains a failure of Open's check in one line: "s3: bucket
+// "x" at URL does not exist", "s3: credentials rejected by URL (code):
+// …", "s3: cannot reach URL: …", or else "s3: open bucket "x" at URL: …".
 func (s *Store) openError(ctx context.Context, err error) error {
-	err = s.opError(ctx, "s3: open "+s.where, "", err)
-	if errors.Is(err, fs.ErrNotExist) {
-		// A 404 with no code (a HEAD-like answer) or NoSuchKey on a LIST:
-		// the bucket is the only thing that can be missing.
-		var e *opError
-		if errors.As(err, &e) {
-			e.class, e.msg = ErrNoBucket, "bucket does not exist"
-		}
+	err = s.opError(ctx, "s3", "", err)
+	var e *opError
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// NoSuchKey or a bare 404 on a LIST: only the bucket can be missing.
+		e.class, e.msg = ErrNoBucket, s.where+" does not exist"
+	case errors.Is(err, ErrNoBucket), errors.Is(err, ErrCredentials), errors.Is(err, ErrAccessDenied), remote.IsTransient(err):
+	default:
+		e.msg = "open " + s.where + ": " + e.msg
 	}
 	return err
 }

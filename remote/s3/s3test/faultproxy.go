@@ -79,6 +79,7 @@ type FaultProxy struct {
 	faults   Faults
 	rng      *rand.Rand
 	down     bool
+	downIn   int // requests until down; 0: no countdown
 	requests int
 	injected map[Fault]int
 }
@@ -128,7 +129,15 @@ func (p *FaultProxy) Set(f Faults) {
 func (p *FaultProxy) SetDown(down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.down = down
+	p.down, p.downIn = down, 0
+}
+
+// SetDownAfter lets the next n requests through (or fail as Set says) and
+// then acts as SetDown(true): the server going down in the middle of a run.
+func (p *FaultProxy) SetDownAfter(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down, p.downIn = n <= 0, n
 }
 
 // Requests returns how many requests reached the proxy.
@@ -154,6 +163,10 @@ func (p *FaultProxy) pick() (Fault, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.requests++
+	if p.downIn > 0 {
+		p.downIn--
+		p.down = p.downIn == 0
+	}
 	if p.down {
 		p.injected[ResetBefore]++
 		return ResetBefore, 0

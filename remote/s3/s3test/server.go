@@ -202,19 +202,30 @@ func (s *Server) Restart(t testing.TB) {
 // NewBucket creates an empty bucket with a name unique in the process.
 func (s *Server) NewBucket(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("cassback-test-%d", buckets.Add(1))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s3.CreateBucket(ctx, s.config(name)); err != nil {
-		t.Fatalf("create bucket: %v", err)
-	}
-	return name
+	return s.Config(t).Bucket
 }
 
 // Config returns a Config for a new, empty bucket on the server.
 func (s *Server) Config(t testing.TB) s3.Config {
 	t.Helper()
-	return s.config(s.NewBucket(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg, err := s.CreateBucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// CreateBucket creates an empty bucket with a name unique in the process
+// and returns its Config: for callers without a testing.TB (testscript's
+// Setup).
+func (s *Server) CreateBucket(ctx context.Context) (s3.Config, error) {
+	cfg := s.config(fmt.Sprintf("cassback-test-%d", buckets.Add(1)))
+	if err := s3.CreateBucket(ctx, cfg); err != nil {
+		return s3.Config{}, fmt.Errorf("create bucket: %w", err)
+	}
+	return cfg, nil
 }
 
 func (s *Server) config(bucket string) s3.Config {
