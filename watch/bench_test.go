@@ -113,7 +113,9 @@ func TestMain(m *testing.M) {
 func BenchmarkStart10k(b *testing.B) {
 	root := benchTree(b)
 	var heap uint64
+	cpu0, n := cpuTime(), 0
 	for b.Loop() {
+		n++
 		w, ready, stop := startAndDrain(b, root, nil)
 		if ready != benchKeyspaces*benchTables*benchSSTables {
 			b.Fatalf("%d ready", ready)
@@ -128,6 +130,7 @@ func BenchmarkStart10k(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(n)/1e6, "cpu-ms/op")
 }
 
 // BenchmarkRescan10k: one periodic rescan of 10,000 unchanged SSTables.
@@ -136,12 +139,15 @@ func BenchmarkRescan10k(b *testing.B) {
 	clk := newFakeClock()
 	w, _, stop := startAndDrain(b, root, clk)
 	defer stop()
+	cpu0, n := cpuTime(), 0
 	for b.Loop() {
 		clk.Advance(DefaultRescanInterval)
 		done := make(chan struct{})
 		w.syncc <- done
 		<-done
+		n++
 	}
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(n)/1e6, "cpu-ms/op")
 }
 
 // BenchmarkIdle10k: CPU spent while watching 10,000 SSTables that do not

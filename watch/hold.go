@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"path/filepath"
+	"strconv"
 	"syscall"
 )
 

@@ -76,6 +76,8 @@ type continuous struct {
 	w    *index.Writer
 	sess *session
 
+	owners *ownerCache
+
 	mu      sync.Mutex
 	known   map[string]manifest.File // root\x00path -> last record, for reuse
 	learned map[string]time.Time     // condemned run -> when this process learned of it
@@ -120,7 +122,7 @@ func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts Contin
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return st, err
 	}
-	c := &continuous{r: r, opts: opts, known: map[string]manifest.File{}, learned: map[string]time.Time{},
+	c := &continuous{r: r, opts: opts, owners: &ownerCache{users: map[uint32]string{}, groups: map[uint32]string{}}, known: map[string]manifest.File{}, learned: map[string]time.Time{},
 		items: map[uint64]*item{}, live: map[string]*liveSST{}, dirty: map[string]bool{}, keyspaces: map[string]bool{}, synced: map[string]bool{}, scanned: map[string]bool{}}
 	roots := make([]string, len(opts.DataDirs))
 	for i, d := range opts.DataDirs {
@@ -421,12 +423,13 @@ func (c *continuous) file(ctx context.Context, p *index.Packer, it *item, f *os.
 	rec := manifest.File{Path: rel, Root: root, Size: fi.Size(), Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UTC()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 		rec.UID, rec.GID, rec.Inode = sys.Uid, sys.Gid, sys.Ino
+		rec.User, rec.Group = c.owners.names(sys.Uid, sys.Gid)
 	}
 	c.mu.Lock()
 	old, ok := c.known[root+"\x00"+rel]
 	c.mu.Unlock()
 	if ok && old.Size == rec.Size && old.MTime.Equal(rec.MTime) && old.Inode == rec.Inode && rec.Inode != 0 && (old.Unstored || c.r.allKnown(old.Chunks)) {
-		rec.Sum, rec.Chunks, rec.Unstored, rec.User, rec.Group = old.Sum, old.Chunks, old.Unstored, old.User, old.Group
+		rec.Sum, rec.Chunks, rec.Unstored = old.Sum, old.Chunks, old.Unstored
 		return rec, nil
 	}
 	if it.existing && c.opts.IgnoreExisting {
