@@ -31,14 +31,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// childBackup backs up $DATA to the local store $STORE as host "node1",
-// with each pack upload slowed down so the parent can kill it midway.
-func childBackup() int {
-	ctx := context.Background()
+// slowRepo opens the local store $STORE with each pack upload slowed down,
+// so a parent process can kill the child midway.
+func slowRepo(ctx context.Context) (*Repo, error) {
 	st, err := local.Open(os.Getenv("STORE"))
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
 	slow := remotetest.NewFaulty(st)
 	slow.SetHook(func(op remotetest.Op, key string) error {
@@ -47,7 +45,13 @@ func childBackup() int {
 		}
 		return nil
 	})
-	r, err := OpenRepo(ctx, slow, os.Getenv("CACHE"), true, quietLog())
+	return OpenRepo(ctx, slow, os.Getenv("CACHE"), true, quietLog())
+}
+
+// childBackup backs up $DATA to $STORE as host "node1".
+func childBackup() int {
+	ctx := context.Background()
+	r, err := slowRepo(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -60,22 +64,10 @@ func childBackup() int {
 }
 
 // childContinuous runs continuous backup of $DATA into $STORE as host
-// "node1" with slowed pack uploads, until it is killed.
+// "node1" until it is killed.
 func childContinuous() int {
 	ctx := context.Background()
-	st, err := local.Open(os.Getenv("STORE"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	slow := remotetest.NewFaulty(st)
-	slow.SetHook(func(op remotetest.Op, key string) error {
-		if op == remotetest.OpPut && strings.HasPrefix(key, "packs/") {
-			time.Sleep(40 * time.Millisecond)
-		}
-		return nil
-	})
-	r, err := OpenRepo(ctx, slow, os.Getenv("CACHE"), true, quietLog())
+	r, err := slowRepo(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -93,6 +85,34 @@ func countPacks(t *testing.T, st remote.Store) (n int, bytes int64) {
 		t.Fatal(err)
 	}
 	return n, bytes
+}
+
+// killMidUpload runs a child process of the given mode and kills it with
+// SIGKILL once it has stored minPacks packs.
+func killMidUpload(t *testing.T, mode string, st remote.Store, storeDir, data, cache string, minPacks int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CASSBACK_ENGINE_CHILD="+mode, "STORE="+storeDir, "DATA="+data, "CACHE="+cache)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if n, _ := countPacks(t, st); n >= minPacks {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("child uploaded fewer than %d packs in 60 s", minPacks)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	err := cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("child was not killed mid-upload (it finished: %v); make the node larger", err)
+	}
 }
 
 // TestKillDuringBackup kills a backup with SIGKILL while it uploads, runs
@@ -116,28 +136,7 @@ func TestKillDuringBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "CASSBACK_ENGINE_CHILD=backup", "STORE="+storeDir, "DATA="+data, "CACHE="+cache)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if n, _ := countPacks(t, st); n >= 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("child uploaded fewer than 4 packs in 60 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	err = cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-		t.Fatalf("child was not killed mid-backup (it finished: %v); make the node larger", err)
-	}
+	killMidUpload(t, "backup", st, storeDir, data, cache, 4)
 	before, beforeBytes := countPacks(t, st)
 	var manifests int
 	st.List(ctx, "manifests/", func(remote.Info) error { manifests++; return nil })
@@ -207,25 +206,7 @@ func TestKillContinuousAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "CASSBACK_ENGINE_CHILD=continuous", "STORE="+storeDir, "DATA="+data, "CACHE="+cache)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if n, _ := countPacks(t, st); n >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("child uploaded fewer than 5 packs in 60 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
+	killMidUpload(t, "continuous", st, storeDir, data, cache, 5)
 	_, beforeBytes := countPacks(t, st)
 
 	// The store is valid after the kill (whatever manifests exist restore).
@@ -248,7 +229,7 @@ func TestKillContinuousAndRestart(t *testing.T) {
 			ManifestInterval: 100 * time.Millisecond, ReportInterval: -1})
 		done <- err
 	}()
-	deadline = time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ms, err := Select(ctx, st, "node1", "", nil, time.Now())
 		if err == nil {

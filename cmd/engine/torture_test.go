@@ -46,7 +46,7 @@ func childTorture(mode string) int {
 		signal.Notify(sigs, syscall.SIGTERM)
 		go func() { <-sigs; close(stop) }()
 		_, err = r.Continuous(ctx, stop, ContinuousOptions{
-			BackupOptions: BackupOptions{DataDirs: []string{os.Getenv("DATA")}, Host: os.Getenv("HOST"), Threads: 2, PackSize: 1 << 20},
+			BackupOptions:    BackupOptions{DataDirs: []string{os.Getenv("DATA")}, Host: os.Getenv("HOST"), Threads: 2, PackSize: 1 << 20},
 			ManifestInterval: 100 * time.Millisecond, ReportInterval: -1,
 		})
 	case "torture-purge":
