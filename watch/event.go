@@ -61,7 +61,8 @@ type Event struct {
 	// Changed lists the entries of SSTable.Files that are new or have a
 	// different inode, size or mtime than in the last report (Rewritten).
 	Changed []string
-	// Time is when the watcher found the change (from Options.Clock).
+	// Time is when the watcher took the links (Ready, Rewritten) or saw the
+	// change (Gone, Synced), from Options.Clock.
 	Time time.Time
 
 	links []string // the values of Held, for Release

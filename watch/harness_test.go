@@ -71,16 +71,17 @@ func (c *fakeClock) Advance(d time.Duration) {
 // tree: pump compares the tree with the last pump and emits events only for
 // entries of watched directories; a deleted directory loses its watch.
 type fakeSource struct {
-	mu      sync.Mutex
-	roots   []string
-	added   map[string]bool
-	adds    []string // every successful Add, in order
-	removes []string // every Remove call
-	addHook func(dir string) error
-	snap    map[string]fsEntry
-	events  chan FSEvent
-	errs    chan error
-	closed  bool
+	mu       sync.Mutex
+	roots    []string
+	added    map[string]bool
+	adds     []string               // every successful Add, in order
+	removes  []string               // every Remove call
+	addHook  func(dir string) error // before a watch is added; an error refuses it
+	afterAdd func(dir string)       // after a watch is added
+	snap     map[string]fsEntry
+	events   chan FSEvent
+	errs     chan error
+	closed   bool
 }
 
 type fsEntry struct {
@@ -116,9 +117,13 @@ func (s *fakeSource) Add(dir string) error {
 		return fmt.Errorf("watch %s: not a directory", dir)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.added[dir] = true
 	s.adds = append(s.adds, dir)
+	after := s.afterAdd
+	s.mu.Unlock()
+	if after != nil {
+		after(dir)
+	}
 	return nil
 }
 

@@ -85,6 +85,9 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Event) error {
 		rs.dir = w.newDir(rs, nil, "")
 	}
 	for _, rs := range w.roots {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if err := w.fullScan(rs); err != nil {
 			return err
 		}
@@ -240,7 +243,10 @@ func (w *Watcher) due(d *dirState) time.Time {
 	return a
 }
 
-// timer returns a channel that fires at the next check or rescan.
+// timer returns a channel that fires at the next check or rescan, or
+// earlier: a timer armed for a deadline that events have since pushed back
+// is kept (it fires, nothing is due, it is armed again), so a burst of
+// events costs one timer per debounce period, not one per event.
 func (w *Watcher) timer() <-chan time.Time {
 	l := &w.loop
 	next := l.nextRescan
@@ -249,7 +255,7 @@ func (w *Watcher) timer() <-chan time.Time {
 			next = t
 		}
 	}
-	if l.timerC != nil && next.Equal(l.timerAt) {
+	if l.timerC != nil && !next.Before(l.timerAt) {
 		return l.timerC
 	}
 	l.timerAt, l.timerC = next, w.clock.After(next.Sub(w.clock.Now()))

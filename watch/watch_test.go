@@ -322,12 +322,11 @@ func TestStartupRace(t *testing.T) {
 	writeSSTable(t, tdir, "nb-1-big")
 	var h *harness
 	h = newHarness(t, root, harnessOpt{before: func(hh *harness) {
-		hh.src.addHook = func(dir string) error {
+		hh.src.afterAdd = func(dir string) {
 			if dir == tdir {
 				// Between this directory's watch and the scan.
 				writeSSTable(t, tdir, "nb-2-big")
 			}
-			return nil
 		}
 		scan := hh.w.scan
 		hh.w.scan = func(r string, opt manifest.ScanOptions) (manifest.ScanResult, error) {

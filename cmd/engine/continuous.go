@@ -174,7 +174,8 @@ func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts Contin
 	}
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
-	events := make(chan watch.Event, 256)
+	// A small buffer: every buffered event holds its SSTable's hard links.
+	events := make(chan watch.Event, 8)
 	werr := make(chan error, 1)
 	go func() { werr <- wt.Run(wctx, events) }()
 
@@ -362,7 +363,9 @@ func (c *continuous) advance(wt *watch.Watcher) {
 			c.fresh = append(c.fresh, s)
 			c.dirty[s.ks], c.keyspaces[s.ks] = true, true
 			c.stats.SSTables++
-			wt.Release(ev)
+			if err := wt.Release(ev); err != nil {
+				c.r.Log.Warn("hard links not released", "sstable", key, "err", err)
+			}
 		case watch.Gone:
 			if s := c.live[key]; s != nil {
 				delete(c.live, key)
