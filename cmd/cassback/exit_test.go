@@ -33,7 +33,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"--backup-base", filepath.Join(dir, "missing"), "list"}, 1},
 		{[]string{"--backup-base", dir, "list", "--host", "h"}, 1}, // empty folder: not a store
 		{[]string{"--backup-base", dir, "backup", "--ignore-changes", "--cassandra_data_dir", filepath.Join(dir, "nodata")}, 1},
-		{[]string{"--endpoint", "s3", "list"}, 1},
+		{[]string{"--endpoint", "s3", "list"}, 2},       // no --bucket-name
 		{[]string{"--backup-base", dir, "validate"}, 1}, // an empty folder is not a store
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

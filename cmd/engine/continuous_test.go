@@ -87,16 +87,43 @@ func TestContinuousSimulator(t *testing.T) {
 		})
 		res <- result{st, err}
 	}()
-	quiet := 800 * time.Millisecond // > interval + debounce + upload time
 	type moment struct {
 		at   time.Time
 		live map[string][32]byte
 		what string
 	}
 	var moments []moment
+	// record waits past the coalescing interval until the backup has caught
+	// up with the node (the latest manifests name exactly the live files),
+	// then records the moment and the live set.
 	record := func(what string) {
-		time.Sleep(quiet)
-		moments = append(moments, moment{time.Now(), snapshotLive(t, node, kss), what})
+		time.Sleep(2 * interval)
+		live := snapshotLive(t, node, kss)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			ms, err := Select(ctx, r.Store, "sim", "", kss, time.Now())
+			if err == nil {
+				n := 0
+				ok := true
+				for _, m := range ms {
+					for _, tb := range m.Tables {
+						for _, f := range tb.Files {
+							n++
+							_, in := live[f.Path]
+							ok = ok && in
+						}
+					}
+				}
+				if ok && n == len(live) {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the backup did not catch up within 30 s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		moments = append(moments, moment{time.Now(), live, what})
 	}
 	record("start")
 	ops := []struct {

@@ -186,11 +186,22 @@ func TestTorture(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	kills, purges := 0, 0
 	var purge *exec.Cmd
+	purgeDone := make(chan struct{})
+	close(purgeDone)
+	running := func() bool {
+		select {
+		case <-purgeDone:
+			return false
+		default:
+			return true
+		}
+	}
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
-		if purge == nil || purge.ProcessState != nil {
+		if !running() {
 			purge = start("torture-purge", 3)
-			go purge.Wait()
+			purgeDone = make(chan struct{})
+			go func(p *exec.Cmd, done chan struct{}) { p.Wait(); close(done) }(purge, purgeDone)
 			purges++
 		}
 		if rng.IntN(3) == 0 {
@@ -200,16 +211,14 @@ func TestTorture(t *testing.T) {
 			procs[i] = start("torture-backup", i)
 			kills++
 		}
-		if rng.IntN(5) == 0 && purge.ProcessState == nil {
+		if rng.IntN(5) == 0 && running() {
 			purge.Process.Signal(syscall.SIGKILL)
 			kills++
 		}
 	}
 	close(stopSim)
 	wg.Wait()
-	for purge != nil && purge.ProcessState == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-purgeDone
 	// Let the backups catch up with the final state, then stop them cleanly.
 	time.Sleep(3 * time.Second)
 	for _, p := range procs {
