@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -299,8 +300,11 @@ func sameS3Restore(t *testing.T, node *nodegen.Node, src, dst string) {
 	}
 }
 
-// s3FaultBytes is the size of the node TestS3Faults backs up: 500 MB, or
-// CASSBACK_S3_FAULT_BYTES, or 40 MB with -short.
+// s3FaultBytes is the size of the node TestS3Faults backs up:
+// CASSBACK_S3_FAULT_BYTES if set; else 40 MB with -short; else 100 MB
+// under the race detector (generating and chunking 500 MB takes about two
+// minutes there, more while CI runs other packages beside it); else 500 MB
+// (about 15 s).
 func s3FaultBytes(t *testing.T) int64 {
 	if s := os.Getenv("CASSBACK_S3_FAULT_BYTES"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
@@ -309,10 +313,27 @@ func s3FaultBytes(t *testing.T) int64 {
 		}
 		return n
 	}
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		return 40 << 20
+	case raceEnabled():
+		return 100 << 20
 	}
 	return 500 << 20
+}
+
+// raceEnabled reports whether the test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
 }
 
 // TestS3Faults backs up a generated node through a proxy that fails 5% of
@@ -374,4 +395,3 @@ func s3RequestLine(log string) string {
 	}
 	return "(no request counts logged)"
 }
-

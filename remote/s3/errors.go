@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,15 +92,21 @@ func (s *Store) opError(ctx context.Context, op, key string, err error) error {
 		e.msg = fmt.Sprintf("request to %s stalled: %v", s.cfg.endpointName(), stall)
 		return remote.Transient(e)
 	}
+	var ce *credentialsError
+	var se *v4.SigningError
+	switch {
+	case errors.As(err, &ce):
+		e.class = ErrCredentials
+		e.msg = "no usable credentials: " + oneLine(ce.Error()) +
+			" (give an access key and secret, or set up the AWS SDK's credential chain)"
+		return e
+	case errors.As(err, &se):
+		e.class = ErrCredentials
+		e.msg = "cannot sign the request: " + oneLine(se.Error())
+		return e
+	}
 	status, code, msg := responseInfo(err)
 	if status == 0 {
-		var se *v4.SigningError
-		if errors.As(err, &se) {
-			e.class = ErrCredentials
-			e.msg = "no usable credentials: " + oneLine(unwrapAll(se.Err).Error()) +
-				" (give an access key and secret, or configure the AWS SDK's credential chain)"
-			return e
-		}
 		var send *smithyhttp.RequestSendError
 		var de *smithy.DeserializationError
 		switch {
@@ -131,7 +138,7 @@ func (s *Store) opError(ctx context.Context, op, key string, err error) error {
 		}
 	case status == 403:
 		e.class = ErrAccessDenied
-		e.msg = fmt.Sprintf("access denied to %s (%s)", s.where, code)
+		e.msg = fmt.Sprintf("access denied to %s (%s)", s.where, cmp.Or(code, "403"))
 	case status == 412 || code == "ConditionalRequestConflict":
 		e.class = remote.ErrPrecondition
 	case status == 416:
@@ -182,16 +189,6 @@ func sendCause(e *smithyhttp.RequestSendError) error {
 		err = ue.Err
 	}
 	return err
-}
-
-func unwrapAll(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
-	}
 }
 
 // bodyError classifies an error from reading a GET body: a broken or

@@ -230,6 +230,9 @@ func newStore(ctx context.Context, cfg Config) (*Store, error) {
 		// Checksums are computed here and sent as headers (see put.go), so
 		// the SDK adds none of its own to uploads.
 		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		// The SDK would log to standard error (IMDS fallbacks, …);
+		// errors reach the caller instead.
+		config.WithLogger(logging.Nop{}),
 	}
 	if cfg.Region != "" {
 		opts = append(opts, config.WithRegion(cfg.Region))
@@ -244,6 +247,9 @@ func newStore(ctx context.Context, cfg Config) (*Store, error) {
 	if awsCfg.Region == "" {
 		awsCfg.Region = defRegion
 	}
+	if awsCfg.Credentials != nil {
+		awsCfg.Credentials = markedCredentials{awsCfg.Credentials}
+	}
 	hc := &httpClient{inner: awsCfg.HTTPClient, timeout: cfg.RequestTimeout}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		o.HTTPClient = hc
@@ -254,7 +260,6 @@ func newStore(ctx context.Context, cfg Config) (*Store, error) {
 		// Objects uploaded in parts have no whole-object checksum to
 		// validate; do not log that about every such GET.
 		o.DisableLogOutputChecksumValidationSkipped = true
-		// The SDK would log to standard error; errors reach the caller.
 		o.Logger = logging.Nop{}
 	})
 	s := &Store{cfg: cfg, client: client, http: hc, bucket: aws.String(cfg.Bucket)}
@@ -312,3 +317,23 @@ func begin(ctx context.Context, op, key string) error {
 // If-Match.
 func etag(s *string) string     { return strings.Trim(aws.ToString(s), `"`) }
 func quoteETag(e string) string { return `"` + e + `"` }
+
+// markedCredentials marks the errors of a credentials provider, so that
+// "no credentials found" is told apart from what the server answers (the
+// chain's own requests, to STS or the instance metadata service, have HTTP
+// statuses too).
+type markedCredentials struct{ aws.CredentialsProvider }
+
+// credentialsError is a failure to get credentials.
+type credentialsError struct{ err error }
+
+func (e *credentialsError) Error() string { return e.err.Error() }
+func (e *credentialsError) Unwrap() error { return e.err }
+
+func (m markedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := m.CredentialsProvider.Retrieve(ctx)
+	if err != nil {
+		return c, &credentialsError{err}
+	}
+	return c, nil
+}

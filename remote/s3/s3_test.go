@@ -510,3 +510,23 @@ func TestResume(t *testing.T) {
 		t.Errorf("reading an object replaced after its body broke: got %v, want %q", err, "changed while it was read")
 	}
 }
+
+// TestNoCredentials empties the SDK's credential chain: Open says so.
+func TestNoCredentials(t *testing.T) {
+	server := s3test.Start(t)
+	cfg := server.Config(t)
+	cfg.AccessKey, cfg.SecretKey = "", ""
+	none := filepath.Join(t.TempDir(), "none")
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
+		"AWS_SHARED_CREDENTIALS_FILE": none, "AWS_CONFIG_FILE": none, "AWS_WEB_IDENTITY_TOKEN_FILE": "",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "", "AWS_CONTAINER_CREDENTIALS_FULL_URI": "",
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
+	_, err := s3.Open(t.Context(), cfg)
+	if !errors.Is(err, s3.ErrCredentials) || !strings.Contains(err.Error(), "s3: no usable credentials: ") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Open without credentials: got %v, want one line wrapping ErrCredentials saying there are none", err)
+	}
+}
