@@ -41,7 +41,7 @@ func BenchmarkContinuousLatency(b *testing.B) {
 					done <- err
 				}()
 				time.Sleep(interval + time.Second) // the start-up scan
-				flushed := map[string]time.Time{} // Data.db path -> when its flush committed
+				flushed := map[string]time.Time{}  // Data.db path -> when its flush committed
 				for range 40 {
 					s, err := node.Flush("ks", "t", 1<<20)
 					if err != nil {

@@ -414,10 +414,25 @@ func (c *Collector) sweep(ctx context.Context, ready []Run, rep *GCReport) error
 		del = append(del, p)
 	}
 	slices.SortFunc(del, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
-	for _, p := range del {
-		if err := c.Store.Delete(ctx, PackKey(p)); err != nil {
-			return fmt.Errorf("delete pack %s: %w", p, err)
+	keys := make([]string, len(del))
+	for i, p := range del {
+		keys[i] = PackKey(p)
+	}
+	// S3 deletes up to 1,000 keys per request; other stores one by one.
+	if bd, ok := c.Store.(interface {
+		DeleteMany(context.Context, []string) error
+	}); ok {
+		if err := bd.DeleteMany(ctx, keys); err != nil {
+			return fmt.Errorf("delete %d condemned packs: %w", len(keys), err)
 		}
+	} else {
+		for i, k := range keys {
+			if err := c.Store.Delete(ctx, k); err != nil {
+				return fmt.Errorf("delete pack %s: %w", del[i], err)
+			}
+		}
+	}
+	for _, p := range del {
 		rep.Deleted++
 		if ps := cat.Packs[p]; ps != nil {
 			rep.DeletedBytes += ps.StoreSize

@@ -149,10 +149,13 @@ func (g *globals) repo(ctx context.Context, create bool) (*engine.Repo, error) {
 }
 
 func (g *globals) location() string {
-	if g.endpoint == "local" {
+	switch g.endpoint {
+	case "local":
 		return g.backupBase
+	case "s3":
+		return strings.TrimSuffix("s3://"+g.bucket+"/"+g.keyPrefix, "/")
 	}
-	return g.endpoint
+	return g.metaDir
 }
 
 func storeEmpty(ctx context.Context, st remote.Store) (bool, error) {
