@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test, as CI does. The S3 tests need a real S3-compatible
+# server, versitygw (Apache-2.0): it is built once per version into
+# ~/.cache/cassback-tools (about 5 minutes on a fresh machine) and the tests
+# start it on free 127.0.0.1 ports themselves.
+set -euo pipefail
+cd "$(dirname "$0")"
+VGW_VERSION=v1.8.0
+VGW_DIR="${HOME}/.cache/cassback-tools/versitygw-${VGW_VERSION}"
+if [ ! -x "${VGW_DIR}/versitygw" ]; then
+  echo "building versitygw ${VGW_VERSION} into ${VGW_DIR} (once, about 5 minutes)"
+  GOBIN="${VGW_DIR}" go install -ldflags='-s -w' "github.com/versity/versitygw/cmd/versitygw@${VGW_VERSION}"
+fi
+export CASSBACK_VERSITYGW="${VGW_DIR}/versitygw"
+go vet ./...
+go test -race "$@" ./...
