@@ -222,6 +222,12 @@ func deleteEach(ctx context.Context, st Store, keys []string) error {
 			errs = append(errs, err)
 		}
 	}
+	return JoinErrors(errs)
+}
+
+// JoinErrors is errors.Join on one line ("a; b"), for messages that must
+// stay one line; nil when errs is empty.
+func JoinErrors(errs []error) error {
 	if len(errs) == 0 {
 		return nil
 	}

@@ -87,6 +87,21 @@ func countPacks(t *testing.T, st remote.Store) (n int, bytes int64) {
 	return n, bytes
 }
 
+// killSetup generates a node and an empty local store for a kill test.
+func killSetup(t *testing.T, seed uint64, size int64) (node *nodegen.Node, st remote.Store, storeDir, cache string) {
+	t.Helper()
+	node, err := nodegen.Generate(filepath.Join(t.TempDir(), "data"), nodegen.Config{Seed: seed, TotalBytes: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeDir = filepath.Join(t.TempDir(), "store")
+	os.MkdirAll(storeDir, 0o755)
+	if st, err = local.Open(storeDir); err != nil {
+		t.Fatal(err)
+	}
+	return node, st, storeDir, filepath.Join(t.TempDir(), "cache")
+}
+
 // killMidUpload runs a child process of the given mode and kills it with
 // SIGKILL once it has stored minPacks packs.
 func killMidUpload(t *testing.T, mode string, st remote.Store, storeDir, data, cache string, minPacks int) {
@@ -123,18 +138,8 @@ func TestKillDuringBackup(t *testing.T) {
 		t.Skip("spawns a process; skipped with -short")
 	}
 	ctx := t.Context()
-	data := filepath.Join(t.TempDir(), "data")
-	node, err := nodegen.Generate(data, nodegen.Config{Seed: 11, TotalBytes: 48 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeDir := filepath.Join(t.TempDir(), "store")
-	os.MkdirAll(storeDir, 0o755)
-	cache := filepath.Join(t.TempDir(), "cache")
-	st, err := local.Open(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	node, st, storeDir, cache := killSetup(t, 11, 48<<20)
+	data := node.Dir
 
 	killMidUpload(t, "backup", st, storeDir, data, cache, 4)
 	before, beforeBytes := countPacks(t, st)
@@ -194,18 +199,8 @@ func TestKillContinuousAndRestart(t *testing.T) {
 		t.Skip("spawns a process; skipped with -short")
 	}
 	ctx := t.Context()
-	data := filepath.Join(t.TempDir(), "data")
-	node, err := nodegen.Generate(data, nodegen.Config{Seed: 12, TotalBytes: 40 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storeDir := filepath.Join(t.TempDir(), "store")
-	os.MkdirAll(storeDir, 0o755)
-	cache := filepath.Join(t.TempDir(), "cache")
-	st, err := local.Open(storeDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	node, st, storeDir, cache := killSetup(t, 12, 40<<20)
+	data := node.Dir
 	killMidUpload(t, "continuous", st, storeDir, data, cache, 5)
 	_, beforeBytes := countPacks(t, st)
 

@@ -140,7 +140,7 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) error {
 			}
 		}
 		if len(errs) > 0 {
-			err := fmt.Errorf("delete-many: %d of %d keys not deleted: %w", len(errs), len(batch), joinErrors(errs))
+			err := fmt.Errorf("delete-many: %d of %d keys not deleted: %w", len(errs), len(batch), remote.JoinErrors(errs))
 			if transient {
 				return remote.Transient(err)
 			}
@@ -149,23 +149,3 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) error {
 	}
 	return nil
 }
-
-// joinErrors is errors.Join on one line.
-func joinErrors(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	return joined(errs)
-}
-
-type joined []error
-
-func (j joined) Error() string {
-	msgs := make([]string, len(j))
-	for i, e := range j {
-		msgs[i] = e.Error()
-	}
-	return strings.Join(msgs, "; ")
-}
-
-func (j joined) Unwrap() []error { return j }
