@@ -169,6 +169,7 @@ type GCReport struct {
 	Repacked        int // sparse packs whose live chunks were copied out
 	RepackedBytes   int64
 	IndexRewritten  int      // index files replaced because they named deleted packs
+	IndexMerged     int      // small index files merged into one per host
 	Waiting         []string // condemned sets not yet deletable, and why
 	RevokedSessions []string
 	Lost            int // referenced chunks with no stored copy (validate names them)
@@ -336,14 +337,65 @@ func (c *Collector) Run(ctx context.Context) (GCReport, error) {
 		}
 		ready = append(ready, r)
 	}
-	if len(ready) == 0 {
-		return rep, nil
+	if len(ready) > 0 {
+		refs, cat, live = nil, nil, nil // the sweep marks afresh
+		if err := c.sweep(ctx, ready, &rep); err != nil {
+			return rep, err
+		}
 	}
-	refs, cat, live = nil, nil, nil // the sweep marks afresh
-	if err := c.sweep(ctx, ready, &rep); err != nil {
-		return rep, err
+	return rep, c.mergeIndex(ctx, &rep)
+}
+
+// mergeIndexMin is how many index files a host must have before a purge
+// merges them: continuous backup writes one per commit.
+const mergeIndexMin = 8
+
+// mergeIndex replaces each host's index files, when there are many, by one
+// file naming the same packs. The merged file is written before the old
+// ones are deleted; a reader that listed an old file and finds it gone
+// lists again (Index.Load).
+func (c *Collector) mergeIndex(ctx context.Context, rep *GCReport) error {
+	cat, err := LoadCatalog(ctx, c.Store)
+	if err != nil {
+		return err
 	}
-	return rep, nil
+	byHost := map[string][]string{}
+	for key := range cat.Files {
+		host := strings.Split(strings.TrimPrefix(key, "index/"), "/")[0]
+		byHost[host] = append(byHost[host], key)
+	}
+	for host, keys := range byHost {
+		if len(keys) < mergeIndexMin {
+			continue
+		}
+		slices.Sort(keys)
+		seen := map[chunk.ID]bool{}
+		var recs []PackRecord
+		for _, k := range keys {
+			for _, id := range cat.Files[k] {
+				if !seen[id] {
+					seen[id] = true
+					p := cat.Packs[id]
+					recs = append(recs, PackRecord{ID: id, Size: p.Size, Entries: p.Entries})
+				}
+			}
+		}
+		b, sum := encodeIndexFile(recs)
+		nk := IndexKey(host, sum)
+		if err := c.Store.Put(ctx, nk, bytes.NewReader(b), int64(len(b))); err != nil {
+			return fmt.Errorf("merge index files of %s: %w", host, err)
+		}
+		for _, k := range keys {
+			if k == nk {
+				continue
+			}
+			if err := c.Store.Delete(ctx, k); err != nil {
+				return fmt.Errorf("merge index files of %s: delete %s: %w", host, k, err)
+			}
+		}
+		rep.IndexMerged += len(keys)
+	}
+	return nil
 }
 
 // sweepable says why a condemned set cannot be deleted yet ("" if it can).

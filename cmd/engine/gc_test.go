@@ -524,3 +524,31 @@ func truncate(t *testing.T, st remote.Store, key string) {
 		t.Fatal(err)
 	}
 }
+
+// TestPurgeMergesIndexFiles: many small index files of a host (one per
+// continuous-backup commit) are merged into one by a purge; every chunk is
+// still found and every backup validates.
+func TestPurgeMergesIndexFiles(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	var names []string
+	for i := range 12 {
+		data := bytes.Repeat([]byte{byte(i)}, 1000+i)
+		ref := storeChunk(t, r, r.Index, "h", data) // one index file each
+		names = append(names, writeManifest(t, r.Store, "h", time.Now().Add(time.Duration(i)*time.Second), data, []chunk.Ref{ref}))
+	}
+	if n := countKeys(t, r.Store, "index/h/"); n != 12 {
+		t.Fatalf("%d index files before the purge, want 12", n)
+	}
+	res, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: time.Unix(0, 0), Holder: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countKeys(t, r.Store, "index/h/"); n != 1 || res.GC.IndexMerged != 12 {
+		t.Errorf("after the purge: %d index files (merged %d), want 1 (12)", n, res.GC.IndexMerged)
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
+	if err != nil || !rep.OK() || len(rep.Backups) != len(names) {
+		t.Fatalf("validate after merging: %v, %d backups, %+v", err, len(rep.Backups), rep.Problems)
+	}
+}
