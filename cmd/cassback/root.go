@@ -123,7 +123,7 @@ func openLog(path string) (*os.File, error) {
 // repo opens the store and its index. Only a backup creates a store, and
 // only in an empty or new folder.
 func (g *globals) repo(ctx context.Context, create bool) (*engine.Repo, error) {
-	st, err := g.store(create)
+	st, err := g.store(ctx, create)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,10 +12,10 @@ import (
 
 // store opens the object store the global options name. create is true
 // for backup, the only command that may create a store.
-func (g *globals) store(create bool) (remote.Store, error) {
+func (g *globals) store(ctx context.Context, create bool) (remote.Store, error) {
 	switch g.endpoint {
 	case "s3":
-		return g.openS3(create)
+		return g.openS3(ctx, create)
 	case "survey":
 		return g.openSurvey(create)
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/cassback/cassback/remote/s3"
 )
 
-// s3OpenTimeout bounds opening the bucket, retries included, since store()
-// has no context to inherit (the retries themselves last about 30 s at most
-// with the default --retries).
+// s3OpenTimeout bounds opening the bucket, retries included (the retries
+// themselves last about 30 s at most with the default --retries); an
+// interrupt cuts them short.
 const s3OpenTimeout = 5 * time.Minute
 
 // openS3 opens the bucket the s3 options name, wrapped so that every
@@ -21,14 +21,12 @@ const s3OpenTimeout = 5 * time.Minute
 // the request counts to be logged when the command ends. create does not
 // matter: cassback never creates buckets, and an empty bucket (or prefix)
 // is where a first backup creates its store.
-func (g *globals) openS3(create bool) (remote.Store, error) {
+func (g *globals) openS3(ctx context.Context, create bool) (remote.Store, error) {
 	cfg, opts, err := g.s3Config()
 	if err != nil {
 		return nil, err
 	}
-	// TODO(lead): pass the command's context down through store(); until
-	// then an interrupt does not cut the retries of Open short.
-	ctx, cancel := context.WithTimeout(context.Background(), s3OpenTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s3OpenTimeout)
 	defer cancel()
 	var st *s3.Store
 	err = remote.Retry(ctx, opts, "open s3", func(ctx context.Context) error {
