@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -107,4 +108,43 @@ func quote(s string) string {
 		return fmt.Sprintf("%q...", s[:maxLen])
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// Begin checks what every Store method checks first, in this order: the
+// key, so an invalid key never reaches a file system or the network, then
+// the context. op names the operation in the error ("get", "put"…).
+func Begin(ctx context.Context, op, key string) error {
+	if err := ValidKey(key); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	return nil
+}
+
+// BeginList is Begin for List's prefix.
+func BeginList(ctx context.Context, prefix string) error {
+	if err := ValidPrefix(prefix); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s: %w", prefix, err)
+	}
+	return nil
+}
+
+// BeginListDirs is Begin for ListDirs' prefix, which must also be empty or
+// end in '/'.
+func BeginListDirs(ctx context.Context, prefix string) error {
+	if err := ValidPrefix(prefix); err != nil {
+		return fmt.Errorf("list dirs: %w", err)
+	}
+	if prefix != "" && !strings.HasSuffix(prefix, "/") {
+		return fmt.Errorf("list dirs: %w prefix %q: must be empty or end in '/'", ErrInvalidKey, prefix)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list dirs %s: %w", prefix, err)
+	}
+	return nil
 }

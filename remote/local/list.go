@@ -17,11 +17,8 @@ import (
 // List implements remote.Store. It reads one directory at a time, so its
 // memory is bounded by the largest directory, not the store.
 func (s *Store) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
-	if err := remote.ValidPrefix(prefix); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("list %s: %w", prefix, err)
+	if err := remote.BeginList(ctx, prefix); err != nil {
+		return err
 	}
 	// "manifests/h/ks/2026_11" is the names starting "2026_11" in the
 	// directory of keys "manifests/h/ks/".
@@ -117,14 +114,8 @@ func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
 // under it: a crash or a race with Delete can leave empty directories, or
 // ones holding only temporary files, which S3 would not show either.
 func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
-	if err := remote.ValidPrefix(prefix); err != nil {
-		return nil, fmt.Errorf("list dirs: %w", err)
-	}
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		return nil, fmt.Errorf("list dirs: %w prefix %q: must be empty or end in '/'", remote.ErrInvalidKey, prefix)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list dirs %s: %w", prefix, err)
+	if err := remote.BeginListDirs(ctx, prefix); err != nil {
+		return nil, err
 	}
 	entries, err := s.readDir(prefix, "")
 	if err != nil {

@@ -76,21 +76,9 @@ func (s *Store) path(key string) string {
 	return filepath.Join(s.root, filepath.FromSlash(key))
 }
 
-// begin checks what every operation checks first, in this order: the key,
-// so that an invalid key never reaches the file system, then the context.
-func begin(ctx context.Context, op, key string) error {
-	if err := remote.ValidKey(key); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %s: %w", op, key, err)
-	}
-	return nil
-}
-
 // Put implements remote.Store.
 func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	if err := begin(ctx, "put", key); err != nil {
+	if err := remote.Begin(ctx, "put", key); err != nil {
 		return err
 	}
 	if size < 0 {
@@ -105,7 +93,7 @@ func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64)
 
 // PutIf implements remote.Conditional.
 func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	if err := begin(ctx, "put-if", key); err != nil {
+	if err := remote.Begin(ctx, "put-if", key); err != nil {
 		return "", err
 	}
 	fill := func(w io.Writer) error {
@@ -274,7 +262,7 @@ func (s *Store) mkdirs(relDir string) error {
 
 // Get implements remote.Store.
 func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	if err := begin(ctx, "get", key); err != nil {
+	if err := remote.Begin(ctx, "get", key); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(s.path(key))
@@ -327,7 +315,7 @@ func (r *reader) Close() error { return r.f.Close() }
 
 // Stat implements remote.Store.
 func (s *Store) Stat(ctx context.Context, key string) (remote.Info, error) {
-	if err := begin(ctx, "stat", key); err != nil {
+	if err := remote.Begin(ctx, "stat", key); err != nil {
 		return remote.Info{}, err
 	}
 	fi, err := os.Stat(s.path(key))
@@ -343,7 +331,7 @@ func (s *Store) Stat(ctx context.Context, key string) (remote.Info, error) {
 // Delete implements remote.Store. It then removes the directories the
 // deletion emptied, up to but not including the root.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := begin(ctx, "delete", key); err != nil {
+	if err := remote.Begin(ctx, "delete", key); err != nil {
 		return err
 	}
 	target := s.path(key)

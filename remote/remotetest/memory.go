@@ -50,19 +50,9 @@ func (m *Memory) SetClock(now func() time.Time) {
 	m.now = now
 }
 
-func begin(ctx context.Context, op, key string) error {
-	if err := remote.ValidKey(key); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %s: %w", op, key, err)
-	}
-	return nil
-}
-
 // Put implements remote.Store.
 func (m *Memory) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	if err := begin(ctx, "put", key); err != nil {
+	if err := remote.Begin(ctx, "put", key); err != nil {
 		return err
 	}
 	if size < 0 {
@@ -101,7 +91,7 @@ func (m *Memory) store(key string, data []byte) string {
 
 // PutIf implements remote.Conditional.
 func (m *Memory) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	if err := begin(ctx, "put-if", key); err != nil {
+	if err := remote.Begin(ctx, "put-if", key); err != nil {
 		return "", err
 	}
 	m.mu.Lock()
@@ -120,7 +110,7 @@ func (m *Memory) PutIf(ctx context.Context, key string, data []byte, ifMatch str
 
 // Get implements remote.Store.
 func (m *Memory) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	if err := begin(ctx, "get", key); err != nil {
+	if err := remote.Begin(ctx, "get", key); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
@@ -142,7 +132,7 @@ func (m *Memory) Get(ctx context.Context, key string, offset, length int64) (io.
 
 // Stat implements remote.Store.
 func (m *Memory) Stat(ctx context.Context, key string) (remote.Info, error) {
-	if err := begin(ctx, "stat", key); err != nil {
+	if err := remote.Begin(ctx, "stat", key); err != nil {
 		return remote.Info{}, err
 	}
 	m.mu.Lock()
@@ -157,11 +147,8 @@ func (m *Memory) Stat(ctx context.Context, key string) (remote.Info, error) {
 // List implements remote.Store. It lists a snapshot taken when it starts, so
 // fn may write to the store.
 func (m *Memory) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
-	if err := remote.ValidPrefix(prefix); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("list %s: %w", prefix, err)
+	if err := remote.BeginList(ctx, prefix); err != nil {
+		return err
 	}
 	for _, info := range m.snapshot(prefix) {
 		if err := ctx.Err(); err != nil {
@@ -193,14 +180,8 @@ func (m *Memory) snapshot(prefix string) []remote.Info {
 
 // ListDirs implements remote.Store.
 func (m *Memory) ListDirs(ctx context.Context, prefix string) ([]string, error) {
-	if err := remote.ValidPrefix(prefix); err != nil {
-		return nil, fmt.Errorf("list dirs: %w", err)
-	}
-	if prefix != "" && !strings.HasSuffix(prefix, "/") {
-		return nil, fmt.Errorf("list dirs: %w prefix %q: must be empty or end in '/'", remote.ErrInvalidKey, prefix)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list dirs %s: %w", prefix, err)
+	if err := remote.BeginListDirs(ctx, prefix); err != nil {
+		return nil, err
 	}
 	var dirs []string
 	for _, info := range m.snapshot(prefix) {
@@ -216,7 +197,7 @@ func (m *Memory) ListDirs(ctx context.Context, prefix string) ([]string, error) 
 
 // Delete implements remote.Store.
 func (m *Memory) Delete(ctx context.Context, key string) error {
-	if err := begin(ctx, "delete", key); err != nil {
+	if err := remote.Begin(ctx, "delete", key); err != nil {
 		return err
 	}
 	m.mu.Lock()

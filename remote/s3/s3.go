@@ -301,18 +301,6 @@ func (s *Store) Requests() map[string]int64 { return s.http.counts() }
 // full returns the object key of a store key.
 func (s *Store) full(key string) *string { return aws.String(s.prefix + key) }
 
-// begin checks what every operation checks first: the key, so that an
-// invalid key never reaches the network, then the context.
-func begin(ctx context.Context, op, key string) error {
-	if err := remote.ValidKey(key); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %s: %w", op, key, err)
-	}
-	return nil
-}
-
 // etag strips the quotes S3 puts around ETags; quoteETag puts them back for
 // If-Match.
 func etag(s *string) string     { return strings.Trim(aws.ToString(s), `"`) }

@@ -112,18 +112,6 @@ func (s *Store) record(op Op, key string, n int64, replaced bool, old int64) err
 	return nil
 }
 
-// begin checks what every operation checks first: the key, so that an
-// invalid key reaches neither the meta store nor the survey, then ctx.
-func begin(ctx context.Context, op, key string) error {
-	if err := remote.ValidKey(key); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %s: %w", op, key, err)
-	}
-	return nil
-}
-
 // size returns the logical size of the object under key, and whether there
 // is one. For a pack it reads the stub's header.
 func (s *Store) size(ctx context.Context, key string) (remote.Info, bool, error) {
@@ -160,7 +148,7 @@ func (s *Store) stubSize(ctx context.Context, key string, stubLen int64) (int64,
 // Put implements remote.Store. A pack is read to its end but only its stub
 // is stored; the line records its full size.
 func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	if err := begin(ctx, "put", key); err != nil {
+	if err := remote.Begin(ctx, "put", key); err != nil {
 		return err
 	}
 	if size < 0 {
@@ -189,7 +177,7 @@ func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64)
 
 // PutIf implements remote.Conditional by delegating to the meta store.
 func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	if err := begin(ctx, "put-if", key); err != nil {
+	if err := remote.Begin(ctx, "put-if", key); err != nil {
 		return "", err
 	}
 	var old remote.Info
@@ -229,7 +217,7 @@ func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch stri
 // keeps (the header and trailer); a range reaching into chunk data fails
 // with an error wrapping ErrNoData.
 func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	if err := begin(ctx, "get", key); err != nil {
+	if err := remote.Begin(ctx, "get", key); err != nil {
 		return nil, err
 	}
 	if isData(key) {
@@ -306,7 +294,7 @@ func clip(size, offset, length int64) int64 {
 
 // Stat implements remote.Store. A pack's size is its logical size.
 func (s *Store) Stat(ctx context.Context, key string) (remote.Info, error) {
-	if err := begin(ctx, "stat", key); err != nil {
+	if err := remote.Begin(ctx, "stat", key); err != nil {
 		return remote.Info{}, err
 	}
 	info, err := s.meta.Stat(ctx, key)
@@ -332,11 +320,8 @@ func (s *Store) Stat(ctx context.Context, key string) (remote.Info, error) {
 // List implements remote.Store. Packs are listed with their logical sizes.
 // One line records the listing, with the number of keys fn was given.
 func (s *Store) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
-	if err := remote.ValidPrefix(prefix); err != nil {
-		return fmt.Errorf("list: %w", err)
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("list %s: %w", prefix, err)
+	if err := remote.BeginList(ctx, prefix); err != nil {
+		return err
 	}
 	n := int64(0)
 	err := s.meta.List(ctx, prefix, func(info remote.Info) error {
@@ -374,7 +359,7 @@ func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 // Delete implements remote.Store. The line records the bytes freed: the
 // logical size of what was there, or 0.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := begin(ctx, "delete", key); err != nil {
+	if err := remote.Begin(ctx, "delete", key); err != nil {
 		return err
 	}
 	info, _, err := s.size(ctx, key)
