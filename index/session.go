@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -212,21 +213,11 @@ func StartSession(ctx context.Context, st remote.Store, host, kind string, opts 
 	}
 	// Started and the runs it saw at start (which it excludes, so it may
 	// acknowledge them at once) go into the object.
-	s.doc.Acked = slices.Sorted(mapsKeys(s.known))
+	s.doc.Acked = slices.Sorted(maps.Keys(s.known))
 	if err := s.write(ctx); err != nil {
 		return nil, nil, err
 	}
 	return s, runs, nil
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // Key returns the session's store key.
@@ -275,7 +266,7 @@ func (s *Session) Renew(ctx context.Context) ([]Run, error) {
 func (s *Session) Known() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Sorted(mapsKeys(s.known))
+	return slices.Sorted(maps.Keys(s.known))
 }
 
 // Ack records that the session will never reference the packs of these
@@ -291,7 +282,7 @@ func (s *Session) Ack(ids []string) {
 	for _, id := range ids {
 		set[id] = true
 	}
-	s.doc.Acked = slices.Sorted(mapsKeys(set))
+	s.doc.Acked = slices.Sorted(maps.Keys(set))
 }
 
 // Check fences a writer: it fails if the session was revoked or has not

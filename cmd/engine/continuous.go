@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -58,6 +58,7 @@ type item struct {
 	seq      uint64
 	ev       watch.Event
 	started  time.Time       // local clock, when queued
+	bytes    int64           // size of its held files, for progress reports
 	existing bool            // reported by the start-up scan, before the root's first Synced
 	files    []manifest.File // set by the worker
 	err      error           // set by the worker
@@ -258,8 +259,9 @@ func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts Contin
 			}
 			it := c.admit(ev)
 			if it != nil {
+				it.bytes = sstBytes(it)
 				queue = append(queue, it)
-				c.pendingB += sstBytes(it)
+				c.pendingB += it.bytes
 			}
 			c.advance(wt)
 		case sendC <- head:
@@ -268,7 +270,7 @@ func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts Contin
 		case it := <-done:
 			inflight--
 			it.finished = true
-			c.pendingB -= sstBytes(it)
+			c.pendingB -= it.bytes
 			if it.err != nil {
 				if errors.Is(it.err, context.Canceled) && stopping {
 					continue
@@ -402,19 +404,9 @@ func (c *continuous) process(ctx context.Context, p *index.Packer, it *item) err
 		}
 		files = append(files, rec)
 	}
-	slices.SortFunc(files, func(a, b manifest.File) int { return cmpStr(a.Path, b.Path) })
+	slices.SortFunc(files, func(a, b manifest.File) int { return strings.Compare(a.Path, b.Path) })
 	it.files = files
 	return nil
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (c *continuous) file(ctx context.Context, p *index.Packer, it *item, f *os.File, rel string) (manifest.File, error) {
@@ -553,7 +545,7 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 		return 0
 	}
 	s := slices.Clone(ds)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	slices.Sort(s)
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
 }

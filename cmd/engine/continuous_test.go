@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,48 +186,26 @@ func TestContinuousSimulator(t *testing.T) {
 			t.Fatalf("moment %d (%s): restore: %v", i, m.what, err)
 		}
 		got := treeHashes(t, dst)
-		if !maps_equal(got, m.live) {
+		if !maps.Equal(got, m.live) {
 			t.Errorf("moment %d (%s): restore has %d files, live set had %d (first difference %s)", i, m.what, len(got), len(m.live), firstDiff(got, m.live))
 		}
 	}
 }
 
-func maps_equal(a, b map[string][32]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 func firstDiff(a, b map[string][32]byte) string {
-	for _, k := range slices.Sorted(mapKeys(a)) {
+	for _, k := range slices.Sorted(maps.Keys(a)) {
 		if w, ok := b[k]; !ok {
 			return "extra " + k
 		} else if w != a[k] {
 			return "content of " + k
 		}
 	}
-	for _, k := range slices.Sorted(mapKeys(b)) {
+	for _, k := range slices.Sorted(maps.Keys(b)) {
 		if _, ok := a[k]; !ok {
 			return "missing " + k
 		}
 	}
 	return ""
-}
-
-func mapKeys(m map[string][32]byte) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // checkComplete fails if a manifest names a file of an SSTable whose

@@ -375,7 +375,7 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
 	data := bytes.Repeat([]byte("restore me"), 700)
 	ref := storeChunk(t, r, r.Index, "h", data)
-	name := writeManifest(t, r.Store, "h", time.Now().Add(-time.Hour), data, []chunk.Ref{ref})
+	writeManifest(t, r.Store, "h", time.Now().Add(-time.Hour), data, []chunk.Ref{ref})
 	reader, _, err := index.StartSession(ctx, r.Store, "h", "restore", noWait)
 	if err != nil {
 		t.Fatal(err)
@@ -385,8 +385,6 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	if err != nil || len(res.Manifests) != 1 || res.GC.Deleted != 0 {
 		t.Fatalf("purge during restore: %v, removed %v, deleted %d packs; want the manifest removed and no pack deleted", err, res.Manifests, res.GC.Deleted)
 	}
-	m := &manifest.Manifest{}
-	_ = m
 	loc, ok := r.Index.Lookup(ref.ID)
 	if !ok {
 		t.Fatal("chunk lost from the index")
@@ -398,7 +396,6 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	if gc := purgeNow(t, r, "h"); gc.Deleted != 1 {
 		t.Errorf("after the restore ended, deleted %d packs, want 1", gc.Deleted)
 	}
-	_ = name
 }
 
 // TestIndexRewriteDuringLoad (§4.12.7 "index GETs returning 404 while

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -275,7 +276,7 @@ func TestTorture(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := snapshotLive(t, nodes[i], []string{"ks"})
-		if got := treeHashes(t, dst); !maps_equal(got, want) {
+		if got := treeHashes(t, dst); !maps.Equal(got, want) {
 			t.Errorf("host %s: latest backup has %d files, the node %d (%s)", h, len(got), len(want), firstDiff(got, want))
 		}
 	}
