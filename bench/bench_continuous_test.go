@@ -10,7 +10,7 @@ import (
 
 	"github.com/cassback/cassback/cmd/engine"
 	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
 )
 
 // BenchmarkContinuousLatency measures, with the local store, the time from

@@ -15,7 +15,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/cmd/engine"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/remote/local"
 )
 

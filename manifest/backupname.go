@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // The original cassback's _SAFE_DT_FMT is "%Y_%m_%dT%H_%M_%S_%f": fixed
@@ -23,7 +25,7 @@ func formatNameTime(t time.Time) string {
 
 // parseNameTime parses YYYY_MM_DDTHH_MM_SS_ffffff as UTC.
 func parseNameTime(s string) (time.Time, bool) {
-	if len(s) != nameTimeLen || s[nameTimeLen-7] != '_' || !isDigits(s[nameTimeLen-6:]) {
+	if len(s) != nameTimeLen || s[nameTimeLen-7] != '_' || !allDigits(s[nameTimeLen-6:]) {
 		return time.Time{}, false
 	}
 	t, err := time.Parse(nameSecondsLayout, s[:nameTimeLen-7])
@@ -56,7 +58,7 @@ func ParseBackupName(s string) (t time.Time, keyspace, host string, err error) {
 	if !ok {
 		return time.Time{}, "", "", fmt.Errorf("backup name %q: time %q: want YYYY_MM_DDTHH_MM_SS_ffffff", s, ts)
 	}
-	if !isName(keyspace) {
+	if !sstable.IsName(keyspace) {
 		return time.Time{}, "", "", fmt.Errorf("backup name %q: keyspace %q: want letters, digits and '_'", s, keyspace)
 	}
 	if err := checkHost(host); err != nil {
@@ -73,7 +75,7 @@ func checkHost(host string) error {
 		return fmt.Errorf("host %q: want 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'", host)
 	}
 	for _, c := range []byte(host) {
-		if !isWordByte(c) && c != '.' && c != '-' {
+		if !hostByte(c) {
 			return fmt.Errorf("host %q: want 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'", host)
 		}
 	}
@@ -109,4 +111,13 @@ func ParseTime(s string) (time.Time, error) {
 	}
 	forms = append(forms, "2006_01_02T15_04_05_000000 (as in backup names)")
 	return time.Time{}, fmt.Errorf("time %q: want one of %s; a time without a zone is UTC", s, strings.Join(forms, ", "))
+}
+
+// hostByte reports whether c may appear in a host name.
+func hostByte(c byte) bool {
+	return c == '_' || c == '.' || c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+func allDigits(s string) bool {
+	return s != "" && strings.Trim(s, "0123456789") == ""
 }

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // The encoding (format 1) is the manifest as canonical JSON, one line plus a
@@ -229,7 +230,7 @@ func (m *Manifest) TotalSize() int64 {
 // Validate checks every field of m: the format, the name against host,
 // keyspace and time (UTC, whole microseconds, years 1970 – 9999), tables
 // sorted by name then ID and unique, and for each file a clean relative path
-// that ParsePath reads as a final SSTable component of this keyspace and
+// that sstable.ParsePath reads as a final SSTable component of this keyspace and
 // table (not in a snapshot or backups/ directory), files sorted by path then
 // root and unique, a size ≥ 0, permission bits only, a non-zero BLAKE3 sum,
 // and chunks of positive length that add up to the size.
@@ -240,7 +241,7 @@ func (m *Manifest) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("manifest %.300q: %s", m.Name, fmt.Sprintf(format, a...))
 	}
-	if !isName(m.Keyspace) {
+	if !sstable.IsName(m.Keyspace) {
 		return bad("keyspace %.300q: want letters, digits and '_'", m.Keyspace)
 	}
 	if err := checkHost(m.Host); err != nil {
@@ -263,10 +264,10 @@ func (m *Manifest) Validate() error {
 	}
 	for i := range m.Tables {
 		t := &m.Tables[i]
-		if !isName(t.Name) {
+		if !sstable.IsName(t.Name) {
 			return bad("table %.300q: want letters, digits and '_'", t.Name)
 		}
-		if t.ID != "" && !isTableID(t.ID) {
+		if t.ID != "" && !sstable.IsTableID(t.ID) {
 			return bad("table %s: id %.100q: want 32 lowercase hex digits", t.Name, t.ID)
 		}
 		if i > 0 && compareTables(m.Tables[i-1], *t) >= 0 {
@@ -286,11 +287,11 @@ func (m *Manifest) Validate() error {
 }
 
 func (m *Manifest) checkFile(t *Table, f *File) error {
-	p, err := ParsePath(f.Path)
+	p, err := sstable.ParsePath(f.Path)
 	switch {
 	case err != nil:
 		return err
-	case p.Kind != KindComponent:
+	case p.Kind != sstable.KindComponent:
 		return errors.New("not an SSTable component")
 	case p.Temporary:
 		return errors.New("a temporary file")

@@ -17,6 +17,9 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
+// id32 is a table ID as in a 2.1+ table directory name.
+const id32 = "0123456789abcdef0123456789abcdef"
+
 const (
 	goldenJSON = "testdata/manifest-v1.json"    // the canonical JSON Encode must write
 	goldenGzip = "testdata/manifest-v1.json.gz" // an encoding Decode must read forever

@@ -8,17 +8,17 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // sstState is one SSTable the watcher has found complete.
 type sstState struct {
 	dir  *dirState
-	sst  manifest.SSTable  // as last found complete
+	sst  sstable.SSTable   // as last found complete
 	seen map[string]fileID // identities when last found (or delivered)
 
 	delivered    map[string]fileID // identities held by the last Ready/Rewritten sent; nil if none was
-	deliveredSST manifest.SSTable
+	deliveredSST sstable.SSTable
 	queued       *entry // the Ready/Rewritten not yet sent, or nil
 }
 
@@ -29,7 +29,7 @@ type sstState struct {
 const bulkCheck = 64
 
 // noFiles is CheckComplete's reason for a prefix without any file.
-const noFiles = manifest.SkipIncomplete + ": no files"
+const noFiles = sstable.SkipIncomplete + ": no files"
 
 // checkDir checks the prefixes marked in d: complete ones are reported (or
 // found unchanged), reported ones that are no longer complete may be Gone,
@@ -54,7 +54,7 @@ func (w *Watcher) checkDir(d *dirState) {
 	}
 	var missing []*sstState
 	for _, p := range prefixes {
-		files, ok, reason, err := manifest.CheckComplete(d.abs, p)
+		files, ok, reason, err := sstable.CheckComplete(d.abs, p)
 		switch {
 		case err != nil:
 			w.log.Warn("cannot check sstable, rescanning later", "dir", d.abs, "sstable", p, "err", err)
@@ -80,7 +80,7 @@ func (w *Watcher) checkDir(d *dirState) {
 // checkBulk is checkDir for many prefixes: one Scan of the keyspace and one
 // listing of d.
 func (w *Watcher) checkBulk(d *dirState, prefixes []string) {
-	res, err := w.scan(d.root.path, manifest.ScanOptions{Keyspaces: []string{d.keyspace()}, MaxSkipped: -1})
+	res, err := w.scan(d.root.path, sstable.ScanOptions{Keyspaces: []string{d.keyspace()}, MaxSkipped: -1})
 	if err != nil {
 		w.log.Warn("cannot check directory, rescanning later", "dir", d.abs, "err", err)
 		for _, p := range prefixes {
@@ -89,7 +89,7 @@ func (w *Watcher) checkBulk(d *dirState, prefixes []string) {
 		w.rescanSoon(w.opts.PollInterval)
 		return
 	}
-	complete := map[string]manifest.SSTable{}
+	complete := map[string]sstable.SSTable{}
 	for _, s := range res.SSTables {
 		if s.Dir == d.rel {
 			complete[s.Prefix] = s
@@ -98,7 +98,7 @@ func (w *Watcher) checkBulk(d *dirState, prefixes []string) {
 	have := map[string]bool{}
 	if entries, err := os.ReadDir(d.abs); err == nil {
 		for _, e := range entries {
-			if p, err := manifest.ParsePath(d.child(e.Name())); err == nil && p.Kind == manifest.KindComponent {
+			if p, err := sstable.ParsePath(d.child(e.Name())); err == nil && p.Kind == sstable.KindComponent {
 				have[p.Prefix] = true
 			}
 		}
@@ -127,9 +127,9 @@ func (w *Watcher) checkBulk(d *dirState, prefixes []string) {
 // (reported if new or changed), every reported one the scan did not return
 // is checked for Gone, and each directory's pending set is rebuilt from the
 // prefixes the walk saw.
-func (w *Watcher) reconcile(rs *rootState, ssts []manifest.SSTable, prefixes map[*dirState]map[string]bool) {
+func (w *Watcher) reconcile(rs *rootState, ssts []sstable.SSTable, prefixes map[*dirState]map[string]bool) {
 	l := &w.loop
-	byDir := map[string][]manifest.SSTable{}
+	byDir := map[string][]sstable.SSTable{}
 	for _, s := range ssts {
 		byDir[s.Dir] = append(byDir[s.Dir], s)
 	}
@@ -201,7 +201,7 @@ func (w *Watcher) appeared(rs *rootState, rel string) {
 // under the same name) still have the same identity. Immutable components
 // are not stat'ed, which makes a rescan of 10,000 SSTables about 60,000
 // stat(2)s cheaper; events still catch any change to them.
-func (w *Watcher) unchanged(d *dirState, sst manifest.SSTable) bool {
+func (w *Watcher) unchanged(d *dirState, sst sstable.SSTable) bool {
 	st := d.ssts[sst.Prefix]
 	if st == nil || st.seen == nil || len(st.seen) != len(sst.Files) {
 		return false
@@ -235,7 +235,7 @@ func mutable(rel string) bool {
 
 // found records that sst is complete: it queues Ready (first time),
 // Rewritten (a file's identity changed) or nothing (unchanged).
-func (w *Watcher) found(d *dirState, sst manifest.SSTable) {
+func (w *Watcher) found(d *dirState, sst sstable.SSTable) {
 	ids := make(map[string]fileID, len(sst.Files))
 	for _, rel := range sst.Files {
 		id, err := statID(filepath.Join(d.root.path, filepath.FromSlash(rel)))
@@ -280,14 +280,14 @@ func (w *Watcher) notComplete(d *dirState, st *sstState) {
 		w.gone(st)
 		return
 	}
-	files, ok, reason, err := manifest.CheckComplete(d.abs, prefix)
+	files, ok, reason, err := sstable.CheckComplete(d.abs, prefix)
 	switch {
 	case err != nil:
 		w.log.Warn("cannot check sstable, rescanning later", "dir", d.abs, "sstable", prefix, "err", err)
 		w.rescanSoon(w.opts.PollInterval)
 	case ok:
 		w.found(d, w.sstable(d, prefix, files))
-	case strings.HasPrefix(reason, manifest.SkipObsolete):
+	case strings.HasPrefix(reason, sstable.SkipObsolete):
 		w.gone(st)
 	default:
 		w.log.Debug("reported sstable not complete now", "dir", d.abs, "sstable", prefix, "reason", reason)
@@ -316,13 +316,13 @@ func (w *Watcher) gone(st *sstState) {
 }
 
 // sstable builds the SSTable of prefix in d from CheckComplete's file names.
-func (w *Watcher) sstable(d *dirState, prefix string, files []string) manifest.SSTable {
+func (w *Watcher) sstable(d *dirState, prefix string, files []string) sstable.SSTable {
 	rels := make([]string, len(files))
 	for i, f := range files {
 		rels[i] = d.child(f)
 	}
-	p, _ := manifest.ParsePath(rels[0]) // a name CheckComplete accepted parses
-	return manifest.SSTable{
+	p, _ := sstable.ParsePath(rels[0]) // a name CheckComplete accepted parses
+	return sstable.SSTable{
 		Keyspace: p.Keyspace, Table: p.Table, TableID: p.TableID, Index: p.Index,
 		Dir: d.rel, Prefix: prefix, Layout: p.Layout,
 		Version: p.Version, Gen: p.Gen, Format: p.Format, Files: rels,

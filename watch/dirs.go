@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // Depths of the directories the watcher watches. Snapshots, backups and tmp
@@ -228,8 +228,8 @@ func (w *Watcher) walk(d *dirState, check bool, prefixes map[*dirState]map[strin
 				return err
 			}
 		case t.IsRegular() && d.depth > depthRoot:
-			p, err := manifest.ParsePath(d.child(name))
-			if err != nil || p.Kind != manifest.KindComponent || p.Snapshot != "" || p.InBackups {
+			p, err := sstable.ParsePath(d.child(name))
+			if err != nil || p.Kind != sstable.KindComponent || p.Snapshot != "" || p.InBackups {
 				continue
 			}
 			if ps == nil {

@@ -3,7 +3,7 @@
 //
 // # What it reports
 //
-// An SSTable is Ready when manifest.CheckComplete says so (TOC.txt present
+// An SSTable is Ready when sstable.CheckComplete says so (TOC.txt present
 // with every component it lists, no uncommitted ADD in a *_txn_*.log, no
 // tmp-/tmplink- marker or .tmp suffix; Data.db before 1.2). A component
 // Cassandra replaces later under the same name (Statistics.db, Summary.db
@@ -52,10 +52,10 @@
 // directory not yet complete) for a check Debounce after the directory's
 // last event, at most 10×Debounce after its first; a flush's dozen events
 // cost one check. A directory whose prefixes to check exceed 64 is checked
-// with one manifest.Scan of its keyspace instead of CheckComplete per
+// with one sstable.Scan of its keyspace instead of CheckComplete per
 // prefix, which reads the directory each time.
 //
-// A full rescan (walk, manifest.Scan, reconcile) runs every RescanInterval
+// A full rescan (walk, sstable.Scan, reconcile) runs every RescanInterval
 // as a safety net and after the source reports lost events. When the
 // kernel's inotify watch limit is reached, the watcher logs a warning
 // naming sysctl fs.inotify.max_user_watches and a value to set, keeps the
@@ -63,7 +63,7 @@
 // watches each time; once all are in place it says so and goes back to
 // RescanInterval. A rescan stats only the mutable components of SSTables
 // it already knows, so on 10,000 SSTables it costs about 1 s of CPU on the
-// 2-vCPU dev VM, 60% of it in manifest.Scan (0.2% of a core at the default
+// 2-vCPU dev VM, 60% of it in sstable.Scan (0.2% of a core at the default
 // 10 minutes, 3% at 30 s).
 //
 // # Concurrency

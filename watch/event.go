@@ -4,7 +4,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // Kind says what an Event reports.
@@ -51,7 +51,7 @@ type Event struct {
 	Root string
 	// SSTable is the SSTable as found complete (Ready, Rewritten) or as last
 	// reported (Gone); its Files are relative to Root. Empty for Synced.
-	SSTable manifest.SSTable
+	SSTable sstable.SSTable
 	// Held maps every entry of SSTable.Files to a hard link of it taken just
 	// before the event was sent (Ready, Rewritten). Read the bytes there:
 	// they stay readable after Cassandra deletes or replaces the file, until

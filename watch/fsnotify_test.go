@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // The real thing: fsnotify on a generated node, with short timeouts.
@@ -65,7 +65,7 @@ func TestFSNotify(t *testing.T) {
 	}
 
 	evs := next("start-up", func(evs []Event) bool { return len(evs) > 0 && evs[len(evs)-1].Kind == Synced })
-	if got, want := keys(kinds(evs, Ready)), scanKeys(t, root, manifest.ScanOptions{}); !slices.Equal(got, want) {
+	if got, want := keys(kinds(evs, Ready)), scanKeys(t, root, sstable.ScanOptions{}); !slices.Equal(got, want) {
 		t.Fatalf("ready at start-up:\n got %v\nwant %v", got, want)
 	}
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // loopState is everything Run's goroutine owns.
@@ -209,12 +209,12 @@ func (w *Watcher) handle(fe FSEvent) {
 	if parent.depth == depthRoot {
 		return
 	}
-	pp, err := manifest.ParsePath(parent.child(name))
+	pp, err := sstable.ParsePath(parent.child(name))
 	switch {
 	case err != nil:
-	case pp.Kind == manifest.KindTxnLog:
+	case pp.Kind == sstable.KindTxnLog:
 		w.markDirty(parent, "", true)
-	case pp.Kind == manifest.KindComponent && pp.Snapshot == "" && !pp.InBackups:
+	case pp.Kind == sstable.KindComponent && pp.Snapshot == "" && !pp.InBackups:
 		w.markDirty(parent, pp.Prefix, false)
 	}
 }
@@ -350,7 +350,7 @@ func (w *Watcher) fullScan(rs *rootState) error {
 	if err := w.walk(rs.dir, false, prefixes); err != nil {
 		return err
 	}
-	res, err := w.scan(rs.path, manifest.ScanOptions{
+	res, err := w.scan(rs.path, sstable.ScanOptions{
 		ExcludeKeyspaces: w.opts.ExcludeKeyspaces, IncludeSystem: w.opts.IncludeSystem, MaxSkipped: -1,
 	})
 	if err != nil {

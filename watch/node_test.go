@@ -6,15 +6,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // scanKeys is what a one-shot scan finds: the set the watcher must report.
-func scanKeys(t *testing.T, root string, opt manifest.ScanOptions) []string {
+func scanKeys(t *testing.T, root string, opt sstable.ScanOptions) []string {
 	t.Helper()
 	opt.MaxSkipped = -1
-	res, err := manifest.Scan(root, opt)
+	res, err := sstable.Scan(root, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestNodeOperations(t *testing.T) {
 			}
 			h := newHarness(t, root, harnessOpt{})
 			evs := h.sync()
-			if got, want := keys(kinds(evs, Ready)), scanKeys(t, root, manifest.ScanOptions{}); !slices.Equal(got, want) {
+			if got, want := keys(kinds(evs, Ready)), scanKeys(t, root, sstable.ScanOptions{}); !slices.Equal(got, want) {
 				t.Fatalf("ready at start-up:\n got %v\nwant %v", got, want)
 			}
 			if evs[len(evs)-1].Kind != Synced {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 const txnUUID = "5a7f0c1e-0000-11ef-8000-0123456789ab"
@@ -329,7 +329,7 @@ func TestStartupRace(t *testing.T) {
 			}
 		}
 		scan := hh.w.scan
-		hh.w.scan = func(r string, opt manifest.ScanOptions) (manifest.ScanResult, error) {
+		hh.w.scan = func(r string, opt sstable.ScanOptions) (sstable.ScanResult, error) {
 			if !hh.src.watched(tdir) {
 				t.Errorf("scan before the table directory was watched")
 			}
@@ -345,7 +345,7 @@ func TestStartupRace(t *testing.T) {
 	if d := describe(evs); !slices.Equal(d, want) {
 		t.Fatalf("start-up events = %v, want %v", d, want)
 	}
-	h.w.scan = manifest.Scan
+	h.w.scan = sstable.Scan
 	h.clk.Advance(testDebounce)
 	if d := describe(h.sync()); !slices.Equal(d, []string{"ready ks/t-" + tableID + "/nb-3-big"}) {
 		t.Fatalf("after start-up: events %v, want nb-3-big ready once", d)

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // Options configures a Watcher. Zero values take the documented defaults.
@@ -74,7 +74,7 @@ type Watcher struct {
 
 	// Seams for tests.
 	link  func(oldname, newname string) error
-	scan  func(root string, opt manifest.ScanOptions) (manifest.ScanResult, error)
+	scan  func(root string, opt sstable.ScanOptions) (sstable.ScanResult, error)
 	syncc chan chan struct{}
 
 	started atomic.Bool
@@ -108,7 +108,7 @@ func New(opts Options) (*Watcher, error) {
 		log:   opts.Log,
 		clock: opts.Clock,
 		link:  os.Link,
-		scan:  manifest.Scan,
+		scan:  sstable.Scan,
 		syncc: make(chan chan struct{}),
 	}
 	if w.log == nil {

@@ -20,7 +20,7 @@ import (
 	"github.com/cassback/cassback/cmd/engine"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/s3"
 	"github.com/cassback/cassback/remote/s3/s3test"

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/cmd/engine"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 )

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
 )
 
 // copyExe copies the test binary, which acts as cassback when so named, to

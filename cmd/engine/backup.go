@@ -19,6 +19,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // BackupOptions configures a one-shot backup. Zero values mean defaults.
@@ -89,7 +90,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	var jobs []fileJob
 	keyspaces := map[string]bool{}
 	for _, root := range opts.DataDirs {
-		res, err := manifest.Scan(root, manifest.ScanOptions{ExcludeKeyspaces: opts.ExcludeKeyspaces, IncludeSystem: opts.IncludeSystem})
+		res, err := sstable.Scan(root, sstable.ScanOptions{ExcludeKeyspaces: opts.ExcludeKeyspaces, IncludeSystem: opts.IncludeSystem})
 		if err != nil {
 			return sum, fmt.Errorf("scan %s: %w", root, err)
 		}

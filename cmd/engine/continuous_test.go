@@ -13,8 +13,9 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/manifest/sstable"
 	"github.com/cassback/cassback/watch"
 )
 
@@ -216,8 +217,8 @@ func checkComplete(t *testing.T, m *manifest.Manifest) {
 	prefixes := map[string]map[string]bool{}
 	for _, tb := range m.Tables {
 		for _, f := range tb.Files {
-			p, err := manifest.ParsePath(f.Path)
-			if err != nil || p.Temporary || p.Kind != manifest.KindComponent {
+			p, err := sstable.ParsePath(f.Path)
+			if err != nil || p.Temporary || p.Kind != sstable.KindComponent {
 				t.Errorf("manifest %s names %s, not a final SSTable component", m.Name, f.Path)
 				continue
 			}

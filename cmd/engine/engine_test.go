@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/manifest/sstable"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 )
@@ -265,7 +266,7 @@ func TestRestoreTableAndTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range res.Restored {
-		p, err := manifest.ParsePath(f.Path)
+		p, err := sstable.ParsePath(f.Path)
 		if err != nil || p.Table != table {
 			t.Errorf("restored %s, not of table %s", f.Path, table)
 		}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
 	"github.com/cassback/cassback/remote"
 )
 

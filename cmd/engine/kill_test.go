@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 	"github.com/cassback/cassback/remote/remotetest"

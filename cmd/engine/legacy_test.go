@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // sharedTestdata finds ../shared/testdata/cassandra-sstables/legacy-sstables
@@ -109,7 +109,7 @@ func TestRealSSTables(t *testing.T) {
 	var want []string
 	for _, f := range files {
 		want = append(want, f.rel)
-		p, err := manifest.ParsePath(f.rel)
+		p, err := sstable.ParsePath(f.rel)
 		if err != nil {
 			t.Errorf("%s: %v", f.rel, err)
 			continue

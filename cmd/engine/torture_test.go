@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
-	"github.com/cassback/cassback/manifest/nodegen"
 	"github.com/cassback/cassback/remote/local"
 )
 

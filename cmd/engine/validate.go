@@ -14,6 +14,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // ValidateOptions chooses what validate checks.
@@ -112,7 +113,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 			digests := map[string]*manifest.File{}
 			for fi := range t.Files {
 				f := &t.Files[fi]
-				if p, err := manifest.ParsePath(f.Path); err == nil && strings.HasPrefix(p.Component, "Digest.") {
+				if p, err := sstable.ParsePath(f.Path); err == nil && strings.HasPrefix(p.Component, "Digest.") {
 					digests[path.Dir(f.Path)+"/"+p.Prefix] = f
 				}
 			}
@@ -122,7 +123,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 					continue // recorded by --ignore-existing: nothing stored to check
 				}
 				fr := fileRef{backup: n, ks: m.Keyspace, table: t.Name, rec: f}
-				if p, err := manifest.ParsePath(f.Path); err == nil && p.Component == "Data.db" {
+				if p, err := sstable.ParsePath(f.Path); err == nil && p.Component == "Data.db" {
 					fr.digest = digests[path.Dir(f.Path)+"/"+p.Prefix]
 				}
 				files = append(files, fr)
@@ -272,11 +273,11 @@ func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.I
 		var derr error
 		var wg sync.WaitGroup
 		if digest != nil {
-			p, _ := manifest.ParsePath(f.rec.Path)
+			p, _ := sstable.ParsePath(f.rec.Path)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				derr = manifest.CheckDigest(p.Version, digest, pr)
+				derr = sstable.CheckDigest(p.Version, digest, pr)
 				io.Copy(io.Discard, pr)
 			}()
 		}

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cassback/cassback/manifest/nodegen"
+	"github.com/cassback/cassback/internal/nodegen"
 )
 
 func main() {

@@ -1,4 +1,4 @@
-package manifest
+package sstable
 
 import (
 	"errors"
@@ -124,7 +124,7 @@ func ParsePath(rel string) (Path, error) {
 	segs := strings.Split(rel, "/")
 	n := len(segs)
 	p := Path{Rel: rel, Name: segs[n-1], Dir: strings.Join(segs[:n-1], "/")}
-	if n < 2 || !isName(segs[0]) {
+	if n < 2 || !IsName(segs[0]) {
 		return p, nil // a file at the root, or not a keyspace (lost+found …)
 	}
 	p.Keyspace = segs[0]
@@ -202,7 +202,7 @@ func tableDir(p *Path, dir string, sub []string) bool {
 		tmp, sub = true, nil
 	}
 	var idx string
-	if len(sub) == 1 && strings.HasPrefix(sub[0], ".") && isName(sub[0][1:]) {
+	if len(sub) == 1 && strings.HasPrefix(sub[0], ".") && IsName(sub[0][1:]) {
 		idx, sub = sub[0][1:], nil
 	}
 	if len(sub) != 0 {
@@ -218,11 +218,11 @@ func splitTableDir(dir string) (name, id string, ok bool) {
 	name = dir
 	if i := strings.IndexByte(dir, '-'); i >= 0 {
 		name, id = dir[:i], dir[i+1:]
-		if !isTableID(id) {
+		if !IsTableID(id) {
 			return "", "", false
 		}
 	}
-	return name, id, isName(name)
+	return name, id, IsName(name)
 }
 
 // keyspaceDir accepts the 1.0 directories below a keyspace: "" | backups |
@@ -279,7 +279,7 @@ func parseTableLevelName(p *Path) bool {
 		}
 		_, idx, ok := splitCF(lead[1])
 		ver, gen := t[n-3], t[n-2]
-		if !isName(lead[0]) || !ok || !isLegacyVersion(ver) || len(gen) > 19 {
+		if !IsName(lead[0]) || !ok || !isLegacyVersion(ver) || len(gen) > 19 {
 			return false
 		}
 		if idx != "" {
@@ -361,7 +361,7 @@ func stripTmpSuffix(name string) (string, bool) {
 // splitCF splits a legacy column-family token "<cf>" or "<cf>.<idx>".
 func splitCF(s string) (cf, idx string, ok bool) {
 	cf, idx, dot := strings.Cut(s, ".")
-	if !isName(cf) || (dot && !isName(idx)) {
+	if !IsName(cf) || (dot && !IsName(idx)) {
 		return "", "", false
 	}
 	return cf, idx, true
@@ -435,9 +435,9 @@ func isBTI(version string) bool {
 	return len(version) == 2 && version[0] < 'h'
 }
 
-// isName reports whether s is a keyspace, table or index name: CQL allows
+// IsName reports whether s is a keyspace, table or index name: CQL allows
 // [A-Za-z0-9_]+ (at most 48 characters, which is not enforced here).
-func isName(s string) bool {
+func IsName(s string) bool {
 	if s == "" || len(s) > maxSegment {
 		return false
 	}
@@ -514,7 +514,9 @@ func isSSTableID(s string) bool {
 	return true
 }
 
-func isTableID(s string) bool {
+// IsTableID reports whether s is a table ID as in a 2.1+ table directory
+// name: 32 lowercase hex digits.
+func IsTableID(s string) bool {
 	if len(s) != 32 {
 		return false
 	}

@@ -1,4 +1,4 @@
-package manifest
+package sstable
 
 import (
 	"errors"
@@ -124,7 +124,7 @@ func Scan(root string, opt ScanOptions) (ScanResult, error) {
 			s.skip(name, SkipNotRegular, "dangling symbolic link")
 		case kind != kindDir:
 			s.skip(name, SkipOther, "file at the root of the data directory")
-		case !isName(name):
+		case !IsName(name):
 			s.skip(name, SkipUnexpected, "not a keyspace name")
 		case len(opt.Keyspaces) > 0 && !slices.Contains(opt.Keyspaces, name):
 			s.skip(name, SkipExcluded, "keyspace not selected")
@@ -200,7 +200,7 @@ func (s *scanner) dir(rel string, depth int) error {
 			s.skip(sub, SkipBackups, "")
 		case depth == 2 && name == "tmp":
 			s.skip(sub, SkipTemporary, "temporary directory")
-		case depth == 2 && strings.HasPrefix(name, ".") && isName(name[1:]):
+		case depth == 2 && strings.HasPrefix(name, ".") && IsName(name[1:]):
 			if err := s.dir(sub, 3); err != nil {
 				return err
 			}
