@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -22,10 +23,10 @@ type RefSet map[chunk.ID]struct{}
 // PackState is one pack as the index files and the store listing see it.
 type PackState struct {
 	ID        chunk.ID
-	Size      int64       // from the index files (-1 if no index names it)
-	Entries   []PackEntry // from the first index file naming it
-	IndexKeys []string    // index files naming it
-	Stored    bool        // in the store listing
+	Size      int64        // from the index files (-1 if no index names it)
+	Entries   []pack.Entry // from the first index file naming it
+	IndexKeys []string     // index files naming it
+	Stored    bool         // in the store listing
 	StoreSize int64
 	ModTime   time.Time // store time the pack was written
 }
@@ -76,7 +77,7 @@ func LoadCatalog(ctx context.Context, st remote.Store) (*Catalog, error) {
 	}
 	err := st.List(ctx, "packs/", func(i remote.Info) error {
 		id, err := chunk.ParseID(i.Key[strings.LastIndexByte(i.Key, '/')+1:])
-		if err != nil || PackKey(id) != i.Key {
+		if err != nil || pack.Key(id) != i.Key {
 			return nil // not a pack of ours
 		}
 		p := c.Packs[id]
@@ -468,7 +469,7 @@ func (c *Collector) sweep(ctx context.Context, ready []Run, rep *GCReport) error
 	slices.SortFunc(del, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
 	keys := make([]string, len(del))
 	for i, p := range del {
-		keys[i] = PackKey(p)
+		keys[i] = pack.Key(p)
 	}
 	// S3 deletes up to 1,000 keys per request; other stores one by one.
 	if bd, ok := c.Store.(interface {

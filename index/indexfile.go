@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 )
 
 // Index file layout (format 1), all integers little-endian:
@@ -33,13 +34,13 @@ func IndexKey(host string, sum chunk.ID) string { return "index/" + host + "/" +
 type PackRecord struct {
 	ID      chunk.ID
 	Size    int64
-	Entries []PackEntry
+	Entries []pack.Entry
 }
 
 // encodeIndexFile encodes packs into an index file and returns it with its checksum.
 func encodeIndexFile(packs []PackRecord) ([]byte, chunk.ID) {
 	type ent struct {
-		e    PackEntry
+		e    pack.Entry
 		pack uint32
 	}
 	var all []ent
@@ -97,7 +98,7 @@ func decodeIndexFile(b []byte) ([]PackRecord, error) {
 	}
 	var prev chunk.ID
 	for i := int64(0); i < ne; i++ {
-		var e PackEntry
+		var e pack.Entry
 		copy(e.ID[:], p[:32])
 		ord := binary.LittleEndian.Uint32(p[32:])
 		e.Off = binary.LittleEndian.Uint32(p[36:])
@@ -116,7 +117,7 @@ func decodeIndexFile(b []byte) ([]PackRecord, error) {
 		packs[ord].Entries = append(packs[ord].Entries, e)
 	}
 	for i := range packs {
-		slices.SortFunc(packs[i].Entries, func(a, b PackEntry) int { return int(a.Off) - int(b.Off) })
+		slices.SortFunc(packs[i].Entries, func(a, b pack.Entry) int { return int(a.Off) - int(b.Off) })
 	}
 	return packs, nil
 }

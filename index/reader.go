@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -160,7 +161,7 @@ func fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opt
 
 // fetchOne reads one merged range and hands each chunk in it to fn.
 func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, fn func(chunk.ID, []byte, error) error) ([]byte, error) {
-	key := PackKey(r.pack)
+	key := pack.Key(r.pack)
 	fail := func(from int, err error) error {
 		for i := from; i < len(r.chunks); i++ {
 			cerr := fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, err)

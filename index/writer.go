@@ -3,7 +3,6 @@ package index
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -86,7 +86,7 @@ func (w *Writer) Stats() *Stats { return &w.stats }
 type Packer struct {
 	w     *Writer
 	mu    sync.Mutex
-	b     *packBuilder
+	b     *pack.Builder
 	spare []byte // the last uploaded pack's buffer, reused
 	err   error
 }
@@ -129,12 +129,12 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
-		w.release([]PackEntry{{ID: id}})
+		w.release([]pack.Entry{{ID: id}})
 		return false, p.err
 	}
-	if p.b != nil && len(p.b.buf)+len(data) > w.packLen {
+	if p.b != nil && p.b.Len()+len(data) > w.packLen {
 		if err := p.sealLocked(ctx); err != nil {
-			w.release([]PackEntry{{ID: id}})
+			w.release([]pack.Entry{{ID: id}})
 			return false, err
 		}
 	}
@@ -144,10 +144,9 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		if need := max(w.packLen, len(data)) + 1<<20; cap(buf) < need { // room for the header
 			buf = make([]byte, 0, need)
 		}
-		p.b = &packBuilder{buf: buf}
-		rand.Read(p.b.nonce[:])
+		p.b = pack.NewBuilder(buf)
 	}
-	p.b.add(id, data)
+	p.b.Add(id, data)
 	w.stats.ChunksNew.Add(1)
 	w.stats.BytesNew.Add(int64(len(data)))
 	return true, nil
@@ -158,14 +157,15 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 func (p *Packer) sealLocked(ctx context.Context) error {
 	b := p.b
 	p.b = nil
-	if b == nil || len(b.entries) == 0 {
+	if b == nil || len(b.Entries()) == 0 {
 		return p.err
 	}
-	if err := p.w.upload(ctx, b); err != nil {
+	buf, err := p.w.upload(ctx, b)
+	if err != nil {
 		p.err = err
 		return err
 	}
-	p.spare = b.buf
+	p.spare = buf
 	return nil
 }
 
@@ -176,10 +176,12 @@ func (p *Packer) Flush(ctx context.Context) error {
 	return p.sealLocked(ctx)
 }
 
-// upload PUTs one pack and, once it is durable, records its chunks.
-func (w *Writer) upload(ctx context.Context, b *packBuilder) error {
-	data, id := b.finish()
-	key := PackKey(id)
+// upload PUTs one pack and, once it is durable, records its chunks. It
+// returns the pack's buffer for reuse.
+func (w *Writer) upload(ctx context.Context, b *pack.Builder) ([]byte, error) {
+	data, id := b.Finish()
+	entries := b.Entries()
+	key := pack.Key(id)
 	err := w.st.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
 	if err == nil {
 		// Never trust an upload blindly: a pack the index names must exist
@@ -196,14 +198,14 @@ func (w *Writer) upload(ctx context.Context, b *packBuilder) error {
 			w.err = err
 		}
 		w.mu.Unlock()
-		w.release(b.entries)
-		return err
+		w.release(entries)
+		return nil, err
 	}
-	rec := PackRecord{ID: id, Size: int64(len(data)), Entries: b.entries}
+	rec := PackRecord{ID: id, Size: int64(len(data)), Entries: entries}
 	w.idx.Add(rec)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, e := range b.entries {
+	for _, e := range entries {
 		delete(w.claimed, e.ID)
 	}
 	w.pending = append(w.pending, rec)
@@ -211,12 +213,12 @@ func (w *Writer) upload(ctx context.Context, b *packBuilder) error {
 	w.stats.PackBytes.Add(int64(len(data)))
 	if err := w.appendJournal(rec); err != nil && w.err == nil {
 		w.err = err
-		return err
+		return nil, err
 	}
-	return nil
+	return data, nil
 }
 
-func (w *Writer) release(entries []PackEntry) {
+func (w *Writer) release(entries []pack.Entry) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, e := range entries {
@@ -344,7 +346,7 @@ func (w *Writer) recover(ctx context.Context) error {
 		if err != nil || len(packs) != 1 {
 			continue
 		}
-		info, err := w.st.Stat(ctx, PackKey(packs[0].ID))
+		info, err := w.st.Stat(ctx, pack.Key(packs[0].ID))
 		if err != nil || info.Size != packs[0].Size {
 			continue // not durable: its chunks will be uploaded again
 		}

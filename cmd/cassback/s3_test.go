@@ -18,9 +18,9 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/cassback/cassback/cmd/engine"
-	"github.com/cassback/cassback/index"
-	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/s3"
 	"github.com/cassback/cassback/remote/s3/s3test"
@@ -214,7 +214,7 @@ func checkS3Store(t *testing.T, st remote.Store, host string) []string {
 	ctx := t.Context()
 	packs := map[string]bool{}
 	err := st.List(ctx, "packs/", func(info remote.Info) error {
-		if _, _, err := index.ReadPackHeader(ctx, st, info.Key); err != nil {
+		if _, _, err := pack.ReadHeader(ctx, st, info.Key); err != nil {
 			t.Errorf("pack %s (%d bytes) is damaged: %v", info.Key, info.Size, err)
 			return nil
 		}
@@ -248,7 +248,7 @@ func checkS3Store(t *testing.T, st remote.Store, host string) []string {
 			for _, f := range tb.Files {
 				for _, ref := range f.Chunks {
 					loc, ok := r.Index.Lookup(ref.ID)
-					if !ok || !packs[index.PackKey(loc.Pack)] {
+					if !ok || !packs[pack.Key(loc.Pack)] {
 						t.Errorf("manifest %s: %s: chunk %x is in no stored pack", name, f.Path, ref.ID[:6])
 						return names
 					}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -389,7 +390,7 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	if !ok {
 		t.Fatal("chunk lost from the index")
 	}
-	if _, err := r.Store.Stat(ctx, index.PackKey(loc.Pack)); err != nil {
+	if _, err := r.Store.Stat(ctx, pack.Key(loc.Pack)); err != nil {
 		t.Fatalf("pack deleted under a running restore: %v", err)
 	}
 	reader.End(ctx)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
 )
@@ -223,7 +224,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 	badPack := map[chunk.ID]string{}
 	parallel(ctx, len(packIDs), opts.Threads, func(i int) {
 		p := cat.Packs[packIDs[i]]
-		entries, _, err := index.ReadPackHeader(ctx, r.Store, index.PackKey(p.ID))
+		entries, _, err := pack.ReadHeader(ctx, r.Store, pack.Key(p.ID))
 		why := ""
 		switch {
 		case err != nil:

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/cassback/cassback/index/pack"
 )
 
 // A pack stub is what the meta store holds under a pack's key instead of
@@ -23,19 +25,11 @@ const (
 	stubHeaderSize = len(stubMagic) + 8
 )
 
-// What this store assumes of a cassback pack (index/pack.go): it ends with
-// its chunk count n (u32 LE) and the magic "CBPACK01", and its header of
-// n × 36 bytes ends at most trailerSlack bytes before the end, in the
-// trailer. That holds for format 1's 44-byte trailer and for the 60-byte
-// trailer with a nonce, and leaves room for the trailer to grow; the cost
-// is up to a KiB of chunk data kept per stub. TestRealPacks checks the
-// assumption against packs the index package writes.
-const (
-	packMagic     = "CBPACK01"
-	packEntrySize = 32 + 4
-	maxPackChunks = 1 << 20
-	trailerSlack  = 1 << 10
-)
+// A stub keeps a pack's header and the last trailerSlack bytes after it:
+// the trailer (pack.TrailerSize) and room for it to grow in a later format,
+// for up to a KiB of chunk data per stub. TestRealPacks checks the stub
+// against packs the index package writes.
+const trailerSlack = 1 << 10
 
 // maxStreamTail bounds the tail kept of a pack that arrives as a plain
 // io.Reader (the backup engine passes a *bytes.Reader, which is read at the
@@ -85,14 +79,10 @@ func decodeStub(b []byte) (stub, error) {
 // stub keeps, given its last min(size, trailerSlack) bytes t: the header
 // and trailer when t ends like a pack, else t.
 func keepLen(size int64, t []byte) int64 {
-	k := len(t)
-	if k >= 4+len(packMagic) && string(t[k-len(packMagic):]) == packMagic {
-		n := int64(binary.LittleEndian.Uint32(t[k-len(packMagic)-4:]))
-		if n <= maxPackChunks {
-			return min(size, n*packEntrySize+trailerSlack)
-		}
+	if n, ok := pack.HeaderLen(t); ok {
+		return min(size, n-pack.TrailerSize+trailerSlack)
 	}
-	return int64(k)
+	return int64(len(t))
 }
 
 // readerAtSeeker is data that can be read at its end without reading it

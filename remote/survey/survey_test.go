@@ -17,6 +17,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 	"github.com/cassback/cassback/remote/remotetest"
@@ -426,7 +427,7 @@ func TestRealPacks(t *testing.T) {
 
 	chunks, packs := 0, 0
 	err = s.List(ctx, "packs/", func(info remote.Info) error {
-		entries, size, err := index.ReadPackHeader(ctx, s, info.Key)
+		entries, size, err := pack.ReadHeader(ctx, s, info.Key)
 		if err != nil {
 			return err
 		}

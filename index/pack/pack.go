@@ -1,0 +1,233 @@
+package pack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote"
+)
+
+// Layout of a pack (format 1), all integers little-endian:
+//
+//	chunk data 1 … chunk data n          raw chunk bytes, back to back
+//	header: n × { id [32]byte, len u32 }  EntrySize bytes per chunk, in data order
+//	trailer: { headerSum [32]byte, nonce [16]byte, n u32, magic "CBPACK01" }   TrailerSize bytes
+//
+// headerSum is the BLAKE3 of the header followed by the nonce. A chunk's
+// offset is the sum of the lengths before it.
+const (
+	Magic       = "CBPACK01"
+	NonceSize   = 16
+	TrailerSize = 32 + NonceSize + 4 + 8 // headerSum, nonce, count, magic
+	EntrySize   = 32 + 4
+	// MaxChunks bounds the chunk count a trailer may claim, so a hostile
+	// trailer cannot make a reader allocate a huge header.
+	MaxChunks = 1 << 20
+)
+
+// Key is the store key of the pack with the given ID.
+func Key(id chunk.ID) string {
+	s := id.String()
+	return "packs/" + s[:2] + "/" + s
+}
+
+// Entry is one chunk inside a pack.
+type Entry struct {
+	ID  chunk.ID
+	Off uint32
+	Len uint32
+}
+
+// Builder accumulates chunks into one pack in memory.
+type Builder struct {
+	buf     []byte
+	entries []Entry
+	nonce   [NonceSize]byte
+}
+
+// NewBuilder returns a Builder that appends to buf[:0] (reusing its
+// capacity) and has a random nonce.
+func NewBuilder(buf []byte) *Builder {
+	b := &Builder{buf: buf[:0]}
+	rand.Read(b.nonce[:])
+	return b
+}
+
+// SetNonce fixes the nonce, for golden tests.
+func (b *Builder) SetNonce(n [NonceSize]byte) { b.nonce = n }
+
+// Add appends a chunk; data is copied.
+func (b *Builder) Add(id chunk.ID, data []byte) {
+	b.entries = append(b.entries, Entry{ID: id, Off: uint32(len(b.buf)), Len: uint32(len(data))})
+	b.buf = append(b.buf, data...)
+}
+
+// Len is the number of chunk bytes added so far.
+func (b *Builder) Len() int { return len(b.buf) }
+
+// Entries are the chunks added so far, in data order. The slice is the
+// Builder's own.
+func (b *Builder) Entries() []Entry { return b.entries }
+
+// Finish appends header and trailer and returns the pack bytes and ID. The
+// bytes share the buffer given to NewBuilder; the Builder must not be used
+// afterwards.
+func (b *Builder) Finish() ([]byte, chunk.ID) {
+	hdrStart := len(b.buf)
+	for _, e := range b.entries {
+		b.buf = append(b.buf, e.ID[:]...)
+		b.buf = binary.LittleEndian.AppendUint32(b.buf, e.Len)
+	}
+	h := chunk.NewHasher()
+	h.Write(b.buf[hdrStart:])
+	h.Write(b.nonce[:])
+	sum := h.Sum()
+	b.buf = append(b.buf, sum[:]...)
+	b.buf = append(b.buf, b.nonce[:]...)
+	b.buf = binary.LittleEndian.AppendUint32(b.buf, uint32(len(b.entries)))
+	b.buf = append(b.buf, Magic...)
+	return b.buf, chunk.Sum(b.buf)
+}
+
+type trailer struct {
+	n     int
+	sum   chunk.ID
+	nonce [NonceSize]byte
+}
+
+// parseTrailer decodes a pack's last TrailerSize bytes.
+func parseTrailer(t []byte) (tr trailer, err error) {
+	if len(t) != TrailerSize {
+		return tr, errors.New("pack trailer: short")
+	}
+	if string(t[TrailerSize-8:]) != Magic {
+		return tr, errors.New("pack trailer: bad magic")
+	}
+	copy(tr.sum[:], t[:32])
+	copy(tr.nonce[:], t[32:32+NonceSize])
+	tr.n = int(binary.LittleEndian.Uint32(t[32+NonceSize:]))
+	if tr.n > MaxChunks {
+		return tr, fmt.Errorf("pack trailer: %d chunks is too many", tr.n)
+	}
+	return tr, nil
+}
+
+// parseHeader decodes the header of a pack of packSize bytes whose data
+// region ends where the header starts.
+func parseHeader(hdr []byte, tr trailer, packSize int64) ([]Entry, error) {
+	h := chunk.NewHasher()
+	h.Write(hdr)
+	h.Write(tr.nonce[:])
+	if h.Sum() != tr.sum {
+		return nil, errors.New("pack header: checksum mismatch")
+	}
+	n := len(hdr) / EntrySize
+	dataEnd := packSize - int64(len(hdr)) - TrailerSize
+	entries := make([]Entry, n)
+	var off int64
+	for i := range entries {
+		r := hdr[i*EntrySize:]
+		copy(entries[i].ID[:], r[:32])
+		l := binary.LittleEndian.Uint32(r[32:36])
+		entries[i].Off, entries[i].Len = uint32(off), l
+		off += int64(l)
+	}
+	if off != dataEnd {
+		return nil, fmt.Errorf("pack header: chunks cover %d bytes, data region is %d", off, dataEnd)
+	}
+	return entries, nil
+}
+
+// Parse decodes a whole pack held in memory and checks every chunk.
+func Parse(b []byte) ([]Entry, error) {
+	if len(b) < TrailerSize {
+		return nil, errors.New("pack: shorter than its trailer")
+	}
+	tr, err := parseTrailer(b[len(b)-TrailerSize:])
+	if err != nil {
+		return nil, err
+	}
+	hdrLen := tr.n * EntrySize
+	if hdrLen > len(b)-TrailerSize {
+		return nil, errors.New("pack: header longer than pack")
+	}
+	hdrStart := len(b) - TrailerSize - hdrLen
+	entries, err := parseHeader(b[hdrStart:len(b)-TrailerSize], tr, int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		if chunk.Sum(b[e.Off:e.Off+e.Len]) != e.ID {
+			return nil, fmt.Errorf("pack: chunk %s: checksum mismatch", e.ID)
+		}
+	}
+	return entries, nil
+}
+
+// ReadHeader fetches and checks the header of the pack stored under key,
+// with two ranged reads, without reading chunk data.
+func ReadHeader(ctx context.Context, st remote.Store, key string) ([]Entry, int64, error) {
+	info, err := st.Stat(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	if info.Size < TrailerSize {
+		return nil, info.Size, fmt.Errorf("pack %s: %d bytes is shorter than a trailer", key, info.Size)
+	}
+	t, err := readRange(ctx, st, key, info.Size-TrailerSize, TrailerSize)
+	if err != nil {
+		return nil, info.Size, err
+	}
+	tr, err := parseTrailer(t)
+	if err != nil {
+		return nil, info.Size, fmt.Errorf("pack %s: %w", key, err)
+	}
+	hdrLen := int64(tr.n) * EntrySize
+	if hdrLen > info.Size-TrailerSize {
+		return nil, info.Size, fmt.Errorf("pack %s: header longer than pack", key)
+	}
+	hdr, err := readRange(ctx, st, key, info.Size-TrailerSize-hdrLen, hdrLen)
+	if err != nil {
+		return nil, info.Size, err
+	}
+	entries, err := parseHeader(hdr, tr, info.Size)
+	if err != nil {
+		return nil, info.Size, fmt.Errorf("pack %s: %w", key, err)
+	}
+	return entries, info.Size, nil
+}
+
+// HeaderLen returns how many bytes at the end of a pack hold its header
+// and trailer, given at least its last 4+len(Magic) bytes in tail; ok is
+// false when tail does not end like a pack. The survey store keeps just
+// these bytes of every pack.
+func HeaderLen(tail []byte) (n int64, ok bool) {
+	k := len(tail)
+	if k < 4+len(Magic) || string(tail[k-len(Magic):]) != Magic {
+		return 0, false
+	}
+	c := int64(binary.LittleEndian.Uint32(tail[k-len(Magic)-4:]))
+	if c > MaxChunks {
+		return 0, false
+	}
+	return c*EntrySize + TrailerSize, true
+}
+
+// readRange reads exactly length bytes at off of the object under key.
+func readRange(ctx context.Context, st remote.Store, key string, off, length int64) ([]byte, error) {
+	rc, err := st.Get(ctx, key, off, length)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, length)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, fmt.Errorf("read %s [%d,+%d): %w", key, off, length, err)
+	}
+	return b, nil
+}
