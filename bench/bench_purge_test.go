@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 )
 
@@ -55,7 +56,7 @@ func BenchmarkPurgeLarge(b *testing.B) {
 	dir := filepath.Join(tmpRoot, "purge-store")
 	defer os.RemoveAll(dir)
 	r := newRepo(b, dir, true)
-	r.GC = index.GCOptions{Grace: -1, NewPackMargin: -1, RepackThreshold: 1}
+	r.GC = gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 1}
 
 	// Chunks, written by 2 workers into 8 KiB packs.
 	refs := make([]chunk.Ref, nChunks)
@@ -112,7 +113,7 @@ func BenchmarkPurgeLarge(b *testing.B) {
 	// count only its memory.
 	refs, w = nil, nil
 	r = newRepo(b, dir, false)
-	r.GC = index.GCOptions{Grace: -1, NewPackMargin: -1, RepackThreshold: 1}
+	r.GC = gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 1}
 	runtime.GC()
 	debug.FreeOSMemory()
 	cut := t0.Add(time.Duration(nMan/2) * time.Hour)
@@ -120,7 +121,7 @@ func BenchmarkPurgeLarge(b *testing.B) {
 	for b.Loop() {
 		resetPeakRSS()
 		start := time.Now()
-		res, err := r.Purge(ctx, engine.PurgeOptions{Host: "h", Before: cut, Holder: "bench"})
+		res, err := r.Purge(ctx, cassback.PurgeOptions{Host: "h", Before: cut, Holder: "bench"})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/s3"
 	"github.com/cassback/cassback/remote/s3/s3test"
@@ -51,10 +51,10 @@ func (sb *s3Bench) fresh(b *testing.B) {
 }
 
 // repo opens the store as the command line does.
-func (sb *s3Bench) repo(b *testing.B, cacheDir string, create bool) *engine.Repo {
+func (sb *s3Bench) repo(b *testing.B, cacheDir string, create bool) *cassback.Repo {
 	b.Helper()
 	st := remote.WithRetry(remote.NewCounting(sb.st), remote.RetryOptions{})
-	r, err := engine.OpenRepo(context.Background(), st, cacheDir, create, quiet())
+	r, err := cassback.OpenRepo(context.Background(), st, cacheDir, create, quiet())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -76,8 +76,8 @@ func (sb *s3Bench) report(b *testing.B, before map[string]int64, ops int) {
 	b.ReportMetric(float64(total)/float64(ops), "requests/op")
 }
 
-func backupOpts() engine.BackupOptions {
-	return engine.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}
+func backupOpts() cassback.BackupOptions {
+	return cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}
 }
 
 // BenchmarkS3Backup measures a first backup of the generated node into an
@@ -149,11 +149,11 @@ func restoreBench(b *testing.B, sb *s3Bench, cache, host string, size int64) {
 	for b.Loop() {
 		dst := filepath.Join(b.TempDir(), "restore")
 		r := sb.repo(b, cache, false)
-		ms, err := engine.Select(context.Background(), r.Store, host, "", nil, time.Now())
+		ms, err := cassback.Select(context.Background(), r.Store, host, "", nil, time.Now())
 		if err != nil {
 			b.Fatal(err)
 		}
-		res, err := r.Restore(context.Background(), ms, engine.RestoreOptions{DataDir: dst, NoChown: true})
+		res, err := r.Restore(context.Background(), ms, cassback.RestoreOptions{DataDir: dst, NoChown: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -198,7 +198,7 @@ func BenchmarkS3RestoreLargeFile(b *testing.B) {
 	}
 	sb := newS3Bench(b)
 	cache := b.TempDir()
-	sum, err := sb.repo(b, cache, true).Backup(context.Background(), engine.BackupOptions{DataDirs: []string{data}, Host: "big"})
+	sum, err := sb.repo(b, cache, true).Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{data}, Host: "big"})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/remote/local"
 )
@@ -63,14 +63,14 @@ func quiet() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
-func newRepo(b *testing.B, dir string, create bool) *engine.Repo {
+func newRepo(b *testing.B, dir string, create bool) *cassback.Repo {
 	b.Helper()
 	os.MkdirAll(dir, 0o755)
 	st, err := local.Open(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := engine.OpenRepo(context.Background(), st, "", create, quiet())
+	r, err := cassback.OpenRepo(context.Background(), st, "", create, quiet())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func BenchmarkBackup(b *testing.B) {
 		dir := filepath.Join(tmpRoot, "store-"+strconv.Itoa(i))
 		r := newRepo(b, dir, true)
 		b.StartTimer()
-		if _, err := r.Backup(context.Background(), engine.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
+		if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
@@ -142,12 +142,12 @@ func BenchmarkBackupUnchanged(b *testing.B) {
 	dir := filepath.Join(tmpRoot, "store-unchanged")
 	defer os.RemoveAll(dir)
 	r := newRepo(b, dir, true)
-	if _, err := r.Backup(context.Background(), engine.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
+	if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(n.Bytes)
 	for b.Loop() {
-		if _, err := r.Backup(context.Background(), engine.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
+		if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -160,10 +160,10 @@ func BenchmarkRestore(b *testing.B) {
 	dir := filepath.Join(tmpRoot, "store-restore")
 	defer os.RemoveAll(dir)
 	r := newRepo(b, dir, true)
-	if _, err := r.Backup(context.Background(), engine.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
+	if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
 		b.Fatal(err)
 	}
-	ms, err := engine.Select(context.Background(), r.Store, "bench", "", nil, time.Now())
+	ms, err := cassback.Select(context.Background(), r.Store, "bench", "", nil, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func BenchmarkRestore(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		dst := filepath.Join(tmpRoot, "restore-"+strconv.Itoa(i))
-		if _, err := r.Restore(context.Background(), ms, engine.RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+		if _, err := r.Restore(context.Background(), ms, cassback.RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/cassback/cassback/chunk"
@@ -220,8 +219,8 @@ func (x *Index) load(ctx context.Context, st remote.Store, cacheDir string) (fet
 		b, hit := readCache(cacheDir, key)
 		var packs []PackRecord
 		if hit {
-			packs, err = decodeIndexFile(b)
-			hit = err == nil && strings.HasSuffix(key, chunk.ID(b[len(b)-32:]).String())
+			packs, err = decodeNamed(key, b)
+			hit = err == nil
 		}
 		if !hit {
 			b, err = readAll(ctx, st, key)
@@ -235,11 +234,8 @@ func (x *Index) load(ctx context.Context, st remote.Store, cacheDir string) (fet
 				return fetched, missed, fmt.Errorf("read index file %s: %w", key, err)
 			}
 			fetched++
-			if packs, err = decodeIndexFile(b); err != nil {
+			if packs, err = decodeNamed(key, b); err != nil {
 				return fetched, missed, fmt.Errorf("index file %s: %w", key, err)
-			}
-			if !strings.HasSuffix(key, chunk.ID(b[len(b)-32:]).String()) {
-				return fetched, missed, fmt.Errorf("index file %s: name does not match its checksum", key)
 			}
 			writeCache(cacheDir, key, b)
 		}

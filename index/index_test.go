@@ -75,12 +75,12 @@ func goldenPack(t *testing.T) ([]byte, chunk.ID, []pack.Entry) {
 
 func TestIndexFileGolden(t *testing.T) {
 	data, id, entries := goldenPack(t)
-	b, sum := encodeIndexFile([]PackRecord{{ID: id, Size: int64(len(data)), Entries: entries}})
+	b, sum := EncodeFile([]PackRecord{{ID: id, Size: int64(len(data)), Entries: entries}})
 	golden(t, "index-v1.golden", b)
 	if sum != chunk.Sum(b[:len(b)-32]) {
 		t.Errorf("index sum mismatch")
 	}
-	packs, err := decodeIndexFile(b)
+	packs, err := DecodeFile(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestIndexFileGolden(t *testing.T) {
 	for i := range b {
 		bad := bytes.Clone(b)
 		bad[i] ^= 1
-		if _, err := decodeIndexFile(bad); err == nil {
+		if _, err := DecodeFile(bad); err == nil {
 			t.Fatalf("flip at byte %d not detected", i)
 		}
 	}
@@ -102,11 +102,11 @@ func FuzzDecodeIndexFile(f *testing.F) {
 	}
 	f.Add([]byte(idxMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		decodeIndexFile(b)
+		DecodeFile(b)
 		// A body with a valid checksum must also decode safely.
 		if len(b) > 0 {
 			s := chunk.Sum(b)
-			decodeIndexFile(append(bytes.Clone(b), s[:]...))
+			DecodeFile(append(bytes.Clone(b), s[:]...))
 		}
 	})
 }

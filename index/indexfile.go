@@ -2,13 +2,16 @@ package index
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/remote"
 )
 
 // Index file layout (format 1), all integers little-endian:
@@ -19,7 +22,7 @@ import (
 //	entries: nEntries × { id [32]byte, pack u32, off u32, len u32 }    44 bytes each, sorted by id
 //	sum [32]byte   BLAKE3 of everything before it
 //
-// An index file is stored under IndexKey(host, sum): its name is its checksum,
+// An index file is stored under Key(host, sum): its name is its checksum,
 // so a cached copy can always be verified, and it is written once.
 const (
 	idxMagic     = "CBIDX001"
@@ -27,8 +30,8 @@ const (
 	idxEntrySize = 44
 )
 
-// IndexKey is the store key of an index file written by host.
-func IndexKey(host string, sum chunk.ID) string { return "index/" + host + "/" + sum.String() }
+// Key is the store key of an index file written by host.
+func Key(host string, sum chunk.ID) string { return "index/" + host + "/" + sum.String() }
 
 // PackRecord is one durable pack and its chunks, the unit index files list.
 type PackRecord struct {
@@ -37,8 +40,9 @@ type PackRecord struct {
 	Entries []pack.Entry
 }
 
-// encodeIndexFile encodes packs into an index file and returns it with its checksum.
-func encodeIndexFile(packs []PackRecord) ([]byte, chunk.ID) {
+// EncodeFile encodes packs into an index file and returns it with its
+// checksum, which names it (Key).
+func EncodeFile(packs []PackRecord) ([]byte, chunk.ID) {
 	type ent struct {
 		e    pack.Entry
 		pack uint32
@@ -68,9 +72,17 @@ func encodeIndexFile(packs []PackRecord) ([]byte, chunk.ID) {
 	return append(b, sum[:]...), sum
 }
 
-// decodeIndexFile checks and decodes an index file. It never panics on
-// hostile input.
-func decodeIndexFile(b []byte) ([]PackRecord, error) {
+// DecodeFile checks and decodes an index file. It never panics on
+// hostile input; its errors match ErrDamaged.
+func DecodeFile(b []byte) ([]PackRecord, error) {
+	recs, err := decodeFile(b)
+	if err != nil {
+		return nil, damaged{err}
+	}
+	return recs, nil
+}
+
+func decodeFile(b []byte) ([]PackRecord, error) {
 	if len(b) < len(idxMagic)+8+32 {
 		return nil, errors.New("index file: too short")
 	}
@@ -120,4 +132,37 @@ func decodeIndexFile(b []byte) ([]PackRecord, error) {
 		slices.SortFunc(packs[i].Entries, func(a, b pack.Entry) int { return int(a.Off) - int(b.Off) })
 	}
 	return packs, nil
+}
+
+// ReadFile reads, checks and decodes the index file stored under key: its
+// name must be its checksum. Not found wraps fs.ErrNotExist.
+func ReadFile(ctx context.Context, st remote.Store, key string) ([]PackRecord, error) {
+	b, err := readAll(ctx, st, key)
+	if err != nil {
+		return nil, err
+	}
+	return decodeNamed(key, b)
+}
+
+// ErrDamaged is matched (errors.Is) by the errors of ReadFile and
+// DecodeFile for bytes that are not a valid index file or do not match the
+// file's name, as opposed to a failure to read them.
+var ErrDamaged = errors.New("damaged index file")
+
+// damaged marks a decoding error as ErrDamaged without changing its text.
+type damaged struct{ error }
+
+func (d damaged) Is(target error) bool { return target == ErrDamaged }
+func (d damaged) Unwrap() error        { return d.error }
+
+// decodeNamed decodes an index file and checks that key names its checksum.
+func decodeNamed(key string, b []byte) ([]PackRecord, error) {
+	recs, err := DecodeFile(b)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(key, "/"+chunk.ID(b[len(b)-32:]).String()) {
+		return nil, damaged{errors.New("index file: name does not match its checksum")}
+	}
+	return recs, nil
 }

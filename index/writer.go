@@ -262,8 +262,8 @@ func (w *Writer) Sync(ctx context.Context) error {
 }
 
 func (w *Writer) writeIndex(ctx context.Context, packs []PackRecord) error {
-	b, sum := encodeIndexFile(packs)
-	key := IndexKey(w.host, sum)
+	b, sum := EncodeFile(packs)
+	key := Key(w.host, sum)
 	if err := w.st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
 		return fmt.Errorf("write index file: %w", err)
 	}
@@ -281,7 +281,7 @@ func (w *Writer) appendJournal(rec PackRecord) error {
 	if w.journal == "" {
 		return nil
 	}
-	b, _ := encodeIndexFile([]PackRecord{rec})
+	b, _ := EncodeFile([]PackRecord{rec})
 	f, err := os.OpenFile(w.journal, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -341,7 +341,7 @@ func (w *Writer) recover(ctx context.Context) error {
 		if n > len(b)-4 {
 			break
 		}
-		packs, err := decodeIndexFile(b[4 : 4+n])
+		packs, err := DecodeFile(b[4 : 4+n])
 		b = b[4+n:]
 		if err != nil || len(packs) != 1 {
 			continue

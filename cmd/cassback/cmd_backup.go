@@ -9,7 +9,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 )
 
 type backupConfig struct {
@@ -82,14 +82,14 @@ inode) is not read again.`,
 			if len(c.dataDirs) == 0 {
 				c.dataDirs = listFlag{"/var/lib/cassandra/data"}
 			}
-			if err := engine.CheckDataDirs(c.dataDirs); err != nil {
+			if err := cassback.CheckDataDirs(c.dataDirs); err != nil {
 				return err
 			}
 			r, err := g.repo(ctx, true)
 			if err != nil {
 				return err
 			}
-			bo := engine.BackupOptions{
+			bo := cassback.BackupOptions{
 				DataDirs: c.dataDirs, Host: c.host, ExcludeKeyspaces: c.exclude, IncludeSystem: c.includeSystem,
 				Threads: c.threads, CassandraVersion: g.cassandraVersion,
 			}
@@ -98,13 +98,13 @@ inode) is not read again.`,
 				if c.reportInterval <= 0 {
 					report = -1
 				}
-				st, err := r.Continuous(ctx, gracefulStop(ctx), engine.ContinuousOptions{
+				st, err := r.Continuous(ctx, gracefulStop(ctx), cassback.ContinuousOptions{
 					BackupOptions: bo, IgnoreExisting: c.ignoreExisting, ReportInterval: report,
 					ManifestInterval: time.Duration(c.manifestSecs * float64(time.Second)), DrainTimeout: c.drain,
 				})
 				fmt.Fprintf(g.stdout, "Backed up %d SSTables (%d files read, %s, %s new), wrote %d manifests; latency to a durable manifest: median %v, p99 %v\n",
 					st.SSTables, st.Files, human(st.BytesRead), human(st.BytesNew), st.Manifests,
-					engine.Percentile(st.Latency, 50).Round(time.Millisecond), engine.Percentile(st.Latency, 99).Round(time.Millisecond))
+					st.LatencyPercentile(50).Round(time.Millisecond), st.LatencyPercentile(99).Round(time.Millisecond))
 				return err
 			}
 			sum, err := r.Backup(ctx, bo)
@@ -116,7 +116,7 @@ inode) is not read again.`,
 	}
 }
 
-func printBackupSummary(g *globals, s engine.BackupSummary) {
+func printBackupSummary(g *globals, s cassback.BackupSummary) {
 	ratio := "n/a (nothing new)"
 	if s.BytesNew > 0 {
 		ratio = fmt.Sprintf("%.2fx", s.DedupRatio())

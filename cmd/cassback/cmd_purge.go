@@ -4,18 +4,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 )
 
 func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	var (
-		o               engine.PurgeOptions
+		o               cassback.PurgeOptions
 		before, host    string
 		grace, margin   time.Duration
 		repackThreshold float64
@@ -96,7 +98,7 @@ func orNone(d time.Duration) time.Duration {
 	return d
 }
 
-func printPurge(g *globals, o engine.PurgeOptions, res engine.PurgeResult) {
+func printPurge(g *globals, o cassback.PurgeOptions, res cassback.PurgeResult) {
 	w := g.stdout
 	fmt.Fprintf(w, "Purge backups before %s\n", res.Cutoff.UTC().Format("2006-01-02T15:04:05.000000"))
 	if o.DryRun {
@@ -111,18 +113,40 @@ func printPurge(g *globals, o engine.PurgeOptions, res engine.PurgeResult) {
 	for _, n := range res.Manifests {
 		fmt.Fprintln(w, n)
 	}
-	gc := res.GC
 	fmt.Fprintln(w)
 	if o.DryRun {
-		fmt.Fprintf(w, "Would condemn %d unreferenced packs (%s) and free them once no backup needs them\n", gc.Condemned, human(gc.CondemnedBytes))
-	} else {
-		fmt.Fprintf(w, "Condemned %d packs (%s); deleted %d packs (%s freed); kept %d condemned packs referenced again; repacked %d packs (%s)\n",
-			gc.Condemned, human(gc.CondemnedBytes), gc.Deleted, human(gc.DeletedBytes), gc.Resurrected, gc.Repacked, human(gc.RepackedBytes))
+		printPlan(w, res.Plan)
+		return
 	}
-	for _, s := range gc.Waiting {
-		fmt.Fprintf(w, "Waiting: %s\n", s)
-	}
-	for _, s := range gc.RevokedSessions {
+	rep := res.GC
+	fmt.Fprintf(w, "Condemned %d packs (%s); deleted %d packs (%s freed); kept %d condemned packs referenced again; repacked %d packs (%s)\n",
+		rep.Condemned, human(rep.CondemnedBytes), rep.Deleted, human(rep.DeletedBytes), rep.Resurrected, rep.Repacked, human(rep.RepackedBytes))
+	printWaiting(w, rep.Waiting)
+	for _, s := range rep.RevokedSessions {
 		fmt.Fprintf(w, "Revoked stale session: %s\n", s)
+	}
+}
+
+// printPlan prints what a purge would do to the packs.
+func printPlan(w io.Writer, p *gc.Plan) {
+	if p == nil {
+		return
+	}
+	fmt.Fprintf(w, "Would condemn %d unreferenced packs (%s) and free them once no backup needs them\n", len(p.Condemn), human(p.CondemnBytes))
+	if len(p.Repack) > 0 {
+		fmt.Fprintf(w, "Would repack %d mostly unreferenced packs (%s), then condemn them\n", len(p.Repack), human(p.RepackBytes))
+	}
+	for _, s := range p.Sweep {
+		fmt.Fprintf(w, "Would delete condemned set %s (%d packs, %s) unless a fresh look finds them referenced\n", s.ID, len(s.Packs), human(s.Bytes))
+	}
+	printWaiting(w, p.Waiting)
+	for _, s := range p.Revoke {
+		fmt.Fprintf(w, "Would revoke stale session: %s\n", s.Key)
+	}
+}
+
+func printWaiting(w io.Writer, ws []gc.Waiting) {
+	for _, s := range ws {
+		fmt.Fprintf(w, "Waiting: condemned set %s (%d packs): %s\n", s.Set.ID, len(s.Set.Packs), s.Reason)
 	}
 }

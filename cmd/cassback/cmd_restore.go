@@ -4,19 +4,20 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os/user"
 	"sort"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/manifest"
 )
 
 func restoreCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	var (
-		o         engine.RestoreOptions
+		o         cassback.RestoreOptions
 		host, at  string
 		keyspaces listFlag
 		tables    listFlag
@@ -60,6 +61,9 @@ Exits 1, naming the files, if any file could not be restored.`,
 			if o.Threads < 1 {
 				return usagef("--threads %d: must be at least 1", o.Threads)
 			}
+			if err := checkOwner(o); err != nil {
+				return err
+			}
 			when := time.Now()
 			if at != "" {
 				t, err := manifest.ParseTime(at)
@@ -85,7 +89,7 @@ Exits 1, naming the files, if any file could not be restored.`,
 			if err != nil {
 				return err
 			}
-			ms, err := engine.Select(ctx, r.Store, host, name, keyspaces, when)
+			ms, err := cassback.Select(ctx, r.Store, host, name, keyspaces, when)
 			if err != nil {
 				return err
 			}
@@ -97,9 +101,9 @@ Exits 1, naming the files, if any file could not be restored.`,
 	}
 }
 
-func printRestore(g *globals, dataDir string, res engine.RestoreResult) {
+func printRestore(g *globals, dataDir string, res cassback.RestoreResult) {
 	w := g.stdout
-	line := func(f engine.FileOutcome, reason string) {
+	line := func(f cassback.FileOutcome, reason string) {
 		fmt.Fprintf(w, "%s:%s -> %s/%s \tbecause %s\n", f.Backup, f.Path, dataDir, f.Path, reason)
 	}
 	if len(res.Moved) > 0 {
@@ -109,7 +113,7 @@ func printRestore(g *globals, dataDir string, res engine.RestoreResult) {
 		}
 		fmt.Fprintln(w)
 	}
-	byReason := map[string][]engine.FileOutcome{}
+	byReason := map[string][]cassback.FileOutcome{}
 	for _, f := range res.Failed {
 		byReason[f.Reason] = append(byReason[f.Reason], f)
 	}
@@ -137,4 +141,22 @@ func printRestore(g *globals, dataDir string, res engine.RestoreResult) {
 		line(f, "no file")
 	}
 	fmt.Fprintf(w, "\nRestored %d files (%s), skipped %d, failed %d\n", len(res.Restored), human(res.Bytes), len(res.Skipped), len(res.Failed))
+}
+
+// checkOwner reports a --owner or --group that names no user or group here.
+func checkOwner(o cassback.RestoreOptions) error {
+	if o.NoChown {
+		return nil
+	}
+	if o.Owner != "" {
+		if _, err := user.Lookup(o.Owner); err != nil {
+			return usagef("--owner %s: no such user", o.Owner)
+		}
+	}
+	if o.Group != "" {
+		if _, err := user.LookupGroup(o.Group); err != nil {
+			return usagef("--group %s: no such group", o.Group)
+		}
+	}
+	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/manifest"
 )
 
@@ -17,7 +17,7 @@ import (
 var errDamaged = errors.New("validate found missing or corrupt data")
 
 func validateCmd(g *globals, opts []ff.Option) *ffcli.Command {
-	var o engine.ValidateOptions
+	var o cassback.ValidateOptions
 	fs := flag.NewFlagSet("cassback validate", flag.ContinueOnError)
 	fs.BoolVar(&o.Checksum, "checksum", false, "also read every referenced chunk and check its BLAKE3, each whole file's BLAKE3 and each Data.db's Cassandra digest")
 	fs.StringVar(&o.Host, "host", "", "validate only this host's backups (default without a backup name: every host)")
@@ -74,9 +74,9 @@ anything is missing or corrupt.`,
 	}
 }
 
-func printValidate(g *globals, o engine.ValidateOptions, rep engine.ValidateReport) {
+func printValidate(g *globals, o cassback.ValidateOptions, rep cassback.ValidateReport) {
 	w := g.stdout
-	byBackup := map[string][]engine.Problem{}
+	byBackup := map[string][]cassback.Problem{}
 	for _, p := range rep.Problems {
 		byBackup[p.Backup] = append(byBackup[p.Backup], p)
 	}

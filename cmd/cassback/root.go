@@ -18,7 +18,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -122,7 +122,7 @@ func openLog(path string) (*os.File, error) {
 
 // repo opens the store and its index. Only a backup creates a store, and
 // only in an empty or new folder.
-func (g *globals) repo(ctx context.Context, create bool) (*engine.Repo, error) {
+func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error) {
 	st, err := g.store(ctx, create)
 	if err != nil {
 		return nil, err
@@ -137,8 +137,8 @@ func (g *globals) repo(ctx context.Context, create bool) (*engine.Repo, error) {
 	if g.gcHeartbeat <= 0 || g.gcLease < 3*g.gcHeartbeat {
 		return nil, usagef("--session-lease (%v) must be at least three --session-heartbeat (%v)", g.gcLease, g.gcHeartbeat)
 	}
-	r, err := engine.OpenRepo(ctx, st, g.cacheDir, create, g.log)
-	if engine.IsNotStore(err) {
+	r, err := cassback.OpenRepo(ctx, st, g.cacheDir, create, g.log)
+	if cassback.IsNotStore(err) {
 		return nil, fmt.Errorf("%s is not a cassback store (it has no config object)", g.location())
 	}
 	if err != nil {

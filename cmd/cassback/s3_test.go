@@ -17,7 +17,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
@@ -235,7 +235,7 @@ func checkS3Store(t *testing.T, st remote.Store, host string) []string {
 	if len(names) == 0 {
 		return nil
 	}
-	r, err := engine.OpenRepo(ctx, st, "", false, slog.New(slog.DiscardHandler))
+	r, err := cassback.OpenRepo(ctx, st, "", false, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/cmd/engine"
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
@@ -59,11 +59,11 @@ func TestSIGTERMDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := engine.OpenRepo(context.Background(), st, "", false, nil)
+	r, err := cassback.OpenRepo(context.Background(), st, "", false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := engine.Select(context.Background(), st, "n1", "", nil, time.Now())
+	ms, err := cassback.Select(context.Background(), st, "n1", "", nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("after the drain the manifests name %d files, want all %d live files", len(got), len(want))
 	}
-	rep, err := r.Validate(context.Background(), engine.ValidateOptions{})
+	rep, err := r.Validate(context.Background(), cassback.ValidateOptions{})
 	if err != nil || !rep.OK() {
 		t.Errorf("validate: %v %+v", err, rep.Problems)
 	}

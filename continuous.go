@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/watch"
 )
@@ -134,7 +135,7 @@ func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts Contin
 	}
 	c.opts.DataDirs = roots
 
-	sess, runs, err := index.StartSession(ctx, r.Store, opts.Host, "backup", r.GC)
+	sess, runs, err := gc.StartSession(ctx, r.Store, opts.Host, gc.KindBackup, r.GC)
 	if err != nil {
 		return st, err
 	}
@@ -142,7 +143,7 @@ func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts Contin
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.sess = &session{s: sess, cancel: hcancel, done: make(chan error, 1)}
 	go func() {
-		c.sess.done <- sess.Heartbeat(hctx, func(fresh []index.Run) {
+		c.sess.done <- sess.Heartbeat(hctx, func(fresh []gc.CondemnedSet) {
 			r.exclude(fresh)
 			c.mu.Lock()
 			for _, run := range fresh {
@@ -539,13 +540,12 @@ func (c *continuous) latencies(now time.Time) []time.Duration {
 	return out
 }
 
-// Percentile returns the p-th percentile (0..100) of ds.
-func Percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
+// LatencyPercentile returns the p-th percentile (0..100) of Latency.
+func (st ContinuousStats) LatencyPercentile(p float64) time.Duration {
+	if len(st.Latency) == 0 {
 		return 0
 	}
-	s := slices.Clone(ds)
+	s := slices.Clone(st.Latency)
 	slices.Sort(s)
-	i := int(float64(len(s)-1) * p / 100)
-	return s[i]
+	return s[int(float64(len(s)-1)*p/100)]
 }

@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
@@ -133,7 +134,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 	}
 	rep.Files = len(files)
 
-	cat, err := index.LoadCatalog(ctx, r.Store)
+	cat, err := gc.LoadCatalog(ctx, r.Store)
 	if err != nil {
 		return rep, err
 	}
@@ -142,13 +143,9 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 	}
 	slices.Sort(rep.BadIndex)
 	rep.Orphans = cat.Orphans
-	now, err := index.StoreNow(ctx, r.Store)
+	now, err := gc.StoreNow(ctx, r.Store)
 	if err == nil {
-		gc := r.GC
-		if gc.Lease <= 0 {
-			gc.Lease = 30 * time.Minute
-		}
-		if ss, err := index.ListSessions(ctx, r.Store, now, gc.Lease); err == nil {
+		if ss, err := gc.ListSessions(ctx, r.Store, now, r.GC.WithDefaults().Lease); err == nil {
 			for _, s := range ss {
 				if s.Stale || s.State == "revoked" {
 					rep.StaleSessions = append(rep.StaleSessions, fmt.Sprintf("%s (%s, last renewed %s)", s.Key, s.Kind, s.Renewed.UTC().Format(time.RFC3339)))
@@ -156,14 +153,14 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 			}
 		}
 	}
-	if runs, err := index.ListRuns(ctx, r.Store); err == nil {
+	if runs, err := gc.ListCondemned(ctx, r.Store); err == nil {
 		for _, run := range runs {
 			rep.OpenRuns = append(rep.OpenRuns, fmt.Sprintf("%s (%d packs, %d bytes, condemned %s)", run.ID, len(run.Packs), run.Bytes, run.Time.UTC().Format(time.RFC3339)))
 		}
 	}
 
 	// Where every referenced chunk is: any stored copy of the indexed size.
-	copies := map[chunk.ID][]*index.PackState{}
+	copies := map[chunk.ID][]*gc.PackState{}
 	for _, p := range cat.Packs {
 		for _, e := range p.Entries {
 			copies[e.ID] = append(copies[e.ID], p)
@@ -180,7 +177,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 		for _, c := range f.rec.Chunks {
 			seen[c.ID] = true
 			cs := copies[c.ID]
-			var ok *index.PackState
+			var ok *gc.PackState
 			var why string
 			for _, p := range cs {
 				switch {

@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote/local"
@@ -24,7 +24,7 @@ import (
 
 // tortureGC are the protocol timings of the torture test: fast heartbeats,
 // a short lease, no grace and no new-pack margin.
-var tortureGC = index.GCOptions{Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
+var tortureGC = gc.Options{Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
 
 // childTorture is a backup or purge process of the torture test.
 func childTorture(mode string) int {

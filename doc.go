@@ -8,4 +8,4 @@
 //
 // Tests run real backups and restores of generated node data against the
 // local store and an in-memory store with injected faults.
-package engine
+package cassback

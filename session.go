@@ -1,26 +1,26 @@
-package engine
+package cassback
 
 import (
 	"context"
 	"errors"
 
 	"github.com/cassback/cassback/chunk"
-	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 )
 
 // session is a registration of this process in the store, which the
 // garbage collector honours: no pack condemned after it started is deleted
 // until it ends, and it never uses packs condemned before (docs/design.md §4).
 type session struct {
-	s      *index.Session
+	s      *gc.Session
 	cancel context.CancelFunc
 	done   chan error
 }
 
 // startSession registers a session of the given kind and excludes the
 // packs of every condemned set, now and as new ones appear.
-func (r *Repo) startSession(ctx context.Context, host, kind string) (*session, error) {
-	s, runs, err := index.StartSession(ctx, r.Store, host, kind, r.GC)
+func (r *Repo) startSession(ctx context.Context, host string, kind gc.Kind) (*session, error) {
+	s, runs, err := gc.StartSession(ctx, r.Store, host, kind, r.GC)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +28,7 @@ func (r *Repo) startSession(ctx context.Context, host, kind string) (*session, e
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	out := &session{s: s, cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		out.done <- s.Heartbeat(hctx, func(fresh []index.Run) {
+		out.done <- s.Heartbeat(hctx, func(fresh []gc.CondemnedSet) {
 			r.exclude(fresh)
 			r.Log.Info("packs condemned by a purge are no longer used for deduplication", "sets", len(fresh))
 		})
@@ -36,7 +36,7 @@ func (r *Repo) startSession(ctx context.Context, host, kind string) (*session, e
 	return out, nil
 }
 
-func (r *Repo) exclude(runs []index.Run) {
+func (r *Repo) exclude(runs []gc.CondemnedSet) {
 	var packs []chunk.ID
 	for _, run := range runs {
 		packs = append(packs, run.Packs...)
@@ -55,7 +55,7 @@ func (s *session) end(ctx context.Context) error {
 	s.cancel()
 	herr := <-s.done
 	err := s.s.End(context.WithoutCancel(ctx))
-	if errors.Is(herr, index.ErrRevoked) {
+	if errors.Is(herr, gc.ErrRevoked) {
 		return herr
 	}
 	return err

@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
@@ -19,7 +20,7 @@ import (
 )
 
 // noWait are protocol timings for tests: no grace, no new-pack margin.
-var noWait = index.GCOptions{Heartbeat: time.Hour, Lease: 3 * time.Hour, Grace: -1, NewPackMargin: -1}
+var noWait = gc.Options{Heartbeat: time.Hour, Lease: 3 * time.Hour, Grace: -1, NewPackMargin: -1}
 
 func gcRepo(t *testing.T, dir string, create bool) *Repo {
 	t.Helper()
@@ -196,7 +197,7 @@ func storeChunk(t *testing.T, r *Repo, idx *index.Index, host string, data []byt
 	return chunk.Ref{ID: chunk.Sum(data), Len: uint32(len(data))}
 }
 
-func purgeNow(t *testing.T, r *Repo, host string) index.GCReport {
+func purgeNow(t *testing.T, r *Repo, host string) gc.Report {
 	t.Helper()
 	res, err := r.Purge(t.Context(), PurgeOptions{Host: host, Before: time.Unix(0, 0), Holder: "t"})
 	if err != nil {
@@ -215,7 +216,7 @@ func TestRaceReuseOfCondemnedChunk(t *testing.T) {
 	data := bytes.Repeat([]byte("cassandra"), 1000)
 	ref := storeChunk(t, r, r.Index, "old", data) // stored, referenced by nothing
 	// The writer's session starts, and it dedups against the pack.
-	sess, runs, err := index.StartSession(ctx, r.Store, "w", "backup", noWait)
+	sess, runs, err := gc.StartSession(ctx, r.Store, "w", "backup", noWait)
 	if err != nil || len(runs) != 0 {
 		t.Fatal(err, runs)
 	}
@@ -261,7 +262,7 @@ func TestRaceNewSessionExcludesCondemned(t *testing.T) {
 	}
 	idx := index.New()
 	idx.Load(ctx, r.Store, "")
-	sess, runs, err := index.StartSession(ctx, r.Store, "w", "backup", noWait)
+	sess, runs, err := gc.StartSession(ctx, r.Store, "w", "backup", noWait)
 	if err != nil || len(runs) != 1 {
 		t.Fatalf("session saw %d condemned sets, want 1 (%v)", len(runs), err)
 	}
@@ -288,8 +289,8 @@ func TestRaceNewSessionExcludesCondemned(t *testing.T) {
 func TestRacePausedWriterIsFenced(t *testing.T) {
 	ctx := t.Context()
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
-	opts := index.GCOptions{Heartbeat: 10 * time.Millisecond, Lease: 40 * time.Millisecond, Grace: -1, NewPackMargin: -1}
-	sess, _, err := index.StartSession(ctx, r.Store, "w", "backup", opts)
+	opts := gc.Options{Heartbeat: 10 * time.Millisecond, Lease: 40 * time.Millisecond, Grace: -1, NewPackMargin: -1}
+	sess, _, err := gc.StartSession(ctx, r.Store, "w", "backup", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,10 +303,10 @@ func TestRacePausedWriterIsFenced(t *testing.T) {
 	if len(res.GC.RevokedSessions) != 1 {
 		t.Fatalf("revoked %v, want the paused session", res.GC.RevokedSessions)
 	}
-	if _, err := sess.Renew(ctx); !errors.Is(err, index.ErrRevoked) {
+	if _, err := sess.Renew(ctx); !errors.Is(err, gc.ErrRevoked) {
 		t.Errorf("paused writer renewed after revocation: %v, want ErrRevoked", err)
 	}
-	if err := sess.Check(); !errors.Is(err, index.ErrRevoked) {
+	if err := sess.Check(); !errors.Is(err, gc.ErrRevoked) {
 		t.Errorf("Check after revocation = %v, want ErrRevoked", err)
 	}
 }
@@ -316,12 +317,12 @@ func TestRaceTwoPurgers(t *testing.T) {
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
-	leases := make([]*index.Lease, 8)
+	leases := make([]*gc.Lease, 8)
 	for i := range errs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			leases[i], errs[i] = index.AcquireLease(ctx, r.Store, "p", time.Hour)
+			leases[i], errs[i] = gc.AcquireLease(ctx, r.Store, "p", time.Hour)
 		}()
 	}
 	wg.Wait()
@@ -331,7 +332,7 @@ func TestRaceTwoPurgers(t *testing.T) {
 		case err == nil:
 			won++
 			leases[i].Release(ctx)
-		case !errors.Is(err, index.ErrLeaseHeld):
+		case !errors.Is(err, gc.ErrLeaseHeld):
 			t.Errorf("purger %d: %v", i, err)
 		}
 	}
@@ -377,7 +378,7 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	data := bytes.Repeat([]byte("restore me"), 700)
 	ref := storeChunk(t, r, r.Index, "h", data)
 	writeManifest(t, r.Store, "h", time.Now().Add(-time.Hour), data, []chunk.Ref{ref})
-	reader, _, err := index.StartSession(ctx, r.Store, "h", "restore", noWait)
+	reader, _, err := gc.StartSession(ctx, r.Store, "h", "restore", noWait)
 	if err != nil {
 		t.Fatal(err)
 	}

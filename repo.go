@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -20,7 +21,7 @@ type Repo struct {
 	Index    *index.Index
 	CacheDir string // per-store cache folder; "" disables caching
 	Log      *slog.Logger
-	GC       index.GCOptions // timings of the garbage-collection protocol
+	GC       gc.Options // timings of the garbage-collection protocol
 
 	splitPar int // goroutines chunking one file; set per backup
 }

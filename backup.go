@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
 )
@@ -104,7 +105,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 			}
 		}
 	}
-	sess, err := r.startSession(ctx, opts.Host, "backup")
+	sess, err := r.startSession(ctx, opts.Host, gc.KindBackup)
 	if err != nil {
 		return sum, err
 	}

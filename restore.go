@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"context"
@@ -24,6 +24,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 )
 
@@ -107,7 +108,7 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	// restore may read. A store this process cannot write (read-only
 	// credentials) still restores, without that protection.
 	if len(ms) > 0 {
-		if sess, err := r.startSession(ctx, ms[0].Host, "restore"); err != nil {
+		if sess, err := r.startSession(ctx, ms[0].Host, gc.KindRestore); err != nil {
 			r.Log.Warn("restore runs without a session: a concurrent purge could delete packs it needs", "err", err)
 		} else {
 			defer sess.end(ctx)
@@ -408,7 +409,7 @@ func setMTime(f *os.File, t time.Time) error {
 	return nil
 }
 
-// lookupOwner resolves --owner and --group; -1 means "as recorded".
+// lookupOwner resolves opts.Owner and opts.Group; -1 means "as recorded".
 func lookupOwner(opts RestoreOptions) (int, int, error) {
 	uid, gid := -1, -1
 	if opts.NoChown {
@@ -417,14 +418,14 @@ func lookupOwner(opts RestoreOptions) (int, int, error) {
 	if opts.Owner != "" {
 		u, err := user.Lookup(opts.Owner)
 		if err != nil {
-			return 0, 0, fmt.Errorf("--owner %s: no such user", opts.Owner)
+			return 0, 0, fmt.Errorf("owner %q: no such user", opts.Owner)
 		}
 		uid, _ = strconv.Atoi(u.Uid)
 	}
 	if opts.Group != "" {
 		g, err := user.LookupGroup(opts.Group)
 		if err != nil {
-			return 0, 0, fmt.Errorf("--group %s: no such group", opts.Group)
+			return 0, 0, fmt.Errorf("group %q: no such group", opts.Group)
 		}
 		gid, _ = strconv.Atoi(g.Gid)
 	}

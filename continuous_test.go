@@ -1,4 +1,4 @@
-package engine
+package cassback
 
 import (
 	"crypto/sha256"
@@ -172,7 +172,7 @@ func TestContinuousSimulator(t *testing.T) {
 		t.Fatal(out.err)
 	}
 	t.Logf("continuous: %d SSTables, %d manifests, latency median %v p99 %v over %d SSTables",
-		out.st.SSTables, out.st.Manifests, Percentile(out.st.Latency, 50), Percentile(out.st.Latency, 99), len(out.st.Latency))
+		out.st.SSTables, out.st.Manifests, out.st.LatencyPercentile(50), out.st.LatencyPercentile(99), len(out.st.Latency))
 
 	for i, m := range moments {
 		ms, err := Select(ctx, r.Store, "sim", "", kss, m.at)

@@ -1,0 +1,153 @@
+package gc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/remote"
+)
+
+// PackState is one pack as the index files and the store listing see it.
+type PackState struct {
+	ID        chunk.ID
+	Size      int64        // from the index files (-1 if no index names it)
+	Entries   []pack.Entry // from the first index file naming it
+	IndexKeys []string     // index files naming it
+	Stored    bool         // in the store listing
+	StoreSize int64
+	ModTime   time.Time // store time the pack was written
+}
+
+// Catalog is every index file and pack of the store, with every copy of
+// every chunk: what the collector and validate work from. Memory is about
+// 44 bytes per chunk copy plus 150 bytes per pack.
+type Catalog struct {
+	Files    map[string][]chunk.ID // index key -> packs it names
+	Packs    map[chunk.ID]*PackState
+	BadIndex map[string]error // index files that could not be read or decoded
+	Orphans  []chunk.ID       // stored packs no index file names
+	Missing  []chunk.ID       // indexed packs not in the store
+}
+
+// LoadCatalog lists and reads every index file and lists every pack.
+func LoadCatalog(ctx context.Context, st remote.Store) (*Catalog, error) {
+	c := &Catalog{Files: map[string][]chunk.ID{}, Packs: map[chunk.ID]*PackState{}, BadIndex: map[string]error{}}
+	var keys []string
+	if err := st.List(ctx, "index/", func(i remote.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
+		return nil, fmt.Errorf("list index files: %w", err)
+	}
+	for _, key := range keys {
+		recs, err := index.ReadFile(ctx, st, key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if errors.Is(err, index.ErrDamaged) {
+			c.BadIndex[key] = err
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read index file %s: %w", key, err)
+		}
+		for _, r := range recs {
+			c.Files[key] = append(c.Files[key], r.ID)
+			p := c.Packs[r.ID]
+			if p == nil {
+				p = &PackState{ID: r.ID, Size: r.Size, Entries: r.Entries}
+				c.Packs[r.ID] = p
+			}
+			p.IndexKeys = append(p.IndexKeys, key)
+		}
+	}
+	err := st.List(ctx, "packs/", func(i remote.Info) error {
+		id, err := chunk.ParseID(i.Key[strings.LastIndexByte(i.Key, '/')+1:])
+		if err != nil || pack.Key(id) != i.Key {
+			return nil // not a pack of ours
+		}
+		p := c.Packs[id]
+		if p == nil {
+			p = &PackState{ID: id, Size: -1}
+			c.Packs[id] = p
+			c.Orphans = append(c.Orphans, id)
+		}
+		p.Stored, p.StoreSize, p.ModTime = true, i.Size, i.ModTime
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	for id, p := range c.Packs {
+		if !p.Stored {
+			c.Missing = append(c.Missing, id)
+		}
+	}
+	slices.SortFunc(c.Missing, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	return c, nil
+}
+
+// keepers chooses, for every referenced chunk, the pack whose copy is kept:
+// among stored packs not in avoid, the one holding the most referenced
+// chunks (so sparse packs empty out), ties to the lower ID. A chunk with
+// no copy outside avoid keeps a copy inside it. It returns the live packs
+// and the referenced chunks with no stored copy at all. Memory: one map
+// entry (ID and a pack number, about 60 bytes) per referenced chunk.
+func (c *Catalog) keepers(refs RefSet, avoid map[chunk.ID]bool) (live map[chunk.ID]bool, lost []chunk.ID) {
+	packs := make([]*PackState, 0, len(c.Packs))
+	for _, p := range c.Packs {
+		if p.Stored {
+			packs = append(packs, p)
+		}
+	}
+	score := make([]int, len(packs))
+	for i, p := range packs {
+		for _, e := range p.Entries {
+			if _, ok := refs[e.ID]; ok {
+				score[i]++
+			}
+		}
+	}
+	better := func(a, b int) bool { // is packs[a] a better keeper than packs[b]
+		pa, pb := packs[a], packs[b]
+		if avoid[pa.ID] != avoid[pb.ID] {
+			return !avoid[pa.ID]
+		}
+		if score[a] != score[b] {
+			return score[a] > score[b]
+		}
+		return bytes.Compare(pa.ID[:], pb.ID[:]) < 0
+	}
+	best := make(map[chunk.ID]int32, len(refs))
+	for i, p := range packs {
+		if score[i] == 0 {
+			continue
+		}
+		for _, e := range p.Entries {
+			if _, ok := refs[e.ID]; !ok {
+				continue
+			}
+			if cur, ok := best[e.ID]; !ok || better(i, int(cur)) {
+				best[e.ID] = int32(i)
+			}
+		}
+	}
+	live = map[chunk.ID]bool{}
+	for _, i := range best {
+		live[packs[i].ID] = true
+	}
+	if len(best) < len(refs) {
+		for ref := range refs {
+			if _, ok := best[ref]; !ok {
+				lost = append(lost, ref)
+			}
+		}
+	}
+	return live, lost
+}
