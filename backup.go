@@ -7,18 +7,14 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/user"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
-	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
-	"github.com/cassback/cassback/chunk"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cassback/cassback/index"
-	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
 )
@@ -33,6 +29,16 @@ type BackupOptions struct {
 	PackSize         int // target pack size; default the store's
 	CassandraVersion string
 	Now              func() time.Time // default time.Now
+}
+
+func (o BackupOptions) withDefaults() BackupOptions {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Threads <= 0 {
+		o.Threads = 4
+	}
+	return o
 }
 
 // BackupSummary reports what a backup did.
@@ -59,14 +65,16 @@ func (s BackupSummary) DedupRatio() float64 {
 	return float64(s.BytesTotal) / float64(s.BytesNew)
 }
 
+// fileJob is one component file a scan found.
 type fileJob struct {
-	ks, table, tableID string
-	root, rel          string // data directory and path below it
-	prefix             string // SSTable identity within its directory
+	ks    string
+	table tableKey
+	root  string // data directory
+	rel   string // path below it
+	sst   string // the SSTable's directory and prefix, which identify it in root
 }
 
 type fileResult struct {
-	job  fileJob
 	file manifest.File
 	err  error
 	gone bool  // vanished before it could be read (compacted away)
@@ -79,21 +87,44 @@ type fileResult struct {
 // other keyspaces still complete.
 func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummary, err error) {
 	start := time.Now()
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Threads <= 0 {
-		opts.Threads = 4
-	}
+	opts = opts.withDefaults()
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return sum, err
 	}
+	jobs, keyspaces, err := r.scan(opts)
+	if err != nil {
+		return sum, err
+	}
+	b, err := r.beginBackup(ctx, opts, keyspaces, opts.Now(), nil)
+	if err != nil {
+		return sum, err
+	}
+	defer func() {
+		if eerr := b.end(ctx); eerr != nil && err == nil {
+			err = eerr
+		}
+	}()
+	results, err := b.storeAll(ctx, jobs, opts.Threads)
+	if err != nil {
+		return sum, err
+	}
+	ms, errs := b.oneShotManifests(jobs, results, keyspaces, opts.Now(), &sum)
+	sum.Manifests, err = b.commit(ctx, ms)
+	st := b.w.Stats()
+	sum.BytesNew, sum.ChunksNew, sum.ChunksDup, sum.Packs = st.BytesNew.Load(), st.ChunksNew.Load(), st.ChunksDup.Load(), st.Packs.Load()
+	sum.Duration = time.Since(start)
+	return sum, errors.Join(append(errs, err)...)
+}
+
+// scan lists the component files of every complete SSTable in the data
+// directories, and the keyspaces they belong to.
+func (r *Repo) scan(opts BackupOptions) ([]fileJob, []string, error) {
 	var jobs []fileJob
 	keyspaces := map[string]bool{}
 	for _, root := range opts.DataDirs {
 		res, err := sstable.Scan(root, sstable.ScanOptions{ExcludeKeyspaces: opts.ExcludeKeyspaces, IncludeSystem: opts.IncludeSystem})
 		if err != nil {
-			return sum, fmt.Errorf("scan %s: %w", root, err)
+			return nil, nil, fmt.Errorf("scan %s: %w", root, err)
 		}
 		for _, s := range res.Skipped {
 			r.Log.Debug("skipped", "path", s.Path, "reason", s.Reason)
@@ -101,47 +132,17 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 		for _, t := range res.SSTables {
 			keyspaces[t.Keyspace] = true
 			for _, f := range t.Files {
-				jobs = append(jobs, fileJob{ks: t.Keyspace, table: t.Table, tableID: t.TableID, root: root, rel: f, prefix: t.Dir + "/" + t.Prefix})
+				jobs = append(jobs, fileJob{ks: t.Keyspace, table: tableKey{t.Table, t.TableID}, root: root, rel: f, sst: t.Dir + "/" + t.Prefix})
 			}
 		}
 	}
-	sess, err := r.startSession(ctx, opts.Host, gc.KindBackup)
-	if err != nil {
-		return sum, err
-	}
-	defer func() {
-		if eerr := sess.end(ctx); eerr != nil && err == nil {
-			err = eerr
-		}
-	}()
-	// The fast path: files unchanged since this host's last manifest.
-	prev := map[string]manifest.File{}
-	for ks := range keyspaces {
-		name, err := manifest.Latest(ctx, r.Store, opts.Host, ks, opts.Now())
-		if err != nil {
-			return sum, err
-		}
-		if name == "" {
-			continue
-		}
-		m, err := manifest.Get(ctx, r.Store, name)
-		if err != nil {
-			r.Log.Warn("previous manifest unreadable; reading every file", "backup", name, "err", err)
-			continue
-		}
-		for _, t := range m.Tables {
-			for _, f := range t.Files {
-				prev[f.Root+"\x00"+f.Path] = f
-			}
-		}
-	}
+	return jobs, slices.Sorted(maps.Keys(keyspaces)), nil
+}
 
-	w, err := index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
-	if err != nil {
-		return sum, err
-	}
-	// Big files first, so the tail of the run is short.
-	results := make([]fileResult, len(jobs))
+// storeAll stores the files with threads workers, each with its own pack
+// so the chunks of one file stay together, big files first so the tail of
+// the run is short. results[i] is jobs[i]'s.
+func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) ([]fileResult, error) {
 	sizes := make([]int64, len(jobs))
 	for i, j := range jobs {
 		if fi, err := os.Lstat(filepath.Join(j.root, j.rel)); err == nil {
@@ -153,112 +154,82 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return int(sizes[b] - sizes[a]) })
-
-	// Every chunking goroutine holds a buffer of one maximal chunk (16 MiB):
-	// spread the cores over the workers rather than give each worker all of
-	// them, so memory stays about Threads × (pack + chunk buffer).
-	r.splitPar = max(1, runtime.GOMAXPROCS(0)/opts.Threads)
-	owners := &ownerCache{users: map[uint32]string{}, groups: map[uint32]string{}}
-	var mu sync.Mutex
-	next := 0
-	var wg sync.WaitGroup
-	for range opts.Threads {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := w.NewPacker()
-			for {
-				mu.Lock()
-				if next == len(order) || ctx.Err() != nil {
-					mu.Unlock()
-					return
-				}
-				i := order[next]
-				next++
-				mu.Unlock()
-				res := r.backupFile(ctx, p, jobs[i], prev, owners)
-				results[i] = res
-				mu.Lock()
-				if res.err == nil && !res.gone {
-					sum.Files++
-					sum.BytesTotal += res.file.Size
-					sum.BytesRead += res.read
-					if res.read == 0 && res.file.Size > 0 {
-						sum.FilesReused++
-					}
-				}
-				mu.Unlock()
+	results := make([]fileResult, len(jobs))
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for range threads {
+		g.Go(func() error {
+			p := b.w.NewPacker()
+			for n := next.Add(1) - 1; n < int64(len(order)) && gctx.Err() == nil; n = next.Add(1) - 1 {
+				i := order[n]
+				results[i] = b.oneFile(gctx, p, jobs[i])
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return sum, err
-	}
-	if err := w.Sync(ctx); err != nil {
-		return sum, err
-	}
-	st := w.Stats()
-	sum.BytesNew, sum.ChunksNew, sum.ChunksDup, sum.Packs = st.BytesNew.Load(), st.ChunksNew.Load(), st.ChunksDup.Load(), st.Packs.Load()
+	g.Wait()
+	return results, ctx.Err()
+}
 
-	// Group results by keyspace; a vanished file drops its whole SSTable, and
-	// a file that could not be read withholds its keyspace's manifest.
-	gone := map[string]bool{}
-	failed := map[string][]string{}
-	for _, res := range results {
+// oneFile opens and stores one file of a one-shot backup.
+func (b *backupRun) oneFile(ctx context.Context, p *index.Packer, j fileJob) fileResult {
+	full := filepath.Join(j.root, filepath.FromSlash(j.rel))
+	f, err := os.Open(full)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileResult{gone: true}
+	}
+	if err != nil {
+		return fileResult{err: fmt.Errorf("open %s: %w", full, unwrapPath(err))}
+	}
+	defer f.Close()
+	rec, read, err := b.storeFile(ctx, p, j.root, j.rel, f, storeOptions{})
+	return fileResult{file: rec, read: read, err: err}
+}
+
+// oneShotManifests groups the stored files by keyspace and table. A
+// vanished file drops its whole SSTable, and a file that could not be read
+// withholds its keyspace's manifest (reported in sum.Failed and errs).
+func (b *backupRun) oneShotManifests(jobs []fileJob, results []fileResult, keyspaces []string, at time.Time, sum *BackupSummary) ([]*manifest.Manifest, []error) {
+	type sstKey struct{ root, sst string }
+	gone := map[sstKey]bool{}
+	failed := map[string]string{}
+	for i, res := range results {
+		j := jobs[i]
 		switch {
 		case res.gone:
-			gone[res.job.root+"\x00"+res.job.prefix] = true
-		case res.err != nil:
-			failed[res.job.ks] = append(failed[res.job.ks], res.err.Error())
+			gone[sstKey{j.root, j.sst}] = true
+		case res.err != nil && failed[j.ks] == "":
+			failed[j.ks] = res.err.Error()
 		}
 	}
-	tables := map[string]map[string]*manifest.Table{} // keyspace -> table name+id -> table
-	for ks := range keyspaces {
-		tables[ks] = map[string]*manifest.Table{}
-	}
-	for _, res := range results {
-		if res.err != nil || res.gone || gone[res.job.root+"\x00"+res.job.prefix] {
+	tables := map[string]map[tableKey][]manifest.File{}
+	for i, res := range results {
+		j := jobs[i]
+		if res.err != nil || res.gone || gone[sstKey{j.root, j.sst}] {
 			continue
 		}
-		tk := res.job.table + "\x00" + res.job.tableID
-		t := tables[res.job.ks][tk]
-		if t == nil {
-			t = &manifest.Table{Name: res.job.table, ID: res.job.tableID}
-			tables[res.job.ks][tk] = t
+		if tables[j.ks] == nil {
+			tables[j.ks] = map[tableKey][]manifest.File{}
 		}
-		t.Files = append(t.Files, res.file)
+		tables[j.ks][j.table] = append(tables[j.ks][j.table], res.file)
+		sum.Files++
+		sum.BytesTotal += res.file.Size
+		sum.BytesRead += res.read
+		if res.read == 0 && res.file.Size > 0 {
+			sum.FilesReused++
+		}
 	}
-	// Fence: a session the collector revoked (this process was paused past
-	// its lease) must not write manifests that may name deleted packs.
-	if err := sess.check(); err != nil {
-		return sum, err
-	}
-	now := opts.Now().UTC().Truncate(time.Microsecond)
+	var ms []*manifest.Manifest
 	var errs []error
-	for _, ks := range slices.Sorted(maps.Keys(keyspaces)) {
-		if msgs := failed[ks]; len(msgs) > 0 {
+	for _, ks := range keyspaces {
+		if why := failed[ks]; why != "" {
 			sum.Failed = append(sum.Failed, ks)
-			errs = append(errs, fmt.Errorf("keyspace %s not backed up: %s", ks, msgs[0]))
+			errs = append(errs, fmt.Errorf("keyspace %s not backed up: %s", ks, why))
 			continue
 		}
-		m := &manifest.Manifest{
-			Format: manifest.FormatVersion, Name: manifest.BackupName(now, ks, opts.Host), Host: opts.Host,
-			Keyspace: ks, Time: now, CassandraVersion: opts.CassandraVersion, Tables: []manifest.Table{},
-		}
-		for _, t := range tables[ks] {
-			m.Tables = append(m.Tables, *t)
-		}
-		m.Sort()
-		if err := manifest.Put(ctx, r.Store, m); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		sum.Manifests = append(sum.Manifests, m.Name)
-		r.Log.Info("manifest written", "backup", m.Name, "tables", len(m.Tables))
+		ms = append(ms, b.newManifest(ks, at, tables[ks]))
 	}
-	sum.Duration = time.Since(start)
-	return sum, errors.Join(errs...)
+	return ms, errs
 }
 
 // CheckDataDirs checks that every data directory exists and is a directory,
@@ -277,101 +248,4 @@ func CheckDataDirs(dirs []string) error {
 		}
 	}
 	return nil
-}
-
-// backupFile stores one component file, or reuses its previous record when
-// path, size, mtime and inode are unchanged and its chunks are still stored.
-func (r *Repo) backupFile(ctx context.Context, p *index.Packer, j fileJob, prev map[string]manifest.File, owners *ownerCache) fileResult {
-	res := fileResult{job: j}
-	full := filepath.Join(j.root, filepath.FromSlash(j.rel))
-	f, err := os.Open(full)
-	if errors.Is(err, fs.ErrNotExist) {
-		res.gone = true
-		return res
-	}
-	if err != nil {
-		res.err = fmt.Errorf("open %s: %w", full, unwrapPath(err))
-		return res
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		res.err = fmt.Errorf("stat %s: %w", full, err)
-		return res
-	}
-	if !fi.Mode().IsRegular() {
-		res.err = fmt.Errorf("%s: not a regular file", full)
-		return res
-	}
-	rec := manifest.File{Path: j.rel, Root: j.root, Size: fi.Size(), Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UTC()}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		rec.UID, rec.GID, rec.Inode = sys.Uid, sys.Gid, sys.Ino
-		rec.User, rec.Group = owners.names(sys.Uid, sys.Gid)
-	}
-	if old, ok := prev[j.root+"\x00"+j.rel]; ok && old.Size == rec.Size && old.MTime.Equal(rec.MTime) && old.Inode == rec.Inode && rec.Inode != 0 && r.allKnown(old.Chunks) {
-		rec.Sum, rec.Chunks = old.Sum, old.Chunks
-		res.file = rec
-		return res
-	}
-	cf, err := chunk.Split(ctx, f, rec.Size, r.Config.Chunker, r.splitPar, func(c chunk.Chunk) error {
-		_, err := p.Add(ctx, c.ID, c.Data)
-		return err
-	})
-	if err != nil {
-		res.err = fmt.Errorf("read %s: %w", full, err)
-		return res
-	}
-	rec.Sum, rec.Chunks = cf.Sum, cf.Chunks
-	res.read = rec.Size
-	if rec.Chunks == nil {
-		rec.Chunks = []chunk.Ref{}
-	}
-	res.file = rec
-	return res
-}
-
-func (r *Repo) allKnown(refs []chunk.Ref) bool {
-	for _, c := range refs {
-		if !r.Index.Has(c.ID) {
-			return false
-		}
-	}
-	return true
-}
-
-// ownerCache resolves uid and gid to names once each.
-type ownerCache struct {
-	mu     sync.Mutex
-	users  map[uint32]string
-	groups map[uint32]string
-}
-
-func (o *ownerCache) names(uid, gid uint32) (string, string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	u, ok := o.users[uid]
-	if !ok {
-		if x, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
-			u = x.Username
-		}
-		o.users[uid] = u
-	}
-	g, ok := o.groups[gid]
-	if !ok {
-		if x, err := user.LookupGroupId(strconv.Itoa(int(gid))); err == nil {
-			g = x.Name
-		}
-		o.groups[gid] = g
-	}
-	return u, g
-}
-
-// unwrapPath drops the path from a *fs.PathError, for messages that name the
-// path themselves.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -7,14 +7,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/cassback/cassback/chunk"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
@@ -43,6 +42,20 @@ type ContinuousOptions struct {
 	Watch watch.Options
 }
 
+func (o ContinuousOptions) withDefaults() ContinuousOptions {
+	o.BackupOptions = o.BackupOptions.withDefaults()
+	if o.ManifestInterval <= 0 {
+		o.ManifestInterval = 5 * time.Second
+	}
+	if o.ReportInterval == 0 {
+		o.ReportInterval = 5 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = time.Minute
+	}
+	return o
+}
+
 // ContinuousStats reports what a continuous backup did.
 type ContinuousStats struct {
 	SSTables  int             // SSTable events backed up
@@ -52,6 +65,16 @@ type ContinuousStats struct {
 	Manifests int             // manifests written
 	Latency   []time.Duration // per SSTable: from complete to in a durable manifest
 	Abandoned int             // SSTable events not backed up when a drain timed out
+}
+
+// LatencyPercentile returns the p-th percentile (0..100) of Latency.
+func (st ContinuousStats) LatencyPercentile(p float64) time.Duration {
+	if len(st.Latency) == 0 {
+		return 0
+	}
+	s := slices.Clone(st.Latency)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p/100)]
 }
 
 // item is one watcher event in flight.
@@ -66,37 +89,46 @@ type item struct {
 	finished bool            // set by the main loop once the worker handed it back
 }
 
+// sstKey names an SSTable: its data directory, directory and prefix.
+type sstKey struct{ root, sst string }
+
 type liveSST struct {
-	ks, table, tableID string
-	files              []manifest.File
-	since              time.Time // watcher time it became complete
+	ks    string
+	table tableKey
+	files []manifest.File
+	since time.Time // watcher time it became complete
 }
 
+// continuous is the state of one continuous backup. The fields below mu
+// are shared with the workers and the heartbeat; the rest belong to the
+// main loop.
 type continuous struct {
-	r    *Repo
+	b    *backupRun
 	opts ContinuousOptions
-	w    *index.Writer
-	sess *session
-
-	owners *ownerCache
 
 	mu      sync.Mutex
-	known   map[string]manifest.File // root\x00path -> last record, for reuse
-	learned map[string]time.Time     // condemned run -> when this process learned of it
+	learned map[string]time.Time // condemned set -> when this process learned of it
+	stats   ContinuousStats
+	doneB   int64 // bytes processed since the last report
 
-	// owned by the main loop
 	next      uint64
 	items     map[uint64]*item
 	applied   uint64              // every item with seq <= applied is applied
-	live      map[string]*liveSST // root\x00dir/prefix
+	live      map[sstKey]*liveSST // complete SSTables now
 	dirty     map[string]bool     // keyspaces changed since their last manifest
 	keyspaces map[string]bool     // every keyspace ever seen
 	synced    map[string]bool     // roots whose start-up scan is applied
 	scanned   map[string]bool     // roots whose start-up scan ended (admitted)
 	fresh     []*liveSST          // applied since the last commit (for latency)
-	stats     ContinuousStats
-	pendingB  int64 // bytes of queued items
-	doneB     int64 // bytes processed since the last report
+	pendingB  int64               // bytes of queued items
+	queue     []*item             // admitted, not yet handed to a worker
+	inflight  int                 // handed to a worker, not back yet
+	stopping  bool                // a graceful stop was asked for
+	watchDone bool                // the watcher has ended
+	wt        *watch.Watcher
+	work      chan *item
+	done      chan *item
+	ucancel   context.CancelFunc // abandons uploads when a drain times out
 }
 
 // Continuous runs continuous backup: it watches the data directories and
@@ -106,198 +138,211 @@ type continuous struct {
 // session) or ctx ends (immediate: the store stays consistent, nothing
 // half-written is named by a manifest).
 func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts ContinuousOptions) (st ContinuousStats, err error) {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.Threads <= 0 {
-		opts.Threads = 4
-	}
-	if opts.ManifestInterval <= 0 {
-		opts.ManifestInterval = 5 * time.Second
-	}
-	if opts.ReportInterval == 0 {
-		opts.ReportInterval = 5 * time.Second
-	}
-	if opts.DrainTimeout <= 0 {
-		opts.DrainTimeout = time.Minute
-	}
+	opts = opts.withDefaults()
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return st, err
 	}
-	c := &continuous{r: r, opts: opts, owners: &ownerCache{users: map[uint32]string{}, groups: map[uint32]string{}}, known: map[string]manifest.File{}, learned: map[string]time.Time{},
-		items: map[uint64]*item{}, live: map[string]*liveSST{}, dirty: map[string]bool{}, keyspaces: map[string]bool{}, synced: map[string]bool{}, scanned: map[string]bool{}}
-	roots := make([]string, len(opts.DataDirs))
 	for i, d := range opts.DataDirs {
-		if roots[i], err = filepath.Abs(d); err != nil {
+		if opts.DataDirs[i], err = filepath.Abs(d); err != nil {
 			return st, err
 		}
-		roots[i] = filepath.Clean(roots[i])
 	}
-	c.opts.DataDirs = roots
-
-	sess, runs, err := gc.StartSession(ctx, r.Store, opts.Host, gc.KindBackup, r.GC)
-	if err != nil {
+	c := &continuous{opts: opts, learned: map[string]time.Time{}, items: map[uint64]*item{}, live: map[sstKey]*liveSST{},
+		dirty: map[string]bool{}, keyspaces: map[string]bool{}, synced: map[string]bool{}, scanned: map[string]bool{}}
+	// Manifests up to an hour ahead of this clock count as previous ones
+	// (a clock stepped back since they were written).
+	if c.b, err = r.beginBackup(ctx, opts.BackupOptions, nil, opts.Now().Add(time.Hour), c.learn); err != nil {
 		return st, err
 	}
-	r.exclude(runs)
-	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.sess = &session{s: sess, cancel: hcancel, done: make(chan error, 1)}
-	go func() {
-		c.sess.done <- sess.Heartbeat(hctx, func(fresh []gc.CondemnedSet) {
-			r.exclude(fresh)
-			c.mu.Lock()
-			for _, run := range fresh {
-				c.learned[run.ID] = time.Now()
-			}
-			c.mu.Unlock()
-		})
-	}()
 	defer func() {
-		if eerr := c.sess.end(ctx); eerr != nil && err == nil {
+		if eerr := c.b.end(ctx); eerr != nil && err == nil {
 			err = eerr
 		}
 	}()
-	if err := c.loadPrevious(ctx); err != nil {
-		return st, err
+	for _, ks := range c.b.previous {
+		c.keyspaces[ks] = true
 	}
-	if c.w, err = index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)}); err != nil {
-		return st, err
-	}
-	r.splitPar = max(1, runtime.GOMAXPROCS(0)/opts.Threads)
+	return c.run(ctx, stop)
+}
 
-	wopts := opts.Watch
-	wopts.Roots, wopts.ExcludeKeyspaces, wopts.IncludeSystem = roots, opts.ExcludeKeyspaces, opts.IncludeSystem
-	if wopts.Log == nil {
-		wopts.Log = r.Log
+// learn notes when this process learned of condemned sets (the heartbeat
+// calls it): they may be acknowledged once everything queued before is in
+// a durable manifest.
+func (c *continuous) learn(sets []gc.CondemnedSet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range sets {
+		c.learned[s.ID] = time.Now()
 	}
-	wt, err := watch.New(wopts)
-	if err != nil {
-		return st, err
+}
+
+// run starts the watcher and the workers and runs the main loop.
+func (c *continuous) run(ctx context.Context, stop <-chan struct{}) (ContinuousStats, error) {
+	wopts := c.opts.Watch
+	wopts.Roots, wopts.ExcludeKeyspaces, wopts.IncludeSystem = c.opts.DataDirs, c.opts.ExcludeKeyspaces, c.opts.IncludeSystem
+	if wopts.Log == nil {
+		wopts.Log = c.b.r.Log
+	}
+	var err error
+	if c.wt, err = watch.New(wopts); err != nil {
+		return c.stats, err
 	}
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	// A small buffer: every buffered event holds its SSTable's hard links.
 	events := make(chan watch.Event, 8)
 	werr := make(chan error, 1)
-	go func() { werr <- wt.Run(wctx, events) }()
+	go func() { werr <- c.wt.Run(wctx, events) }()
 
-	// Workers: each with its own packer.
-	work := make(chan *item)
-	done := make(chan *item, opts.Threads)
-	uctx, ucancel := context.WithCancel(ctx) // cancelled when a drain times out
+	uctx, ucancel := context.WithCancel(ctx)
 	defer ucancel()
-	var wg sync.WaitGroup
-	for range opts.Threads {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := c.w.NewPacker()
-			for it := range work {
+	c.ucancel = ucancel
+	c.work, c.done = make(chan *item), make(chan *item, c.opts.Threads)
+	var g errgroup.Group
+	for range c.opts.Threads {
+		g.Go(func() error {
+			p := c.b.w.NewPacker()
+			for it := range c.work {
 				it.err = c.process(uctx, p, it)
-				done <- it
+				c.done <- it
 			}
-		}()
+			return nil
+		})
 	}
 	defer func() {
-		close(work)
+		close(c.work)
 		go func() {
-			for range done {
+			for range c.done {
 			}
 		}()
-		wg.Wait()
-		close(done)
+		g.Wait()
+		close(c.done)
 	}()
+	if err := c.loop(ctx, stop, wcancel, events, werr); err != nil {
+		return c.stats, err
+	}
+	return c.stats, c.commit(ctx)
+}
 
-	var queue []*item
-	inflight := 0
-	commitT := time.NewTicker(opts.ManifestInterval)
+// loop is the main loop: it admits watcher events in order, hands them to
+// the workers, applies finished ones in order, commits every
+// ManifestInterval and reports progress, until a drained stop.
+func (c *continuous) loop(ctx context.Context, stop <-chan struct{}, wcancel context.CancelFunc, events chan watch.Event, werr chan error) error {
+	commitT := time.NewTicker(c.opts.ManifestInterval)
 	defer commitT.Stop()
 	var reportC <-chan time.Time
-	if opts.ReportInterval > 0 {
-		t := time.NewTicker(opts.ReportInterval)
+	if c.opts.ReportInterval > 0 {
+		t := time.NewTicker(c.opts.ReportInterval)
 		defer t.Stop()
 		reportC = t.C
 	}
 	var drainC <-chan time.Time
-	stopping := false
-	watchDone := false
-	for {
+	for !(c.stopping && c.watchDone && len(c.queue) == 0 && c.inflight == 0) {
 		var sendC chan *item
 		var head *item
-		if len(queue) > 0 {
-			sendC, head = work, queue[0]
-		}
-		if stopping && watchDone && len(queue) == 0 && inflight == 0 {
-			break
+		if len(c.queue) > 0 {
+			sendC, head = c.work, c.queue[0]
 		}
 		select {
 		case <-ctx.Done():
-			return c.stats, ctx.Err()
+			return ctx.Err()
 		case <-stop:
 			stop = nil
-			stopping = true
+			c.stopping = true
 			wcancel()
-			drainC = time.After(opts.DrainTimeout)
-			r.Log.Info("stopping: draining the upload queue", "queued", len(queue), "uploading", inflight)
+			drainC = time.After(c.opts.DrainTimeout)
+			c.b.r.Log.Info("stopping: draining the upload queue", "queued", len(c.queue), "uploading", c.inflight)
 		case <-drainC:
-			c.stats.Abandoned = len(queue) + inflight
-			r.Log.Warn("drain timed out; the rest is backed up on the next start", "abandoned", c.stats.Abandoned)
-			queue = nil
-			ucancel()
-			for inflight > 0 {
-				<-done
-				inflight--
-			}
-			watchDone = true
+			c.abandon()
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
-				watchDone = true
-				if e := <-werr; e != nil && !stopping {
-					return c.stats, fmt.Errorf("watch: %w", e)
+				c.watchDone = true
+				if e := <-werr; e != nil && !c.stopping {
+					return fmt.Errorf("watch: %w", e)
 				}
 				continue
 			}
-			it := c.admit(ev)
-			if it != nil {
-				it.bytes = sstBytes(it)
-				queue = append(queue, it)
-				c.pendingB += it.bytes
-			}
-			c.advance(wt)
+			c.admit(ev)
 		case sendC <- head:
-			queue = queue[1:]
-			inflight++
-		case it := <-done:
-			inflight--
-			it.finished = true
-			c.pendingB -= it.bytes
-			if it.err != nil {
-				if errors.Is(it.err, context.Canceled) && stopping {
-					continue
-				}
-				return c.stats, it.err
+			c.queue = c.queue[1:]
+			c.inflight++
+		case it := <-c.done:
+			if err := c.finish(it); err != nil {
+				return err
 			}
-			c.advance(wt)
 		case <-commitT.C:
 			if err := c.commit(ctx); err != nil {
-				return c.stats, err
+				return err
 			}
 		case <-reportC:
-			r.Log.Info("continuous backup", "queued", len(queue), "uploading", inflight, "bytes_pending", c.pendingB,
-				"mb_per_s", fmt.Sprintf("%.1f", float64(c.doneB)/opts.ReportInterval.Seconds()/1e6), "sstables", c.stats.SSTables)
-			c.doneB = 0
+			c.report()
 		}
 	}
-	if err := c.commit(ctx); err != nil {
-		return c.stats, err
-	}
-	return c.stats, nil
+	return nil
 }
 
-func sstBytes(it *item) int64 {
+// abandon gives up the queue when a drain timed out: uploads in flight are
+// cancelled and the next start catches up.
+func (c *continuous) abandon() {
+	c.stats.Abandoned = len(c.queue) + c.inflight
+	c.b.r.Log.Warn("drain timed out; the rest is backed up on the next start", "abandoned", c.stats.Abandoned)
+	c.queue = nil
+	c.ucancel()
+	for c.inflight > 0 {
+		<-c.done
+		c.inflight--
+	}
+	c.watchDone = true
+}
+
+// admit turns an event into an item; Gone and Synced need no upload.
+func (c *continuous) admit(ev watch.Event) {
+	c.next++
+	it := &item{seq: c.next, ev: ev, started: time.Now(), existing: !c.scanned[ev.Root]}
+	c.items[it.seq] = it
+	switch ev.Kind {
+	case watch.Ready, watch.Rewritten:
+		it.bytes = heldBytes(ev)
+		c.queue = append(c.queue, it)
+		c.pendingB += it.bytes
+	case watch.Synced:
+		c.scanned[ev.Root] = true
+		it.finished = true
+	default:
+		it.finished = true
+	}
+	c.advance()
+}
+
+// finish takes an item back from a worker.
+func (c *continuous) finish(it *item) error {
+	c.inflight--
+	it.finished = true
+	c.pendingB -= it.bytes
+	if it.err != nil {
+		if errors.Is(it.err, context.Canceled) && c.stopping {
+			return nil
+		}
+		return it.err
+	}
+	c.advance()
+	return nil
+}
+
+func (c *continuous) report() {
+	c.mu.Lock()
+	done := c.doneB
+	c.doneB = 0
+	c.mu.Unlock()
+	c.b.r.Log.Info("continuous backup", "queued", len(c.queue), "uploading", c.inflight, "bytes_pending", c.pendingB,
+		"mb_per_s", fmt.Sprintf("%.1f", float64(done)/c.opts.ReportInterval.Seconds()/1e6), "sstables", c.stats.SSTables)
+}
+
+// heldBytes is the size of an event's held files.
+func heldBytes(ev watch.Event) int64 {
 	var n int64
-	for _, p := range it.ev.Held {
+	for _, p := range ev.Held {
 		if fi, err := os.Stat(p); err == nil {
 			n += fi.Size()
 		}
@@ -305,51 +350,9 @@ func sstBytes(it *item) int64 {
 	return n
 }
 
-// loadPrevious reads this host's latest manifests, so files unchanged since
-// an earlier run are not uploaded again.
-func (c *continuous) loadPrevious(ctx context.Context) error {
-	kss, err := manifest.Keyspaces(ctx, c.r.Store, c.opts.Host)
-	if err != nil {
-		return err
-	}
-	for _, ks := range kss {
-		n, err := manifest.Latest(ctx, c.r.Store, c.opts.Host, ks, time.Now().Add(time.Hour))
-		if err != nil || n == "" {
-			continue
-		}
-		m, err := manifest.Get(ctx, c.r.Store, n)
-		if err != nil {
-			c.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", n, "err", err)
-			continue
-		}
-		for _, t := range m.Tables {
-			for _, f := range t.Files {
-				c.known[f.Root+"\x00"+f.Path] = f
-			}
-		}
-		c.keyspaces[ks] = true
-	}
-	return nil
-}
-
-// admit turns an event into an item; Gone and Synced need no upload.
-func (c *continuous) admit(ev watch.Event) *item {
-	c.next++
-	it := &item{seq: c.next, ev: ev, started: time.Now(), existing: !c.scanned[ev.Root]}
-	c.items[it.seq] = it
-	if ev.Kind == watch.Ready || ev.Kind == watch.Rewritten {
-		return it
-	}
-	if ev.Kind == watch.Synced {
-		c.scanned[ev.Root] = true
-	}
-	it.finished = true
-	return nil
-}
-
 // advance applies finished items in event order, so a manifest never shows
 // an SSTable gone before the one that replaced it was backed up.
-func (c *continuous) advance(wt *watch.Watcher) {
+func (c *continuous) advance() {
 	for {
 		it := c.items[c.applied+1]
 		if it == nil || !it.finished || it.err != nil {
@@ -358,16 +361,16 @@ func (c *continuous) advance(wt *watch.Watcher) {
 		c.applied++
 		delete(c.items, it.seq)
 		ev := it.ev
-		key := ev.Root + "\x00" + ev.SSTable.Dir + "/" + ev.SSTable.Prefix
+		key := sstKey{ev.Root, ev.SSTable.Dir + "/" + ev.SSTable.Prefix}
 		switch ev.Kind {
 		case watch.Ready, watch.Rewritten:
-			s := &liveSST{ks: ev.SSTable.Keyspace, table: ev.SSTable.Table, tableID: ev.SSTable.TableID, files: it.files, since: ev.Time}
+			s := &liveSST{ks: ev.SSTable.Keyspace, table: tableKey{ev.SSTable.Table, ev.SSTable.TableID}, files: it.files, since: ev.Time}
 			c.live[key] = s
 			c.fresh = append(c.fresh, s)
 			c.dirty[s.ks], c.keyspaces[s.ks] = true, true
 			c.stats.SSTables++
-			if err := wt.Release(ev); err != nil {
-				c.r.Log.Warn("hard links not released", "sstable", key, "err", err)
+			if err := c.wt.Release(ev); err != nil {
+				c.b.r.Log.Warn("hard links not released", "sstable", key.sst, "root", key.root, "err", err)
 			}
 		case watch.Gone:
 			if s := c.live[key]; s != nil {
@@ -398,65 +401,23 @@ func (c *continuous) process(ctx context.Context, p *index.Packer, it *item) err
 		if err != nil {
 			return fmt.Errorf("open %s: %w", filepath.Join(ev.Root, rel), unwrapPath(err))
 		}
-		rec, err := c.file(ctx, p, it, f, rel)
+		rec, read, err := c.b.storeFile(ctx, p, ev.Root, rel, f, storeOptions{unstored: it.existing && c.opts.IgnoreExisting})
 		f.Close()
 		if err != nil {
 			return err
+		}
+		if read > 0 {
+			c.mu.Lock()
+			c.stats.Files++
+			c.stats.BytesRead += read
+			c.doneB += read
+			c.mu.Unlock()
 		}
 		files = append(files, rec)
 	}
 	slices.SortFunc(files, func(a, b manifest.File) int { return strings.Compare(a.Path, b.Path) })
 	it.files = files
 	return nil
-}
-
-func (c *continuous) file(ctx context.Context, p *index.Packer, it *item, f *os.File, rel string) (manifest.File, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return manifest.File{}, err
-	}
-	root := it.ev.Root
-	rec := manifest.File{Path: rel, Root: root, Size: fi.Size(), Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UTC()}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		rec.UID, rec.GID, rec.Inode = sys.Uid, sys.Gid, sys.Ino
-		rec.User, rec.Group = c.owners.names(sys.Uid, sys.Gid)
-	}
-	c.mu.Lock()
-	old, ok := c.known[root+"\x00"+rel]
-	c.mu.Unlock()
-	if ok && old.Size == rec.Size && old.MTime.Equal(rec.MTime) && old.Inode == rec.Inode && rec.Inode != 0 && (old.Unstored || c.r.allKnown(old.Chunks)) {
-		rec.Sum, rec.Chunks, rec.Unstored = old.Sum, old.Chunks, old.Unstored
-		return rec, nil
-	}
-	if it.existing && c.opts.IgnoreExisting {
-		rec.Unstored = true
-		c.remember(rec)
-		return rec, nil
-	}
-	cf, err := chunk.Split(ctx, f, rec.Size, c.r.Config.Chunker, c.r.splitPar, func(ch chunk.Chunk) error {
-		_, err := p.Add(ctx, ch.ID, ch.Data)
-		return err
-	})
-	if err != nil {
-		return manifest.File{}, fmt.Errorf("read %s: %w", filepath.Join(root, rel), err)
-	}
-	rec.Sum, rec.Chunks = cf.Sum, cf.Chunks
-	if rec.Chunks == nil {
-		rec.Chunks = []chunk.Ref{}
-	}
-	c.mu.Lock()
-	c.stats.Files++
-	c.stats.BytesRead += rec.Size
-	c.doneB += rec.Size
-	c.mu.Unlock()
-	c.remember(rec)
-	return rec, nil
-}
-
-func (c *continuous) remember(rec manifest.File) {
-	c.mu.Lock()
-	c.known[rec.Root+"\x00"+rec.Path] = rec
-	c.mu.Unlock()
 }
 
 // commit writes a manifest for every keyspace that changed, once every
@@ -466,9 +427,35 @@ func (c *continuous) commit(ctx context.Context) error {
 	if len(c.synced) < len(c.opts.DataDirs) || len(c.dirty) == 0 {
 		return nil
 	}
-	// Condemned sets learned before the oldest unfinished item started can
-	// be acknowledged after this commit: every reference made before we
-	// learned of them is then in a durable manifest.
+	ack := c.ackable()
+	at := c.opts.Now()
+	var ms []*manifest.Manifest
+	for _, ks := range slices.Sorted(maps.Keys(c.dirty)) {
+		tables := map[tableKey][]manifest.File{}
+		for _, s := range c.live {
+			if s.ks == ks {
+				tables[s.table] = append(tables[s.table], s.files...)
+			}
+		}
+		ms = append(ms, c.b.newManifest(ks, at, tables))
+	}
+	names, err := c.b.commit(ctx, ms)
+	c.stats.Manifests += len(names)
+	if err != nil {
+		return err
+	}
+	clear(c.dirty)
+	c.stats.Latency = append(c.stats.Latency, c.latencies(time.Now())...)
+	c.fresh = c.fresh[:0]
+	c.b.sess.ack(ack)
+	c.stats.BytesNew = c.b.w.Stats().BytesNew.Load()
+	return nil
+}
+
+// ackable returns the condemned sets learned before the oldest unfinished
+// item started: once the coming commit is durable, every reference made
+// before this process learned of them is in a durable manifest.
+func (c *continuous) ackable() []string {
 	oldest := time.Now()
 	for _, it := range c.items {
 		if it.started.Before(oldest) {
@@ -477,53 +464,13 @@ func (c *continuous) commit(ctx context.Context) error {
 	}
 	var ack []string
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	for id, at := range c.learned {
 		if at.Before(oldest) {
 			ack = append(ack, id)
 		}
 	}
-	c.mu.Unlock()
-
-	if err := c.w.Sync(ctx); err != nil {
-		return err
-	}
-	if err := c.sess.check(); err != nil {
-		return err
-	}
-	now := c.opts.Now().UTC().Truncate(time.Microsecond)
-	kss := slices.Sorted(maps.Keys(c.dirty))
-	for _, ks := range kss {
-		m := &manifest.Manifest{Format: manifest.FormatVersion, Name: manifest.BackupName(now, ks, c.opts.Host), Host: c.opts.Host,
-			Keyspace: ks, Time: now, CassandraVersion: c.opts.CassandraVersion, Tables: []manifest.Table{}}
-		tables := map[string]*manifest.Table{}
-		for _, s := range c.live {
-			if s.ks != ks {
-				continue
-			}
-			tk := s.table + "\x00" + s.tableID
-			t := tables[tk]
-			if t == nil {
-				t = &manifest.Table{Name: s.table, ID: s.tableID}
-				tables[tk] = t
-			}
-			t.Files = append(t.Files, s.files...)
-		}
-		for _, t := range tables {
-			m.Tables = append(m.Tables, *t)
-		}
-		m.Sort()
-		if err := manifest.Put(ctx, c.r.Store, m); err != nil {
-			return err
-		}
-		c.stats.Manifests++
-		c.r.Log.Info("manifest written", "backup", m.Name, "tables", len(m.Tables))
-	}
-	clear(c.dirty)
-	c.stats.Latency = append(c.stats.Latency, c.latencies(time.Now())...)
-	c.fresh = c.fresh[:0]
-	c.sess.s.Ack(ack)
-	c.stats.BytesNew = c.w.Stats().BytesNew.Load()
-	return nil
+	return ack
 }
 
 // latencies are from each SSTable's completion (watcher time) to now.
@@ -538,14 +485,4 @@ func (c *continuous) latencies(now time.Time) []time.Duration {
 		out = append(out, t.Sub(s.since))
 	}
 	return out
-}
-
-// LatencyPercentile returns the p-th percentile (0..100) of Latency.
-func (st ContinuousStats) LatencyPercentile(p float64) time.Duration {
-	if len(st.Latency) == 0 {
-		return 0
-	}
-	s := slices.Clone(st.Latency)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*p/100)]
 }

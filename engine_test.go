@@ -31,7 +31,7 @@ func openLocal(t *testing.T, dir string, create bool) *Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := OpenRepo(t.Context(), st, filepath.Join(t.TempDir(), "cache"), create, quietLog())
+	r, err := Open(t.Context(), st, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Create: create, Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func slowRepo(ctx context.Context) (*Repo, error) {
 		}
 		return nil
 	})
-	return OpenRepo(ctx, slow, os.Getenv("CACHE"), true, quietLog())
+	return Open(ctx, slow, Options{CacheRoot: os.Getenv("CACHE"), Create: true, Log: quietLog()})
 }
 
 // childBackup backs up $DATA to $STORE as host "node1".
@@ -150,7 +150,7 @@ func TestKillDuringBackup(t *testing.T) {
 	}
 
 	// The same backup again, with the same cache (and so its journal).
-	r, err := OpenRepo(ctx, st, cache, false, quietLog())
+	r, err := Open(ctx, st, Options{CacheRoot: cache, Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestKillContinuousAndRestart(t *testing.T) {
 	_, beforeBytes := countPacks(t, st)
 
 	// The store is valid after the kill (whatever manifests exist restore).
-	r, err := OpenRepo(ctx, st, cache, false, quietLog())
+	r, err := Open(ctx, st, Options{CacheRoot: cache, Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,21 +22,29 @@ type Repo struct {
 	CacheDir string // per-store cache folder; "" disables caching
 	Log      *slog.Logger
 	GC       gc.Options // timings of the garbage-collection protocol
-
-	splitPar int // goroutines chunking one file; set per backup
 }
 
-// OpenRepo reads the store's config and loads its index. With create, a
-// store without a config is initialised first (only backups create stores).
-// cacheRoot is the user's cache folder; the store's cache lives in a
-// sub-folder named by the store's ID.
-func OpenRepo(ctx context.Context, st remote.Store, cacheRoot string, create bool, log *slog.Logger) (*Repo, error) {
+// Options configures Open. The zero value opens an existing store without
+// a cache and without logging.
+type Options struct {
+	// CacheRoot is the user's cache folder; the store's cache lives in a
+	// sub-folder named by the store's ID. "" disables the cache.
+	CacheRoot string
+	// Create initialises a store without a config (only backups create
+	// stores).
+	Create bool
+	Log    *slog.Logger
+}
+
+// Open reads the store's config and loads its index.
+func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
+	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var cfg index.Config
 	var err error
-	if create {
+	if o.Create {
 		var fresh index.Config
 		if fresh, err = index.NewConfig(); err != nil {
 			return nil, err
@@ -49,8 +57,8 @@ func OpenRepo(ctx context.Context, st remote.Store, cacheRoot string, create boo
 		return nil, err
 	}
 	r := &Repo{Store: st, Config: cfg, Index: index.New(), Log: log}
-	if cacheRoot != "" {
-		r.CacheDir = filepath.Join(cacheRoot, cfg.ID)
+	if o.CacheRoot != "" {
+		r.CacheDir = filepath.Join(o.CacheRoot, cfg.ID)
 		if err := os.MkdirAll(r.CacheDir, 0o755); err != nil {
 			log.Warn("cache folder unusable; continuing without it", "dir", r.CacheDir, "err", err)
 			r.CacheDir = ""
@@ -72,7 +80,7 @@ func (r *Repo) journalPath(host string) string {
 	return filepath.Join(r.CacheDir, "journal-"+host)
 }
 
-// IsNotStore reports the error OpenRepo gives for a folder or bucket that
+// IsNotStore reports the error Open gives for a folder or bucket that
 // holds no cassback store.
 func IsNotStore(err error) bool { return errors.Is(err, index.ErrNotStore) }
 

@@ -108,7 +108,7 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	// restore may read. A store this process cannot write (read-only
 	// credentials) still restores, without that protection.
 	if len(ms) > 0 {
-		if sess, err := r.startSession(ctx, ms[0].Host, gc.KindRestore); err != nil {
+		if sess, err := r.startSession(ctx, ms[0].Host, gc.KindRestore, nil); err != nil {
 			r.Log.Warn("restore runs without a session: a concurrent purge could delete packs it needs", "err", err)
 		} else {
 			defer sess.end(ctx)

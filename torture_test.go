@@ -34,7 +34,7 @@ func childTorture(mode string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	r, err := OpenRepo(ctx, st, os.Getenv("CACHE"), false, quietLog())
+	r, err := Open(ctx, st, Options{CacheRoot: os.Getenv("CACHE"), Log: quietLog()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, mode, err)
 		return 1
@@ -230,7 +230,7 @@ func TestTorture(t *testing.T) {
 	}
 	// One last purge, in-process.
 	st, _ := local.Open(storeDir)
-	r, err := OpenRepo(ctx, st, "", false, quietLog())
+	r, err := Open(ctx, st, Options{Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

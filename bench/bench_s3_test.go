@@ -54,7 +54,7 @@ func (sb *s3Bench) fresh(b *testing.B) {
 func (sb *s3Bench) repo(b *testing.B, cacheDir string, create bool) *cassback.Repo {
 	b.Helper()
 	st := remote.WithRetry(remote.NewCounting(sb.st), remote.RetryOptions{})
-	r, err := cassback.OpenRepo(context.Background(), st, cacheDir, create, quiet())
+	r, err := cassback.Open(context.Background(), st, cassback.Options{CacheRoot: cacheDir, Create: create, Log: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func newRepo(b *testing.B, dir string, create bool) *cassback.Repo {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := cassback.OpenRepo(context.Background(), st, "", create, quiet())
+	r, err := cassback.Open(context.Background(), st, cassback.Options{CacheRoot: "", Create: create, Log: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}

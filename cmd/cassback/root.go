@@ -137,7 +137,7 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 	if g.gcHeartbeat <= 0 || g.gcLease < 3*g.gcHeartbeat {
 		return nil, usagef("--session-lease (%v) must be at least three --session-heartbeat (%v)", g.gcLease, g.gcHeartbeat)
 	}
-	r, err := cassback.OpenRepo(ctx, st, g.cacheDir, create, g.log)
+	r, err := cassback.Open(ctx, st, cassback.Options{CacheRoot: g.cacheDir, Create: create, Log: g.log})
 	if cassback.IsNotStore(err) {
 		return nil, fmt.Errorf("%s is not a cassback store (it has no config object)", g.location())
 	}

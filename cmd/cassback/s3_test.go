@@ -235,7 +235,7 @@ func checkS3Store(t *testing.T, st remote.Store, host string) []string {
 	if len(names) == 0 {
 		return nil
 	}
-	r, err := cassback.OpenRepo(ctx, st, "", false, slog.New(slog.DiscardHandler))
+	r, err := cassback.Open(ctx, st, cassback.Options{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := cassback.OpenRepo(context.Background(), st, "", false, nil)
+	r, err := cassback.Open(context.Background(), st, cassback.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

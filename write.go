@@ -1,0 +1,272 @@
+package cassback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/manifest"
+)
+
+// A backup run is what one-shot and continuous backup share: a session in
+// the store, the deduplicating writer, the previous record of every file
+// of this host, and how to store one file and commit manifests. The two
+// drivers (Backup, Continuous) only decide which files to store and when
+// to commit.
+type backupRun struct {
+	r        *Repo
+	host     string
+	version  string // Cassandra version recorded in manifests
+	sess     *session
+	w        *index.Writer
+	splitPar int // goroutines chunking one file
+	owners   *ownerCache
+
+	// previous lists the keyspaces of which loadPrevious found a manifest.
+	previous []string
+
+	mu    sync.Mutex
+	known map[fileKey]manifest.File // last record of each file, for reuse
+}
+
+// fileKey names a file across data directories (JBOD).
+type fileKey struct{ root, path string }
+
+// tableKey names a table within a keyspace.
+type tableKey struct{ name, id string }
+
+// beginBackup registers a backup session for host, reads the host's latest
+// manifests at or before prevAt of the given keyspaces (all when nil) so
+// unchanged files are not read again, and opens the writer (recovering its
+// journal). onCondemned hears of condemned sets the session learns of.
+func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []string, prevAt time.Time, onCondemned func([]gc.CondemnedSet)) (*backupRun, error) {
+	sess, err := r.startSession(ctx, opts.Host, gc.KindBackup, onCondemned)
+	if err != nil {
+		return nil, err
+	}
+	b := &backupRun{r: r, host: opts.Host, version: opts.CassandraVersion, sess: sess,
+		// Every chunking goroutine holds a buffer of one maximal chunk
+		// (16 MiB): spread the cores over the workers rather than give
+		// each worker all of them, so memory stays about Threads × (pack +
+		// chunk buffer).
+		splitPar: max(1, runtime.GOMAXPROCS(0)/opts.Threads),
+		owners:   &ownerCache{users: map[uint32]string{}, groups: map[uint32]string{}},
+		known:    map[fileKey]manifest.File{},
+	}
+	if err := b.loadPrevious(ctx, keyspaces, prevAt); err != nil {
+		return nil, errors.Join(err, sess.end(ctx))
+	}
+	b.w, err = index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
+	if err != nil {
+		return nil, errors.Join(err, sess.end(ctx))
+	}
+	return b, nil
+}
+
+// loadPrevious reads the host's latest manifest at or before now of each
+// keyspace (every keyspace of the host when keyspaces is nil).
+func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now time.Time) error {
+	st := b.r.Store
+	if keyspaces == nil {
+		var err error
+		if keyspaces, err = manifest.Keyspaces(ctx, st, b.host); err != nil {
+			return err
+		}
+	}
+	for _, ks := range keyspaces {
+		name, err := manifest.Latest(ctx, st, b.host, ks, now)
+		if err != nil {
+			return err
+		}
+		if name == "" {
+			continue
+		}
+		b.previous = append(b.previous, ks)
+		m, err := manifest.Get(ctx, st, name)
+		if err != nil {
+			b.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", name, "err", err)
+			continue
+		}
+		for _, t := range m.Tables {
+			for _, f := range t.Files {
+				b.known[fileKey{f.Root, f.Path}] = f
+			}
+		}
+	}
+	return nil
+}
+
+// storeOptions says how to store one file.
+type storeOptions struct {
+	// unstored records the file without reading it (continuous backup's
+	// --ignore-existing) unless a previous record can be reused.
+	unstored bool
+}
+
+// storeFile records one open component file: it reuses the previous
+// record when path, size, mtime and inode are unchanged and every chunk is
+// still stored, and otherwise reads, chunks and stores it through p. read
+// is the number of bytes read (0 when reused).
+func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel string, f *os.File, o storeOptions) (rec manifest.File, read int64, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return rec, 0, fmt.Errorf("stat %s: %w", f.Name(), unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return rec, 0, fmt.Errorf("%s: not a regular file", f.Name())
+	}
+	rec = b.record(root, rel, fi)
+	b.mu.Lock()
+	old, ok := b.known[fileKey{root, rel}]
+	b.mu.Unlock()
+	if ok && b.unchanged(old, rec) {
+		rec.Sum, rec.Chunks, rec.Unstored = old.Sum, old.Chunks, old.Unstored
+		return rec, 0, nil
+	}
+	if o.unstored {
+		rec.Unstored = true
+		b.remember(rec)
+		return rec, 0, nil
+	}
+	cf, err := chunk.Split(ctx, f, rec.Size, b.r.Config.Chunker, b.splitPar, func(c chunk.Chunk) error {
+		_, err := p.Add(ctx, c.ID, c.Data)
+		return err
+	})
+	if err != nil {
+		return rec, 0, fmt.Errorf("read %s: %w", f.Name(), err)
+	}
+	rec.Sum, rec.Chunks = cf.Sum, cf.Chunks
+	if rec.Chunks == nil {
+		rec.Chunks = []chunk.Ref{}
+	}
+	b.remember(rec)
+	return rec, rec.Size, nil
+}
+
+// record describes a file as a manifest records it, without its content.
+func (b *backupRun) record(root, rel string, fi fs.FileInfo) manifest.File {
+	rec := manifest.File{Path: rel, Root: root, Size: fi.Size(), Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UTC()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		rec.UID, rec.GID, rec.Inode = sys.Uid, sys.Gid, uint64(sys.Ino)
+		rec.User, rec.Group = b.owners.names(sys.Uid, sys.Gid)
+	}
+	return rec
+}
+
+// unchanged reports whether a file recorded earlier as old is the same
+// file as rec (path, size, mtime and inode) and its chunks are all still
+// stored, so its content need not be read again.
+func (b *backupRun) unchanged(old, rec manifest.File) bool {
+	if old.Size != rec.Size || !old.MTime.Equal(rec.MTime) || old.Inode != rec.Inode || rec.Inode == 0 {
+		return false
+	}
+	return old.Unstored || b.r.allKnown(old.Chunks)
+}
+
+func (b *backupRun) remember(rec manifest.File) {
+	b.mu.Lock()
+	b.known[fileKey{rec.Root, rec.Path}] = rec
+	b.mu.Unlock()
+}
+
+// newManifest returns the manifest of keyspace ks taken at at, holding the
+// given tables' files.
+func (b *backupRun) newManifest(ks string, at time.Time, tables map[tableKey][]manifest.File) *manifest.Manifest {
+	at = at.UTC().Truncate(time.Microsecond)
+	m := &manifest.Manifest{
+		Format: manifest.FormatVersion, Name: manifest.BackupName(at, ks, b.host), Host: b.host,
+		Keyspace: ks, Time: at, CassandraVersion: b.version, Tables: []manifest.Table{},
+	}
+	for k, files := range tables {
+		m.Tables = append(m.Tables, manifest.Table{Name: k.name, ID: k.id, Files: files})
+	}
+	m.Sort()
+	return m
+}
+
+// commit makes the manifests durable: once every chunk they name is in a
+// durable, indexed pack (Sync) and the session is still valid (the fence),
+// it writes each manifest. It returns the names written; a manifest that
+// cannot be written does not stop the others.
+func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest) ([]string, error) {
+	if err := b.w.Sync(ctx); err != nil {
+		return nil, err
+	}
+	// Fence: a session the collector revoked (this process was paused past
+	// its lease) must not write manifests that may name deleted packs.
+	if err := b.sess.check(); err != nil {
+		return nil, err
+	}
+	var names []string
+	var errs []error
+	for _, m := range ms {
+		if err := manifest.Put(ctx, b.r.Store, m); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		names = append(names, m.Name)
+		b.r.Log.Info("manifest written", "backup", m.Name, "tables", len(m.Tables))
+	}
+	return names, errors.Join(errs...)
+}
+
+// end ends the session.
+func (b *backupRun) end(ctx context.Context) error { return b.sess.end(ctx) }
+
+// allKnown reports whether every chunk is stored, by the index.
+func (r *Repo) allKnown(refs []chunk.Ref) bool {
+	for _, c := range refs {
+		if !r.Index.Has(c.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+// ownerCache resolves uid and gid to names once each.
+type ownerCache struct {
+	mu     sync.Mutex
+	users  map[uint32]string
+	groups map[uint32]string
+}
+
+func (o *ownerCache) names(uid, gid uint32) (string, string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	u, ok := o.users[uid]
+	if !ok {
+		if x, err := user.LookupId(strconv.Itoa(int(uid))); err == nil {
+			u = x.Username
+		}
+		o.users[uid] = u
+	}
+	g, ok := o.groups[gid]
+	if !ok {
+		if x, err := user.LookupGroupId(strconv.Itoa(int(gid))); err == nil {
+			g = x.Name
+		}
+		o.groups[gid] = g
+	}
+	return u, g
+}
+
+// unwrapPath drops the path from a *fs.PathError, for messages that name the
+// path themselves.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
