@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/cassback/cassback"
-	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/manifest"
 )
 
 // BenchmarkContinuousLatency measures, with the local store, the time from

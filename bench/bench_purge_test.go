@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback"
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback"
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/remote/local"
 )
