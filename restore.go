@@ -16,11 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
@@ -82,17 +80,9 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if opts.BatchFiles <= 0 {
 		opts.BatchFiles = 512
 	}
-	if fi, err := os.Stat(opts.DataDir); err == nil && !fi.IsDir() {
-		return res, fmt.Errorf("restore target %s: not a directory", opts.DataDir)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return res, fmt.Errorf("restore target %s: %w", opts.DataDir, unwrapPath(err))
-	}
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
-		return res, fmt.Errorf("restore target %s: %w", opts.DataDir, unwrapPath(err))
-	}
-	root, err := os.OpenRoot(opts.DataDir)
+	root, err := openTarget(opts.DataDir)
 	if err != nil {
-		return res, fmt.Errorf("restore target %s: %w", opts.DataDir, unwrapPath(err))
+		return res, err
 	}
 	defer root.Close()
 	uid, gid, err := lookupOwner(opts)
@@ -114,7 +104,60 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 			defer sess.end(ctx)
 		}
 	}
+	todo := r.restorePlan(root, ms, opts, &res)
+	for len(todo) > 0 {
+		n := min(len(todo), opts.BatchFiles)
+		batch := todo[:n]
+		todo = todo[n:]
+		if err := r.restoreBatch(ctx, root, batch, opts, uid, gid); err != nil {
+			return res, err
+		}
+		for _, rf := range batch {
+			out := FileOutcome{Backup: rf.backup, Path: rf.rec.Path}
+			if rf.err != nil {
+				out.Reason = rf.err.Error()
+				res.Failed = append(res.Failed, out)
+				continue
+			}
+			out.Reason = "restored"
+			res.Restored = append(res.Restored, out)
+			res.Bytes += rf.rec.Size
+		}
+	}
+	// One syncfs for the whole restore instead of an fsync per file: the
+	// disk sees one large flush, and a crash before it completes leaves at
+	// worst files that the next restore finds different and restores again.
+	if err := syncFS(opts.DataDir); err != nil {
+		return res, fmt.Errorf("flush restored files to disk: %w", err)
+	}
+	if len(res.Failed) > 0 {
+		return res, fmt.Errorf("%w: %d files failed, first %s: %s", ErrRestoreFailed, len(res.Failed), res.Failed[0].Path, res.Failed[0].Reason)
+	}
+	return res, nil
+}
 
+// openTarget creates the data directory if needed and opens it as a root
+// that no path can leave.
+func openTarget(dir string) (*os.Root, error) {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("restore target %s: not a directory", dir)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("restore target %s: %w", dir, unwrapPath(err))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("restore target %s: %w", dir, unwrapPath(err))
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("restore target %s: %w", dir, unwrapPath(err))
+	}
+	return root, nil
+}
+
+// restorePlan decides each file's fate before anything is fetched: skipped
+// (not stored, or already identical), failed (an unsafe path, an existing
+// file that cannot be moved aside), or to restore (returned).
+func (r *Repo) restorePlan(root *os.Root, ms []*manifest.Manifest, opts RestoreOptions, res *RestoreResult) []*restoreFile {
 	var todo []*restoreFile
 	for _, m := range ms {
 		for _, t := range m.Tables {
@@ -156,35 +199,7 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 			}
 		}
 	}
-	for len(todo) > 0 {
-		n := min(len(todo), opts.BatchFiles)
-		batch := todo[:n]
-		todo = todo[n:]
-		if err := r.restoreBatch(ctx, root, batch, opts, uid, gid); err != nil {
-			return res, err
-		}
-		for _, rf := range batch {
-			out := FileOutcome{Backup: rf.backup, Path: rf.rec.Path}
-			if rf.err != nil {
-				out.Reason = rf.err.Error()
-				res.Failed = append(res.Failed, out)
-				continue
-			}
-			out.Reason = "restored"
-			res.Restored = append(res.Restored, out)
-			res.Bytes += rf.rec.Size
-		}
-	}
-	// One syncfs for the whole restore instead of an fsync per file: the
-	// disk sees one large flush, and a crash before it completes leaves at
-	// worst files that the next restore finds different and restores again.
-	if err := syncFS(opts.DataDir); err != nil {
-		return res, fmt.Errorf("flush restored files to disk: %w", err)
-	}
-	if len(res.Failed) > 0 {
-		return res, fmt.Errorf("%w: %d files failed, first %s: %s", ErrRestoreFailed, len(res.Failed), res.Failed[0].Path, res.Failed[0].Reason)
-	}
-	return res, nil
+	return todo
 }
 
 // checkExisting decides what to do with a file already at the target path:
@@ -247,44 +262,7 @@ type placement struct {
 // restoreBatch fetches the chunks of a batch of files with parallel ranged
 // reads and writes each chunk at its offsets in every file that has it.
 func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
-	var sfx [6]byte
-	rand.Read(sfx[:])
-	where := map[chunk.ID][]placement{}
-	var ids []chunk.ID
-	made := map[string]error{} // each folder is created once per batch
-	for _, rf := range batch {
-		rel := filepath.FromSlash(rf.rec.Path)
-		dir := filepath.Dir(rel)
-		mkErr, done := made[dir]
-		if !done {
-			mkErr = root.MkdirAll(dir, 0o755)
-			made[dir] = mkErr
-		}
-		if mkErr != nil {
-			rf.err = fmt.Errorf("create folder: %w", unwrapPath(mkErr))
-			continue
-		}
-		// A ".tmp" suffix is what Cassandra itself ignores and cleans up.
-		rf.tmp = filepath.Join(filepath.Dir(rel), "."+filepath.Base(rel)+".cassback-"+hex.EncodeToString(sfx[:])+".tmp")
-		f, err := root.OpenFile(rf.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			rf.err = fmt.Errorf("create: %w", unwrapPath(err))
-			continue
-		}
-		rf.f = f
-		if err := f.Truncate(rf.rec.Size); err != nil {
-			rf.err = fmt.Errorf("size: %w", err)
-			continue
-		}
-		var off int64
-		for _, c := range rf.rec.Chunks {
-			if _, ok := where[c.ID]; !ok {
-				ids = append(ids, c.ID)
-			}
-			where[c.ID] = append(where[c.ID], placement{rf, off})
-			off += int64(c.Len)
-		}
-	}
+	where, ids := createTemps(root, batch)
 	var mu sync.Mutex
 	err := index.Fetch(ctx, r.Store, r.Index, ids, index.FetchOptions{Parallel: opts.Threads}, func(id chunk.ID, data []byte, err error) error {
 		for _, p := range where[id] {
@@ -312,31 +290,70 @@ func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, batch []*restore
 	})
 	// Finish files in parallel: the whole-file hash is CPU, the fsync waits
 	// on the disk, and both overlap well across files.
-	next := make(chan *restoreFile)
-	var wg sync.WaitGroup
-	for range opts.Threads {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for rf := range next {
-				if rf.err == nil && err == nil {
-					rf.err = r.finishFile(root, rf, opts, uid, gid)
-				}
-				rf.f.Close()
-				if rf.err != nil || err != nil {
-					root.Remove(rf.tmp)
-				}
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(opts.Threads)
 	for _, rf := range batch {
-		if rf.f != nil {
-			next <- rf
+		if rf.f == nil {
+			continue
+		}
+		g.Go(func() error {
+			if rf.err == nil && err == nil {
+				rf.err = r.finishFile(root, rf, opts, uid, gid)
+			}
+			rf.f.Close()
+			if rf.err != nil || err != nil {
+				root.Remove(rf.tmp)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return err
+}
+
+// createTemps creates each file's temporary file at its final size and
+// returns where each chunk goes and the chunks to fetch, each once. A file
+// that cannot be created gets its err set.
+func createTemps(root *os.Root, batch []*restoreFile) (map[chunk.ID][]placement, []chunk.ID) {
+	var sfx [6]byte
+	rand.Read(sfx[:])
+	where := map[chunk.ID][]placement{}
+	var ids []chunk.ID
+	made := map[string]error{} // each folder is created once per batch
+	for _, rf := range batch {
+		rel := filepath.FromSlash(rf.rec.Path)
+		dir := filepath.Dir(rel)
+		mkErr, done := made[dir]
+		if !done {
+			mkErr = root.MkdirAll(dir, 0o755)
+			made[dir] = mkErr
+		}
+		if mkErr != nil {
+			rf.err = fmt.Errorf("create folder: %w", unwrapPath(mkErr))
+			continue
+		}
+		// A ".tmp" suffix is what Cassandra itself ignores and cleans up.
+		rf.tmp = filepath.Join(dir, "."+filepath.Base(rel)+".cassback-"+hex.EncodeToString(sfx[:])+".tmp")
+		f, err := root.OpenFile(rf.tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			rf.err = fmt.Errorf("create: %w", unwrapPath(err))
+			continue
+		}
+		rf.f = f
+		if err := f.Truncate(rf.rec.Size); err != nil {
+			rf.err = fmt.Errorf("size: %w", err)
+			continue
+		}
+		var off int64
+		for _, c := range rf.rec.Chunks {
+			if _, ok := where[c.ID]; !ok {
+				ids = append(ids, c.ID)
+			}
+			where[c.ID] = append(where[c.ID], placement{rf, off})
+			off += int64(c.Len)
 		}
 	}
-	close(next)
-	wg.Wait()
-	return err
+	return where, ids
 }
 
 // finishFile checks a fully written temporary file and renames it into place.
@@ -379,32 +396,11 @@ func (r *Repo) finishFile(root *os.Root, rf *restoreFile, opts RestoreOptions, u
 		}
 	}
 	rel := filepath.FromSlash(rf.rec.Path)
-	if err := setMTime(f, rf.rec.MTime); err != nil {
+	if err := setMTime(root, rf.tmp, f, rf.rec.MTime); err != nil {
 		return err
 	}
 	if err := root.Rename(rf.tmp, rel); err != nil {
 		return unwrapPath(err)
-	}
-	return nil
-}
-
-// syncFS flushes the filesystem holding dir (syncfs(2)).
-func syncFS(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return unix.Syncfs(int(d.Fd()))
-}
-
-// setMTime sets the access and modification times of an open file, without
-// resolving its path again (utimensat on the descriptor itself).
-func setMTime(f *os.File, t time.Time) error {
-	ts := [2]syscall.Timespec{syscall.NsecToTimespec(t.UnixNano()), syscall.NsecToTimespec(t.UnixNano())}
-	_, _, e := syscall.Syscall6(syscall.SYS_UTIMENSAT, f.Fd(), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-	if e != 0 {
-		return &os.PathError{Op: "utimensat", Path: f.Name(), Err: e}
 	}
 	return nil
 }

@@ -1,15 +1,19 @@
 package cassback
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
@@ -27,13 +31,22 @@ type ValidateOptions struct {
 	Threads  int  // concurrent reads; default 8
 }
 
+// ProblemKind says what is wrong with a file.
+type ProblemKind string
+
+// The kinds of problem.
+const (
+	Missing ProblemKind = "missing" // some of its data is not in the store
+	Corrupt ProblemKind = "corrupt" // its data is there but wrong, or its manifest is unreadable
+)
+
 // Problem is one thing wrong, named down to the file when it can be.
 type Problem struct {
 	Backup   string
 	Keyspace string
 	Table    string
 	File     string // path below the data directory, "" for the whole backup
-	Kind     string // "missing" or "corrupt"
+	Kind     ProblemKind
 	What     string
 }
 
@@ -45,10 +58,10 @@ type ValidateReport struct {
 	Packs         int // packs whose headers were read
 	BytesRead     int64
 	Problems      []Problem
-	Orphans       []chunk.ID // stored packs no index file names
-	BadIndex      []string   // unreadable index files, with why
-	StaleSessions []string
-	OpenRuns      []string // condemned sets waiting to be swept
+	Orphans       []chunk.ID        // stored packs no index file names
+	BadIndex      []string          // unreadable index files, with why
+	StaleSessions []gc.SessionInfo  // not renewed within the lease, or revoked
+	Condemned     []gc.CondemnedSet // condemned sets waiting to be swept
 	Duration      time.Duration
 }
 
@@ -61,55 +74,98 @@ type fileRef struct {
 	digest            *manifest.File // the SSTable's Digest component, for Data.db
 }
 
+// validation is one run of Validate.
+type validation struct {
+	r     *Repo
+	opts  ValidateOptions
+	rep   ValidateReport
+	files []fileRef
+	cat   *gc.Catalog
+	good  *index.Index       // the copies validate reads from
+	used  map[chunk.ID][]int // pack -> files (indexes in files) using it
+}
+
 // Validate checks backups: every manifest decodes; every referenced chunk
 // resolves to a stored pack of the indexed size; the header of every such
 // pack agrees with the index; with Checksum, every chunk's BLAKE3, every
 // file's BLAKE3 and each Data.db's Cassandra digest. It also lists orphan
-// packs, stale sessions and open condemned sets. It never changes the store.
+// packs, stale sessions and open condemned sets. It changes nothing in the
+// store but the clock's probe object (gc.StoreNow).
 func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateReport, error) {
 	start := time.Now()
-	var rep ValidateReport
 	if opts.Threads <= 0 {
 		opts.Threads = 8
 	}
-	var names []string
-	if opts.Name != "" {
-		names = []string{opts.Name}
-	} else {
-		hosts := []string{opts.Host}
-		if opts.Host == "" {
-			var err error
-			if hosts, err = manifest.Hosts(ctx, r.Store); err != nil {
-				return rep, err
-			}
+	v := &validation{r: r, opts: opts, good: index.New(), used: map[chunk.ID][]int{}}
+	names, err := v.names(ctx)
+	if err != nil {
+		return v.rep, err
+	}
+	if err := v.readManifests(ctx, names); err != nil {
+		return v.rep, err
+	}
+	if v.cat, err = gc.LoadCatalog(ctx, r.Store); err != nil {
+		return v.rep, err
+	}
+	v.housekeeping(ctx)
+	v.locate()
+	v.checkHeaders(ctx)
+	if opts.Checksum {
+		r.checksumFiles(ctx, v.files, v.good, opts.Threads, &v.rep, v.problem)
+	}
+	slices.SortFunc(v.rep.Problems, func(a, b Problem) int {
+		return cmp.Or(strings.Compare(a.Backup, b.Backup), strings.Compare(a.File, b.File), strings.Compare(a.What, b.What))
+	})
+	v.rep.Problems = slices.Compact(v.rep.Problems)
+	v.rep.Duration = time.Since(start)
+	return v.rep, ctx.Err()
+}
+
+// names returns the backups to validate.
+func (v *validation) names(ctx context.Context) ([]string, error) {
+	st := v.r.Store
+	if v.opts.Name != "" {
+		return []string{v.opts.Name}, nil
+	}
+	hosts := []string{v.opts.Host}
+	if v.opts.Host == "" {
+		var err error
+		if hosts, err = manifest.Hosts(ctx, st); err != nil {
+			return nil, err
 		}
-		for _, h := range hosts {
-			kss, err := manifest.Keyspaces(ctx, r.Store, h)
-			if err != nil {
-				return rep, err
-			}
-			for _, ks := range kss {
-				if err := manifest.List(ctx, r.Store, h, ks, "", func(n string) error {
-					names = append(names, n)
-					return nil
-				}); err != nil {
-					return rep, err
-				}
+	}
+	var names []string
+	for _, h := range hosts {
+		kss, err := manifest.Keyspaces(ctx, st, h)
+		if err != nil {
+			return nil, err
+		}
+		for _, ks := range kss {
+			if err := manifest.List(ctx, st, h, ks, "", func(n string) error {
+				names = append(names, n)
+				return nil
+			}); err != nil {
+				return nil, err
 			}
 		}
 	}
-	var files []fileRef
+	return names, nil
+}
+
+// readManifests reads every manifest and lists its stored files, each
+// Data.db with the Digest component of its SSTable.
+func (v *validation) readManifests(ctx context.Context, names []string) error {
 	for _, n := range names {
-		m, err := manifest.Get(ctx, r.Store, n)
+		m, err := manifest.Get(ctx, v.r.Store, n)
 		if err != nil {
-			if opts.Name != "" && errors.Is(err, manifest.ErrNoBackup) {
-				return rep, err
+			if v.opts.Name != "" && errors.Is(err, manifest.ErrNoBackup) {
+				return err
 			}
 			_, ks, _, _ := manifest.ParseBackupName(n)
-			rep.Problems = append(rep.Problems, Problem{Backup: n, Keyspace: ks, Kind: "corrupt", What: "manifest unreadable: " + err.Error()})
+			v.rep.Problems = append(v.rep.Problems, Problem{Backup: n, Keyspace: ks, Kind: Corrupt, What: "manifest unreadable: " + err.Error()})
 			continue
 		}
-		rep.Backups = append(rep.Backups, n)
+		v.rep.Backups = append(v.rep.Backups, n)
 		for ti := range m.Tables {
 			t := &m.Tables[ti]
 			digests := map[string]*manifest.File{}
@@ -128,100 +184,100 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 				if p, err := sstable.ParsePath(f.Path); err == nil && p.Component == "Data.db" {
 					fr.digest = digests[path.Dir(f.Path)+"/"+p.Prefix]
 				}
-				files = append(files, fr)
+				v.files = append(v.files, fr)
 			}
 		}
 	}
-	rep.Files = len(files)
+	v.rep.Files = len(v.files)
+	return nil
+}
 
-	cat, err := gc.LoadCatalog(ctx, r.Store)
-	if err != nil {
-		return rep, err
+// housekeeping reports unreadable index files, orphan packs, stale
+// sessions and open condemned sets.
+func (v *validation) housekeeping(ctx context.Context) {
+	for k, e := range v.cat.BadIndex {
+		v.rep.BadIndex = append(v.rep.BadIndex, k+": "+e.Error())
 	}
-	for k, e := range cat.BadIndex {
-		rep.BadIndex = append(rep.BadIndex, k+": "+e.Error())
-	}
-	slices.Sort(rep.BadIndex)
-	rep.Orphans = cat.Orphans
-	now, err := gc.StoreNow(ctx, r.Store)
-	if err == nil {
-		if ss, err := gc.ListSessions(ctx, r.Store, now, r.GC.WithDefaults().Lease); err == nil {
+	slices.Sort(v.rep.BadIndex)
+	v.rep.Orphans = v.cat.Orphans
+	if now, err := gc.StoreNow(ctx, v.r.Store); err == nil {
+		if ss, err := gc.ListSessions(ctx, v.r.Store, now, v.r.GC.WithDefaults().Lease); err == nil {
 			for _, s := range ss {
-				if s.Stale || s.State == "revoked" {
-					rep.StaleSessions = append(rep.StaleSessions, fmt.Sprintf("%s (%s, last renewed %s)", s.Key, s.Kind, s.Renewed.UTC().Format(time.RFC3339)))
+				if s.Stale || s.State == gc.Revoked {
+					v.rep.StaleSessions = append(v.rep.StaleSessions, s)
 				}
 			}
 		}
 	}
-	if runs, err := gc.ListCondemned(ctx, r.Store); err == nil {
-		for _, run := range runs {
-			rep.OpenRuns = append(rep.OpenRuns, fmt.Sprintf("%s (%d packs, %d bytes, condemned %s)", run.ID, len(run.Packs), run.Bytes, run.Time.UTC().Format(time.RFC3339)))
-		}
+	if sets, err := gc.ListCondemned(ctx, v.r.Store); err == nil {
+		v.rep.Condemned = sets
 	}
+}
 
-	// Where every referenced chunk is: any stored copy of the indexed size.
+func (v *validation) problem(f fileRef, kind ProblemKind, what string) {
+	v.rep.Problems = append(v.rep.Problems, Problem{Backup: f.backup, Keyspace: f.ks, Table: f.table, File: f.rec.Path, Kind: kind, What: what})
+}
+
+// locate finds a stored copy of the indexed size of every referenced
+// chunk, and reports the files with chunks that have none.
+func (v *validation) locate() {
 	copies := map[chunk.ID][]*gc.PackState{}
-	for _, p := range cat.Packs {
+	for _, p := range v.cat.Packs {
 		for _, e := range p.Entries {
 			copies[e.ID] = append(copies[e.ID], p)
 		}
 	}
-	problem := func(f fileRef, kind, what string) {
-		rep.Problems = append(rep.Problems, Problem{Backup: f.backup, Keyspace: f.ks, Table: f.table, File: f.rec.Path, Kind: kind, What: what})
-	}
-	usedPacks := map[chunk.ID][]int{} // pack -> files using it
-	good := index.New()               // the copies validate reads from
 	seen := map[chunk.ID]bool{}
-	for i, f := range files {
+	for i, f := range v.files {
 		var bad []string
 		for _, c := range f.rec.Chunks {
 			seen[c.ID] = true
-			cs := copies[c.ID]
-			var ok *gc.PackState
-			var why string
-			for _, p := range cs {
-				switch {
-				case !p.Stored:
-					why = fmt.Sprintf("chunk %s: its pack %s is missing", c.ID, p.ID)
-				case p.StoreSize != p.Size:
-					why = fmt.Sprintf("chunk %s: its pack %s has %d bytes, the index says %d (truncated?)", c.ID, p.ID, p.StoreSize, p.Size)
-				default:
-					ok = p
-				}
-				if ok != nil {
-					break
-				}
-			}
-			if len(cs) == 0 {
-				why = fmt.Sprintf("chunk %s is in no index file", c.ID)
-			}
-			if ok == nil {
+			p, why := storedCopy(c.ID, copies[c.ID])
+			if p == nil {
 				bad = append(bad, why)
 				continue
 			}
-			if !slices.Contains(usedPacks[ok.ID], i) {
-				usedPacks[ok.ID] = append(usedPacks[ok.ID], i)
+			if !slices.Contains(v.used[p.ID], i) {
+				v.used[p.ID] = append(v.used[p.ID], i)
 			}
-			if good.PackSize(ok.ID) < 0 {
-				good.Add(index.PackRecord{ID: ok.ID, Size: ok.Size, Entries: ok.Entries})
+			if v.good.PackSize(p.ID) < 0 {
+				v.good.Add(index.PackRecord{ID: p.ID, Size: p.Size, Entries: p.Entries})
 			}
 		}
 		if len(bad) > 0 {
-			problem(f, "missing", fmt.Sprintf("%d of %d chunks unavailable; first: %s", len(bad), len(f.rec.Chunks), bad[0]))
+			v.problem(f, Missing, fmt.Sprintf("%d of %d chunks unavailable; first: %s", len(bad), len(f.rec.Chunks), bad[0]))
 		}
 	}
-	rep.Chunks = len(seen)
+	v.rep.Chunks = len(seen)
+}
 
-	// Pack headers agree with the index: two ranged reads per pack.
-	packIDs := make([]chunk.ID, 0, len(usedPacks))
-	for id := range usedPacks {
-		packIDs = append(packIDs, id)
+// storedCopy returns the first copy of chunk id in a stored pack of the
+// indexed size, or nil and why there is none.
+func storedCopy(id chunk.ID, copies []*gc.PackState) (*gc.PackState, string) {
+	why := fmt.Sprintf("chunk %s is in no index file", id)
+	for _, p := range copies {
+		switch {
+		case !p.Stored:
+			why = fmt.Sprintf("chunk %s: its pack %s is missing", id, p.ID)
+		case p.StoreSize != p.Size:
+			why = fmt.Sprintf("chunk %s: its pack %s has %d bytes, the index says %d (truncated?)", id, p.ID, p.StoreSize, p.Size)
+		default:
+			return p, ""
+		}
 	}
+	return nil, why
+}
+
+// checkHeaders reads the header of every pack in use (two ranged reads
+// each) and reports the files using a pack whose header disagrees with the
+// index.
+func (v *validation) checkHeaders(ctx context.Context) {
+	ids := slices.Collect(maps.Keys(v.used))
 	var mu sync.Mutex
 	badPack := map[chunk.ID]string{}
-	parallel(ctx, len(packIDs), opts.Threads, func(i int) {
-		p := cat.Packs[packIDs[i]]
-		entries, _, err := pack.ReadHeader(ctx, r.Store, pack.Key(p.ID))
+	parallel(ctx, len(ids), v.opts.Threads, func(i int) {
+		p := v.cat.Packs[ids[i]]
+		entries, _, err := pack.ReadHeader(ctx, v.r.Store, pack.Key(p.ID))
 		why := ""
 		switch {
 		case err != nil:
@@ -231,31 +287,21 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		rep.Packs++
+		v.rep.Packs++
 		if why != "" {
 			badPack[p.ID] = why
 		}
 	})
 	for id, why := range badPack {
-		for _, fi := range usedPacks[id] {
-			problem(files[fi], "corrupt", why)
+		for _, fi := range v.used[id] {
+			v.problem(v.files[fi], Corrupt, why)
 		}
 	}
-
-	if opts.Checksum {
-		r.checksumFiles(ctx, files, good, opts.Threads, &rep, problem)
-	}
-	slices.SortFunc(rep.Problems, func(a, b Problem) int {
-		return strings.Compare(a.Backup+"\x00"+a.File+"\x00"+a.What, b.Backup+"\x00"+b.File+"\x00"+b.What)
-	})
-	rep.Problems = slices.Compact(rep.Problems)
-	rep.Duration = time.Since(start)
-	return rep, ctx.Err()
 }
 
 // checksumFiles reads every file's chunks in order and checks the file's
 // BLAKE3 and, for Data.db, its Cassandra digest.
-func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.Index, threads int, rep *ValidateReport, problem func(fileRef, string, string)) {
+func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.Index, threads int, rep *ValidateReport, problem func(fileRef, ProblemKind, string)) {
 	var mu sync.Mutex
 	parallel(ctx, len(files), max(1, threads/2), func(i int) {
 		f := files[i]
@@ -294,11 +340,11 @@ func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.I
 		rep.BytesRead += n
 		switch {
 		case err != nil:
-			problem(f, "corrupt", err.Error())
+			problem(f, Corrupt, err.Error())
 		case h.Sum() != f.rec.Sum:
-			problem(f, "corrupt", "file checksum (BLAKE3) does not match")
+			problem(f, Corrupt, "file checksum (BLAKE3) does not match")
 		case derr != nil:
-			problem(f, "corrupt", "Cassandra digest: "+derr.Error())
+			problem(f, Corrupt, "Cassandra digest: "+derr.Error())
 		}
 	})
 }
@@ -334,25 +380,16 @@ func readFile(ctx context.Context, r *Repo, idx *index.Index, f *manifest.File, 
 	return nil
 }
 
-// parallel runs fn(0..n-1) on up to k goroutines.
+// parallel runs fn(0..n-1) on up to k goroutines, starting no more once
+// ctx ends.
 func parallel(ctx context.Context, n, k int, fn func(i int)) {
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range min(k, max(n, 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				fn(i)
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(max(k, 1))
 	for i := range n {
 		if ctx.Err() != nil {
 			break
 		}
-		next <- i
+		g.Go(func() error { fn(i); return nil })
 	}
-	close(next)
-	wg.Wait()
+	g.Wait()
 }

@@ -65,13 +65,22 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 		known:    map[fileKey]manifest.File{},
 	}
 	if err := b.loadPrevious(ctx, keyspaces, prevAt); err != nil {
-		return nil, errors.Join(err, sess.end(ctx))
+		return nil, b.abort(ctx, err)
 	}
 	b.w, err = index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
 	if err != nil {
-		return nil, errors.Join(err, sess.end(ctx))
+		return nil, b.abort(ctx, err)
 	}
 	return b, nil
+}
+
+// abort ends the session of a run that could not start and returns why it
+// could not; a failure to end the session (it expires) is only logged.
+func (b *backupRun) abort(ctx context.Context, err error) error {
+	if eerr := b.sess.end(ctx); eerr != nil {
+		b.r.Log.Warn("session not ended; it expires after its lease", "err", eerr)
+	}
+	return err
 }
 
 // loadPrevious reads the host's latest manifest at or before now of each

@@ -57,62 +57,7 @@ A file unchanged since this host's last manifest (same path, size, mtime and
 inode) is not read again.`,
 		FlagSet: fs,
 		Options: opts,
-		Exec: func(ctx context.Context, args []string) error {
-			if len(args) > 0 {
-				return usagef("backup takes no arguments, got %q", args[0])
-			}
-			if err := g.setup(); err != nil {
-				return err
-			}
-			if c.threads < 1 {
-				return usagef("--threads %d: must be at least 1", c.threads)
-			}
-			if c.ignoreExisting && c.ignoreChanges {
-				return usagef("--ignore-existing applies to continuous backup, not with --ignore-changes")
-			}
-			if c.manifestSecs <= 0 {
-				return usagef("--manifest-interval-secs %v: must be positive", c.manifestSecs)
-			}
-			if c.host == "" {
-				c.host = defaultHost()
-			}
-			if err := checkHost(c.host); err != nil {
-				return err
-			}
-			if len(c.dataDirs) == 0 {
-				c.dataDirs = listFlag{"/var/lib/cassandra/data"}
-			}
-			if err := cassback.CheckDataDirs(c.dataDirs); err != nil {
-				return err
-			}
-			r, err := g.repo(ctx, true)
-			if err != nil {
-				return err
-			}
-			bo := cassback.BackupOptions{
-				DataDirs: c.dataDirs, Host: c.host, ExcludeKeyspaces: c.exclude, IncludeSystem: c.includeSystem,
-				Threads: c.threads, CassandraVersion: g.cassandraVersion,
-			}
-			if !c.ignoreChanges {
-				report := time.Duration(c.reportInterval) * time.Second
-				if c.reportInterval <= 0 {
-					report = -1
-				}
-				st, err := r.Continuous(ctx, gracefulStop(ctx), cassback.ContinuousOptions{
-					BackupOptions: bo, IgnoreExisting: c.ignoreExisting, ReportInterval: report,
-					ManifestInterval: time.Duration(c.manifestSecs * float64(time.Second)), DrainTimeout: c.drain,
-				})
-				fmt.Fprintf(g.stdout, "Backed up %d SSTables (%d files read, %s, %s new), wrote %d manifests; latency to a durable manifest: median %v, p99 %v\n",
-					st.SSTables, st.Files, human(st.BytesRead), human(st.BytesNew), st.Manifests,
-					st.LatencyPercentile(50).Round(time.Millisecond), st.LatencyPercentile(99).Round(time.Millisecond))
-				return err
-			}
-			sum, err := r.Backup(ctx, bo)
-			if err == nil || sum.Files > 0 {
-				printBackupSummary(g, sum)
-			}
-			return err
-		},
+		Exec:    func(ctx context.Context, args []string) error { return runBackup(ctx, g, &c, args) },
 	}
 }
 
@@ -147,4 +92,61 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%dB", n)
+}
+
+func runBackup(ctx context.Context, g *globals, c *backupConfig, args []string) error {
+	if len(args) > 0 {
+		return usagef("backup takes no arguments, got %q", args[0])
+	}
+	if err := g.setup(); err != nil {
+		return err
+	}
+	if c.threads < 1 {
+		return usagef("--threads %d: must be at least 1", c.threads)
+	}
+	if c.ignoreExisting && c.ignoreChanges {
+		return usagef("--ignore-existing applies to continuous backup, not with --ignore-changes")
+	}
+	if c.manifestSecs <= 0 {
+		return usagef("--manifest-interval-secs %v: must be positive", c.manifestSecs)
+	}
+	if c.host == "" {
+		c.host = defaultHost()
+	}
+	if err := checkHost(c.host); err != nil {
+		return err
+	}
+	if len(c.dataDirs) == 0 {
+		c.dataDirs = listFlag{"/var/lib/cassandra/data"}
+	}
+	if err := cassback.CheckDataDirs(c.dataDirs); err != nil {
+		return err
+	}
+	r, err := g.repo(ctx, true)
+	if err != nil {
+		return err
+	}
+	bo := cassback.BackupOptions{
+		DataDirs: c.dataDirs, Host: c.host, ExcludeKeyspaces: c.exclude, IncludeSystem: c.includeSystem,
+		Threads: c.threads, CassandraVersion: g.cassandraVersion,
+	}
+	if !c.ignoreChanges {
+		report := time.Duration(c.reportInterval) * time.Second
+		if c.reportInterval <= 0 {
+			report = -1
+		}
+		st, err := r.Continuous(ctx, gracefulStop(ctx), cassback.ContinuousOptions{
+			BackupOptions: bo, IgnoreExisting: c.ignoreExisting, ReportInterval: report,
+			ManifestInterval: time.Duration(c.manifestSecs * float64(time.Second)), DrainTimeout: c.drain,
+		})
+		fmt.Fprintf(g.stdout, "Backed up %d SSTables (%d files read, %s, %s new), wrote %d manifests; latency to a durable manifest: median %v, p99 %v\n",
+			st.SSTables, st.Files, human(st.BytesRead), human(st.BytesNew), st.Manifests,
+			st.LatencyPercentile(50).Round(time.Millisecond), st.LatencyPercentile(99).Round(time.Millisecond))
+		return err
+	}
+	sum, err := r.Backup(ctx, bo)
+	if err == nil || sum.Files > 0 {
+		printBackupSummary(g, sum)
+	}
+	return err
 }

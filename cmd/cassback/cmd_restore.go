@@ -15,22 +15,25 @@ import (
 	"github.com/cassback/cassback/manifest"
 )
 
+type restoreConfig struct {
+	o         cassback.RestoreOptions
+	host, at  string
+	keyspaces listFlag
+	tables    listFlag
+	reportSec int
+}
+
 func restoreCmd(g *globals, opts []ff.Option) *ffcli.Command {
-	var (
-		o         cassback.RestoreOptions
-		host, at  string
-		keyspaces listFlag
-		tables    listFlag
-		reportSec int
-	)
+	var c restoreConfig
+	o := &c.o
 	fs := flag.NewFlagSet("cassback restore", flag.ContinueOnError)
 	fs.StringVar(&o.DataDir, "data-dir", "/var/lib/cassandra/data", "folder to restore into (Cassandra's data directory or an empty folder)")
-	fs.StringVar(&host, "host", "", "host whose backups to restore (default: this host's fully qualified name)")
-	fs.Var(&keyspaces, "keyspace", "restore only this keyspace (repeatable; comma lists too)")
-	fs.Var(&tables, "table", "restore only this table (repeatable; comma lists too)")
-	fs.StringVar(&at, "at", "", "restore the latest backup at or before this time (UTC unless it has a zone; default: now)")
+	fs.StringVar(&c.host, "host", "", "host whose backups to restore (default: this host's fully qualified name)")
+	fs.Var(&c.keyspaces, "keyspace", "restore only this keyspace (repeatable; comma lists too)")
+	fs.Var(&c.tables, "table", "restore only this table (repeatable; comma lists too)")
+	fs.StringVar(&c.at, "at", "", "restore the latest backup at or before this time (UTC unless it has a zone; default: now)")
 	fs.IntVar(&o.Threads, "threads", 8, "ranged reads from the store at once")
-	fs.IntVar(&reportSec, "report-interval-secs", 5, "accepted for compatibility")
+	fs.IntVar(&c.reportSec, "report-interval-secs", 5, "accepted for compatibility")
 	fs.StringVar(&o.Owner, "owner", "", "owner of restored files (default: as recorded)")
 	fs.StringVar(&o.Group, "group", "", "group of restored files (default: as recorded)")
 	fs.BoolVar(&o.NoChown, "no-chown", false, "do not change the owner of restored files")
@@ -51,53 +54,7 @@ is skipped; a different one is moved to <data-dir>/../cassback-corrupt/.
 Exits 1, naming the files, if any file could not be restored.`,
 		FlagSet: fs,
 		Options: opts,
-		Exec: func(ctx context.Context, args []string) error {
-			if len(args) > 1 {
-				return usagef("restore takes at most one backup name, got %d arguments", len(args))
-			}
-			if err := g.setup(); err != nil {
-				return err
-			}
-			if o.Threads < 1 {
-				return usagef("--threads %d: must be at least 1", o.Threads)
-			}
-			if err := checkOwner(o); err != nil {
-				return err
-			}
-			when := time.Now()
-			if at != "" {
-				t, err := manifest.ParseTime(at)
-				if err != nil {
-					return usagef("--at: %v", err)
-				}
-				when = t
-			}
-			name := ""
-			if len(args) == 1 {
-				name = args[0]
-				if _, _, _, err := manifest.ParseBackupName(name); err != nil {
-					return usagef("%v", err)
-				}
-			}
-			if host == "" {
-				host = defaultHost()
-			}
-			if err := checkHost(host); err != nil {
-				return err
-			}
-			r, err := g.repo(ctx, false)
-			if err != nil {
-				return err
-			}
-			ms, err := cassback.Select(ctx, r.Store, host, name, keyspaces, when)
-			if err != nil {
-				return err
-			}
-			o.Tables = tables
-			res, err := r.Restore(ctx, ms, o)
-			printRestore(g, o.DataDir, res)
-			return err
-		},
+		Exec:    func(ctx context.Context, args []string) error { return runRestore(ctx, g, &c, args) },
 	}
 }
 
@@ -159,4 +116,53 @@ func checkOwner(o cassback.RestoreOptions) error {
 		}
 	}
 	return nil
+}
+
+func runRestore(ctx context.Context, g *globals, c *restoreConfig, args []string) error {
+	o := &c.o
+	if len(args) > 1 {
+		return usagef("restore takes at most one backup name, got %d arguments", len(args))
+	}
+	if err := g.setup(); err != nil {
+		return err
+	}
+	if o.Threads < 1 {
+		return usagef("--threads %d: must be at least 1", o.Threads)
+	}
+	if err := checkOwner(*o); err != nil {
+		return err
+	}
+	when := time.Now()
+	if c.at != "" {
+		t, err := manifest.ParseTime(c.at)
+		if err != nil {
+			return usagef("--at: %v", err)
+		}
+		when = t
+	}
+	name := ""
+	if len(args) == 1 {
+		name = args[0]
+		if _, _, _, err := manifest.ParseBackupName(name); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	if c.host == "" {
+		c.host = defaultHost()
+	}
+	if err := checkHost(c.host); err != nil {
+		return err
+	}
+	r, err := g.repo(ctx, false)
+	if err != nil {
+		return err
+	}
+	ms, err := cassback.Select(ctx, r.Store, c.host, name, c.keyspaces, when)
+	if err != nil {
+		return err
+	}
+	o.Tables = c.tables
+	res, err := r.Restore(ctx, ms, *o)
+	printRestore(g, o.DataDir, res)
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -97,14 +98,14 @@ func printValidate(g *globals, o cassback.ValidateOptions, rep cassback.Validate
 			continue
 		}
 		fmt.Fprintf(w, "Missing or corrupt files found for backup %s\n", b)
-		for _, kind := range []string{"corrupt", "missing"} {
+		for _, kind := range []cassback.ProblemKind{cassback.Corrupt, cassback.Missing} {
 			first := true
 			for _, p := range ps {
 				if p.Kind != kind {
 					continue
 				}
 				if first {
-					if kind == "corrupt" {
+					if kind == cassback.Corrupt {
 						fmt.Fprintln(w, "Corrupt Files:")
 					} else {
 						fmt.Fprintln(w, "Missing Files:")
@@ -136,9 +137,9 @@ func printValidate(g *globals, o cassback.ValidateOptions, rep cassback.Validate
 		}
 	}
 	for _, s := range rep.StaleSessions {
-		fmt.Fprintf(w, "Stale session: %s\n", s)
+		fmt.Fprintf(w, "Stale session: %s (%s, %s, last renewed %s)\n", s.Key, s.Kind, s.State, s.Renewed.UTC().Format(time.RFC3339))
 	}
-	for _, s := range rep.OpenRuns {
-		fmt.Fprintf(w, "Condemned, waiting to be deleted: %s\n", s)
+	for _, s := range rep.Condemned {
+		fmt.Fprintf(w, "Condemned, waiting to be deleted: %s (%d packs, %d bytes, condemned %s)\n", s.ID, len(s.Packs), s.Bytes, s.Time.UTC().Format(time.RFC3339))
 	}
 }
