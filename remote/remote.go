@@ -94,3 +94,20 @@ var ErrStop = errors.New("stop listing")
 // HTTP 416 it is permanent for that object: retrying cannot help, and to an
 // index reader it means the object is shorter than recorded.
 var ErrInvalidRange = errors.New("invalid range")
+
+// ContextReader returns a reader of r that fails with ctx's error once ctx
+// ends, checked before every Read: backends use it so a cancelled Put or Get
+// stops between buffers instead of running to the end.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

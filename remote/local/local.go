@@ -426,7 +426,7 @@ func notFound(err error) error {
 func copyExact(ctx context.Context, w io.Writer, r io.Reader, size int64) error {
 	// Hide w's ReadFrom, which would ignore the buffer and copy 32 KiB at a
 	// time, and r's WriteTo, which would ignore the limit.
-	src := io.LimitReader(ctxReader{ctx, r}, size)
+	src := io.LimitReader(remote.ContextReader(ctx, r), size)
 	buf := make([]byte, max(1, min(size, copyBufSize)))
 	n, err := io.CopyBuffer(struct{ io.Writer }{w}, src, buf)
 	if err != nil {
@@ -443,18 +443,6 @@ func copyExact(ctx context.Context, w io.Writer, r io.Reader, size int64) error 
 		return fmt.Errorf("read data: %w", err)
 	}
 	return nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // syncFile flushes f to stable storage. File systems that cannot fsync

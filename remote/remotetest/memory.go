@@ -59,7 +59,7 @@ func (m *Memory) Put(ctx context.Context, key string, data io.Reader, size int64
 		return fmt.Errorf("put %s: negative size %d", key, size)
 	}
 	buf := make([]byte, size)
-	r := ctxReader{ctx, data}
+	r := remote.ContextReader(ctx, data)
 	n, err := io.ReadFull(r, buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return fmt.Errorf("put %s: data ended after %d of %d bytes", key, n, size)
@@ -127,7 +127,7 @@ func (m *Memory) Get(ctx context.Context, key string, offset, length int64) (io.
 	if length >= 0 && length < size-offset {
 		end = offset + length
 	}
-	return io.NopCloser(ctxReader{ctx, bytes.NewReader(obj.data[offset:end])}), nil
+	return io.NopCloser(remote.ContextReader(ctx, bytes.NewReader(obj.data[offset:end]))), nil
 }
 
 // Stat implements remote.Store.
@@ -204,16 +204,4 @@ func (m *Memory) Delete(ctx context.Context, key string) error {
 	defer m.mu.Unlock()
 	delete(m.objs, key)
 	return nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/remote"
 )
 
 // A pack stub is what the meta store holds under a pack's key instead of
@@ -103,7 +104,7 @@ func readStub(ctx context.Context, data io.Reader, size int64) ([]byte, error) {
 		}
 	}
 	r := &ring{buf: make([]byte, min(size, maxStreamTail))}
-	src := io.LimitReader(ctxReader{ctx, data}, size)
+	src := io.LimitReader(remote.ContextReader(ctx, data), size)
 	n, err := io.CopyBuffer(r, src, make([]byte, min(max(size, 1), 256<<10)))
 	if err != nil {
 		return nil, fmt.Errorf("read data: %w", err)
@@ -196,16 +197,4 @@ func (r *ring) bytes() []byte {
 	}
 	i := r.n % c
 	return append(append(make([]byte, 0, c), r.buf[i:]...), r.buf[:i]...)
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
