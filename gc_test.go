@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -549,5 +550,37 @@ func TestPurgeMergesIndexFiles(t *testing.T) {
 	rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
 	if err != nil || !rep.OK() || len(rep.Backups) != len(names) {
 		t.Fatalf("validate after merging: %v, %d backups, %+v", err, len(rep.Backups), rep.Problems)
+	}
+}
+
+// TestPurgeRemovesStaleTemp: temporary files a crashed write left in a
+// local store are removed by purge once an hour old, and only then.
+func TestPurgeRemovesStaleTemp(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	r := gcRepo(t, dir, true)
+	old := time.Now().Add(-2 * time.Hour)
+	for _, name := range []string{"packs/ab/.tmp-crashed", "index/.tmp-crashed", "packs/cd/.tmp-young"} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(name, "young") {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	res, err := r.Purge(t.Context(), PurgeOptions{Host: "h", Before: time.Unix(0, 0), Holder: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TempRemoved != 2 {
+		t.Errorf("purge removed %d temporary files, want 2", res.TempRemoved)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "packs", "cd", ".tmp-young")); err != nil {
+		t.Errorf("a young temporary file (a write in progress) was removed: %v", err)
 	}
 }

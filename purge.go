@@ -7,6 +7,7 @@ import (
 
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/remote"
 )
 
 // PurgeOptions configures a purge. Exactly one of KeepDays and Before is set.
@@ -26,6 +27,9 @@ type PurgeResult struct {
 	Manifests []string  // removed, or candidates in a dry run
 	Plan      *gc.Plan  // the collection plan (as if the candidates were gone, in a dry run)
 	GC        gc.Report // what the collection did (zero in a dry run)
+	// TempRemoved counts temporary files of crashed writes removed from a
+	// store that keeps them (remote/local), once an hour old.
+	TempRemoved int
 }
 
 // Purge removes the host's manifests older than the cut-off, always keeping
@@ -74,8 +78,32 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	if res.Plan, err = c.Plan(ctx); err != nil {
 		return res, err
 	}
-	res.GC, err = res.Plan.Execute(ctx)
+	if res.GC, err = res.Plan.Execute(ctx); err != nil {
+		return res, err
+	}
+	res.TempRemoved, err = removeStaleTemp(ctx, r.Store)
 	return res, err
+}
+
+// staleTempAge is how old a backend's temporary file must be before purge
+// removes it: far longer than any single write takes.
+const staleTempAge = time.Hour
+
+// removeStaleTemp deletes the temporary files crashed writes left in a
+// store that has them (remote/local); invisible to every reader, they only
+// cost space.
+func removeStaleTemp(ctx context.Context, st remote.Store) (int, error) {
+	t, ok := st.(interface {
+		RemoveStaleTemp(context.Context, time.Duration) (int, error)
+	})
+	if !ok {
+		return 0, nil
+	}
+	n, err := t.RemoveStaleTemp(ctx, staleTempAge)
+	if err != nil {
+		return n, fmt.Errorf("remove temporary files of crashed writes: %w", err)
+	}
+	return n, nil
 }
 
 // expired returns the host's backups older than cutoff that the purge

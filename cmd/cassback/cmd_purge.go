@@ -125,6 +125,9 @@ func printPurge(g *globals, o cassback.PurgeOptions, res cassback.PurgeResult) {
 	for _, s := range rep.RevokedSessions {
 		fmt.Fprintf(w, "Revoked stale session: %s\n", s)
 	}
+	if res.TempRemoved > 0 {
+		fmt.Fprintf(w, "Removed %d temporary files left by crashed writes\n", res.TempRemoved)
+	}
 }
 
 // printPlan prints what a purge would do to the packs.
