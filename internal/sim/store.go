@@ -168,7 +168,7 @@ func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64)
 		return fmt.Errorf("put %s: negative size %d", key, size)
 	}
 	buf := make([]byte, size)
-	r := ctxReader{ctx, data}
+	r := remote.ContextReader(ctx, data)
 	n, err := io.ReadFull(r, buf)
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return fmt.Errorf("put %s: data ended after %d of %d bytes", key, n, size)
@@ -461,16 +461,4 @@ func (s *Store) applyLocked(r *request, now time.Time, conditional bool) {
 			s.deleteLocked(k)
 		}
 	}
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
