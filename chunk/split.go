@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/restic/chunker"
+	"golang.org/x/sync/errgroup"
 )
 
 // Chunk is one piece of a file handed to Split's callback.
@@ -57,10 +58,9 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 	}
 	par = min(par, nseg)
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	g, gctx := errgroup.WithContext(ctx)
 	s := &splitter{
-		ctx:  ctx,
+		ctx:  gctx,
 		r:    r,
 		size: size,
 		p:    p,
@@ -68,34 +68,21 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 		refs: make([][]Ref, nseg),
 		sum:  newFileSum(r, size, p.Segment, nseg),
 	}
-	var (
-		next     atomic.Int64
-		failOnce sync.Once
-		failErr  error
-		wg       sync.WaitGroup
-	)
+	var next atomic.Int64
 	for range par {
-		wg.Go(func() {
+		g.Go(func() error {
 			w := getWorker(p)
 			defer workers.Put(w)
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= nseg {
-					return
-				}
+			for k := int(next.Add(1) - 1); k < nseg; k = int(next.Add(1) - 1) {
 				if err := s.segment(w, k); err != nil {
-					failOnce.Do(func() {
-						failErr = err
-						cancel(err)
-					})
-					return
+					return err
 				}
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	if failErr != nil {
-		return File{}, failErr
+	if err := g.Wait(); err != nil {
+		return File{}, err
 	}
 
 	sum, err := s.sum.result()

@@ -12,6 +12,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
+	"golang.org/x/sync/errgroup"
 )
 
 // ErrCorrupt reports stored bytes whose BLAKE3 does not match their ID.
@@ -128,35 +129,33 @@ func fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opt
 	// Largest ranges first keeps the tail of a restore short.
 	slices.SortFunc(ranges, func(a, b *fetchRange) int { return int((b.end - b.off) - (a.end - a.off)) })
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	g, gctx := errgroup.WithContext(ctx)
 	work := make(chan *fetchRange)
-	var wg sync.WaitGroup
 	for range min(opts.Parallel, max(len(ranges), 1)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var buf []byte
+		g.Go(func() error {
+			var buf []byte // reused: ranges are up to MaxRange bytes
 			for r := range work {
 				var err error
-				if buf, err = fetchOne(ctx, st, r, buf, fn); err != nil {
-					cancel(err)
+				if buf, err = fetchOne(gctx, st, r, buf, fn); err != nil {
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
+send:
 	for _, r := range ranges {
 		select {
 		case work <- r:
-		case <-ctx.Done():
+		case <-gctx.Done():
+			break send
 		}
 	}
 	close(work)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
-	return nil
+	return ctx.Err()
 }
 
 // fetchOne reads one merged range and hands each chunk in it to fn.

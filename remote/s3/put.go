@@ -12,11 +12,11 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cassback/cassback/remote"
 )
@@ -242,30 +242,15 @@ func (s *Store) putMultipart(ctx context.Context, key string, src *source) (err 
 // parallel runs fn(0) … fn(n-1) on Config.PartConcurrency goroutines and
 // returns the first error, cancelling the others.
 func (s *Store) parallel(ctx context.Context, n int, fn func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for range min(n, s.cfg.PartConcurrency) {
-		wg.Go(func() {
-			for i := range next {
-				if err := fn(ctx, i); err != nil {
-					once.Do(func() { first = err; cancel(err) })
-				}
-			}
-		})
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, s.cfg.PartConcurrency))
 	for i := range n {
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		next <- i
+		g.Go(func() error { return fn(gctx, i) })
 	}
-	close(next)
-	wg.Wait()
-	return first
+	return g.Wait()
 }
 
 // condSupport records what the probe found about conditional writes.
