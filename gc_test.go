@@ -207,7 +207,7 @@ func purgeNow(t *testing.T, r *Repo, host string) gc.Report {
 	return res.GC
 }
 
-// TestRaceReuseOfCondemnedChunk (peers-dedup §4.12.7 "a manifest that
+// TestRaceReuseOfCondemnedChunk ("a manifest that
 // reuses chunks from a condemned set"): a session deduplicates against a
 // pack, a purge condemns that pack, then the session commits. The sweep
 // must wait for the session and then resurrect the pack.
@@ -285,7 +285,7 @@ func TestRaceNewSessionExcludesCondemned(t *testing.T) {
 	}
 }
 
-// TestRacePausedWriterIsFenced (§4.12.7 "SIGSTOP a writer past the lease"):
+// TestRacePausedWriterIsFenced ("SIGSTOP a writer past the lease"):
 // a writer that stops renewing is revoked by the purge and cannot commit.
 func TestRacePausedWriterIsFenced(t *testing.T) {
 	ctx := t.Context()
@@ -342,7 +342,7 @@ func TestRaceTwoPurgers(t *testing.T) {
 	}
 }
 
-// TestRaceChunkInCondemnedAndLivePack (§4.12.7): a chunk stored twice, one
+// TestRaceChunkInCondemnedAndLivePack: a chunk stored twice, one
 // copy in a pack condemned for its other chunks; the sweep deletes the
 // condemned pack and the chunk stays readable from the live copy.
 func TestRaceChunkInCondemnedAndLivePack(t *testing.T) {
@@ -371,7 +371,7 @@ func TestRaceChunkInCondemnedAndLivePack(t *testing.T) {
 	}
 }
 
-// TestRaceRestoreDuringSweep (§4.12.7): a restore's session holds off the
+// TestRaceRestoreDuringSweep: a restore's session holds off the
 // deletion of packs condemned while it runs.
 func TestRaceRestoreDuringSweep(t *testing.T) {
 	ctx := t.Context()
@@ -401,7 +401,7 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	}
 }
 
-// TestIndexRewriteDuringLoad (§4.12.7 "index GETs returning 404 while
+// TestIndexRewriteDuringLoad ("index GETs returning 404 while
 // compaction runs"): an index file deleted between List and Get is skipped
 // and its replacement found.
 func TestIndexRewriteDuringLoad(t *testing.T) {

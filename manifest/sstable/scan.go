@@ -87,7 +87,7 @@ type ScanResult struct {
 
 // Scan walks the data directory root and returns its complete SSTables.
 //
-// An SSTable is complete when (peers-cassandra §2.5): its TOC.txt exists and
+// An SSTable is complete when its TOC.txt exists and
 // every component it lists exists (versions before 1.2 have no TOC: Data.db,
 // which 1.x renames into place last, must exist); and no transaction log in
 // its directory has an ADD for it without a COMMIT. Files with a temporary
