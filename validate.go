@@ -89,14 +89,21 @@ type validation struct {
 // resolves to a stored pack of the indexed size; the header of every such
 // pack agrees with the index; with Checksum, every chunk's BLAKE3, every
 // file's BLAKE3 and each Data.db's Cassandra digest. It also lists orphan
-// packs, stale sessions and open condemned sets. It changes nothing in the
-// store but the clock's probe object (gc.StoreNow).
+// packs, stale sessions and open condemned sets. It writes nothing to the
+// store but its read session (so a concurrent purge deletes nothing it may
+// read) and the clock's probe object (gc.StoreNow).
 func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateReport, error) {
 	start := time.Now()
 	if opts.Threads <= 0 {
 		opts.Threads = 8
 	}
 	v := &validation{r: r, opts: opts, good: index.New(), used: map[chunk.ID][]int{}}
+	// Read-only credentials still validate, without that protection.
+	if sess, err := r.startSession(ctx, cmp.Or(opts.Host, "validate"), gc.KindValidate, nil); err != nil {
+		r.Log.Warn("validate runs without a session: a concurrent purge could delete packs it reads", "err", err)
+	} else {
+		defer sess.end(ctx)
+	}
 	names, err := v.names(ctx)
 	if err != nil {
 		return v.rep, err
