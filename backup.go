@@ -109,7 +109,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 		return sum, err
 	}
 	ms, errs := b.oneShotManifests(jobs, results, keyspaces, opts.Now(), &sum)
-	sum.Manifests, err = b.commit(ctx, ms)
+	sum.Manifests, err = b.commit(ctx, ms, nil)
 	st := b.w.Stats()
 	sum.BytesNew, sum.ChunksNew, sum.ChunksDup, sum.Packs = st.BytesNew.Load(), st.ChunksNew.Load(), st.ChunksDup.Load(), st.Packs.Load()
 	sum.Duration = time.Since(start)

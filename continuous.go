@@ -421,10 +421,19 @@ func (c *continuous) process(ctx context.Context, p *index.Packer, it *item) err
 }
 
 // commit writes a manifest for every keyspace that changed, once every
-// chunk they name is durable and indexed; then it acknowledges the
-// condemned sets every earlier reference is now covered for.
+// chunk they name is durable and indexed, and commits them together with
+// the acknowledgement of the condemned sets every earlier reference is now
+// covered for. With nothing to commit and nothing in flight, every
+// reference is already committed: it acknowledges every set it learned of,
+// so an idle node never holds up a purge.
 func (c *continuous) commit(ctx context.Context) error {
-	if len(c.synced) < len(c.opts.DataDirs) || len(c.dirty) == 0 {
+	if len(c.synced) < len(c.opts.DataDirs) {
+		return nil
+	}
+	if len(c.dirty) == 0 {
+		if len(c.items) == 0 {
+			c.b.sess.s.Ack(c.ackable()) // written by the next renewal
+		}
 		return nil
 	}
 	ack := c.ackable()
@@ -439,7 +448,7 @@ func (c *continuous) commit(ctx context.Context) error {
 		}
 		ms = append(ms, c.b.newManifest(ks, at, tables))
 	}
-	names, err := c.b.commit(ctx, ms)
+	names, err := c.b.commit(ctx, ms, ack)
 	c.stats.Manifests += len(names)
 	if err != nil {
 		return err
@@ -447,7 +456,6 @@ func (c *continuous) commit(ctx context.Context) error {
 	clear(c.dirty)
 	c.stats.Latency = append(c.stats.Latency, c.latencies(time.Now())...)
 	c.fresh = c.fresh[:0]
-	c.b.sess.ack(ack)
 	c.stats.BytesNew = c.b.w.Stats().BytesNew.Load()
 	return nil
 }

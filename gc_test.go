@@ -166,17 +166,30 @@ func TestSharedChunkSurvivesOtherHostPurge(t *testing.T) {
 	}
 }
 
-// writeManifest stores a manifest for one file of data referencing the
-// given chunks (as a backup session would).
-func writeManifest(t *testing.T, st remote.Store, host string, at time.Time, data []byte, refs []chunk.Ref) string {
+// writeManifest stores and commits a manifest for one file of data
+// referencing the given chunks, as the session sess would (nil: as a
+// session that ended long ago did).
+func writeManifest(t *testing.T, st remote.Store, sess *gc.Session, host string, at time.Time, data []byte, refs []chunk.Ref) string {
 	t.Helper()
 	m := &manifest.Manifest{Format: manifest.FormatVersion, Host: host, Keyspace: "ks", Time: at.UTC().Truncate(time.Microsecond)}
+	if sess != nil {
+		m.Session = sess.ID()
+	}
 	m.Name = manifest.BackupName(m.Time, "ks", host)
 	m.Tables = []manifest.Table{{Name: "t", ID: strings.Repeat("ab", 16), Files: []manifest.File{{
 		Path: "ks/t-" + strings.Repeat("ab", 16) + "/nb-1-big-Data.db", Size: int64(len(data)), Mode: 0o644,
 		MTime: at.UTC(), Sum: chunk.Sum(data), Chunks: refs,
 	}}}}
 	if err := manifest.Put(t.Context(), st, m); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if sess != nil {
+		err = sess.Commit(t.Context(), []string{m.Name}, nil)
+	} else {
+		err = manifest.PutCommit(t.Context(), st, m.Name, "")
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	return m.Name
@@ -215,7 +228,7 @@ func TestRaceReuseOfCondemnedChunk(t *testing.T) {
 	ctx := t.Context()
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
 	data := bytes.Repeat([]byte("cassandra"), 1000)
-	ref := storeChunk(t, r, r.Index, "old", data) // stored, referenced by nothing
+	ref := storeChunk(t, r, index.New(), "old", data) // stored, referenced by nothing
 	// The writer's session starts, and it dedups against the pack.
 	sess, runs, err := gc.StartSession(ctx, r.Store, "w", "backup", noWait)
 	if err != nil || len(runs) != 0 {
@@ -232,7 +245,7 @@ func TestRaceReuseOfCondemnedChunk(t *testing.T) {
 		t.Fatalf("first purge: condemned %d, deleted %d, waiting %v; want 1, 0, one set waiting on the session", gc.Condemned, gc.Deleted, gc.Waiting)
 	}
 	// The session commits a manifest using the chunk, then ends.
-	name := writeManifest(t, r.Store, "w", time.Now(), data, []chunk.Ref{ref})
+	name := writeManifest(t, r.Store, sess, "w", time.Now(), data, []chunk.Ref{ref})
 	if err := sess.End(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +270,7 @@ func TestRaceNewSessionExcludesCondemned(t *testing.T) {
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
 	r.GC.Grace = time.Hour // keep the set open across the session
 	data := bytes.Repeat([]byte("sstable"), 999)
-	storeChunk(t, r, r.Index, "old", data)
+	storeChunk(t, r, index.New(), "old", data)
 	if gc := purgeNow(t, r, "x"); gc.Condemned != 1 || gc.Deleted != 0 {
 		t.Fatalf("condemned %d deleted %d, want 1 and 0 (grace)", gc.Condemned, gc.Deleted)
 	}
@@ -272,7 +285,7 @@ func TestRaceNewSessionExcludesCondemned(t *testing.T) {
 		t.Fatal("a chunk only in a condemned pack is still offered for deduplication")
 	}
 	ref := storeChunk(t, r, idx, "w", data) // uploaded again, in a new pack
-	name := writeManifest(t, r.Store, "w", time.Now(), data, []chunk.Ref{ref})
+	name := writeManifest(t, r.Store, sess, "w", time.Now(), data, []chunk.Ref{ref})
 	sess.End(ctx)
 	r.GC.Grace = -1
 	gc := purgeNow(t, r, "x")
@@ -285,8 +298,10 @@ func TestRaceNewSessionExcludesCondemned(t *testing.T) {
 	}
 }
 
-// TestRacePausedWriterIsFenced ("SIGSTOP a writer past the lease"):
-// a writer that stops renewing is revoked by the purge and cannot commit.
+// TestRacePausedWriterIsFenced ("SIGSTOP a writer past the lease"): a
+// writer that stops renewing holds up the sweep of a set it has not
+// acknowledged only until the purge revokes it by compare-and-swap; then
+// it can neither renew nor commit.
 func TestRacePausedWriterIsFenced(t *testing.T) {
 	ctx := t.Context()
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
@@ -295,17 +310,21 @@ func TestRacePausedWriterIsFenced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(60 * time.Millisecond) // the writer is "paused" past its lease
+	storeChunk(t, r, index.New(), "old", bytes.Repeat([]byte("dead"), 100)) // a dead pack to condemn
+	time.Sleep(60 * time.Millisecond)                                       // the writer is "paused" past its lease
 	r.GC = opts
 	res, err := r.Purge(ctx, PurgeOptions{Host: "w", Before: time.Unix(0, 0), Holder: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.GC.RevokedSessions) != 1 {
-		t.Fatalf("revoked %v, want the paused session", res.GC.RevokedSessions)
+	if len(res.GC.RevokedSessions) != 1 || res.GC.Deleted != 1 {
+		t.Fatalf("revoked %v and deleted %d packs, want the paused session revoked and the dead pack deleted", res.GC.RevokedSessions, res.GC.Deleted)
 	}
 	if _, err := sess.Renew(ctx); !errors.Is(err, gc.ErrRevoked) {
 		t.Errorf("paused writer renewed after revocation: %v, want ErrRevoked", err)
+	}
+	if err := sess.Commit(ctx, []string{"x"}, nil); !errors.Is(err, gc.ErrRevoked) {
+		t.Errorf("paused writer committed after revocation: %v, want ErrRevoked", err)
 	}
 	if err := sess.Check(); !errors.Is(err, gc.ErrRevoked) {
 		t.Errorf("Check after revocation = %v, want ErrRevoked", err)
@@ -323,7 +342,7 @@ func TestRaceTwoPurgers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			leases[i], errs[i] = gc.AcquireLease(ctx, r.Store, "p", time.Hour)
+			leases[i], errs[i] = gc.AcquireLease(ctx, r.Store, "p", gc.Options{Lease: time.Hour}, false)
 		}()
 	}
 	wg.Wait()
@@ -359,7 +378,7 @@ func TestRaceChunkInCondemnedAndLivePack(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := storeChunk(t, r, index.New(), "y", shared)
-	name := writeManifest(t, r.Store, "y", time.Now(), shared, []chunk.Ref{ref})
+	name := writeManifest(t, r.Store, nil, "y", time.Now(), shared, []chunk.Ref{ref})
 	r.GC.RepackThreshold = 1 // no repack: the choice of keeper alone must drop A
 	gc := purgeNow(t, r, "x")
 	if gc.Deleted != 1 {
@@ -377,8 +396,9 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	ctx := t.Context()
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
 	data := bytes.Repeat([]byte("restore me"), 700)
-	ref := storeChunk(t, r, r.Index, "h", data)
-	writeManifest(t, r.Store, "h", time.Now().Add(-time.Hour), data, []chunk.Ref{ref})
+	idx := index.New()
+	ref := storeChunk(t, r, idx, "h", data)
+	writeManifest(t, r.Store, nil, "h", time.Now().Add(-time.Hour), data, []chunk.Ref{ref})
 	reader, _, err := gc.StartSession(ctx, r.Store, "h", "restore", noWait)
 	if err != nil {
 		t.Fatal(err)
@@ -388,7 +408,7 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 	if err != nil || len(res.Manifests) != 1 || res.GC.Deleted != 0 {
 		t.Fatalf("purge during restore: %v, removed %v, deleted %d packs; want the manifest removed and no pack deleted", err, res.Manifests, res.GC.Deleted)
 	}
-	loc, ok := r.Index.Lookup(ref.ID)
+	loc, ok := idx.Lookup(ref.ID)
 	if !ok {
 		t.Fatal("chunk lost from the index")
 	}
@@ -417,7 +437,7 @@ func TestIndexRewriteDuringLoad(t *testing.T) {
 	if err := w.Sync(ctx); err != nil { // one index file naming both packs
 		t.Fatal(err)
 	}
-	writeManifest(t, r.Store, "x", time.Now(), keep, []chunk.Ref{{ID: chunk.Sum(keep), Len: uint32(len(keep))}})
+	writeManifest(t, r.Store, nil, "x", time.Now(), keep, []chunk.Ref{{ID: chunk.Sum(keep), Len: uint32(len(keep))}})
 	// Load lists the old index file; the purge replaces it before the Get.
 	slow := &listThenPurge{Store: r.Store, purge: func() { purgeNow(t, r, "x") }}
 	idx := index.New()
@@ -534,8 +554,8 @@ func TestPurgeMergesIndexFiles(t *testing.T) {
 	var names []string
 	for i := range 12 {
 		data := bytes.Repeat([]byte{byte(i)}, 1000+i)
-		ref := storeChunk(t, r, r.Index, "h", data) // one index file each
-		names = append(names, writeManifest(t, r.Store, "h", time.Now().Add(time.Duration(i)*time.Second), data, []chunk.Ref{ref}))
+		ref := storeChunk(t, r, index.New(), "h", data) // one index file each
+		names = append(names, writeManifest(t, r.Store, nil, "h", time.Now().Add(time.Duration(i)*time.Second), data, []chunk.Ref{ref}))
 	}
 	if n := countKeys(t, r.Store, "index/h/"); n != 12 {
 		t.Fatalf("%d index files before the purge, want 12", n)

@@ -2,10 +2,13 @@ package cassback
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
@@ -19,12 +22,18 @@ type PurgeOptions struct {
 	PurgeLatest bool   // also remove the newest manifest of a keyspace when it is older than the cut-off
 	DryRun      bool   // work out the manifests and the collection plan; change nothing
 	Holder      string // names this purge in the lease
+	// Exclusive is the operator's word that no other cassback process uses
+	// the store while this purge runs: needed on a store without atomic
+	// conditional writes; every session object is then removed as dead.
+	Exclusive bool
 }
 
 // PurgeResult says what a purge removed, or in a dry run what it would do.
 type PurgeResult struct {
 	Cutoff    time.Time
 	Manifests []string  // removed, or candidates in a dry run
+	Kept      []string  // the newest backup of each keyspace, kept though older than the cut-off
+	Skipped   []Skipped // backups that do not decode: never counted as the newest, never removed
 	Plan      *gc.Plan  // the collection plan (as if the candidates were gone, in a dry run)
 	GC        gc.Report // what the collection did (zero in a dry run)
 	// TempRemoved counts temporary files of crashed writes removed from a
@@ -32,13 +41,17 @@ type PurgeResult struct {
 	TempRemoved int
 }
 
+// Skipped is a backup purge left alone, and why.
+type Skipped struct{ Name, Why string }
+
 // Purge removes the host's manifests older than the cut-off, always keeping
 // the newest of each keyspace unless PurgeLatest, and never touching another
 // host's; then it collects garbage: packs no remaining manifest of any host
 // references are condemned, and deleted by this or a later purge once the
-// protocol allows (gc.Plan.Execute). One purge runs at a time (a lease).
+// protocol allows (gc.Plan.Execute). One purge runs at a time (a lease,
+// renewed before every destructive step).
 func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, err error) {
-	lease, err := gc.AcquireLease(ctx, r.Store, opts.Holder, r.GC.WithDefaults().Lease)
+	lease, err := gc.AcquireLease(ctx, r.Store, opts.Holder, r.GC, opts.Exclusive)
 	if err != nil {
 		return res, err
 	}
@@ -55,10 +68,10 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	if opts.KeepDays > 0 {
 		res.Cutoff = now.Add(-time.Duration(opts.KeepDays) * 24 * time.Hour)
 	}
-	if res.Manifests, err = r.expired(ctx, opts, res.Cutoff); err != nil {
+	if err := r.expired(ctx, opts, now, &res); err != nil {
 		return res, err
 	}
-	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log}
+	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive}
 	if opts.DryRun {
 		c.Skip = map[string]bool{}
 		for _, n := range res.Manifests {
@@ -67,11 +80,15 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 		res.Plan, err = c.Plan(ctx)
 		return res, err
 	}
-	// Roots first: manifests are deleted before anything they reference.
+	// Roots first: backups are removed before anything they reference.
+	if len(res.Manifests) > 0 {
+		if err := lease.Renew(ctx); err != nil {
+			return res, err
+		}
+	}
 	for _, n := range res.Manifests {
-		key, _ := manifest.Key(n)
-		if err := r.Store.Delete(ctx, key); err != nil {
-			return res, fmt.Errorf("delete backup %s: %w", n, err)
+		if err := manifest.Delete(ctx, r.Store, n); err != nil {
+			return res, err
 		}
 		r.Log.Info("backup removed", "backup", n)
 	}
@@ -83,6 +100,93 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	}
 	res.TempRemoved, err = removeStaleTemp(ctx, r.Store)
 	return res, err
+}
+
+// futureSlack is how far after the store's clock a backup's time may lie
+// and still count as the newest of its keyspace: a node's clock may run a
+// little ahead, but a backup from next year is not a backup from today.
+const futureSlack = 24 * time.Hour
+
+// expired works out the host's committed backups older than the cut-off
+// that the purge removes. The newest backup of each keyspace — by the time
+// of its decoded manifest, among the committed backups that decode and are
+// not in the future — is kept unless opts.PurgeLatest; a backup that does
+// not decode is reported and never counted or removed.
+func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, res *PurgeResult) error {
+	kss := opts.Keyspaces
+	if len(kss) == 0 {
+		var err error
+		if kss, err = manifest.Keyspaces(ctx, r.Store, opts.Host); err != nil {
+			return err
+		}
+	}
+	for _, ks := range kss {
+		var names []string
+		if err := manifest.List(ctx, r.Store, opts.Host, ks, "", func(n string) error {
+			names = append(names, n)
+			return nil
+		}); err != nil {
+			return err
+		}
+		newest, err := r.newest(ctx, names, now, res)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			t, _, _, err := manifest.ParseBackupName(n)
+			if err != nil || !t.Before(res.Cutoff) || slices.ContainsFunc(res.Skipped, func(s Skipped) bool { return s.Name == n }) {
+				continue
+			}
+			if n == newest && !opts.PurgeLatest {
+				res.Kept = append(res.Kept, n)
+				continue // the newest backup of a keyspace stays unless asked
+			}
+			res.Manifests = append(res.Manifests, n)
+		}
+	}
+	return nil
+}
+
+// newest returns the newest backup among names (in time order) that
+// decodes and is not in the future, reading from the newest down; every
+// unreadable one it passes is added to res.Skipped.
+func (r *Repo) newest(ctx context.Context, names []string, now time.Time, res *PurgeResult) (string, error) {
+	if hole.On(hole.NewestByKey) {
+		if len(names) == 0 {
+			return "", nil
+		}
+		return names[len(names)-1], nil
+	}
+	for i := len(names) - 1; i >= 0; i-- {
+		n := names[i]
+		t, _, _, err := manifest.ParseBackupName(n)
+		if err != nil {
+			res.Skipped = append(res.Skipped, Skipped{n, err.Error()})
+			continue
+		}
+		if t.After(now.Add(futureSlack)) {
+			res.Skipped = append(res.Skipped, Skipped{n, fmt.Sprintf("dated %s, after the store's clock (%s)", t.Format(time.RFC3339), now.Format(time.RFC3339))})
+			continue
+		}
+		m, err := manifest.Get(ctx, r.Store, n)
+		if errors.Is(err, manifest.ErrNoBackup) {
+			res.Skipped = append(res.Skipped, Skipped{n, "committed, but its manifest is missing"})
+			continue
+		}
+		if err != nil && ctx.Err() != nil {
+			return "", err
+		}
+		if err != nil {
+			res.Skipped = append(res.Skipped, Skipped{n, err.Error()})
+			continue
+		}
+		if !m.Time.Equal(t) {
+			res.Skipped = append(res.Skipped, Skipped{n, "its manifest holds another time"})
+			continue
+		}
+		return n, nil
+	}
+	return "", nil
 }
 
 // staleTempAge is how old a backend's temporary file must be before purge
@@ -104,37 +208,4 @@ func removeStaleTemp(ctx context.Context, st remote.Store) (int, error) {
 		return n, fmt.Errorf("remove temporary files of crashed writes: %w", err)
 	}
 	return n, nil
-}
-
-// expired returns the host's backups older than cutoff that the purge
-// removes: never the newest of a keyspace unless opts.PurgeLatest.
-func (r *Repo) expired(ctx context.Context, opts PurgeOptions, cutoff time.Time) ([]string, error) {
-	kss := opts.Keyspaces
-	if len(kss) == 0 {
-		var err error
-		if kss, err = manifest.Keyspaces(ctx, r.Store, opts.Host); err != nil {
-			return nil, err
-		}
-	}
-	var out []string
-	for _, ks := range kss {
-		var names []string
-		if err := manifest.List(ctx, r.Store, opts.Host, ks, "", func(n string) error {
-			names = append(names, n)
-			return nil
-		}); err != nil {
-			return nil, err
-		}
-		for i, n := range names {
-			t, _, _, err := manifest.ParseBackupName(n)
-			if err != nil || !t.Before(cutoff) {
-				continue
-			}
-			if i == len(names)-1 && !opts.PurgeLatest {
-				continue // the newest backup of a keyspace stays unless asked
-			}
-			out = append(out, n)
-		}
-	}
-	return out, nil
 }

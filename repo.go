@@ -10,18 +10,25 @@ import (
 
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/remote"
 )
 
-// Repo is an opened store: its config, the index of known chunks and the
-// local cache folder.
+// Repo is an opened store: its config and the local cache folder. Each
+// operation builds its own index of known chunks once its session is
+// registered (docs/design.md §4.2).
 type Repo struct {
 	Store    remote.Store
 	Config   index.Config
-	Index    *index.Index
 	CacheDir string // per-store cache folder; "" disables caching
 	Log      *slog.Logger
 	GC       gc.Options // timings of the garbage-collection protocol
+
+	// early is the index loaded at Open when the hole it closes is put
+	// back for a test (hole.IndexBeforeSession).
+	early *index.Index
+	// spawn starts the session heartbeat; the simulator replaces it.
+	spawn func(ctx context.Context, fn func(context.Context))
 }
 
 // Options configures Open. The zero value opens an existing store without
@@ -33,10 +40,14 @@ type Options struct {
 	// Create initialises a store without a config (only backups create
 	// stores).
 	Create bool
-	Log    *slog.Logger
+	// ReadOnly skips the probe of conditional writes, which writes: for
+	// commands that only read (list, show).
+	ReadOnly bool
+	Log      *slog.Logger
 }
 
-// Open reads the store's config and loads its index.
+// Open reads the store's config (creating it with o.Create) and probes
+// whether the store has conditional writes.
 func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	log := o.Log
 	if log == nil {
@@ -56,7 +67,7 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Repo{Store: st, Config: cfg, Index: index.New(), Log: log}
+	r := &Repo{Store: st, Config: cfg, Log: log, spawn: func(ctx context.Context, fn func(context.Context)) { go fn(ctx) }}
 	if o.CacheRoot != "" {
 		r.CacheDir = filepath.Join(o.CacheRoot, cfg.ID)
 		if err := os.MkdirAll(r.CacheDir, 0o755); err != nil {
@@ -64,12 +75,42 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 			r.CacheDir = ""
 		}
 	}
-	n, err := r.Index.Load(ctx, st, r.CacheDir)
+	if !o.ReadOnly {
+		cond, err := gc.ProbeConditional(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		r.GC.NoConditional = !cond
+		if !cond {
+			log.Warn("the store has no conditional writes: purge needs --exclusive (see cassback check-store)")
+		}
+	}
+	if hole.On(hole.IndexBeforeSession) {
+		if r.early, err = r.loadIndex(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// loadIndex builds an index of the chunks stored now, from the cache and
+// the index files listed now.
+func (r *Repo) loadIndex(ctx context.Context) (*index.Index, error) {
+	idx := index.New()
+	return r.loadIndexInto(ctx, idx)
+}
+
+// loadIndexInto adds to idx the index files listed now.
+func (r *Repo) loadIndexInto(ctx context.Context, idx *index.Index) (*index.Index, error) {
+	ls, err := idx.Load(ctx, r.Store, r.CacheDir)
 	if err != nil {
 		return nil, err
 	}
-	log.Debug("index loaded", "chunks", r.Index.Len(), "packs", r.Index.Packs(), "fetched", n)
-	return r, nil
+	for k, e := range ls.Damaged {
+		r.Log.Warn("index file unreadable; its packs are indexed from their headers (run cassback repair-index)", "index", k, "err", e)
+	}
+	r.Log.Debug("index loaded", "chunks", idx.Len(), "packs", idx.Packs(), "fetched", ls.Fetched, "rebuilt", ls.Rebuilt)
+	return idx, nil
 }
 
 // journalPath is the local journal of the writer for host.

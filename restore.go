@@ -89,27 +89,43 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if err != nil {
 		return res, err
 	}
-	// Index files written since the repo was opened (a purge's repack, other
-	// nodes' backups) may hold the only copies of some chunks now.
-	if _, err := r.Index.Load(ctx, r.Store, r.CacheDir); err != nil {
-		return res, err
-	}
 	// A read session keeps a concurrent purge from deleting packs this
-	// restore may read. A store this process cannot write (read-only
-	// credentials) still restores, without that protection.
+	// restore may read; the manifests are read again and the index built
+	// after it is registered (docs/design.md §4.2). A store this process
+	// cannot write (read-only credentials) still restores, without that
+	// protection.
 	if len(ms) > 0 {
-		if sess, err := r.startSession(ctx, ms[0].Host, gc.KindRestore, nil); err != nil {
+		if sess, _, err := r.startSession(ctx, ms[0].Host, gc.KindRestore, nil); err != nil {
 			r.Log.Warn("restore runs without a session: a concurrent purge could delete packs it needs", "err", err)
 		} else {
 			defer sess.end(ctx)
 		}
 	}
+	ms = slices.Clone(ms)
+	for i, m := range ms {
+		again, err := manifest.Get(ctx, r.Store, m.Name)
+		if err != nil {
+			return res, fmt.Errorf("backup %s was removed as the restore began: %w", m.Name, err)
+		}
+		ms[i] = again
+	}
+	idx, err := r.loadIndex(ctx)
+	if err != nil {
+		return res, err
+	}
 	todo := r.restorePlan(root, ms, opts, &res)
+	if n := unknownChunks(idx, todo); n > 0 {
+		rebuilt, err := idx.RebuildOrphans(ctx, r.Store)
+		if err != nil {
+			return res, err
+		}
+		r.Log.Warn("chunks in no index file; packs indexed from their headers (run cassback repair-index)", "chunks", n, "packs", rebuilt)
+	}
 	for len(todo) > 0 {
 		n := min(len(todo), opts.BatchFiles)
 		batch := todo[:n]
 		todo = todo[n:]
-		if err := r.restoreBatch(ctx, root, batch, opts, uid, gid); err != nil {
+		if err := r.restoreBatch(ctx, root, idx, batch, opts, uid, gid); err != nil {
 			return res, err
 		}
 		for _, rf := range batch {
@@ -134,6 +150,20 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		return res, fmt.Errorf("%w: %d files failed, first %s: %s", ErrRestoreFailed, len(res.Failed), res.Failed[0].Path, res.Failed[0].Reason)
 	}
 	return res, nil
+}
+
+// unknownChunks counts the chunks of the files to restore that the index
+// does not know.
+func unknownChunks(idx *index.Index, todo []*restoreFile) int {
+	n := 0
+	for _, rf := range todo {
+		for _, c := range rf.rec.Chunks {
+			if !idx.Has(c.ID) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // openTarget creates the data directory if needed and opens it as a root
@@ -261,10 +291,10 @@ type placement struct {
 
 // restoreBatch fetches the chunks of a batch of files with parallel ranged
 // reads and writes each chunk at its offsets in every file that has it.
-func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
+func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, idx *index.Index, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
 	where, ids := createTemps(root, batch)
 	var mu sync.Mutex
-	err := index.Fetch(ctx, r.Store, r.Index, ids, index.FetchOptions{Parallel: opts.Threads}, func(id chunk.ID, data []byte, err error) error {
+	err := index.Fetch(ctx, r.Store, idx, ids, index.FetchOptions{Parallel: opts.Threads}, func(id chunk.ID, data []byte, err error) error {
 		for _, p := range where[id] {
 			mu.Lock()
 			failed := p.rf.err != nil

@@ -9,54 +9,49 @@ import (
 )
 
 // session is a registration of this process in the store, which the
-// garbage collector honours: no pack condemned after it started is deleted
-// until it ends or acknowledges, and it never uses packs condemned before
-// (docs/design.md §4). A goroutine renews it every heartbeat.
+// garbage collector honours: no pack of a condemned set it has not
+// acknowledged is deleted while it is live (docs/design.md §4). A
+// background task renews it every heartbeat.
 type session struct {
 	s      *gc.Session
 	cancel context.CancelFunc
 	done   chan error
 }
 
-// startSession registers a session of the given kind and excludes the
-// packs of every condemned set, now and as new ones appear; onNew (if not
-// nil) hears of each new set after its packs are excluded.
-func (r *Repo) startSession(ctx context.Context, host string, kind gc.Kind, onNew func([]gc.CondemnedSet)) (*session, error) {
+// startSession registers a session of the given kind, starts its
+// heartbeat, and returns it with the condemned sets open when it started.
+// onNew (if not nil) hears of each set condemned later, from the
+// heartbeat, before the session acknowledges anything.
+func (r *Repo) startSession(ctx context.Context, host string, kind gc.Kind, onNew func([]gc.CondemnedSet)) (*session, []gc.CondemnedSet, error) {
 	s, sets, err := gc.StartSession(ctx, r.Store, host, kind, r.GC)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	r.exclude(sets)
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	out := &session{s: s, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		out.done <- s.Heartbeat(hctx, func(fresh []gc.CondemnedSet) {
-			r.exclude(fresh)
+	r.spawn(hctx, func(ctx context.Context) {
+		out.done <- s.Heartbeat(ctx, func(fresh []gc.CondemnedSet) {
 			r.Log.Info("packs condemned by a purge are no longer used for deduplication", "sets", len(fresh))
 			if onNew != nil {
 				onNew(fresh)
 			}
 		})
-	}()
-	return out, nil
+	})
+	return out, sets, nil
 }
 
-func (r *Repo) exclude(sets []gc.CondemnedSet) {
+// packsOf returns the packs of condemned sets.
+func packsOf(sets []gc.CondemnedSet) []chunk.ID {
 	var packs []chunk.ID
 	for _, s := range sets {
 		packs = append(packs, s.Packs...)
 	}
-	if len(packs) > 0 {
-		r.Index.Exclude(packs)
-	}
+	return packs
 }
 
 // check fails if the session was revoked or its lease may have lapsed: a
-// writer checks just before writing manifests.
+// writer checks just before writing manifests, to spare useless work.
 func (s *session) check() error { return s.s.Check() }
-
-// ack acknowledges condemned sets (gc.Session.Ack).
-func (s *session) ack(ids []string) { s.s.Ack(ids) }
 
 // end stops the heartbeat and removes the session.
 func (s *session) end(ctx context.Context) error {

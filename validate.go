@@ -38,6 +38,10 @@ type ProblemKind string
 const (
 	Missing ProblemKind = "missing" // some of its data is not in the store
 	Corrupt ProblemKind = "corrupt" // its data is there but wrong, or its manifest is unreadable
+	// Unindexed: its data is stored, but only in packs no index file names
+	// (an index file was lost): readers find it from the packs' headers,
+	// slowly; cassback repair-index writes an index file for them.
+	Unindexed ProblemKind = "unindexed"
 )
 
 // Problem is one thing wrong, named down to the file when it can be.
@@ -99,7 +103,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 	}
 	v := &validation{r: r, opts: opts, good: index.New(), used: map[chunk.ID][]int{}}
 	// Read-only credentials still validate, without that protection.
-	if sess, err := r.startSession(ctx, cmp.Or(opts.Host, "validate"), gc.KindValidate, nil); err != nil {
+	if sess, _, err := r.startSession(ctx, cmp.Or(opts.Host, "validate"), gc.KindValidate, nil); err != nil {
 		r.Log.Warn("validate runs without a session: a concurrent purge could delete packs it reads", "err", err)
 	} else {
 		defer sess.end(ctx)
@@ -111,7 +115,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateRepo
 	if err := v.readManifests(ctx, names); err != nil {
 		return v.rep, err
 	}
-	if v.cat, err = gc.LoadCatalog(ctx, r.Store); err != nil {
+	if v.cat, err = gc.LoadCatalog(ctx, r.Store, true); err != nil {
 		return v.rep, err
 	}
 	v.housekeeping(ctx)
@@ -216,7 +220,7 @@ func (v *validation) housekeeping(ctx context.Context) {
 			}
 		}
 	}
-	if sets, err := gc.ListCondemned(ctx, v.r.Store); err == nil {
+	if sets, _, err := gc.ListCondemned(ctx, v.r.Store, nil); err == nil {
 		v.rep.Condemned = sets
 	}
 }
@@ -237,12 +241,16 @@ func (v *validation) locate() {
 	seen := map[chunk.ID]bool{}
 	for i, f := range v.files {
 		var bad []string
+		var unindexed *gc.PackState
 		for _, c := range f.rec.Chunks {
 			seen[c.ID] = true
 			p, why := storedCopy(c.ID, copies[c.ID])
 			if p == nil {
 				bad = append(bad, why)
 				continue
+			}
+			if p.FromHeader && unindexed == nil {
+				unindexed = p
 			}
 			if !slices.Contains(v.used[p.ID], i) {
 				v.used[p.ID] = append(v.used[p.ID], i)
@@ -254,23 +262,32 @@ func (v *validation) locate() {
 		if len(bad) > 0 {
 			v.problem(f, Missing, fmt.Sprintf("%d of %d chunks unavailable; first: %s", len(bad), len(f.rec.Chunks), bad[0]))
 		}
+		if unindexed != nil {
+			v.problem(f, Unindexed, fmt.Sprintf("stored only in pack %s, which is in no index file (run cassback repair-index)", unindexed.ID))
+		}
 	}
 	v.rep.Chunks = len(seen)
 }
 
-// storedCopy returns the first copy of chunk id in a stored pack of the
-// indexed size, or nil and why there is none.
+// storedCopy returns a copy of chunk id in a stored pack of the indexed
+// size, one an index file names if it can, or nil and why there is none.
 func storedCopy(id chunk.ID, copies []*gc.PackState) (*gc.PackState, string) {
-	why := fmt.Sprintf("chunk %s is in no index file", id)
+	why := fmt.Sprintf("chunk %s is in no index file and no stored pack", id)
+	var found *gc.PackState
 	for _, p := range copies {
 		switch {
 		case !p.Stored:
 			why = fmt.Sprintf("chunk %s: its pack %s is missing", id, p.ID)
 		case p.StoreSize != p.Size:
 			why = fmt.Sprintf("chunk %s: its pack %s has %d bytes, the index says %d (truncated?)", id, p.ID, p.StoreSize, p.Size)
-		default:
+		case !p.FromHeader:
 			return p, ""
+		case found == nil:
+			found = p
 		}
+	}
+	if found != nil {
+		return found, ""
 	}
 	return nil, why
 }

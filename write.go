@@ -16,6 +16,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/manifest"
 )
 
@@ -29,6 +30,7 @@ type backupRun struct {
 	host     string
 	version  string // Cassandra version recorded in manifests
 	sess     *session
+	idx      *index.Index // chunks known to be stored, less condemned packs
 	w        *index.Writer
 	splitPar int // goroutines chunking one file
 	owners   *ownerCache
@@ -46,16 +48,15 @@ type fileKey struct{ root, path string }
 // tableKey names a table within a keyspace.
 type tableKey struct{ name, id string }
 
-// beginBackup registers a backup session for host, reads the host's latest
-// manifests at or before prevAt of the given keyspaces (all when nil) so
-// unchanged files are not read again, and opens the writer (recovering its
-// journal). onCondemned hears of condemned sets the session learns of.
+// beginBackup registers a backup session for host; then, in this order
+// (docs/design.md §4.2, W1), builds its dedup index from the index files
+// listed after the condemned sets were read, without their packs; reads
+// the host's latest committed manifests at or before prevAt of the given
+// keyspaces (all when nil), so unchanged files are not read again; and
+// opens the writer, recovering its journal. onCondemned hears of sets
+// condemned later, after their packs are excluded.
 func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []string, prevAt time.Time, onCondemned func([]gc.CondemnedSet)) (*backupRun, error) {
-	sess, err := r.startSession(ctx, opts.Host, gc.KindBackup, onCondemned)
-	if err != nil {
-		return nil, err
-	}
-	b := &backupRun{r: r, host: opts.Host, version: opts.CassandraVersion, sess: sess,
+	b := &backupRun{r: r, host: opts.Host, version: opts.CassandraVersion, idx: index.New(),
 		// Every chunking goroutine holds a buffer of one maximal chunk
 		// (16 MiB): spread the cores over the workers rather than give
 		// each worker all of them, so memory stays about Threads × (pack +
@@ -64,10 +65,29 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 		owners:   &ownerCache{users: map[uint32]string{}, groups: map[uint32]string{}},
 		known:    map[fileKey]manifest.File{},
 	}
+	if hole.On(hole.IndexBeforeSession) && r.early != nil {
+		b.idx = r.early
+	}
+	sess, sets, err := r.startSession(ctx, opts.Host, gc.KindBackup, func(fresh []gc.CondemnedSet) {
+		b.idx.Exclude(packsOf(fresh))
+		if onCondemned != nil {
+			onCondemned(fresh)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.sess = sess
+	b.idx.Exclude(packsOf(sets))
+	if !hole.On(hole.IndexBeforeSession) {
+		if _, err := r.loadIndexInto(ctx, b.idx); err != nil {
+			return nil, b.abort(ctx, err)
+		}
+	}
 	if err := b.loadPrevious(ctx, keyspaces, prevAt); err != nil {
 		return nil, b.abort(ctx, err)
 	}
-	b.w, err = index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
+	b.w, err = index.NewWriter(ctx, r.Store, b.idx, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
 	if err != nil {
 		return nil, b.abort(ctx, err)
 	}
@@ -180,7 +200,7 @@ func (b *backupRun) unchanged(old, rec manifest.File) bool {
 	if old.Size != rec.Size || !old.MTime.Equal(rec.MTime) || old.Inode != rec.Inode || rec.Inode == 0 {
 		return false
 	}
-	return old.Unstored || b.r.allKnown(old.Chunks)
+	return old.Unstored || b.allKnown(old.Chunks)
 }
 
 func (b *backupRun) remember(rec manifest.File) {
@@ -204,39 +224,72 @@ func (b *backupRun) newManifest(ks string, at time.Time, tables map[tableKey][]m
 	return m
 }
 
-// commit makes the manifests durable: once every chunk they name is in a
-// durable, indexed pack (Sync) and the session is still valid (the fence),
-// it writes each manifest. It returns the names written; a manifest that
-// cannot be written does not stop the others.
-func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest) ([]string, error) {
+// commit makes the manifests count (docs/design.md §4.2, W3): once every
+// chunk they name is in a durable, indexed pack (Sync) and the session is
+// not known to be stale (the fence, which spares useless work), it writes
+// each manifest, then commits them by a compare-and-swap of the session
+// object, which fails if a purge revoked the session meanwhile, and then
+// writes their commit markers. Acks that these manifests make true ride on
+// the same write. It returns the names committed. A manifest of a revoked
+// session never counts: it is withdrawn here (or by a later purge).
+func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []string) ([]string, error) {
 	if err := b.w.Sync(ctx); err != nil {
 		return nil, err
 	}
-	// Fence: a session the collector revoked (this process was paused past
-	// its lease) must not write manifests that may name deleted packs.
 	if err := b.sess.check(); err != nil {
 		return nil, err
 	}
 	var names []string
 	var errs []error
 	for _, m := range ms {
+		m.Session = b.sess.s.ID()
 		if err := manifest.Put(ctx, b.r.Store, m); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		names = append(names, m.Name)
-		b.r.Log.Info("manifest written", "backup", m.Name, "tables", len(m.Tables))
+	}
+	if len(names) == 0 {
+		return nil, errors.Join(errs...)
+	}
+	if hole.On(hole.CommitUnfenced) {
+		for _, n := range names {
+			errs = append(errs, manifest.PutCommit(ctx, b.r.Store, n, b.sess.s.ID()))
+		}
+		b.sess.s.Ack(ack)
+		return names, errors.Join(errs...)
+	}
+	err := b.sess.s.Commit(ctx, names, ack)
+	if errors.Is(err, gc.ErrRevoked) {
+		b.withdraw(ctx, names)
+		return nil, fmt.Errorf("%w: %d backups written after it were withdrawn and do not count; the next backup stores them again", err, len(names))
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		b.r.Log.Info("backup committed", "backup", n)
 	}
 	return names, errors.Join(errs...)
+}
+
+// withdraw deletes manifests this session wrote but could not commit; a
+// purge removes what a failure here leaves.
+func (b *backupRun) withdraw(ctx context.Context, names []string) {
+	for _, n := range names {
+		if err := manifest.Delete(context.WithoutCancel(ctx), b.r.Store, n); err != nil {
+			b.r.Log.Warn("uncommitted backup not withdrawn; a purge removes it", "backup", n, "err", err)
+		}
+	}
 }
 
 // end ends the session.
 func (b *backupRun) end(ctx context.Context) error { return b.sess.end(ctx) }
 
 // allKnown reports whether every chunk is stored, by the index.
-func (r *Repo) allKnown(refs []chunk.Ref) bool {
+func (b *backupRun) allKnown(refs []chunk.Ref) bool {
 	for _, c := range refs {
-		if !r.Index.Has(c.ID) {
+		if !b.idx.Has(c.ID) {
 			return false
 		}
 	}

@@ -60,7 +60,8 @@ func BenchmarkPurgeLarge(b *testing.B) {
 
 	// Chunks, written by 2 workers into 8 KiB packs.
 	refs := make([]chunk.Ref, nChunks)
-	w, err := index.NewWriter(ctx, r.Store, r.Index, r.Config, index.WriterOptions{Host: "h", PackSize: 8 << 10})
+	idx := index.New()
+	w, err := index.NewWriter(ctx, r.Store, idx, r.Config, index.WriterOptions{Host: "h", PackSize: 8 << 10})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,6 +107,9 @@ func BenchmarkPurgeLarge(b *testing.B) {
 			if err := manifest.Put(ctx, r.Store, m); err != nil {
 				b.Error(err)
 			}
+			if err := manifest.PutCommit(ctx, r.Store, m.Name, ""); err != nil {
+				b.Error(err)
+			}
 		}()
 	}
 	wg.Wait()
@@ -128,6 +132,6 @@ func BenchmarkPurgeLarge(b *testing.B) {
 		b.ReportMetric(time.Since(start).Seconds(), "s/purge")
 		b.ReportMetric(float64(peakRSS())/(1<<20), "peakRSS-MiB")
 		b.Logf("%d manifests, %d chunks, %d packs: removed %d manifests, condemned %d and deleted %d packs, rewrote %d index files, %.1fs, peak RSS %d MiB",
-			nMan, nChunks, r.Index.Packs(), len(res.Manifests), res.GC.Condemned, res.GC.Deleted, res.GC.IndexRewritten, time.Since(start).Seconds(), peakRSS()>>20)
+			nMan, nChunks, idx.Packs(), len(res.Manifests), res.GC.Condemned, res.GC.Deleted, res.GC.IndexRewritten, time.Since(start).Seconds(), peakRSS()>>20)
 	}
 }

@@ -20,7 +20,9 @@ import (
 const ConfigKey = "config"
 
 // StoreFormat is the storage-format version this code reads and writes.
-const StoreFormat = 1
+// Format 2 added commit markers, session-tagged manifests and sharded
+// condemned sets (docs/design.md §4); no format 1 store is read.
+const StoreFormat = 2
 
 // DefaultPackSize is the target pack size. Packs close once they reach it,
 // so a pack is at most PackSize plus one maximal chunk.

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -134,6 +136,9 @@ func (x *Index) PackSize(id chunk.ID) int64 {
 
 func (x *Index) packOrdinal(id chunk.ID, size int64) uint32 {
 	if o, ok := x.packOrd[id]; ok {
+		if x.packs[o].size < 0 {
+			x.packs[o].size = size // excluded before it was loaded
+		}
 		return o
 	}
 	o := uint32(len(x.packs))
@@ -186,34 +191,87 @@ func (x *Index) merge(key string, packs []PackRecord) {
 	}
 }
 
-// Load reads every index file in the store that x has not merged yet. Index
-// files are immutable, so each is fetched once and kept in cacheDir (if not
-// empty); a lost or damaged cache costs only the time to fetch again.
-// It returns how many index files were read from the store.
-func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (fetched int, err error) {
-	for range 3 {
-		n, missed, err := x.load(ctx, st, cacheDir)
-		fetched += n
-		if err != nil || missed == 0 {
-			return fetched, err
-		}
-	}
-	return fetched, nil
+// LoadStats says what Load did.
+type LoadStats struct {
+	Fetched int              // index files read from the store (not the cache)
+	Damaged map[string]error // index files skipped: unreadable or not matching their name
+	Rebuilt int              // packs indexed from their own headers because of them
 }
 
-func (x *Index) load(ctx context.Context, st remote.Store, cacheDir string) (fetched, missed int, err error) {
+// Load reads every index file in the store that x has not merged yet. Index
+// files are immutable, so each is fetched once and kept in cacheDir (if not
+// empty); a lost or damaged cache costs only the time to fetch again. A
+// damaged index file is skipped; then every stored pack that no index file
+// names has its header read (two ranged reads each) and is indexed from
+// it, so a damaged file costs time, never data.
+func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (LoadStats, error) {
+	ls := LoadStats{Damaged: map[string]error{}}
+	for range 3 {
+		missed, err := x.load(ctx, st, cacheDir, &ls)
+		if err != nil {
+			return ls, err
+		}
+		if missed == 0 {
+			break
+		}
+	}
+	if len(ls.Damaged) > 0 {
+		n, err := x.RebuildOrphans(ctx, st)
+		ls.Rebuilt = n
+		if err != nil {
+			return ls, err
+		}
+	}
+	return ls, nil
+}
+
+// RebuildOrphans indexes, from their headers, the stored packs that no
+// loaded index file names, and returns how many. It lists every pack: a
+// reader calls it only when an index file is damaged or a chunk it needs
+// is in none (an index file was lost).
+func (x *Index) RebuildOrphans(ctx context.Context, st remote.Store) (int, error) {
+	var orphans []chunk.ID
+	err := st.List(ctx, "packs/", func(i remote.Info) error {
+		id, err := chunk.ParseID(i.Key[strings.LastIndexByte(i.Key, '/')+1:])
+		if err != nil || pack.Key(id) != i.Key {
+			return nil
+		}
+		if x.PackSize(id) < 0 {
+			orphans = append(orphans, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list packs: %w", err)
+	}
+	n := 0
+	for _, id := range orphans {
+		entries, size, err := pack.ReadHeader(ctx, st, pack.Key(id))
+		if err != nil {
+			if ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			continue // unreadable too: its chunks are not offered
+		}
+		x.Add(PackRecord{ID: id, Size: size, Entries: entries})
+		n++
+	}
+	return n, nil
+}
+
+func (x *Index) load(ctx context.Context, st remote.Store, cacheDir string, ls *LoadStats) (missed int, err error) {
 	var keys []string
 	err = st.List(ctx, "index/", func(i remote.Info) error {
 		x.mu.RLock()
 		done := x.loaded[i.Key]
 		x.mu.RUnlock()
-		if !done {
+		if !done && ls.Damaged[i.Key] == nil {
 			keys = append(keys, i.Key)
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("list index files: %w", err)
+		return 0, fmt.Errorf("list index files: %w", err)
 	}
 	for _, key := range keys {
 		b, hit := readCache(cacheDir, key)
@@ -231,17 +289,18 @@ func (x *Index) load(ctx context.Context, st remote.Store, cacheDir string) (fet
 				continue
 			}
 			if err != nil {
-				return fetched, missed, fmt.Errorf("read index file %s: %w", key, err)
+				return missed, fmt.Errorf("read index file %s: %w", key, err)
 			}
-			fetched++
+			ls.Fetched++
 			if packs, err = decodeNamed(key, b); err != nil {
-				return fetched, missed, fmt.Errorf("index file %s: %w", key, err)
+				ls.Damaged[key] = err
+				continue
 			}
 			writeCache(cacheDir, key, b)
 		}
 		x.merge(key, packs)
 	}
-	return fetched, missed, nil
+	return missed, nil
 }
 
 func readAll(ctx context.Context, st remote.Store, key string) ([]byte, error) {

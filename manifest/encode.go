@@ -259,6 +259,9 @@ func (m *Manifest) Validate() error {
 	if want := BackupName(m.Time, m.Keyspace, m.Host); m.Name != want {
 		return bad("name does not match host, keyspace and time (want %s)", want)
 	}
+	if m.Session != "" && !isHexID(m.Session) {
+		return bad("session %.100q: want 24 lowercase hex digits", m.Session)
+	}
 	if !printableASCII(m.CassandraVersion, 64) {
 		return bad("cassandra version %.100q: want at most 64 printable ASCII characters", m.CassandraVersion)
 	}
@@ -384,4 +387,9 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// isHexID reports whether s is a session ID: 24 lowercase hex digits.
+func isHexID(s string) bool {
+	return len(s) == 24 && strings.Trim(s, "0123456789abcdef") == ""
 }

@@ -21,8 +21,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 const id32 = "0123456789abcdef0123456789abcdef"
 
 const (
-	goldenJSON = "testdata/manifest-v1.json"    // the canonical JSON Encode must write
-	goldenGzip = "testdata/manifest-v1.json.gz" // an encoding Decode must read forever
+	goldenJSON = "testdata/manifest-v2.json"    // the canonical JSON Encode must write
+	goldenGzip = "testdata/manifest-v2.json.gz" // an encoding Decode must read forever
 )
 
 // sample is the manifest the golden files hold: every field set somewhere,
@@ -41,7 +41,7 @@ func sample() *Manifest {
 		return f
 	}
 	m := &Manifest{
-		Format: FormatVersion, Host: "node-1.dc1.example.com", Keyspace: "ks", Time: at, CassandraVersion: "5.0.2",
+		Format: FormatVersion, Host: "node-1.dc1.example.com", Keyspace: "ks", Time: at, CassandraVersion: "5.0.2", Session: "0123456789abcdef01234567",
 		Tables: []Table{
 			{Name: "events", ID: id32, Files: []File{
 				file("ks/events-"+id32+"/.by_day/nb-1-big-Data.db", 100),
@@ -186,7 +186,8 @@ func TestValidate(t *testing.T) {
 		modify func(m *Manifest)
 		want   string // substring of the error
 	}{
-		{"format", func(m *Manifest) { m.Format = 2 }, "manifest format 2 not supported"},
+		{"format", func(m *Manifest) { m.Format = 3 }, "manifest format 3 not supported"},
+		{"session", func(m *Manifest) { m.Session = "../x" }, "session"},
 		{"name", func(m *Manifest) { m.Name += "x" }, "name does not match"},
 		{"host", func(m *Manifest) { m.Host = "a/b" }, "host"},
 		{"host empty", func(m *Manifest) { m.Host = "" }, "host"},
@@ -265,14 +266,14 @@ func TestDecodeRejects(t *testing.T) {
 		{"truncated", gz(golden)[:40], "gunzip"},
 		{"trailing data", append(gz(golden), 0), "after the gzip stream"},
 		{"two members", append(gz(golden), gz(golden)...), "after the gzip stream"},
-		{"format 2", edit(`"format":1`, `"format":2`), "manifest format 2 not supported"},
-		{"format missing", edit(`"format":1,`, ``), "no format field"},
-		{"format string", edit(`"format":1`, `"format":"1"`), "not a number"},
+		{"format 3", edit(`"format":2`, `"format":3`), "manifest format 3 not supported"},
+		{"format missing", edit(`"format":2,`, ``), "no format field"},
+		{"format string", edit(`"format":2`, `"format":"2"`), "not a number"},
 		{"not JSON", gz([]byte("{")), "manifest:"},
-		{"unknown field", edit(`"format":1,`, `"format":1,"x":1,`), "unknown field"},
-		{"duplicate key", edit(`"format":1,`, `"format":1,"format":1,`), "canonical"},
+		{"unknown field", edit(`"format":2,`, `"format":2,"x":1,`), "unknown field"},
+		{"duplicate key", edit(`"format":2,`, `"format":2,"format":2,`), "canonical"},
 		{"key case", edit(`"host"`, `"Host"`), "canonical"},
-		{"white space", edit(`"format":1,`, `"format": 1,`), "canonical"},
+		{"white space", edit(`"format":2,`, `"format": 2,`), "canonical"},
 		{"time zone", edit(`"2026-11-26T01:02:03.456789Z"`, `"2026-11-26T02:02:03.456789+01:00"`), "not UTC"},
 		{"mtime zone", edit(`"2026-11-25T23:59:59.123456789Z"`, `"2026-11-26T00:59:59.123456789+01:00"`), "canonical"},
 		{"trailing zeros", edit(`"2026-11-26T01:02:03.456789Z"`, `"2026-11-26T01:02:03.456789000Z"`), "canonical"},
@@ -366,7 +367,7 @@ func FuzzDecode(f *testing.F) {
 	golden, stored := fuzzSeeds(f)
 	f.Add(stored)
 	f.Add(gz(golden))
-	f.Add(gz([]byte(`{"format":2}`)))
+	f.Add(gz([]byte(`{"format":3}`)))
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Decode(b)
@@ -382,8 +383,8 @@ func FuzzDecode(f *testing.F) {
 func FuzzDecodeJSON(f *testing.F) {
 	golden, _ := fuzzSeeds(f)
 	f.Add(golden)
-	f.Add([]byte(`{"format":1}`))
-	f.Add([]byte(`{"format":1,"name":"2026_11_26T01_02_03_456789-ks-h","host":"h","keyspace":"ks","time":"2026-11-26T01:02:03.456789Z","tables":[]}` + "\n"))
+	f.Add([]byte(`{"format":2}`))
+	f.Add([]byte(`{"format":2,"name":"2026_11_26T01_02_03_456789-ks-h","host":"h","keyspace":"ks","time":"2026-11-26T01:02:03.456789Z","tables":[]}` + "\n"))
 	f.Fuzz(func(t *testing.T, js []byte) {
 		m, err := Decode(gz(js))
 		if err != nil {

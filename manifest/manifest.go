@@ -7,8 +7,8 @@ import (
 )
 
 // FormatVersion is the manifest encoding this code writes. Decode accepts it
-// and refuses any other with a clear error.
-const FormatVersion = 1
+// and refuses any other with a clear error. Format 2 added Session.
+const FormatVersion = 2
 
 // Manifest records the complete SSTables of one keyspace of one host at one
 // moment. It is immutable once stored; a newer state is a newer Manifest.
@@ -19,7 +19,11 @@ type Manifest struct {
 	Keyspace         string    `json:"keyspace"`
 	Time             time.Time `json:"time"` // UTC, whole microseconds
 	CassandraVersion string    `json:"cassandra_version,omitempty"`
-	Tables           []Table   `json:"tables"` // sorted by Name, then ID
+	// Session is the ID of the backup session that wrote the manifest: a
+	// purge withdraws a manifest that was never committed once that
+	// session can no longer commit it (docs/design.md §4).
+	Session string  `json:"session"`
+	Tables  []Table `json:"tables"` // sorted by Name, then ID
 }
 
 // Table is one table (or column family) of the keyspace.

@@ -3,6 +3,7 @@ package manifest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,13 +16,21 @@ import (
 
 // Manifests live in the store under
 //
-//	manifests/<host>/<keyspace>/<backup name>
+//	manifests/<host>/<keyspace>/<backup name>   the manifest
+//	commits/<host>/<keyspace>/<backup name>     its commit marker
 //
 // The backup name begins with a fixed-width UTC timestamp, so within one host
 // and keyspace the keys sort by time, and a day, month or year is a key
-// prefix. Manifests are written once (create-only where the store supports
-// it) and deleted only by purge.
-const keyRoot = "manifests/"
+// prefix. A manifest counts — for restore, list, show's default and the next
+// backup's unchanged-file fast path — only once its commit marker exists: a
+// backup writes the marker only after its session proved, by
+// compare-and-swap, that it was still live after the manifest was written
+// (docs/design.md §4). Manifests and markers are written once and deleted
+// only by purge, marker first.
+const (
+	keyRoot    = "manifests/"
+	commitRoot = "commits/"
+)
 
 // Key returns the store key of the manifest with the given backup name.
 func Key(name string) (string, error) {
@@ -32,10 +41,20 @@ func Key(name string) (string, error) {
 	return keyRoot + host + "/" + ks + "/" + name, nil
 }
 
+// CommitKey returns the store key of the commit marker of a backup.
+func CommitKey(name string) (string, error) {
+	k, err := Key(name)
+	if err != nil {
+		return "", err
+	}
+	return commitRoot + strings.TrimPrefix(k, keyRoot), nil
+}
+
 // ErrNoBackup reports a backup name that is not in the store.
 var ErrNoBackup = errors.New("no such backup")
 
 // Put stores m, which must be valid. It never replaces an existing manifest.
+// m does not count until it is committed (PutCommit).
 func Put(ctx context.Context, st remote.Store, m *Manifest) error {
 	b, err := Encode(m)
 	if err != nil {
@@ -60,7 +79,53 @@ func Put(ctx context.Context, st remote.Store, m *Manifest) error {
 	return nil
 }
 
-// Get reads and decodes the manifest with the given backup name.
+// commitFormat is the version of a commit marker.
+const commitFormat = 1
+
+type commitDoc struct {
+	Format  int    `json:"format"`
+	Session string `json:"session"`
+}
+
+// PutCommit writes the commit marker of a backup whose manifest is stored,
+// written by the given session. Only the session's commit (gc.Session) and
+// a purge repairing a dead session's commits call it. Writing it again is
+// harmless.
+func PutCommit(ctx context.Context, st remote.Store, name, session string) error {
+	key, err := CommitKey(name)
+	if err != nil {
+		return err
+	}
+	b, _ := json.Marshal(commitDoc{Format: commitFormat, Session: session})
+	if err := st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("commit backup %s: %w", name, err)
+	}
+	return nil
+}
+
+// Delete removes a backup: its commit marker first, so it stops counting
+// before its manifest goes.
+func Delete(ctx context.Context, st remote.Store, name string) error {
+	ck, err := CommitKey(name)
+	if err != nil {
+		return err
+	}
+	mk, _ := Key(name)
+	if err := st.Delete(ctx, ck); err != nil {
+		return fmt.Errorf("delete backup %s: %w", name, err)
+	}
+	if err := st.Delete(ctx, mk); err != nil {
+		return fmt.Errorf("delete backup %s: %w", name, err)
+	}
+	return nil
+}
+
+// maxManifest bounds what Get reads of a manifest object; Decode bounds
+// what it inflates.
+const maxManifest = 1 << 30
+
+// Get reads and decodes the manifest with the given backup name, counted
+// or not.
 func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 	key, err := Key(name)
 	if err != nil {
@@ -74,9 +139,12 @@ func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 		return nil, fmt.Errorf("read manifest %s: %w", name, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(rc)
+	b, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
 	if err != nil {
 		return nil, fmt.Errorf("read manifest %s: %w", name, err)
+	}
+	if len(b) > maxManifest {
+		return nil, fmt.Errorf("manifest %s: more than %d bytes", name, maxManifest)
 	}
 	m, err := Decode(b)
 	if err != nil {
@@ -88,24 +156,24 @@ func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 	return m, nil
 }
 
-// Hosts returns every host with manifests in the store.
+// Hosts returns every host with committed backups in the store.
 func Hosts(ctx context.Context, st remote.Store) ([]string, error) {
-	return st.ListDirs(ctx, keyRoot)
+	return st.ListDirs(ctx, commitRoot)
 }
 
-// Keyspaces returns every keyspace with manifests of host.
+// Keyspaces returns every keyspace with committed backups of host.
 func Keyspaces(ctx context.Context, st remote.Store, host string) ([]string, error) {
-	if err := remote.ValidKey(keyRoot + host); err != nil {
+	if err := remote.ValidKey(commitRoot + host); err != nil {
 		return nil, fmt.Errorf("host %q: not a valid host name", host)
 	}
-	return st.ListDirs(ctx, keyRoot+host+"/")
+	return st.ListDirs(ctx, commitRoot+host+"/")
 }
 
-// List calls fn with the name of each manifest of host and keyspace whose
-// backup name starts with the timestamp prefix tsPrefix (for example
+// List calls fn with the name of each committed backup of host and keyspace
+// whose name starts with the timestamp prefix tsPrefix (for example
 // "2026_11_26" for a day, "" for all), in time order.
 func List(ctx context.Context, st remote.Store, host, keyspace, tsPrefix string, fn func(name string) error) error {
-	prefix := keyRoot + host + "/" + keyspace + "/"
+	prefix := commitRoot + host + "/" + keyspace + "/"
 	if err := remote.ValidKey(prefix + "x"); err != nil {
 		return fmt.Errorf("host %q, keyspace %q: %w", host, keyspace, err)
 	}
@@ -114,10 +182,34 @@ func List(ctx context.Context, st remote.Store, host, keyspace, tsPrefix string,
 	})
 }
 
-// Latest returns the name of the newest manifest of host and keyspace taken
-// at or before at, or "" if there is none. It lists the day of at first,
-// then its month, then its year, then everything, so the cost grows with
-// how far back the answer is, not with how many manifests exist.
+// Object is a stored manifest, counted or not, or a commit marker.
+type Object struct {
+	Name string // the backup name (the last segment of the key)
+	Key  string
+	Info remote.Info
+}
+
+// Objects calls fn for every manifest object in the store, of every host,
+// committed or not, in key order, with one listing of the whole tree.
+func Objects(ctx context.Context, st remote.Store, fn func(Object) error) error {
+	return listTree(ctx, st, keyRoot, fn)
+}
+
+// Commits calls fn for every commit marker in the store, in key order.
+func Commits(ctx context.Context, st remote.Store, fn func(Object) error) error {
+	return listTree(ctx, st, commitRoot, fn)
+}
+
+func listTree(ctx context.Context, st remote.Store, root string, fn func(Object) error) error {
+	return st.List(ctx, root, func(i remote.Info) error {
+		return fn(Object{Name: i.Key[strings.LastIndexByte(i.Key, '/')+1:], Key: i.Key, Info: i})
+	})
+}
+
+// Latest returns the name of the newest committed backup of host and
+// keyspace taken at or before at, or "" if there is none. It lists the day
+// of at first, then its month, then its year, then everything, so the cost
+// grows with how far back the answer is, not with how many backups exist.
 func Latest(ctx context.Context, st remote.Store, host, keyspace string, at time.Time) (string, error) {
 	at = at.UTC()
 	stamp := at.Format("2006_01_02")

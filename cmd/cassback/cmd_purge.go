@@ -31,6 +31,7 @@ func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.DurationVar(&grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
 	fs.DurationVar(&margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
 	fs.Float64Var(&repackThreshold, "repack-threshold", 0.5, "rewrite a live pack when more than this fraction of it is unreferenced (1 disables)")
+	fs.BoolVar(&o.Exclusive, "exclusive", false, "assert that no other cassback process uses the store while this purge runs: needed on a store without atomic conditional writes (see check-store); every session is then removed as dead")
 	return &ffcli.Command{
 		Name:       "purge",
 		ShortUsage: "cassback [global options] purge [KEYSPACE] (--keep-days N | --purge-before DATE) [--dry-run] [--host H]",
@@ -43,7 +44,10 @@ condemned, and deleted once every backup running at that moment has
 finished or acknowledged it, --grace has passed and a fresh look at every
 backup still finds them unreferenced — by this purge or a later one. Mostly
 dead packs are rewritten (--repack-threshold). Backups keep running while a
-purge runs; one purge runs at a time.`,
+purge runs; one purge runs at a time. Nothing is deleted while a backup,
+an index file or a pack it needs cannot be read (the output says which).
+On a store without atomic conditional writes (cassback check-store), purge
+runs only with --exclusive.`,
 		FlagSet: fs,
 		Options: opts,
 		Exec: func(ctx context.Context, args []string) error {
@@ -113,12 +117,27 @@ func printPurge(g *globals, o cassback.PurgeOptions, res cassback.PurgeResult) {
 	for _, n := range res.Manifests {
 		fmt.Fprintln(w, n)
 	}
+	for _, n := range res.Kept {
+		fmt.Fprintf(w, "Kept, the newest backup of its keyspace: %s\n", n)
+	}
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "Unreadable, never counted or removed: %s: %s\n", s.Name, s.Why)
+	}
 	fmt.Fprintln(w)
 	if o.DryRun {
 		printPlan(w, res.Plan)
 		return
 	}
 	rep := res.GC
+	for _, b := range rep.Blocked {
+		fmt.Fprintf(w, "Nothing deleted: %s\n", b)
+	}
+	for _, n := range rep.Withdrawn {
+		fmt.Fprintf(w, "Withdrawn, never committed: %s\n", n)
+	}
+	if rep.Repaired > 0 {
+		fmt.Fprintf(w, "Wrote the commit markers of %d backups whose sessions died\n", rep.Repaired)
+	}
 	fmt.Fprintf(w, "Condemned %d packs (%s); deleted %d packs (%s freed); kept %d condemned packs referenced again; repacked %d packs (%s)\n",
 		rep.Condemned, human(rep.CondemnedBytes), rep.Deleted, human(rep.DeletedBytes), rep.Resurrected, rep.Repacked, human(rep.RepackedBytes))
 	printWaiting(w, rep.Waiting)
@@ -135,16 +154,22 @@ func printPlan(w io.Writer, p *gc.Plan) {
 	if p == nil {
 		return
 	}
+	for _, b := range p.Blocked {
+		fmt.Fprintf(w, "Would delete nothing: %s\n", b)
+	}
+	for _, n := range p.Withdraw {
+		fmt.Fprintf(w, "Would withdraw, never committed: %s\n", n)
+	}
 	fmt.Fprintf(w, "Would condemn %d unreferenced packs (%s) and free them once no backup needs them\n", len(p.Condemn), human(p.CondemnBytes))
 	if len(p.Repack) > 0 {
 		fmt.Fprintf(w, "Would repack %d mostly unreferenced packs (%s), then condemn them\n", len(p.Repack), human(p.RepackBytes))
 	}
 	for _, s := range p.Sweep {
-		fmt.Fprintf(w, "Would delete condemned set %s (%d packs, %s) unless a fresh look finds them referenced\n", s.ID, len(s.Packs), human(s.Bytes))
+		fmt.Fprintf(w, "Would delete condemned set %s (%d packs, %s) once every session acknowledged it, unless a fresh look finds them referenced\n", s.ID, len(s.Packs), human(s.Bytes))
 	}
 	printWaiting(w, p.Waiting)
-	for _, s := range p.Revoke {
-		fmt.Fprintf(w, "Would revoke stale session: %s\n", s.Key)
+	for _, s := range p.Stale {
+		fmt.Fprintf(w, "Stale session, revoked if it holds up a sweep: %s\n", s.Key)
 	}
 }
 

@@ -98,18 +98,15 @@ func printValidate(g *globals, o cassback.ValidateOptions, rep cassback.Validate
 			continue
 		}
 		fmt.Fprintf(w, "Missing or corrupt files found for backup %s\n", b)
-		for _, kind := range []cassback.ProblemKind{cassback.Corrupt, cassback.Missing} {
+		heads := map[cassback.ProblemKind]string{cassback.Corrupt: "Corrupt Files:", cassback.Missing: "Missing Files:", cassback.Unindexed: "Unindexed Files (stored, but no index file names their packs):"}
+		for _, kind := range []cassback.ProblemKind{cassback.Corrupt, cassback.Missing, cassback.Unindexed} {
 			first := true
 			for _, p := range ps {
 				if p.Kind != kind {
 					continue
 				}
 				if first {
-					if kind == cassback.Corrupt {
-						fmt.Fprintln(w, "Corrupt Files:")
-					} else {
-						fmt.Fprintln(w, "Missing Files:")
-					}
+					fmt.Fprintln(w, heads[kind])
 					first = false
 				}
 				where := p.File

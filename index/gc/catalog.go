@@ -25,6 +25,10 @@ type PackState struct {
 	Stored    bool         // in the store listing
 	StoreSize int64
 	ModTime   time.Time // store time the pack was written
+	// FromHeader says Entries were read from the pack's own header: no
+	// index file names it (an orphan: a crash between a pack's upload and
+	// its index file, or an index file lost or damaged).
+	FromHeader bool
 }
 
 // Catalog is every index file and pack of the store, with every copy of
@@ -36,10 +40,17 @@ type Catalog struct {
 	BadIndex map[string]error // index files that could not be read or decoded
 	Orphans  []chunk.ID       // stored packs no index file names
 	Missing  []chunk.ID       // indexed packs not in the store
+	// BadOrphans are orphans whose header could not be read: their chunks
+	// are unknown (LoadCatalog with orphans).
+	BadOrphans map[chunk.ID]error
 }
 
-// LoadCatalog lists and reads every index file and lists every pack.
-func LoadCatalog(ctx context.Context, st remote.Store) (*Catalog, error) {
+// LoadCatalog lists and reads every index file and lists every pack. With
+// orphans, it also reads the header of every stored pack no index file
+// names (two ranged reads each), so that the chunks such a pack holds are
+// known copies: a collector must never judge a pack whose content it does
+// not know.
+func LoadCatalog(ctx context.Context, st remote.Store, orphans bool) (*Catalog, error) {
 	c := &Catalog{Files: map[string][]chunk.ID{}, Packs: map[chunk.ID]*PackState{}, BadIndex: map[string]error{}}
 	var keys []string
 	if err := st.List(ctx, "index/", func(i remote.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
@@ -90,7 +101,33 @@ func LoadCatalog(ctx context.Context, st remote.Store) (*Catalog, error) {
 		}
 	}
 	slices.SortFunc(c.Missing, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(c.Orphans, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	if orphans {
+		if err := c.readOrphans(ctx, st); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// readOrphans reads the header of every orphan pack.
+func (c *Catalog) readOrphans(ctx context.Context, st remote.Store) error {
+	c.BadOrphans = map[chunk.ID]error{}
+	for _, id := range c.Orphans {
+		entries, size, err := pack.ReadHeader(ctx, st, pack.Key(id))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			c.Packs[id].Stored = false // deleted meanwhile
+		case err != nil && ctx.Err() != nil:
+			return err
+		case err != nil:
+			c.BadOrphans[id] = err
+		default:
+			p := c.Packs[id]
+			p.Entries, p.Size, p.FromHeader = entries, size, true
+		}
+	}
+	return nil
 }
 
 // keepers chooses, for every referenced chunk, the pack whose copy is kept:

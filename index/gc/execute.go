@@ -12,13 +12,18 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/internal/hole"
+	"github.com/cassback/cassback/manifest"
 )
 
 // Report says what an executed plan did.
 type Report struct {
-	Condemned       int   // packs condemned by this collection
-	CondemnedBytes  int64 // their bytes
-	Deleted         int   // packs deleted (from this or earlier condemned sets)
+	Blocked         []string // why nothing was condemned or deleted, if so
+	Withdrawn       []string // manifests never committed, removed
+	Repaired        int      // commit markers written for dead sessions
+	Condemned       int      // packs condemned by this collection
+	CondemnedBytes  int64    // their bytes
+	Deleted         int      // packs deleted (from this or earlier condemned sets)
 	DeletedBytes    int64
 	Resurrected     int // condemned packs found referenced again and kept
 	Repacked        int // sparse packs whose live chunks were copied out
@@ -30,34 +35,40 @@ type Report struct {
 	Lost            int // referenced chunks with no stored copy (validate names them)
 }
 
-// Execute carries out the plan, in this order:
+// Execute carries out the plan, in this order, renewing the purge lease
+// before every step that deletes or condemns and stopping if it is lost:
 //
-//  1. remove long-revoked sessions; revoke stale ones by compare-and-swap;
-//  2. repack: copy the referenced chunks of sparse packs into new packs
+//  1. settle dead sessions: write the commit markers their objects list,
+//     withdraw the manifests they never committed, remove condemned-set
+//     debris and long-revoked (or, exclusive, all) session objects;
+//  2. if the plan is blocked (an unreadable index file or orphan, a
+//     referenced chunk with no copy), stop: nothing is condemned or deleted;
+//  3. repack: copy the referenced chunks of sparse packs into new packs
 //     and index them, so the old packs hold no kept chunk;
-//  3. condemn the dead packs (and the repacked ones) in a new condemned
+//  4. condemn the dead packs (and the repacked ones) in a new condemned
 //     set — nothing is deleted yet;
-//  4. sweep every condemned set (new or older) that is at least Grace old
-//     and acknowledged by every live session older than it, judged on a
-//     fresh list of sessions taken after the new set is visible: after a
-//     fresh mark, keep ("resurrect") any of its packs now holding the only
-//     copy of a referenced chunk, delete the rest, rewrite the index files
-//     naming them (new file first), and delete the set;
-//  5. merge the index files of hosts that have many.
+//  5. sweep every open set at least Grace old that every session listed
+//     after the set became visible has acknowledged — a stale session
+//     counts as gone only once this purge has revoked it by
+//     compare-and-swap: after a fresh mark, keep ("resurrect") any of its
+//     packs now holding the only copy of a referenced chunk, delete the
+//     rest, rewrite the index files naming them (new file first), and
+//     delete the set (header first);
+//  6. merge the index files of hosts that have many.
 //
 // A crash at any step leaves a store the next collection finishes:
 // deletions repeat harmlessly, and a set is deleted only after its packs
 // and their index entries are gone.
 func (p *Plan) Execute(ctx context.Context) (Report, error) {
 	c := p.c
-	o := c.Opts.WithDefaults()
-	log := c.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	rep := Report{Lost: len(p.Lost)}
-	if err := p.settleSessions(ctx, &rep, log); err != nil {
+	log := c.log()
+	rep := Report{Lost: len(p.Lost), Blocked: p.Blocked}
+	if err := p.settleSessions(ctx, &rep); err != nil {
 		return rep, err
+	}
+	if len(p.Blocked) > 0 {
+		log.Warn("purge deletes nothing", "why", p.Blocked[0], "reasons", len(p.Blocked))
+		return rep, nil
 	}
 	condemn, condemnBytes := p.Condemn, p.CondemnBytes
 	if len(p.Repack) > 0 {
@@ -70,63 +81,155 @@ func (p *Plan) Execute(ctx context.Context) (Report, error) {
 			return rep, err
 		}
 	}
-	sets := slices.Clone(p.Condemned)
+	sets := slices.Clone(p.Sweep)
+	rep.Waiting = slices.Clone(p.Waiting)
 	rep.Condemned, rep.CondemnedBytes = len(condemn), condemnBytes
 	if len(condemn) > 0 {
-		s, err := writeCondemned(ctx, c.Store, condemn, condemnBytes)
+		s, err := writeCondemned(ctx, c.Store, condemn, condemnBytes, c.renew)
 		if err != nil {
 			return rep, err
 		}
-		sets = append(sets, s)
+		if c.Opts.WithDefaults().Grace == 0 {
+			sets = append(sets, s)
+		} else {
+			rep.Waiting = append(rep.Waiting, Waiting{Set: s, Reason: "condemned now, grace is " + c.Opts.WithDefaults().Grace.String()})
+		}
 		log.Info("packs condemned", "set", s.ID, "packs", len(condemn), "bytes", condemnBytes)
 	}
-	// Sessions are listed again after the new set is visible.
-	now, err := StoreNow(ctx, c.Store)
-	if err != nil {
-		return rep, err
-	}
-	sessions, err := ListSessions(ctx, c.Store, now, o.Lease)
-	if err != nil {
-		return rep, err
-	}
-	var ready []CondemnedSet
-	for _, s := range sets {
-		if why := sweepable(s, sessions, now, o.Grace); why != "" {
-			rep.Waiting = append(rep.Waiting, Waiting{Set: s, Reason: why})
-			continue
-		}
-		ready = append(ready, s)
-	}
-	if len(ready) > 0 {
-		if err := c.sweep(ctx, ready, &rep); err != nil {
+	if len(sets) > 0 {
+		if err := p.sweepSets(ctx, sets, &rep); err != nil {
 			return rep, err
 		}
 	}
 	return rep, c.mergeIndex(ctx, &rep)
 }
 
-// settleSessions removes long-revoked sessions and revokes stale ones.
-func (p *Plan) settleSessions(ctx context.Context, rep *Report, log *slog.Logger) error {
-	st := p.c.Store
+func (c *Collector) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Log
+}
+
+// renew renews the purge lease, if the collector has one.
+func (c *Collector) renew(ctx context.Context) error {
+	if c.Lease == nil {
+		return nil
+	}
+	return c.Lease.Renew(ctx)
+}
+
+// settleSessions writes the markers dead sessions committed, withdraws the
+// manifests they never will, and removes debris and forgotten sessions.
+func (p *Plan) settleSessions(ctx context.Context, rep *Report) error {
+	c := p.c
+	st := c.Store
+	for _, r := range p.Repair {
+		if err := manifest.PutCommit(ctx, st, r.Name, r.Session); err != nil {
+			return err
+		}
+		rep.Repaired++
+	}
+	if len(p.Withdraw)+len(p.Debris)+len(p.Forget) > 0 {
+		if err := c.renew(ctx); err != nil {
+			return err
+		}
+	}
+	for _, n := range p.Withdraw {
+		if err := manifest.Delete(ctx, st, n); err != nil {
+			return fmt.Errorf("withdraw uncommitted backup: %w", err)
+		}
+		rep.Withdrawn = append(rep.Withdrawn, n)
+		c.log().Info("uncommitted backup withdrawn", "backup", n)
+	}
+	for _, k := range p.Debris {
+		if err := st.Delete(ctx, k); err != nil {
+			return fmt.Errorf("remove condemned-set debris %s: %w", k, err)
+		}
+	}
 	for _, s := range p.Forget {
 		if err := st.Delete(ctx, s.Key); err != nil {
-			return fmt.Errorf("remove revoked session %s: %w", s.Key, err)
+			return fmt.Errorf("remove session %s: %w", s.Key, err)
 		}
-	}
-	for _, s := range p.Revoke {
-		if err := revoke(ctx, st, s); err != nil {
-			return fmt.Errorf("revoke stale session %s: %w", s.Key, err)
-		}
-		rep.RevokedSessions = append(rep.RevokedSessions, s.Key)
-		log.Warn("revoked stale session", "session", s.Key, "renewed", s.Renewed)
 	}
 	return nil
+}
+
+// sweepSets sweeps the sets whose sessions allow it now: it lists the
+// sessions (after every set is visible), revokes the stale ones that have
+// not acknowledged a set, and sweeps the sets every remaining session has
+// acknowledged.
+func (p *Plan) sweepSets(ctx context.Context, sets []CondemnedSet, rep *Report) error {
+	c := p.c
+	o := c.Opts.WithDefaults()
+	now, err := StoreNow(ctx, c.Store)
+	if err != nil {
+		return err
+	}
+	sessions, err := ListSessions(ctx, c.Store, now, o.Lease)
+	if err != nil {
+		return err
+	}
+	gone := map[string]bool{} // sessions that may be ignored: revoked, by us or before
+	var ready []CondemnedSet
+	for _, s := range sets {
+		why, err := p.blockers(ctx, s, sessions, gone, rep)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			rep.Waiting = append(rep.Waiting, Waiting{Set: s, Reason: why})
+			continue
+		}
+		ready = append(ready, s)
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	return c.sweep(ctx, ready, rep)
+}
+
+// blockers says why set s cannot be swept yet ("" if it can): a session
+// that has not acknowledged it and is neither revoked nor revocable now.
+func (p *Plan) blockers(ctx context.Context, s CondemnedSet, sessions []SessionInfo, gone map[string]bool, rep *Report) (string, error) {
+	o := p.c.Opts.WithDefaults()
+	for _, ss := range sessions {
+		switch {
+		case slices.Contains(ss.Acked, s.ID), gone[ss.Key]:
+			continue
+		case ss.State == Revoked && o.cas():
+			gone[ss.Key] = true
+			continue
+		case hole.On(hole.ClockExemption) && !ss.Started.Before(s.Time):
+			continue // the hole: trusts a writer's clock
+		case !ss.Stale:
+			return fmt.Sprintf("session %s has not acknowledged it yet", ss.Key), nil
+		case hole.On(hole.StaleNotRevoked):
+			continue // the hole: ignores a stale session without revoking it
+		case !o.cas():
+			return fmt.Sprintf("session %s is stale and has not acknowledged it; this store cannot revoke sessions, so it waits until the session ends (or run purge --exclusive when no other cassback process runs)", ss.Key), nil
+		}
+		if err := p.c.renew(ctx); err != nil {
+			return "", err
+		}
+		ok, err := revoke(ctx, p.c.Store, ss)
+		if err != nil {
+			return "", fmt.Errorf("revoke stale session %s: %w", ss.Key, err)
+		}
+		if !ok {
+			return fmt.Sprintf("session %s renewed while being revoked", ss.Key), nil
+		}
+		gone[ss.Key] = true
+		rep.RevokedSessions = append(rep.RevokedSessions, ss.Key)
+		p.c.log().Warn("revoked stale session", "session", ss.Key, "renewed", ss.Renewed)
+	}
+	return "", nil
 }
 
 // deadAfterRepack reloads the catalog after a repack and returns the packs
 // that keep no chunk now that the repacked ones are avoided.
 func (p *Plan) deadAfterRepack(ctx context.Context) ([]chunk.ID, int64, error) {
-	cat, err := LoadCatalog(ctx, p.c.Store)
+	cat, err := LoadCatalog(ctx, p.c.Store, !hole.On(hole.SkipBadIndex))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -135,7 +238,10 @@ func (p *Plan) deadAfterRepack(ctx context.Context) ([]chunk.ID, int64, error) {
 	for _, ps := range p.Repack {
 		avoid[ps.ID] = true
 	}
-	live, _ := cat.keepers(p.refs, avoid)
+	live, lost := cat.keepers(p.refs, avoid)
+	if why := blocked(cat, lost, nil); len(why) > 0 {
+		return nil, 0, fmt.Errorf("purge stops after repacking: %s", why[0])
+	}
 	dead, n := deadPacks(cat, live, condemned, nil, p.young)
 	return dead, n, nil
 }
@@ -145,6 +251,9 @@ func (p *Plan) deadAfterRepack(ctx context.Context) ([]chunk.ID, int64, error) {
 // dead pack.
 func (p *Plan) repack(ctx context.Context) error {
 	c := p.c
+	if err := c.renew(ctx); err != nil {
+		return err
+	}
 	// A fresh index that knows every pack except the sparse and condemned
 	// ones, so the writer stores each kept chunk exactly once.
 	idx := index.New()
@@ -188,16 +297,20 @@ func (p *Plan) repack(ctx context.Context) error {
 // sweep deletes the packs of the ready sets that a fresh mark still finds
 // unneeded, then the index entries naming them, then the sets.
 func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report) error {
-	refs, err := Mark(ctx, c.Store, c.Skip)
+	refs, unreadable, err := Mark(ctx, c.Store, c.Skip)
 	if err != nil {
 		return err
 	}
-	cat, err := LoadCatalog(ctx, c.Store)
+	cat, err := LoadCatalog(ctx, c.Store, !hole.On(hole.SkipBadIndex))
 	if err != nil {
 		return err
 	}
 	doomed := packsOf(ready)
-	live, _ := cat.keepers(refs, doomed)
+	live, lost := cat.keepers(refs, doomed)
+	if why := blocked(cat, lost, unreadable); len(why) > 0 {
+		rep.Blocked = append(rep.Blocked, why...)
+		return nil
+	}
 	var del []chunk.ID
 	for id := range doomed {
 		if live[id] {
@@ -207,7 +320,7 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 		}
 		del = append(del, id)
 	}
-	slices.SortFunc(del, func(a, b chunk.ID) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(del, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
 	if err := c.deletePacks(ctx, del); err != nil {
 		return err
 	}
@@ -223,31 +336,46 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 		return err
 	}
 	for _, s := range ready {
-		if err := deleteCondemned(ctx, c.Store, s.ID); err != nil {
+		if err := c.renew(ctx); err != nil {
+			return err
+		}
+		if err := deleteCondemned(ctx, c.Store, s); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// deleteBatch is how many packs are deleted between two renewals of the
+// purge lease (and at most per S3 DeleteObjects request).
+const deleteBatch = 1000
+
 // deletePacks deletes packs, in batches where the store can (S3 deletes up
-// to 1,000 keys per request), else one by one.
+// to 1,000 keys per request), else one by one, renewing the lease before
+// each batch.
 func (c *Collector) deletePacks(ctx context.Context, ids []chunk.ID) error {
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = pack.Key(id)
-	}
-	if bd, ok := c.Store.(interface {
+	bd, batched := c.Store.(interface {
 		DeleteMany(context.Context, []string) error
-	}); ok {
-		if err := bd.DeleteMany(ctx, keys); err != nil {
-			return fmt.Errorf("delete %d condemned packs: %w", len(keys), err)
+	})
+	for start := 0; start < len(ids); start += deleteBatch {
+		if err := c.renew(ctx); err != nil {
+			return err
 		}
-		return nil
-	}
-	for i, k := range keys {
-		if err := c.Store.Delete(ctx, k); err != nil {
-			return fmt.Errorf("delete pack %s: %w", ids[i], err)
+		batch := ids[start:min(start+deleteBatch, len(ids))]
+		keys := make([]string, len(batch))
+		for i, id := range batch {
+			keys[i] = pack.Key(id)
+		}
+		if batched {
+			if err := bd.DeleteMany(ctx, keys); err != nil {
+				return fmt.Errorf("delete %d condemned packs: %w", len(keys), err)
+			}
+			continue
+		}
+		for i, k := range keys {
+			if err := c.Store.Delete(ctx, k); err != nil {
+				return fmt.Errorf("delete pack %s: %w", batch[i], err)
+			}
 		}
 	}
 	return nil
@@ -261,6 +389,9 @@ func (c *Collector) dropFromIndex(ctx context.Context, cat *Catalog, gone map[ch
 		packs := cat.Files[key]
 		if !slices.ContainsFunc(packs, func(p chunk.ID) bool { return gone[p] }) {
 			continue
+		}
+		if err := c.renew(ctx); err != nil {
+			return n, err
 		}
 		var keep []index.PackRecord
 		for _, id := range packs {
@@ -308,9 +439,12 @@ const mergeIndexMin = 8
 // ones are deleted; a reader that listed an old file and finds it gone
 // lists again (Index.Load).
 func (c *Collector) mergeIndex(ctx context.Context, rep *Report) error {
-	cat, err := LoadCatalog(ctx, c.Store)
+	cat, err := LoadCatalog(ctx, c.Store, false)
 	if err != nil {
 		return err
+	}
+	if len(cat.BadIndex) > 0 {
+		return nil
 	}
 	byHost := map[string][]string{}
 	for key := range cat.Files {
@@ -320,6 +454,9 @@ func (c *Collector) mergeIndex(ctx context.Context, rep *Report) error {
 		keys := byHost[host]
 		if len(keys) < mergeIndexMin {
 			continue
+		}
+		if err := c.renew(ctx); err != nil {
+			return err
 		}
 		slices.Sort(keys)
 		seen := map[chunk.ID]bool{}

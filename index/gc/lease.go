@@ -5,36 +5,71 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
+	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/remote"
 )
 
-// Lease is the purger's exclusive lease: one purge at a time.
-type Lease struct {
-	st   remote.Store
-	etag string
-	doc  leaseDoc
-}
+// leaseFormat is the version of the lease object.
+const leaseFormat = 1
+
+type leaseState string
+
+const (
+	leaseHeld leaseState = "held"
+	leaseFree leaseState = "free"
+)
 
 type leaseDoc struct {
-	Holder string    `json:"holder"`
-	Since  time.Time `json:"since"`
+	Format int        `json:"format"`
+	Holder string     `json:"holder"`
+	State  leaseState `json:"state"`
+	Since  time.Time  `json:"since"` // store time the holder took it
+	Seq    int        `json:"seq"`
+}
+
+// Lease is the purger's exclusive lease: one purge at a time. It is taken
+// by a create-only write, or by compare-and-swap over a free lease or one
+// not renewed within the lease time; renewed by compare-and-swap before
+// every destructive step (Renew); and released by compare-and-swap to
+// free, never deleted, so a purger that lost its lease cannot remove its
+// successor's.
+type Lease struct {
+	st   remote.Store
+	cas  bool
+	etag string
+	doc  leaseDoc
 }
 
 // ErrLeaseHeld reports that another purge is running.
 var ErrLeaseHeld = errors.New("another purge holds the lease")
 
-// AcquireLease takes the purge lease, or takes it over when its holder has
-// not renewed it within lease.
-func AcquireLease(ctx context.Context, st remote.Store, holder string, lease time.Duration) (*Lease, error) {
+// ErrLeaseLost reports that another purge took the lease over: this one
+// must stop before it deletes anything more.
+var ErrLeaseLost = errors.New("the purge lease was taken over by another purge")
+
+// ErrNeedExclusive reports a store without atomic conditional writes, on
+// which two purges cannot exclude each other: the operator must assert
+// that no other cassback process uses the store.
+var ErrNeedExclusive = errors.New("this store has no atomic conditional writes (see cassback check-store): purge runs only with --exclusive, when no other cassback process uses the store")
+
+// AcquireLease takes the purge lease, or takes it over when it is free or
+// its holder has not renewed it within lease. On a store without
+// conditional writes (opts.NoConditional) it is refused unless exclusive.
+func AcquireLease(ctx context.Context, st remote.Store, holder string, opts Options, exclusive bool) (*Lease, error) {
+	o := opts.WithDefaults()
+	if !o.cas() && !exclusive {
+		return nil, ErrNeedExclusive
+	}
 	now, err := StoreNow(ctx, st)
 	if err != nil {
 		return nil, err
 	}
-	l := &Lease{st: st, doc: leaseDoc{Holder: holder, Since: now}}
+	l := &Lease{st: st, cas: o.cas(), doc: leaseDoc{Format: leaseFormat, Holder: holder, State: leaseHeld, Since: now}}
 	b, _ := json.Marshal(l.doc)
-	etag, err := putIf(ctx, st, leaseKey, b, "")
+	etag, err := putIf(ctx, st, leaseKey, b, "", l.cas)
 	if err == nil {
 		l.etag = etag
 		return l, nil
@@ -44,24 +79,39 @@ func AcquireLease(ctx context.Context, st remote.Store, holder string, lease tim
 	}
 	var cur leaseDoc
 	info, err := getJSON(ctx, st, leaseKey, &cur)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: it changed while being taken; try again", ErrLeaseHeld)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the purge lease: %w", err)
 	}
-	if now.Sub(info.ModTime) <= lease {
+	if cur.State != leaseFree && now.Sub(info.ModTime) <= o.Lease {
 		return nil, fmt.Errorf("%w: %s since %s", ErrLeaseHeld, cur.Holder, cur.Since.Format(time.RFC3339))
 	}
-	etag, err = putIf(ctx, st, leaseKey, b, info.ETag)
-	if err != nil {
-		return nil, fmt.Errorf("take over the stale purge lease of %s: %w", cur.Holder, err)
+	l.doc.Seq = cur.Seq + 1
+	b, _ = json.Marshal(l.doc)
+	if l.etag, err = putIf(ctx, st, leaseKey, b, info.ETag, l.cas); err != nil {
+		if errors.Is(err, remote.ErrPrecondition) {
+			return nil, fmt.Errorf("%w: another purge took it first", ErrLeaseHeld)
+		}
+		return nil, fmt.Errorf("take over the purge lease of %s: %w", cur.Holder, err)
 	}
-	l.etag = etag
 	return l, nil
 }
 
-// Renew extends the lease; it fails if another purge took it over.
+// Renew extends the lease by compare-and-swap. It fails with ErrLeaseLost
+// if another purge took it over; the caller must then stop before its next
+// destructive step.
 func (l *Lease) Renew(ctx context.Context) error {
+	if hole.On(hole.LeaseUnfenced) {
+		return nil
+	}
+	l.doc.Seq++
 	b, _ := json.Marshal(l.doc)
-	etag, err := putIf(ctx, l.st, leaseKey, b, l.etag)
+	etag, err := putIf(ctx, l.st, leaseKey, b, l.etag, l.cas)
+	if errors.Is(err, remote.ErrPrecondition) {
+		return ErrLeaseLost
+	}
 	if err != nil {
 		return fmt.Errorf("renew the purge lease: %w", err)
 	}
@@ -69,5 +119,21 @@ func (l *Lease) Renew(ctx context.Context) error {
 	return nil
 }
 
-// Release gives the lease up.
-func (l *Lease) Release(ctx context.Context) error { return l.st.Delete(ctx, leaseKey) }
+// Release frees the lease by compare-and-swap; if another purge holds it
+// now, it is left alone.
+func (l *Lease) Release(ctx context.Context) error {
+	if hole.On(hole.LeaseUnfenced) {
+		return l.st.Delete(ctx, leaseKey)
+	}
+	l.doc.State = leaseFree
+	l.doc.Seq++
+	b, _ := json.Marshal(l.doc)
+	_, err := putIf(ctx, l.st, leaseKey, b, l.etag, l.cas)
+	if errors.Is(err, remote.ErrPrecondition) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("release the purge lease: %w", err)
+	}
+	return nil
+}

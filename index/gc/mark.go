@@ -14,46 +14,42 @@ import (
 // collection.
 type RefSet map[chunk.ID]struct{}
 
-// Mark returns every chunk referenced by every manifest of every host in
-// the store, except the backups named in skip (a dry run of a purge marks
-// as if the backups it would remove were gone). An unreadable manifest
-// stops it: the collector must never judge a pack without knowing every
-// reference.
-func Mark(ctx context.Context, st remote.Store, skip map[string]bool) (RefSet, error) {
+// Mark returns every chunk referenced by every manifest object in the
+// store — of every host, committed or not (a manifest not yet committed may
+// be about to be) — except the backups named in skip, and the manifests it
+// could not decode: while there is one, the collector deletes nothing (it
+// must never judge a pack without knowing every reference). An object whose
+// name is not a backup name is not a manifest and is passed over.
+func Mark(ctx context.Context, st remote.Store, skip map[string]bool) (RefSet, map[string]error, error) {
+	var names []string
+	if err := manifest.Objects(ctx, st, func(o manifest.Object) error {
+		if !skip[o.Name] {
+			names = append(names, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return nil, nil, fmt.Errorf("list manifests: %w", err)
+	}
 	refs := RefSet{}
-	hosts, err := manifest.Hosts(ctx, st)
-	if err != nil {
-		return nil, err
-	}
-	for _, h := range hosts {
-		kss, err := manifest.Keyspaces(ctx, st, h)
+	bad := map[string]error{}
+	for _, n := range names {
+		if _, _, _, err := manifest.ParseBackupName(n); err != nil {
+			continue
+		}
+		m, err := manifest.Get(ctx, st, n)
+		if errors.Is(err, manifest.ErrNoBackup) {
+			continue // purged meanwhile
+		}
+		if err != nil && ctx.Err() != nil {
+			return nil, nil, err
+		}
 		if err != nil {
-			return nil, err
+			bad[n] = err
+			continue
 		}
-		for _, ks := range kss {
-			var names []string
-			if err := manifest.List(ctx, st, h, ks, "", func(n string) error {
-				names = append(names, n)
-				return nil
-			}); err != nil {
-				return nil, err
-			}
-			for _, n := range names {
-				if skip[n] {
-					continue
-				}
-				m, err := manifest.Get(ctx, st, n)
-				if errors.Is(err, manifest.ErrNoBackup) {
-					continue // purged meanwhile
-				}
-				if err != nil {
-					return nil, fmt.Errorf("purge stops, a manifest is unreadable (run validate): %w", err)
-				}
-				for ref := range m.Refs() {
-					refs[ref.ID] = struct{}{}
-				}
-			}
+		for ref := range m.Refs() {
+			refs[ref.ID] = struct{}{}
 		}
 	}
-	return refs, nil
+	return refs, bad, nil
 }

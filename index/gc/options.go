@@ -11,6 +11,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -19,6 +20,7 @@ const (
 	sessionPrefix   = "sessions/"
 	leaseKey        = "gc/lease"
 	clockKey        = "gc/clock"
+	probePrefix     = "gc/probe-"
 	condemnedPrefix = "gc/condemned/"
 )
 
@@ -33,6 +35,13 @@ type Options struct {
 	// bytes unreferenced is rewritten, so the space comes back; default 0.5,
 	// 1 or more disables repacking.
 	RepackThreshold float64
+	// NoConditional says the store has no atomic conditional writes
+	// (ProbeConditional): sessions are written with plain PUTs, and purge
+	// never revokes a session nor takes the lease unless exclusive.
+	NoConditional bool
+	// Clock is this process's clock, for heartbeats and the local fence;
+	// nil means the system clock. Safety never depends on it.
+	Clock Clock
 }
 
 // WithDefaults returns o with every zero field set to its default and every
@@ -53,8 +62,14 @@ func (o Options) WithDefaults() Options {
 	if o.RepackThreshold == 0 {
 		o.RepackThreshold = 0.5
 	}
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
+	}
 	return o
 }
+
+// cas reports whether compare-and-swap may be relied on.
+func (o Options) cas() bool { return !o.NoConditional || hole.On(hole.PlainFallback) }
 
 func randomID() string {
 	var b [12]byte
@@ -62,13 +77,49 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// putIf writes with a condition when the store supports it. On a store
-// without conditional writes it falls back to a plain Put: the protocol
-// then relies on timing alone (docs/design.md §4).
-func putIf(ctx context.Context, st remote.Store, key string, b []byte, ifMatch string) (string, error) {
-	if cs, ok := st.(remote.Conditional); ok {
+// ProbeConditional reports whether the store honours conditional writes:
+// a create-only write of a fresh key succeeds, a second one fails with a
+// precondition error, and an If-Match with a wrong ETag fails too. It
+// writes and removes one probe object. It cannot tell an atomic server
+// from one whose conditions race; `cassback check-store` can.
+func ProbeConditional(ctx context.Context, st remote.Store) (bool, error) {
+	cs, ok := st.(remote.Conditional)
+	if !ok {
+		return false, nil
+	}
+	key := probePrefix + randomID()
+	defer st.Delete(context.WithoutCancel(ctx), key)
+	etag, err := cs.PutIf(ctx, key, []byte("probe"), "")
+	if errors.Is(err, errors.ErrUnsupported) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("probe conditional writes: %w", err)
+	}
+	_, err = cs.PutIf(ctx, key, []byte("again"), "")
+	if errors.Is(err, errors.ErrUnsupported) || err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, remote.ErrPrecondition) {
+		return false, fmt.Errorf("probe conditional writes: %w", err)
+	}
+	_, err = cs.PutIf(ctx, key, []byte("again"), etag+"x")
+	if errors.Is(err, errors.ErrUnsupported) || err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, remote.ErrPrecondition) {
+		return false, fmt.Errorf("probe conditional writes: %w", err)
+	}
+	return true, nil
+}
+
+// putIf writes with a condition. Where the store has no conditional writes
+// (cas false) it writes plainly: the protocol then never relies on the
+// condition (docs/design.md §4.6).
+func putIf(ctx context.Context, st remote.Store, key string, b []byte, ifMatch string, cas bool) (string, error) {
+	if cs, ok := st.(remote.Conditional); ok && cas {
 		etag, err := cs.PutIf(ctx, key, b, ifMatch)
-		if !errors.Is(err, errors.ErrUnsupported) {
+		if !errors.Is(err, errors.ErrUnsupported) || !hole.On(hole.PlainFallback) {
 			return etag, err
 		}
 	}
@@ -79,18 +130,25 @@ func putIf(ctx context.Context, st remote.Store, key string, b []byte, ifMatch s
 	return info.ETag, err
 }
 
-// getJSON reads the small JSON object under key into v.
+// maxObject bounds the small JSON objects of the protocol (sessions, the
+// lease, condemned-set shards): a larger one is an error naming it.
+const maxObject = 16 << 20
+
+// getJSON reads the small JSON object under key into v, with its Info.
 func getJSON(ctx context.Context, st remote.Store, key string, v any) (remote.Info, error) {
 	info, err := st.Stat(ctx, key)
 	if err != nil {
 		return info, err
+	}
+	if info.Size > maxObject {
+		return info, fmt.Errorf("%s: %d bytes is more than %d", key, info.Size, maxObject)
 	}
 	rc, err := st.Get(ctx, key, 0, -1)
 	if err != nil {
 		return info, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(rc, maxObject+1))
 	if err != nil {
 		return info, err
 	}

@@ -3,13 +3,17 @@ package gc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/internal/hole"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -26,6 +30,14 @@ type Collector struct {
 	// Skip names backups the mark treats as removed: a dry run of a purge
 	// plans as if the backups it would remove were gone.
 	Skip map[string]bool
+	// Lease, when set, is renewed before every destructive step; a purge
+	// that lost it stops before deleting anything more.
+	Lease *Lease
+	// Exclusive is the operator's word that no other cassback process
+	// uses the store: every session object is removed as dead. Needed on a
+	// store without atomic conditional writes, where sessions cannot be
+	// revoked and so block deletion until they end.
+	Exclusive bool
 }
 
 // Plan is what a collection would do, worked out from one look at the
@@ -34,9 +46,19 @@ type Collector struct {
 type Plan struct {
 	c *Collector
 
-	Now       time.Time      // store time of the look
+	Now time.Time // store time of the look
+	// Blocked says why nothing may be condemned or deleted: an unreadable
+	// index file or orphan pack, or a referenced chunk with no stored copy.
+	Blocked []string
+	// Withdraw lists manifests that were never committed and never can be:
+	// their session ended, died or was revoked without committing them.
+	Withdraw []string
+	// Repair lists committed backups whose markers are missing, from the
+	// session objects that committed them: their markers are written.
+	Repair    []Repair
 	Forget    []SessionInfo  // revoked sessions whose writers had a whole further lease to notice: removed
-	Revoke    []SessionInfo  // live sessions not renewed within the lease: revoked
+	Stale     []SessionInfo  // live sessions not renewed within the lease: revoked if a sweep needs it
+	Debris    []string       // shards of condemned sets without a header: removed
 	Condemned []CondemnedSet // condemned sets already open
 	// Repack lists live packs with more than Opts.RepackThreshold of their
 	// bytes unreferenced: their referenced chunks are copied to new packs,
@@ -47,8 +69,8 @@ type Plan struct {
 	// (and are old enough to judge): they go into a new condemned set.
 	Condemn      []chunk.ID
 	CondemnBytes int64
-	Sweep        []CondemnedSet // open sets that may be swept now
-	Waiting      []Waiting      // open sets that may not be swept yet
+	Sweep        []CondemnedSet // open sets old enough to sweep, if their sessions allow
+	Waiting      []Waiting      // open sets not yet old enough
 	Lost         []chunk.ID     // referenced chunks with no stored copy (validate names them)
 
 	refs     RefSet
@@ -57,14 +79,18 @@ type Plan struct {
 	young    func(*PackState) bool
 }
 
+// Repair is a committed backup whose marker is missing.
+type Repair struct{ Name, Session string }
+
 // Waiting is a condemned set that cannot be swept yet, and why.
 type Waiting struct {
 	Set    CondemnedSet
 	Reason string
 }
 
-// Plan looks at the store and works out a collection: revoke stale
-// sessions, mark every chunk the manifests reference (less c.Skip), choose
+// Plan looks at the store and works out a collection: settle the sessions
+// (withdraw what dead ones never committed, repair the markers of what
+// they did), mark every chunk the manifests reference (less c.Skip), choose
 // a keeper for each, and find the sparse packs to repack, the dead packs to
 // condemn and the condemned sets that may be swept.
 func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
@@ -74,30 +100,34 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 	if p.Now, err = StoreNow(ctx, c.Store); err != nil {
 		return nil, err
 	}
-	if p.sessions, err = ListSessions(ctx, c.Store, p.Now, o.Lease); err != nil {
+	if err := p.settle(ctx, o); err != nil {
 		return nil, err
 	}
-	for _, s := range p.sessions {
-		switch {
-		case s.State == Revoked && p.Now.Sub(s.Renewed) > 2*o.Lease:
-			p.Forget = append(p.Forget, s)
-		case s.Stale && s.State != Revoked:
-			p.Revoke = append(p.Revoke, s)
-		}
+	skip := map[string]bool{}
+	for n := range c.Skip {
+		skip[n] = true
 	}
-	if p.refs, err = Mark(ctx, c.Store, c.Skip); err != nil {
+	for _, n := range p.Withdraw {
+		skip[n] = true
+	}
+	var unreadable map[string]error
+	if p.refs, unreadable, err = Mark(ctx, c.Store, skip); err != nil {
 		return nil, err
 	}
-	if p.cat, err = LoadCatalog(ctx, c.Store); err != nil {
+	if p.cat, err = LoadCatalog(ctx, c.Store, !hole.On(hole.SkipBadIndex)); err != nil {
 		return nil, err
 	}
-	if p.Condemned, err = ListCondemned(ctx, c.Store); err != nil {
+	if p.Condemned, _, err = ListCondemned(ctx, c.Store, nil); err != nil {
 		return nil, err
 	}
 	condemned := packsOf(p.Condemned)
 	live, lost := p.cat.keepers(p.refs, condemned)
 	p.Lost = lost
-	p.young = protected(p.sessions, p.Now, o.NewPackMargin)
+	p.Blocked = blocked(p.cat, lost, unreadable)
+	p.young = func(ps *PackState) bool { return !ps.ModTime.Before(p.Now.Add(-o.NewPackMargin)) }
+	if len(p.Blocked) > 0 {
+		return p, nil
+	}
 	if o.RepackThreshold < 1 {
 		p.Repack, p.RepackBytes = sparsePacks(p.cat, p.refs, live, condemned, p.young, o.RepackThreshold)
 	}
@@ -107,8 +137,8 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 	}
 	p.Condemn, p.CondemnBytes = deadPacks(p.cat, live, condemned, repack, p.young)
 	for _, s := range p.Condemned {
-		if why := sweepable(s, p.sessions, p.Now, o.Grace); why != "" {
-			p.Waiting = append(p.Waiting, Waiting{Set: s, Reason: why})
+		if age := p.Now.Sub(s.Time); age < o.Grace {
+			p.Waiting = append(p.Waiting, Waiting{Set: s, Reason: fmt.Sprintf("condemned %v ago, grace is %v", age.Round(time.Second), o.Grace)})
 		} else {
 			p.Sweep = append(p.Sweep, s)
 		}
@@ -116,25 +146,106 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 	return p, nil
 }
 
-// protected returns the rule that spares packs a live session may have
-// written and not yet named in a manifest, and packs too young to judge:
-// packs written at or after the oldest live session started, or within
-// margin of now.
-func protected(sessions []SessionInfo, now time.Time, margin time.Duration) func(*PackState) bool {
-	from := now.Add(-margin)
-	for _, s := range sessions {
-		if s.Stale || s.State == Revoked {
-			continue
-		}
-		if s.Started.IsZero() {
-			from = time.Time{} // unknown start: protect everything
-			break
-		}
-		if s.Started.Before(from) {
-			from = s.Started
+// blocked says why a mark and a catalog may not be used to delete
+// anything.
+func blocked(cat *Catalog, lost []chunk.ID, unreadable map[string]error) []string {
+	var why []string
+	for _, n := range slices.Sorted(maps.Keys(unreadable)) {
+		why = append(why, fmt.Sprintf("backup %s is unreadable (%v): run validate", n, unreadable[n]))
+	}
+	if !hole.On(hole.SkipBadIndex) {
+		for _, k := range slices.Sorted(maps.Keys(cat.BadIndex)) {
+			why = append(why, fmt.Sprintf("index file %s is unreadable (%v): run cassback repair-index", k, cat.BadIndex[k]))
 		}
 	}
-	return func(p *PackState) bool { return !p.ModTime.Before(from) }
+	bad := slices.SortedFunc(maps.Keys(cat.BadOrphans), func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	for _, id := range bad {
+		why = append(why, fmt.Sprintf("pack %s is in no index file and its header is unreadable (%v)", id, cat.BadOrphans[id]))
+	}
+	if len(lost) > 0 {
+		why = append(why, fmt.Sprintf("%d referenced chunks have no stored copy, first %s (run validate)", len(lost), lost[0]))
+	}
+	return why
+}
+
+// settle lists, in this order, every manifest object, every session and
+// every commit marker, and works out what the dead sessions leave behind:
+// manifests never committed (to withdraw) and commits without markers (to
+// repair). The order makes withdrawal safe: a manifest listed first was
+// written by a session created before the session listing; if that
+// session is absent from the listing it had ended (writing its markers
+// first, seen by the marker listing) or was removed by a purge.
+func (p *Plan) settle(ctx context.Context, o Options) error {
+	st := p.c.Store
+	var objects []manifest.Object
+	if err := manifest.Objects(ctx, st, func(m manifest.Object) error { objects = append(objects, m); return nil }); err != nil {
+		return fmt.Errorf("list manifests: %w", err)
+	}
+	var err error
+	if p.sessions, err = ListSessions(ctx, st, p.Now, o.Lease); err != nil {
+		return err
+	}
+	marked := map[string]bool{}
+	if err := manifest.Commits(ctx, st, func(m manifest.Object) error { marked[m.Name] = true; return nil }); err != nil {
+		return fmt.Errorf("list commit markers: %w", err)
+	}
+	byID := map[string]SessionInfo{}
+	for _, s := range p.sessions {
+		byID[s.ID] = s
+		for _, n := range s.Committed {
+			if !marked[n] {
+				p.Repair = append(p.Repair, Repair{Name: n, Session: s.ID})
+				marked[n] = true
+			}
+		}
+		switch {
+		case p.c.Exclusive:
+			p.Forget = append(p.Forget, s)
+		case s.State == Revoked && p.Now.Sub(s.Renewed) > 2*o.Lease:
+			p.Forget = append(p.Forget, s)
+		case s.Stale && s.State != Revoked:
+			p.Stale = append(p.Stale, s)
+		}
+	}
+	for _, obj := range objects {
+		if marked[obj.Name] {
+			continue
+		}
+		withdraw, err := p.orphaned(ctx, obj.Name, byID)
+		if err != nil {
+			return err
+		}
+		if withdraw {
+			p.Withdraw = append(p.Withdraw, obj.Name)
+		}
+	}
+	_, p.Debris, err = listSetKeys(ctx, st)
+	return err
+}
+
+// orphaned reports whether an uncommitted manifest can never be committed:
+// its session is gone, or revoked without having committed it.
+func (p *Plan) orphaned(ctx context.Context, name string, sessions map[string]SessionInfo) (bool, error) {
+	if p.c.Exclusive {
+		return true, nil // every session is dead, by the operator's word
+	}
+	m, err := manifest.Get(ctx, p.c.Store, name)
+	if errors.Is(err, manifest.ErrNoBackup) {
+		return false, nil // removed meanwhile
+	}
+	if err != nil {
+		return false, nil // unreadable: Mark stops the purge and says so
+	}
+	s, ok := sessions[m.Session]
+	switch {
+	case m.Session == "":
+		return false, nil
+	case !ok:
+		return true, nil
+	case s.State == Revoked && !slices.Contains(s.Committed, name):
+		return true, nil
+	}
+	return false, nil
 }
 
 // sparsePacks returns the live packs with more than threshold of their
@@ -144,7 +255,7 @@ func sparsePacks(cat *Catalog, refs RefSet, live, condemned map[chunk.ID]bool, y
 	var n int64
 	for id := range live {
 		p := cat.Packs[id]
-		if p == nil || young(p) || condemned[id] || p.Size <= 0 {
+		if p == nil || young(p) || condemned[id] || p.Size <= 0 || p.FromHeader {
 			continue
 		}
 		var used int64
@@ -176,23 +287,4 @@ func deadPacks(cat *Catalog, live, condemned, repack map[chunk.ID]bool, young fu
 	}
 	slices.SortFunc(dead, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
 	return dead, n
-}
-
-// sweepable says why a condemned set cannot be deleted yet ("" if it can).
-func sweepable(s CondemnedSet, sessions []SessionInfo, now time.Time, grace time.Duration) string {
-	if age := now.Sub(s.Time); age < grace {
-		return fmt.Sprintf("condemned %v ago, grace is %v", age.Round(time.Second), grace)
-	}
-	for _, ss := range sessions {
-		if ss.Stale || ss.State == Revoked {
-			continue
-		}
-		if !ss.Started.IsZero() && !ss.Started.Before(s.Time) {
-			continue // started after the set was visible: it excludes these packs
-		}
-		if !slices.Contains(ss.Acked, s.ID) {
-			return fmt.Sprintf("session %s has not acknowledged it yet", ss.Key)
-		}
-	}
-	return ""
 }

@@ -1,10 +1,12 @@
 package gc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"slices"
@@ -12,12 +14,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
 
-// ErrRevoked reports that the purger revoked a session because it had not
-// renewed its lease: the session must stop and write no manifest.
-var ErrRevoked = errors.New("backup session revoked (its lease expired)")
+// ErrRevoked reports that a purge revoked the session because it had not
+// renewed its lease: the session must stop, and nothing it writes from
+// then on counts.
+var ErrRevoked = errors.New("session revoked by a purge (its lease expired)")
 
 // Kind says what a session does.
 type Kind string
@@ -36,26 +40,52 @@ const (
 	// Live sessions renew their lease; the collector honours them.
 	Live State = "live"
 	// Revoked sessions were stale when a purge marked them so by
-	// compare-and-swap; their writer finds out at its next renewal.
+	// compare-and-swap; their writer finds out at its next write, and
+	// nothing it writes from then on counts.
 	Revoked State = "revoked"
 )
 
+// sessionFormat is the version of a session object.
+const sessionFormat = 1
+
 // sessionDoc is the content of a session object.
 type sessionDoc struct {
-	Host    string    `json:"host"`
-	ID      string    `json:"id"`
-	Kind    Kind      `json:"kind"`
-	State   State     `json:"state"`
-	Started time.Time `json:"started,omitempty"`
-	Acked   []string  `json:"acked,omitempty"` // condemned sets this session will never reference
-	Seq     int       `json:"seq"`
+	Format int    `json:"format"`
+	Host   string `json:"host"`
+	ID     string `json:"id"`
+	Kind   Kind   `json:"kind"`
+	State  State  `json:"state"`
+	// Started is the writer's own clock at registration: shown to
+	// operators, never compared with anything.
+	Started time.Time `json:"started"`
+	// Acked lists the condemned sets the session will never reference.
+	Acked []string `json:"acked,omitempty"`
+	// Committed lists backups the session committed whose commit markers
+	// may not be written yet; a purge writes them for a session that died.
+	Committed []string `json:"committed,omitempty"`
+	Seq       int      `json:"seq"`
 }
 
+func decodeSession(b []byte) (sessionDoc, error) {
+	var d sessionDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, err
+	}
+	if d.Format != sessionFormat {
+		return d, fmt.Errorf("session format %d, this cassback reads %d", d.Format, sessionFormat)
+	}
+	return d, nil
+}
+
+// SessionKey is the store key of a session.
+func SessionKey(host, id string) string { return sessionPrefix + host + "/" + id }
+
 // Session is a backup's (or a reader's) registration in the store. While
-// it lives, the collector deletes no pack that was condemned after the
-// session started unless the session acknowledged it. A Session renews its
-// lease with compare-and-swap, so a session the purger revoked finds out
-// at its next renewal and must stop (ErrRevoked).
+// it is live, the collector deletes no pack of a condemned set the session
+// has not acknowledged. Every write after the first is a compare-and-swap
+// on the session's last ETag, so a session a purge revoked finds out at its
+// next write and stops (ErrRevoked); the commit of a backup is such a
+// write, so a manifest written after the revocation never counts.
 type Session struct {
 	st   remote.Store
 	key  string
@@ -64,42 +94,46 @@ type Session struct {
 	mu      sync.Mutex
 	doc     sessionDoc
 	etag    string
-	renewed time.Time // local clock, last successful renewal
+	tried   []byte    // an earlier write whose outcome is unknown
+	renewed time.Time // local clock, last write known to have landed
 	known   map[string]bool
+	marked  map[string]bool // committed backups whose markers are written
 	err     error
 }
 
 // StartSession registers a session and returns it with the condemned sets
-// open at that moment: the caller must not deduplicate against their packs.
-// The sets are read after the session is visible, which is what makes the
-// collector's sweep safe (docs/design.md §4).
+// open at that moment: a writer must not deduplicate against their packs,
+// and must build its index only from index files listed after this
+// returns. The sets are read after the session object is visible, which
+// is what lets a sweep rely on acknowledgements alone (docs/design.md §4);
+// the session acknowledges them at once, having never referenced them.
 func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, opts Options) (*Session, []CondemnedSet, error) {
-	s := &Session{st: st, opts: opts.WithDefaults(), known: map[string]bool{}}
-	s.doc = sessionDoc{Host: host, ID: randomID(), Kind: kind, State: Live}
-	s.key = sessionPrefix + host + "/" + s.doc.ID
+	o := opts.WithDefaults()
+	s := &Session{st: st, opts: o, known: map[string]bool{}, marked: map[string]bool{}}
+	s.doc = sessionDoc{Format: sessionFormat, Host: host, ID: randomID(), Kind: kind, State: Live, Started: o.Clock.Now().UTC()}
+	s.key = SessionKey(host, s.doc.ID)
 	b, _ := json.Marshal(s.doc)
-	etag, err := putIf(ctx, st, s.key, b, "")
+	etag, err := putIf(ctx, st, s.key, b, "", o.cas())
 	if err != nil {
 		return nil, nil, fmt.Errorf("register session: %w", err)
 	}
-	info, err := st.Stat(ctx, s.key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("register session: %w", err)
-	}
-	s.etag, s.renewed = etag, time.Now()
-	s.doc.Started = info.ModTime
-	sets, err := ListCondemned(ctx, st)
-	if err != nil {
+	s.etag, s.renewed = etag, o.Clock.Now()
+	fail := func(err error) (*Session, []CondemnedSet, error) {
+		st.Delete(context.WithoutCancel(ctx), s.key)
 		return nil, nil, err
 	}
-	for _, r := range sets {
-		s.known[r.ID] = true
+	sets, _, err := ListCondemned(ctx, st, nil)
+	if err != nil {
+		return fail(err)
 	}
-	// Started and the sets it saw at start (which it excludes, so it may
-	// acknowledge them at once) go into the object.
+	for _, c := range sets {
+		s.known[c.ID] = true
+	}
 	s.doc.Acked = slices.Sorted(maps.Keys(s.known))
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err := s.write(ctx); err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
 	return s, sets, nil
 }
@@ -107,86 +141,186 @@ func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, 
 // Key returns the session's store key.
 func (s *Session) Key() string { return s.key }
 
+// ID returns the session's ID, which its manifests record.
+func (s *Session) ID() string { return s.doc.ID }
+
+// write stores s.doc with compare-and-swap on the last ETag. A write whose
+// response was lost may have landed: before deciding, write reads the
+// object back, so a lost response is never taken for a revocation, nor a
+// revocation for success. Called with s.mu held.
 func (s *Session) write(ctx context.Context) error {
 	s.doc.Seq++
 	b, _ := json.Marshal(s.doc)
-	etag, err := putIf(ctx, s.st, s.key, b, s.etag)
-	if errors.Is(err, remote.ErrPrecondition) {
-		s.err = ErrRevoked
-		return s.err
+	cas := s.opts.cas()
+	for range 3 {
+		etag, err := putIf(ctx, s.st, s.key, b, s.etag, cas)
+		if err == nil {
+			s.etag, s.tried, s.renewed = etag, nil, s.opts.Clock.Now()
+			return nil
+		}
+		if !cas || ctx.Err() != nil {
+			return fmt.Errorf("write session %s: %w", s.key, err)
+		}
+		cur, curETag, rerr := readBack(ctx, s.st, s.key)
+		switch {
+		case rerr == nil && bytes.Equal(cur, b):
+			// Our write landed; its response was lost.
+			s.etag, s.tried, s.renewed = curETag, nil, s.opts.Clock.Now()
+			return nil
+		case rerr == nil && s.tried != nil && bytes.Equal(cur, s.tried):
+			// An earlier write whose response was lost landed: write on top.
+			s.etag, s.tried = curETag, nil
+			continue
+		case errors.Is(rerr, fs.ErrNotExist), rerr == nil && errors.Is(err, remote.ErrPrecondition):
+			// Someone else wrote it (a purge revoked us) or removed it.
+			s.err = ErrRevoked
+			return s.err
+		default:
+			// Not applied yet, or unknown: a delayed request may still
+			// land, so remember it, and the next write recognises it.
+			s.tried = b
+			return fmt.Errorf("write session %s: %w", s.key, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("renew session: %w", err)
-	}
-	s.etag, s.renewed = etag, time.Now()
-	return nil
+	s.tried = b
+	return fmt.Errorf("write session %s: lost responses kept it from settling", s.key)
 }
 
-// Renew renews the lease and returns condemned sets the session had not
-// seen: the caller must stop deduplicating against their packs at once,
-// and may acknowledge them (Ack) once everything it referenced before this
-// call is in manifests that are durable.
+// readBack reads an object and the ETag of exactly those bytes.
+func readBack(ctx context.Context, st remote.Store, key string) ([]byte, string, error) {
+	for range 3 {
+		a, err := st.Stat(ctx, key)
+		if err != nil {
+			return nil, "", err
+		}
+		if a.Size > maxObject {
+			return nil, "", fmt.Errorf("%s: %d bytes is more than %d", key, a.Size, maxObject)
+		}
+		rc, err := st.Get(ctx, key, 0, -1)
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, maxObject+1))
+		rc.Close()
+		if err != nil {
+			return nil, "", err
+		}
+		z, err := st.Stat(ctx, key)
+		if err != nil {
+			return nil, "", err
+		}
+		if a.ETag == z.ETag {
+			return b, a.ETag, nil
+		}
+	}
+	return nil, "", fmt.Errorf("%s keeps changing while read", key)
+}
+
+// Renew renews the lease and returns the condemned sets the session had
+// not seen: the caller must stop deduplicating against their packs at
+// once, and may acknowledge them (Ack) once everything it referenced
+// before this call is in committed manifests.
 func (s *Session) Renew(ctx context.Context) ([]CondemnedSet, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return nil, s.err
 	}
-	sets, err := ListCondemned(ctx, s.st)
+	fresh, present, err := ListCondemned(ctx, s.st, s.known)
 	if err != nil {
 		return nil, err
 	}
-	var fresh []CondemnedSet
-	for _, r := range sets {
-		if !s.known[r.ID] {
-			s.known[r.ID] = true
-			fresh = append(fresh, r)
-		}
+	for _, c := range fresh {
+		s.known[c.ID] = true
 	}
-	return fresh, s.write(ctx)
+	// Sets swept since need no acknowledgement any more.
+	s.doc.Acked = slices.DeleteFunc(s.doc.Acked, func(id string) bool { return !present[id] })
+	s.doc.Committed = slices.DeleteFunc(s.doc.Committed, func(n string) bool { return s.marked[n] })
+	if err := s.write(ctx); err != nil {
+		return fresh, err
+	}
+	s.writeMarkers(ctx)
+	return fresh, nil
 }
 
 // Ack records that the session will never reference the packs of these
-// sets: every reference it made before learning of them is in a durable
-// manifest. It takes effect at the next renewal (or call Renew).
+// sets: every reference it made before learning of them is in a committed
+// manifest. It takes effect at the next write (Renew or Commit).
 func (s *Session) Ack(ids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	set := map[string]bool{}
-	for _, id := range s.doc.Acked {
-		set[id] = true
+	s.doc.Acked = mergeSorted(s.doc.Acked, ids)
+}
+
+func mergeSorted(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// Commit makes the named backups count: it records them in the session
+// object by compare-and-swap, with acks that they make true, and then
+// writes their commit markers. The manifests must already be stored.
+// ErrRevoked means they never count and should be withdrawn. Any other
+// error leaves it unknown whether the write landed: the names stay in the
+// session, and the next write that lands commits them; a marker that
+// cannot be written now is written by a later write, by End, or by a purge.
+func (s *Session) Commit(ctx context.Context, names, ack []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
 	}
-	for _, id := range ids {
-		set[id] = true
+	s.doc.Committed = mergeSorted(s.doc.Committed, names)
+	s.doc.Acked = mergeSorted(s.doc.Acked, ack)
+	if err := s.write(ctx); err != nil {
+		return err
 	}
-	s.doc.Acked = slices.Sorted(maps.Keys(set))
+	s.writeMarkers(ctx)
+	return nil
+}
+
+// writeMarkers writes the commit markers of committed backups that have
+// none yet, after a write that landed. Called with s.mu held.
+func (s *Session) writeMarkers(ctx context.Context) {
+	for _, n := range s.doc.Committed {
+		if !s.marked[n] && manifest.PutCommit(ctx, s.st, n, s.doc.ID) == nil {
+			s.marked[n] = true
+		}
+	}
+}
+
+// Unmarked returns the committed backups whose markers are not known to
+// be written.
+func (s *Session) Unmarked() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(s.doc.Committed), func(n string) bool { return s.marked[n] })
 }
 
 // Check fences a writer: it fails if the session was revoked or has not
-// renewed within its lease less two heartbeats, so a writer that was paused
-// stops before it writes a manifest.
+// renewed within its lease less two heartbeats, so a writer that was
+// paused does not write manifests that would not count. Safety does not
+// depend on it (Commit does that); it saves useless work.
 func (s *Session) Check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return s.err
 	}
-	if time.Since(s.renewed) > s.opts.Lease-2*s.opts.Heartbeat {
-		return fmt.Errorf("backup session not renewed for %v: %w", time.Since(s.renewed).Round(time.Second), ErrRevoked)
+	if d := s.opts.Clock.Now().Sub(s.renewed); d > s.opts.Lease-2*s.opts.Heartbeat {
+		return fmt.Errorf("session not renewed for %v: %w", d.Round(time.Second), ErrRevoked)
 	}
 	return nil
 }
 
 // Heartbeat renews the session every opts.Heartbeat until ctx ends,
-// passing newly condemned sets to onNew.
+// passing newly condemned sets to onNew. It returns ErrRevoked if the
+// session was revoked.
 func (s *Session) Heartbeat(ctx context.Context, onNew func([]CondemnedSet)) error {
-	t := time.NewTicker(s.opts.Heartbeat)
-	defer t.Stop()
 	for {
-		select {
-		case <-ctx.Done():
+		if err := s.opts.Clock.Sleep(ctx, s.opts.Heartbeat); err != nil {
 			return nil
-		case <-t.C:
 		}
 		fresh, err := s.Renew(ctx)
 		if errors.Is(err, ErrRevoked) {
@@ -198,9 +332,27 @@ func (s *Session) Heartbeat(ctx context.Context, onNew func([]CondemnedSet)) err
 	}
 }
 
-// End removes the session. Everything it referenced must be in durable
-// manifests by then.
+// End removes the session. While its last write may have landed unseen,
+// or a committed backup's marker is not written, it keeps the object and
+// says so: a purge writes the markers a session object lists. A revoked
+// session's object is left to the purge that revoked it.
 func (s *Session) End(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil
+	}
+	if s.tried != nil {
+		if err := s.write(ctx); err != nil {
+			return fmt.Errorf("end session %s: its last write may have landed unseen; the object is left for a purge to settle: %w", s.key, err)
+		}
+	}
+	s.writeMarkers(ctx)
+	for _, n := range s.doc.Committed {
+		if !s.marked[n] {
+			return fmt.Errorf("end session %s: the commit marker of %s is not written; the object is left for a purge to write it", s.key, n)
+		}
+	}
 	if err := s.st.Delete(ctx, s.key); err != nil {
 		return fmt.Errorf("end session: %w", err)
 	}
@@ -209,16 +361,19 @@ func (s *Session) End(ctx context.Context) error {
 
 // SessionInfo is a session as the collector and validate see it.
 type SessionInfo struct {
-	Key      string
-	Host     string
-	Kind     Kind
-	State    State
-	Started  time.Time
-	Renewed  time.Time // store time of the last renewal
-	Acked    []string
-	ETag     string
-	Stale    bool // not renewed within the lease
-	Unparsed bool
+	Key       string
+	Host      string
+	ID        string
+	Kind      Kind
+	State     State
+	Started   time.Time // the writer's clock at registration
+	Renewed   time.Time // store time of the last write
+	Acked     []string
+	Committed []string
+	ETag      string
+	Stale     bool // not renewed within the lease
+	Unparsed  bool // the object does not decode (its acks are unknown)
+	doc       sessionDoc
 }
 
 // ListSessions returns every session object, marking stale ones.
@@ -229,14 +384,19 @@ func ListSessions(ctx context.Context, st remote.Store, now time.Time, lease tim
 	}
 	var out []SessionInfo
 	for _, i := range infos {
-		var d sessionDoc
-		info, err := getJSON(ctx, st, i.Key, &d)
+		b, etag, err := readBack(ctx, st, i.Key)
 		if errors.Is(err, fs.ErrNotExist) {
-			continue
+			continue // ended meanwhile
 		}
-		si := SessionInfo{Key: i.Key, Host: d.Host, Kind: d.Kind, State: d.State, Started: d.Started, Acked: d.Acked, Renewed: info.ModTime, ETag: info.ETag}
 		if err != nil {
-			si = SessionInfo{Key: i.Key, Renewed: i.ModTime, ETag: i.ETag, Unparsed: true, Host: strings.Split(strings.TrimPrefix(i.Key, sessionPrefix), "/")[0]}
+			return nil, fmt.Errorf("read session %s: %w", i.Key, err)
+		}
+		si := SessionInfo{Key: i.Key, ETag: etag, Renewed: i.ModTime}
+		si.Host, si.ID, _ = strings.Cut(strings.TrimPrefix(i.Key, sessionPrefix), "/")
+		if d, err := decodeSession(b); err != nil {
+			si.Unparsed = true
+		} else {
+			si.Kind, si.State, si.Started, si.Acked, si.Committed, si.doc = d.Kind, d.State, d.Started, d.Acked, d.Committed, d
 		}
 		si.Stale = now.Sub(si.Renewed) > lease
 		out = append(out, si)
@@ -244,14 +404,27 @@ func ListSessions(ctx context.Context, st remote.Store, now time.Time, lease tim
 	return out, nil
 }
 
-// revoke marks a stale session revoked by compare-and-swap, so a writer
-// that wakes up finds out at its next renewal.
-func revoke(ctx context.Context, st remote.Store, s SessionInfo) error {
-	d := sessionDoc{Host: s.Host, Kind: s.Kind, State: Revoked, Started: s.Started, Acked: s.Acked}
-	b, _ := json.Marshal(d)
-	_, err := putIf(ctx, st, s.Key, b, s.ETag)
-	if errors.Is(err, remote.ErrPrecondition) {
-		return nil // it renewed meanwhile: alive after all
+// revoke marks a stale session revoked by compare-and-swap on the ETag it
+// was listed with, keeping its acks and commits. It reports false, without
+// error, when the session wrote meanwhile: it is alive after all.
+func revoke(ctx context.Context, st remote.Store, s SessionInfo) (bool, error) {
+	d := s.doc
+	if s.Unparsed {
+		d = sessionDoc{Format: sessionFormat, Host: s.Host, ID: s.ID}
 	}
-	return err
+	d.State = Revoked
+	d.Seq++
+	b, _ := json.Marshal(d)
+	_, err := putIf(ctx, st, s.Key, b, s.ETag, true)
+	if errors.Is(err, remote.ErrPrecondition) {
+		return false, nil
+	}
+	if err != nil {
+		// A lost response: read back to learn whether it landed.
+		if cur, _, rerr := readBack(ctx, st, s.Key); rerr == nil && bytes.Equal(cur, b) {
+			return true, nil
+		}
+		return false, err
+	}
+	return true, nil
 }
