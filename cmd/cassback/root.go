@@ -220,7 +220,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var root *ffcli.Command
 	cmds := []*ffcli.Command{
 		backupCmd(g, opts), restoreCmd(g, opts), listCmd(g, opts), showCmd(g, opts),
-		validateCmd(g, opts), purgeCmd(g, opts), surveyReportCmd(g, opts), checkStoreCmd(g, opts),
+		validateCmd(g, opts), purgeCmd(g, opts), surveyReportCmd(g, opts), checkStoreCmd(g, opts), repairIndexCmd(g, opts),
 	}
 	cmds = append(cmds, helpCmd(g, &root, cmds))
 	root = &ffcli.Command{

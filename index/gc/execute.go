@@ -83,12 +83,12 @@ func (p *Plan) Execute(ctx context.Context) (Report, error) {
 	}
 	sets := slices.Clone(p.Sweep)
 	rep.Waiting = slices.Clone(p.Waiting)
-	rep.Condemned, rep.CondemnedBytes = len(condemn), condemnBytes
 	if len(condemn) > 0 {
 		s, err := writeCondemned(ctx, c.Store, condemn, condemnBytes, c.renew)
 		if err != nil {
 			return rep, err
 		}
+		rep.Condemned, rep.CondemnedBytes = len(condemn), condemnBytes
 		if c.Opts.WithDefaults().Grace == 0 {
 			sets = append(sets, s)
 		} else {

@@ -162,7 +162,7 @@ func blocked(cat *Catalog, lost []chunk.ID, unreadable map[string]error) []strin
 	for _, id := range bad {
 		why = append(why, fmt.Sprintf("pack %s is in no index file and its header is unreadable (%v)", id, cat.BadOrphans[id]))
 	}
-	if len(lost) > 0 {
+	if len(lost) > 0 && !hole.On(hole.SkipBadIndex) {
 		why = append(why, fmt.Sprintf("%d referenced chunks have no stored copy, first %s (run validate)", len(lost), lost[0]))
 	}
 	return why
@@ -189,11 +189,17 @@ func (p *Plan) settle(ctx context.Context, o Options) error {
 	if err := manifest.Commits(ctx, st, func(m manifest.Object) error { marked[m.Name] = true; return nil }); err != nil {
 		return fmt.Errorf("list commit markers: %w", err)
 	}
+	stored := map[string]bool{}
+	for _, obj := range objects {
+		stored[obj.Name] = true
+	}
 	byID := map[string]SessionInfo{}
 	for _, s := range p.sessions {
 		byID[s.ID] = s
 		for _, n := range s.Committed {
-			if !marked[n] {
+			// A committed backup whose manifest is gone was removed by a
+			// purge since: its marker must not come back.
+			if !marked[n] && stored[n] {
 				p.Repair = append(p.Repair, Repair{Name: n, Session: s.ID})
 				marked[n] = true
 			}
