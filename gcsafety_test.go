@@ -475,3 +475,94 @@ func manifestOf(s *gc.Session, host string, at time.Time, data []byte, refs []ch
 	}}}}
 	return m
 }
+
+// TestDamagedIndexFiles: one of a host's index files is deleted and another
+// bit-flipped. A purge of another host deletes no pack a manifest uses; a
+// node with an empty cache restores the host byte-identical; validate names
+// the damaged file and the unindexed packs; repair-index mends the store
+// and purge runs again.
+func TestDamagedIndexFiles(t *testing.T) {
+	ctx := t.Context()
+	st := localStore(t)
+	r := repoOn(t, st, purgeOpts)
+	var nodes []*nodegen.Node
+	var dirs []string
+	for i := range 2 {
+		d := filepath.Join(t.TempDir(), "data")
+		n, err := nodegen.Generate(d, nodegen.Config{Seed: uint64(70 + i), TotalBytes: 4 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes, dirs = append(nodes, n), append(dirs, d)
+		if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{d}, Host: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{smallNode(t, 79)}, Host: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	var aIndex []string
+	st.List(ctx, "index/a/", func(i remote.Info) error { aIndex = append(aIndex, i.Key); return nil })
+	if len(aIndex) != 2 {
+		t.Fatalf("host a has %d index files, want 2", len(aIndex))
+	}
+	st.Delete(ctx, aIndex[0])
+	flip(t, st, aIndex[1], 40)
+	packsBefore := countKeys(t, st, "packs/")
+
+	res, err := purgeAll(t, r, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.GC.Blocked) == 0 || res.GC.Deleted != 0 {
+		t.Errorf("purge with a damaged index file: blocked %v, deleted %d packs; want it blocked, nothing deleted", res.GC.Blocked, res.GC.Deleted)
+	}
+	if got := countKeys(t, st, "packs/"); got != packsBefore {
+		t.Errorf("packs: %d before the purge, %d after; want none deleted", packsBefore, got)
+	}
+
+	// A node with an empty cache restores host a's latest backup.
+	fresh := repoOn(t, st, purgeOpts)
+	ms, err := Select(ctx, st, "a", "", nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "restore")
+	if _, err := fresh.Restore(ctx, ms, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+		t.Fatalf("restore with damaged index files: %v", err)
+	}
+	sameFiles(t, dirs[1], dst, notSystem(nodes[1].LiveFiles))
+
+	rep, err := fresh.Validate(ctx, ValidateOptions{Host: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.BadIndex) != 1 || !strings.Contains(rep.BadIndex[0], aIndex[1]) {
+		t.Errorf("validate's unreadable index files: %v, want %s", rep.BadIndex, aIndex[1])
+	}
+	unindexed := 0
+	for _, p := range rep.Problems {
+		if p.Kind == Unindexed {
+			unindexed++
+		} else {
+			t.Errorf("validate: %+v, want only unindexed files", p)
+		}
+	}
+	if unindexed == 0 || rep.OK() {
+		t.Errorf("validate found %d unindexed files, OK %v; want some, not OK", unindexed, rep.OK())
+	}
+
+	fix, err := fresh.RepairIndex(ctx, "t", false)
+	if err != nil || len(fix.Removed) != 1 || len(fix.Reindexed) == 0 {
+		t.Fatalf("repair-index: %v, %+v", err, fix)
+	}
+	if rep, err := fresh.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
+		t.Fatalf("validate after repair-index: %v, %+v %v", err, rep.Problems, rep.BadIndex)
+	}
+	if res, err := purgeAll(t, r, "b"); err != nil || len(res.GC.Blocked) > 0 {
+		t.Fatalf("purge after repair-index: %v, blocked %v", err, res.GC.Blocked)
+	}
+	if err := committedWhole(t, st); err != nil {
+		t.Fatal(err)
+	}
+}
