@@ -53,6 +53,7 @@ type FileOutcome struct {
 	Backup string // backup name
 	Path   string // path below the data directory
 	Reason string
+	Err    error // why it failed, for a failed file
 }
 
 // ErrRestoreFailed is returned when at least one file could not be restored.
@@ -131,7 +132,7 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		for _, rf := range batch {
 			out := FileOutcome{Backup: rf.backup, Path: rf.rec.Path}
 			if rf.err != nil {
-				out.Reason = rf.err.Error()
+				out.Reason, out.Err = rf.err.Error(), rf.err
 				res.Failed = append(res.Failed, out)
 				continue
 			}

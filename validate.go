@@ -168,6 +168,9 @@ func (v *validation) names(ctx context.Context) ([]string, error) {
 func (v *validation) readManifests(ctx context.Context, names []string) error {
 	for _, n := range names {
 		m, err := manifest.Get(ctx, v.r.Store, n)
+		if errors.Is(err, manifest.ErrNoBackup) && v.opts.Name == "" && !v.committed(ctx, n) {
+			continue // removed by a purge since it was listed
+		}
 		if err != nil {
 			if v.opts.Name != "" && errors.Is(err, manifest.ErrNoBackup) {
 				return err
@@ -201,6 +204,16 @@ func (v *validation) readManifests(ctx context.Context, names []string) error {
 	}
 	v.rep.Files = len(v.files)
 	return nil
+}
+
+// committed reports whether a backup's commit marker is still stored.
+func (v *validation) committed(ctx context.Context, name string) bool {
+	key, err := manifest.CommitKey(name)
+	if err != nil {
+		return false
+	}
+	_, err = v.r.Store.Stat(ctx, key)
+	return err == nil
 }
 
 // housekeeping reports unreadable index files, orphan packs, stale
