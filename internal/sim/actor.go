@@ -15,7 +15,7 @@ type actorState uint8
 
 const (
 	stateRunning actorState = iota // its code runs (or it is stuck)
-	stateWaiting                   // a request of its waits for the scheduler
+	stateWaiting                   // a request (or sleep) of its waits for the scheduler
 	stateDone                      // its function returned
 )
 
@@ -54,14 +54,15 @@ type Actor struct {
 // Spawn starts an actor that runs fn in its own goroutine with a context
 // that routes its store requests through the scheduler, and whose clock
 // (Now) is the virtual time plus skew. fn runs at once, until its first
-// store request or its return, and Spawn returns then; from there on the
-// actor runs only when Step picks it.
+// store request or sleep (World.Sleep) or its return, and Spawn returns
+// then; from there on the actor runs only when Step picks it.
 //
-// fn must make store requests from one goroutine at a time, and no other
-// goroutine of the actor may run while it waits on one, or the schedule
-// stops being a function of the seed. The World detects the overlap it can
-// see (two goroutines of the actor inside store requests at once) and fails
-// with ErrOverlap.
+// fn must make store requests and sleeps from one goroutine at a time, and
+// no other goroutine of the actor may run while it waits on one, or the
+// schedule stops being a function of the seed. The World detects the
+// overlap it can see (two goroutines of the actor inside store requests or
+// sleeps at once) and fails with ErrOverlap. Work that runs beside fn, such
+// as a heartbeat, is a second actor.
 // Spawn may be called from a running actor.
 func (w *World) Spawn(name string, skew time.Duration, fn func(ctx context.Context) error) *Actor {
 	a := &Actor{
@@ -155,7 +156,7 @@ func (a *Actor) call(r *request) error {
 			what = "after its function returned"
 		}
 		err := w.failLocked(fmt.Errorf("%w: actor %s made a %s %s request %s; "+
-			"an actor must make store requests from one goroutine at a time", ErrOverlap, a.name, r.op, r.key, what))
+			"an actor must make store requests and sleeps from one goroutine at a time", ErrOverlap, a.name, r.op, r.key, what))
 		w.mu.Unlock()
 		return err
 	}
@@ -166,6 +167,14 @@ func (a *Actor) call(r *request) error {
 	a.parked <- struct{}{}
 	<-a.wake
 	return r.err
+}
+
+// ActorOf returns the actor whose context ctx is (or derives from), or nil.
+// An actor's function uses it to find itself before Spawn has returned,
+// for instance to hand ActorOf(ctx).Clock() to the code under test.
+func ActorOf(ctx context.Context) *Actor {
+	a, _ := ctx.Value(actorKey{}).(*Actor)
+	return a
 }
 
 // Name returns the name given to Spawn.
@@ -191,8 +200,10 @@ func (a *Actor) SetWeight(n int) {
 }
 
 // Pause stops the scheduler from picking the actor; a request it has
-// pending stays pending, however far time advances, until Resume. This is
-// a process stopped by SIGSTOP, a VM suspend or a long GC pause.
+// pending stays pending, and a sleep goes on past its wake time, however
+// far time advances, until Resume; Step does not move time to wake a
+// paused sleeper. This is a process stopped by SIGSTOP, a VM suspend or a
+// long GC pause.
 func (a *Actor) Pause() { a.setPaused(true) }
 
 // Resume lets the scheduler pick the actor again.
@@ -215,11 +226,12 @@ func (a *Actor) setPaused(p bool) {
 
 // Crash kills the actor as kill -9 would: its pending request is not
 // applied, and it and every later request fail at once with an error
-// wrapping ErrCrashed; its context is cancelled. Requests it sent earlier
-// that were delayed still land. Crash returns once the actor's function has
-// returned, which code under test must do when its requests fail; it
-// panics with ErrStuck if that takes longer than Options.Watchdog. An actor
-// that crashes itself goes on until it returns.
+// wrapping ErrCrashed, as does a sleep it is in or starts; its context is
+// cancelled. Requests it sent earlier that were delayed still land. Crash
+// returns once the actor's function has returned, which code under test
+// must do when its requests fail; it panics with ErrStuck if that takes
+// longer than Options.Watchdog. An actor that crashes itself goes on until
+// it returns.
 func (a *Actor) Crash() {
 	if err := a.crash(); err != nil {
 		panic(err)

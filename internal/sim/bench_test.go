@@ -7,29 +7,35 @@ import (
 	"fmt"
 	"io/fs"
 	"testing"
+	"time"
 
 	"github.com/cassback/cassback/internal/sim"
 )
 
 // BenchmarkStep measures one scheduled request: the pick, the store
-// operation, the trace entry and the two goroutine handoffs.
+// operation, the trace entry and the two goroutine handoffs. In the sleep
+// case every actor sleeps in a loop, so a step also moves time to the next
+// wake time whenever all of them sleep.
 func BenchmarkStep(b *testing.B) {
 	data := bytes.Repeat([]byte("x"), 1<<10)
 	for _, bc := range []struct {
 		name   string
 		actors int
-		op     func(ctx context.Context, s *sim.Store, i int) error
+		op     func(ctx context.Context, w *sim.World, s *sim.Store, i int) error
 	}{
-		{"stat", 4, func(ctx context.Context, s *sim.Store, i int) error {
+		{"stat", 4, func(ctx context.Context, _ *sim.World, s *sim.Store, i int) error {
 			_, err := s.Stat(ctx, "k")
 			return err
 		}},
-		{"put-1KiB", 4, func(ctx context.Context, s *sim.Store, i int) error {
+		{"put-1KiB", 4, func(ctx context.Context, _ *sim.World, s *sim.Store, i int) error {
 			return s.Put(ctx, fmt.Sprint("k/", i%64), bytes.NewReader(data), int64(len(data)))
 		}},
-		{"stat-32-actors", 32, func(ctx context.Context, s *sim.Store, i int) error {
+		{"stat-32-actors", 32, func(ctx context.Context, _ *sim.World, s *sim.Store, i int) error {
 			_, err := s.Stat(ctx, "k")
 			return err
+		}},
+		{"sleep", 4, func(ctx context.Context, w *sim.World, _ *sim.Store, i int) error {
+			return w.Sleep(ctx, time.Duration(1+i%3)*time.Second)
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
@@ -38,7 +44,7 @@ func BenchmarkStep(b *testing.B) {
 			for range bc.actors {
 				w.Spawn("a", 0, func(ctx context.Context) error {
 					for i := 0; ctx.Err() == nil; i++ {
-						if err := bc.op(ctx, s, i); err != nil && !errors.Is(err, fs.ErrNotExist) {
+						if err := bc.op(ctx, w, s, i); err != nil && !errors.Is(err, fs.ErrNotExist) {
 							return err
 						}
 					}

@@ -39,12 +39,13 @@
 // overlaps it can see (two goroutines of one actor inside requests at once)
 // and fails with ErrOverlap; it cannot see a goroutine that runs without
 // making requests. A run is also a function of the seed only if the code
-// under test is: its clock must be Actor.Now, not time.Now; it must not
-// draw from the global math/rand or iterate a map in an order that reaches
-// the store; and it must not wait on real time (time.Sleep, real-time
-// context deadlines, a retry decorator's backoff), which at best makes the
-// run slow and at worst changes it. An actor blocked on anything but a store
-// request is a bug in the test: after Options.Watchdog of real time (10 s by
+// under test is: its clock must be Actor.Now (or Actor.Clock), not
+// time.Now; it must not draw from the global math/rand or iterate a map in
+// an order that reaches the store; and it must not wait on real time
+// (time.Sleep, real-time context deadlines, a retry decorator's backoff),
+// which at best makes the run slow and at worst changes it: it sleeps with
+// World.Sleep. An actor blocked on anything but a store request or a sleep
+// is a bug in the test: after Options.Watchdog of real time (10 s by
 // default) the World fails with ErrStuck, naming the actor, instead of
 // hanging.
 //
@@ -57,6 +58,30 @@
 // on a shared filesystem records it. Actor.Pause keeps an actor from being
 // scheduled while time passes, the way SIGSTOP, a VM suspend or a GC pause
 // holds a process past its lease; its pending request waits.
+//
+// # Sleeping
+//
+// World.Sleep(ctx, d) parks the actor ctx carries, like a store request,
+// until virtual time reaches its wake time (Now at the call plus d); code
+// under test gets it as Actor.Clock, whose Now is the actor's skewed clock
+// and whose Sleep is World.Sleep, so a heartbeat loop
+// "for { clock.Sleep(ctx, 5*time.Minute); renew() }" runs in virtual time.
+// A sleeper is runnable once its wake time has come, by Advance, StepTime
+// or a jump, and is then picked like any actor, subject to pause and
+// weights. When no actor is runnable and no delayed request is in flight,
+// Step moves virtual time to the earliest wake time of an unpaused sleeper
+// and wakes it; the trace records the jump ("advance 5m0s to wake hb"). So
+// time runs as far as the sleepers need and no further, and a run with
+// sleepers is still a function of the seed: wake times are virtual, ties
+// are broken by the seeded pick, and nothing waits on real time. A
+// cancelled context makes its sleeper runnable rather than waking it on
+// the spot, so the sleeper runs in a step of its own, never beside the
+// actor that cancelled; a crash ends a sleep at once with ErrCrashed; a
+// paused sleeper sleeps on past its wake time until Resume. An actor that
+// sleeps in a loop forever would keep RunUntilIdle busy forever:
+// Options.Horizon bounds the jumps, past it the World counts as idle and
+// Close crashes the sleepers. The one-goroutine rule counts sleeps as
+// requests: a heartbeat beside the main work is a second actor.
 //
 // # Faults
 //
@@ -98,5 +123,7 @@
 // compare the scheduled path with the direct one on random operations, and
 // check each property above: identical traces for a seed, one actor running
 // at a time, pause, crash, each fault, non-atomic and missing conditional
-// writes, writer clocks and the watchdog.
+// writes, writer clocks, the watchdog, and sleepers woken by Advance,
+// StepTime and jumps, in wake-time order, crashed, paused, cancelled and
+// stopped by the horizon.
 package sim

@@ -72,3 +72,63 @@ func check(s *sim.Store) error {
 	}
 	return nil
 }
+
+// A session's heartbeat runs beside its writer as a second actor, which
+// the writer spawns, on the writer's clock; the writer stops it with the
+// CancelFunc of the heartbeat's context when done. Time jumps from one
+// wake time to the next. The writer calls the CancelFunc itself, in its
+// step: a cancellation passed on by a goroutine of its own would reach the
+// heartbeat at a moment that depends on real time.
+func ExampleActor_Clock() {
+	w := sim.New(sim.Options{Seed: 1})
+	s := w.Store()
+	w.Spawn("writer", 0, func(ctx context.Context) error {
+		clock := sim.ActorOf(ctx).Clock()
+		var stopHeartbeat context.CancelFunc
+		w.Spawn("heartbeat", 0, func(ctx context.Context) error {
+			ctx, stopHeartbeat = context.WithCancel(ctx)
+			for {
+				// Sleep parks the actor ctx carries: the heartbeat.
+				if err := clock.Sleep(ctx, 5*time.Minute); err != nil {
+					return nil
+				}
+				if err := s.Put(ctx, "session", strings.NewReader(clock.Now().Format("15:04")), 5); err != nil {
+					return err
+				}
+			}
+		})
+		for _, k := range []string{"data/1", "data/2"} {
+			if err := s.Put(ctx, k, strings.NewReader("x"), 1); err != nil {
+				return err
+			}
+			if err := clock.Sleep(ctx, 7*time.Minute); err != nil { // the work takes time
+				return err
+			}
+		}
+		stopHeartbeat()
+		return nil
+	})
+	if err := w.RunUntilIdle(100, nil); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Print(w.Trace())
+	// Output:
+	// sim seed 1: 9 steps, 2 actors, virtual time 2026-01-01T00:14:00Z
+	//      0 +0s        writer     spawn
+	//      0 +0s        heartbeat  spawn
+	//      1 +0s        writer     put data/1 1B: ok etag 1
+	//      1 +5m0s      -          advance 5m0s to wake heartbeat
+	//      2 +5m0s      heartbeat  sleep 5m0s from +0s: woke
+	//      3 +5m0s      heartbeat  put session 5B: ok etag 2
+	//      3 +7m0s      -          advance 2m0s to wake writer
+	//      4 +7m0s      writer     sleep 7m0s from +0s: woke
+	//      5 +7m0s      writer     put data/2 1B: ok etag 3
+	//      5 +10m0s     -          advance 3m0s to wake heartbeat
+	//      6 +10m0s     heartbeat  sleep 5m0s from +5m0s: woke
+	//      7 +10m0s     heartbeat  put session 5B: ok etag 4
+	//      7 +14m0s     -          advance 4m0s to wake writer
+	//      8 +14m0s     writer     sleep 7m0s from +7m0s: woke
+	//      8 +14m0s     writer     returned
+	//      9 +14m0s     heartbeat  sleep 5m0s from +10m0s: canceled
+	//      9 +14m0s     heartbeat  returned
+}

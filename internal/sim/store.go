@@ -73,9 +73,10 @@ const (
 	opListDirs
 	opDelete
 	opDeleteMany
+	opSleep // not a store request: World.Sleep parks an actor the same way
 )
 
-var opNames = [...]string{"?", "put", "put-if", "get", "stat", "list", "list-dirs", "delete", "delete-many"}
+var opNames = [...]string{"?", "put", "put-if", "get", "stat", "list", "list-dirs", "delete", "delete-many", "sleep"}
 
 func (o op) String() string { return opNames[o] }
 
@@ -85,13 +86,13 @@ func (o op) writes() bool {
 	return o == opPut || o == opPutIf || o == opDelete || o == opDeleteMany
 }
 
-// request is one store call on its way through the scheduler. The actor
-// fills in the arguments, the scheduler the results; the channel handoff
-// between them orders the two, so no field needs a lock.
+// request is one store call (or sleep) on its way through the scheduler.
+// The actor fills in the arguments, the scheduler the results; the channel
+// handoff between them orders the two, so no field needs a lock.
 type request struct {
 	ctx     context.Context
 	op      op
-	key     string   // the prefix for List and ListDirs
+	key     string   // the prefix for List and ListDirs; a sleep's duration, for errors and the trace
 	keys    []string // DeleteMany
 	data    []byte   // Put, PutIf: owned by the request, stored as is
 	ifMatch string
@@ -100,6 +101,9 @@ type request struct {
 	after   string // List: the page starts after this key
 	limit   int    // List: keys per page
 	phase   uint8  // PutIf with NonAtomicConditional: 1 once the check has passed
+	// Sleep: the virtual time (since Options.Start) it began and the one
+	// from which it may be woken.
+	since, until time.Duration
 
 	err   error
 	etag  string
@@ -112,7 +116,7 @@ type request struct {
 
 // actorOf returns the actor whose context ctx is (or derives from), or nil.
 func (s *Store) actorOf(ctx context.Context) *Actor {
-	a, _ := ctx.Value(actorKey{}).(*Actor)
+	a := ActorOf(ctx)
 	if a != nil && a.w != s.w {
 		panic(fmt.Sprintf("sim: actor %s of another World used this World's Store", a.name))
 	}

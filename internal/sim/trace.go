@@ -22,14 +22,14 @@ type event struct {
 	step  int
 	at    time.Duration // virtual time since Options.Start
 	actor *Actor
-	key   string // key, or prefix for List and ListDirs
+	key   string // key, or prefix for List and ListDirs; evJump: the sleepers it wakes
 	arg   string // PutIf: ifMatch; List: the key the page starts after
 	etag  string
-	x, y  int64 // Put, PutIf: size; Get: offset, length; DeleteMany: keys
-	n     int   // results: bytes, keys or dirs; for a delayed request its due step
-	from  int   // a delayed request that landed: the step that sent it
-	err   error // outFailed; evReturn: what the actor returned
-	dur   time.Duration
+	x, y  int64         // Put, PutIf: size; Get: offset, length; DeleteMany: keys; sleep: its start
+	n     int           // results: bytes, keys or dirs; for a delayed request its due step
+	from  int           // a delayed request that landed: the step that sent it
+	err   error         // outFailed; evReturn: what the actor returned
+	dur   time.Duration // evSpawn: skew; evAdvance, evJump: how far time moved
 }
 
 type evKind uint8
@@ -42,6 +42,7 @@ const (
 	evResume
 	evCrash
 	evAdvance
+	evJump // Step moved time to wake a sleeper
 )
 
 type outcome uint8
@@ -86,6 +87,8 @@ func (w *World) requestEvent(a *Actor, r *request) event {
 		ev.arg = r.after
 	case opDeleteMany:
 		ev.x = int64(len(r.keys))
+	case opSleep:
+		ev.x = int64(r.since)
 	}
 	return ev
 }
@@ -116,8 +119,9 @@ func (w *World) noteLocked(ev event) {
 }
 
 // Trace returns the trace: a header with the seed, then one short line per
-// step (and per Spawn, return, Pause, Resume, Crash and Advance), oldest
-// first, the latest Options.TraceLimit lines only.
+// step (and per Spawn, return, Pause, Resume, Crash, Advance and jump of
+// time to wake a sleeper), oldest first, the latest Options.TraceLimit
+// lines only. A sleep shows as a step when it ends.
 func (w *World) Trace() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -154,11 +158,15 @@ func (ev *event) format(b *strings.Builder) {
 		b.WriteString("resumed")
 	case evCrash:
 		b.WriteString("crashed")
-		if ev.op != 0 {
+		if ev.op == opSleep {
+			fmt.Fprintf(b, " while asleep (sleep %s)", ev.key)
+		} else if ev.op != 0 {
 			fmt.Fprintf(b, "; its pending %s %s is not applied", ev.op, ev.key)
 		}
 	case evAdvance:
 		fmt.Fprintf(b, "advance %v", ev.dur)
+	case evJump:
+		fmt.Fprintf(b, "advance %v to wake %s", ev.dur, ev.key)
 	case evRequest:
 		ev.formatRequest(b)
 	}
@@ -194,6 +202,8 @@ func (ev *event) formatRequest(b *strings.Builder) {
 		if ev.x > 1 {
 			fmt.Fprintf(b, " +%d", ev.x-1)
 		}
+	case opSleep:
+		fmt.Fprintf(b, " from +%v", time.Duration(ev.x))
 	}
 	if ev.from > 0 {
 		fmt.Fprintf(b, " (delayed from step %d)", ev.from)
@@ -213,6 +223,8 @@ func (ev *event) formatRequest(b *strings.Builder) {
 			}
 		case opListDirs:
 			fmt.Fprintf(b, "%d dirs", ev.n)
+		case opSleep:
+			b.WriteString("woke")
 		default:
 			b.WriteString("ok")
 		}
@@ -225,7 +237,11 @@ func (ev *event) formatRequest(b *strings.Builder) {
 	case outFailed:
 		fmt.Fprintf(b, "error: %s", oneLine(ev.err.Error()))
 	case outCanceled:
-		b.WriteString("canceled, not applied")
+		if ev.op == opSleep {
+			b.WriteString("canceled")
+		} else {
+			b.WriteString("canceled, not applied")
+		}
 	case outUnsupported:
 		b.WriteString("unsupported")
 	case outChecked:

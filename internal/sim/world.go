@@ -26,8 +26,9 @@ var (
 	// ErrUnavailable is wrapped by the error of a request that failed
 	// without being applied (Faults.PError).
 	ErrUnavailable = errors.New("sim: service unavailable")
-	// ErrStuck reports an actor that neither issued a store request nor
-	// returned within Options.Watchdog of real time.
+	// ErrStuck reports an actor that neither issued a store request, nor
+	// slept (World.Sleep), nor returned within Options.Watchdog of real
+	// time.
 	ErrStuck = errors.New("sim: actor stuck")
 	// ErrOverlap reports an actor that issued a request while another of
 	// its requests was pending, from a second goroutine.
@@ -91,9 +92,20 @@ type Options struct {
 	// means 10,000 and a negative number all of them.
 	TraceLimit int
 	// Watchdog is how long, in real time, a step waits for the actor it
-	// woke to make its next request or return before it reports ErrStuck;
-	// 0 means 10 seconds.
+	// woke to make its next request or sleep, or return, before it reports
+	// ErrStuck; 0 means 10 seconds. A parked actor, asleep or waiting on a
+	// request, is not timed.
 	Watchdog time.Duration
+	// Horizon bounds how far Step moves virtual time to wake a sleeping
+	// actor (World.Sleep), as a duration past Start: when no actor can
+	// run, Step jumps to the earliest wake time only if that is at most
+	// Start+Horizon; past it the World counts as idle, so RunUntilIdle
+	// returns while a heartbeat loop still sleeps (Close then crashes
+	// it). Advance and StepTime are not bounded by it: a sleeper whose
+	// wake time they reach is runnable, horizon or not. 0 means no bound,
+	// and then an actor that sleeps in a loop forever keeps RunUntilIdle
+	// busy until its maxSteps.
+	Horizon time.Duration
 }
 
 // World is one seeded, reproducible simulation: a virtual clock, a random
@@ -112,6 +124,7 @@ type World struct {
 	rng     *rand.Rand // the schedule's, the faults' and StepTime's
 	faults  Faults
 	actors  []*Actor // not yet returned, in spawn order
+	ready   []*Actor // runnableLocked's result, kept to reuse its array
 	spawned int
 	steps   int
 	delayed []*delayedRequest // by due step, then by step sent
@@ -198,16 +211,22 @@ func (w *World) SetFaults(f Faults) {
 	w.faults = f
 }
 
-// Step takes one step and returns the actor whose request it applied, or
-// false when there is nothing to do: no actor that is not paused waits on
-// a request and no delayed request is in flight.
+// Step takes one step and returns the actor whose request it applied (or
+// whose sleep it ended), or false when there is nothing to do: no unpaused
+// actor waits on a request or a sleep that is due, no delayed request is
+// in flight, and no unpaused actor sleeps until a time within
+// Options.Horizon.
 //
 // A step either lands a delayed request that is due (or any delayed request
-// when no actor can run), or picks one waiting, unpaused actor at random,
-// weighted by SetWeight, applies its request (or the fault the random
-// source chose), and then lets that actor run until it makes its next
-// request or returns. Only then does Step return, so exactly one actor runs
-// at a time.
+// when no actor can run), or picks one runnable actor at random, weighted
+// by SetWeight, applies its request (or the fault the random source chose)
+// or ends its sleep, and then lets that actor run until it makes its next
+// request or sleep, or returns. Only then does Step return, so exactly one
+// actor runs at a time. An actor is runnable when it is not paused and
+// waits on a request, or on a sleep whose wake time has come or whose
+// context is cancelled. When none is and no delayed request is in flight,
+// Step first moves virtual time to the earliest wake time of an unpaused
+// sleeper (if within Options.Horizon), a jump the trace records.
 //
 // Step panics with an error naming the seed, the step and the actor if the
 // actor gets stuck (ErrStuck), breaks the one-goroutine rule (ErrOverlap)
@@ -224,7 +243,9 @@ func (w *World) Step() (*Actor, bool) {
 // nil) after every step. It returns check's first error, or the World's
 // failure, wrapped with the seed and the step so the run can be replayed,
 // or an error if the World is still busy after maxSteps steps (a livelock;
-// maxSteps <= 0 means no limit).
+// maxSteps <= 0 means no limit). Since Step moves virtual time to wake
+// sleepers, an actor that sleeps in a loop keeps the World busy up to
+// Options.Horizon, or forever without one.
 func (w *World) RunUntilIdle(maxSteps int, check func() error) error {
 	for n := 0; ; n++ {
 		if maxSteps > 0 && n == maxSteps {
@@ -253,7 +274,8 @@ func (w *World) busy() (bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	total := w.runnableLocked()
-	return total > 0 || len(w.delayed) > 0, w.failed
+	_, wakes := w.nextWakeLocked()
+	return total > 0 || len(w.delayed) > 0 || wakes, w.failed
 }
 
 // Close crashes, one at a time, every actor that has not returned, so that
@@ -273,21 +295,29 @@ func (w *World) Close() error {
 	return first
 }
 
-// runnableLocked drops returned actors from w.actors and returns the total
-// weight of those that wait on a request and are not paused.
+// runnableLocked drops returned actors from w.actors, puts the runnable
+// ones in w.ready, in spawn order, and returns their total weight. An
+// actor is runnable when it is not paused and waits on a request, or on a
+// sleep that is due or whose context is cancelled. The one list serves
+// both the total and the pick, so the two cannot disagree.
 func (w *World) runnableLocked() (total int) {
+	now := w.elapsed.Load()
 	live := w.actors[:0]
+	ready := w.ready[:0]
 	for _, a := range w.actors {
 		if a.state == stateDone {
 			continue
 		}
 		live = append(live, a)
-		if a.state == stateWaiting && !a.paused {
+		if a.state == stateWaiting && !a.paused && a.pending.due(now) {
+			ready = append(ready, a)
 			total += a.weight
 		}
 	}
 	clear(w.actors[len(live):])
 	w.actors = live
+	clear(ready[len(ready):cap(ready)])
+	w.ready = ready
 	return total
 }
 
@@ -307,16 +337,16 @@ func (w *World) step() (*Actor, bool, error) {
 		w.mu.Unlock()
 		return d.actor, true, nil
 	}
+	if total == 0 && w.jumpLocked() {
+		total = w.runnableLocked()
+	}
 	if total == 0 {
 		w.mu.Unlock()
 		return nil, false, nil
 	}
 	var a *Actor
 	x := w.rng.IntN(total)
-	for _, c := range w.actors {
-		if c.state != stateWaiting || c.paused {
-			continue
-		}
+	for _, c := range w.ready {
 		if x -= c.weight; x < 0 {
 			a = c
 			break
@@ -366,7 +396,7 @@ func (w *World) await(a *Actor, ch <-chan struct{}) error {
 	case <-ch:
 		return nil
 	case <-a.watchdog.C:
-		return w.fail(fmt.Errorf("%w: actor %s neither made a store request nor returned within %v of real time; "+
+		return w.fail(fmt.Errorf("%w: actor %s neither made a store request nor slept nor returned within %v of real time; "+
 			"it waits on something other than the store (a channel, a lock, a real-time sleep, another actor)",
 			ErrStuck, a.name, w.opts.Watchdog))
 	}
@@ -393,6 +423,13 @@ func (w *World) serveLocked(a *Actor, r *request) bool {
 	ev := w.requestEvent(a, r)
 	defer func() { w.noteLocked(ev) }()
 	switch {
+	case r.op == opSleep:
+		// Woken or cancelled; never faulted, so a sleep draws nothing
+		// from the random source beyond its pick.
+		if r.err = r.ctx.Err(); r.err != nil {
+			ev.out = outCanceled
+		}
+		return true
 	case r.ctx.Err() != nil:
 		r.err = check(a, r.op, r.key, fmt.Errorf("%s %s: %w", r.op, r.key, r.ctx.Err()))
 		ev.out = outCanceled
