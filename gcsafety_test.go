@@ -202,7 +202,7 @@ func TestHole1IndexBeforeSession(t *testing.T) {
 		if _, err := old.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "old"}); err != nil {
 			t.Fatal(err)
 		}
-		replacement := repoOn(t, st, purgeOpts) // opened: with the hole, the index is read now
+		replacement := repoOn(t, st, gc.Options{Grace: -1, NewPackMargin: -1}) // opened: with the hole, the index is read now
 		if res, err := purgeAll(t, old, "old"); err != nil || res.GC.Deleted == 0 {
 			t.Fatalf("purge of old: %v, deleted %d packs; want old's packs deleted", err, res.GC.Deleted)
 		}

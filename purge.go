@@ -26,6 +26,7 @@ type PurgeOptions struct {
 	// the store while this purge runs: needed on a store without atomic
 	// conditional writes; every session object is then removed as dead.
 	Exclusive bool
+	Threads   int // ranged reads at once when repacking; default 4
 }
 
 // PurgeResult says what a purge removed, or in a dry run what it would do.
@@ -71,7 +72,7 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	if err := r.expired(ctx, opts, now, &res); err != nil {
 		return res, err
 	}
-	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive}
+	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads}
 	if opts.DryRun {
 		c.Skip = map[string]bool{}
 		for _, n := range res.Manifests {

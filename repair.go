@@ -62,7 +62,7 @@ func (r *Repo) RepairIndex(ctx context.Context, holder string, dryRun bool) (rep
 			return rep, err
 		}
 		b, sum := index.EncodeFile(recs)
-		rep.IndexFile = index.Key(repairHost, sum)
+		rep.IndexFile = index.Key(gc.RepairHost, sum)
 		if err := r.Store.Put(ctx, rep.IndexFile, bytes.NewReader(b), int64(len(b))); err != nil {
 			return rep, fmt.Errorf("write repaired index file: %w", err)
 		}
@@ -78,6 +78,3 @@ func (r *Repo) RepairIndex(ctx context.Context, holder string, dryRun bool) (rep
 	}
 	return rep, nil
 }
-
-// repairHost names the index files RepairIndex writes (index/<host>/…).
-const repairHost = "repair"

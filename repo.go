@@ -11,6 +11,7 @@ import (
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/internal/hole"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -27,8 +28,29 @@ type Repo struct {
 	// early is the index loaded at Open when the hole it closes is put
 	// back for a test (hole.IndexBeforeSession).
 	early *index.Index
-	// spawn starts the session heartbeat; the simulator replaces it.
-	spawn func(ctx context.Context, fn func(context.Context))
+	// spawn starts a background task (the session heartbeat) and returns
+	// a function that stops it (cancels its context) and waits for it to
+	// return; the simulator runs it as an actor of its own.
+	spawn func(ctx context.Context, name string, fn func(context.Context)) (stop func())
+	// observe, when set, hears of every file record a backup makes, with
+	// its session, and (f nil) of every Sync after which those records'
+	// chunks are all durable: the simulator checks that what a live
+	// session references is never deleted.
+	observe func(session string, f *manifest.File)
+}
+
+// goSpawn runs fn in a goroutine.
+func goSpawn(ctx context.Context, _ string, fn func(context.Context)) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // Options configures Open. The zero value opens an existing store without
@@ -67,7 +89,7 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Repo{Store: st, Config: cfg, Log: log, spawn: func(ctx context.Context, fn func(context.Context)) { go fn(ctx) }}
+	r := &Repo{Store: st, Config: cfg, Log: log, spawn: goSpawn}
 	if o.CacheRoot != "" {
 		r.CacheDir = filepath.Join(o.CacheRoot, cfg.ID)
 		if err := os.MkdirAll(r.CacheDir, 0o755); err != nil {

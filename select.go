@@ -2,6 +2,7 @@ package cassback
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -36,18 +37,33 @@ func Select(ctx context.Context, st remote.Store, host, name string, keyspaces [
 	}
 	var ms []*manifest.Manifest
 	for _, ks := range kss {
-		n, err := manifest.Latest(ctx, st, host, ks, at)
-		if err != nil {
-			return nil, err
-		}
-		if n == "" {
-			return nil, fmt.Errorf("no backup of keyspace %s of host %s at or before %s", ks, host, at.UTC().Format(time.RFC3339))
-		}
-		m, err := manifest.Get(ctx, st, n)
+		m, err := latest(ctx, st, host, ks, at)
 		if err != nil {
 			return nil, err
 		}
 		ms = append(ms, m)
 	}
 	return ms, nil
+}
+
+// latest reads the newest committed backup of keyspace ks at or before at.
+// A commit marker whose manifest is gone (written late, after a purge
+// removed its backup) is passed over for the next older one.
+func latest(ctx context.Context, st remote.Store, host, ks string, at time.Time) (*manifest.Manifest, error) {
+	for range 8 {
+		n, err := manifest.Latest(ctx, st, host, ks, at)
+		if err != nil {
+			return nil, err
+		}
+		if n == "" {
+			break
+		}
+		m, err := manifest.Get(ctx, st, n)
+		if !errors.Is(err, manifest.ErrNoBackup) {
+			return m, err
+		}
+		t, _, _, _ := manifest.ParseBackupName(n)
+		at = t.Add(-time.Microsecond)
+	}
+	return nil, fmt.Errorf("no backup of keyspace %s of host %s at or before %s", ks, host, at.UTC().Format(time.RFC3339))
 }

@@ -13,9 +13,9 @@ import (
 // acknowledged is deleted while it is live (docs/design.md §4). A
 // background task renews it every heartbeat.
 type session struct {
-	s      *gc.Session
-	cancel context.CancelFunc
-	done   chan error
+	s    *gc.Session
+	stop func() // stops the heartbeat and waits for it
+	done chan error
 }
 
 // startSession registers a session of the given kind, starts its
@@ -27,9 +27,8 @@ func (r *Repo) startSession(ctx context.Context, host string, kind gc.Kind, onNe
 	if err != nil {
 		return nil, nil, err
 	}
-	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	out := &session{s: s, cancel: cancel, done: make(chan error, 1)}
-	r.spawn(hctx, func(ctx context.Context) {
+	out := &session{s: s, done: make(chan error, 1)}
+	out.stop = r.spawn(context.WithoutCancel(ctx), host+"-heartbeat", func(ctx context.Context) {
 		out.done <- s.Heartbeat(ctx, func(fresh []gc.CondemnedSet) {
 			r.Log.Info("packs condemned by a purge are no longer used for deduplication", "sets", len(fresh))
 			if onNew != nil {
@@ -55,7 +54,7 @@ func (s *session) check() error { return s.s.Check() }
 
 // end stops the heartbeat and removes the session.
 func (s *session) end(ctx context.Context) error {
-	s.cancel()
+	s.stop()
 	herr := <-s.done
 	err := s.s.End(context.WithoutCancel(ctx))
 	if errors.Is(herr, gc.ErrRevoked) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -161,6 +162,7 @@ func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel st
 	b.mu.Unlock()
 	if ok && b.unchanged(old, rec) {
 		rec.Sum, rec.Chunks, rec.Unstored = old.Sum, old.Chunks, old.Unstored
+		b.remember(rec)
 		return rec, 0, nil
 	}
 	if o.unstored {
@@ -183,6 +185,16 @@ func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel st
 	return rec, rec.Size, nil
 }
 
+// remember records the last record of a file, for reuse.
+func (b *backupRun) remember(rec manifest.File) {
+	b.mu.Lock()
+	b.known[fileKey{rec.Root, rec.Path}] = rec
+	b.mu.Unlock()
+	if b.r.observe != nil {
+		b.r.observe(b.sess.s.ID(), &rec)
+	}
+}
+
 // record describes a file as a manifest records it, without its content.
 func (b *backupRun) record(root, rel string, fi fs.FileInfo) manifest.File {
 	rec := manifest.File{Path: rel, Root: root, Size: fi.Size(), Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UTC()}
@@ -201,12 +213,6 @@ func (b *backupRun) unchanged(old, rec manifest.File) bool {
 		return false
 	}
 	return old.Unstored || b.allKnown(old.Chunks)
-}
-
-func (b *backupRun) remember(rec manifest.File) {
-	b.mu.Lock()
-	b.known[fileKey{rec.Root, rec.Path}] = rec
-	b.mu.Unlock()
 }
 
 // newManifest returns the manifest of keyspace ks taken at at, holding the
@@ -233,8 +239,17 @@ func (b *backupRun) newManifest(ks string, at time.Time, tables map[tableKey][]m
 // the same write. It returns the names committed. A manifest of a revoked
 // session never counts: it is withdrawn here (or by a later purge).
 func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []string) ([]string, error) {
+	// A writer stopped past its lease learns it before it writes an index
+	// file naming packs a purge may have swept meanwhile (readers check
+	// packs before relying on them, but need not meet such files often).
+	if err := b.sess.check(); err != nil {
+		return nil, err
+	}
 	if err := b.w.Sync(ctx); err != nil {
 		return nil, err
+	}
+	if b.r.observe != nil {
+		b.r.observe(b.sess.s.ID(), nil)
 	}
 	if err := b.sess.check(); err != nil {
 		return nil, err
@@ -260,9 +275,19 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 		return names, errors.Join(errs...)
 	}
 	err := b.sess.s.Commit(ctx, names, ack)
-	if errors.Is(err, gc.ErrRevoked) {
-		b.withdraw(ctx, names)
-		return nil, fmt.Errorf("%w: %d backups written after it were withdrawn and do not count; the next backup stores them again", err, len(names))
+	if re, ok := errors.AsType[*gc.RevokedError](err); ok {
+		// A commit that landed before the revocation counts; the rest never will.
+		var lost []string
+		for _, n := range names {
+			if !slices.Contains(re.Committed, n) {
+				lost = append(lost, n)
+			}
+		}
+		b.withdraw(ctx, lost)
+		for _, n := range re.Committed {
+			manifest.PutCommit(ctx, b.r.Store, n, b.sess.s.ID()) // else a purge writes it
+		}
+		return re.Committed, fmt.Errorf("%w: %d backups written after it were withdrawn and do not count; the next backup stores them again", err, len(lost))
 	}
 	if err != nil {
 		return nil, err

@@ -104,6 +104,14 @@ func (x *Index) Exclude(packs []chunk.ID) {
 	}
 }
 
+// Excluded reports whether the pack is excluded (condemned, or found gone).
+func (x *Index) Excluded(pack chunk.ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	o, ok := x.packOrd[pack]
+	return ok && x.excluded[o]
+}
+
 // Has reports whether the chunk is known to be stored.
 func (x *Index) Has(id chunk.ID) bool {
 	x.mu.RLock()

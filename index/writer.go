@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -36,11 +38,12 @@ type Writer struct {
 	packLen int
 	journal string
 
-	mu      sync.Mutex
-	claimed map[chunk.ID]struct{} // in an open or uploading pack
-	pending []PackRecord          // durable, not yet in an index file
-	packers []*Packer
-	err     error // first upload failure; the Writer is unusable after it
+	mu       sync.Mutex
+	claimed  map[chunk.ID]struct{} // in an open or uploading pack
+	verified map[chunk.ID]bool     // packs seen in the store by this Writer
+	pending  []PackRecord          // durable, not yet in an index file
+	packers  []*Packer
+	err      error // first upload failure; the Writer is unusable after it
 
 	stats Stats
 }
@@ -69,7 +72,7 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 	}
 	w := &Writer{
 		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal,
-		claimed: map[chunk.ID]struct{}{},
+		claimed: map[chunk.ID]struct{}{}, verified: map[chunk.ID]bool{},
 	}
 	if err := w.recover(ctx); err != nil {
 		return nil, err
@@ -106,10 +109,20 @@ func (w *Writer) NewPacker() *Packer {
 // at most max(target, one chunk) plus its header.
 func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error) {
 	w := p.w
-	if w.idx.Has(id) {
-		w.stats.ChunksDup.Add(1)
-		w.stats.BytesDup.Add(int64(len(data)))
-		return false, nil
+	for {
+		loc, ok := w.idx.Lookup(id)
+		if !ok {
+			break
+		}
+		there, err := w.present(ctx, loc.Pack)
+		if err != nil {
+			return false, err
+		}
+		if there {
+			w.stats.ChunksDup.Add(1)
+			w.stats.BytesDup.Add(int64(len(data)))
+			return false, nil
+		}
 	}
 	w.mu.Lock()
 	if w.err != nil {
@@ -205,6 +218,7 @@ func (w *Writer) upload(ctx context.Context, b *pack.Builder) ([]byte, error) {
 	w.idx.Add(rec)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.verified[id] = true
 	for _, e := range entries {
 		delete(w.claimed, e.ID)
 	}
@@ -216,6 +230,38 @@ func (w *Writer) upload(ctx context.Context, b *pack.Builder) ([]byte, error) {
 		return nil, err
 	}
 	return data, nil
+}
+
+// present reports whether a pack the index offers is in the store, with a
+// Stat the first time this Writer relies on it. An index file can name a
+// pack that is gone — one written late by a writer a purge had revoked, or
+// a crashed writer's journal recovered during a sweep — and a writer that
+// deduplicated against it would commit a reference to nothing. A pack seen
+// in the store after the writer's session began can be deleted later only
+// by a sweep that waits for the session (docs/design.md §4.4). A missing
+// pack is excluded, so the chunk is looked up again or uploaded.
+func (w *Writer) present(ctx context.Context, id chunk.ID) (bool, error) {
+	if hole.On(hole.IndexBeforeSession) {
+		return true, nil // the hole: an index read at open is trusted blindly
+	}
+	w.mu.Lock()
+	ok := w.verified[id]
+	w.mu.Unlock()
+	if ok {
+		return true, nil
+	}
+	info, err := w.st.Stat(ctx, pack.Key(id))
+	switch {
+	case errors.Is(err, fs.ErrNotExist), err == nil && info.Size != w.idx.PackSize(id):
+		w.idx.Exclude([]chunk.ID{id})
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("check pack %s: %w", id, err)
+	}
+	w.mu.Lock()
+	w.verified[id] = true
+	w.mu.Unlock()
+	return true, nil
 }
 
 func (w *Writer) release(entries []pack.Entry) {
@@ -345,6 +391,9 @@ func (w *Writer) recover(ctx context.Context) error {
 		b = b[4+n:]
 		if err != nil || len(packs) != 1 {
 			continue
+		}
+		if w.idx.Excluded(packs[0].ID) {
+			continue // condemned: a sweep may delete it; never index it again
 		}
 		info, err := w.st.Stat(ctx, pack.Key(packs[0].ID))
 		if err != nil || info.Size != packs[0].Size {

@@ -156,6 +156,9 @@ func (c *Catalog) keepers(refs RefSet, avoid map[chunk.ID]bool) (live map[chunk.
 		if avoid[pa.ID] != avoid[pb.ID] {
 			return !avoid[pa.ID]
 		}
+		if pa.FromHeader != pb.FromHeader {
+			return !pa.FromHeader // an indexed copy, which readers find at once
+		}
 		if score[a] != score[b] {
 			return score[a] > score[b]
 		}

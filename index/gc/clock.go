@@ -3,10 +3,10 @@ package gc
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"time"
 
+	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -42,7 +42,7 @@ func (SystemClock) Sleep(ctx context.Context, d time.Duration) error {
 // is needed for safety, only for progress.
 func StoreNow(ctx context.Context, st remote.Store) (time.Time, error) {
 	var b [8]byte
-	rand.Read(b[:])
+	random.Read(b[:])
 	if err := st.Put(ctx, clockKey, bytes.NewReader(b[:]), int64(len(b))); err != nil {
 		return time.Time{}, fmt.Errorf("read the store's clock: %w", err)
 	}

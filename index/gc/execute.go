@@ -2,8 +2,11 @@ package gc
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"slices"
@@ -70,6 +73,9 @@ func (p *Plan) Execute(ctx context.Context) (Report, error) {
 		log.Warn("purge deletes nothing", "why", p.Blocked[0], "reasons", len(p.Blocked))
 		return rep, nil
 	}
+	if err := p.reindex(ctx); err != nil {
+		return rep, err
+	}
 	condemn, condemnBytes := p.Condemn, p.CondemnBytes
 	if len(p.Repack) > 0 {
 		if err := p.repack(ctx); err != nil {
@@ -119,20 +125,58 @@ func (c *Collector) renew(ctx context.Context) error {
 	return c.Lease.Renew(ctx)
 }
 
+// reindex writes an index file naming the unindexed packs that keep a
+// referenced chunk, so readers need not find them from their headers.
+func (p *Plan) reindex(ctx context.Context) error {
+	if len(p.Reindex) == 0 {
+		return nil
+	}
+	var recs []index.PackRecord
+	for _, ps := range p.Reindex {
+		recs = append(recs, index.PackRecord{ID: ps.ID, Size: ps.Size, Entries: ps.Entries})
+	}
+	if _, err := p.c.putIndexFile(ctx, RepairHost, recs); err != nil {
+		return fmt.Errorf("index unindexed packs: %w", err)
+	}
+	return nil
+}
+
+// RepairHost names the index files the collector and repair-index write
+// for packs that no other index file names (index/<host>/…).
+const RepairHost = "repair"
+
 // settleSessions writes the markers dead sessions committed, withdraws the
 // manifests they never will, and removes debris and forgotten sessions.
 func (p *Plan) settleSessions(ctx context.Context, rep *Report) error {
 	c := p.c
 	st := c.Store
+	if len(p.Repair)+len(p.Withdraw)+len(p.Debris)+len(p.Forget)+len(p.Lone) > 0 {
+		if err := c.renew(ctx); err != nil {
+			return err
+		}
+	}
 	for _, r := range p.Repair {
+		// The manifest was listed before the sessions; a marker must never
+		// outlive it, so look again right before writing one.
+		key, _ := manifest.Key(r.Name)
+		if _, err := st.Stat(ctx, key); errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return err
+		}
 		if err := manifest.PutCommit(ctx, st, r.Name, r.Session); err != nil {
 			return err
 		}
 		rep.Repaired++
 	}
-	if len(p.Withdraw)+len(p.Debris)+len(p.Forget) > 0 {
-		if err := c.renew(ctx); err != nil {
-			return err
+	for _, n := range p.Lone {
+		key, _ := manifest.Key(n)
+		if _, err := st.Stat(ctx, key); !errors.Is(err, fs.ErrNotExist) {
+			continue // written since the listing, or unknown: leave it
+		}
+		ck, _ := manifest.CommitKey(n)
+		if err := st.Delete(ctx, ck); err != nil {
+			return fmt.Errorf("remove the commit marker of removed backup %s: %w", n, err)
 		}
 	}
 	for _, n := range p.Withdraw {
@@ -280,7 +324,7 @@ func (p *Plan) repack(ctx context.Context) error {
 		}
 		src := index.New()
 		src.Add(index.PackRecord{ID: ps.ID, Size: ps.Size, Entries: ps.Entries})
-		err := index.Fetch(ctx, c.Store, src, ids, index.FetchOptions{Parallel: 4}, func(id chunk.ID, data []byte, err error) error {
+		err := index.Fetch(ctx, c.Store, src, ids, index.FetchOptions{Parallel: cmp.Or(c.Parallel, 4)}, func(id chunk.ID, data []byte, err error) error {
 			if err != nil {
 				return fmt.Errorf("repack %s: %w", ps.ID, err)
 			}

@@ -3,7 +3,6 @@ package gc
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/internal/hole"
+	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -73,7 +73,7 @@ func (o Options) cas() bool { return !o.NoConditional || hole.On(hole.PlainFallb
 
 func randomID() string {
 	var b [12]byte
-	rand.Read(b[:])
+	random.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 

@@ -38,6 +38,8 @@ type Collector struct {
 	// store without atomic conditional writes, where sessions cannot be
 	// revoked and so block deletion until they end.
 	Exclusive bool
+	// Parallel is how many ranged reads a repack makes at once; default 4.
+	Parallel int
 }
 
 // Plan is what a collection would do, worked out from one look at the
@@ -55,10 +57,13 @@ type Plan struct {
 	Withdraw []string
 	// Repair lists committed backups whose markers are missing, from the
 	// session objects that committed them: their markers are written.
-	Repair    []Repair
-	Forget    []SessionInfo  // revoked sessions whose writers had a whole further lease to notice: removed
-	Stale     []SessionInfo  // live sessions not renewed within the lease: revoked if a sweep needs it
-	Debris    []string       // shards of condemned sets without a header: removed
+	Repair []Repair
+	Forget []SessionInfo // revoked sessions whose writers had a whole further lease to notice: removed
+	Stale  []SessionInfo // live sessions not renewed within the lease: revoked if a sweep needs it
+	Debris []string      // shards of condemned sets without a header: removed
+	// Lone lists commit markers whose manifest is gone (a marker written
+	// late, after its backup was removed): removed, so they never count.
+	Lone      []string
 	Condemned []CondemnedSet // condemned sets already open
 	// Repack lists live packs with more than Opts.RepackThreshold of their
 	// bytes unreferenced: their referenced chunks are copied to new packs,
@@ -69,9 +74,12 @@ type Plan struct {
 	// (and are old enough to judge): they go into a new condemned set.
 	Condemn      []chunk.ID
 	CondemnBytes int64
-	Sweep        []CondemnedSet // open sets old enough to sweep, if their sessions allow
-	Waiting      []Waiting      // open sets not yet old enough
-	Lost         []chunk.ID     // referenced chunks with no stored copy (validate names them)
+	// Reindex lists packs no index file names that hold the kept copy of a
+	// referenced chunk: an index file is written for them.
+	Reindex []*PackState
+	Sweep   []CondemnedSet // open sets old enough to sweep, if their sessions allow
+	Waiting []Waiting      // open sets not yet old enough
+	Lost    []chunk.ID     // referenced chunks with no stored copy (validate names them)
 
 	refs     RefSet
 	cat      *Catalog
@@ -136,6 +144,11 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 		repack[ps.ID] = true
 	}
 	p.Condemn, p.CondemnBytes = deadPacks(p.cat, live, condemned, repack, p.young)
+	for _, id := range slices.SortedFunc(maps.Keys(live), func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) }) {
+		if ps := p.cat.Packs[id]; ps.FromHeader && !repack[id] {
+			p.Reindex = append(p.Reindex, ps)
+		}
+	}
 	for _, s := range p.Condemned {
 		if age := p.Now.Sub(s.Time); age < o.Grace {
 			p.Waiting = append(p.Waiting, Waiting{Set: s, Reason: fmt.Sprintf("condemned %v ago, grace is %v", age.Round(time.Second), o.Grace)})
@@ -192,6 +205,11 @@ func (p *Plan) settle(ctx context.Context, o Options) error {
 	stored := map[string]bool{}
 	for _, obj := range objects {
 		stored[obj.Name] = true
+	}
+	for _, n := range slices.Sorted(maps.Keys(marked)) {
+		if !stored[n] {
+			p.Lone = append(p.Lone, n)
+		}
 	}
 	byID := map[string]SessionInfo{}
 	for _, s := range p.sessions {

@@ -86,19 +86,51 @@ func SessionKey(host, id string) string { return sessionPrefix + host + "/" + id
 // on the session's last ETag, so a session a purge revoked finds out at its
 // next write and stops (ErrRevoked); the commit of a backup is such a
 // write, so a manifest written after the revocation never counts.
+//
+// Its methods are safe for concurrent use: one write at a time (the
+// heartbeat's renewal and the writer's commit share one ETag). A method
+// waiting for another's write polls with the session's Clock rather than
+// blocking, so a simulated process stays a sequence of scheduling points.
 type Session struct {
 	st   remote.Store
 	key  string
 	opts Options
 
-	mu      sync.Mutex
+	io sync.Mutex // held across a write; taken with lock
+
+	// Owned by the holder of io.
 	doc     sessionDoc
 	etag    string
-	tried   []byte    // an earlier write whose outcome is unknown
-	renewed time.Time // local clock, last write known to have landed
-	known   map[string]bool
+	tried   []byte          // an earlier write whose outcome is unknown
+	known   map[string]bool // condemned sets seen
+	everAck map[string]bool // sets ever acknowledged, kept when they vanish
 	marked  map[string]bool // committed backups whose markers are written
-	err     error
+
+	mu         sync.Mutex // never held across a request
+	pendingAck []string   // acknowledgements for the next write
+	renewed    time.Time  // local clock, last write known to have landed
+	err        error
+	committed  []string // when revoked: backups the revoked object lists as committed
+}
+
+// lockPoll is how often a method waiting for another's write looks again.
+const lockPoll = 10 * time.Millisecond
+
+// lock takes the write lock, polling with the session's clock.
+func (s *Session) lock(ctx context.Context) error {
+	for !s.io.TryLock() {
+		if err := s.opts.Clock.Sleep(ctx, lockPoll); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failed returns the session's sticky error, if any.
+func (s *Session) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // StartSession registers a session and returns it with the condemned sets
@@ -109,7 +141,7 @@ type Session struct {
 // the session acknowledges them at once, having never referenced them.
 func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, opts Options) (*Session, []CondemnedSet, error) {
 	o := opts.WithDefaults()
-	s := &Session{st: st, opts: o, known: map[string]bool{}, marked: map[string]bool{}}
+	s := &Session{st: st, opts: o, known: map[string]bool{}, everAck: map[string]bool{}, marked: map[string]bool{}}
 	s.doc = sessionDoc{Format: sessionFormat, Host: host, ID: randomID(), Kind: kind, State: Live, Started: o.Clock.Now().UTC()}
 	s.key = SessionKey(host, s.doc.ID)
 	b, _ := json.Marshal(s.doc)
@@ -126,12 +158,12 @@ func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, 
 	if err != nil {
 		return fail(err)
 	}
+	s.io.Lock()
+	defer s.io.Unlock()
 	for _, c := range sets {
-		s.known[c.ID] = true
+		s.known[c.ID], s.everAck[c.ID] = true, true
 	}
 	s.doc.Acked = slices.Sorted(maps.Keys(s.known))
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.write(ctx); err != nil {
 		return fail(err)
 	}
@@ -144,18 +176,26 @@ func (s *Session) Key() string { return s.key }
 // ID returns the session's ID, which its manifests record.
 func (s *Session) ID() string { return s.doc.ID }
 
-// write stores s.doc with compare-and-swap on the last ETag. A write whose
-// response was lost may have landed: before deciding, write reads the
-// object back, so a lost response is never taken for a revocation, nor a
-// revocation for success. Called with s.mu held.
+// write stores s.doc, with the pending acknowledgements, by
+// compare-and-swap on the last ETag. A write whose response was lost may
+// have landed: before deciding, write reads the object back, so a lost
+// response is never taken for a revocation, nor a revocation for success.
+// Called with s.io held.
 func (s *Session) write(ctx context.Context) error {
+	s.mu.Lock()
+	for _, id := range s.pendingAck {
+		s.everAck[id] = true
+	}
+	s.doc.Acked = mergeSorted(s.doc.Acked, s.pendingAck)
+	s.pendingAck = nil
+	s.mu.Unlock()
 	s.doc.Seq++
 	b, _ := json.Marshal(s.doc)
 	cas := s.opts.cas()
 	for range 3 {
 		etag, err := putIf(ctx, s.st, s.key, b, s.etag, cas)
 		if err == nil {
-			s.etag, s.tried, s.renewed = etag, nil, s.opts.Clock.Now()
+			s.landed(etag)
 			return nil
 		}
 		if !cas || ctx.Err() != nil {
@@ -165,7 +205,7 @@ func (s *Session) write(ctx context.Context) error {
 		switch {
 		case rerr == nil && bytes.Equal(cur, b):
 			// Our write landed; its response was lost.
-			s.etag, s.tried, s.renewed = curETag, nil, s.opts.Clock.Now()
+			s.landed(curETag)
 			return nil
 		case rerr == nil && s.tried != nil && bytes.Equal(cur, s.tried):
 			// An earlier write whose response was lost landed: write on top.
@@ -173,8 +213,7 @@ func (s *Session) write(ctx context.Context) error {
 			continue
 		case errors.Is(rerr, fs.ErrNotExist), rerr == nil && errors.Is(err, remote.ErrPrecondition):
 			// Someone else wrote it (a purge revoked us) or removed it.
-			s.err = ErrRevoked
-			return s.err
+			return s.revoked(cur)
 		default:
 			// Not applied yet, or unknown: a delayed request may still
 			// land, so remember it, and the next write recognises it.
@@ -186,34 +225,23 @@ func (s *Session) write(ctx context.Context) error {
 	return fmt.Errorf("write session %s: lost responses kept it from settling", s.key)
 }
 
-// readBack reads an object and the ETag of exactly those bytes.
-func readBack(ctx context.Context, st remote.Store, key string) ([]byte, string, error) {
-	for range 3 {
-		a, err := st.Stat(ctx, key)
-		if err != nil {
-			return nil, "", err
-		}
-		if a.Size > maxObject {
-			return nil, "", fmt.Errorf("%s: %d bytes is more than %d", key, a.Size, maxObject)
-		}
-		rc, err := st.Get(ctx, key, 0, -1)
-		if err != nil {
-			return nil, "", err
-		}
-		b, err := io.ReadAll(io.LimitReader(rc, maxObject+1))
-		rc.Close()
-		if err != nil {
-			return nil, "", err
-		}
-		z, err := st.Stat(ctx, key)
-		if err != nil {
-			return nil, "", err
-		}
-		if a.ETag == z.ETag {
-			return b, a.ETag, nil
-		}
+func (s *Session) landed(etag string) {
+	s.etag, s.tried = etag, nil
+	s.mu.Lock()
+	s.renewed = s.opts.Clock.Now()
+	s.mu.Unlock()
+}
+
+// revoked records that a purge revoked the session, and which backups the
+// revoked object lists as committed: those count.
+func (s *Session) revoked(cur []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, err := decodeSession(cur); err == nil {
+		s.committed = d.Committed
 	}
-	return nil, "", fmt.Errorf("%s keeps changing while read", key)
+	s.err = ErrRevoked
+	return s.err
 }
 
 // Renew renews the lease and returns the condemned sets the session had
@@ -221,10 +249,12 @@ func readBack(ctx context.Context, st remote.Store, key string) ([]byte, string,
 // once, and may acknowledge them (Ack) once everything it referenced
 // before this call is in committed manifests.
 func (s *Session) Renew(ctx context.Context) ([]CondemnedSet, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return nil, s.err
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.io.Unlock()
+	if err := s.failed(); err != nil {
+		return nil, err
 	}
 	fresh, present, err := ListCondemned(ctx, s.st, s.known)
 	if err != nil {
@@ -233,8 +263,15 @@ func (s *Session) Renew(ctx context.Context) ([]CondemnedSet, error) {
 	for _, c := range fresh {
 		s.known[c.ID] = true
 	}
-	// Sets swept since need no acknowledgement any more.
-	s.doc.Acked = slices.DeleteFunc(s.doc.Acked, func(id string) bool { return !present[id] })
+	// Sets swept since need no acknowledgement any more; a set that comes
+	// back (a delayed write of it landing late) is acknowledged again.
+	s.doc.Acked = nil
+	for id := range s.everAck {
+		if present[id] {
+			s.doc.Acked = append(s.doc.Acked, id)
+		}
+	}
+	slices.Sort(s.doc.Acked)
 	s.doc.Committed = slices.DeleteFunc(s.doc.Committed, func(n string) bool { return s.marked[n] })
 	if err := s.write(ctx); err != nil {
 		return fresh, err
@@ -249,7 +286,7 @@ func (s *Session) Renew(ctx context.Context) ([]CondemnedSet, error) {
 func (s *Session) Ack(ids []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.doc.Acked = mergeSorted(s.doc.Acked, ids)
+	s.pendingAck = append(s.pendingAck, ids...)
 }
 
 func mergeSorted(a, b []string) []string {
@@ -258,44 +295,68 @@ func mergeSorted(a, b []string) []string {
 	return slices.Compact(out)
 }
 
+// RevokedError is the error of a Commit that found the session revoked.
+// Committed lists the backups of that commit the revoked session object
+// names as committed (a write that landed before the revocation): they
+// count, and their markers are written; the others never count.
+type RevokedError struct{ Committed []string }
+
+func (e *RevokedError) Error() string { return ErrRevoked.Error() }
+func (e *RevokedError) Unwrap() error { return ErrRevoked }
+
 // Commit makes the named backups count: it records them in the session
 // object by compare-and-swap, with acks that they make true, and then
-// writes their commit markers. The manifests must already be stored.
-// ErrRevoked means they never count and should be withdrawn. Any other
-// error leaves it unknown whether the write landed: the names stay in the
-// session, and the next write that lands commits them; a marker that
-// cannot be written now is written by a later write, by End, or by a purge.
+// writes their commit markers. The manifests must already be stored. If
+// the session was revoked it returns a *RevokedError (errors.Is
+// ErrRevoked) saying which of them count anyway. Any other error leaves it
+// unknown whether the write landed: the names stay in the session, and the
+// next write that lands commits them; a marker that cannot be written now
+// is written by a later write, by End, or by a purge.
 func (s *Session) Commit(ctx context.Context, names, ack []string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return s.err
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.io.Unlock()
+	if err := s.failed(); err != nil {
+		return s.revokedError(names, err)
 	}
 	s.doc.Committed = mergeSorted(s.doc.Committed, names)
-	s.doc.Acked = mergeSorted(s.doc.Acked, ack)
+	s.mu.Lock()
+	s.pendingAck = append(s.pendingAck, ack...)
+	s.mu.Unlock()
 	if err := s.write(ctx); err != nil {
-		return err
+		return s.revokedError(names, err)
 	}
 	s.writeMarkers(ctx)
 	return nil
 }
 
+// revokedError turns ErrRevoked into a *RevokedError for names, writing
+// the markers of those the revoked object lists as committed.
+func (s *Session) revokedError(names []string, err error) error {
+	if !errors.Is(err, ErrRevoked) {
+		return err
+	}
+	s.mu.Lock()
+	listed := s.committed
+	s.mu.Unlock()
+	re := &RevokedError{}
+	for _, n := range names {
+		if slices.Contains(listed, n) {
+			re.Committed = append(re.Committed, n)
+		}
+	}
+	return re
+}
+
 // writeMarkers writes the commit markers of committed backups that have
-// none yet, after a write that landed. Called with s.mu held.
+// none yet, after a write that landed. Called with s.io held.
 func (s *Session) writeMarkers(ctx context.Context) {
 	for _, n := range s.doc.Committed {
 		if !s.marked[n] && manifest.PutCommit(ctx, s.st, n, s.doc.ID) == nil {
 			s.marked[n] = true
 		}
 	}
-}
-
-// Unmarked returns the committed backups whose markers are not known to
-// be written.
-func (s *Session) Unmarked() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.DeleteFunc(slices.Clone(s.doc.Committed), func(n string) bool { return s.marked[n] })
 }
 
 // Check fences a writer: it fails if the session was revoked or has not
@@ -337,9 +398,11 @@ func (s *Session) Heartbeat(ctx context.Context, onNew func([]CondemnedSet)) err
 // says so: a purge writes the markers a session object lists. A revoked
 // session's object is left to the purge that revoked it.
 func (s *Session) End(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.io.Unlock()
+	if s.failed() != nil {
 		return nil
 	}
 	if s.tried != nil {
@@ -427,4 +490,34 @@ func revoke(ctx context.Context, st remote.Store, s SessionInfo) (bool, error) {
 		return false, err
 	}
 	return true, nil
+}
+
+// readBack reads an object and the ETag of exactly those bytes.
+func readBack(ctx context.Context, st remote.Store, key string) ([]byte, string, error) {
+	for range 3 {
+		a, err := st.Stat(ctx, key)
+		if err != nil {
+			return nil, "", err
+		}
+		if a.Size > maxObject {
+			return nil, "", fmt.Errorf("%s: %d bytes is more than %d", key, a.Size, maxObject)
+		}
+		rc, err := st.Get(ctx, key, 0, -1)
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := io.ReadAll(io.LimitReader(rc, maxObject+1))
+		rc.Close()
+		if err != nil {
+			return nil, "", err
+		}
+		z, err := st.Stat(ctx, key)
+		if err != nil {
+			return nil, "", err
+		}
+		if a.ETag == z.ETag {
+			return b, a.ETag, nil
+		}
+	}
+	return nil, "", fmt.Errorf("%s keeps changing while read", key)
 }

@@ -2,13 +2,13 @@ package pack
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -54,7 +54,7 @@ type Builder struct {
 // capacity) and has a random nonce.
 func NewBuilder(buf []byte) *Builder {
 	b := &Builder{buf: buf[:0]}
-	rand.Read(b.nonce[:])
+	random.Read(b.nonce[:])
 	return b
 }
 

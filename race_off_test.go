@@ -1,0 +1,5 @@
+//go:build !race
+
+package cassback
+
+const raceOn = false

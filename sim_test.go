@@ -1,0 +1,939 @@
+package cassback
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/internal/hole"
+	"github.com/cassback/cassback/internal/random"
+	"github.com/cassback/cassback/internal/sim"
+	"github.com/cassback/cassback/manifest"
+)
+
+// The protocol simulator. Real backups (one-shot and continuous), purges,
+// restores and validations of a few small nodes run as actors of one
+// simulated store (internal/sim), interleaved request by request by a
+// seeded scheduler, with crashes, pauses longer than the lease, lost,
+// failed and delayed requests, clock skew, stores whose conditional writes
+// are missing, and damaged index files. After every step the invariant of
+// docs/design.md §4 is checked:
+//
+//   - every committed backup's manifest is stored and every chunk it names
+//     is in a stored pack (named by an index file, or found by its header);
+//   - no chunk that a live session's backup references is deleted.
+//
+// A failing seed prints its schedule; rerun it alone with -sim.seed.
+
+var (
+	simSchedules = flag.Int("sim.schedules", 0, "schedules TestSimulator runs (default 200, 20 with -short; CASSBACK_SIM_SCHEDULES overrides)")
+	simSeed      = flag.Uint64("sim.seed", 0, "run TestSimulator with this seed only")
+	simFirst     = flag.Uint64("sim.first", 1, "first seed of TestSimulator")
+	simHoles     = flag.String("sim.holes", "", "TestSimulatorFindsHoles: only these holes (digits, e.g. 147)")
+)
+
+// simulator timings, in virtual time.
+const (
+	simHeartbeat = time.Minute
+	simLease     = 5 * time.Minute
+)
+
+func schedules(t *testing.T) int {
+	if s := os.Getenv("CASSBACK_SIM_SCHEDULES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("CASSBACK_SIM_SCHEDULES=%q: %v", s, err)
+		}
+		return n
+	}
+	switch {
+	case *simSchedules > 0:
+		return *simSchedules
+	case testing.Short(), raceOn:
+		return 20
+	}
+	return 200
+}
+
+// TestSimulator runs many seeded schedules and fails on the first that
+// breaks the invariant, printing its seed and its trace.
+func TestSimulator(t *testing.T) {
+	if *simSeed != 0 {
+		var trace string
+		err := runSchedule(t, *simSeed, simConfig{trace: &trace})
+		if d := os.Getenv("CASSBACK_SIM_DUMP"); d != "" {
+			os.WriteFile(filepath.Join(d, fmt.Sprintf("seed%d.trace", *simSeed)), []byte(trace), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	n := schedules(t)
+	start := time.Now()
+	steps := 0
+	for i := range n {
+		seed := *simFirst + uint64(i)
+		if err := runSchedule(t, seed, simConfig{stepsOut: &steps}); err != nil {
+			t.Fatalf("schedule %d of %d: %v", i+1, n, err)
+		}
+	}
+	t.Logf("%d schedules, %d steps, no violation, in %v", n, steps, time.Since(start).Round(time.Millisecond))
+}
+
+// TestSimulatorReproducible runs seeds twice: a schedule is a function of
+// its seed, so a failing seed can be replayed.
+func TestSimulatorReproducible(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		var a, b string
+		errA := runSchedule(t, seed, simConfig{trace: &a})
+		errB := runSchedule(t, seed, simConfig{trace: &b})
+		// Sizes of manifests vary with the inode numbers they record.
+		a, b = sizes.ReplaceAllString(a, "_B"), sizes.ReplaceAllString(b, "_B")
+		a, b = tmpdirs.ReplaceAllString(a, "TMP/"), tmpdirs.ReplaceAllString(b, "TMP/")
+		if a != b || (errA == nil) != (errB == nil) {
+			if d := os.Getenv("CASSBACK_SIM_DUMP"); d != "" {
+				os.WriteFile(filepath.Join(d, "a.trace"), []byte(a), 0o644)
+				os.WriteFile(filepath.Join(d, "b.trace"), []byte(b), 0o644)
+			}
+			t.Fatalf("seed %d ran two ways:\n%s\n---\n%s", seed, firstDiffLine(a, b), errors.Join(errA, errB))
+		}
+	}
+}
+
+var (
+	sizes   = regexp.MustCompile(`\b\d+B\b`)
+	tmpdirs = regexp.MustCompile(`/\S*?/\d{3,}/`) // each schedule's own temporary folder
+)
+
+func firstDiffLine(a, b string) string {
+	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(la), len(lb)) {
+		if la[i] != lb[i] {
+			return la[i] + "\n" + lb[i]
+		}
+	}
+	return "(one trace is a prefix of the other)"
+}
+
+// TestSimulatorFindsHoles puts each hole of docs/design.md §4.7 back in turn
+// and runs schedules until the invariant breaks: a simulator that cannot
+// fail would prove nothing.
+func TestSimulatorFindsHoles(t *testing.T) {
+	if raceOn && os.Getenv("CASSBACK_SIM_HOLE_LIMIT") == "" {
+		t.Skip("too slow under the race detector: test.sh runs it without -race")
+	}
+	limit := 2000
+	if testing.Short() {
+		limit = 100
+	}
+	if s := os.Getenv("CASSBACK_SIM_HOLE_LIMIT"); s != "" {
+		limit, _ = strconv.Atoi(s)
+	}
+	for _, h := range hole.All() {
+		if h == hole.NewestByKey {
+			continue // an attacker's planted object, not a schedule: TestHole8NewestByKey
+		}
+		if *simHoles != "" && !strings.Contains(*simHoles, strconv.Itoa(int(h))) {
+			continue
+		}
+		t.Run(h.String(), func(t *testing.T) {
+			defer hole.Set(h, true)()
+			for i := range limit {
+				err := runSchedule(t, uint64(i+1), simConfig{hole: h})
+				if err != nil {
+					t.Logf("found after %d schedules: %s", i+1, firstLine(err.Error()))
+					return
+				}
+			}
+			t.Fatalf("hole %s not found in %d schedules", h, limit)
+		})
+	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// simConfig tunes one schedule for a hole to find.
+type simConfig struct {
+	hole     hole.Hole
+	stepsOut *int
+	trace    *string
+}
+
+// simRun is one schedule.
+type simRun struct {
+	t     testing.TB
+	seed  uint64
+	w     *sim.World
+	st    *sim.Store
+	rng   *rand.Rand
+	dir   string
+	cfg   index.Config
+	gcOpt gc.Options
+	hosts []*simHost
+	procs []*simProc
+	n     int // processes started
+
+	last   *sim.Actor    // the actor of the last step
+	tempo  time.Duration // the longest a process sleeps between its runs (0: never)
+	pPause int           // per mille, after a step: stop its process past the lease
+	pCrash int           // per mille, after a step: kill -9 its process
+
+	mu         sync.Mutex
+	uploading  map[*sim.Actor]bool          // actors waiting on a large PUT
+	refs       map[string]map[chunk.ID]bool // session -> chunks its backup references, durable
+	pending    map[string]map[chunk.ID]bool // session -> chunks referenced since its last Sync
+	violations []string
+	vandalized bool
+	seen       map[string]bool // backups whose manifest was ever stored
+	expired    map[string]bool // backups whose manifest and marker were both gone at a check
+	cache      map[string]any  // decoded immutable objects, by key and ETag
+}
+
+type simHost struct {
+	name       string
+	data       string
+	cache      string
+	gen        int
+	continuous bool
+	skew       time.Duration
+}
+
+// simProc is one process: a main actor and the heartbeat actors its
+// sessions spawn. Crashing or pausing it acts on all of them.
+type simProc struct {
+	name   string
+	main   *sim.Actor
+	others []*sim.Actor
+	kind   string
+	host   *simHost
+	lives  int
+}
+
+func (p *simProc) actors() []*sim.Actor { return append(slices.Clone(p.others), p.main) }
+
+func (p *simProc) done() bool {
+	select {
+	case <-p.main.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// runSchedule runs one seeded schedule to its end and returns the first
+// violation of the invariant, with the seed and the trace.
+func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	opts := sim.Options{
+		Seed:     seed,
+		Horizon:  7 * 24 * time.Hour,
+		StepTime: func(r *rand.Rand) time.Duration { return time.Duration(r.IntN(3000)) * time.Millisecond },
+	}
+	if rng.IntN(3) == 0 || cfg.hole == hole.StaleNotRevoked || cfg.hole == hole.CommitUnfenced {
+		opts.Faults = sim.Faults{PError: 0.02, PLostResponse: 0.02, PDelay: 0.02}
+	}
+	if rng.IntN(5) == 0 {
+		opts.WriterClock = true
+	}
+	if rng.IntN(4) == 0 {
+		opts.NoConditional = true
+	}
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	defer random.SetSource(rand.NewChaCha8(key))()
+	s := &simRun{t: t, seed: seed, w: sim.New(opts), rng: rng, dir: t.TempDir(), uploading: map[*sim.Actor]bool{}, seen: map[string]bool{}, expired: map[string]bool{}, refs: map[string]map[chunk.ID]bool{}, pending: map[string]map[chunk.ID]bool{}, cache: map[string]any{}}
+	s.st = s.w.Store()
+	defer s.w.Close()
+	s.gcOpt = gc.Options{Heartbeat: simHeartbeat, Lease: simLease, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
+	if rng.IntN(3) == 0 {
+		s.gcOpt.Grace = time.Duration(1+rng.IntN(10)) * time.Minute
+	}
+	s.cfg = index.Config{Format: index.StoreFormat, ID: fmt.Sprintf("%032x", seed), Hash: "blake3-256",
+		Chunker: chunk.DefaultParams(chunk.TestPol), PackSize: 1 << 20}
+	if _, err := index.Init(context.Background(), s.st, s.cfg); err != nil {
+		return err
+	}
+	// Each schedule draws its tempo and its troubles, so that together they
+	// cover quiet fleets and busy ones, rare pauses and frequent ones.
+	s.pPause = []int{5, 30, 60}[rng.IntN(3)]
+	s.pCrash = []int{0, 3, 10}[rng.IntN(3)]
+	if rng.IntN(2) == 0 {
+		s.tempo = time.Hour // periodic: processes sleep up to an hour between runs
+	}
+	s.setup(cfg)
+	err := s.run()
+	if cfg.stepsOut != nil {
+		*cfg.stepsOut += s.w.Steps()
+	}
+	if cfg.trace != nil {
+		*cfg.trace = s.w.Trace()
+	}
+	if err != nil {
+		return fmt.Errorf("sim: seed %d: %w\nrerun: go test -run 'TestSimulator$' -sim.seed %d .\ntrace (last steps):\n%s", seed, err, seed, tail(s.w.Trace(), simTraceLines()))
+	}
+	return nil
+}
+
+func simTraceLines() int {
+	if n, err := strconv.Atoi(os.Getenv("CASSBACK_SIM_TRACE")); err == nil {
+		return n
+	}
+	return 60
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// setup makes the hosts and starts the processes.
+func (s *simRun) setup(cfg simConfig) {
+	nh := 2 + s.rng.IntN(2)
+	for i := range nh {
+		h := &simHost{name: fmt.Sprintf("h%d", i), continuous: s.rng.IntN(2) == 0}
+		h.data = filepath.Join(s.dir, h.name, "data")
+		h.cache = filepath.Join(s.dir, h.name, "cache")
+		switch {
+		case cfg.hole == hole.ClockExemption:
+			h.skew = time.Duration(s.rng.IntN(40)) * time.Minute // running ahead
+		case s.rng.IntN(3) == 0:
+			h.skew = time.Duration(s.rng.IntN(40)-20) * time.Minute
+		}
+		s.hosts = append(s.hosts, h)
+		for range 2 + s.rng.IntN(3) {
+			s.flush(h)
+		}
+		s.start(h.name, "backup", h, 1+s.rng.IntN(3))
+	}
+	purgers := 1 + s.rng.IntN(2)
+	if cfg.hole == hole.LeaseUnfenced {
+		purgers = 3
+	}
+	for i := range purgers {
+		s.start(fmt.Sprintf("purge%d", i), "purge", nil, 1+s.rng.IntN(3))
+	}
+	s.start("restore", "restore", nil, 1)
+	if s.rng.IntN(3) == 0 {
+		s.start("validate", "validate", nil, 1)
+	}
+}
+
+// start spawns a process of the given kind.
+func (s *simRun) start(name, kind string, h *simHost, lives int) *simProc {
+	p := &simProc{name: name, kind: kind, host: h, lives: lives}
+	s.procs = append(s.procs, p)
+	s.spawn(p)
+	return p
+}
+
+func (s *simRun) spawn(p *simProc) {
+	s.n++
+	p.others = nil
+	skew := time.Duration(0)
+	if p.host != nil {
+		skew = p.host.skew
+	}
+	name := fmt.Sprintf("%s#%d", p.name, s.n)
+	p.main = s.w.Spawn(name, skew, func(ctx context.Context) error {
+		r, err := s.open(ctx, p)
+		if err != nil {
+			return err
+		}
+		// Between opening the store and its first request of the work
+		// (a scan of a large data directory, a scheduler's delay).
+		if err := s.pace(ctx); err != nil {
+			return err
+		}
+		switch p.kind {
+		case "backup":
+			if p.host.continuous {
+				return s.continuousBackup(ctx, r, p)
+			}
+			return s.oneShot(ctx, r, p)
+		case "purge":
+			return s.purge(ctx, r, p)
+		case "restore":
+			return s.restore(ctx, r)
+		default:
+			_, err := r.Validate(ctx, ValidateOptions{Threads: 1, Checksum: s.rng.IntN(2) == 0})
+			return err
+		}
+	})
+}
+
+// simStore is the simulated store as processes see it: it notes each
+// actor's pending upload, so that chaos can stop a process in the middle
+// of a large PUT (a manifest or a pack) more often than between two small
+// requests, as a slow upload makes a stall there more likely.
+type simStore struct {
+	*sim.Store
+	s *simRun
+}
+
+func (st *simStore) note(ctx context.Context, key string) func() {
+	a := sim.ActorOf(ctx)
+	if a == nil || !(strings.HasPrefix(key, "manifests/") || strings.HasPrefix(key, "packs/")) {
+		return func() {}
+	}
+	st.s.mu.Lock()
+	st.s.uploading[a] = true
+	st.s.mu.Unlock()
+	return func() {
+		st.s.mu.Lock()
+		delete(st.s.uploading, a)
+		st.s.mu.Unlock()
+	}
+}
+
+func (st *simStore) Put(ctx context.Context, key string, data io.Reader, size int64) error {
+	defer st.note(ctx, key)()
+	return st.Store.Put(ctx, key, data, size)
+}
+
+func (st *simStore) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	defer st.note(ctx, key)()
+	return st.Store.PutIf(ctx, key, data, ifMatch)
+}
+
+// pace sleeps as a process does between its runs, by the schedule's tempo.
+func (s *simRun) pace(ctx context.Context) error {
+	if s.tempo == 0 {
+		return nil
+	}
+	return s.w.Sleep(ctx, time.Duration(s.rng.Int64N(int64(s.tempo))))
+}
+
+// simClock is a process's clock: the virtual time plus its skew; sleeping
+// waits on virtual time as the actor whose context it is given.
+type simClock struct {
+	w    *sim.World
+	skew time.Duration
+}
+
+func (c simClock) Now() time.Time { return c.w.Now().Add(c.skew) }
+func (c simClock) Sleep(ctx context.Context, d time.Duration) error {
+	return c.w.Sleep(ctx, d)
+}
+
+// open opens the store as a process of p, with its clock, its heartbeats
+// as actors of their own, and the observer of what its backups reference.
+func (s *simRun) open(ctx context.Context, p *simProc) (*Repo, error) {
+	o := Options{Log: quietSim()}
+	skew := time.Duration(0)
+	if p.host != nil {
+		o.CacheRoot = p.host.cache
+		skew = p.host.skew
+	}
+	r, err := Open(ctx, &simStore{s.st, s}, o)
+	if err != nil {
+		return nil, err
+	}
+	nc := r.GC.NoConditional
+	r.GC = s.gcOpt
+	r.GC.NoConditional = nc
+	r.GC.Clock = simClock{s.w, skew}
+	r.spawn = func(ctx context.Context, name string, fn func(context.Context)) func() {
+		var cancel context.CancelFunc
+		a := s.w.Spawn(p.name+"-"+name, skew, func(actx context.Context) error {
+			var c context.Context
+			c, cancel = context.WithCancel(actx)
+			fn(c)
+			return nil
+		})
+		p.others = append(p.others, a)
+		// Stopping runs in the caller's step: the cancellation makes the
+		// sleeping heartbeat runnable, and the caller yields until it ends.
+		yield := context.WithoutCancel(ctx)
+		return func() {
+			cancel()
+			for {
+				select {
+				case <-a.Done():
+					return
+				default:
+					if err := s.w.Sleep(yield, 0); err != nil {
+						<-a.Done()
+						return
+					}
+				}
+			}
+		}
+	}
+	r.observe = func(session string, f *manifest.File) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if f == nil { // synced: every chunk recorded so far is durable
+			m := s.refs[session]
+			if m == nil {
+				m = map[chunk.ID]bool{}
+				s.refs[session] = m
+			}
+			for c := range s.pending[session] {
+				m[c] = true
+			}
+			delete(s.pending, session)
+			return
+		}
+		m := s.pending[session]
+		if m == nil {
+			m = map[chunk.ID]bool{}
+			s.pending[session] = m
+		}
+		for _, c := range f.Chunks {
+			m[c.ID] = true
+		}
+	}
+	return r, nil
+}
+
+func quietSim() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// flush writes a new small SSTable into the host's data directory, its
+// Data.db drawn from a pool shared by every host (so chunks dedup across
+// hosts, as a node replaced from its backup or a cloned cluster does).
+func (s *simRun) flush(h *simHost) string {
+	h.gen++
+	ks := fmt.Sprintf("ks%d", s.rng.IntN(2))
+	dir := filepath.Join(h.data, ks, "t-"+strings.Repeat("ab", 16))
+	prefix := fmt.Sprintf("nb-%d-big-", h.gen)
+	os.MkdirAll(dir, 0o755)
+	// Half the contents are shared by every host, half are the host's own:
+	// once the host's backups are purged, its own contents are garbage
+	// while still on its disk (a node backed up again from scratch).
+	n := s.rng.IntN(4)
+	if s.rng.IntN(2) == 0 {
+		n += 10 * (1 + slices.Index(s.hosts, h))
+	}
+	content := bytes.Repeat([]byte(fmt.Sprintf("content %d ", n)), 100+n*37)
+	os.WriteFile(filepath.Join(dir, prefix+"Data.db"), content, 0o644)
+	os.WriteFile(filepath.Join(dir, prefix+"TOC.txt"), []byte("Data.db\nTOC.txt\n"), 0o644)
+	now := s.w.Now()
+	os.Chtimes(filepath.Join(dir, prefix+"Data.db"), now, now)
+	os.Chtimes(filepath.Join(dir, prefix+"TOC.txt"), now, now)
+	return filepath.Join(ks, "t-"+strings.Repeat("ab", 16), prefix)
+}
+
+// compact removes one SSTable of the host, as a compaction does.
+func (s *simRun) compact(h *simHost) {
+	matches, _ := filepath.Glob(filepath.Join(h.data, "*", "*", "*-TOC.txt"))
+	if len(matches) < 2 {
+		return
+	}
+	toc := matches[s.rng.IntN(len(matches))]
+	prefix := strings.TrimSuffix(toc, "TOC.txt")
+	os.Remove(prefix + "Data.db")
+	os.Remove(toc)
+}
+
+func (s *simRun) oneShot(ctx context.Context, r *Repo, p *simProc) error {
+	h := p.host
+	for i := range 1 + s.rng.IntN(3) {
+		if i > 0 {
+			if err := s.pace(ctx); err != nil {
+				return err
+			}
+		}
+		switch s.rng.IntN(3) {
+		case 0:
+			s.flush(h)
+		case 1:
+			s.compact(h)
+			s.flush(h)
+		}
+		if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{h.data}, Host: h.name, Threads: 1, Now: r.GC.Clock.Now}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// continuousBackup drives the continuous backup's own state (live
+// SSTables, dirty keyspaces, coalesced commits and acknowledgements)
+// without the file-system watcher: each loop turn is a flush, a
+// compaction or a commit.
+func (s *simRun) continuousBackup(ctx context.Context, r *Repo, p *simProc) error {
+	h := p.host
+	opts := ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{h.data}, Host: h.name, Threads: 1, Now: r.GC.Clock.Now}}.withDefaults()
+	c := &continuous{opts: opts, learned: map[string]time.Time{}, items: map[uint64]*item{}, live: map[sstKey]*liveSST{},
+		dirty: map[string]bool{}, keyspaces: map[string]bool{}, synced: map[string]bool{h.data: true}, scanned: map[string]bool{}}
+	var err error
+	if c.b, err = r.beginBackup(ctx, opts.BackupOptions, nil, opts.Now(), c.learn); err != nil {
+		return err
+	}
+	defer c.b.end(ctx)
+	pk := c.b.w.NewPacker()
+	add := func(rel string) error {
+		var files []manifest.File
+		for _, comp := range []string{"Data.db", "TOC.txt"} {
+			f, err := os.Open(filepath.Join(h.data, rel+comp))
+			if err != nil {
+				return err
+			}
+			rec, _, err := c.b.storeFile(ctx, pk, h.data, filepath.ToSlash(rel+comp), f, storeOptions{})
+			f.Close()
+			if err != nil {
+				return err
+			}
+			files = append(files, rec)
+		}
+		ks, _, _ := strings.Cut(filepath.ToSlash(rel), "/")
+		c.live[sstKey{h.data, rel}] = &liveSST{ks: ks, table: tableKey{"t", strings.Repeat("ab", 16)}, files: files}
+		c.dirty[ks], c.keyspaces[ks] = true, true
+		return nil
+	}
+	for range 3 + s.rng.IntN(6) {
+		switch s.rng.IntN(4) {
+		case 0, 1:
+			if err := add(s.flush(h)); err != nil {
+				return err
+			}
+		case 2:
+			keys := slices.SortedFunc(maps.Keys(c.live), func(a, b sstKey) int { return strings.Compare(a.sst, b.sst) })
+			if len(keys) > 0 {
+				k := keys[s.rng.IntN(len(keys))]
+				c.dirty[c.live[k].ks] = true
+				delete(c.live, k)
+			}
+		default:
+			if err := c.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return c.commit(ctx)
+}
+
+// purge purges a random host now and then for as long as backups run, as
+// a purge scheduled every few minutes would.
+func (s *simRun) purge(ctx context.Context, r *Repo, p *simProc) error {
+	for i := 0; i < 12 && (i < 1 || s.backupsRunning()); i++ {
+		if i > 0 {
+			if err := s.w.Sleep(ctx, time.Duration(1+s.rng.IntN(15))*time.Minute); err != nil {
+				return err
+			}
+		}
+		h := s.hosts[s.rng.IntN(len(s.hosts))]
+		cut := r.GC.Clock.Now().Add(-time.Duration(s.rng.IntN(60)) * time.Minute)
+		if s.rng.IntN(2) == 0 {
+			cut = r.GC.Clock.Now().Add(time.Hour) // everything of the host
+		}
+		_, err := r.Purge(ctx, PurgeOptions{Host: h.name, Before: cut, PurgeLatest: s.rng.IntN(2) == 0, Holder: sim.ActorOf(ctx).Name(), Threads: 1})
+		if errors.Is(err, gc.ErrLeaseHeld) || errors.Is(err, gc.ErrNeedExclusive) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backupsRunning reports whether a backup process has not ended for good.
+func (s *simRun) backupsRunning() bool {
+	for _, p := range s.procs {
+		if p.kind == "backup" && (!p.done() || p.lives > 1) {
+			return true
+		}
+	}
+	return false
+}
+
+// restore restores the latest backups of a host; a chunk that cannot be
+// found in a backup its session protected is a violation.
+func (s *simRun) restore(ctx context.Context, r *Repo) error {
+	h := s.hosts[s.rng.IntN(len(s.hosts))]
+	ms, err := Select(ctx, s.st, h.name, "", nil, s.w.Now().Add(time.Hour))
+	if err != nil {
+		return err
+	}
+	dst, _ := os.MkdirTemp(s.dir, "restore")
+	res, err := r.Restore(ctx, ms, RestoreOptions{DataDir: dst, Threads: 1, NoChown: true})
+	for _, f := range res.Failed {
+		if errors.Is(f.Err, index.ErrMissing) || errors.Is(f.Err, index.ErrCorrupt) {
+			s.violation(fmt.Sprintf("restore of %s: %s: %v", f.Backup, f.Path, f.Err))
+		}
+	}
+	return err
+}
+
+func (s *simRun) violation(v string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.violations = append(s.violations, v)
+}
+
+// run steps the world until every process is done, injecting crashes,
+// restarts, pauses and damage between steps, and checks the invariant
+// after every step.
+func (s *simRun) run() error {
+	for step := 0; ; step++ {
+		if step > 20000 {
+			return errors.New("schedule did not end in 20,000 steps")
+		}
+		s.chaos()
+		a, ok := s.w.Step()
+		s.last = a
+		if !ok {
+			if s.restartOne() {
+				continue
+			}
+			break
+		}
+		if err := s.check(); err != nil {
+			return fmt.Errorf("step %d: %w", s.w.Steps(), err)
+		}
+	}
+	if err := s.check(); err != nil {
+		return fmt.Errorf("at the end: %w", err)
+	}
+	return s.final()
+}
+
+// chaos, between steps, stops (SIGSTOP, for longer than the lease) or
+// kills (kill -9) the process that made the last request now and then,
+// resumes stopped ones, and rarely damages an index file.
+func (s *simRun) chaos() {
+	p := s.procOf(s.last)
+	x := s.rng.IntN(1000)
+	pause := s.pPause
+	s.mu.Lock()
+	if s.uploading[s.last] {
+		pause *= 5
+	}
+	s.mu.Unlock()
+	switch {
+	case p != nil && x < s.pCrash:
+		for _, a := range p.actors() {
+			a.Crash()
+		}
+	case p != nil && x < s.pCrash+pause:
+		for _, a := range p.actors() {
+			a.Pause()
+		}
+		s.w.Advance(simLease + time.Duration(s.rng.IntN(10))*time.Minute)
+	case x < s.pCrash+pause+10:
+		for _, p := range s.procs {
+			for _, a := range p.actors() {
+				a.Resume()
+			}
+		}
+	case x == 999 && s.rng.IntN(4) == 0:
+		s.vandalize()
+	}
+}
+
+// procOf returns the process an actor belongs to, or nil.
+func (s *simRun) procOf(a *sim.Actor) *simProc {
+	if a == nil {
+		return nil
+	}
+	for _, p := range s.procs {
+		if slices.Contains(p.actors(), a) && !p.done() {
+			return p
+		}
+	}
+	return nil
+}
+
+// restartOne resumes paused processes, or restarts one that ended with
+// lives left, and reports whether anything can still run.
+func (s *simRun) restartOne() bool {
+	for _, p := range s.procs {
+		for _, a := range p.actors() {
+			select {
+			case <-a.Done():
+			default:
+				a.Resume()
+				return true
+			}
+		}
+	}
+	for _, p := range s.procs {
+		if p.done() && p.lives > 1 {
+			p.lives--
+			s.w.Advance(time.Duration(s.rng.IntN(20)) * time.Minute)
+			s.spawn(p)
+			return true
+		}
+	}
+	return false
+}
+
+// vandalize flips a byte of an index file or deletes one, as a lost or
+// damaged object would.
+func (s *simRun) vandalize() {
+	objs := s.st.Snapshot("index/")
+	if len(objs) == 0 {
+		return
+	}
+	o := objs[s.rng.IntN(len(objs))]
+	ctx := context.Background()
+	if s.rng.IntN(2) == 0 {
+		s.st.Delete(ctx, o.Key)
+	} else {
+		b := bytes.Clone(o.Data)
+		b[s.rng.IntN(len(b))] ^= 0x40
+		s.st.Put(ctx, o.Key, bytes.NewReader(b), int64(len(b)))
+	}
+	s.vandalized = true
+}
+
+// check checks the invariant on the store as it is between two steps.
+func (s *simRun) check() error {
+	s.mu.Lock()
+	if len(s.violations) > 0 {
+		v := s.violations[0]
+		s.mu.Unlock()
+		return errors.New(v)
+	}
+	s.mu.Unlock()
+	have := s.storedChunks()
+	s.noteExpired()
+	for _, o := range s.st.Snapshot("commits/") {
+		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+		key, err := manifest.Key(name)
+		if err != nil {
+			return fmt.Errorf("commit marker %s: %v", o.Key, err)
+		}
+		mo, ok := s.st.Peek(key)
+		if !ok && s.expired[name] {
+			continue // a marker written late for a backup a purge removed: it does not count
+		}
+		if !ok {
+			return fmt.Errorf("committed backup %s: its manifest is gone", name)
+		}
+		m, err := s.manifest(mo)
+		if err != nil {
+			return fmt.Errorf("committed backup %s: %v", name, err)
+		}
+		for ref := range m.Refs() {
+			if !have[ref.ID] {
+				return fmt.Errorf("committed backup %s: chunk %s is in no stored pack", name, ref.ID)
+			}
+		}
+	}
+	for _, o := range s.st.Snapshot("sessions/") {
+		id := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+		if !bytes.Contains(o.Data, []byte(`"state":"live"`)) {
+			continue
+		}
+		s.mu.Lock()
+		refs := s.refs[id]
+		var missing []chunk.ID
+		for c := range refs {
+			if !have[c] {
+				missing = append(missing, c)
+			}
+		}
+		s.mu.Unlock()
+		if len(missing) > 0 {
+			return fmt.Errorf("live session %s: chunk %s it references was deleted", o.Key, missing[0])
+		}
+	}
+	return nil
+}
+
+// noteExpired remembers the backups a purge removed: both their marker and
+// their manifest gone. A marker their writer writes after that, late, is
+// not a committed backup losing its manifest.
+func (s *simRun) noteExpired() {
+	for _, o := range s.st.Snapshot("manifests/") {
+		s.seen[o.Key[strings.LastIndexByte(o.Key, '/')+1:]] = true
+	}
+	for n := range s.seen {
+		key, _ := manifest.Key(n)
+		ck, _ := manifest.CommitKey(n)
+		_, m := s.st.Peek(key)
+		_, c := s.st.Peek(ck)
+		if !m && !c {
+			s.expired[n] = true
+		}
+	}
+}
+
+// storedChunks returns every chunk in a stored pack, read from the packs
+// themselves (small here), which is what a reader with an empty cache can
+// find through the index files or the packs' headers.
+func (s *simRun) storedChunks() map[chunk.ID]bool {
+	have := map[chunk.ID]bool{}
+	for _, o := range s.st.Snapshot("packs/") {
+		entries, err := s.packEntries(o)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			have[e.ID] = true
+		}
+	}
+	return have
+}
+
+func (s *simRun) packEntries(o sim.Object) ([]pack.Entry, error) {
+	k := o.Key + "@" + o.Info.ETag
+	if v, ok := s.cache[k]; ok {
+		return v.([]pack.Entry), nil
+	}
+	e, err := pack.Parse(o.Data)
+	if err == nil {
+		s.cache[k] = e
+	}
+	return e, err
+}
+
+func (s *simRun) manifest(o sim.Object) (*manifest.Manifest, error) {
+	k := o.Key + "@" + o.Info.ETag
+	if v, ok := s.cache[k]; ok {
+		return v.(*manifest.Manifest), nil
+	}
+	m, err := manifest.Decode(o.Data)
+	if err == nil {
+		s.cache[k] = m
+	}
+	return m, err
+}
+
+// final checks the quiescent store: a validation with checksums finds
+// nothing missing or corrupt.
+func (s *simRun) final() error {
+	r, err := Open(context.Background(), s.st, Options{Log: quietSim()})
+	if err != nil {
+		return err
+	}
+	r.GC = s.gcOpt
+	rep, err := r.Validate(context.Background(), ValidateOptions{Checksum: true, Threads: 1})
+	if err != nil {
+		return fmt.Errorf("final validate: %w", err)
+	}
+	for _, p := range rep.Problems {
+		if p.Kind == Unindexed && s.vandalized {
+			continue
+		}
+		return fmt.Errorf("final validate: %s %s %s: %s", p.Kind, p.Backup, p.File, p.What)
+	}
+	return nil
+}
