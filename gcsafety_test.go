@@ -184,8 +184,19 @@ func localStore(t *testing.T) remote.Store {
 	return st
 }
 
+// writerOpts are protocol options for a repo whose backups are not
+// paused: a lease long enough for any backup here.
+var writerOpts = gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 1}
+
+// purgeAll purges host (everything) with purgeOpts, so a writer stopped
+// for longer than testLease is stale to it.
 func purgeAll(t *testing.T, r *Repo, host string) (PurgeResult, error) {
 	t.Helper()
+	nc := r.GC.NoConditional
+	saved := r.GC
+	r.GC = purgeOpts
+	r.GC.NoConditional = nc
+	defer func() { r.GC = saved }()
 	return r.Purge(t.Context(), PurgeOptions{Host: host, Before: time.Now().Add(time.Hour), PurgeLatest: true, Holder: "purger"})
 }
 
@@ -198,11 +209,11 @@ func TestHole1IndexBeforeSession(t *testing.T) {
 		ctx := t.Context()
 		data := smallNode(t, 31)
 		st := localStore(t)
-		old := repoOn(t, st, purgeOpts)
+		old := repoOn(t, st, writerOpts)
 		if _, err := old.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "old"}); err != nil {
 			t.Fatal(err)
 		}
-		replacement := repoOn(t, st, gc.Options{Grace: -1, NewPackMargin: -1}) // opened: with the hole, the index is read now
+		replacement := repoOn(t, st, writerOpts) // opened: with the hole, the index is read now
 		if res, err := purgeAll(t, old, "old"); err != nil || res.GC.Deleted == 0 {
 			t.Fatalf("purge of old: %v, deleted %d packs; want old's packs deleted", err, res.GC.Deleted)
 		}
@@ -272,7 +283,7 @@ func (w *pausedWriter) resume(t *testing.T) {
 func TestHole2StaleNotRevoked(t *testing.T) {
 	holeTest(t, hole.StaleNotRevoked, func(t *testing.T) error {
 		st := localStore(t)
-		r := repoOn(t, st, purgeOpts)
+		r := repoOn(t, st, writerOpts)
 		w := startPaused(t, st, r, pauseOpts(0))
 		if res, err := purgeAll(t, r, "nobody"); err != nil || res.GC.Condemned != 1 || res.GC.Deleted != 0 {
 			t.Fatalf("first purge: %v, %+v; want the pack condemned, waiting for the live writer", err, res.GC)
@@ -296,7 +307,7 @@ type noCAS struct{ remote.Store }
 func TestHole3NoConditionalWrites(t *testing.T) {
 	holeTest(t, hole.PlainFallback, func(t *testing.T) error {
 		st := noCAS{localStore(t)}
-		r := repoOn(t, st, purgeOpts)
+		r := repoOn(t, st, writerOpts)
 		if !r.GC.NoConditional {
 			t.Fatal("the probe took a store without conditional writes for one with them")
 		}
@@ -319,7 +330,7 @@ func TestHole4LostIndexFile(t *testing.T) {
 	holeTest(t, hole.SkipBadIndex, func(t *testing.T) error {
 		ctx := t.Context()
 		st := localStore(t)
-		r := repoOn(t, st, purgeOpts)
+		r := repoOn(t, st, writerOpts)
 		if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{smallNode(t, 41)}, Host: "a"}); err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +358,7 @@ func TestHole5TwoPurgers(t *testing.T) {
 	holeTest(t, hole.LeaseUnfenced, func(t *testing.T) error {
 		ctx := t.Context()
 		st := localStore(t)
-		r := repoOn(t, st, purgeOpts)
+		r := repoOn(t, st, writerOpts)
 		storeChunk(t, r, index.New(), "old", bytes.Repeat([]byte("dead"), 500))
 		a, err := gc.AcquireLease(ctx, st, "a", purgeOpts, false)
 		if err != nil {
@@ -388,7 +399,7 @@ func TestHole5TwoPurgers(t *testing.T) {
 func TestHole6ClockExemption(t *testing.T) {
 	holeTest(t, hole.ClockExemption, func(t *testing.T) error {
 		st := localStore(t)
-		r := repoOn(t, st, purgeOpts)
+		r := repoOn(t, st, writerOpts)
 		o := pauseOpts(time.Hour) // its clock is an hour ahead
 		o.Lease = time.Hour       // and it is never stale
 		w := startPaused(t, st, r, o)
@@ -408,7 +419,7 @@ func TestHole7CommitAfterRevocation(t *testing.T) {
 		ctx := t.Context()
 		data := smallNode(t, 51)
 		base := localStore(t)
-		old := repoOn(t, base, purgeOpts)
+		old := repoOn(t, base, writerOpts)
 		if _, err := old.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "old"}); err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +450,7 @@ func TestHole8NewestByKey(t *testing.T) {
 	holeTest(t, hole.NewestByKey, func(t *testing.T) error {
 		ctx := t.Context()
 		st := localStore(t)
-		r := repoOn(t, st, purgeOpts)
+		r := repoOn(t, st, writerOpts)
 		sum, err := r.Backup(ctx, BackupOptions{DataDirs: []string{smallNode(t, 61)}, Host: "h"})
 		if err != nil {
 			t.Fatal(err)
@@ -484,7 +495,7 @@ func manifestOf(s *gc.Session, host string, at time.Time, data []byte, refs []ch
 func TestDamagedIndexFiles(t *testing.T) {
 	ctx := t.Context()
 	st := localStore(t)
-	r := repoOn(t, st, purgeOpts)
+	r := repoOn(t, st, writerOpts)
 	var nodes []*nodegen.Node
 	var dirs []string
 	for i := range 2 {
@@ -522,7 +533,7 @@ func TestDamagedIndexFiles(t *testing.T) {
 	}
 
 	// A node with an empty cache restores host a's latest backup.
-	fresh := repoOn(t, st, purgeOpts)
+	fresh := repoOn(t, st, writerOpts)
 	ms, err := Select(ctx, st, "a", "", nil, time.Now())
 	if err != nil {
 		t.Fatal(err)

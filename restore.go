@@ -72,9 +72,11 @@ type restoreFile struct {
 // its whole-file BLAKE3 matches; an identical existing file is skipped and
 // a different one is moved to <data-dir>/../cassback-corrupt/<path>. Paths
 // are resolved inside the data directory with os.Root, so no manifest entry
-// can write outside it. The error wraps ErrRestoreFailed when any file failed.
-func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts RestoreOptions) (RestoreResult, error) {
-	var res RestoreResult
+// can write outside it. The error wraps ErrRestoreFailed when any file
+// failed, and gc.ErrRevoked when the restore's session was revoked while
+// it ran (stopped past its lease), so what it had still to read was no
+// longer protected.
+func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts RestoreOptions) (res RestoreResult, err error) {
 	if opts.Threads <= 0 {
 		opts.Threads = 8
 	}
@@ -90,18 +92,16 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if err != nil {
 		return res, err
 	}
-	// A read session keeps a concurrent purge from deleting packs this
-	// restore may read; the manifests are read again and the index built
-	// after it is registered (docs/design.md §4.2). A store this process
-	// cannot write (read-only credentials) still restores, without that
-	// protection.
+	idx := index.New()
 	if len(ms) > 0 {
-		if sess, _, err := r.startSession(ctx, ms[0].Host, gc.KindRestore, nil); err != nil {
-			r.Log.Warn("restore runs without a session: a concurrent purge could delete packs it needs", "err", err)
-		} else {
-			defer sess.end(ctx)
+		stop, serr := r.readSession(ctx, ms[0].Host, gc.KindRestore, idx)
+		if serr != nil {
+			return res, serr
 		}
+		defer func() { err = errors.Join(err, stop()) }()
 	}
+	// The manifests are read again and the index built after the session
+	// is registered (docs/design.md §4.2).
 	ms = slices.Clone(ms)
 	for i, m := range ms {
 		again, err := manifest.Get(ctx, r.Store, m.Name)
@@ -110,8 +110,7 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		}
 		ms[i] = again
 	}
-	idx, err := r.loadIndex(ctx)
-	if err != nil {
+	if _, err := r.loadIndexInto(ctx, idx); err != nil {
 		return res, err
 	}
 	todo := r.restorePlan(root, ms, opts, &res)
@@ -126,7 +125,7 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		n := min(len(todo), opts.BatchFiles)
 		batch := todo[:n]
 		todo = todo[n:]
-		if err := r.restoreBatch(ctx, root, idx, batch, opts, uid, gid); err != nil {
+		if err := r.restoreWithRetry(ctx, root, idx, batch, opts, uid, gid); err != nil {
 			return res, err
 		}
 		for _, rf := range batch {
@@ -151,6 +150,55 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		return res, fmt.Errorf("%w: %d files failed, first %s: %s", ErrRestoreFailed, len(res.Failed), res.Failed[0].Path, res.Failed[0].Reason)
 	}
 	return res, nil
+}
+
+// readSession registers a read session (restore, validate) whose
+// condemned packs idx avoids: a reader reads another copy when it knows
+// one, since a condemned pack is deleted once no committed backup needs
+// it. It returns a function that ends the session and reports whether it
+// was revoked meanwhile. A store this process cannot write (read-only
+// credentials) still reads, without that protection.
+func (r *Repo) readSession(ctx context.Context, host string, kind gc.Kind, idx *index.Index) (func() error, error) {
+	sess, sets, err := r.startSession(ctx, host, kind, func(fresh []gc.CondemnedSet) { idx.Avoid(packsOf(fresh)) })
+	if err != nil {
+		r.Log.Warn("running without a session: a concurrent purge could delete packs it reads", "kind", kind, "err", err)
+		return func() error { return nil }, nil
+	}
+	idx.Avoid(packsOf(sets))
+	return func() error {
+		if err := sess.end(ctx); errors.Is(err, gc.ErrRevoked) {
+			return fmt.Errorf("the %s session was revoked (stopped longer than the session lease), so a purge may have deleted what it had still to read: run it again: %w", kind, err)
+		}
+		return nil
+	}, nil
+}
+
+// restoreWithRetry restores a batch; files that failed because a chunk
+// was in no pack the index knows (a purge swept a pack and wrote the kept
+// copy elsewhere after the index was loaded) are tried once more, after
+// reading the index files written since and the headers of unindexed
+// packs.
+func (r *Repo) restoreWithRetry(ctx context.Context, root *os.Root, idx *index.Index, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
+	if err := r.restoreBatch(ctx, root, idx, batch, opts, uid, gid); err != nil {
+		return err
+	}
+	var again []*restoreFile
+	for _, rf := range batch {
+		if errors.Is(rf.err, index.ErrMissing) {
+			rf.err, rf.f, rf.tmp = nil, nil, ""
+			again = append(again, rf)
+		}
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	if _, err := r.loadIndexInto(ctx, idx); err != nil {
+		return err
+	}
+	if _, err := idx.RebuildOrphans(ctx, r.Store); err != nil {
+		return err
+	}
+	return r.restoreBatch(ctx, root, idx, again, opts, uid, gid)
 }
 
 // unknownChunks counts the chunks of the files to restore that the index

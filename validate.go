@@ -96,18 +96,17 @@ type validation struct {
 // packs, stale sessions and open condemned sets. It writes nothing to the
 // store but its read session (so a concurrent purge deletes nothing it may
 // read) and the clock's probe object (gc.StoreNow).
-func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (ValidateReport, error) {
+func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (rep ValidateReport, err error) {
 	start := time.Now()
 	if opts.Threads <= 0 {
 		opts.Threads = 8
 	}
 	v := &validation{r: r, opts: opts, good: index.New(), used: map[chunk.ID][]int{}}
-	// Read-only credentials still validate, without that protection.
-	if sess, _, err := r.startSession(ctx, cmp.Or(opts.Host, "validate"), gc.KindValidate, nil); err != nil {
-		r.Log.Warn("validate runs without a session: a concurrent purge could delete packs it reads", "err", err)
-	} else {
-		defer sess.end(ctx)
+	stop, err := r.readSession(ctx, cmp.Or(opts.Host, "validate"), gc.KindValidate, v.good)
+	if err != nil {
+		return v.rep, err
 	}
+	defer func() { err = errors.Join(err, stop()) }()
 	names, err := v.names(ctx)
 	if err != nil {
 		return v.rep, err

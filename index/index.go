@@ -55,11 +55,14 @@ type Index struct {
 	// writer uploads such a chunk again rather than reference a pack the
 	// collector may delete.
 	excluded map[uint32]bool
+	// avoided packs are condemned too, but a reader may still use them
+	// when they hold the only copy it knows (Avoid).
+	avoided map[uint32]bool
 }
 
 // New returns an empty Index.
 func New() *Index {
-	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, loaded: map[string]bool{}, excluded: map[uint32]bool{}}
+	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, loaded: map[string]bool{}, excluded: map[uint32]bool{}, avoided: map[uint32]bool{}}
 }
 
 // Len returns the number of known chunks.
@@ -76,18 +79,44 @@ func (x *Index) Packs() int {
 	return len(x.packs)
 }
 
-// find returns a copy of the chunk in a pack that is not excluded.
+// find returns a copy of the chunk in a pack that is not excluded,
+// preferring one that is not avoided.
 func (x *Index) find(id chunk.ID) (entry, bool) {
-	if e, ok := x.added[id]; ok && !x.excluded[e.pack] {
+	var fallback entry
+	found := false
+	try := func(e entry) bool {
+		if x.excluded[e.pack] {
+			return false
+		}
+		if !x.avoided[e.pack] {
+			return true
+		}
+		if !found {
+			fallback, found = e, true
+		}
+		return false
+	}
+	if e, ok := x.added[id]; ok && try(e) {
 		return e, true
 	}
 	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
 	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
-		if !x.excluded[x.sorted[i].pack] {
+		if try(x.sorted[i]) {
 			return x.sorted[i], true
 		}
 	}
-	return entry{}, false
+	return fallback, found
+}
+
+// Avoid makes lookups prefer other copies to those in these packs, and
+// use them only when there is none: what a reader does with condemned
+// packs, which are deleted only once no committed backup needs them.
+func (x *Index) Avoid(packs []chunk.ID) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, p := range packs {
+		x.avoided[x.packOrdinal(p, -1)] = true
+	}
 }
 
 // Exclude stops the index from offering chunks stored in these packs,
