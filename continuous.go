@@ -1,9 +1,11 @@
 package cassback
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -129,6 +131,7 @@ type continuous struct {
 	work      chan *item
 	done      chan *item
 	ucancel   context.CancelFunc // abandons uploads when a drain times out
+	repacker  *index.Packer      // stores carried files again (recover)
 }
 
 // Continuous runs continuous backup: it watches the data directories and
@@ -430,13 +433,22 @@ func (c *continuous) commit(ctx context.Context) error {
 	if len(c.synced) < len(c.opts.DataDirs) {
 		return nil
 	}
+	ack := c.ackable()
+	if len(ack) > 0 {
+		ok, err := c.recover(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			ack = nil // a carried file could not be stored again: ask later
+		}
+	}
 	if len(c.dirty) == 0 {
 		if len(c.items) == 0 {
-			c.b.sess.s.Ack(c.ackable()) // written by the next renewal
+			c.b.sess.s.Ack(ack) // written by the next renewal
 		}
 		return nil
 	}
-	ack := c.ackable()
 	at := c.opts.Now()
 	var ms []*manifest.Manifest
 	for _, ks := range slices.Sorted(maps.Keys(c.dirty)) {
@@ -458,6 +470,54 @@ func (c *continuous) commit(ctx context.Context) error {
 	c.fresh = c.fresh[:0]
 	c.stats.BytesNew = c.b.w.Stats().BytesNew.Load()
 	return nil
+}
+
+// recover makes sure every file the next manifests will carry over from
+// earlier commits is still stored outside the condemned packs, before the
+// session acknowledges their sets: the manifest that named it may have been
+// removed since (purge --purge-latest), and its packs condemned, so that
+// "referenced by a committed manifest" no longer protects it
+// (docs/design.md §4.2 W4). A file whose chunks are all gone from the index
+// is stored again from disk, and its keyspace gets a new manifest. It
+// reports false if such a file could not be read (it is going away: a Gone
+// event will follow).
+func (c *continuous) recover(ctx context.Context) (bool, error) {
+	ok := true
+	keys := slices.SortedFunc(maps.Keys(c.live), func(a, b sstKey) int { return cmp.Or(strings.Compare(a.root, b.root), strings.Compare(a.sst, b.sst)) })
+	for _, k := range keys {
+		s := c.live[k]
+		for i, f := range s.files {
+			if f.Unstored || c.b.allKnown(f.Chunks) {
+				continue
+			}
+			if c.repacker == nil {
+				c.repacker = c.b.w.NewPacker()
+			}
+			rec, err := c.restore(ctx, c.repacker, f)
+			if errors.Is(err, fs.ErrNotExist) {
+				ok = false
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			s.files[i] = rec
+			c.dirty[s.ks] = true
+		}
+	}
+	return ok, nil
+}
+
+// restore stores one carried file again from the data directory.
+func (c *continuous) restore(ctx context.Context, p *index.Packer, f manifest.File) (manifest.File, error) {
+	fh, err := os.Open(filepath.Join(f.Root, filepath.FromSlash(f.Path)))
+	if err != nil {
+		return f, err
+	}
+	defer fh.Close()
+	c.b.r.Log.Warn("a file's stored copy was condemned after its backup was removed; storing it again", "path", f.Path)
+	rec, _, err := c.b.storeFile(ctx, p, f.Root, f.Path, fh, storeOptions{})
+	return rec, err
 }
 
 // ackable returns the condemned sets learned before the oldest unfinished

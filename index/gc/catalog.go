@@ -130,6 +130,16 @@ func (c *Catalog) readOrphans(ctx context.Context, st remote.Store) error {
 	return nil
 }
 
+// forget treats the packs on doom lists as gone: a sweep decided to
+// delete them, and a delete of them may land at any moment.
+func (c *Catalog) forget(doomed map[chunk.ID]bool) {
+	for id := range doomed {
+		if p := c.Packs[id]; p != nil {
+			p.Stored = false
+		}
+	}
+}
+
 // keepers chooses, for every referenced chunk, the pack whose copy is kept:
 // among stored packs not in avoid, the one holding the most referenced
 // chunks (so sparse packs empty out), ties to the lower ID. A chunk with

@@ -26,24 +26,43 @@ import (
 //
 // A set exists only once its header does: a writer that lists the sets
 // reads only those with a header, and all of their shards, so it never
-// acknowledges a set it has read in part. A sweep deletes the header first,
-// then the shards. At about 70 bytes of JSON per pack, a shard of 50,000
+// acknowledges a set it has read in part. A sweep that has decided which of
+// a set's packs to delete writes that list first,
+//
+//	gc/condemned/<set>/doom    {"format":1, "set":…, "packs":[…]}   create-only
+//
+// and then deletes them: a later purge that finds a doom list finishes it
+// and never keeps, resurrects or chooses as a keeper a pack on it, so a
+// delete that lands late (a purger stopped before its DELETE was sent)
+// can never remove a pack that a later sweep decided to keep. A sweep
+// deletes the header first, then the shards and the doom list. At about 70 bytes of JSON per pack, a shard of 50,000
 // packs (1.6 TiB of 32 MiB packs) is 3.5 MB.
 const (
 	condemnedFormat = 1
 	shardPacks      = 50_000
 	headerName      = "set"
+	doomName        = "doom"
 )
 
 // CondemnedSet is a set of packs no manifest referenced when a purge
 // marked, to be deleted by a later sweep once every session that could
 // still reference them has acknowledged the set.
 type CondemnedSet struct {
-	ID     string
-	Time   time.Time // store time the header was written
-	Packs  []chunk.ID
-	Bytes  int64
+	ID    string
+	Time  time.Time // store time the header was written
+	Packs []chunk.ID
+	Bytes int64
+	// Doom lists the packs a sweep decided to delete, once it has; nil
+	// before (Doomed reports whether there is a list).
+	Doom   []chunk.ID
+	Doomed bool
 	shards int
+}
+
+type setDoom struct {
+	Format int        `json:"format"`
+	Set    string     `json:"set"`
+	Packs  []chunk.ID `json:"packs"`
 }
 
 type setHeader struct {
@@ -67,6 +86,11 @@ func setPrefix(id string) string { return condemnedPrefix + id + "/" }
 // skip (nil reads them all), and the IDs of every complete set present. A
 // set whose header or a shard vanishes while it is read was swept
 // meanwhile and is left out.
+//
+// A set whose objects do not decode (damaged, or planted) is left out: no
+// writer excludes or acknowledges it, and no sweep deletes its packs; the
+// next purge removes it (DamagedSets) and condemns its packs again if they
+// are still dead.
 func ListCondemned(ctx context.Context, st remote.Store, skip map[string]bool) ([]CondemnedSet, map[string]bool, error) {
 	headers, _, err := listSetKeys(ctx, st)
 	if err != nil {
@@ -81,7 +105,7 @@ func ListCondemned(ctx context.Context, st remote.Store, skip map[string]bool) (
 			continue
 		}
 		s, err := readSet(ctx, st, id)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errDamagedSet) {
 			delete(present, id)
 			continue
 		}
@@ -91,6 +115,29 @@ func ListCondemned(ctx context.Context, st remote.Store, skip map[string]bool) (
 		sets = append(sets, s)
 	}
 	return sets, present, nil
+}
+
+// errDamagedSet marks a condemned set whose objects do not decode.
+var errDamagedSet = errors.New("damaged condemned set")
+
+// damagedSets returns the keys of every object of the condemned sets
+// that do not decode.
+func damagedSets(ctx context.Context, st remote.Store) ([]string, error) {
+	headers, _, err := listSetKeys(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, h := range headers {
+		id := setID(h.Key)
+		if _, err := readSet(ctx, st, id); errors.Is(err, errDamagedSet) {
+			err := st.List(ctx, setPrefix(id), func(i remote.Info) error { keys = append(keys, i.Key); return nil })
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return keys, nil
 }
 
 // listSetKeys returns the header objects of the condemned sets, and the
@@ -130,29 +177,81 @@ func setID(key string) string {
 
 // readSet reads a set's header and every shard.
 func readSet(ctx context.Context, st remote.Store, id string) (CondemnedSet, error) {
+	damaged := func(what string, err error) error {
+		return fmt.Errorf("condemned set %s: %s: %w (%w)", id, what, errDamagedSet, err)
+	}
 	var h setHeader
 	info, err := getJSON(ctx, st, setPrefix(id)+headerName, &h)
+	if isDecodeError(err) {
+		return CondemnedSet{}, damaged("header", err)
+	}
 	if err != nil {
 		return CondemnedSet{}, fmt.Errorf("read condemned set %s: %w", id, err)
 	}
 	if h.Format != condemnedFormat || h.ID != id || h.Shards < 0 || h.Packs < 0 {
-		return CondemnedSet{}, fmt.Errorf("condemned set %s: header does not decode (format %d)", id, h.Format)
+		return CondemnedSet{}, damaged("header", fmt.Errorf("format %d", h.Format))
 	}
 	s := CondemnedSet{ID: id, Time: info.ModTime, Bytes: h.Bytes, shards: h.Shards}
 	for n := range h.Shards {
 		var sh setShard
-		if _, err := getJSON(ctx, st, setPrefix(id)+strconv.Itoa(n), &sh); err != nil {
+		_, err := getJSON(ctx, st, setPrefix(id)+strconv.Itoa(n), &sh)
+		if isDecodeError(err) {
+			return CondemnedSet{}, damaged(fmt.Sprintf("shard %d", n), err)
+		}
+		if err != nil {
 			return CondemnedSet{}, fmt.Errorf("read condemned set %s: %w", id, err)
 		}
 		if sh.Format != condemnedFormat || sh.Set != id || sh.Shard != n {
-			return CondemnedSet{}, fmt.Errorf("condemned set %s: shard %d does not decode", id, n)
+			return CondemnedSet{}, damaged(fmt.Sprintf("shard %d", n), errors.New("wrong set, shard or format"))
 		}
 		s.Packs = append(s.Packs, sh.Packs...)
 	}
 	if len(s.Packs) != h.Packs {
-		return CondemnedSet{}, fmt.Errorf("condemned set %s: %d packs in its shards, its header says %d", id, len(s.Packs), h.Packs)
+		return CondemnedSet{}, damaged("shards", fmt.Errorf("%d packs, its header says %d", len(s.Packs), h.Packs))
+	}
+	var d setDoom
+	_, err = getJSON(ctx, st, setPrefix(id)+doomName, &d)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return CondemnedSet{}, fmt.Errorf("read condemned set %s: %w", id, err)
+	case isDecodeError(err), d.Format != condemnedFormat || d.Set != id:
+		return CondemnedSet{}, damaged("doom list", errors.New("does not decode"))
+	default:
+		s.Doom, s.Doomed = d.Packs, true
 	}
 	return s, nil
+}
+
+// doomedPacks returns the packs of every doom list, as a set.
+func doomedPacks(sets []CondemnedSet) map[chunk.ID]bool {
+	m := map[chunk.ID]bool{}
+	for _, s := range sets {
+		for _, p := range s.Doom {
+			m[p] = true
+		}
+	}
+	return m
+}
+
+// writeDoom records, create-only, which of a set's packs a sweep deletes.
+// If a doom list is there already (another purge got this far), that one
+// is returned and must be used.
+func writeDoom(ctx context.Context, st remote.Store, s CondemnedSet, packs []chunk.ID, cas bool) ([]chunk.ID, error) {
+	key := setPrefix(s.ID) + doomName
+	b, _ := json.Marshal(setDoom{Format: condemnedFormat, Set: s.ID, Packs: packs})
+	_, err := putIf(ctx, st, key, b, "", cas)
+	if errors.Is(err, remote.ErrPrecondition) {
+		var d setDoom
+		if _, err := getJSON(ctx, st, key, &d); err != nil {
+			return nil, fmt.Errorf("read doom list of condemned set %s: %w", s.ID, err)
+		}
+		return d.Packs, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write doom list of condemned set %s: %w", s.ID, err)
+	}
+	return packs, nil
 }
 
 // packsOf returns the packs of every set, as a set.
@@ -206,10 +305,19 @@ func deleteCondemned(ctx context.Context, st remote.Store, s CondemnedSet) error
 	for n := range s.shards {
 		keys = append(keys, setPrefix(s.ID)+strconv.Itoa(n))
 	}
+	keys = append(keys, setPrefix(s.ID)+doomName)
 	for _, k := range keys {
 		if err := st.Delete(ctx, k); err != nil {
 			return fmt.Errorf("delete condemned set %s: %w", s.ID, err)
 		}
 	}
 	return nil
+}
+
+// isDecodeError reports an object that was read but is not valid JSON of
+// its kind, or is too large to be one.
+func isDecodeError(err error) bool {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	return errors.As(err, &se) || errors.As(err, &te) || errors.Is(err, errTooLarge)
 }

@@ -236,6 +236,9 @@ func (p *Plan) sweepSets(ctx context.Context, sets []CondemnedSet, rep *Report) 
 // blockers says why set s cannot be swept yet ("" if it can): a session
 // that has not acknowledged it and is neither revoked nor revocable now.
 func (p *Plan) blockers(ctx context.Context, s CondemnedSet, sessions []SessionInfo, gone map[string]bool, rep *Report) (string, error) {
+	if s.Doomed {
+		return "", nil // a sweep that was allowed began it: finish it
+	}
 	o := p.c.Opts.WithDefaults()
 	for _, ss := range sessions {
 		switch {
@@ -277,6 +280,7 @@ func (p *Plan) deadAfterRepack(ctx context.Context) ([]chunk.ID, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	cat.forget(doomedPacks(p.Condemned))
 	condemned := packsOf(p.Condemned)
 	avoid := maps.Clone(condemned)
 	for _, ps := range p.Repack {
@@ -339,7 +343,9 @@ func (p *Plan) repack(ctx context.Context) error {
 }
 
 // sweep deletes the packs of the ready sets that a fresh mark still finds
-// unneeded, then the index entries naming them, then the sets.
+// unneeded, then the index entries naming them, then the sets. Before it
+// deletes anything it writes each set's doom list; a set that already has
+// one (a purge stopped midway) is finished exactly as that list says.
 func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report) error {
 	refs, unreadable, err := Mark(ctx, c.Store, c.Skip)
 	if err != nil {
@@ -349,6 +355,11 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 	if err != nil {
 		return err
 	}
+	all, _, err := ListCondemned(ctx, c.Store, nil)
+	if err != nil {
+		return err
+	}
+	cat.forget(doomedPacks(all))
 	doomed := packsOf(ready)
 	live, lost := cat.keepers(refs, doomed)
 	if why := blocked(cat, lost, unreadable); len(why) > 0 {
@@ -356,25 +367,39 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 		return nil
 	}
 	var del []chunk.ID
-	for id := range doomed {
-		if live[id] {
-			rep.Resurrected++
-			delete(doomed, id)
-			continue
+	for _, s := range ready {
+		doom := s.Doom
+		if !s.Doomed {
+			for _, id := range s.Packs {
+				if live[id] {
+					rep.Resurrected++
+				} else {
+					doom = append(doom, id)
+				}
+			}
+			if err := c.renew(ctx); err != nil {
+				return err
+			}
+			if doom, err = writeDoom(ctx, c.Store, s, doom, c.Opts.cas()); err != nil {
+				return err
+			}
 		}
-		del = append(del, id)
+		del = append(del, doom...)
 	}
 	slices.SortFunc(del, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	del = slices.Compact(del)
 	if err := c.deletePacks(ctx, del); err != nil {
 		return err
 	}
+	gone := map[chunk.ID]bool{}
 	for _, id := range del {
+		gone[id] = true
 		rep.Deleted++
 		if ps := cat.Packs[id]; ps != nil {
 			rep.DeletedBytes += ps.StoreSize
 		}
 	}
-	n, err := c.dropFromIndex(ctx, cat, doomed)
+	n, err := c.dropFromIndex(ctx, cat, gone)
 	rep.IndexRewritten += n
 	if err != nil {
 		return err

@@ -134,6 +134,9 @@ func putIf(ctx context.Context, st remote.Store, key string, b []byte, ifMatch s
 // lease, condemned-set shards): a larger one is an error naming it.
 const maxObject = 16 << 20
 
+// errTooLarge marks an object larger than its kind allows.
+var errTooLarge = errors.New("object too large")
+
 // getJSON reads the small JSON object under key into v, with its Info.
 func getJSON(ctx context.Context, st remote.Store, key string, v any) (remote.Info, error) {
 	info, err := st.Stat(ctx, key)
@@ -141,7 +144,7 @@ func getJSON(ctx context.Context, st remote.Store, key string, v any) (remote.In
 		return info, err
 	}
 	if info.Size > maxObject {
-		return info, fmt.Errorf("%s: %d bytes is more than %d", key, info.Size, maxObject)
+		return info, fmt.Errorf("%s: %d bytes is more than %d: %w", key, info.Size, maxObject, errTooLarge)
 	}
 	rc, err := st.Get(ctx, key, 0, -1)
 	if err != nil {

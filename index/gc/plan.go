@@ -60,7 +60,7 @@ type Plan struct {
 	Repair []Repair
 	Forget []SessionInfo // revoked sessions whose writers had a whole further lease to notice: removed
 	Stale  []SessionInfo // live sessions not renewed within the lease: revoked if a sweep needs it
-	Debris []string      // shards of condemned sets without a header: removed
+	Debris []string      // shards of condemned sets without a header, and damaged sets: removed
 	// Lone lists commit markers whose manifest is gone (a marker written
 	// late, after its backup was removed): removed, so they never count.
 	Lone      []string
@@ -128,6 +128,7 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 	if p.Condemned, _, err = ListCondemned(ctx, c.Store, nil); err != nil {
 		return nil, err
 	}
+	p.cat.forget(doomedPacks(p.Condemned))
 	condemned := packsOf(p.Condemned)
 	live, lost := p.cat.keepers(p.refs, condemned)
 	p.Lost = lost
@@ -150,7 +151,7 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 		}
 	}
 	for _, s := range p.Condemned {
-		if age := p.Now.Sub(s.Time); age < o.Grace {
+		if age := p.Now.Sub(s.Time); age < o.Grace && !s.Doomed {
 			p.Waiting = append(p.Waiting, Waiting{Set: s, Reason: fmt.Sprintf("condemned %v ago, grace is %v", age.Round(time.Second), o.Grace)})
 		} else {
 			p.Sweep = append(p.Sweep, s)
@@ -243,7 +244,11 @@ func (p *Plan) settle(ctx context.Context, o Options) error {
 			p.Withdraw = append(p.Withdraw, obj.Name)
 		}
 	}
-	_, p.Debris, err = listSetKeys(ctx, st)
+	if _, p.Debris, err = listSetKeys(ctx, st); err != nil {
+		return err
+	}
+	damaged, err := damagedSets(ctx, st)
+	p.Debris = append(p.Debris, damaged...)
 	return err
 }
 
