@@ -311,7 +311,9 @@ func TestHole3NoConditionalWrites(t *testing.T) {
 		if !r.GC.NoConditional {
 			t.Fatal("the probe took a store without conditional writes for one with them")
 		}
-		w := startPaused(t, st, r, pauseOpts(0))
+		o := pauseOpts(0)
+		o.NoConditional = true // as the config says
+		w := startPaused(t, st, r, o)
 		w.sess.Renew(t.Context()) // learns nothing yet; its object is plain
 		_, err := purgeAll(t, r, "nobody")
 		if !hole.On(hole.PlainFallback) && !errors.Is(err, gc.ErrNeedExclusive) {
@@ -322,6 +324,91 @@ func TestHole3NoConditionalWrites(t *testing.T) {
 		w.resume(t)
 		return committedWhole(t, st)
 	})
+}
+
+// The store's config, written at creation, says whether it has conditional
+// writes; a process never decides for itself. One that finds conditional
+// writes refused where the config promises them stops with an error
+// instead of writing its session plainly over a purge's revocation, and
+// one that finds them on a store created without them still needs
+// --exclusive to purge.
+func TestConditionalRecordedAtCreation(t *testing.T) {
+	ctx := t.Context()
+	data := smallNode(t, 71)
+
+	st := localStore(t)
+	repoOn(t, st, writerOpts)
+	r := repoOn(t, noCAS{st}, writerOpts)
+	if r.GC.NoConditional {
+		t.Fatal("a process that finds no conditional writes overrode the store's config")
+	}
+	_, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "h"})
+	if err == nil || !strings.Contains(err.Error(), "conditional writes") {
+		t.Fatalf("backup where the config promises conditional writes and the store refuses them: %v, want an error naming them", err)
+	}
+	if hosts, err := manifest.Hosts(ctx, st); err != nil || len(hosts) > 0 {
+		t.Fatalf("backups committed without conditional writes: %v %v", hosts, err)
+	}
+
+	plain := localStore(t)
+	repoOn(t, noCAS{plain}, writerOpts)
+	r = repoOn(t, plain, writerOpts)
+	if !r.GC.NoConditional {
+		t.Fatal("a store created without conditional writes was treated as having them")
+	}
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := purgeAll(t, r, "h"); !errors.Is(err, gc.ErrNeedExclusive) {
+		t.Fatalf("purge of a store created without conditional writes: %v, want ErrNeedExclusive", err)
+	}
+}
+
+// A reader whose session a purge revoked, or revoked and then forgot,
+// while it was stopped learns so when it ends, even if its heartbeat never
+// wrote after the revocation: the failures it met may be the purge's
+// doing. A backup learns of revocation from its commit; its end is quiet.
+func TestReaderLearnsOfRevocationAtEnd(t *testing.T) {
+	ctx := t.Context()
+	st := localStore(t)
+	revoke := func(key string) {
+		rc, err := st.Get(ctx, key, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.Replace(b, []byte(`"state":"live"`), []byte(`"state":"revoked"`), 1)
+		if err := st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forget := func(key string) {
+		revoke(key)
+		st.Delete(ctx, key)
+	}
+	for _, c := range []struct {
+		kind  gc.Kind
+		purge func(string)
+		want  error
+	}{
+		{gc.KindRestore, revoke, gc.ErrRevoked},
+		{gc.KindValidate, forget, gc.ErrRevoked},
+		{gc.KindRestore, func(string) {}, nil},
+		{gc.KindBackup, forget, nil},
+	} {
+		s, _, err := gc.StartSession(ctx, st, "h", c.kind, writerOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.purge(s.Key())
+		if err := s.End(ctx); !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+			t.Errorf("%s session: End = %v, want %v", c.kind, err, c.want)
+		}
+	}
 }
 
 // Hole 4: purge skipped an unreadable index file and judged the packs it

@@ -68,23 +68,17 @@ type Options struct {
 	Log      *slog.Logger
 }
 
-// Open reads the store's config (creating it with o.Create) and probes
-// whether the store has conditional writes.
+// Open reads the store's config, creating it with o.Create. A new store's
+// config records whether the store honours conditional writes, probed once
+// then; every process after follows that record.
 func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var cfg index.Config
-	var err error
-	if o.Create {
-		var fresh index.Config
-		if fresh, err = index.NewConfig(); err != nil {
-			return nil, err
-		}
-		cfg, err = index.Init(ctx, st, fresh)
-	} else {
-		cfg, err = index.LoadConfig(ctx, st)
+	cfg, err := index.LoadConfig(ctx, st)
+	if errors.Is(err, index.ErrNotStore) && o.Create {
+		cfg, err = create(ctx, st, log)
 	}
 	if err != nil {
 		return nil, err
@@ -97,22 +91,30 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 			r.CacheDir = ""
 		}
 	}
-	if !o.ReadOnly {
-		cond, err := gc.ProbeConditional(ctx, st)
-		if err != nil {
-			return nil, err
-		}
-		r.GC.NoConditional = !cond
-		if !cond {
-			log.Warn("the store has no conditional writes: purge needs --exclusive (see cassback check-store)")
-		}
-	}
+	r.GC.NoConditional = !cfg.Conditional
 	if hole.On(hole.IndexBeforeSession) {
 		if r.early, err = r.loadIndex(ctx); err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// create initialises a store, recording whether it honours conditional
+// writes. Of two nodes creating one store at once, one config wins and
+// both use it.
+func create(ctx context.Context, st remote.Store, log *slog.Logger) (index.Config, error) {
+	fresh, err := index.NewConfig()
+	if err != nil {
+		return index.Config{}, err
+	}
+	if fresh.Conditional, err = gc.ProbeConditional(ctx, st); err != nil {
+		return index.Config{}, err
+	}
+	if !fresh.Conditional {
+		log.Warn("the store has no conditional writes: purge will need --exclusive (see cassback check-store)")
+	}
+	return index.Init(ctx, st, fresh)
 }
 
 // loadIndex builds an index of the chunks stored now, from the cache and

@@ -271,7 +271,7 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 		s.gcOpt.Grace = time.Duration(1+rng.IntN(10)) * time.Minute
 	}
 	s.cfg = index.Config{Format: index.StoreFormat, ID: fmt.Sprintf("%032x", seed), Hash: "blake3-256",
-		Chunker: chunk.DefaultParams(chunk.TestPol), PackSize: 1 << 20}
+		Chunker: chunk.DefaultParams(chunk.TestPol), PackSize: 1 << 20, Conditional: !opts.NoConditional}
 	if _, err := index.Init(context.Background(), s.st, s.cfg); err != nil {
 		return err
 	}

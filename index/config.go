@@ -20,8 +20,9 @@ import (
 const ConfigKey = "config"
 
 // StoreFormat is the storage-format version this code reads and writes.
-// Format 2 added commit markers, session-tagged manifests and sharded
-// condemned sets (docs/design.md §4); no format 1 store is read.
+// Format 2 added commit markers, session-tagged manifests, sharded
+// condemned sets and the config's record of conditional writes
+// (docs/design.md §4); no format 1 store is read.
 const StoreFormat = 2
 
 // DefaultPackSize is the target pack size. Packs close once they reach it,
@@ -39,6 +40,11 @@ type Config struct {
 	Hash     string       `json:"hash"` // always "blake3-256"
 	Chunker  chunk.Params `json:"chunker"`
 	PackSize int          `json:"pack_size"`
+	// Conditional records whether the store honoured conditional writes
+	// when it was created. Every process relies on this record, never on
+	// a probe of its own, so that all writers and purgers agree on how
+	// sessions are written (docs/design.md §4.6).
+	Conditional bool `json:"conditional"`
 }
 
 // NewConfig returns a config with a fresh random ID and chunker polynomial.

@@ -11,6 +11,8 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/storecheck"
 )
 
@@ -38,7 +40,10 @@ check-store/<random>/ and removes it at the end, also when interrupted.
 Prints one line per check (pass, FAIL or not supported) and a verdict:
 whether purge may run lock-free on this store or needs --exclusive. A
 store without conditional writes is "not supported", which is not a
-failure. Exits 1 if any check fails.`,
+failure. On a cassback store it also prints what the store's config
+recorded when the store was created, which is what every cassback
+process follows; a config that records conditional writes the store no
+longer gives is a failure. Exits 1 if any check fails.`,
 		FlagSet: fs,
 		Options: opts,
 		Exec: func(ctx context.Context, args []string) error {
@@ -65,7 +70,7 @@ failure. Exits 1 if any check fails.`,
 			}
 			start := time.Now()
 			rep, err := storecheck.Run(ctx, st, o)
-			printCheckStore(g, rep, time.Since(start))
+			printCheckStore(ctx, g, st, rep, time.Since(start))
 			if err != nil {
 				return err
 			}
@@ -75,6 +80,9 @@ failure. Exits 1 if any check fails.`,
 					failed = append(failed, r.Check)
 				}
 			}
+			if cfg, err := index.LoadConfig(ctx, st); err == nil && cfg.Conditional && !rep.LockFree() {
+				failed = append(failed, "config records conditional writes the store no longer gives")
+			}
 			if len(failed) > 0 {
 				return fmt.Errorf("%w: %s", errCheckFailed, strings.Join(failed, ", "))
 			}
@@ -83,7 +91,7 @@ failure. Exits 1 if any check fails.`,
 	}
 }
 
-func printCheckStore(g *globals, rep storecheck.Report, dur time.Duration) {
+func printCheckStore(ctx context.Context, g *globals, st remote.Store, rep storecheck.Report, dur time.Duration) {
 	w := g.stdout
 	fmt.Fprintf(w, "Checking %s under %s\n", g.location(), rep.Prefix)
 	for _, r := range rep.Results {
@@ -93,5 +101,9 @@ func printCheckStore(g *globals, rep storecheck.Report, dur time.Duration) {
 		fmt.Fprintf(w, "Left behind (delete it by hand): %s\n", k)
 	}
 	fmt.Fprintf(w, "Checked in %.1fs\n", dur.Seconds())
+	if cfg, err := index.LoadConfig(ctx, st); err == nil {
+		with := map[bool]string{true: "with", false: "without"}[cfg.Conditional]
+		fmt.Fprintf(w, "Store config: created %s conditional writes; every cassback process follows it\n", with)
+	}
 	fmt.Fprintf(w, "Verdict: %s\n", rep.Verdict())
 }

@@ -117,10 +117,16 @@ func ProbeConditional(ctx context.Context, st remote.Store) (bool, error) {
 // (cas false) it writes plainly: the protocol then never relies on the
 // condition (docs/design.md §4.6).
 func putIf(ctx context.Context, st remote.Store, key string, b []byte, ifMatch string, cas bool) (string, error) {
-	if cs, ok := st.(remote.Conditional); ok && cas {
-		etag, err := cs.PutIf(ctx, key, b, ifMatch)
-		if !errors.Is(err, errors.ErrUnsupported) || !hole.On(hole.PlainFallback) {
-			return etag, err
+	if cas {
+		err := errors.ErrUnsupported
+		if cs, ok := st.(remote.Conditional); ok {
+			var etag string
+			if etag, err = cs.PutIf(ctx, key, b, ifMatch); !errors.Is(err, errors.ErrUnsupported) {
+				return etag, err
+			}
+		}
+		if !hole.On(hole.PlainFallback) {
+			return "", fmt.Errorf("write %s: %w: the store had conditional writes when it was created (run cassback check-store)", key, err)
 		}
 	}
 	if err := st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {

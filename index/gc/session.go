@@ -397,13 +397,28 @@ func (s *Session) Heartbeat(ctx context.Context, onNew func([]CondemnedSet)) err
 // or a committed backup's marker is not written, it keeps the object and
 // says so: a purge writes the markers a session object lists. A revoked
 // session's object is left to the purge that revoked it.
+//
+// A reader's session (restore, validate) that was revoked at any time
+// ends with ErrRevoked, even if it never wrote after the revocation: a
+// purge may have deleted what it read, so a failure it met may be the
+// purge's doing rather than damage. A backup learns of a revocation from
+// Commit; its End reports none.
 func (s *Session) End(ctx context.Context) error {
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
 	defer s.io.Unlock()
-	if s.failed() != nil {
+	reader := s.doc.Kind != KindBackup
+	if err := s.failed(); err != nil {
+		if reader {
+			return err
+		}
 		return nil
+	}
+	if reader && s.tried == nil {
+		if err := s.stillOurs(ctx); err != nil {
+			return err
+		}
 	}
 	if s.tried != nil {
 		if err := s.write(ctx); err != nil {
@@ -420,6 +435,32 @@ func (s *Session) End(ctx context.Context) error {
 		return fmt.Errorf("end session: %w", err)
 	}
 	return nil
+}
+
+// stillOurs checks that the session object is the one last written: a
+// purge that revoked the session changed it, and one that forgot the
+// revoked session removed it. Called with s.io held.
+func (s *Session) stillOurs(ctx context.Context) error {
+	info, err := s.st.Stat(ctx, s.key)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return s.revoked(nil)
+	case err != nil:
+		return fmt.Errorf("end session %s: %w", s.key, err)
+	case info.ETag == s.etag:
+		return nil
+	}
+	cur, _, err := readBack(ctx, s.st, s.key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return s.revoked(nil)
+	}
+	if err != nil {
+		return fmt.Errorf("end session %s: %w", s.key, err)
+	}
+	if d, derr := decodeSession(cur); derr == nil && d.State == Live && d.ID == s.doc.ID && d.Seq == s.doc.Seq {
+		return nil // the same write, its ETag told differently
+	}
+	return s.revoked(cur)
 }
 
 // SessionInfo is a session as the collector and validate see it.
