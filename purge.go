@@ -61,6 +61,7 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 			err = rerr
 		}
 	}()
+	defer r.spawn(ctx, "purge-lease", lease.KeepAlive)()
 	now, err := gc.StoreNow(ctx, r.Store)
 	if err != nil {
 		return res, err

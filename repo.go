@@ -28,9 +28,10 @@ type Repo struct {
 	// early is the index loaded at Open when the hole it closes is put
 	// back for a test (hole.IndexBeforeSession).
 	early *index.Index
-	// spawn starts a background task (the session heartbeat) and returns
-	// a function that stops it (cancels its context) and waits for it to
-	// return; the simulator runs it as an actor of its own.
+	// spawn starts a background task (a session heartbeat, the purge
+	// lease's keep-alive) and returns a function that stops it (cancels
+	// its context) and waits for it to return; the simulator runs it as an
+	// actor of its own.
 	spawn func(ctx context.Context, name string, fn func(context.Context)) (stop func())
 	// observe, when set, hears of every file record a backup makes, with
 	// its session, and (f nil) of every Sync after which those records'

@@ -35,8 +35,8 @@ type Options struct {
 	// bytes unreferenced is rewritten, so the space comes back; default 0.5,
 	// 1 or more disables repacking.
 	RepackThreshold float64
-	// NoConditional says the store has no atomic conditional writes
-	// (ProbeConditional): sessions are written with plain PUTs, and purge
+	// NoConditional says the store has no atomic conditional writes (its
+	// config says so, from ProbeConditional at creation): sessions are written with plain PUTs, and purge
 	// never revokes a session nor takes the lease unless exclusive.
 	NoConditional bool
 	// Clock is this process's clock, for heartbeats and the local fence;
