@@ -370,6 +370,13 @@ func TestAttackStalePurgerDeletesResurrectedPack(t *testing.T) {
 	}
 	short := gc.Options{Heartbeat: time.Hour, Lease: 50 * time.Millisecond, Grace: -1, NewPackMargin: -1}
 	r.GC = short
+	// P_a's pause is the whole process's: its lease keep-alive stops too.
+	r.spawn = func(ctx context.Context, name string, fn func(context.Context)) func() {
+		if name == "purge-lease" {
+			return func() {}
+		}
+		return goSpawn(ctx, name, fn)
+	}
 	data := bytes.Repeat([]byte("resurrect me "), 3000)
 	ref := storeChunk(t, r, index.New(), "old", data) // pack X, unreferenced
 

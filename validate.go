@@ -308,7 +308,7 @@ func storedCopy(id chunk.ID, copies []*gc.PackState) (*gc.PackState, string) {
 // each) and reports the files using a pack whose header disagrees with the
 // index.
 func (v *validation) checkHeaders(ctx context.Context) {
-	ids := slices.Collect(maps.Keys(v.used))
+	ids := slices.SortedFunc(maps.Keys(v.used), chunk.Compare)
 	var mu sync.Mutex
 	badPack := map[chunk.ID]string{}
 	parallel(ctx, len(ids), v.opts.Threads, func(i int) {
@@ -328,9 +328,9 @@ func (v *validation) checkHeaders(ctx context.Context) {
 			badPack[p.ID] = why
 		}
 	})
-	for id, why := range badPack {
+	for _, id := range slices.SortedFunc(maps.Keys(badPack), chunk.Compare) {
 		for _, fi := range v.used[id] {
-			v.problem(v.files[fi], Corrupt, why)
+			v.problem(v.files[fi], Corrupt, badPack[id])
 		}
 	}
 }

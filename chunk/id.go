@@ -1,6 +1,7 @@
 package chunk
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -18,6 +19,9 @@ func (id ID) String() string { return hex.EncodeToString(id[:]) }
 // IsZero reports whether id is the zero ID, which never names real content
 // in practice and marks "no hash" in records.
 func (id ID) IsZero() bool { return id == ID{} }
+
+// Compare orders IDs by their bytes, for slices.SortFunc.
+func Compare(a, b ID) int { return bytes.Compare(a[:], b[:]) }
 
 // ParseID parses 64 hex digits.
 func ParseID(s string) (ID, error) {

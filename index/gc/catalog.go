@@ -100,8 +100,8 @@ func LoadCatalog(ctx context.Context, st remote.Store, orphans bool) (*Catalog, 
 			c.Missing = append(c.Missing, id)
 		}
 	}
-	slices.SortFunc(c.Missing, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
-	slices.SortFunc(c.Orphans, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(c.Missing, chunk.Compare)
+	slices.SortFunc(c.Orphans, chunk.Compare)
 	if orphans {
 		if err := c.readOrphans(ctx, st); err != nil {
 			return nil, err

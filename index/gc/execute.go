@@ -386,7 +386,7 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 		}
 		del = append(del, doom...)
 	}
-	slices.SortFunc(del, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(del, chunk.Compare)
 	del = slices.Compact(del)
 	if err := c.deletePacks(ctx, del); err != nil {
 		return err

@@ -145,7 +145,7 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 		repack[ps.ID] = true
 	}
 	p.Condemn, p.CondemnBytes = deadPacks(p.cat, live, condemned, repack, p.young)
-	for _, id := range slices.SortedFunc(maps.Keys(live), func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) }) {
+	for _, id := range slices.SortedFunc(maps.Keys(live), chunk.Compare) {
 		if ps := p.cat.Packs[id]; ps.FromHeader && !repack[id] {
 			p.Reindex = append(p.Reindex, ps)
 		}
@@ -172,7 +172,7 @@ func blocked(cat *Catalog, lost []chunk.ID, unreadable map[string]error) []strin
 			why = append(why, fmt.Sprintf("index file %s is unreadable (%v): run cassback repair-index", k, cat.BadIndex[k]))
 		}
 	}
-	bad := slices.SortedFunc(maps.Keys(cat.BadOrphans), func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	bad := slices.SortedFunc(maps.Keys(cat.BadOrphans), chunk.Compare)
 	for _, id := range bad {
 		why = append(why, fmt.Sprintf("pack %s is in no index file and its header is unreadable (%v)", id, cat.BadOrphans[id]))
 	}
@@ -314,6 +314,6 @@ func deadPacks(cat *Catalog, live, condemned, repack map[chunk.ID]bool, young fu
 		dead = append(dead, id)
 		n += p.StoreSize
 	}
-	slices.SortFunc(dead, func(a, b chunk.ID) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(dead, chunk.Compare)
 	return dead, n
 }
