@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -408,6 +410,39 @@ func TestReaderLearnsOfRevocationAtEnd(t *testing.T) {
 		if err := s.End(ctx); !errors.Is(err, c.want) || (c.want == nil && err != nil) {
 			t.Errorf("%s session: End = %v, want %v", c.kind, err, c.want)
 		}
+	}
+}
+
+// A session whose process died (it stopped renewing) is revoked by the
+// next purge even when no sweep needs it; the purge after withdraws the
+// backup it never committed, so what that backup named can be collected,
+// and one two leases later forgets the session.
+func TestDeadSessionSettled(t *testing.T) {
+	ctx := t.Context()
+	st := localStore(t)
+	r := repoOn(t, st, writerOpts)
+	data := bytes.Repeat([]byte("never committed"), 600)
+	ref := storeChunk(t, r, index.New(), "d", data)
+	s, _, err := gc.StartSession(ctx, st, "d", gc.KindBackup, pauseOpts(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := putManifest(t, st, s.ID(), "d", time.Now(), data, []chunk.Ref{ref})
+	pastLease()
+	res, err := purgeAll(t, r, "nobody")
+	if err != nil || !slices.Contains(res.GC.RevokedSessions, s.Key()) {
+		t.Fatalf("first purge: %v, revoked %v; want %s revoked", err, res.GC.RevokedSessions, s.Key())
+	}
+	res, err = purgeAll(t, r, "nobody")
+	if err != nil || !slices.Contains(res.GC.Withdrawn, name) {
+		t.Fatalf("second purge: %v, withdrew %v; want %s", err, res.GC.Withdrawn, name)
+	}
+	pastLease()
+	if _, err := purgeAll(t, r, "nobody"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(ctx, s.Key()); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the dead session is still there two leases after its revocation: %v", err)
 	}
 }
 

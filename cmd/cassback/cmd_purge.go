@@ -169,7 +169,7 @@ func printPlan(w io.Writer, p *gc.Plan) {
 	}
 	printWaiting(w, p.Waiting)
 	for _, s := range p.Stale {
-		fmt.Fprintf(w, "Stale session, revoked if it holds up a sweep: %s\n", s.Key)
+		fmt.Fprintf(w, "Stale session, revoked: %s\n", s.Key)
 	}
 }
 

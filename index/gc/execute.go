@@ -146,7 +146,8 @@ func (p *Plan) reindex(ctx context.Context) error {
 const RepairHost = "repair"
 
 // settleSessions writes the markers dead sessions committed, withdraws the
-// manifests they never will, and removes debris and forgotten sessions.
+// manifests they never will, removes debris and forgotten sessions, and
+// revokes stale ones.
 func (p *Plan) settleSessions(ctx context.Context, rep *Report) error {
 	c := p.c
 	st := c.Store
@@ -194,6 +195,30 @@ func (p *Plan) settleSessions(ctx context.Context, rep *Report) error {
 	for _, s := range p.Forget {
 		if err := st.Delete(ctx, s.Key); err != nil {
 			return fmt.Errorf("remove session %s: %w", s.Key, err)
+		}
+	}
+	return p.revokeStale(ctx, rep)
+}
+
+// revokeStale revokes the sessions not renewed within the lease, by
+// compare-and-swap on the ETag they were listed with: their processes
+// died or stopped, and revoked, their uncommitted backups can be withdrawn
+// and their objects forgotten by later purges. One renewed since is left.
+func (p *Plan) revokeStale(ctx context.Context, rep *Report) error {
+	if !p.c.Opts.cas() || hole.On(hole.StaleNotRevoked) {
+		return nil
+	}
+	for _, ss := range p.Stale {
+		if err := p.c.renew(ctx); err != nil {
+			return err
+		}
+		ok, err := revoke(ctx, p.c.Store, ss)
+		if err != nil {
+			return fmt.Errorf("revoke stale session %s: %w", ss.Key, err)
+		}
+		if ok {
+			rep.RevokedSessions = append(rep.RevokedSessions, ss.Key)
+			p.c.log().Warn("revoked stale session", "session", ss.Key, "renewed", ss.Renewed)
 		}
 	}
 	return nil

@@ -59,7 +59,7 @@ type Plan struct {
 	// session objects that committed them: their markers are written.
 	Repair []Repair
 	Forget []SessionInfo // revoked sessions whose writers had a whole further lease to notice: removed
-	Stale  []SessionInfo // live sessions not renewed within the lease: revoked if a sweep needs it
+	Stale  []SessionInfo // live sessions not renewed within the lease: revoked
 	Debris []string      // shards of condemned sets without a header, and damaged sets: removed
 	// Lone lists commit markers whose manifest is gone (a marker written
 	// late, after its backup was removed): removed, so they never count.
