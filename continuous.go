@@ -134,13 +134,53 @@ type continuous struct {
 	repacker  *index.Packer      // stores carried files again (recover)
 }
 
+// add adds o's counts to st.
+func (st *ContinuousStats) add(o ContinuousStats) {
+	st.SSTables += o.SSTables
+	st.Files += o.Files
+	st.BytesRead += o.BytesRead
+	st.BytesNew += o.BytesNew
+	st.Manifests += o.Manifests
+	st.Latency = append(st.Latency, o.Latency...)
+	st.Abandoned += o.Abandoned
+}
+
 // Continuous runs continuous backup: it watches the data directories and
 // backs up each SSTable as soon as it is complete, writing a new manifest
 // of a keyspace (coalesced) once everything it names is durable. It runs
 // until stop is closed (graceful: drain the queue, final manifests, end the
 // session) or ctx ends (immediate: the store stays consistent, nothing
 // half-written is named by a manifest).
-func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts ContinuousOptions) (st ContinuousStats, err error) {
+//
+// A process stopped for longer than the session lease (a suspended VM, a
+// long GC pause) finds its session revoked: what it wrote since its last
+// commit never counts. It then starts over with a new session, which
+// compares the live files with the last committed manifests and stores
+// again whatever they lack.
+func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts ContinuousOptions) (ContinuousStats, error) {
+	var total ContinuousStats
+	for {
+		st, err := r.continuousRun(ctx, stop, opts)
+		total.add(st)
+		if !errors.Is(err, gc.ErrRevoked) || ctx.Err() != nil || closed(stop) {
+			return total, err
+		}
+		r.Log.Warn("continuous backup stopped past its session lease; starting again with a new session", "err", err)
+		opts.IgnoreExisting = false // what the old session recorded without storing is not committed
+	}
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// continuousRun is one session of continuous backup.
+func (r *Repo) continuousRun(ctx context.Context, stop <-chan struct{}, opts ContinuousOptions) (st ContinuousStats, err error) {
 	opts = opts.withDefaults()
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return st, err

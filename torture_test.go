@@ -1,6 +1,7 @@
 package cassback
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -10,8 +11,10 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -93,11 +96,12 @@ func (h *history) record(t *testing.T, n *nodegen.Node) {
 
 // TestTorture: three nodes back up continuously from simulated nodes that
 // flush and compact, while purges with zero grace run in a loop and
-// processes are killed with SIGKILL at random and restarted. Afterwards
+// processes are killed with SIGKILL, or stopped with SIGSTOP for longer
+// than the lease, at random. Afterwards
 // validate --checksum passes, every remaining manifest restores to files
 // the simulator really had, and the latest manifests equal the final live
 // state. CASSBACK_TORTURE_SECS sets the duration (default 15 s; run it long
-// by hand: CASSBACK_TORTURE_SECS=300 go test -run Torture ./cmd/engine/).
+// by hand: CASSBACK_TORTURE_SECS=300 go test -run Torture .).
 func TestTorture(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes for a while; skipped with -short")
@@ -124,19 +128,22 @@ func TestTorture(t *testing.T) {
 		hist[i] = &history{seen: map[string]map[[32]byte]bool{}}
 		hist[i].record(t, nodes[i])
 	}
-	start := func(mode string, i int) *exec.Cmd {
+	var renewals stderrCounter // backups that found their session revoked and began anew
+	start := func(mode string, i int) *child {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CASSBACK_ENGINE_CHILD="+mode, "STORE="+storeDir, "CACHE="+filepath.Join(base, "cache"+strconv.Itoa(i)))
 		if i < 3 {
 			cmd.Env = append(cmd.Env, "DATA="+nodes[i].Dir, "HOST="+hosts[i])
 		}
-		cmd.Stderr = os.Stderr
+		cmd.Stderr = &renewals
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		return cmd
+		c := &child{cmd: cmd, done: make(chan struct{})}
+		go func() { c.err = cmd.Wait(); close(c.done) }()
+		return c
 	}
-	procs := make([]*exec.Cmd, 3)
+	procs := make([]*child, 3)
 	for i := range procs {
 		procs[i] = start("torture-backup", i)
 	}
@@ -146,86 +153,81 @@ func TestTorture(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			for {
-				select {
-				case <-stopSim:
-					return
-				case <-time.After(time.Duration(50+rng.IntN(200)) * time.Millisecond):
-				}
-				table := []string{"a", "b"}[rng.IntN(2)]
-				var err error
-				switch k := rng.IntN(10); {
-				case k < 6:
-					_, err = n.Flush("ks", table, int64(32<<10+rng.IntN(256<<10)))
-				case k < 8:
-					var gens []string
-					for _, s := range n.Keyspace("ks") {
-						if s.Table == table && s.Index == "" {
-							gens = append(gens, s.Gen)
-						}
-					}
-					if len(gens) >= 2 {
-						_, err = n.Compact("ks", table, gens)
-					}
-				default:
-					if ss := n.Keyspace("ks"); len(ss) > 0 {
-						s := ss[rng.IntN(len(ss))]
-						err = n.RewriteStatistics("ks", s.Table, s.Gen)
-					}
-				}
-				if err != nil {
-					t.Errorf("simulator %d: %v", i, err)
-					return
-				}
-				hist[i].record(t, n)
-			}
+			churn(t, n, hist[i], uint64(i), stopSim)
 		}()
 	}
-	// Purges in a loop, and SIGKILLs at random.
+	// Purges in a loop; SIGKILLs, and SIGSTOPs longer than the lease, at
+	// random. A stopped purge's successor takes its lease over; a stopped
+	// backup finds its session revoked and starts a new one.
 	deadline := time.Now().Add(dur)
 	rng := rand.New(rand.NewPCG(1, 2))
-	kills, purges := 0, 0
-	var purge *exec.Cmd
-	purgeDone := make(chan struct{})
-	close(purgeDone)
-	running := func() bool {
-		select {
-		case <-purgeDone:
-			return false
-		default:
-			return true
+	var f tortureFigures
+	var purges []*child
+	var paused sync.WaitGroup
+	pause := func(c *child) {
+		if !c.stopped.CompareAndSwap(false, true) {
+			return
 		}
+		c.cmd.Process.Signal(syscall.SIGSTOP)
+		f.stops++
+		d := tortureGC.Lease + time.Duration(500+rng.IntN(1500))*time.Millisecond
+		paused.Add(1)
+		go func() {
+			defer paused.Done()
+			time.Sleep(d)
+			c.cmd.Process.Signal(syscall.SIGCONT)
+			c.stopped.Store(false)
+		}()
 	}
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
-		if !running() {
-			purge = start("torture-purge", 3)
-			purgeDone = make(chan struct{})
-			go func(p *exec.Cmd, done chan struct{}) { p.Wait(); close(done) }(purge, purgeDone)
-			purges++
+		for i, p := range procs {
+			if p.exited() {
+				procs[i] = start("torture-backup", i) // ended after a revocation, or failed
+				f.restarts++
+			}
 		}
-		if rng.IntN(3) == 0 {
+		purges = slices.DeleteFunc(purges, (*child).exited)
+		if !slices.ContainsFunc(purges, func(c *child) bool { return !c.stopped.Load() }) {
+			purges = append(purges, start("torture-purge", 3))
+			f.purges++
+		}
+		switch k := rng.IntN(12); {
+		case k < 4:
 			i := rng.IntN(3)
-			procs[i].Process.Signal(syscall.SIGKILL)
-			procs[i].Wait()
+			procs[i].cmd.Process.Signal(syscall.SIGKILL)
+			<-procs[i].done
 			procs[i] = start("torture-backup", i)
-			kills++
-		}
-		if rng.IntN(5) == 0 && running() {
-			purge.Process.Signal(syscall.SIGKILL)
-			kills++
+			f.kills++
+		case k < 5:
+			pause(procs[rng.IntN(3)])
+		case k < 7:
+			p := purges[rng.IntN(len(purges))]
+			p.cmd.Process.Signal(syscall.SIGKILL)
+			f.kills++
+		case k < 8:
+			pause(purges[rng.IntN(len(purges))])
 		}
 	}
 	close(stopSim)
 	wg.Wait()
-	<-purgeDone
+	paused.Wait()
+	for _, p := range purges {
+		<-p.done
+	}
 	// Let the backups catch up with the final state, then stop them cleanly.
+	for i, p := range procs {
+		if p.exited() {
+			procs[i] = start("torture-backup", i)
+			f.restarts++
+		}
+	}
 	time.Sleep(3 * time.Second)
 	for _, p := range procs {
-		p.Process.Signal(syscall.SIGTERM)
-		if err := p.Wait(); err != nil {
-			t.Errorf("backup did not stop cleanly: %v", err)
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		<-p.done
+		if p.err != nil {
+			t.Errorf("backup did not stop cleanly: %v", p.err)
 		}
 	}
 	// One last purge, in-process.
@@ -288,5 +290,74 @@ func TestTorture(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("torture %v: %d kills, %d purges, %d manifests remain and restore; store %d bytes for %d bytes of live data on the 3 nodes", dur, kills, purges, restored, storeBytes(t, st), live)
+	t.Logf("torture %v: %d kills, %d stops past the lease, %d backup sessions revoked and begun anew, %d backup restarts, %d purges; %d manifests remain and restore; store %d bytes for %d bytes of live data on the 3 nodes",
+		dur, f.kills, f.stops, renewals.n.Load(), f.restarts, f.purges, restored, storeBytes(t, st), live)
+}
+
+// tortureFigures counts what the torture test did.
+type tortureFigures struct{ kills, stops, restarts, purges int }
+
+// stderrCounter passes children's stderr on and counts the continuous
+// backups that began a new session after a revocation.
+type stderrCounter struct{ n atomic.Int64 }
+
+func (c *stderrCounter) Write(b []byte) (int, error) {
+	c.n.Add(int64(bytes.Count(b, []byte("starting again with a new session"))))
+	return os.Stderr.Write(b)
+}
+
+// child is a process of the torture test.
+type child struct {
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once it exited
+	err     error         // its exit, once done
+	stopped atomic.Bool   // SIGSTOPped now
+}
+
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// churn flushes, compacts and rewrites SSTables of n at random until stop
+// is closed, recording every content each file had.
+func churn(t *testing.T, n *nodegen.Node, h *history, seed uint64, stop <-chan struct{}) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Duration(50+rng.IntN(200)) * time.Millisecond):
+		}
+		table := []string{"a", "b"}[rng.IntN(2)]
+		var err error
+		switch k := rng.IntN(10); {
+		case k < 6:
+			_, err = n.Flush("ks", table, int64(32<<10+rng.IntN(256<<10)))
+		case k < 8:
+			var gens []string
+			for _, s := range n.Keyspace("ks") {
+				if s.Table == table && s.Index == "" {
+					gens = append(gens, s.Gen)
+				}
+			}
+			if len(gens) >= 2 {
+				_, err = n.Compact("ks", table, gens)
+			}
+		default:
+			if ss := n.Keyspace("ks"); len(ss) > 0 {
+				s := ss[rng.IntN(len(ss))]
+				err = n.RewriteStatistics("ks", s.Table, s.Gen)
+			}
+		}
+		if err != nil {
+			t.Errorf("simulator: %v", err)
+			return
+		}
+		h.record(t, n)
+	}
 }

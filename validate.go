@@ -66,7 +66,12 @@ type ValidateReport struct {
 	BadIndex      []string          // unreadable index files, with why
 	StaleSessions []gc.SessionInfo  // not renewed within the lease, or revoked
 	Condemned     []gc.CondemnedSet // condemned sets waiting to be swept
-	Duration      time.Duration
+	// Lone lists commit markers without their manifest: written late, by a
+	// process stopped between committing a backup and marking it, after a
+	// purge had removed the backup (or the manifest object was lost). No
+	// reader counts them; the next purge removes them.
+	Lone     []string
+	Duration time.Duration
 }
 
 // OK reports whether nothing is missing or corrupt.
@@ -167,7 +172,10 @@ func (v *validation) names(ctx context.Context) ([]string, error) {
 func (v *validation) readManifests(ctx context.Context, names []string) error {
 	for _, n := range names {
 		m, err := manifest.Get(ctx, v.r.Store, n)
-		if errors.Is(err, manifest.ErrNoBackup) && v.opts.Name == "" && !v.committed(ctx, n) {
+		if errors.Is(err, manifest.ErrNoBackup) && v.opts.Name == "" {
+			if v.committed(ctx, n) {
+				v.rep.Lone = append(v.rep.Lone, n)
+			}
 			continue // removed by a purge since it was listed
 		}
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 
@@ -210,11 +211,13 @@ func listTree(ctx context.Context, st remote.Store, root string, fn func(Object)
 // keyspace taken at or before at, or "" if there is none. It lists the day
 // of at first, then its month, then its year, then everything, so the cost
 // grows with how far back the answer is, not with how many backups exist.
+// A commit marker whose manifest is gone (written late, after a purge
+// removed its backup) is passed over.
 func Latest(ctx context.Context, st remote.Store, host, keyspace string, at time.Time) (string, error) {
 	at = at.UTC()
 	stamp := at.Format("2006_01_02")
 	for _, p := range []string{stamp, stamp[:7], stamp[:4], ""} {
-		best := ""
+		var names []string
 		err := List(ctx, st, host, keyspace, p, func(name string) error {
 			t, _, _, err := ParseBackupName(name)
 			if err != nil {
@@ -223,14 +226,21 @@ func Latest(ctx context.Context, st remote.Store, host, keyspace string, at time
 			if t.After(at) {
 				return remote.ErrStop
 			}
-			best = name
+			names = append(names, name)
 			return nil
 		})
 		if err != nil && !errors.Is(err, remote.ErrStop) {
 			return "", err
 		}
-		if best != "" {
-			return best, nil
+		for _, n := range slices.Backward(names) {
+			key, _ := Key(n)
+			_, err := st.Stat(ctx, key)
+			if err == nil {
+				return n, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return "", fmt.Errorf("backup %s: %w", n, err)
+			}
 		}
 	}
 	return "", nil

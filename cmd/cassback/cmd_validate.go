@@ -139,4 +139,7 @@ func printValidate(g *globals, o cassback.ValidateOptions, rep cassback.Validate
 	for _, s := range rep.Condemned {
 		fmt.Fprintf(w, "Condemned, waiting to be deleted: %s (%d packs, %d bytes, condemned %s)\n", s.ID, len(s.Packs), s.Bytes, s.Time.UTC().Format(time.RFC3339))
 	}
+	for _, n := range rep.Lone {
+		fmt.Fprintf(w, "Commit marker without its backup (written late by a process stopped after a purge removed the backup, or the manifest was lost; the next purge removes it): %s\n", n)
+	}
 }
