@@ -25,8 +25,6 @@ func TestMain(m *testing.M) {
 		os.Exit(childBackup())
 	case "continuous":
 		os.Exit(childContinuous())
-	case "torture-backup", "torture-purge":
-		os.Exit(childTorture(os.Getenv("CASSBACK_ENGINE_CHILD")))
 	}
 	os.Exit(m.Run())
 }

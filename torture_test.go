@@ -2,74 +2,42 @@ package cassback
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
-	"fmt"
 	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote/local"
 )
 
-// tortureGC are the protocol timings of the torture test: fast heartbeats,
-// a short lease, no grace and no new-pack margin.
-var tortureGC = gc.Options{Heartbeat: 100 * time.Millisecond, Lease: 2 * time.Second, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
+// The torture test's protocol timings, as command-line flags: fast
+// heartbeats, a short lease; purges with no grace and no new-pack margin.
+const (
+	tortureHeartbeat = 100 * time.Millisecond
+	tortureLease     = 2 * time.Second
+)
 
-// childTorture is a backup or purge process of the torture test.
-func childTorture(mode string) int {
-	ctx := context.Background()
-	st, err := local.Open(os.Getenv("STORE"))
+// buildCLI builds the cassback command into dir.
+func buildCLI(t *testing.T, dir string) string {
+	t.Helper()
+	exe := filepath.Join(dir, "cassback")
+	out, err := exec.Command("go", "build", "-o", exe, "./cmd/cassback").CombinedOutput()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		t.Fatalf("go build ./cmd/cassback: %v\n%s", err, out)
 	}
-	r, err := Open(ctx, st, Options{CacheRoot: os.Getenv("CACHE"), Log: quietLog()})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, mode, err)
-		return 1
-	}
-	r.GC = tortureGC
-	switch mode {
-	case "torture-backup":
-		stop := make(chan struct{})
-		sigs := make(chan os.Signal, 1)
-		signal.Notify(sigs, syscall.SIGTERM)
-		go func() { <-sigs; close(stop) }()
-		_, err = r.Continuous(ctx, stop, ContinuousOptions{
-			BackupOptions:    BackupOptions{DataDirs: []string{os.Getenv("DATA")}, Host: os.Getenv("HOST"), Threads: 2, PackSize: 1 << 20},
-			ManifestInterval: 100 * time.Millisecond, ReportInterval: -1,
-		})
-	case "torture-purge":
-		for _, h := range []string{"h0", "h1", "h2"} {
-			var res PurgeResult
-			res, err = r.Purge(ctx, PurgeOptions{Host: h, Before: time.Now().Add(-time.Second), Holder: "torture"})
-			if err != nil {
-				break
-			}
-			if res.GC.Deleted > 0 {
-				fmt.Fprintf(os.Stderr, "torture purge: %d packs deleted\n", res.GC.Deleted)
-			}
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, mode, err)
-		return 1
-	}
-	return 0
+	return exe
 }
 
 // history records every content each path of a simulated node ever had.
@@ -94,14 +62,15 @@ func (h *history) record(t *testing.T, n *nodegen.Node) {
 	}
 }
 
-// TestTorture: three nodes back up continuously from simulated nodes that
-// flush and compact, while purges with zero grace run in a loop and
-// processes are killed with SIGKILL, or stopped with SIGSTOP for longer
-// than the lease, at random. Afterwards
-// validate --checksum passes, every remaining manifest restores to files
-// the simulator really had, and the latest manifests equal the final live
-// state. CASSBACK_TORTURE_SECS sets the duration (default 15 s; run it long
-// by hand: CASSBACK_TORTURE_SECS=300 go test -run Torture .).
+// TestTorture: three nodes back up continuously (the cassback command,
+// one process each) from simulated nodes that flush and compact, while
+// purges with zero grace run in a loop, and processes are killed with
+// SIGKILL, or stopped with SIGSTOP for longer than the session lease, at
+// random. Afterwards `validate --checksum` passes, every remaining backup
+// restores to files the simulator really had, and `restore` of each host's
+// latest backup equals the node's final live state. CASSBACK_TORTURE_SECS
+// sets the duration (default 15 s; run it long by hand:
+// CASSBACK_TORTURE_SECS=300 go test -run Torture .).
 func TestTorture(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes for a while; skipped with -short")
@@ -113,6 +82,7 @@ func TestTorture(t *testing.T) {
 	}
 	ctx := t.Context()
 	base := t.TempDir()
+	exe := buildCLI(t, base)
 	storeDir := filepath.Join(base, "store")
 	gcRepo(t, storeDir, true) // creates the store
 	hosts := []string{"h0", "h1", "h2"}
@@ -129,13 +99,22 @@ func TestTorture(t *testing.T) {
 		hist[i].record(t, nodes[i])
 	}
 	var renewals stderrCounter // backups that found their session revoked and began anew
+	cli := func(cache string, args ...string) *exec.Cmd {
+		global := []string{"--backup-base", storeDir, "--cache-dir", filepath.Join(base, cache), "--log-file", "-", "--log-level", "WARN",
+			"--session-heartbeat", tortureHeartbeat.String(), "--session-lease", tortureLease.String()}
+		cmd := exec.Command(exe, append(global, args...)...)
+		cmd.Stdout, cmd.Stderr = &renewals, &renewals
+		return cmd
+	}
 	start := func(mode string, i int) *child {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "CASSBACK_ENGINE_CHILD="+mode, "STORE="+storeDir, "CACHE="+filepath.Join(base, "cache"+strconv.Itoa(i)))
-		if i < 3 {
-			cmd.Env = append(cmd.Env, "DATA="+nodes[i].Dir, "HOST="+hosts[i])
+		var cmd *exec.Cmd
+		if mode == "backup" {
+			cmd = cli("cache"+strconv.Itoa(i), "backup", "--cassandra_data_dir", nodes[i].Dir, "--host", hosts[i],
+				"--threads", "2", "--manifest-interval-secs", "0.1", "--report-interval-secs", "0")
+		} else {
+			before := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
+			cmd = cli("cache-purge", "purge", "--host", hosts[i%3], "--purge-before", before, "--grace", "0", "--new-pack-margin", "0")
 		}
-		cmd.Stderr = &renewals
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +124,7 @@ func TestTorture(t *testing.T) {
 	}
 	procs := make([]*child, 3)
 	for i := range procs {
-		procs[i] = start("torture-backup", i)
+		procs[i] = start("backup", i)
 	}
 	var wg sync.WaitGroup
 	stopSim := make(chan struct{})
@@ -170,7 +149,7 @@ func TestTorture(t *testing.T) {
 		}
 		c.cmd.Process.Signal(syscall.SIGSTOP)
 		f.stops++
-		d := tortureGC.Lease + time.Duration(500+rng.IntN(1500))*time.Millisecond
+		d := tortureLease + time.Duration(500+rng.IntN(1500))*time.Millisecond
 		paused.Add(1)
 		go func() {
 			defer paused.Done()
@@ -183,13 +162,13 @@ func TestTorture(t *testing.T) {
 		time.Sleep(time.Duration(200+rng.IntN(600)) * time.Millisecond)
 		for i, p := range procs {
 			if p.exited() {
-				procs[i] = start("torture-backup", i) // ended after a revocation, or failed
+				procs[i] = start("backup", i) // ended after a revocation, or failed
 				f.restarts++
 			}
 		}
 		purges = slices.DeleteFunc(purges, (*child).exited)
 		if !slices.ContainsFunc(purges, func(c *child) bool { return !c.stopped.Load() }) {
-			purges = append(purges, start("torture-purge", 3))
+			purges = append(purges, start("purge", f.purges))
 			f.purges++
 		}
 		switch k := rng.IntN(12); {
@@ -197,7 +176,7 @@ func TestTorture(t *testing.T) {
 			i := rng.IntN(3)
 			procs[i].cmd.Process.Signal(syscall.SIGKILL)
 			<-procs[i].done
-			procs[i] = start("torture-backup", i)
+			procs[i] = start("backup", i)
 			f.kills++
 		case k < 5:
 			pause(procs[rng.IntN(3)])
@@ -218,7 +197,7 @@ func TestTorture(t *testing.T) {
 	// Let the backups catch up with the final state, then stop them cleanly.
 	for i, p := range procs {
 		if p.exited() {
-			procs[i] = start("torture-backup", i)
+			procs[i] = start("backup", i)
 			f.restarts++
 		}
 	}
@@ -230,21 +209,25 @@ func TestTorture(t *testing.T) {
 			t.Errorf("backup did not stop cleanly: %v", p.err)
 		}
 	}
-	// One last purge, in-process.
+	// One last purge of each host, then validate --checksum, all with the
+	// command line.
+	run := func(args ...string) {
+		t.Helper()
+		cmd := cli("cache-final", args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("cassback %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+	}
+	for _, h := range hosts {
+		run("purge", "--host", h, "--purge-before", time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano), "--grace", "0", "--new-pack-margin", "0")
+	}
+	run("validate", "--checksum")
 	st, _ := local.Open(storeDir)
 	r, err := Open(ctx, st, Options{Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
-	}
-	r.GC = tortureGC
-	for _, h := range hosts {
-		if _, err := r.Purge(ctx, PurgeOptions{Host: h, Before: time.Now().Add(-time.Second), Holder: "final"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
-	if err != nil || !rep.OK() {
-		t.Fatalf("validate --checksum after the torture: %v, %d problems: %+v", err, len(rep.Problems), rep.Problems)
 	}
 	// Every remaining manifest restores to contents the node really had.
 	restored := 0
@@ -268,15 +251,9 @@ func TestTorture(t *testing.T) {
 			}
 			restored++
 		}
-		// The latest manifest is the final state.
-		ms, err := Select(ctx, st, h, "", []string{"ks"}, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
+		// `restore` of the latest backup is the final state.
 		dst := filepath.Join(t.TempDir(), "final")
-		if _, err := r.Restore(ctx, ms, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
-			t.Fatal(err)
-		}
+		run("restore", "--host", h, "--data-dir", dst, "--no-chown")
 		want := snapshotLive(t, nodes[i], []string{"ks"})
 		if got := treeHashes(t, dst); !maps.Equal(got, want) {
 			t.Errorf("host %s: latest backup has %d files, the node %d (%s)", h, len(got), len(want), firstDiff(got, want))
@@ -297,13 +274,17 @@ func TestTorture(t *testing.T) {
 // tortureFigures counts what the torture test did.
 type tortureFigures struct{ kills, stops, restarts, purges int }
 
-// stderrCounter passes children's stderr on and counts the continuous
-// backups that began a new session after a revocation.
+// stderrCounter takes the children's output: it counts the continuous
+// backups that began a new session after a revocation, and passes on
+// errors only.
 type stderrCounter struct{ n atomic.Int64 }
 
 func (c *stderrCounter) Write(b []byte) (int, error) {
 	c.n.Add(int64(bytes.Count(b, []byte("starting again with a new session"))))
-	return os.Stderr.Write(b)
+	if bytes.Contains(b, []byte("level=ERROR")) {
+		os.Stderr.Write(b)
+	}
+	return len(b), nil
 }
 
 // child is a process of the torture test.
