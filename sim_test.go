@@ -97,6 +97,9 @@ func TestSimulator(t *testing.T) {
 		if err := runSchedule(t, seed, simConfig{stepsOut: &steps}); err != nil {
 			t.Fatalf("schedule %d of %d: %v", i+1, n, err)
 		}
+		if (i+1)%20000 == 0 && i+1 < n {
+			t.Logf("%d schedules (seeds %d-%d), %d steps, no violation, %v", i+1, *simFirst, seed, steps, time.Since(start).Round(time.Second))
+		}
 	}
 	t.Logf("%d schedules, %d steps, no violation, in %v", n, steps, time.Since(start).Round(time.Millisecond))
 }
@@ -123,7 +126,7 @@ func TestSimulatorReproducible(t *testing.T) {
 
 var (
 	sizes   = regexp.MustCompile(`\b\d+B\b`)
-	tmpdirs = regexp.MustCompile(`/\S*?/\d{3,}/`) // each schedule's own temporary folder
+	tmpdirs = regexp.MustCompile(`/\S*?/cassback-sim-\d+/`) // each schedule's own temporary folder
 )
 
 func firstDiffLine(a, b string) string {
@@ -205,9 +208,12 @@ type simRun struct {
 	pending    map[string]map[chunk.ID]bool // session -> chunks referenced since its last Sync
 	violations []string
 	vandalized bool
-	seen       map[string]bool // backups whose manifest was ever stored
-	expired    map[string]bool // backups whose manifest and marker were both gone at a check
-	cache      map[string]any  // decoded immutable objects, by key and ETag
+	seen       map[string]bool      // backups whose manifest was ever stored
+	expired    map[string]bool      // backups whose manifest and marker were both gone at a check
+	cache      map[string]any       // decoded immutable objects, by key and ETag
+	refsGen    int                  // changes of refs
+	checked    [2]uint64            // store mutations and refsGen at the last full check
+	keys       map[string][2]string // backup name -> its manifest key and marker key
 }
 
 type simHost struct {
@@ -263,7 +269,13 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], seed)
 	defer random.SetSource(rand.NewChaCha8(key))()
-	s := &simRun{t: t, seed: seed, w: sim.New(opts), rng: rng, dir: t.TempDir(), uploading: map[*sim.Actor]bool{}, seen: map[string]bool{}, expired: map[string]bool{}, refs: map[string]map[chunk.ID]bool{}, pending: map[string]map[chunk.ID]bool{}, cache: map[string]any{}}
+	// Not t.TempDir: a long run would keep every schedule's files to the end.
+	dir, err := os.MkdirTemp("", "cassback-sim-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s := &simRun{t: t, seed: seed, w: sim.New(opts), rng: rng, dir: dir, uploading: map[*sim.Actor]bool{}, seen: map[string]bool{}, keys: map[string][2]string{}, expired: map[string]bool{}, refs: map[string]map[chunk.ID]bool{}, pending: map[string]map[chunk.ID]bool{}, cache: map[string]any{}}
 	s.st = s.w.Store()
 	defer s.w.Close()
 	s.gcOpt = gc.Options{Heartbeat: simHeartbeat, Lease: simLease, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
@@ -283,7 +295,7 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 		s.tempo = time.Hour // periodic: processes sleep up to an hour between runs
 	}
 	s.setup(cfg)
-	err := s.run()
+	err = s.run()
 	if cfg.stepsOut != nil {
 		*cfg.stepsOut += s.w.Steps()
 	}
@@ -485,6 +497,7 @@ func (s *simRun) open(ctx context.Context, p *simProc) (*Repo, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if f == nil { // synced: every chunk recorded so far is durable
+			s.refsGen++
 			m := s.refs[session]
 			if m == nil {
 				m = map[chunk.ID]bool{}
@@ -811,7 +824,12 @@ func (s *simRun) check() error {
 		s.mu.Unlock()
 		return errors.New(v)
 	}
+	at := [2]uint64{s.st.Mutations(), uint64(s.refsGen)}
 	s.mu.Unlock()
+	if at == s.checked {
+		return nil // nothing it checks has changed
+	}
+	s.checked = at
 	have := s.storedChunks()
 	s.noteExpired()
 	for _, o := range s.st.Snapshot("commits/") {
@@ -866,8 +884,13 @@ func (s *simRun) noteExpired() {
 		s.seen[o.Key[strings.LastIndexByte(o.Key, '/')+1:]] = true
 	}
 	for n := range s.seen {
-		key, _ := manifest.Key(n)
-		ck, _ := manifest.CommitKey(n)
+		k, ok := s.keys[n]
+		if !ok {
+			k[0], _ = manifest.Key(n)
+			k[1], _ = manifest.CommitKey(n)
+			s.keys[n] = k
+		}
+		key, ck := k[0], k[1]
 		_, m := s.st.Peek(key)
 		_, c := s.st.Peek(ck)
 		if !m && !c {

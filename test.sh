@@ -3,8 +3,8 @@
 # server, versitygw (Apache-2.0): it is built once per version into
 # ~/.cache/cassback-tools (about 5 minutes on a fresh machine) and the tests
 # start it on free 127.0.0.1 ports themselves. Then the garbage collector's
-# protocol simulator runs its long modes, without the race detector (which
-# slows it several times), one process per core. With -short, only the
+# protocol simulator runs 10,000 schedules and its hole search (sim.sh),
+# without the race detector, one process per core. With -short, only the
 # quick tests run.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,21 +23,4 @@ for a in "$@"; do
 done
 # 10,000 seeded schedules with no violation, and each hole of
 # docs/design.md §4.7 put back and found (SIM_SCHEDULES overrides the count).
-n="${SIM_SCHEDULES:-10000}"
-bin="$(mktemp -d)/sim.test"
-go test -c -o "$bin" .
-half=$((n / 2))
-fail=0
-"$bin" -test.run '^TestSimulator$' -sim.first 1 -sim.schedules "$half" -test.v &
-a=$!
-"$bin" -test.run '^TestSimulator$' -sim.first $((half + 1)) -sim.schedules $((n - half)) -test.v &
-b=$!
-wait $a || fail=1
-wait $b || fail=1
-"$bin" -test.run '^TestSimulatorFindsHoles$' -sim.holes 1234 -test.v &
-a=$!
-"$bin" -test.run '^TestSimulatorFindsHoles$' -sim.holes 567 -test.v &
-b=$!
-wait $a || fail=1
-wait $b || fail=1
-exit $fail
+./sim.sh "${SIM_SCHEDULES:-10000}"

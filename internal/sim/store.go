@@ -34,11 +34,20 @@ type Store struct {
 	objs map[string]object
 	keys []string // every key in objs, in byte order, so List never sorts
 	gen  uint64   // writes so far; the source of ETags
+	muts uint64   // writes and deletes so far
 }
 
 type object struct {
 	data []byte // never modified once stored
 	info remote.Info
+}
+
+// Mutations counts the writes and deletes applied so far: a check of the
+// store's state need not run again while it has not changed.
+func (s *Store) Mutations() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.muts
 }
 
 // Object is one stored object as Peek and Snapshot show it. Data is the
@@ -377,6 +386,7 @@ func (s *Store) checkLocked(key, ifMatch string) error {
 // storeLocked saves data under key and returns the new ETag.
 func (s *Store) storeLocked(key string, data []byte, now time.Time) string {
 	s.gen++
+	s.muts++
 	etag := strconv.FormatUint(s.gen, 16)
 	if _, ok := s.objs[key]; !ok {
 		i, _ := slices.BinarySearch(s.keys, key)
@@ -391,6 +401,7 @@ func (s *Store) deleteLocked(key string) {
 		return
 	}
 	delete(s.objs, key)
+	s.muts++
 	if i, ok := slices.BinarySearch(s.keys, key); ok {
 		s.keys = slices.Delete(s.keys, i, i+1)
 	}
