@@ -209,6 +209,11 @@ func (ev *event) formatRequest(b *strings.Builder) {
 		fmt.Fprintf(b, " (delayed from step %d)", ev.from)
 	}
 	b.WriteString(": ")
+	ev.formatOutcome(b)
+}
+
+// formatOutcome writes what became of a request.
+func (ev *event) formatOutcome(b *strings.Builder) {
 	switch ev.out {
 	case outOK:
 		switch ev.op {
