@@ -45,33 +45,94 @@ type fetchRange struct {
 // non-nil err (wrapping ErrMissing, ErrCorrupt or the store's error) and nil
 // data; Fetch itself fails only when ctx ends or fn returns an error.
 //
-// A pack that has gone from the store (a purge swept it after repacking
-// its chunks elsewhere) is excluded from idx and its chunks are looked up
-// again, so another copy is used when idx knows one.
+// A copy that fails is not the end: a pack that has gone from the store (a
+// purge swept it after repacking its chunks elsewhere) is excluded from idx;
+// a merged GET that fails is split into one GET per chunk, so one bad range
+// does not fail its neighbours; and a chunk whose bytes fail their check, or
+// whose own range cannot be read, is read from the next copy idx knows. Only
+// when no copy is left is the chunk reported failed, with its last error.
 func Fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opts FetchOptions, fn func(id chunk.ID, data []byte, err error) error) error {
+	f := &fetcher{idx: idx, tried: map[chunk.ID]map[chunk.ID]bool{}, alone: map[chunk.ID]bool{}, last: map[chunk.ID]error{}}
 	for round := 0; ; round++ {
 		var mu sync.Mutex
 		gone := map[chunk.ID]bool{}
 		var retry []chunk.ID
-		err := fetch(ctx, st, idx, ids, opts, func(id chunk.ID, data []byte, err error) error {
-			var pe *packGoneError
-			if errors.As(err, &pe) && round < 8 {
+		err := fetch(ctx, st, f, ids, opts, func(id chunk.ID, data []byte, err error) error {
+			if err != nil && round < maxRounds {
 				mu.Lock()
-				gone[pe.pack] = true
-				retry = append(retry, id)
+				again := f.failed(id, err, gone)
+				if again {
+					retry = append(retry, id)
+				}
 				mu.Unlock()
-				return nil
+				if again {
+					return nil
+				}
 			}
 			return fn(id, data, err)
 		})
 		if err != nil || len(retry) == 0 {
 			return err
 		}
-		// Look the chunks up again without the packs that have gone; a
-		// chunk may have several stale copies, hence the rounds.
 		idx.Exclude(slices.Collect(maps.Keys(gone)))
 		ids = retry
 	}
+}
+
+// maxRounds bounds Fetch's retries: each round excludes a pack, isolates a
+// chunk or rules out a copy, so a few suffice; a store changing under the
+// reader could otherwise keep it busy.
+const maxRounds = 16
+
+// fetcher remembers, across Fetch's rounds, what failed for each chunk.
+type fetcher struct {
+	idx   *Index
+	tried map[chunk.ID]map[chunk.ID]bool // chunk -> packs whose copy failed
+	alone map[chunk.ID]bool              // chunks to read with a GET of their own
+	last  map[chunk.ID]error             // chunk -> why its last copy failed
+}
+
+// failed records a failure of id's copy and reports whether to try again.
+// Called with the round's lock held.
+func (f *fetcher) failed(id chunk.ID, err error, gone map[chunk.ID]bool) bool {
+	var pe *packGoneError
+	var ce *copyError
+	switch {
+	case errors.As(err, &pe):
+		gone[pe.pack] = true
+		return true
+	case !errors.As(err, &ce):
+		return false // no copy was read (ErrMissing)
+	case ce.shared && !f.alone[id]:
+		f.alone[id] = true
+		return true
+	}
+	if f.tried[id] == nil {
+		f.tried[id] = map[chunk.ID]bool{}
+	}
+	f.tried[id][ce.pack] = true
+	f.last[id] = err
+	_, ok := f.pick(id)
+	return ok
+}
+
+// pick returns the copy of id to read: the first idx offers whose pack has
+// not failed for it.
+func (f *fetcher) pick(id chunk.ID) (Location, bool) {
+	for _, l := range f.idx.Copies(id) {
+		if !f.tried[id][l.Pack] {
+			return l, true
+		}
+	}
+	return Location{}, false
+}
+
+// missing is the error for a chunk with no copy left to read.
+func (f *fetcher) missing(id chunk.ID) error {
+	if err := f.last[id]; err != nil {
+		return err
+	}
+	return fmt.Errorf("chunk %s: %w", id, ErrMissing)
 }
 
 // packGoneError reports a chunk whose pack is not in the store.
@@ -83,7 +144,19 @@ type packGoneError struct {
 func (e *packGoneError) Error() string { return e.err.Error() }
 func (e *packGoneError) Unwrap() error { return e.err }
 
-func fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opts FetchOptions, fn func(id chunk.ID, data []byte, err error) error) error {
+// copyError reports a copy of a chunk that could not be read or failed its
+// check. shared says the failure was of a GET that merged other chunks too,
+// so it need not be this chunk's fault.
+type copyError struct {
+	pack   chunk.ID
+	shared bool
+	err    error
+}
+
+func (e *copyError) Error() string { return e.err.Error() }
+func (e *copyError) Unwrap() error { return e.err }
+
+func fetch(ctx context.Context, st remote.Store, f *fetcher, ids []chunk.ID, opts FetchOptions, fn func(id chunk.ID, data []byte, err error) error) error {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 8
 	}
@@ -101,9 +174,9 @@ func fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opt
 			continue
 		}
 		seen[id] = true
-		loc, ok := idx.Lookup(id)
+		loc, ok := f.pick(id)
 		if !ok {
-			if err := fn(id, nil, fmt.Errorf("chunk %s: %w", id, ErrMissing)); err != nil {
+			if err := fn(id, nil, f.missing(id)); err != nil {
 				return err
 			}
 			continue
@@ -117,7 +190,7 @@ func fetch(ctx context.Context, st remote.Store, idx *Index, ids []chunk.ID, opt
 		var r *fetchRange
 		for _, l := range locs {
 			off, end := int64(l.Off), int64(l.Off)+int64(l.Len)
-			if r == nil || off-r.end > opts.MaxGap || end-r.off > opts.MaxRange {
+			if r == nil || off-r.end > opts.MaxGap || end-r.off > opts.MaxRange || f.alone[idOf[l]] || f.alone[r.ids[0]] {
 				r = &fetchRange{pack: pack, off: off, end: end}
 				ranges = append(ranges, r)
 			}
@@ -167,6 +240,8 @@ func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, f
 			var pe *packGoneError
 			if errors.As(err, &pe) {
 				cerr = &packGoneError{pack: pe.pack, err: cerr}
+			} else {
+				cerr = &copyError{pack: r.pack, shared: len(r.chunks) > 1, err: cerr}
 			}
 			if ferr := fn(r.ids[i], nil, cerr); ferr != nil {
 				return ferr
@@ -209,7 +284,7 @@ func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, f
 		pos += int64(l.Len)
 		var cerr error
 		if chunk.Sum(b) != r.ids[i] {
-			b, cerr = nil, fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, ErrCorrupt)
+			b, cerr = nil, &copyError{pack: r.pack, err: fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, ErrCorrupt)}
 		}
 		if err := fn(r.ids[i], b, cerr); err != nil {
 			return buf, err
