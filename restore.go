@@ -83,6 +83,11 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if opts.BatchFiles <= 0 {
 		opts.BatchFiles = 512
 	}
+	for _, m := range ms {
+		if err := m.Validate(); err != nil { // a manifest built by the caller, not decoded
+			return res, err
+		}
+	}
 	root, err := openTarget(opts.DataDir)
 	if err != nil {
 		return res, err
@@ -314,23 +319,52 @@ func (r *Repo) checkExisting(root *os.Root, opts RestoreOptions, f manifest.File
 	return false, "existing file differs", nil
 }
 
-// moveAside moves a differing existing file to <data-dir>/../cassback-corrupt/<rel>.
+// moveAside moves a differing existing file to <data-dir>/../cassback-corrupt/<rel>,
+// within the data directory's parent: no symlink, in the data directory or
+// in the corrupt folder, can send it anywhere else.
 func moveAside(dataDir, rel string) (string, error) {
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return "", err
 	}
-	dst := filepath.Join(filepath.Dir(abs), "cassback-corrupt", filepath.FromSlash(rel))
-	if _, err := os.Lstat(dst); err == nil {
-		dst += "." + time.Now().UTC().Format("20060102T150405.000000000")
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(filepath.Join(abs, filepath.FromSlash(rel)), dst); err != nil {
+	parent, err := os.OpenRoot(filepath.Dir(abs))
+	if err != nil {
 		return "", unwrapPath(err)
 	}
-	return dst, nil
+	defer parent.Close()
+	dst := filepath.Join("cassback-corrupt", filepath.FromSlash(rel))
+	if err := mkdirNoLinks(parent, filepath.Dir(dst)); err != nil {
+		return "", err
+	}
+	if _, err := parent.Lstat(dst); err == nil {
+		dst += "." + time.Now().UTC().Format("20060102T150405.000000000")
+	}
+	if err := parent.Rename(filepath.Join(filepath.Base(abs), filepath.FromSlash(rel)), dst); err != nil {
+		return "", unwrapPath(err)
+	}
+	return filepath.Join(filepath.Dir(abs), dst), nil
+}
+
+// mkdirNoLinks makes the folder dir of root and its parents, refusing any
+// that exists as something other than a folder: a symlink is never
+// followed.
+func mkdirNoLinks(root *os.Root, dir string) error {
+	cur := ""
+	for _, part := range strings.Split(filepath.ToSlash(dir), "/") {
+		cur = filepath.Join(cur, part)
+		fi, err := root.Lstat(cur)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := root.Mkdir(cur, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+				return unwrapPath(err)
+			}
+		case err != nil:
+			return unwrapPath(err)
+		case !fi.IsDir():
+			return fmt.Errorf("%s is not a folder (%s); it is not followed", filepath.Join(root.Name(), cur), fi.Mode().Type())
+		}
+	}
+	return nil
 }
 
 type placement struct {

@@ -1,0 +1,124 @@
+package cassback
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/manifest"
+)
+
+// backupSmall backs up a small generated node as host h and returns its
+// latest manifests.
+func backupSmall(t *testing.T, r *Repo, seed uint64) []*manifest.Manifest {
+	t.Helper()
+	if _, err := r.Backup(t.Context(), BackupOptions{DataDirs: []string{smallNode(t, seed)}, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := Select(t.Context(), r.Store, "h", "", nil, time.Now().Add(time.Hour))
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("select: %v", err)
+	}
+	return ms
+}
+
+// A file that differs from the backup is moved aside into
+// ../cassback-corrupt; a symlink planted there never sends it elsewhere.
+func TestRestoreMoveAsideFollowsNoSymlink(t *testing.T) {
+	r := repoOn(t, localStore(t), writerOpts)
+	ms := backupSmall(t, r, 91)
+	f := ms[0].Tables[0].Files[0]
+	base := t.TempDir()
+	data := filepath.Join(base, "data")
+	target := filepath.Join(data, filepath.FromSlash(f.Path))
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, []byte("not what was backed up"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(base, "elsewhere")
+	os.MkdirAll(elsewhere, 0o755)
+	os.MkdirAll(filepath.Join(base, "cassback-corrupt"), 0o755)
+	ks := strings.SplitN(f.Path, "/", 2)[0]
+	if err := os.Symlink(elsewhere, filepath.Join(base, "cassback-corrupt", ks)); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := r.Restore(t.Context(), ms, RestoreOptions{DataDir: data, NoChown: true})
+	var found bool
+	filepath.WalkDir(elsewhere, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			found = true
+			t.Errorf("the differing file was moved through the symlink to %s", p)
+		}
+		return nil
+	})
+	if found {
+		return
+	}
+	for _, o := range res.Failed {
+		if o.Path == f.Path && strings.Contains(o.Reason, "not a folder") {
+			return
+		}
+	}
+	t.Errorf("restore did not report the file it could not move aside: failed %v, moved %v", res.Failed, res.Moved)
+}
+
+// A manifest whose file size and chunk list disagree (damaged or forged in
+// the bucket) is never restored as a file of the wrong size: it does not
+// decode, restore of it fails, and validate reports it. (This held before
+// the hardening issue: manifest.Decode checks every record.)
+func TestRestoreChecksChunkLengths(t *testing.T) {
+	ctx := t.Context()
+	r := repoOn(t, localStore(t), writerOpts)
+	m := backupSmall(t, r, 92)[0]
+	m.Tables[0].Files[0].Size++ // what the forger writes
+	m.Time = m.Time.Add(time.Second)
+	m.Name = manifest.BackupName(m.Time, m.Keyspace, m.Host)
+	js, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(js)
+	zw.Close()
+	key, _ := manifest.Key(m.Name)
+	if err := r.Store.Put(ctx, key, bytes.NewReader(gz.Bytes()), int64(gz.Len())); err != nil {
+		t.Fatal(err)
+	}
+	if err := manifest.PutCommit(ctx, r.Store, m.Name, m.Session); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	ms, err := Select(ctx, r.Store, "h", m.Name, nil, time.Now().Add(time.Hour))
+	if err == nil {
+		_, err = r.Restore(ctx, ms, RestoreOptions{DataDir: data, NoChown: true})
+	}
+	if err == nil || !strings.Contains(err.Error(), "chunk lengths add up") {
+		t.Errorf("restore of an inconsistent manifest: %v, want an error naming the mismatch", err)
+	}
+	if ents, _ := os.ReadDir(data); len(ents) > 0 {
+		t.Errorf("restore wrote %d entries for an inconsistent manifest", len(ents))
+	}
+	// Built in memory by a caller of the library, it is refused too.
+	if _, err := r.Restore(ctx, []*manifest.Manifest{m}, RestoreOptions{DataDir: data, NoChown: true}); err == nil {
+		t.Error("Restore took an inconsistent manifest from its caller")
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reported bool
+	for _, p := range rep.Problems {
+		reported = reported || (p.Backup == m.Name && p.Kind == Corrupt)
+	}
+	if !reported {
+		t.Errorf("validate did not report the inconsistent manifest: %+v", rep.Problems)
+	}
+}
