@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -87,7 +88,7 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	r := &Repo{Store: st, Config: cfg, Log: log, spawn: goSpawn}
 	if o.CacheRoot != "" {
 		r.CacheDir = filepath.Join(o.CacheRoot, cfg.ID)
-		if err := os.MkdirAll(r.CacheDir, 0o755); err != nil {
+		if err := makeCacheDir(o.CacheRoot, cfg.ID); err != nil {
 			log.Warn("cache folder unusable; continuing without it", "dir", r.CacheDir, "err", err)
 			r.CacheDir = ""
 		}
@@ -138,12 +139,36 @@ func (r *Repo) loadIndexInto(ctx context.Context, idx *index.Index) (*index.Inde
 	return idx, nil
 }
 
-// journalPath is the local journal of the writer for host.
+// makeCacheDir makes the store's cache folder, named by the store's ID,
+// below the cache root only: the ID comes from the store (Config.Validate
+// has made it 32 hex digits; os.Root makes sure).
+func makeCacheDir(cacheRoot, id string) error {
+	if err := os.MkdirAll(cacheRoot, 0o755); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(cacheRoot)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := root.Mkdir(id, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := root.Lstat(id)
+	if err == nil && !fi.IsDir() {
+		err = fmt.Errorf("%s: not a folder", filepath.Join(cacheRoot, id))
+	}
+	return err
+}
+
+// journalPath is the local journal of the writer for host, in the cache
+// folder; the Writer opens it below that folder only.
 func (r *Repo) journalPath(host string) string {
-	if r.CacheDir == "" {
+	name := "journal-" + host
+	if r.CacheDir == "" || filepath.Base(name) != name {
 		return ""
 	}
-	return filepath.Join(r.CacheDir, "journal-"+host)
+	return filepath.Join(r.CacheDir, name)
 }
 
 // IsNotStore reports the error Open gives for a folder or bucket that

@@ -66,6 +66,19 @@ const (
 	maxAvgBits = 30
 )
 
+// Bounds of the Params a store may record, checked by ValidateStore: tighter than what the chunker can do,
+// because a store's config is read from the store, and a node must not be made to spend more than the defaults
+// cost by whoever can write there. MaxSize bytes are buffered per worker and per reader (so at most the
+// default); a small mean multiplies the chunks, and so the index, manifests and requests, by up to 8 over the
+// defaults; a small segment multiplies the per-segment state of a split.
+const (
+	StoreMinMinSize = 256 << 10
+	StoreMaxMaxSize = DefaultMaxSize
+	StoreMinAvgBits = 18
+	StoreMinSegment = 16 << 20
+	StoreMaxSegment = 1 << 30
+)
+
 // NewParams returns the defaults with a fresh random polynomial, for a new store.
 func NewParams() (Params, error) {
 	pol, err := chunker.RandomPolynomial()
@@ -122,6 +135,25 @@ func (p Params) Validate() error {
 			p.MaxSize, p.MinSize+1<<p.AvgBits)
 	case p.Segment < int64(p.MaxSize):
 		return fmt.Errorf("chunk params: segment %d is below max_size %d", p.Segment, p.MaxSize)
+	}
+	return nil
+}
+
+// ValidateStore reports, in one line, the first thing wrong with p as the chunker params of a store: Validate,
+// then the bounds above.
+func (p Params) ValidateStore() error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case p.MinSize < StoreMinMinSize:
+		return fmt.Errorf("chunk params: min_size %d is below %d", p.MinSize, StoreMinMinSize)
+	case p.MaxSize > StoreMaxMaxSize:
+		return fmt.Errorf("chunk params: max_size %d is above %d", p.MaxSize, StoreMaxMaxSize)
+	case p.AvgBits < StoreMinAvgBits:
+		return fmt.Errorf("chunk params: avg_bits %d is below %d", p.AvgBits, StoreMinAvgBits)
+	case p.Segment < StoreMinSegment || p.Segment > StoreMaxSegment:
+		return fmt.Errorf("chunk params: segment %d is outside %d..%d", p.Segment, StoreMinSegment, StoreMaxSegment)
 	}
 	return nil
 }

@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strings"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -28,6 +30,22 @@ const StoreFormat = 2
 // DefaultPackSize is the target pack size. Packs close once they reach it,
 // so a pack is at most PackSize plus one maximal chunk.
 const DefaultPackSize = 32 << 20
+
+// A store's pack_size lies within MinPackSize..MaxPackTarget: a writer
+// buffers a whole pack per worker, so a config read from the store must not
+// ask for more than the default. A Writer never makes packs larger either.
+const (
+	MinPackSize   = 1 << 20
+	MaxPackTarget = DefaultPackSize
+)
+
+// MaxPackSize bounds the size of any pack an index file may name: the
+// largest target, one chunk of the largest size, the header of the most
+// chunks a pack may hold and the trailer.
+const MaxPackSize = MaxPackTarget + chunk.StoreMaxMaxSize + pack.MaxChunks*pack.EntrySize + pack.TrailerSize
+
+// maxConfig bounds the config object (a few hundred bytes).
+const maxConfig = 64 << 10
 
 // ErrNotStore reports a location that holds data but no cassback config.
 var ErrNotStore = errors.New("not a cassback store (no config object)")
@@ -60,7 +78,9 @@ func NewConfig() (Config, error) {
 	return Config{Format: StoreFormat, ID: hex.EncodeToString(id[:]), Hash: "blake3-256", Chunker: p, PackSize: DefaultPackSize}, nil
 }
 
-// Validate checks a config read from a store.
+// Validate checks every field of a config read from a store, which whoever
+// can write the store controls: the ID becomes a folder name, and the sizes
+// what every node buffers (chunk.Params.ValidateStore).
 func (c Config) Validate() error {
 	if c.Format != StoreFormat {
 		return fmt.Errorf("store format %d not supported (this cassback reads format %d)", c.Format, StoreFormat)
@@ -68,13 +88,14 @@ func (c Config) Validate() error {
 	if c.Hash != "blake3-256" {
 		return fmt.Errorf("store hash %q not supported", c.Hash)
 	}
-	if len(c.ID) != 32 {
-		return fmt.Errorf("store id %q malformed", c.ID)
+	if len(c.ID) != 32 || strings.Trim(c.ID, "0123456789abcdef") != "" {
+		// The ID names the local cache folder: it must be a name, and one.
+		return fmt.Errorf("store id %.100q: want 32 lowercase hex digits", c.ID)
 	}
-	if c.PackSize < 1<<20 || c.PackSize > 1<<30 {
-		return fmt.Errorf("store pack size %d out of range", c.PackSize)
+	if c.PackSize < MinPackSize || c.PackSize > MaxPackTarget {
+		return fmt.Errorf("store pack size %d: want %d to %d", c.PackSize, MinPackSize, MaxPackTarget)
 	}
-	return c.Chunker.Validate()
+	return c.Chunker.ValidateStore()
 }
 
 // LoadConfig reads the store's config. A store without one gives an error
@@ -88,9 +109,12 @@ func LoadConfig(ctx context.Context, st remote.Store) (Config, error) {
 		return Config{}, fmt.Errorf("read store config: %w", err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(rc, maxConfig+1))
 	if err != nil {
 		return Config{}, fmt.Errorf("read store config: %w", err)
+	}
+	if len(b) > maxConfig {
+		return Config{}, fmt.Errorf("store config: more than %d bytes", maxConfig)
 	}
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(b))

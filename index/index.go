@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
@@ -40,6 +42,9 @@ type entry struct {
 type packInfo struct {
 	id   chunk.ID
 	size int64
+	// from is the index file (files) whose record set size, or -1 (Add),
+	// so that the file is named when the store shows the size is wrong.
+	from int32
 }
 
 // Index is the set of chunks known to be durable in the store, with where
@@ -51,6 +56,7 @@ type Index struct {
 	sorted  []entry            // from index files; sorted by id
 	added   map[chunk.ID]entry // added by this process since the last merge
 	loaded  map[string]bool    // index keys already merged
+	files   []string           // index keys merged, in order (packInfo.from)
 	// excluded packs are condemned: their chunks are not "known", so a
 	// writer uploads such a chunk again rather than reference a pack the
 	// collector may delete.
@@ -115,7 +121,7 @@ func (x *Index) Avoid(packs []chunk.ID) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, p := range packs {
-		x.avoided[x.packOrdinal(p, -1)] = true
+		x.avoided[x.packOrdinal(p, -1, -1)] = true
 	}
 }
 
@@ -128,7 +134,7 @@ func (x *Index) Exclude(packs []chunk.ID) {
 		if o, ok := x.packOrd[p]; ok {
 			x.excluded[o] = true
 		} else {
-			x.excluded[x.packOrdinal(p, -1)] = true
+			x.excluded[x.packOrdinal(p, -1, -1)] = true
 		}
 	}
 }
@@ -171,32 +177,41 @@ func (x *Index) PackSize(id chunk.ID) int64 {
 	return x.packs[o].size
 }
 
-func (x *Index) packOrdinal(id chunk.ID, size int64) uint32 {
+// packOrdinal returns the ordinal of a pack, adding it with size (-1:
+// unknown) recorded by index file from (-1: none) if it is new.
+func (x *Index) packOrdinal(id chunk.ID, size int64, from int32) uint32 {
 	if o, ok := x.packOrd[id]; ok {
 		if x.packs[o].size < 0 {
-			x.packs[o].size = size // excluded before it was loaded
+			x.packs[o].size, x.packs[o].from = size, from // excluded before it was loaded
 		}
 		return o
 	}
 	o := uint32(len(x.packs))
-	x.packs = append(x.packs, packInfo{id, size})
+	x.packs = append(x.packs, packInfo{id, size, from})
 	x.packOrd[id] = o
 	return o
 }
 
-// Add records a durable pack's chunks.
+// Add records a durable pack's chunks. An entry that reaches past the
+// size already recorded for the pack is never offered: a range is never
+// larger than its pack.
 func (x *Index) Add(p PackRecord) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	o := x.packOrdinal(p.ID, p.Size)
+	o := x.packOrdinal(p.ID, p.Size, -1)
+	size := x.packs[o].size
 	for _, e := range p.Entries {
+		if int64(e.Off)+int64(e.Len) > size {
+			continue
+		}
 		if _, ok := x.find(e.ID); !ok {
 			x.added[e.ID] = entry{e.ID, o, e.Off, e.Len}
 		}
 	}
 }
 
-// merge adds the packs of one index file to the sorted entries.
+// merge adds the packs of one index file to the sorted entries. Load
+// checks the file against the index first (admit).
 func (x *Index) merge(key string, packs []PackRecord) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -204,9 +219,11 @@ func (x *Index) merge(key string, packs []PackRecord) {
 		return
 	}
 	x.loaded[key] = true
+	x.files = append(x.files, key)
+	from := int32(len(x.files) - 1)
 	n := len(x.sorted)
 	for _, p := range packs {
-		o := x.packOrdinal(p.ID, p.Size)
+		o := x.packOrdinal(p.ID, p.Size, from)
 		for _, e := range p.Entries {
 			x.sorted = append(x.sorted, entry{e.ID, o, e.Off, e.Len})
 		}
@@ -241,10 +258,21 @@ type LoadStats struct {
 // damaged index file is skipped; then every stored pack that no index file
 // names has its header read (two ranged reads each) and is indexed from
 // it, so a damaged file costs time, never data.
+//
+// Nothing read from the store is trusted: an index file larger than
+// MaxFileSize is damaged before a byte of it is read; cache files are
+// opened below cacheDir only (os.Root), so no key can name a file outside
+// it; and an index file that gives a pack another size than the index
+// already records is checked against the store, the file that is wrong
+// being damaged (admit), so a range is never larger than its pack.
 func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (LoadStats, error) {
 	ls := LoadStats{Damaged: map[string]error{}}
+	cache := openCache(cacheDir)
+	if cache != nil {
+		defer cache.Close()
+	}
 	for range 3 {
-		missed, err := x.load(ctx, st, cacheDir, &ls)
+		missed, err := x.load(ctx, st, cache, &ls)
 		if err != nil {
 			return ls, err
 		}
@@ -296,82 +324,216 @@ func (x *Index) RebuildOrphans(ctx context.Context, st remote.Store) (int, error
 	return n, nil
 }
 
-func (x *Index) load(ctx context.Context, st remote.Store, cacheDir string, ls *LoadStats) (missed int, err error) {
-	var keys []string
+func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *LoadStats) (missed int, err error) {
+	var infos []remote.Info
 	err = st.List(ctx, "index/", func(i remote.Info) error {
 		x.mu.RLock()
 		done := x.loaded[i.Key]
 		x.mu.RUnlock()
 		if !done && ls.Damaged[i.Key] == nil {
-			keys = append(keys, i.Key)
+			infos = append(infos, i)
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("list index files: %w", err)
 	}
-	for _, key := range keys {
-		b, hit := readCache(cacheDir, key)
-		var packs []PackRecord
-		if hit {
-			packs, err = decodeNamed(key, b)
-			hit = err == nil
-		}
-		if !hit {
-			b, err = readAll(ctx, st, key)
-			if isNotExist(err) {
-				// A purge replaced it between our List and Get; its
-				// replacement has another key: list again.
-				missed++
-				continue
-			}
-			if err != nil {
-				return missed, fmt.Errorf("read index file %s: %w", key, err)
-			}
+	for _, info := range infos {
+		packs, fetched, err := readIndexFile(ctx, st, cache, info)
+		if fetched {
 			ls.Fetched++
-			if packs, err = decodeNamed(key, b); err != nil {
-				ls.Damaged[key] = err
-				continue
-			}
-			writeCache(cacheDir, key, b)
 		}
-		x.merge(key, packs)
+		switch {
+		case isNotExist(err):
+			// A purge replaced it between our List and Get; its
+			// replacement has another key: list again.
+			missed++
+			continue
+		case errors.Is(err, ErrDamaged):
+			ls.Damaged[info.Key] = err
+			continue
+		case err != nil:
+			return missed, fmt.Errorf("read index file %s: %w", info.Key, err)
+		}
+		if err := x.admit(ctx, st, info.Key, packs, ls); err != nil {
+			return missed, err
+		}
 	}
 	return missed, nil
 }
 
-func readAll(ctx context.Context, st remote.Store, key string) ([]byte, error) {
+// readIndexFile returns the packs of the listed index file, from the
+// cache if it holds a good copy, else from the store (fetched), which it
+// then caches.
+func readIndexFile(ctx context.Context, st remote.Store, cache *os.Root, info remote.Info) (packs []PackRecord, fetched bool, err error) {
+	if b, ok := readCache(cache, info.Key); ok {
+		if packs, err := decodeNamed(info.Key, b); err == nil {
+			return packs, false, nil
+		}
+	}
+	b, err := readObject(ctx, st, info.Key, info.Size)
+	if err != nil {
+		return nil, !isNotExist(err), err
+	}
+	if packs, err = decodeNamed(info.Key, b); err != nil {
+		return nil, true, err
+	}
+	writeCache(cache, info.Key, b)
+	return packs, true, nil
+}
+
+// admit merges the packs of the index file key unless it gives a pack
+// another size than the one recorded. Two honest files never disagree (a
+// pack's ID is the hash of its bytes), so on a disagreement the pack's
+// size is read from the store: a file that is wrong is damaged, and when
+// it is the one recorded, the entries it gave past the pack's true end
+// are dropped. No entry ever reaches past the size recorded for its pack.
+func (x *Index) admit(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats) error {
+	for _, p := range x.disputed(packs) {
+		info, err := st.Stat(ctx, pack.Key(p.ID))
+		if isNotExist(err) {
+			info.Size = -1
+		} else if err != nil {
+			return fmt.Errorf("index file %s: check pack %s: %w", key, p.ID, err)
+		}
+		if info.Size != p.Size {
+			ls.Damaged[key] = damaged{fmt.Errorf("index file %s: pack %s has %d bytes in the store, not %d", key, p.ID, info.Size, p.Size)}
+			return nil
+		}
+		if liar, was := x.correct(p.ID, p.Size); liar != "" {
+			ls.Damaged[liar] = damaged{fmt.Errorf("index file %s: pack %s has %d bytes in the store, not %d", liar, p.ID, p.Size, was)}
+		}
+	}
+	x.merge(key, packs)
+	return nil
+}
+
+// disputed returns the packs whose size differs from the one recorded.
+func (x *Index) disputed(packs []PackRecord) []PackRecord {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var d []PackRecord
+	for _, p := range packs {
+		if o, ok := x.packOrd[p.ID]; ok && x.packs[o].size >= 0 && x.packs[o].size != p.Size {
+			d = append(d, p)
+		}
+	}
+	return d
+}
+
+// correct records the true size of a pack, drops the entries that reach
+// past it, and returns the index file that recorded another size, with
+// that size.
+func (x *Index) correct(id chunk.ID, size int64) (liar string, was int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	o := x.packOrd[id]
+	p := &x.packs[o]
+	if p.size == size {
+		return "", size
+	}
+	if p.from >= 0 {
+		liar = x.files[p.from]
+	}
+	was, p.size, p.from = p.size, size, -1
+	beyond := func(e entry) bool { return e.pack == o && int64(e.off)+int64(e.len) > size }
+	x.sorted = slices.DeleteFunc(x.sorted, beyond)
+	maps.DeleteFunc(x.added, func(_ chunk.ID, e entry) bool { return beyond(e) })
+	return liar, was
+}
+
+// readObject reads the index file under key, of size bytes as listed (-1:
+// unknown, then stated first). One larger than MaxFileSize is damaged and
+// not read; one that is not size bytes when read is damaged too.
+func readObject(ctx context.Context, st remote.Store, key string, size int64) ([]byte, error) {
+	if size < 0 {
+		info, err := st.Stat(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		size = info.Size
+	}
+	if size > MaxFileSize {
+		return nil, damaged{fmt.Errorf("index file %s: %d bytes is more than %d", key, size, MaxFileSize)}
+	}
 	rc, err := st.Get(ctx, key, 0, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc)
+	b := make([]byte, size)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, damaged{fmt.Errorf("index file %s: shorter than its %d bytes", key, size)}
+		}
+		return nil, err
+	}
+	if n, _ := io.ReadFull(rc, make([]byte, 1)); n > 0 {
+		return nil, damaged{fmt.Errorf("index file %s: longer than its %d bytes", key, size)}
+	}
+	return b, nil
 }
 
-func readCache(dir, key string) ([]byte, bool) {
+// openCache opens the cache folder, creating it; nil means no cache.
+func openCache(dir string) *os.Root {
 	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil
+	}
+	return root
+}
+
+// readCache returns the cached copy of an index file, if there is a
+// plausible one: a regular file (a FIFO does not block the open) of at most
+// MaxFileSize bytes, read below the cache folder only.
+func readCache(cache *os.Root, key string) ([]byte, bool) {
+	if cache == nil {
 		return nil, false
 	}
-	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(key)))
-	return b, err == nil && len(b) >= 48
+	f, err := cache.OpenFile(filepath.FromSlash(key), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() < 48 || fi.Size() > MaxFileSize {
+		return nil, false
+	}
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, false
+	}
+	return b, true
 }
 
 // writeCache stores an index file in the cache, best effort: a cache that
-// cannot be written only costs time later.
-func writeCache(dir, key string, b []byte) {
-	if dir == "" {
+// cannot be written only costs time later. It writes below the cache
+// folder only.
+func writeCache(cache *os.Root, key string, b []byte) {
+	if cache == nil {
 		return
 	}
-	p := filepath.Join(dir, filepath.FromSlash(key))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	name := filepath.FromSlash(key)
+	if err := cache.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	tmp := name + ".tmp"
+	f, err := cache.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
 		return
 	}
-	_ = os.Rename(tmp, p)
+	_, err = f.Write(b)
+	if cerr := f.Close(); err != nil || cerr != nil {
+		_ = cache.Remove(tmp)
+		return
+	}
+	_ = cache.Rename(tmp, name)
 }
 
 // isNotExist reports a not-found error from a store.

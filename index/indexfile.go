@@ -30,6 +30,17 @@ const (
 	idxEntrySize = 44
 )
 
+// MaxFileSize bounds an index file read from the store or the cache: a
+// larger one is damaged, and not read. A Writer starts a new index file
+// after splitEntries entries (11 MiB), and one pack of pack.MaxChunks
+// chunks takes 44 MiB, so no index file a writer makes comes near it.
+const MaxFileSize = 64 << 20
+
+// splitEntries is how many entries a Writer puts in one index file before
+// it starts another (a pack is never split): about 1 TiB of chunks at the
+// default mean chunk, 11 MiB to read and hold.
+const splitEntries = 1 << 18
+
 // Key is the store key of an index file written by host.
 func Key(host string, sum chunk.ID) string { return "index/" + host + "/" + sum.String() }
 
@@ -102,10 +113,11 @@ func decodeFile(b []byte) ([]PackRecord, error) {
 	p := body[16:]
 	for i := range packs {
 		copy(packs[i].ID[:], p[:32])
-		packs[i].Size = int64(binary.LittleEndian.Uint64(p[32:40]))
-		if packs[i].Size < 0 {
-			return nil, errors.New("index file: negative pack size")
+		size := binary.LittleEndian.Uint64(p[32:40])
+		if size > MaxPackSize {
+			return nil, fmt.Errorf("index file: pack size %d is more than %d", size, MaxPackSize)
 		}
+		packs[i].Size = int64(size)
 		p = p[idxPackSize:]
 	}
 	var prev chunk.ID
@@ -122,6 +134,9 @@ func decodeFile(b []byte) ([]PackRecord, error) {
 		if i > 0 && bytes.Compare(prev[:], e.ID[:]) > 0 {
 			return nil, errors.New("index file: entries not sorted")
 		}
+		if e.Len > chunk.StoreMaxMaxSize {
+			return nil, fmt.Errorf("index file: chunk length %d is more than %d", e.Len, chunk.StoreMaxMaxSize)
+		}
 		if int64(e.Off)+int64(e.Len) > packs[ord].Size {
 			return nil, errors.New("index file: entry beyond its pack")
 		}
@@ -135,9 +150,10 @@ func decodeFile(b []byte) ([]PackRecord, error) {
 }
 
 // ReadFile reads, checks and decodes the index file stored under key: its
-// name must be its checksum. Not found wraps fs.ErrNotExist.
+// name must be its checksum. Not found wraps fs.ErrNotExist. It states the
+// object first: one larger than MaxFileSize is damaged, and not read.
 func ReadFile(ctx context.Context, st remote.Store, key string) ([]PackRecord, error) {
-	b, err := readAll(ctx, st, key)
+	b, err := readObject(ctx, st, key, -1)
 	if err != nil {
 		return nil, err
 	}

@@ -1,15 +1,19 @@
 package index
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
@@ -70,6 +74,7 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 	if opts.PackSize <= 0 {
 		opts.PackSize = cfg.PackSize
 	}
+	opts.PackSize = min(opts.PackSize, MaxPackTarget) // readers refuse larger packs (MaxPackSize)
 	w := &Writer{
 		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal,
 		claimed: map[chunk.ID]struct{}{}, verified: map[chunk.ID]bool{},
@@ -307,7 +312,25 @@ func (w *Writer) Sync(ctx context.Context) error {
 	return w.rewriteJournal(rest)
 }
 
+// writeIndex writes index files naming packs: one, unless they hold more
+// than splitEntries entries, so that no index file comes near the
+// MaxFileSize readers accept.
 func (w *Writer) writeIndex(ctx context.Context, packs []PackRecord) error {
+	for len(packs) > 0 {
+		n, entries := 1, len(packs[0].Entries)
+		for n < len(packs) && entries+len(packs[n].Entries) <= splitEntries {
+			entries += len(packs[n].Entries)
+			n++
+		}
+		if err := w.writeIndexFile(ctx, packs[:n]); err != nil {
+			return err
+		}
+		packs = packs[n:]
+	}
+	return nil
+}
+
+func (w *Writer) writeIndexFile(ctx context.Context, packs []PackRecord) error {
 	b, sum := EncodeFile(packs)
 	key := Key(w.host, sum)
 	if err := w.st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
@@ -322,13 +345,19 @@ func (w *Writer) writeIndex(ctx context.Context, packs []PackRecord) error {
 
 // The journal is a local file of records, each an index file body for one
 // pack: u32 length, then the encoded record. A torn last record (crash while
-// appending) is ignored.
+// appending) is ignored. It lives in the cache folder, and is opened below
+// its folder only (os.Root), never through a symlink or a FIFO.
 func (w *Writer) appendJournal(rec PackRecord) error {
 	if w.journal == "" {
 		return nil
 	}
 	b, _ := EncodeFile([]PackRecord{rec})
-	f, err := os.OpenFile(w.journal, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	dir, err := os.OpenRoot(filepath.Dir(w.journal))
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer dir.Close()
+	f, err := dir.OpenFile(filepath.Base(w.journal), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -346,15 +375,21 @@ func (w *Writer) rewriteJournal(rest []PackRecord) error {
 	if w.journal == "" {
 		return nil
 	}
+	dir, err := os.OpenRoot(filepath.Dir(w.journal))
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer dir.Close()
+	name := filepath.Base(w.journal)
 	if len(rest) == 0 {
-		if err := os.Remove(w.journal); err != nil && !os.IsNotExist(err) {
+		if err := dir.Remove(name); err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("journal: %w", err)
 		}
 		return nil
 	}
 	tmp := w.journal + ".new"
-	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
-		return err
+	if err := dir.Remove(filepath.Base(tmp)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("journal: %w", err)
 	}
 	saved := w.journal
 	w.journal = tmp
@@ -365,41 +400,40 @@ func (w *Writer) rewriteJournal(rest []PackRecord) error {
 		}
 	}
 	w.journal = saved
-	return os.Rename(tmp, saved)
+	return dir.Rename(filepath.Base(tmp), name)
 }
 
+// maxJournalRecord bounds one journal record: the index file of one pack
+// of pack.MaxChunks chunks. A longer length is garbage, and ends the
+// journal as a torn record does.
+const maxJournalRecord = 16 + idxPackSize + pack.MaxChunks*idxEntrySize + 32
+
 // recover indexes the packs a crashed writer recorded in the journal, after
-// checking that each is in the store with its full size.
+// checking that each is in the store with its full size. It reads one
+// record at a time, so memory is one record plus the packs recovered.
 func (w *Writer) recover(ctx context.Context) error {
 	if w.journal == "" {
 		return nil
 	}
-	b, err := os.ReadFile(w.journal)
+	dir, err := os.OpenRoot(filepath.Dir(w.journal))
 	if os.IsNotExist(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read journal: %w", err)
 	}
-	var recs []PackRecord
-	for len(b) >= 4 {
-		n := int(binary.LittleEndian.Uint32(b))
-		if n > len(b)-4 {
-			break
-		}
-		packs, err := DecodeFile(b[4 : 4+n])
-		b = b[4+n:]
-		if err != nil || len(packs) != 1 {
-			continue
-		}
-		if w.idx.Excluded(packs[0].ID) {
-			continue // condemned: a sweep may delete it; never index it again
-		}
-		info, err := w.st.Stat(ctx, pack.Key(packs[0].ID))
-		if err != nil || info.Size != packs[0].Size {
-			continue // not durable: its chunks will be uploaded again
-		}
-		recs = append(recs, packs[0])
+	defer dir.Close()
+	f, err := dir.OpenFile(filepath.Base(w.journal), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read journal: %w", err)
+	}
+	recs, err := w.readJournal(ctx, f)
+	f.Close()
+	if err != nil {
+		return err
 	}
 	for _, r := range recs {
 		w.idx.Add(r)
@@ -409,5 +443,43 @@ func (w *Writer) recover(ctx context.Context) error {
 			return err
 		}
 	}
-	return os.Remove(w.journal)
+	return dir.Remove(filepath.Base(w.journal))
+}
+
+// readJournal returns the journal's records whose packs are durable.
+func (w *Writer) readJournal(ctx context.Context, f *os.File) ([]PackRecord, error) {
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read journal %s: not a regular file", w.journal)
+	}
+	r := bufio.NewReader(f)
+	var recs []PackRecord
+	var head [4]byte
+	for {
+		if _, err := io.ReadFull(r, head[:]); err != nil {
+			return recs, nil // the end, or a torn length
+		}
+		n := int64(binary.LittleEndian.Uint32(head[:]))
+		if n < 16+32 || n > maxJournalRecord {
+			return recs, nil // garbage: nothing after it can be trusted
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r, b); err != nil {
+			return recs, nil // torn
+		}
+		packs, err := DecodeFile(b)
+		if err != nil || len(packs) != 1 {
+			continue
+		}
+		if w.idx.Excluded(packs[0].ID) {
+			continue // condemned: a sweep may delete it; never index it again
+		}
+		info, err := w.st.Stat(ctx, pack.Key(packs[0].ID))
+		if err != nil || info.Size != packs[0].Size {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue // not durable: its chunks will be uploaded again
+		}
+		recs = append(recs, packs[0])
+	}
 }
