@@ -294,10 +294,15 @@ func (w *Watcher) notComplete(d *dirState, st *sstState) {
 	}
 }
 
-// exists reports whether d/name exists; an error other than not-found
-// counts as existing, so a Gone is never sent on doubt.
+// exists reports whether d/name exists as a regular file; an error other
+// than not-found counts as existing, so a Gone is never sent on doubt. A
+// symbolic link, FIFO or device in its place does not count: the SSTable
+// reported is gone.
 func (w *Watcher) exists(d *dirState, name string) bool {
-	_, err := os.Stat(filepath.Join(d.abs, name))
+	fi, err := os.Lstat(filepath.Join(d.abs, name))
+	if err == nil {
+		return fi.Mode().IsRegular()
+	}
 	return !errors.Is(err, fs.ErrNotExist)
 }
 

@@ -183,6 +183,20 @@ func readInt(name string) int {
 	return n
 }
 
+// oddEntry warns, once per path and run, of an entry that is neither a
+// regular file nor a directory. Like Scan, the watcher never follows a
+// symbolic link (nothing outside the data directory is backed up, and a
+// symlinked table directory is not watched) and never opens a FIFO or a
+// device, so an SSTable with such a component is never complete.
+func (w *Watcher) oddEntry(d *dirState, name string, t fs.FileMode) {
+	p := filepath.Join(d.abs, name)
+	if w.loop.odd[p] {
+		return
+	}
+	w.loop.odd[p] = true
+	w.log.Warn("skipped: not a regular file or directory", "path", p, "type", sstable.TypeName(t))
+}
+
 // walk watches d and every directory below it that the watcher wants,
 // drops the ones that vanished and records in prefixes which SSTable
 // prefixes have files in each directory. With check, the SSTables found
@@ -207,14 +221,9 @@ func (w *Watcher) walk(d *dirState, check bool, prefixes map[*dirState]map[strin
 	for _, e := range entries {
 		name := e.Name()
 		t := e.Type()
-		if t&fs.ModeSymlink != 0 {
-			fi, err := os.Stat(filepath.Join(d.abs, name))
-			if err != nil {
-				continue // dangling or vanished: Scan skips it too
-			}
-			t = fi.Mode().Type()
-		}
 		switch {
+		case !t.IsDir() && !t.IsRegular():
+			w.oddEntry(d, name, t)
 		case t.IsDir():
 			if !w.acceptsChild(d, name) {
 				continue

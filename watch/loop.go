@@ -30,7 +30,7 @@ type loopState struct {
 
 	queue []*entry
 	seq   uint64          // numbers the links of each event
-	made  map[string]bool // hold folders made by this run
+	odd   map[string]bool // entries warned of as neither files nor directories
 
 	nextRescan time.Time
 	timerC     <-chan time.Time
@@ -63,7 +63,7 @@ func (w *Watcher) Run(ctx context.Context, out chan<- Event) error {
 	l := &w.loop
 	l.dirs = map[string]*dirState{}
 	l.dirty = map[*dirState]bool{}
-	l.made = map[string]bool{}
+	l.odd = map[string]bool{}
 	src := w.opts.Source
 	if src == nil {
 		s, err := newFSNotify()
@@ -197,7 +197,7 @@ func (w *Watcher) handle(fe FSEvent) {
 	}
 	name := filepath.Base(p)
 	if fe.Op&Create != 0 && w.acceptsChild(parent, name) {
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
 			c := w.newDir(parent.root, parent, name)
 			if err := w.walk(c, true, nil); err != nil {
 				w.log.Warn("cannot read new directory, rescanning", "dir", p, "err", err)
@@ -408,10 +408,14 @@ func (w *Watcher) prepare(e *entry) (bool, error) {
 	st := e.st
 	d, rs := st.dir, st.dir.root
 	l.seq++
-	held, ids, links, err := w.hold(rs, l.seq, st.sst.Files)
+	held, ids, links, err := rs.h.hold(l.seq, st.sst.Files)
 	if err != nil {
 		w.removeLinks(links)
-		if !errors.Is(err, errVanished) {
+		if errors.Is(err, sstable.ErrNotRegular) {
+			// Swapped since the check: the check that follows finds the
+			// SSTable incomplete.
+			w.log.Warn("sstable not backed up: a file is not a regular file", "sstable", st.sst.Dir+"/"+st.sst.Prefix, "err", err)
+		} else if !errors.Is(err, errVanished) {
 			return false, fmt.Errorf("watch: %w", err)
 		}
 		st.queued = nil

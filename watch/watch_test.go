@@ -433,7 +433,7 @@ func TestCrossDevice(t *testing.T) {
 		root := t.TempDir()
 		writeSSTable(t, filepath.Join(root, "ks", "t-"+tableID), "nb-1-big")
 		h := newHarness(t, root, harnessOpt{outCap: -1, before: func(h *harness) {
-			h.w.link = func(o, n string) error { return &os.LinkError{Op: "link", Old: o, New: n, Err: syscall.EXDEV} }
+			h.w.roots[0].h.link = func(_ int, o, n string) error { return &os.LinkError{Op: "link", Old: o, New: n, Err: syscall.EXDEV} }
 		}})
 		<-h.done
 		err := h.err

@@ -73,7 +73,6 @@ type Watcher struct {
 	roots []*rootState
 
 	// Seams for tests.
-	link  func(oldname, newname string) error
 	scan  func(root string, opt sstable.ScanOptions) (sstable.ScanResult, error)
 	syncc chan chan struct{}
 
@@ -84,6 +83,7 @@ type Watcher struct {
 type rootState struct {
 	path string // absolute, clean
 	hold string // absolute, clean
+	h    *Holder
 	dir  *dirState
 }
 
@@ -107,7 +107,6 @@ func New(opts Options) (*Watcher, error) {
 		opts:  opts,
 		log:   opts.Log,
 		clock: opts.Clock,
-		link:  os.Link,
 		scan:  sstable.Scan,
 		syncc: make(chan chan struct{}),
 	}
@@ -144,7 +143,7 @@ func New(opts Options) (*Watcher, error) {
 		}
 		hold := holds[root]
 		if hold == "" {
-			hold = filepath.Join(filepath.Dir(root), ".cassback-hold-"+filepath.Base(root))
+			hold = defaultHold(root)
 		}
 		if hold, err = filepath.Abs(hold); err != nil {
 			return nil, fmt.Errorf("watch: hold folder: %w", err)
@@ -160,8 +159,15 @@ func New(opts Options) (*Watcher, error) {
 		if err := prepareHold(rs); err != nil {
 			return nil, fmt.Errorf("watch: %w", err)
 		}
+		rs.h = newHolder(rs.path, rs.hold, filepath.Join(rs.hold, heldDir))
 	}
 	return w, nil
+}
+
+// defaultHold is the hold folder of the data directory root when none is
+// set: beside it, on the same file system as a rule.
+func defaultHold(root string) string {
+	return filepath.Join(filepath.Dir(root), ".cassback-hold-"+filepath.Base(root))
 }
 
 // within reports whether p is dir or below it (both absolute and clean).
@@ -191,25 +197,30 @@ func prepareHold(rs *rootState) error {
 	if err := os.RemoveAll(filepath.Join(rs.hold, heldDir)); err != nil {
 		return fmt.Errorf("remove stale holds: %w", err)
 	}
-	rd, err := deviceOf(rs.path)
+	return sameDevice(rs.hold, rs.path)
+}
+
+// sameDevice checks that the hold folder is on root's file system.
+func sameDevice(hold, root string) error {
+	rd, err := deviceOf(root)
 	if err != nil {
 		return err
 	}
-	hd, err := deviceOf(rs.hold)
+	hd, err := deviceOf(hold)
 	if err != nil {
 		return err
 	}
 	if rd != hd {
-		return crossDevice(rs, nil)
+		return crossDevice(hold, root, nil)
 	}
 	return nil
 }
 
-func crossDevice(rs *rootState, err error) error {
+func crossDevice(hold, root string, err error) error {
 	if err != nil {
-		return fmt.Errorf("hold folder %s, data directory %s: %w (set a hold folder on the data directory's file system): %w", rs.hold, rs.path, ErrCrossDevice, err)
+		return fmt.Errorf("hold folder %s, data directory %s: %w (set a hold folder on the data directory's file system): %w", hold, root, ErrCrossDevice, err)
 	}
-	return fmt.Errorf("hold folder %s, data directory %s: %w (set a hold folder on the data directory's file system)", rs.hold, rs.path, ErrCrossDevice)
+	return fmt.Errorf("hold folder %s, data directory %s: %w (set a hold folder on the data directory's file system)", hold, root, ErrCrossDevice)
 }
 
 // Release removes the hard links held for ev once the consumer is done with

@@ -72,8 +72,8 @@ const (
 	SkipExcluded    = "excluded"             // keyspace excluded or not selected
 	SkipSystem      = "system"               // the keyspace "system"
 	SkipUnexpected  = "unexpected directory" // a directory where Cassandra makes none
-	SkipNotRegular  = "not a regular file"   // device, socket, dangling symlink …
-	SkipIncomplete  = "incomplete"           // TOC.txt missing, or lists a missing component
+	SkipNotRegular  = "not a regular file"   // symbolic link (never followed), FIFO, device, socket
+	SkipIncomplete  = "incomplete"           // TOC.txt missing, or lists a component missing or not a regular file
 	SkipUncommitted = "uncommitted"          // added by a transaction that has not committed
 	SkipObsolete    = "obsolete"             // removed by a committed transaction, about to be deleted
 )
@@ -97,8 +97,11 @@ type ScanResult struct {
 //
 // Scan skips snapshots/, backups/ and tmp/ trees, transaction logs, files
 // that are not SSTable components, keyspaces excluded by opt and the
-// keyspace "system" unless opt.IncludeSystem. It follows symbolic links to
-// keyspace and table directories.
+// keyspace "system" unless opt.IncludeSystem. It never follows a symbolic
+// link below root, to a file or a directory, and never opens anything but a
+// regular file, so nothing outside the data directory is reported and a
+// FIFO cannot block it: such entries are skipped as SkipNotRegular, and an
+// SSTable whose TOC.txt lists one is incomplete. root itself may be a link.
 //
 // Directories and files may vanish while Scan runs (compaction, DROP
 // TABLE): that is not an error, the SSTable is skipped or not seen. A
@@ -115,13 +118,10 @@ func Scan(root string, opt ScanOptions) (ScanResult, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		kind, err := entryKind(root, e)
-		if err != nil {
-			return ScanResult{}, err
-		}
+		kind := entryKind(e)
 		switch {
-		case kind == kindGone:
-			s.skip(name, SkipNotRegular, "dangling symbolic link")
+		case kind == kindOtherType:
+			s.skip(name, SkipNotRegular, skipDetail(e.Type()))
 		case kind != kindDir:
 			s.skip(name, SkipOther, "file at the root of the data directory")
 		case !IsName(name):
@@ -169,18 +169,12 @@ func (s *scanner) dir(rel string, depth int) error {
 		return err
 	}
 	for _, e := range entries {
-		kind, err := entryKind(abs, e)
-		if err != nil {
-			return err
-		}
+		kind := entryKind(e)
 		name := e.Name()
 		sub := rel + "/" + name
 		switch {
-		case kind == kindGone:
-			s.skip(sub, SkipNotRegular, "dangling symbolic link")
-			continue
 		case kind == kindOtherType:
-			s.skip(sub, SkipNotRegular, "")
+			s.skip(sub, SkipNotRegular, skipDetail(e.Type()))
 			continue
 		case kind != kindDir:
 			continue
@@ -293,6 +287,7 @@ func CheckComplete(dir, prefix string) (files []string, ok bool, reason string, 
 type listing struct {
 	abs      string
 	names    map[string]bool
+	odd      map[string]fs.FileMode // entries that are neither files nor directories
 	sorted   []string
 	byPrefix map[string][]string // final-named files by the prefix before their last '-', sorted
 	txn      txnState
@@ -313,14 +308,14 @@ func readListing(abs string) ([]fs.DirEntry, *listing, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		ls := &listing{abs: abs, names: map[string]bool{}, byPrefix: map[string][]string{}}
+		ls := &listing{abs: abs, names: map[string]bool{}, odd: map[string]fs.FileMode{}, byPrefix: map[string][]string{}}
 		var logs []string
 		for _, e := range entries {
-			kind, err := entryKind(abs, e)
-			if err != nil {
-				return nil, nil, err
-			}
-			if kind != kindFile {
+			switch entryKind(e) {
+			case kindOtherType:
+				ls.odd[e.Name()] = e.Type()
+				continue
+			case kindDir:
 				continue
 			}
 			ls.names[e.Name()] = true
@@ -377,6 +372,9 @@ func (ls *listing) check(prefix string) (files []string, reason, detail string, 
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, SkipIncomplete, "TOC.txt vanished", nil
 		}
+		if errors.Is(err, ErrNotRegular) {
+			return nil, SkipIncomplete, "TOC.txt is not a regular file", nil
+		}
 		if err != nil {
 			return nil, "", "", err
 		}
@@ -385,22 +383,32 @@ func (ls *listing) check(prefix string) (files []string, reason, detail string, 
 				return nil, SkipIncomplete, fmt.Sprintf("TOC.txt lists %q, not a component name", c), nil
 			}
 			if !ls.names[prefix+"-"+c] {
-				return nil, SkipIncomplete, fmt.Sprintf("TOC.txt lists %s, which is missing", c), nil
+				return nil, SkipIncomplete, fmt.Sprintf("TOC.txt lists %s, which is %s", c, ls.absent(prefix+"-"+c)), nil
 			}
 		}
 	case HasTOC(version):
-		return nil, SkipIncomplete, "no TOC.txt", nil
+		return nil, SkipIncomplete, "TOC.txt is " + ls.absent(toc), nil
 	case !ls.names[prefix+"-Data.db"]:
-		return nil, SkipIncomplete, "no Data.db", nil
+		return nil, SkipIncomplete, "Data.db is " + ls.absent(prefix+"-Data.db"), nil
 	}
 	return files, "", "", nil
+}
+
+// absent says why name, not a regular file of the listing, is not one:
+// "missing", or "a symbolic link (not followed)", "a named pipe" …
+func (ls *listing) absent(name string) string {
+	m, ok := ls.odd[name]
+	if !ok {
+		return "missing"
+	}
+	return "a " + skipDetail(m)
 }
 
 // maxTOC bounds TOC.txt; a real one is about a hundred bytes.
 const maxTOC = 64 << 10
 
 func readTOC(name string) ([]string, error) {
-	f, err := os.Open(name)
+	f, err := OpenFile(name)
 	if err != nil {
 		return nil, err
 	}
@@ -439,8 +447,8 @@ func (st *txnState) read(dir string, logs []string) (vanished bool, err error) {
 	for _, name := range logs {
 		full := filepath.Join(dir, name)
 		b, err := readLimited(full, maxTxnLog)
-		if errors.Is(err, fs.ErrNotExist) {
-			return true, nil
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrNotRegular) {
+			return true, nil // gone, or replaced: list the directory again
 		}
 		if errors.Is(err, errTooLarge) {
 			st.blockAll = "transaction log " + name + " too large to read"
@@ -471,7 +479,7 @@ func (st *txnState) read(dir string, logs []string) (vanished bool, err error) {
 var errTooLarge = errors.New("file too large")
 
 func readLimited(name string, limit int64) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := OpenFile(name)
 	if err != nil {
 		return nil, err
 	}
@@ -538,30 +546,27 @@ func parseTxnRecords(b []byte) (adds, removes []string, committed, aborted bool)
 type entryType uint8
 
 const (
-	kindGone entryType = iota // vanished, or a dangling symlink
-	kindFile
+	kindFile entryType = iota + 1
 	kindDir
-	kindOtherType
+	kindOtherType // a symbolic link (whatever it points at), FIFO, device, socket
 )
 
-// entryKind classifies a directory entry, following a symbolic link.
-func entryKind(dir string, e fs.DirEntry) (entryType, error) {
-	t := e.Type()
-	if t&fs.ModeSymlink != 0 {
-		fi, err := os.Stat(filepath.Join(dir, e.Name()))
-		if errors.Is(err, fs.ErrNotExist) {
-			return kindGone, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("scan: %w", err)
-		}
-		t = fi.Mode().Type()
-	}
-	switch {
+// entryKind classifies a directory entry without following a symbolic
+// link.
+func entryKind(e fs.DirEntry) entryType {
+	switch t := e.Type(); {
 	case t.IsRegular():
-		return kindFile, nil
+		return kindFile
 	case t.IsDir():
-		return kindDir, nil
+		return kindDir
 	}
-	return kindOtherType, nil
+	return kindOtherType
+}
+
+// skipDetail describes an entry skipped as SkipNotRegular.
+func skipDetail(m fs.FileMode) string {
+	if m&fs.ModeSymlink != 0 {
+		return "symbolic link (not followed)"
+	}
+	return TypeName(m)
 }

@@ -347,7 +347,7 @@ func TestScanSymlinks(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(data, "ks"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// A table directory moved to another disk and linked back, and a dangling link.
+	// A table directory moved elsewhere and linked back, and a dangling link.
 	if err := os.Symlink(filepath.Join(root, "elsewhere", "t-"+id32), filepath.Join(data, "ks", "t-"+id32)); err != nil {
 		t.Fatal(err)
 	}
@@ -358,11 +358,21 @@ func TestScanSymlinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := found(res); !slices.Equal(got, []string{td + "/nb-1-big"}) {
+	// Neither is followed: a backup never leaves the data directory.
+	if got := found(res); len(got) != 0 {
 		t.Errorf("found %v through a symlinked table directory", got)
 	}
-	if r := skipped(res, "ks/u-"+id32); r != SkipNotRegular {
-		t.Errorf("dangling link: skip %q, want %q", r, SkipNotRegular)
+	for _, rel := range []string{"ks/t-" + id32, "ks/u-" + id32} {
+		if sk := skipOf(res, rel); sk.Reason != SkipNotRegular || !strings.Contains(sk.Detail, "symbolic link") {
+			t.Errorf("%s: skip %+v, want %q as a symbolic link", rel, sk, SkipNotRegular)
+		}
+	}
+	// A symlinked keyspace directory is not followed either.
+	if err := os.Symlink(filepath.Join(data, "ks"), filepath.Join(data, "ks2")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err = Scan(data, ScanOptions{}); err != nil || skipped(res, "ks2") != SkipNotRegular {
+		t.Errorf("symlinked keyspace: %v, skip %q", err, skipped(res, "ks2"))
 	}
 }
 
