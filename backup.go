@@ -17,6 +17,7 @@ import (
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
+	"github.com/cassback/cassback/watch"
 )
 
 // BackupOptions configures a one-shot backup. Zero values mean defaults.
@@ -29,6 +30,12 @@ type BackupOptions struct {
 	PackSize         int // target pack size; default the store's
 	CassandraVersion string
 	Now              func() time.Time // default time.Now
+
+	// Test seams: afterScan runs once the data directories are scanned,
+	// before the SSTables are held; afterHold once they are held, before a
+	// file is read; newHolder replaces watch.NewHolder.
+	afterScan, afterHold func()
+	newHolder            func(root string) (*watch.Holder, error)
 }
 
 func (o BackupOptions) withDefaults() BackupOptions {
@@ -54,6 +61,11 @@ type BackupSummary struct {
 	Manifests   []string // backup names written
 	Failed      []string // keyspaces whose manifest was not written, with why
 	Duration    time.Duration
+
+	// Left out, each with a warning in the log naming it:
+	NotRegular int // entries that are symbolic links (never followed), FIFOs, devices or sockets
+	Incomplete int // SSTables whose TOC.txt lists a component missing or not a regular file
+	Vanished   int // SSTables a file of which vanished between the scan and its hold (compaction)
 }
 
 // DedupRatio is total bytes over new bytes (how many times smaller the upload
@@ -69,31 +81,54 @@ func (s BackupSummary) DedupRatio() float64 {
 type fileJob struct {
 	ks    string
 	table tableKey
-	root  string // data directory
-	rel   string // path below it
-	sst   string // the SSTable's directory and prefix, which identify it in root
+	root  string   // data directory
+	rel   string   // path below it
+	sst   string   // the SSTable's directory and prefix, which identify it in root
+	hold  *sstHold // its SSTable's hard links; nil: read in place
+}
+
+// sstHold is the hard links a one-shot backup holds to one SSTable's
+// files, released once the last of them is stored.
+type sstHold struct {
+	h     *watch.Holder
+	links map[string]string // by path below the data directory
+	left  atomic.Int32      // files not stored yet
 }
 
 type fileResult struct {
-	file manifest.File
-	err  error
-	gone bool  // vanished before it could be read (compacted away)
-	read int64 // bytes read (0 when reused)
+	file       manifest.File
+	err        error
+	gone       bool  // vanished before it could be read (compacted away)
+	notRegular bool  // swapped for a symbolic link, FIFO or device (err says which)
+	read       int64 // bytes read (0 when reused)
 }
 
-// Backup scans the data directories, stores every complete SSTable and
-// writes one manifest per keyspace. A keyspace with a file that could not be
-// read gets no manifest and is reported in Failed (the error is non-nil);
-// other keyspaces still complete.
+// Backup scans the data directories, holds a hard link to every file of
+// every complete SSTable found, stores them and writes one manifest per
+// keyspace: the manifests are the state the scan found, even if a
+// compaction removes SSTables meanwhile. A keyspace with a file that could
+// not be read gets no manifest and is reported in Failed (the error is
+// non-nil); other keyspaces still complete. Nothing below a data directory
+// that is a symbolic link, FIFO or device is followed or opened; what is
+// left out is logged as a warning and counted in the summary.
 func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummary, err error) {
 	start := time.Now()
 	opts = opts.withDefaults()
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return sum, err
 	}
-	jobs, keyspaces, err := r.scan(opts)
+	found, keyspaces, err := r.scan(opts, &sum)
 	if err != nil {
 		return sum, err
+	}
+	if opts.afterScan != nil {
+		opts.afterScan()
+	}
+	hs := r.holders(opts)
+	defer r.closeHolders(hs)
+	jobs := r.holdAll(found, hs, &sum)
+	if opts.afterHold != nil {
+		opts.afterHold()
 	}
 	b, err := r.beginBackup(ctx, opts, keyspaces, opts.Now(), nil)
 	if err != nil {
@@ -116,10 +151,18 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	return sum, errors.Join(append(errs, err)...)
 }
 
-// scan lists the component files of every complete SSTable in the data
-// directories, and the keyspaces they belong to.
-func (r *Repo) scan(opts BackupOptions) ([]fileJob, []string, error) {
-	var jobs []fileJob
+// foundSST is a complete SSTable a scan found in the data directory root.
+type foundSST struct {
+	root string
+	t    sstable.SSTable
+}
+
+// scan lists the complete SSTables of the data directories and the
+// keyspaces they belong to. Entries that are not regular files and
+// incomplete SSTables are logged as warnings and counted in sum; the
+// other skips (snapshots, temporary files …) are routine.
+func (r *Repo) scan(opts BackupOptions, sum *BackupSummary) ([]foundSST, []string, error) {
+	var found []foundSST
 	keyspaces := map[string]bool{}
 	for _, root := range opts.DataDirs {
 		res, err := sstable.Scan(root, sstable.ScanOptions{ExcludeKeyspaces: opts.ExcludeKeyspaces, IncludeSystem: opts.IncludeSystem})
@@ -127,25 +170,108 @@ func (r *Repo) scan(opts BackupOptions) ([]fileJob, []string, error) {
 			return nil, nil, fmt.Errorf("scan %s: %w", root, err)
 		}
 		for _, s := range res.Skipped {
-			r.Log.Debug("skipped", "path", s.Path, "reason", s.Reason)
-		}
-		for _, t := range res.SSTables {
-			keyspaces[t.Keyspace] = true
-			for _, f := range t.Files {
-				jobs = append(jobs, fileJob{ks: t.Keyspace, table: tableKey{t.Table, t.TableID}, root: root, rel: f, sst: t.Dir + "/" + t.Prefix})
+			switch s.Reason {
+			case sstable.SkipNotRegular:
+				r.Log.Warn("skipped: not a regular file or directory", "root", root, "path", s.Path, "detail", s.Detail)
+			case sstable.SkipIncomplete:
+				r.Log.Warn("sstable skipped: incomplete", "root", root, "sstable", s.Path, "detail", s.Detail)
+			default:
+				r.Log.Debug("skipped", "path", s.Path, "reason", s.Reason)
 			}
 		}
+		sum.NotRegular += res.SkipCounts[sstable.SkipNotRegular]
+		sum.Incomplete += res.SkipCounts[sstable.SkipIncomplete]
+		for _, t := range res.SSTables {
+			keyspaces[t.Keyspace] = true
+			found = append(found, foundSST{root, t})
+		}
 	}
-	return jobs, slices.Sorted(maps.Keys(keyspaces)), nil
+	return found, slices.Sorted(maps.Keys(keyspaces)), nil
+}
+
+// holders returns a Holder per data directory (watch.NewHolder: a private
+// folder in the hold folder beside it). A data directory without one is
+// read in place, with a warning: a compaction during the backup can then
+// take SSTables away before they are read.
+func (r *Repo) holders(opts BackupOptions) map[string]*watch.Holder {
+	newHolder := opts.newHolder
+	if newHolder == nil {
+		newHolder = func(root string) (*watch.Holder, error) { return watch.NewHolder(root, "") }
+	}
+	hs := map[string]*watch.Holder{}
+	for _, root := range opts.DataDirs {
+		h, err := newHolder(root)
+		if err != nil {
+			r.Log.Warn("cannot hold hard links; reading the data directory in place, so SSTables a compaction removes during the backup are left out", "root", root, "err", err)
+			continue
+		}
+		hs[root] = h
+	}
+	return hs
+}
+
+func (r *Repo) closeHolders(hs map[string]*watch.Holder) {
+	for root, h := range hs {
+		if err := h.Close(); err != nil {
+			r.Log.Warn("hard links not released", "root", root, "err", err)
+		}
+	}
+}
+
+// holdAll holds every SSTable found, right after the scan, and returns the
+// files to store. An SSTable a file of which vanished meanwhile, or turned
+// into something other than a regular file, is left out with a warning;
+// one that cannot be held for another reason (fs.protected_hardlinks, a
+// mount point below the data directory) makes its data directory read in
+// place from then on.
+func (r *Repo) holdAll(found []foundSST, hs map[string]*watch.Holder, sum *BackupSummary) []fileJob {
+	var jobs []fileJob
+	inPlace := map[string]bool{}
+	for _, s := range found {
+		var sh *sstHold
+		if h := hs[s.root]; h != nil && !inPlace[s.root] {
+			links, err := h.Hold(s.t.Files)
+			switch {
+			case err == nil:
+				sh = &sstHold{h: h, links: links}
+				sh.left.Store(int32(len(s.t.Files)))
+			case errors.Is(err, fs.ErrNotExist):
+				sum.Vanished++
+				r.Log.Warn("sstable left out: a file vanished between the scan and its hold (compaction); what replaced it is backed up next time",
+					"root", s.root, "sstable", s.t.Dir+"/"+s.t.Prefix, "err", err)
+				continue
+			case errors.Is(err, sstable.ErrNotRegular):
+				sum.NotRegular++
+				r.Log.Warn("sstable left out: a file is not a regular file", "root", s.root, "sstable", s.t.Dir+"/"+s.t.Prefix, "err", err)
+				continue
+			default:
+				r.Log.Warn("cannot hold hard links; reading the data directory in place, so SSTables a compaction removes during the backup are left out", "root", s.root, "err", err)
+				inPlace[s.root] = true
+			}
+		}
+		for _, f := range s.t.Files {
+			jobs = append(jobs, fileJob{ks: s.t.Keyspace, table: tableKey{s.t.Table, s.t.TableID}, root: s.root, rel: f, sst: s.t.Dir + "/" + s.t.Prefix, hold: sh})
+		}
+	}
+	return jobs
+}
+
+// path is where the job's file is read: its hard link, or in place.
+func (j fileJob) path() string {
+	if j.hold != nil {
+		return j.hold.links[j.rel]
+	}
+	return filepath.Join(j.root, filepath.FromSlash(j.rel))
 }
 
 // storeAll stores the files with threads workers, each with its own pack
 // so the chunks of one file stay together, big files first so the tail of
-// the run is short. results[i] is jobs[i]'s.
+// the run is short. results[i] is jobs[i]'s. Each SSTable's links are
+// released once its last file is stored.
 func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) ([]fileResult, error) {
 	sizes := make([]int64, len(jobs))
 	for i, j := range jobs {
-		if fi, err := os.Lstat(filepath.Join(j.root, j.rel)); err == nil {
+		if fi, err := os.Lstat(j.path()); err == nil {
 			sizes[i] = fi.Size()
 		}
 	}
@@ -163,6 +289,11 @@ func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) (
 			for n := next.Add(1) - 1; n < int64(len(order)) && gctx.Err() == nil; n = next.Add(1) - 1 {
 				i := order[n]
 				results[i] = b.oneFile(gctx, p, jobs[i])
+				if h := jobs[i].hold; h != nil && h.left.Add(-1) == 0 {
+					if err := h.h.Release(h.links); err != nil {
+						b.r.Log.Warn("hard links not released", "sstable", jobs[i].sst, "err", err)
+					}
+				}
 			}
 			return nil
 		})
@@ -171,15 +302,24 @@ func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) (
 	return results, ctx.Err()
 }
 
-// oneFile opens and stores one file of a one-shot backup.
+// oneFile opens and stores one file of a one-shot backup, from its hard
+// link or in place, never following a symbolic link below the data
+// directory nor blocking on a FIFO.
 func (b *backupRun) oneFile(ctx context.Context, p *index.Packer, j fileJob) fileResult {
-	full := filepath.Join(j.root, filepath.FromSlash(j.rel))
-	f, err := os.Open(full)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fileResult{gone: true}
+	var f *os.File
+	var err error
+	if j.hold != nil {
+		f, err = sstable.OpenFile(j.path())
+	} else {
+		f, err = sstable.Open(j.root, j.rel)
 	}
-	if err != nil {
-		return fileResult{err: fmt.Errorf("open %s: %w", full, unwrapPath(err))}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fileResult{gone: true}
+	case errors.Is(err, sstable.ErrNotRegular):
+		return fileResult{notRegular: true, err: err}
+	case err != nil:
+		return fileResult{err: fmt.Errorf("open %s: %w", filepath.Join(j.root, j.rel), unwrapPath(err))}
 	}
 	defer f.Close()
 	rec, read, err := b.storeFile(ctx, p, j.root, j.rel, f, storeOptions{})
@@ -187,25 +327,16 @@ func (b *backupRun) oneFile(ctx context.Context, p *index.Packer, j fileJob) fil
 }
 
 // oneShotManifests groups the stored files by keyspace and table. A
-// vanished file drops its whole SSTable, and a file that could not be read
-// withholds its keyspace's manifest (reported in sum.Failed and errs).
+// vanished file, or one swapped for something other than a regular file,
+// drops its whole SSTable (counted in sum, with a warning), and a file
+// that could not be read withholds its keyspace's manifest (reported in
+// sum.Failed and errs).
 func (b *backupRun) oneShotManifests(jobs []fileJob, results []fileResult, keyspaces []string, at time.Time, sum *BackupSummary) ([]*manifest.Manifest, []error) {
-	type sstKey struct{ root, sst string }
-	gone := map[sstKey]bool{}
-	failed := map[string]string{}
-	for i, res := range results {
-		j := jobs[i]
-		switch {
-		case res.gone:
-			gone[sstKey{j.root, j.sst}] = true
-		case res.err != nil && failed[j.ks] == "":
-			failed[j.ks] = res.err.Error()
-		}
-	}
+	dropped, failed := b.dropped(jobs, results, sum)
 	tables := map[string]map[tableKey][]manifest.File{}
 	for i, res := range results {
 		j := jobs[i]
-		if res.err != nil || res.gone || gone[sstKey{j.root, j.sst}] {
+		if res.err != nil || res.gone || dropped[sstKey{j.root, j.sst}] {
 			continue
 		}
 		if tables[j.ks] == nil {
@@ -230,6 +361,34 @@ func (b *backupRun) oneShotManifests(jobs []fileJob, results []fileResult, keysp
 		ms = append(ms, b.newManifest(ks, at, tables[ks]))
 	}
 	return ms, errs
+}
+
+// dropped returns the SSTables left out because a file vanished or is not
+// a regular file (warned of and counted in sum), and the first error of
+// each keyspace with a file that could not be read.
+func (b *backupRun) dropped(jobs []fileJob, results []fileResult, sum *BackupSummary) (map[sstKey]bool, map[string]string) {
+	dropped := map[sstKey]bool{}
+	failed := map[string]string{}
+	for i, res := range results {
+		j := jobs[i]
+		k := sstKey{j.root, j.sst}
+		switch {
+		case res.gone:
+			if !dropped[k] {
+				sum.Vanished++
+				b.r.Log.Warn("sstable left out: a file vanished while the backup ran (compaction); what replaced it is backed up next time",
+					"root", j.root, "sstable", j.sst, "file", j.rel)
+			}
+			dropped[k] = true
+		case res.notRegular:
+			sum.NotRegular++
+			b.r.Log.Warn("sstable left out: a file is not a regular file", "root", j.root, "sstable", j.sst, "err", res.err)
+			dropped[k] = true
+		case res.err != nil && failed[j.ks] == "":
+			failed[j.ks] = res.err.Error()
+		}
+	}
+	return dropped, failed
 }
 
 // CheckDataDirs checks that every data directory exists and is a directory,

@@ -19,6 +19,7 @@ import (
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 	"github.com/cassback/cassback/watch"
 )
 
@@ -386,7 +387,7 @@ func (c *continuous) report() {
 func heldBytes(ev watch.Event) int64 {
 	var n int64
 	for _, p := range ev.Held {
-		if fi, err := os.Stat(p); err == nil {
+		if fi, err := os.Lstat(p); err == nil {
 			n += fi.Size()
 		}
 	}
@@ -431,16 +432,20 @@ func (c *continuous) advance() {
 	}
 }
 
-// process backs up one SSTable's files from their held hard links.
+// process backs up one SSTable's files from their held hard links (which
+// the watcher made sure are regular files), following no symbolic link and
+// never blocking in open(2).
 func (c *continuous) process(ctx context.Context, p *index.Packer, it *item) error {
 	ev := it.ev
 	files := make([]manifest.File, 0, len(ev.SSTable.Files))
 	for _, rel := range ev.SSTable.Files {
-		path := ev.Held[rel]
-		if path == "" {
-			path = filepath.Join(ev.Root, filepath.FromSlash(rel))
+		var f *os.File
+		var err error
+		if path := ev.Held[rel]; path != "" {
+			f, err = sstable.OpenFile(path)
+		} else {
+			f, err = sstable.Open(ev.Root, rel)
 		}
-		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("open %s: %w", filepath.Join(ev.Root, rel), unwrapPath(err))
 		}
@@ -534,7 +539,10 @@ func (c *continuous) recover(ctx context.Context) (bool, error) {
 				c.repacker = c.b.w.NewPacker()
 			}
 			rec, err := c.restore(ctx, c.repacker, f)
-			if errors.Is(err, fs.ErrNotExist) {
+			if errors.Is(err, sstable.ErrNotRegular) {
+				c.b.r.Log.Warn("a file's stored copy was condemned after its backup was removed, and it is no longer a regular file; not stored again", "err", err)
+			}
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, sstable.ErrNotRegular) {
 				ok = false
 				continue
 			}
@@ -550,7 +558,7 @@ func (c *continuous) recover(ctx context.Context) (bool, error) {
 
 // restore stores one carried file again from the data directory.
 func (c *continuous) restore(ctx context.Context, p *index.Packer, f manifest.File) (manifest.File, error) {
-	fh, err := os.Open(filepath.Join(f.Root, filepath.FromSlash(f.Path)))
+	fh, err := sstable.Open(f.Root, f.Path)
 	if err != nil {
 		return f, err
 	}

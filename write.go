@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // A backup run is what one-shot and continuous backup share: a session in
@@ -144,17 +146,20 @@ type storeOptions struct {
 	unstored bool
 }
 
-// storeFile records one open component file: it reuses the previous
+// storeFile records one open component file, rel below the data
+// directory root (f may be a hard link to it): it reuses the previous
 // record when path, size, mtime and inode are unchanged and every chunk is
 // still stored, and otherwise reads, chunks and stores it through p. read
-// is the number of bytes read (0 when reused).
+// is the number of bytes read (0 when reused). Errors name the file in the
+// data directory.
 func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel string, f *os.File, o storeOptions) (rec manifest.File, read int64, err error) {
+	full := filepath.Join(root, filepath.FromSlash(rel))
 	fi, err := f.Stat()
 	if err != nil {
-		return rec, 0, fmt.Errorf("stat %s: %w", f.Name(), unwrapPath(err))
+		return rec, 0, fmt.Errorf("stat %s: %w", full, unwrapPath(err))
 	}
 	if !fi.Mode().IsRegular() {
-		return rec, 0, fmt.Errorf("%s: not a regular file", f.Name())
+		return rec, 0, fmt.Errorf("%s: %w", full, sstable.ErrNotRegular)
 	}
 	rec = b.record(root, rel, fi)
 	b.mu.Lock()
@@ -175,7 +180,7 @@ func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel st
 		return err
 	})
 	if err != nil {
-		return rec, 0, fmt.Errorf("read %s: %w", f.Name(), err)
+		return rec, 0, fmt.Errorf("read %s: %w", full, err)
 	}
 	rec.Sum, rec.Chunks = cf.Sum, cf.Chunks
 	if rec.Chunks == nil {

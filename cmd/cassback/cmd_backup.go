@@ -54,7 +54,15 @@ uploaded. Then one manifest per keyspace is written, once every chunk it
 references is durable, and a summary is printed.
 
 A file unchanged since this host's last manifest (same path, size, mtime and
-inode) is not read again.`,
+inode) is not read again.
+
+Nothing below a data directory that is a symbolic link is followed, and
+nothing but regular files is opened (a FIFO or device is never waited on):
+such entries, SSTables whose TOC.txt lists a missing component and, in
+one-shot mode, SSTables removed before they were held are left out with a
+warning naming each, and counted in the summary. A one-shot backup holds a
+hard link to every file of the SSTables it found (in a folder beside the data
+directory), so a compaction during the backup does not take them away.`,
 		FlagSet: fs,
 		Options: opts,
 		Exec:    func(ctx context.Context, args []string) error { return runBackup(ctx, g, &c, args) },
@@ -76,8 +84,13 @@ func printBackupSummary(g *globals, s cassback.BackupSummary) {
 	for _, ks := range s.Failed {
 		fmt.Fprintf(g.stdout, "Failed keyspace: %s\n", ks)
 	}
+	if s.Incomplete+s.Vanished+s.NotRegular > 0 {
+		fmt.Fprintf(g.stdout, "Left out (warnings in the log name each): %d incomplete SSTables, %d SSTables removed before they were held, %d entries not regular files (symbolic links, FIFOs, devices)\n",
+			s.Incomplete, s.Vanished, s.NotRegular)
+	}
 	g.log.Info("backup done", "files", s.Files, "reused", s.FilesReused, "bytes_read", s.BytesRead,
-		"bytes_new", s.BytesNew, "manifests", len(s.Manifests), "dur", s.Duration)
+		"bytes_new", s.BytesNew, "manifests", len(s.Manifests), "incomplete", s.Incomplete, "vanished", s.Vanished,
+		"not_regular", s.NotRegular, "dur", s.Duration)
 }
 
 // human formats a byte count as the original cassback did: 1024-based,
