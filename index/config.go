@@ -42,7 +42,11 @@ const (
 // MaxPackSize bounds the size of any pack an index file may name: the
 // largest target, one chunk of the largest size, the header of the most
 // chunks a pack may hold and the trailer.
-const MaxPackSize = MaxPackTarget + chunk.StoreMaxMaxSize + pack.MaxChunks*pack.EntrySize + pack.TrailerSize
+const MaxPackSize = pack.MaxSize
+
+// A pack of the largest target plus one chunk fits pack.MaxData (a
+// compile-time check: the constant would overflow uint).
+const _ = uint(pack.MaxData - MaxPackTarget - chunk.StoreMaxMaxSize)
 
 // maxConfig bounds the config object (a few hundred bytes).
 const maxConfig = 64 << 10

@@ -150,7 +150,7 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		w.release([]pack.Entry{{ID: id}})
 		return false, p.err
 	}
-	if p.b != nil && p.b.Len()+len(data) > w.packLen {
+	if p.b != nil && (p.b.Len()+len(data) > w.packLen || len(p.b.Entries()) == pack.MaxChunks) {
 		if err := p.sealLocked(ctx); err != nil {
 			w.release([]pack.Entry{{ID: id}})
 			return false, err

@@ -28,6 +28,14 @@ const (
 	// MaxChunks bounds the chunk count a trailer may claim, so a hostile
 	// trailer cannot make a reader allocate a huge header.
 	MaxChunks = 1 << 20
+	// MaxData bounds a pack's chunk bytes: a writer closes a pack before
+	// a chunk would take it past its target, at most 32 MiB (the store's
+	// pack_size, index.MaxPackTarget), so it holds less than the target
+	// plus one chunk of the largest size a store allows.
+	MaxData = 32<<20 + chunk.StoreMaxMaxSize
+	// MaxSize bounds a whole pack: ReadHeader refuses a larger object
+	// without reading it, and index files may not name one.
+	MaxSize = MaxData + MaxChunks*EntrySize + TrailerSize
 )
 
 // Key is the store key of the pack with the given ID.
@@ -170,7 +178,8 @@ func Parse(b []byte) ([]Entry, error) {
 }
 
 // ReadHeader fetches and checks the header of the pack stored under key,
-// with two ranged reads, without reading chunk data.
+// with two ranged reads, without reading chunk data. It holds at most
+// MaxChunks entries: 36 MiB of header and 40 MiB of entries.
 func ReadHeader(ctx context.Context, st remote.Store, key string) ([]Entry, int64, error) {
 	info, err := st.Stat(ctx, key)
 	if err != nil {
@@ -178,6 +187,9 @@ func ReadHeader(ctx context.Context, st remote.Store, key string) ([]Entry, int6
 	}
 	if info.Size < TrailerSize {
 		return nil, info.Size, fmt.Errorf("pack %s: %d bytes is shorter than a trailer", key, info.Size)
+	}
+	if info.Size > MaxSize {
+		return nil, info.Size, fmt.Errorf("pack %s: %d bytes is more than %d", key, info.Size, MaxSize)
 	}
 	t, err := readRange(ctx, st, key, info.Size-TrailerSize, TrailerSize)
 	if err != nil {
