@@ -144,6 +144,9 @@ const maxObject = 16 << 20
 var errTooLarge = errors.New("object too large")
 
 // getJSON reads the small JSON object under key into v, with its Info.
+// Its Stat size, at most maxObject, sizes the buffer; it never reads more
+// than maxObject bytes, even of an object replaced since (a lease renewed
+// in between is read as it is now: its ETag then no longer matches info).
 func getJSON(ctx context.Context, st remote.Store, key string, v any) (remote.Info, error) {
 	info, err := st.Stat(ctx, key)
 	if err != nil {
@@ -157,11 +160,14 @@ func getJSON(ctx context.Context, st remote.Store, key string, v any) (remote.In
 		return info, err
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxObject+1))
-	if err != nil {
+	buf := bytes.NewBuffer(make([]byte, 0, info.Size+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(rc, maxObject+1)); err != nil {
 		return info, err
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	if buf.Len() > maxObject {
+		return info, fmt.Errorf("%s: more than %d bytes: %w", key, maxObject, errTooLarge)
+	}
+	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
 		return info, fmt.Errorf("%s: %w", key, err)
 	}
 	return info, nil
