@@ -1,12 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // usageError marks errors in how cassback was called (exit status 2).
@@ -22,55 +24,141 @@ func isUsage(err error) bool {
 	return errors.As(err, &u)
 }
 
+// Limits of argument files. They keep a hostile or mistaken @file from
+// costing more than a few MiB: without them one small file naming another
+// ten times, eight deep, made 10^8 arguments (7.6 GB), and @/dev/urandom
+// was read until memory ran out.
+const (
+	maxArgFileBytes = 1 << 20 // one argument file
+	maxArgBytes     = 4 << 20 // all argument files read, each time one is read
+	maxArgs         = 10000   // the command line's arguments and every line of every argument file
+	maxArgDepth     = 8       // argument files open inside one another
+)
+
 // expandArgFiles replaces each "@file" argument by the lines of file, one
 // argument per line, as the original cassback (Python argparse) did: a line
 // is taken whole, so "--endpoint=s3" works and "--endpoint s3" is one bad
 // argument. Blank lines are skipped. Argument files may name other
-// argument files, up to a small depth.
+// argument files, up to maxArgDepth deep, but not themselves. Only regular
+// files are read (a FIFO, a device or a directory is refused without
+// waiting on it), and the limits above bound what expanding costs; breaking
+// any of these is a usage error naming the file.
 func expandArgFiles(args []string) ([]string, error) {
-	return expandDepth(args, 0)
+	if len(args) > maxArgs {
+		return nil, usagef("more than %d arguments", maxArgs)
+	}
+	e := &argExpander{args: len(args)}
+	return e.expand(args, nil)
 }
 
-func expandDepth(args []string, depth int) ([]string, error) {
+// argExpander counts what expanding has cost so far.
+type argExpander struct {
+	args  int // arguments seen: the command line's and every line read
+	bytes int // bytes of argument files read
+}
+
+// expand expands args; open holds the argument files being expanded,
+// outermost first, to refuse a file that includes itself.
+func (e *argExpander) expand(args []string, open []os.FileInfo) ([]string, error) {
 	var out []string
 	for _, a := range args {
 		if len(a) < 2 || a[0] != '@' {
 			out = append(out, a)
 			continue
 		}
-		if depth >= 8 {
-			return nil, usagef("argument file %s: nested too deeply", a[1:])
-		}
-		f, err := os.Open(a[1:])
+		name := a[1:]
+		lines, fi, err := e.read(name, open)
 		if err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return nil, usagef("argument file %s: %v", a[1:], err)
+			return nil, err
 		}
-		var lines []string
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := strings.TrimRight(sc.Text(), "\r")
-			if strings.TrimSpace(line) == "" {
-				continue
-			}
-			lines = append(lines, line)
-		}
-		err = sc.Err()
-		f.Close()
-		if err != nil {
-			return nil, usagef("argument file %s: %v", a[1:], err)
-		}
-		sub, err := expandDepth(lines, depth+1)
+		sub, err := e.expand(lines, append(open, fi))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, sub...)
 	}
 	return out, nil
+}
+
+// read returns the non-blank lines of the argument file name.
+func (e *argExpander) read(name string, open []os.FileInfo) ([]string, os.FileInfo, error) {
+	fail := func(format string, a ...any) ([]string, os.FileInfo, error) {
+		return nil, nil, usagef("argument file %s: %s", name, fmt.Sprintf(format, a...))
+	}
+	if len(open) >= maxArgDepth {
+		return fail("nested too deeply")
+	}
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; the type is
+	// checked on what was opened (fstat), so nothing can be swapped in
+	// between. O_NOCTTY: a terminal device never becomes ours.
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fail("%v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fail("%v", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail("not a regular file (%s)", fileKind(fi.Mode()))
+	}
+	for _, o := range open {
+		if os.SameFile(o, fi) {
+			return fail("includes itself")
+		}
+	}
+	if fi.Size() > maxArgFileBytes {
+		return fail("larger than %d MiB", maxArgFileBytes>>20)
+	}
+	// The file may grow after the Stat: read no more than the limit allows.
+	data, err := io.ReadAll(io.LimitReader(f, maxArgFileBytes+1))
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fail("%v", err)
+	}
+	if len(data) > maxArgFileBytes {
+		return fail("larger than %d MiB", maxArgFileBytes>>20)
+	}
+	if e.bytes += len(data); e.bytes > maxArgBytes {
+		return fail("more than %d MiB of argument files in all", maxArgBytes>>20)
+	}
+	var lines []string
+	for line := range strings.SplitSeq(string(data), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if e.args++; e.args > maxArgs {
+			return fail("more than %d arguments in all", maxArgs)
+		}
+		lines = append(lines, line)
+	}
+	return lines, fi, nil
+}
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDir != 0:
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "irregular file"
 }
 
 // listFlag is a repeatable flag that also accepts comma-separated lists.

@@ -57,13 +57,10 @@ runs only with --exclusive.`,
 			if err := g.setup(); err != nil {
 				return err
 			}
-			switch {
-			case o.KeepDays < 0:
-				return usagef("--keep-days %d: must be positive", o.KeepDays)
-			case (o.KeepDays > 0) == (before != ""):
+			// g.setup checked the ranges of --keep-days, --grace,
+			// --new-pack-margin and --repack-threshold (limits).
+			if (o.KeepDays > 0) == (before != "") {
 				return usagef("give exactly one of --keep-days and --purge-before")
-			case repackThreshold <= 0:
-				return usagef("--repack-threshold %v: must be above 0", repackThreshold)
 			}
 			if before != "" {
 				t, err := manifest.ParseTime(before)

@@ -123,11 +123,8 @@ func runRestore(ctx context.Context, g *globals, c *restoreConfig, args []string
 	if len(args) > 1 {
 		return usagef("restore takes at most one backup name, got %d arguments", len(args))
 	}
-	if err := g.setup(); err != nil {
+	if err := g.setup(); err != nil { // checks --threads (limits)
 		return err
-	}
-	if o.Threads < 1 {
-		return usagef("--threads %d: must be at least 1", o.Threads)
 	}
 	if err := checkOwner(*o); err != nil {
 		return err

@@ -53,6 +53,9 @@ taxes are not modelled.`,
 			if len(args) != 1 {
 				return usagef("survey-report takes one survey file, got %d arguments", len(args))
 			}
+			if err := g.checkLimits(); err != nil {
+				return err
+			}
 			until := time.Now().UTC()
 			if to != "" {
 				t, err := manifest.ParseTime(to)
@@ -60,17 +63,6 @@ taxes are not modelled.`,
 					return usagef("--extrapolate-to: %v", err)
 				}
 				until = t
-			}
-			for _, p := range []struct {
-				name string
-				v    float64
-			}{
-				{"price-gb-month", prices.StorageGBMonth}, {"price-put", prices.PutPer1000},
-				{"price-get", prices.GetPer1000}, {"price-transfer-out", prices.TransferOutGB},
-			} {
-				if !(p.v >= 0) {
-					return usagef("--%s %v: want a price of 0 or more", p.name, p.v)
-				}
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
@@ -85,7 +77,43 @@ taxes are not modelled.`,
 				fmt.Fprintf(g.stdout, "No activity in survey log %s\n", args[0])
 				return nil
 			}
+			if err := checkReportSpan(events, args[0], to, until); err != nil {
+				return err
+			}
 			return survey.Summarize(events, until).Write(g.stdout, prices, all)
 		},
 	}
+}
+
+// maxReportHours bounds the hours a survey report covers (10 years, about
+// 5.6 MB of hours): a line dated far from the others, or an --extrapolate-to
+// centuries ahead, would otherwise make millions of them.
+const maxReportHours = 10 * 366 * 24
+
+// checkReportSpan refuses a report that would cover more than
+// maxReportHours from the first line of the survey file to its last line
+// (a failure, naming the file) or to until (a usage error: --extrapolate-to,
+// or now when none was given).
+func checkReportSpan(events []survey.Event, file, to string, until time.Time) error {
+	first, last := events[0].Time, events[0].Time
+	for _, e := range events {
+		if e.Time.Before(first) {
+			first = e.Time
+		}
+		if e.Time.After(last) {
+			last = e.Time
+		}
+	}
+	tooLong := func(t time.Time) bool { return t.Sub(first) > maxReportHours*time.Hour }
+	what := fmt.Sprintf("the report would cover more than 10 years (%d hours) from the survey's first line at %s",
+		maxReportHours, first.UTC().Format(time.RFC3339))
+	switch {
+	case tooLong(last):
+		return fmt.Errorf("survey-report %s: %s", file, what)
+	case tooLong(until) && to != "":
+		return usagef("--extrapolate-to %s: %s", to, what)
+	case tooLong(until):
+		return usagef("%s to now: give an earlier --extrapolate-to", what)
+	}
+	return nil
 }

@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +49,10 @@ type globals struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	closeLog       func()
+
+	// flagSets holds the option sets by command ("" for the global
+	// options), for checkLimits.
+	flagSets map[string]*flag.FlagSet
 }
 
 func defaultCacheDir() string {
@@ -93,6 +101,15 @@ func (g *globals) setup() error {
 	case "local", "s3", "survey":
 	default:
 		return usagef("--endpoint %q: want local, s3 or survey", g.endpoint)
+	}
+	if g.endpoint == "s3" {
+		// The s3 options' own checks first: they say why (S3's limits).
+		if _, _, err := g.s3Config(); err != nil {
+			return err
+		}
+	}
+	if err := g.checkLimits(); err != nil {
+		return err
 	}
 	var w io.Writer = g.stderr
 	g.closeLog = func() {}
@@ -205,6 +222,132 @@ func defaultHost() string {
 	return h
 }
 
+// maxThreads bounds every --threads. Memory grows with it: a backup thread
+// holds up to a pack and a chunk buffer (about 48 MiB), a restore or
+// validate thread one merged ranged read (up to 64 MiB).
+const maxThreads = 64
+
+// A limit is the range a numeric option accepts, in the option's own type
+// (int, float64 or time.Duration). Limits keep one invocation from taking
+// unbounded memory or overflowing a computation: --threads 1000000 took
+// 2.9 GB, --session-heartbeat 1000000h overflowed the lease check (three
+// heartbeats), --keep-days 200000 overflowed into a cut-off in the future,
+// a NaN interval passed every "positive" check. Every numeric option of
+// every command has one (TestEveryNumericOptionLimited), and docs/cli.md
+// lists them.
+type limit struct{ lo, hi any }
+
+// limits holds the limits by command ("" for the global options) and
+// option name.
+var limits = map[string]map[string]limit{
+	"": {
+		"max-upload-size-mb":      {1, 5120},
+		"multipart-chunk-size-mb": {5, 5120},
+		"retries":                 {0, 100},
+		"s3-request-timeout":      {time.Second, time.Hour},
+		"session-heartbeat":       {100 * time.Millisecond, 24 * time.Hour},
+		"session-lease":           {300 * time.Millisecond, 7 * 24 * time.Hour},
+	},
+	"backup": {
+		"threads":                {1, maxThreads},
+		"report-interval-secs":   {0, 86400},
+		"manifest-interval-secs": {0.01, 86400.0},
+		"drain-timeout":          {time.Duration(0), 24 * time.Hour},
+	},
+	"restore": {
+		"threads":              {1, maxThreads},
+		"report-interval-secs": {0, 86400},
+	},
+	"validate": {
+		"threads": {1, maxThreads},
+	},
+	"purge": {
+		"keep-days":        {0, 36500},
+		"grace":            {time.Duration(0), 365 * 24 * time.Hour},
+		"new-pack-margin":  {time.Duration(0), 365 * 24 * time.Hour},
+		"repack-threshold": {0.01, 1.0},
+	},
+	"check-store": {
+		"rounds": {1, 1000},
+		"racers": {2, 256},
+	},
+	"survey-report": {
+		"price-gb-month":     {0.0, 1e6},
+		"price-put":          {0.0, 1e6},
+		"price-get":          {0.0, 1e6},
+		"price-transfer-out": {0.0, 1e6},
+	},
+}
+
+// checkLimits checks every numeric option given (on the command line, in
+// an argument file or in the environment) against its limit; defaults are
+// within them.
+func (g *globals) checkLimits() error {
+	for _, cmd := range slices.Sorted(maps.Keys(g.flagSets)) {
+		var err error
+		g.flagSets[cmd].Visit(func(f *flag.Flag) {
+			l, ok := limits[cmd][f.Name]
+			if err != nil || !ok {
+				return
+			}
+			err = l.check(f.Name, f.Value.(flag.Getter).Get())
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check returns a usage error naming the option and its range when v, of
+// the type of l's bounds, is out of range (NaN always is).
+func (l limit) check(name string, v any) error {
+	var ok bool
+	switch v := v.(type) {
+	case int:
+		ok = l.lo.(int) <= v && v <= l.hi.(int)
+	case float64:
+		ok = l.lo.(float64) <= v && v <= l.hi.(float64)
+	case time.Duration:
+		ok = l.lo.(time.Duration) <= v && v <= l.hi.(time.Duration)
+	}
+	if !ok {
+		return usagef("--%s %s: want %s to %s", name, limitText(v), limitText(l.lo), limitText(l.hi))
+	}
+	return nil
+}
+
+// limitText formats a value or bound: durations without trailing zero
+// units ("24h", not "24h0m0s"), floats in their shortest form.
+func limitText(v any) string {
+	switch v := v.(type) {
+	case time.Duration:
+		s := v.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1e15 {
+			return strconv.FormatFloat(v, 'f', -1, 64) // 1000000, not 1e+06
+		}
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return fmt.Sprint(v)
+}
+
+// commands builds every subcommand; root is filled in by the caller.
+func commands(g *globals, opts []ff.Option, root **ffcli.Command) []*ffcli.Command {
+	cmds := []*ffcli.Command{
+		backupCmd(g, opts), restoreCmd(g, opts), listCmd(g, opts), showCmd(g, opts),
+		validateCmd(g, opts), purgeCmd(g, opts), surveyReportCmd(g, opts), checkStoreCmd(g, opts), repairIndexCmd(g, opts),
+	}
+	return append(cmds, helpCmd(g, root, cmds))
+}
+
 // run is the whole program: main only wires os.Args, the environment and stdio.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	args, err = expandArgFiles(args)
@@ -218,11 +361,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	opts := []ff.Option{ff.WithEnvVarPrefix("CASSBACK")}
 	var root *ffcli.Command
-	cmds := []*ffcli.Command{
-		backupCmd(g, opts), restoreCmd(g, opts), listCmd(g, opts), showCmd(g, opts),
-		validateCmd(g, opts), purgeCmd(g, opts), surveyReportCmd(g, opts), checkStoreCmd(g, opts), repairIndexCmd(g, opts),
+	cmds := commands(g, opts, &root)
+	g.flagSets = map[string]*flag.FlagSet{"": rootFS}
+	for _, c := range cmds {
+		g.flagSets[c.Name] = c.FlagSet
 	}
-	cmds = append(cmds, helpCmd(g, &root, cmds))
 	root = &ffcli.Command{
 		Name:        "cassback",
 		ShortUsage:  "cassback [global options] <command> [options] [args]",
