@@ -27,6 +27,9 @@ type PurgeOptions struct {
 	// conditional writes; every session object is then removed as dead.
 	Exclusive bool
 	Threads   int // ranged reads at once when repacking; default 4
+	// Removing, if set, hears of each backup just before it is removed
+	// (its commit marker first, then its manifest): for progress reports.
+	Removing func(name string)
 }
 
 // PurgeResult says what a purge removed, or in a dry run what it would do.
@@ -89,6 +92,9 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 		}
 	}
 	for _, n := range res.Manifests {
+		if opts.Removing != nil {
+			opts.Removing(n)
+		}
 		if err := manifest.Delete(ctx, r.Store, n); err != nil {
 			return res, err
 		}
