@@ -213,10 +213,12 @@ func readSet(ctx context.Context, st remote.Store, id string) (CondemnedSet, err
 	_, err = getJSON(ctx, st, setPrefix(id)+doomName, &d)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+	case isDecodeError(err):
+		return CondemnedSet{}, damaged("doom list", err)
 	case err != nil:
 		return CondemnedSet{}, fmt.Errorf("read condemned set %s: %w", id, err)
-	case isDecodeError(err), d.Format != condemnedFormat || d.Set != id:
-		return CondemnedSet{}, damaged("doom list", errors.New("does not decode"))
+	case d.Format != condemnedFormat || d.Set != id:
+		return CondemnedSet{}, damaged("doom list", errors.New("wrong set or format"))
 	default:
 		s.Doom, s.Doomed = d.Packs, true
 	}
@@ -315,9 +317,9 @@ func deleteCondemned(ctx context.Context, st remote.Store, s CondemnedSet) error
 }
 
 // isDecodeError reports an object that was read but is not valid JSON of
-// its kind, or is too large to be one.
+// its kind (including a field's own check, such as a chunk ID's), or is too
+// large to be one.
 func isDecodeError(err error) bool {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	return errors.As(err, &se) || errors.As(err, &te) || errors.Is(err, errTooLarge)
+	var de decodeError
+	return errors.As(err, &de) || errors.Is(err, errTooLarge)
 }

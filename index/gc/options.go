@@ -168,7 +168,14 @@ func getJSON(ctx context.Context, st remote.Store, key string, v any) (remote.In
 		return info, fmt.Errorf("%s: more than %d bytes: %w", key, maxObject, errTooLarge)
 	}
 	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
-		return info, fmt.Errorf("%s: %w", key, err)
+		return info, fmt.Errorf("%s: %w", key, decodeError{err})
 	}
 	return info, nil
 }
+
+// decodeError marks an object read whole that does not decode: not JSON,
+// or a value a field's own unmarshaler refuses (a chunk ID that is not 64
+// hex digits), which encoding/json returns as is.
+type decodeError struct{ error }
+
+func (e decodeError) Unwrap() error { return e.error }
