@@ -1,14 +1,19 @@
 package manifest
 
 import (
+	"bufio"
 	"bytes"
+	"cmp"
 	"compress/gzip"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,24 +38,35 @@ import (
 //
 // Why gzip rather than plain JSON: a manifest is mostly hex chunk IDs and
 // repeated keys, which gzip halves or better, and its CRC-32 catches a
-// truncated or damaged manifest before JSON parsing starts. The compressed
+// damaged manifest whose JSON still parses (Decode reads to the end of the
+// gzip member, checksum included, before it accepts one). The compressed
 // bytes may differ between Go releases (compress/flate is not frozen); the
 // JSON inside may not, and the golden file testdata/manifest-v1.json pins it.
 
-// MaxDecodedSize bounds the JSON Decode inflates, against gzip bombs. At
-// about 100 bytes per chunk it allows some ten million chunks, tens of
-// terabytes of one keyspace at MiB-scale chunks.
-const MaxDecodedSize = 1 << 30
+// MaxDecodedSize bounds the JSON Decode inflates, against gzip bombs and
+// valid but huge manifests. At about 87 bytes per chunk reference it holds
+// some three million chunks: 11 TiB of one keyspace on one node at the
+// default mean chunk. Decoding costs about 0.5 byte of memory per byte of
+// JSON (the manifest it returns; chunk references are 36 bytes in memory),
+// so a manifest at the limit costs some 130 MiB, however it was packed.
+const MaxDecodedSize = 256 << 20
+
+// maxValue bounds one JSON value Decode reads other than the lists it
+// streams (tables, files, chunks): a name, a path, a time. The JSON
+// decoder holds one value at a time, so this bounds its buffer.
+const maxValue = 64 << 10
+
+// maxFields bounds the fields of one JSON object (the structs have at most
+// 13): repeated keys are not canonical, and must not be read forever.
+const maxFields = 32
 
 // Encode validates m and returns its encoding. m is not modified; nil lists
-// are written as empty ones and times in UTC.
+// are written as empty ones and times in UTC. The JSON is written straight
+// into the compressor, a piece at a time, so memory is the compressed
+// manifest.
 func Encode(m *Manifest) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
-	}
-	js, err := canonicalJSON(m)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", m.Name, err)
 	}
 	var buf bytes.Buffer
 	// A gzip writer allocates about 1 MB; continuous backup writes many
@@ -63,8 +79,8 @@ func Encode(m *Manifest) ([]byte, error) {
 		zw.Reset(&buf)
 	}
 	defer gzipWriters.Put(zw)
-	if _, err := zw.Write(js); err != nil {
-		return nil, err
+	if err := writeCanonical(zw, m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", m.Name, err)
 	}
 	if err := zw.Close(); err != nil {
 		return nil, err
@@ -74,32 +90,107 @@ func Encode(m *Manifest) ([]byte, error) {
 
 var gzipWriters sync.Pool
 
-// canonicalJSON encodes a normalized copy of m.
-func canonicalJSON(m *Manifest) ([]byte, error) {
-	c := *m
-	c.Time = c.Time.UTC()
-	c.Tables = make([]Table, len(m.Tables))
-	for i, t := range m.Tables {
-		t.Files = slices.Clone(t.Files)
-		if t.Files == nil {
-			t.Files = []File{}
+// writeCanonical writes the canonical JSON of m to w: what encoding/json
+// writes for m with times in UTC and nil lists empty, built a piece at a
+// time so that no copy of the whole JSON is ever held. Each struct is
+// encoded by encoding/json with its list emptied, and the list's elements
+// are written between the brackets; chunk references, which are most of a
+// manifest, are formatted directly (TestRefJSON pins them to
+// encoding/json's).
+func writeCanonical(w io.Writer, m *Manifest) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	c := &canon{w: bw}
+	c.enc = json.NewEncoder(&c.buf)
+	c.enc.SetEscapeHTML(false)
+	mc := *m
+	mc.Time, mc.Tables = mc.Time.UTC(), []Table{}
+	post := c.open(&mc, `"tables":[]`)
+	for i := range m.Tables {
+		c.sep(i)
+		tc := m.Tables[i]
+		tc.Files = []File{}
+		tpost := c.open(&tc, `"files":[]`)
+		for j := range m.Tables[i].Files {
+			c.sep(j)
+			c.file(&m.Tables[i].Files[j])
 		}
-		for j := range t.Files {
-			f := &t.Files[j]
-			f.MTime = f.MTime.UTC()
-			if f.Chunks == nil {
-				f.Chunks = []chunk.Ref{}
-			}
+		c.write(tpost)
+	}
+	c.write(post)
+	if c.err != nil {
+		return c.err
+	}
+	return bw.Flush()
+}
+
+// canon writes canonical JSON pieces, keeping the first error.
+type canon struct {
+	w   *bufio.Writer
+	buf bytes.Buffer
+	enc *json.Encoder // into buf
+	ref []byte        // scratch for one chunk reference
+	err error
+}
+
+func (c *canon) write(b []byte) {
+	if c.err == nil {
+		_, c.err = c.w.Write(b)
+	}
+}
+
+func (c *canon) sep(i int) {
+	if i > 0 {
+		c.write([]byte{','})
+	}
+}
+
+// open writes the JSON of v up to the '[' of the empty list marker and
+// returns the rest: the ']' and what follows.
+func (c *canon) open(v any, marker string) []byte {
+	c.buf.Reset()
+	if err := c.enc.Encode(v); err != nil {
+		c.err = cmp.Or(c.err, err)
+		return nil
+	}
+	b := c.buf.Bytes()
+	if _, top := v.(*Manifest); !top {
+		b = bytes.TrimSuffix(b, []byte("\n")) // only the whole manifest ends in a newline
+	}
+	// The marker is the list's key: a string value that holds it is
+	// escaped (\"), and the list is the last field but omitempty ones.
+	k := bytes.LastIndex(b, []byte(marker))
+	if k < 0 {
+		c.err = cmp.Or(c.err, fmt.Errorf("internal error: no %s in %s", marker, b))
+		return nil
+	}
+	k += len(marker) - 1
+	c.write(b[:k])
+	return bytes.Clone(b[k:])
+}
+
+// file writes the canonical JSON of one file.
+func (c *canon) file(f *File) {
+	fc := *f
+	fc.MTime, fc.Chunks = fc.MTime.UTC(), []chunk.Ref{}
+	post := c.open(&fc, `"chunks":[]`)
+	for k, r := range f.Chunks {
+		c.ref = c.ref[:0]
+		if k > 0 {
+			c.ref = append(c.ref, ',')
 		}
-		c.Tables[i] = t
+		c.ref = appendRef(c.ref, r)
+		c.write(c.ref)
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&c); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	c.write(post)
+}
+
+// appendRef appends the JSON encoding/json writes for r.
+func appendRef(b []byte, r chunk.Ref) []byte {
+	b = append(b, `{"id":"`...)
+	b = hex.AppendEncode(b, r.ID[:])
+	b = append(b, `","len":`...)
+	b = strconv.AppendUint(b, uint64(r.Len), 10)
+	return append(b, '}')
 }
 
 // Decode parses and validates an encoded manifest. It never panics, and it
@@ -108,63 +199,326 @@ func canonicalJSON(m *Manifest) ([]byte, error) {
 // gzip member, and JSON that is not the canonical encoding of a valid
 // manifest. Empty lists decode as empty, non-nil slices.
 func Decode(b []byte) (*Manifest, error) {
-	return decode(b, MaxDecodedSize)
+	return decode(bytes.NewReader(b), MaxDecodedSize)
 }
 
-func decode(b []byte, limit int64) (*Manifest, error) {
-	br := bytes.NewReader(b)
+// decode reads an encoded manifest from r, inflating at most limit bytes.
+// It streams: the JSON is decoded a value at a time as it is inflated, and
+// checked to be canonical by comparing its BLAKE3 with that of the
+// canonical JSON of what it decoded to, so neither is ever held whole.
+func decode(r io.Reader, limit int64) (*Manifest, error) {
+	br := bufio.NewReader(r) // a ByteReader: gzip reads no further than its member
 	zr, err := gzip.NewReader(br)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: not gzip: %w", err)
 	}
 	zr.Multistream(false)
-	js, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	d := newDecoder(zr, limit)
+	m, err := d.manifest()
 	if err != nil {
-		return nil, fmt.Errorf("manifest: gunzip: %w", err)
+		return nil, err
 	}
-	if int64(len(js)) > limit {
-		return nil, fmt.Errorf("manifest: more than %d bytes uncompressed", limit)
-	}
-	if br.Len() != 0 {
-		return nil, errors.New("manifest: data after the gzip stream")
-	}
-	return decodeJSON(js)
-}
-
-func decodeJSON(js []byte) (*Manifest, error) {
-	var head struct {
-		Format json.RawMessage `json:"format"`
-	}
-	if err := json.Unmarshal(js, &head); err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
-	}
-	if head.Format == nil {
-		return nil, errors.New("manifest: no format field")
-	}
-	var format int
-	if err := json.Unmarshal(head.Format, &format); err != nil {
-		return nil, fmt.Errorf("manifest: format %.20s: not a number", head.Format)
-	}
-	if format != FormatVersion {
-		return nil, fmt.Errorf("manifest format %d not supported", format)
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	m := new(Manifest)
-	if err := dec.Decode(m); err != nil {
-		return nil, fmt.Errorf("manifest: %w", err)
+	if err := d.end(br); err != nil {
+		return nil, err
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
-	canon, err := canonicalJSON(m)
-	if err != nil {
+	h := &hashCounter{h: chunk.NewHasher()}
+	if err := writeCanonical(h, m); err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", m.Name, err)
 	}
-	if !bytes.Equal(canon, js) {
-		return nil, fmt.Errorf("manifest %s: not in canonical form (at byte %d)", m.Name, firstDiff(canon, js))
+	if h.n != d.in.n || h.h.Sum() != d.in.h.Sum() {
+		return nil, fmt.Errorf("manifest %s: not in canonical form (%d bytes, canonically %d)", m.Name, d.in.n, h.n)
 	}
 	return m, nil
+}
+
+// hashCounter hashes and counts what is written to it.
+type hashCounter struct {
+	h *chunk.Hasher
+	n int64
+}
+
+func (w *hashCounter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return w.h.Write(p)
+}
+
+// inflated is the JSON as the decoder reads it: every byte is hashed and
+// counted; none is read past limit, nor, until the next value starts, past
+// stop. Its errors stick: the JSON decoder may drop one that came with the
+// bytes ending a value.
+type inflated struct {
+	r        io.Reader
+	h        *chunk.Hasher
+	n, limit int64
+	stop     int64
+	err      error
+}
+
+func (in *inflated) Read(p []byte) (int, error) {
+	if in.err != nil {
+		return 0, in.err
+	}
+	if in.n >= in.stop {
+		in.err = fmt.Errorf("a value longer than %d bytes", maxValue)
+		return 0, in.err
+	}
+	p = p[:min(int64(len(p)), in.stop-in.n, in.limit+1-in.n)]
+	k, err := in.r.Read(p)
+	in.n += int64(k)
+	in.h.Write(p[:k])
+	switch {
+	case in.n > in.limit:
+		in.err = fmt.Errorf("more than %d bytes uncompressed", in.limit)
+	case err == io.EOF:
+		return k, err
+	case err != nil:
+		in.err = fmt.Errorf("gunzip: %w", err)
+	}
+	return k, in.err
+}
+
+// decoder decodes a manifest from a JSON stream a value at a time.
+type decoder struct {
+	in    *inflated
+	dec   *json.Decoder
+	refs  []chunk.Ref // scratch for the chunks of one file
+	files []File      // scratch for the files of one table
+	ref   refJSON
+}
+
+func newDecoder(r io.Reader, limit int64) *decoder {
+	in := &inflated{r: r, h: chunk.NewHasher(), limit: limit}
+	d := &decoder{in: in, dec: json.NewDecoder(in)}
+	d.dec.DisallowUnknownFields()
+	return d
+}
+
+// next lets the decoder read one value of up to maxValue bytes.
+func (d *decoder) next() { d.in.stop = d.dec.InputOffset() + maxValue }
+
+func (d *decoder) token() (json.Token, error) {
+	d.next()
+	t, err := d.dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	return t, nil
+}
+
+func (d *decoder) value(v any) error {
+	d.next()
+	if err := d.dec.Decode(v); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	return nil
+}
+
+func (d *decoder) more() bool {
+	d.next()
+	return d.dec.More()
+}
+
+func (d *decoder) delim(want json.Delim) error {
+	t, err := d.token()
+	if err != nil {
+		return err
+	}
+	if t != want {
+		return fmt.Errorf("manifest: got %v, want %v", t, want)
+	}
+	return nil
+}
+
+// end checks that nothing follows the manifest: no JSON value, no byte of
+// the gzip member (whose checksum this reads), nothing after the member.
+func (d *decoder) end(br *bufio.Reader) error {
+	if d.more() {
+		return errors.New("manifest: invalid character after top-level value")
+	}
+	d.in.stop = d.in.limit + 1
+	if _, err := io.Copy(io.Discard, d.in); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return errors.New("manifest: data after the gzip stream")
+	}
+	return nil
+}
+// manifest decodes the top-level object. The format comes first in
+// canonical JSON and is checked as soon as it is read, so a manifest of
+// another format is refused for that, whatever follows.
+func (d *decoder) manifest() (*Manifest, error) {
+	m := new(Manifest)
+	seen := false
+	format := func() error {
+		var raw json.RawMessage
+		if err := d.value(&raw); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(raw, &m.Format); err != nil {
+			return fmt.Errorf("manifest: format %.20s: not a number", raw)
+		}
+		if m.Format != FormatVersion {
+			return fmt.Errorf("manifest format %d not supported", m.Format)
+		}
+		seen = true
+		return nil
+	}
+	tables := func() error {
+		if !seen {
+			return errors.New("manifest: no format field")
+		}
+		m.Tables = []Table{}
+		return d.array(func() error {
+			m.Tables = append(m.Tables, Table{})
+			return d.table(&m.Tables[len(m.Tables)-1])
+		})
+	}
+	if err := d.object(m, map[string]func() error{"format": format, "tables": tables}); err != nil {
+		return nil, err
+	}
+	if !seen {
+		return nil, errors.New("manifest: no format field")
+	}
+	return m, nil
+}
+
+func (d *decoder) table(t *Table) error {
+	return d.object(t, map[string]func() error{"files": func() error {
+		d.files = d.files[:0]
+		err := d.array(func() error {
+			d.files = append(d.files, File{})
+			return d.file(&d.files[len(d.files)-1])
+		})
+		t.Files = slices.Clone(d.files)
+		if t.Files == nil {
+			t.Files = []File{}
+		}
+		clear(d.files) // keep no chunk list alive
+		return err
+	}})
+}
+
+func (d *decoder) file(f *File) error {
+	return d.object(f, map[string]func() error{"chunks": func() error {
+		d.refs = d.refs[:0]
+		err := d.array(func() error {
+			if err := d.value(&d.ref); err != nil {
+				return err
+			}
+			d.refs = append(d.refs, chunk.Ref(d.ref))
+			return nil
+		})
+		f.Chunks = append(make([]chunk.Ref, 0, len(d.refs)), d.refs...)
+		return err
+	}})
+}
+
+// array calls each for every element of a JSON array. A null is taken
+// for an empty array, which the canonical check then refuses.
+func (d *decoder) array(each func() error) error {
+	t, err := d.token()
+	if err != nil || t == nil {
+		return err
+	}
+	if t != json.Delim('[') {
+		return fmt.Errorf("manifest: got %v, want [", t)
+	}
+	for d.more() {
+		if err := each(); err != nil {
+			return err
+		}
+	}
+	return d.delim(']')
+}
+
+// object decodes a JSON object into the struct v points to: each field
+// in streams by its function, the others straight into v's field of that
+// JSON name, as encoding/json would (a key matching in another case goes
+// to the field, and the canonical check refuses it; an unknown key is an
+// error).
+func (d *decoder) object(v any, streams map[string]func() error) error {
+	if err := d.delim('{'); err != nil {
+		return err
+	}
+	rv := reflect.ValueOf(v).Elem()
+	fields := jsonFields(rv.Type())
+	for n := 0; d.more(); n++ {
+		if n == maxFields {
+			return fmt.Errorf("manifest: more than %d fields in an object", maxFields)
+		}
+		t, err := d.token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		if fn := streams[key]; fn != nil {
+			err = fn()
+		} else if i, ok := lookupField(fields, key); ok {
+			err = d.value(rv.Field(i).Addr().Interface())
+		} else {
+			err = fmt.Errorf("manifest: json: unknown field %q", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return d.delim('}')
+}
+
+// fieldCache maps a struct type to its fields by JSON name.
+var fieldCache sync.Map // reflect.Type -> map[string]int
+
+func jsonFields(t reflect.Type) map[string]int {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]int)
+	}
+	m := map[string]int{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			m[name] = i
+		}
+	}
+	fieldCache.Store(t, m)
+	return m
+}
+
+func lookupField(fields map[string]int, key string) (int, bool) {
+	if i, ok := fields[key]; ok {
+		return i, true
+	}
+	for name, i := range fields {
+		if strings.EqualFold(name, key) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// refJSON decodes a chunk reference, most of a manifest, without
+// allocating when it is in canonical form, else as encoding/json would.
+type refJSON chunk.Ref
+
+func (r *refJSON) UnmarshalJSON(b []byte) error {
+	const head, mid = `{"id":"`, `","len":`
+	if n := len(head) + 64 + len(mid); len(b) > n+1 && len(b) <= n+11 &&
+		string(b[:len(head)]) == head && string(b[len(head)+64:n]) == mid && b[len(b)-1] == '}' {
+		l, err := strconv.ParseUint(string(b[n:len(b)-1]), 10, 32)
+		if _, herr := hex.Decode(r.ID[:], b[len(head):len(head)+64]); err == nil && herr == nil {
+			r.Len = uint32(l)
+			return nil
+		}
+	}
+	var c chunk.Ref
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	*r = refJSON(c)
+	return nil
 }
 
 func firstDiff(a, b []byte) int {

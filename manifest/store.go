@@ -121,12 +121,15 @@ func Delete(ctx context.Context, st remote.Store, name string) error {
 	return nil
 }
 
-// maxManifest bounds what Get reads of a manifest object; Decode bounds
-// what it inflates.
-const maxManifest = 1 << 30
+// maxManifest bounds what Get reads of a manifest object: gzip adds at
+// most 5 bytes per 64 KiB stored block to what it compresses, so no
+// encoding of a manifest within MaxDecodedSize is longer.
+const maxManifest = MaxDecodedSize + MaxDecodedSize/1024 + 1024
 
 // Get reads and decodes the manifest with the given backup name, counted
-// or not.
+// or not. It decodes as it reads, so it holds the manifest it returns and
+// never its encoding: a planted object of any size costs at most
+// maxManifest bytes of reading, a bomb at most MaxDecodedSize of inflating.
 func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 	key, err := Key(name)
 	if err != nil {
@@ -140,14 +143,7 @@ func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 		return nil, fmt.Errorf("read manifest %s: %w", name, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxManifest+1))
-	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", name, err)
-	}
-	if len(b) > maxManifest {
-		return nil, fmt.Errorf("manifest %s: more than %d bytes", name, maxManifest)
-	}
-	m, err := Decode(b)
+	m, err := decode(&capped{r: rc, left: maxManifest}, MaxDecodedSize)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", name, err)
 	}
@@ -155,6 +151,21 @@ func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
 	}
 	return m, nil
+}
+
+// capped reads r, and fails once r has given more than left bytes.
+type capped struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p[:min(int64(len(p)), c.left+1)])
+	c.left -= int64(n)
+	if c.left < 0 {
+		return n, fmt.Errorf("more than %d bytes", maxManifest)
+	}
+	return n, err
 }
 
 // Hosts returns every host with committed backups in the store.

@@ -1,0 +1,267 @@
+package manifest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote/local"
+)
+
+// Manifests from a store someone hostile can write (issue 11, item 2):
+// reading one never costs much more than the manifest it decodes to.
+
+// allocated returns how many bytes fn allocates, freed or not, and how
+// many of them are still in use after it (what it returns). Tests that use
+// it do not run in parallel.
+func allocated(fn func()) (total, kept uint64) {
+	runtime.GC()
+	var a, b runtime.MemStats
+	runtime.ReadMemStats(&a)
+	fn()
+	runtime.ReadMemStats(&b)
+	total = b.TotalAlloc - a.TotalAlloc
+	runtime.GC()
+	runtime.ReadMemStats(&b)
+	return total, b.HeapAlloc - min(b.HeapAlloc, a.HeapAlloc)
+}
+
+// bigManifest returns a valid manifest of one table holding files of 1000
+// chunks each, chunks in all.
+func bigManifest(chunks int) *Manifest {
+	mtime := time.Date(2026, 11, 25, 23, 59, 59, 0, time.UTC)
+	m := &Manifest{Format: FormatVersion, Host: "h", Keyspace: "ks", Time: time.Date(2026, 11, 26, 1, 2, 3, 0, time.UTC),
+		Session: "0123456789abcdef01234567", Tables: []Table{{Name: "t", ID: id32}}}
+	m.Name = BackupName(m.Time, m.Keyspace, m.Host)
+	for i := 0; i < chunks; i += 1000 {
+		f := File{Path: fmt.Sprintf("ks/t-%s/nb-%d-big-Data.db", id32, i+1), Root: "/var/lib/cassandra/data", Mode: 0o644,
+			MTime: mtime, Sum: chunk.Sum([]byte{byte(i), byte(i >> 8), byte(i >> 16)})}
+		for k := range min(1000, chunks-i) {
+			f.Chunks = append(f.Chunks, chunk.Ref{ID: chunk.Sum(fmt.Appendf(nil, "%d.%d", i, k)), Len: 4 << 20})
+			f.Size += 4 << 20
+		}
+		m.Tables[0].Files = append(m.Tables[0].Files, f)
+	}
+	m.Sort()
+	return m
+}
+
+// A valid manifest costs about what it decodes to, not several times its
+// JSON (7 GB for a 1 GiB one before).
+func TestDecodeLargeManifestMemory(t *testing.T) {
+	n := 400_000 // 34 MiB of JSON
+	if testing.Short() {
+		n = 50_000
+	}
+	b, err := Encode(bigManifest(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := int64(len(gunzip(t, b)))
+	var m *Manifest
+	total, kept := allocated(func() { m, err = Decode(b) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(b)
+	t.Logf("%d chunks: %d KiB of JSON, %d KiB gzipped; Decode allocated %d KiB (%.2f× the JSON) and keeps %d KiB (%.2f×)",
+		n, js>>10, len(b)>>10, total>>10, float64(total)/float64(js), kept>>10, float64(kept)/float64(js))
+	if total > uint64(js) {
+		t.Errorf("Decode allocated %.2f× the JSON it read, want at most 1×", float64(total)/float64(js))
+	}
+	if kept > uint64(js)*6/10 {
+		t.Errorf("the decoded manifest takes %.2f× its JSON, want at most 0.6×", float64(kept)/float64(js))
+	}
+}
+
+// bomb is a gzipped stream of head then n copies of the byte c.
+func bomb(t *testing.T, head string, c byte, n int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	io.WriteString(zw, head)
+	if _, err := io.Copy(zw, io.LimitReader(repeatReader(c), n)); err != nil {
+		t.Fatal(err)
+	}
+	zw.Close()
+	return buf.Bytes()
+}
+
+type repeatReader byte
+
+func (r repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(r)
+	}
+	return len(p), nil
+}
+
+// Gzip bombs fail having allocated little: zeros, and JSON whose one value
+// or white space inflates past MaxDecodedSize.
+func TestDecodeBombsBounded(t *testing.T) {
+	n := int64(MaxDecodedSize) + 1<<20
+	tests := []struct {
+		name, head string
+		c          byte
+	}{
+		{"zeros", "", 0},
+		{"one huge string", `{"format":2,"name":"`, 'a'},
+		{"huge white space", `{"format":2`, ' '},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := bomb(t, tt.head, tt.c, n)
+			var err error
+			total, _ := allocated(func() { _, err = Decode(in) })
+			t.Logf("a %d KiB bomb: Decode allocated %d KiB: %v", len(in)>>10, total>>10, err)
+			if err == nil || !strings.HasPrefix(err.Error(), "manifest") {
+				t.Errorf("Decode = %v, want a manifest error", err)
+			}
+			if total > 8<<20 {
+				t.Errorf("Decode allocated %d MiB, want at most 8 MiB", total>>20)
+			}
+		})
+	}
+}
+
+// A manifest object of 4 GiB (sparse) costs nothing to refuse.
+func TestGetRefusesHugeManifest(t *testing.T) {
+	dir := t.TempDir()
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := BackupName(time.Date(2026, 11, 26, 1, 2, 3, 0, time.UTC), "ks", "h")
+	key, _ := Key(name)
+	file := filepath.Join(dir, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(file, 4<<30); err != nil {
+		t.Fatal(err)
+	}
+	total, _ := allocated(func() { _, err = Get(t.Context(), st, name) })
+	t.Logf("Get allocated %d KiB: %v", total>>10, err)
+	if err == nil || !strings.Contains(err.Error(), name) {
+		t.Errorf("Get = %v, want an error naming %s", err, name)
+	}
+	if total > 8<<20 {
+		t.Errorf("Get allocated %d MiB, want at most 8 MiB", total>>20)
+	}
+}
+
+// A valid manifest larger than the limit is an error naming the limit.
+func TestDecodeValidOverLimit(t *testing.T) {
+	b, err := Encode(bigManifest(20_000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := int64(len(gunzip(t, b)))
+	if _, err := decode(bytes.NewReader(b), js); err != nil {
+		t.Errorf("decode at exactly its size: %v", err)
+	}
+	_, err = decode(bytes.NewReader(b), js-1)
+	if want := fmt.Sprintf("more than %d bytes", js-1); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("decode over the limit = %v, want an error containing %q", err, want)
+	}
+}
+
+// emptyBlocks is a gzip header followed by empty stored deflate blocks
+// without end: it inflates to nothing, forever.
+type emptyBlocks struct{ sent int }
+
+func (e *emptyBlocks) Read(p []byte) (int, error) {
+	head := []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
+	block := []byte{0, 0, 0, 0xff, 0xff}
+	for i := range p {
+		if e.sent < len(head) {
+			p[i] = head[e.sent]
+		} else {
+			p[i] = block[(e.sent-len(head))%len(block)]
+		}
+		e.sent++
+	}
+	return len(p), nil
+}
+
+// Get reads no more than maxManifest bytes of an object, even one that
+// inflates to nothing.
+func TestCappedStopsEndlessStream(t *testing.T) {
+	_, err := decode(&capped{r: &emptyBlocks{}, left: 1 << 20}, MaxDecodedSize)
+	if err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("decode of an endless stream = %v, want an error saying it is too long", err)
+	}
+}
+
+// writeCanonical writes what encoding/json writes for the normalized
+// manifest, which the golden file pins for the sample.
+func TestWriteCanonicalIsEncodingJSON(t *testing.T) {
+	for _, m := range []*Manifest{sample(), bigManifest(2500)} {
+		c := *m
+		c.Time = c.Time.UTC()
+		c.Tables = slices.Clone(m.Tables)
+		for i := range c.Tables {
+			c.Tables[i].Files = slices.Clone(c.Tables[i].Files)
+			for j := range c.Tables[i].Files {
+				c.Tables[i].Files[j].MTime = c.Tables[i].Files[j].MTime.UTC()
+			}
+		}
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(&c); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if err := writeCanonical(&got, m); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Errorf("writeCanonical differs from encoding/json at byte %d", firstDiff(got.Bytes(), want.Bytes()))
+		}
+	}
+}
+
+// appendRef writes a reference as encoding/json does, and refJSON reads
+// it back without allocating; other forms go through encoding/json.
+func TestRefJSON(t *testing.T) {
+	for _, n := range []uint32{0, 1, 9, 10, 4 << 20, 1<<32 - 1} {
+		r := chunk.Ref{ID: chunk.Sum([]byte{byte(n)}), Len: n}
+		want, _ := json.Marshal(r)
+		got := appendRef(nil, r)
+		if !bytes.Equal(got, want) {
+			t.Errorf("appendRef = %s, want %s", got, want)
+		}
+		var back refJSON
+		if allocs := testing.AllocsPerRun(10, func() { back.UnmarshalJSON(got) }); allocs > 0 {
+			t.Errorf("refJSON.UnmarshalJSON of %s: %v allocations, want 0", got, allocs)
+		}
+		if chunk.Ref(back) != r {
+			t.Errorf("refJSON.UnmarshalJSON(%s) = %+v, want %+v", got, back, r)
+		}
+	}
+	for _, in := range []string{`{"len":5,"id":"` + strings.Repeat("ab", 32) + `"}`, `{"id":"` + strings.Repeat("AB", 32) + `","len":5}`} {
+		var back refJSON
+		if err := back.UnmarshalJSON([]byte(in)); err != nil || back.Len != 5 {
+			t.Errorf("refJSON.UnmarshalJSON(%s) = %+v, %v; want len 5 by encoding/json", in, back, err)
+		}
+	}
+	var back refJSON
+	if err := back.UnmarshalJSON([]byte(`{"id":"` + strings.Repeat("ab", 32) + `","len":4294967296}`)); err == nil {
+		t.Errorf("refJSON.UnmarshalJSON of a length over 32 bits: no error")
+	}
+}
