@@ -11,6 +11,13 @@
 // key segment. A file cannot also be a directory, so "a" and "a/b" cannot
 // both exist; the second Put fails.
 //
+// Only a regular file is an object: a symbolic link, FIFO, socket or
+// device where an object belongs (planted by whoever can write the folder)
+// is not found by Get and Stat and not listed. Get opens without following
+// a link (O_NOFOLLOW) or waiting on a FIFO (O_NONBLOCK) and checks the type
+// of what it opened, so such a file never redirects or hangs a command.
+// The store's folder itself, and folders within it, may be links.
+//
 // # Writes
 //
 // Put writes a temporary file in the target's directory, sets its mtime,

@@ -59,7 +59,7 @@ func (s *Store) walk(ctx context.Context, keyDir, namePrefix string, fn func(rem
 			}
 			continue
 		}
-		fi, err := os.Stat(s.path(key))
+		fi, err := os.Lstat(s.path(key))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // deleted since readDir
 		}
@@ -167,7 +167,7 @@ func (s *Store) hasKey(ctx context.Context, keyDir string) (bool, error) {
 				}
 				continue
 			}
-			fi, err := os.Stat(s.path(keyDir + name))
+			fi, err := os.Lstat(s.path(keyDir + name))
 			if err == nil && fi.Mode().IsRegular() {
 				return true, nil
 			}

@@ -265,7 +265,12 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if err := remote.Begin(ctx, "get", key); err != nil {
 		return nil, err
 	}
-	f, err := os.Open(s.path(key))
+	// Not following a symbolic link nor waiting on a FIFO: only a regular
+	// file (checked once open) is an object.
+	f, err := os.OpenFile(s.path(key), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		err = fs.ErrNotExist
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, notFound(err))
 	}
@@ -318,7 +323,7 @@ func (s *Store) Stat(ctx context.Context, key string) (remote.Info, error) {
 	if err := remote.Begin(ctx, "stat", key); err != nil {
 		return remote.Info{}, err
 	}
-	fi, err := os.Stat(s.path(key))
+	fi, err := os.Lstat(s.path(key))
 	if err == nil && !fi.Mode().IsRegular() {
 		err = fs.ErrNotExist
 	}
@@ -402,7 +407,7 @@ func etagOf(fi fs.FileInfo) string {
 
 // currentETag returns the ETag of the object in file name, if there is one.
 func currentETag(name string) (etag string, exists bool, err error) {
-	fi, err := os.Stat(name)
+	fi, err := os.Lstat(name)
 	switch {
 	case err == nil && fi.Mode().IsRegular():
 		return etagOf(fi), true, nil

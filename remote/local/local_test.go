@@ -345,8 +345,8 @@ func TestDeleteKeepsRoot(t *testing.T) {
 	}
 }
 
-// TestListSkipsForeignFiles: names that are not keys, symlinks to
-// directories and sockets are not listed.
+// TestListSkipsForeignFiles: names that are not keys, symbolic links (to
+// a file or a directory) and sockets are not listed.
 func TestListSkipsForeignFiles(t *testing.T) {
 	s := newStore(t)
 	put(t, s, "k/real", []byte("x"))
@@ -370,7 +370,7 @@ func TestListSkipsForeignFiles(t *testing.T) {
 			syscall.Close(fd)
 		}
 	}
-	if got, want := list(t, s, ""), []string{"k/alias", "k/real"}; !slices.Equal(got, want) {
+	if got, want := list(t, s, ""), []string{"k/real"}; !slices.Equal(got, want) {
 		t.Errorf("List: got %q, want %q", got, want)
 	}
 	if _, err := s.Stat(t.Context(), "k/loop"); !errors.Is(err, fs.ErrNotExist) {
@@ -455,5 +455,53 @@ func TestLockHeldElsewhere(t *testing.T) {
 		if strings.Contains(p, ".tmp-") {
 			t.Errorf("a write that timed out left %s behind", p)
 		}
+	}
+}
+
+// TestOddFilesAreNotObjects plants a FIFO, a symbolic link and a directory
+// where objects belong (someone with write access to the store's folder):
+// Get and Stat never block or follow them, they are not objects, and List
+// does not show them.
+func TestOddFilesAreNotObjects(t *testing.T) {
+	s := newStore(t)
+	put(t, s, "packs/ok", []byte("real"))
+	outside := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(outside, []byte("outside the store"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(s.Dir(), "packs")
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	for _, key := range []string{"packs/fifo", "packs/link"} {
+		done := make(chan error, 1)
+		go func() {
+			rc, err := s.Get(ctx, key, 0, -1)
+			if err == nil {
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				err = fmt.Errorf("read %q", b)
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("Get %s: %v, want not found", key, err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("Get %s blocked", key)
+		}
+		if _, err := s.Stat(ctx, key); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat %s: %v, want not found", key, err)
+		}
+	}
+	if got := list(t, s, "packs/"); !slices.Equal(got, []string{"packs/ok"}) {
+		t.Errorf("List: %v, want only packs/ok", got)
 	}
 }
