@@ -79,12 +79,13 @@ func (s BackupSummary) DedupRatio() float64 {
 
 // fileJob is one component file a scan found.
 type fileJob struct {
-	ks    string
-	table tableKey
-	root  string   // data directory
-	rel   string   // path below it
-	sst   string   // the SSTable's directory and prefix, which identify it in root
-	hold  *sstHold // its SSTable's hard links; nil: read in place
+	ks     string
+	table  tableKey
+	root   string         // data directory
+	rel    string         // path below it
+	sst    string         // the SSTable's directory and prefix, which identify it in root
+	reused *manifest.File // its record, when unchanged since the previous backup: not read
+	hold   *sstHold       // its SSTable's hard links; nil: read in place
 }
 
 // sstHold is the hard links a one-shot backup holds to one SSTable's
@@ -104,9 +105,9 @@ type fileResult struct {
 }
 
 // Backup scans the data directories, holds a hard link to every file of
-// every complete SSTable found, stores them and writes one manifest per
-// keyspace: the manifests are the state the scan found, even if a
-// compaction removes SSTables meanwhile. A keyspace with a file that could
+// every complete SSTable found that changed since the previous backup,
+// stores them and writes one manifest per keyspace: the manifests are the
+// state the scan found, even if a compaction removes SSTables meanwhile. A keyspace with a file that could
 // not be read gets no manifest and is reported in Failed (the error is
 // non-nil); other keyspaces still complete. Nothing below a data directory
 // that is a symbolic link, FIFO or device is followed or opened; what is
@@ -117,6 +118,21 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return sum, err
 	}
+	// The session, index and previous manifests come first, so that the
+	// scan is followed at once by the holds and what they need not pin.
+	candidates, err := keyspaceDirs(opts)
+	if err != nil {
+		return sum, err
+	}
+	b, err := r.beginBackup(ctx, opts, candidates, opts.Now(), nil)
+	if err != nil {
+		return sum, err
+	}
+	defer func() {
+		if eerr := b.end(ctx); eerr != nil && err == nil {
+			err = eerr
+		}
+	}()
 	found, keyspaces, err := r.scan(opts, &sum)
 	if err != nil {
 		return sum, err
@@ -126,19 +142,10 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	}
 	hs := r.holders(opts)
 	defer r.closeHolders(hs)
-	jobs := r.holdAll(found, hs, &sum)
+	jobs := b.holdAll(found, hs, &sum)
 	if opts.afterHold != nil {
 		opts.afterHold()
 	}
-	b, err := r.beginBackup(ctx, opts, keyspaces, opts.Now(), nil)
-	if err != nil {
-		return sum, err
-	}
-	defer func() {
-		if eerr := b.end(ctx); eerr != nil && err == nil {
-			err = eerr
-		}
-	}()
 	results, err := b.storeAll(ctx, jobs, opts.Threads)
 	if err != nil {
 		return sum, err
@@ -149,6 +156,22 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	sum.BytesNew, sum.ChunksNew, sum.ChunksDup, sum.Packs = st.BytesNew.Load(), st.ChunksNew.Load(), st.ChunksDup.Load(), st.Packs.Load()
 	sum.Duration = time.Since(start)
 	return sum, errors.Join(append(errs, err)...)
+}
+
+// keyspaceDirs lists the keyspaces a scan may find in the data
+// directories, for the previous manifests to read.
+func keyspaceDirs(opts BackupOptions) ([]string, error) {
+	kss := map[string]bool{}
+	for _, root := range opts.DataDirs {
+		names, err := sstable.Keyspaces(root, sstable.ScanOptions{ExcludeKeyspaces: opts.ExcludeKeyspaces, IncludeSystem: opts.IncludeSystem})
+		if err != nil {
+			return nil, fmt.Errorf("scan %s: %w", root, err)
+		}
+		for _, n := range names {
+			kss[n] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(kss)), nil
 }
 
 // foundSST is a complete SSTable a scan found in the data directory root.
@@ -224,36 +247,80 @@ func (r *Repo) closeHolders(hs map[string]*watch.Holder) {
 // one that cannot be held for another reason (fs.protected_hardlinks, a
 // mount point below the data directory) makes its data directory read in
 // place from then on.
-func (r *Repo) holdAll(found []foundSST, hs map[string]*watch.Holder, sum *BackupSummary) []fileJob {
+func (b *backupRun) holdAll(found []foundSST, hs map[string]*watch.Holder, sum *BackupSummary) []fileJob {
 	var jobs []fileJob
 	inPlace := map[string]bool{}
 	for _, s := range found {
-		var sh *sstHold
-		if h := hs[s.root]; h != nil && !inPlace[s.root] {
-			links, err := h.Hold(s.t.Files)
-			switch {
-			case err == nil:
-				sh = &sstHold{h: h, links: links}
-				sh.left.Store(int32(len(s.t.Files)))
-			case errors.Is(err, fs.ErrNotExist):
-				sum.Vanished++
-				r.Log.Warn("sstable left out: a file vanished between the scan and its hold (compaction); what replaced it is backed up next time",
-					"root", s.root, "sstable", s.t.Dir+"/"+s.t.Prefix, "err", err)
-				continue
-			case errors.Is(err, sstable.ErrNotRegular):
-				sum.NotRegular++
-				r.Log.Warn("sstable left out: a file is not a regular file", "root", s.root, "sstable", s.t.Dir+"/"+s.t.Prefix, "err", err)
-				continue
-			default:
-				r.Log.Warn("cannot hold hard links; reading the data directory in place, so SSTables a compaction removes during the backup are left out", "root", s.root, "err", err)
-				inPlace[s.root] = true
-			}
+		h := hs[s.root]
+		if inPlace[s.root] {
+			h = nil
 		}
-		for _, f := range s.t.Files {
-			jobs = append(jobs, fileJob{ks: s.t.Keyspace, table: tableKey{s.t.Table, s.t.TableID}, root: s.root, rel: f, sst: s.t.Dir + "/" + s.t.Prefix, hold: sh})
+		js, err := b.holdOne(s, h)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, sstable.ErrNotRegular) {
+			b.r.Log.Warn("cannot hold hard links; reading the data directory in place, so SSTables a compaction removes during the backup are left out", "root", s.root, "err", err)
+			inPlace[s.root] = true
+			js, err = b.holdOne(s, nil)
 		}
+		sst := s.t.Dir + "/" + s.t.Prefix
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			sum.Vanished++
+			b.r.Log.Warn("sstable left out: a file vanished between the scan and its hold (compaction); what replaced it is backed up next time",
+				"root", s.root, "sstable", sst, "err", err)
+			continue
+		case errors.Is(err, sstable.ErrNotRegular):
+			sum.NotRegular++
+			b.r.Log.Warn("sstable left out: a file is not a regular file", "root", s.root, "sstable", sst, "err", err)
+			continue
+		}
+		jobs = append(jobs, js...)
 	}
 	return jobs
+}
+
+// holdOne returns the jobs of one SSTable. A file unchanged since the
+// previous backup is recorded from its lstat(2) and neither held nor read
+// (the record is the state at the scan; only metadata equal to the
+// previous record's is taken from the path); the others are held by h
+// (nil: read in place). Without h, the only errors are a vanished file
+// (fs.ErrNotExist) and one that is not a regular file (ErrNotRegular); a
+// file that cannot be examined is left for the read to report.
+func (b *backupRun) holdOne(s foundSST, h *watch.Holder) ([]fileJob, error) {
+	jobs := make([]fileJob, len(s.t.Files))
+	var toHold []string
+	for i, rel := range s.t.Files {
+		jobs[i] = fileJob{ks: s.t.Keyspace, table: tableKey{s.t.Table, s.t.TableID}, root: s.root, rel: rel, sst: s.t.Dir + "/" + s.t.Prefix}
+		full := filepath.Join(s.root, filepath.FromSlash(rel))
+		fi, err := os.Lstat(full)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("%s: %w", full, fs.ErrNotExist)
+		case err == nil && !fi.Mode().IsRegular():
+			return nil, fmt.Errorf("%s: %w (%s)", full, sstable.ErrNotRegular, sstable.TypeName(fi.Mode()))
+		}
+		if err == nil {
+			if rec, ok := b.reuse(s.root, rel, fi); ok {
+				jobs[i].reused = &rec
+				continue
+			}
+		}
+		toHold = append(toHold, rel)
+	}
+	if h == nil || len(toHold) == 0 {
+		return jobs, nil
+	}
+	links, err := h.Hold(toHold)
+	if err != nil {
+		return nil, err
+	}
+	sh := &sstHold{h: h, links: links}
+	sh.left.Store(int32(len(toHold)))
+	for i := range jobs {
+		if jobs[i].reused == nil {
+			jobs[i].hold = sh
+		}
+	}
+	return jobs, nil
 }
 
 // path is where the job's file is read: its hard link, or in place.
@@ -271,6 +338,9 @@ func (j fileJob) path() string {
 func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) ([]fileResult, error) {
 	sizes := make([]int64, len(jobs))
 	for i, j := range jobs {
+		if j.reused != nil {
+			continue
+		}
 		if fi, err := os.Lstat(j.path()); err == nil {
 			sizes[i] = fi.Size()
 		}
@@ -306,6 +376,9 @@ func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) (
 // link or in place, never following a symbolic link below the data
 // directory nor blocking on a FIFO.
 func (b *backupRun) oneFile(ctx context.Context, p *index.Packer, j fileJob) fileResult {
+	if j.reused != nil {
+		return fileResult{file: *j.reused}
+	}
 	var f *os.File
 	var err error
 	if j.hold != nil {

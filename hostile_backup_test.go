@@ -157,6 +157,24 @@ func backedUp(t *testing.T, r *Repo, names []string) map[string]manifest.File {
 	return out
 }
 
+// checkLeftOut checks that files hold an SSTable of keep and none of
+// leftOut, that nothing from outside the data directory reached the store,
+// and that a warning names each of warn.
+func checkLeftOut(t *testing.T, r *Repo, logs *logBuffer, files map[string]manifest.File, keep string, leftOut []string, warn ...string) {
+	t.Helper()
+	if !hasSSTable(files, keep) || slices.ContainsFunc(leftOut, func(p string) bool { return hasSSTable(files, p) }) {
+		t.Errorf("backed up %v; want %s and none of %v", mapsKeys(files), keep, leftOut)
+	}
+	if storeHolds(t, r, secret) {
+		t.Errorf("the store holds the secret from outside the data directory")
+	}
+	for _, w := range warn {
+		if len(logs.warns(w)) == 0 {
+			t.Errorf("no warning naming %s", w)
+		}
+	}
+}
+
 // hasSSTable reports whether files hold any component of prefix.
 func hasSSTable(files map[string]manifest.File, prefix string) bool {
 	for p := range files {
@@ -214,18 +232,8 @@ func TestBackupSymlinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := backedUp(t, r, sum.Manifests)
-	if !hasSSTable(files, "nb-1-big") || hasSSTable(files, "nb-90-big") || hasSSTable(files, "nb-7-big") {
-		t.Errorf("backed up %v; want nb-1-big only", mapsKeys(files))
-	}
-	if storeHolds(t, r, secret) {
-		t.Errorf("the store holds the secret from outside the data directory")
-	}
-	for _, name := range []string{"nb-90-big-Data.db", "t2-0123456789abcdef0123456789abcdef"} {
-		if len(logs.warns(name)) == 0 {
-			t.Errorf("no warning naming %s", name)
-		}
-	}
+	checkLeftOut(t, r, logs, backedUp(t, r, sum.Manifests), "nb-1-big", []string{"nb-90-big", "nb-7-big"},
+		"nb-90-big-Data.db", "t2-0123456789abcdef0123456789abcdef")
 	checkSkips(t, sum, 2, 1, 0)
 }
 
@@ -261,16 +269,7 @@ func TestBackupSwappedAfterScan(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			files := backedUp(t, r, sum.Manifests)
-			if !hasSSTable(files, "nb-1-big") || hasSSTable(files, "nb-2-big") {
-				t.Errorf("backed up %v; want nb-1-big only", mapsKeys(files))
-			}
-			if storeHolds(t, r, secret) {
-				t.Errorf("the store holds the secret from outside the data directory")
-			}
-			if len(logs.warns("nb-2-big-Data.db")) == 0 {
-				t.Errorf("no warning naming nb-2-big-Data.db")
-			}
+			checkLeftOut(t, r, logs, backedUp(t, r, sum.Manifests), "nb-1-big", []string{"nb-2-big"}, "nb-2-big-Data.db")
 			checkSkips(t, sum, 1, 0, 0)
 		})
 	}
@@ -288,9 +287,7 @@ func TestBackupIncompleteWarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if files := backedUp(t, r, sum.Manifests); !hasSSTable(files, "nb-1-big") || hasSSTable(files, "nb-3-big") {
-		t.Errorf("backed up %v; want nb-1-big only", mapsKeys(files))
-	}
+	checkLeftOut(t, r, logs, backedUp(t, r, sum.Manifests), "nb-1-big", []string{"nb-3-big"})
 	if len(logs.warns("nb-3-big", "Index.db")) == 0 {
 		t.Errorf("no warning naming nb-3-big and its missing Index.db")
 	}
@@ -314,16 +311,14 @@ func TestBackupCompactedDuringBackup(t *testing.T) {
 		}
 		want[hostileTable+"/nb-2-big-"+c] = chunk.Sum(b)
 	}
-	remove := func(prefix string) func() {
-		return func() {
-			for _, c := range hostileComponents {
-				os.Remove(hostilePath(data, prefix, c))
-			}
+	compact := func() {
+		for _, c := range hostileComponents {
+			os.Remove(hostilePath(data, "nb-2-big", c))
 		}
 	}
 	r, logs := hostileRepo(t)
 	sum, err := r.Backup(t.Context(), BackupOptions{DataDirs: []string{data}, Host: "h",
-		afterScan: func() { os.Remove(hostilePath(data, "nb-3-big", "Data.db")) }, afterHold: remove("nb-2-big")})
+		afterScan: func() { os.Remove(hostilePath(data, "nb-3-big", "Data.db")) }, afterHold: compact})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,12 +328,7 @@ func TestBackupCompactedDuringBackup(t *testing.T) {
 			t.Errorf("%s: backed up %v with sum %v, want it whole (held before the compaction removed it)", p, ok, f.Sum)
 		}
 	}
-	if hasSSTable(files, "nb-3-big") {
-		t.Errorf("nb-3-big backed up without its Data.db")
-	}
-	if len(logs.warns("nb-3-big")) == 0 {
-		t.Errorf("no warning naming nb-3-big, which vanished before it was held")
-	}
+	checkLeftOut(t, r, logs, files, "nb-1-big", []string{"nb-3-big"}, "nb-3-big")
 	checkSkips(t, sum, 0, 0, 1)
 }
 
@@ -378,21 +368,7 @@ func TestContinuousSymlinkAndFIFO(t *testing.T) {
 	if err != nil || len(ms) != 1 {
 		t.Fatalf("Select = %d manifests, %v", len(ms), err)
 	}
-	files := map[string]manifest.File{}
-	for _, tb := range ms[0].Tables {
-		for _, f := range tb.Files {
-			files[f.Path] = f
-		}
-	}
-	if !hasSSTable(files, "nb-1-big") || hasSSTable(files, "nb-90-big") {
-		t.Errorf("backed up %v; want nb-1-big only", mapsKeys(files))
-	}
-	if storeHolds(t, r, secret) {
-		t.Errorf("the store holds the secret from outside the data directory")
-	}
-	if len(logs.warns("nb-90-big-Data.db")) == 0 {
-		t.Errorf("no warning naming nb-90-big-Data.db")
-	}
+	checkLeftOut(t, r, logs, backedUp(t, r, []string{ms[0].Name}), "nb-1-big", []string{"nb-90-big"}, "nb-90-big-Data.db")
 
 	fifo := hostilePath(data, "nb-1-big", "Data.db")
 	os.Remove(fifo)
@@ -461,9 +437,7 @@ func TestBackupInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if files := backedUp(t, r, sum.Manifests); !hasSSTable(files, "nb-1-big") || hasSSTable(files, "nb-2-big") || hasSSTable(files, "nb-3-big") {
-		t.Errorf("backed up %v; want nb-1-big only", mapsKeys(files))
-	}
+	checkLeftOut(t, r, logs, backedUp(t, r, sum.Manifests), "nb-1-big", []string{"nb-2-big", "nb-3-big"})
 	for _, words := range [][]string{{"cannot hold", "no hold folder"}, {"nb-2-big-Data.db", "named pipe"}, {"nb-3-big", "vanished"}} {
 		if len(logs.warns(words...)) == 0 {
 			t.Errorf("no warning with %q", words)
@@ -472,31 +446,66 @@ func TestBackupInPlace(t *testing.T) {
 	checkSkips(t, sum, 1, 0, 1)
 }
 
-// A one-shot backup leaves no hard link behind, and a second backup of
-// the unchanged node, through new links, reads nothing (the links share
-// the files' inodes).
-func TestBackupHoldsReleased(t *testing.T) {
+// A one-shot backup holds only the files it must read: on a second backup
+// the unchanged files are recorded from their lstat(2), a rewritten
+// Statistics.db alone is held, and a compaction removing both SSTables
+// after the hold changes nothing in the manifest. No link is left behind.
+func TestBackupHoldsOnlyWhatItReads(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	writeHostileSSTable(t, data, "nb-1-big")
 	writeHostileSSTable(t, data, "nb-2-big")
+	hold := filepath.Join(filepath.Dir(data), ".cassback-hold-data")
 	r, _ := hostileRepo(t)
-	for i, wantRead := range []bool{true, false} {
-		sum, err := r.Backup(t.Context(), BackupOptions{DataDirs: []string{data}, Host: "h"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sum.Files != 8 || (sum.BytesRead > 0) != wantRead {
-			t.Errorf("backup %d: %d files, %d bytes read", i+1, sum.Files, sum.BytesRead)
-		}
-		hold := filepath.Join(filepath.Dir(data), ".cassback-hold-data")
+	checkReleased := func(when string) {
+		t.Helper()
 		ents, err := os.ReadDir(hold)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range ents {
 			if e.Name() != "oneshot.lock" {
-				t.Errorf("backup %d left %s in the hold folder", i+1, e.Name())
+				t.Errorf("%s: %s left in the hold folder", when, e.Name())
 			}
 		}
+	}
+	if _, err := r.Backup(t.Context(), BackupOptions{DataDirs: []string{data}, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	checkReleased("first backup")
+
+	stats := hostilePath(data, "nb-2-big", "Statistics.db")
+	if err := os.WriteFile(stats+".tmp", []byte("statistics rewritten"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(stats+".tmp", stats); err != nil {
+		t.Fatal(err)
+	}
+	var held []string
+	sum, err := r.Backup(t.Context(), BackupOptions{DataDirs: []string{data}, Host: "h", afterHold: func() {
+		filepath.WalkDir(hold, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && filepath.Base(p) != "oneshot.lock" {
+				held = append(held, filepath.Base(p))
+			}
+			return nil
+		})
+		for _, p := range []string{"nb-1-big", "nb-2-big"} {
+			for _, c := range hostileComponents {
+				os.Remove(hostilePath(data, p, c))
+			}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReleased("second backup")
+	if len(held) != 1 || !strings.HasPrefix(held[0], "nb-2-big-Statistics.db.") {
+		t.Errorf("held %v, want only the rewritten Statistics.db", held)
+	}
+	files := backedUp(t, r, sum.Manifests)
+	if len(files) != 8 || sum.FilesReused != 7 || sum.BytesRead != int64(len("statistics rewritten")) {
+		t.Errorf("second backup: %d files, %d reused, %d bytes read; want 8, 7 and the new Statistics.db", len(files), sum.FilesReused, sum.BytesRead)
+	}
+	if f := files[hostileTable+"/nb-2-big-Statistics.db"]; f.Sum != chunk.Sum([]byte("statistics rewritten")) {
+		t.Errorf("Statistics.db recorded with sum %v, want the rewritten content's", f.Sum)
 	}
 }

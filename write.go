@@ -161,13 +161,8 @@ func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel st
 	if !fi.Mode().IsRegular() {
 		return rec, 0, fmt.Errorf("%s: %w", full, sstable.ErrNotRegular)
 	}
-	rec = b.record(root, rel, fi)
-	b.mu.Lock()
-	old, ok := b.known[fileKey{root, rel}]
-	b.mu.Unlock()
-	if ok && b.unchanged(old, rec) {
-		rec.Sum, rec.Chunks, rec.Unstored = old.Sum, old.Chunks, old.Unstored
-		b.remember(rec)
+	rec, ok := b.reuse(root, rel, fi)
+	if ok {
 		return rec, 0, nil
 	}
 	if o.unstored {
@@ -188,6 +183,23 @@ func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel st
 	}
 	b.remember(rec)
 	return rec, rec.Size, nil
+}
+
+// reuse returns the record of the file rel below root, described by fi,
+// and whether it reuses the previous record: path, size, mtime and inode
+// unchanged and every chunk still stored, so the content need not be read.
+// A reused record is remembered.
+func (b *backupRun) reuse(root, rel string, fi fs.FileInfo) (manifest.File, bool) {
+	rec := b.record(root, rel, fi)
+	b.mu.Lock()
+	old, ok := b.known[fileKey{root, rel}]
+	b.mu.Unlock()
+	if !ok || !b.unchanged(old, rec) {
+		return rec, false
+	}
+	rec.Sum, rec.Chunks, rec.Unstored = old.Sum, old.Chunks, old.Unstored
+	b.remember(rec)
+	return rec, true
 }
 
 // remember records the last record of a file, for reuse.

@@ -42,6 +42,24 @@
 //     system (New checks; ErrCrossDevice otherwise); New removes the links
 //     an earlier run left. A consumer must Release every Ready/Rewritten
 //     event it received, also after errors.
+//   - Nothing outside the data directory: no symbolic link below a root is
+//     followed, to a directory (it is neither walked nor watched) or a
+//     file (an SSTable with such a component is never complete), and no
+//     FIFO or device is opened; each such entry is warned of once per run.
+//     Links are taken with linkat(2) from a directory opened without
+//     following links (sstable.OpenDir), and a link to anything but a
+//     regular file (swapped in after the check) is removed, warned of, and
+//     its SSTable checked again. A reported SSTable whose Data.db or
+//     TOC.txt becomes such an entry is Gone.
+//
+// # Holding for one-shot backups
+//
+// Holder is the hard-linking above, on its own: NewHolder gives a one-shot
+// backup a private folder <hold>/oneshot-<random> beside a Watcher's
+// <hold>/held. Each live holder keeps a shared flock(2) on
+// <hold>/oneshot.lock; NewHolder removes the folders of holders that ended
+// (crashed) only when it can take that lock exclusively, so concurrent
+// one-shot backups and a continuous one never remove each other's links.
 //
 // # Events, debounce, rescans
 //
@@ -94,7 +112,10 @@
 // running, snapshots/backups/tmp and excluded keyspaces ignored, an SSTable
 // written between the watches and the scan, the watch limit (warning,
 // polling, recovery), lost events, a hold folder on another file system
-// (tmpfs, and EXDEV from an injected link), a slow consumer (coalescing,
+// (tmpfs, and EXDEV from an injected link), symbolic links to components
+// and table directories, a FIFO or link swapped in just before the hold,
+// the one-shot Holder (links outlive deletion, stale folders removed, live
+// ones kept), a slow consumer (coalescing,
 // at most one undelivered event held), and nodegen nodes of 2.1, 2.2, 4.0
 // and 5.0 BTI through flush, compaction, rewrite and snapshot. One test
 // runs the real fsnotify on a generated node with bounded waits.

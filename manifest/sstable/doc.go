@@ -19,6 +19,15 @@
 // to one SSTable, for the continuous watcher. Files may vanish during a scan;
 // that is never an error, but an unreadable directory is.
 //
+// Nothing below a data directory is followed or waited on: Scan takes a
+// symbolic link for what it is (skipped as SkipNotRegular, even if it
+// points at a table directory or a file named like a component), never
+// opens a FIFO or device, and reads TOC.txt and transaction logs with
+// OpenFile. Open and OpenDir open data files and directories the same way
+// for the backup: O_NOFOLLOW at every level below the data directory,
+// O_NONBLOCK, and an fstat(2) that refuses anything but a regular file
+// (ErrNotRegular).
+//
 // DigestAlgorithm and CheckDigest verify Data.db against the Digest component
 // (Adler-32 up to 2.2 even in files named Digest.sha1, CRC-32 from 3.0, SHA-1
 // hex in 1.x).
@@ -33,5 +42,7 @@
 // Table tests pin the grammar; a test copies the real SSTables of
 // ../shared/testdata/cassandra-sstables (ka … da, 94 sets) into a live layout
 // and checks ParsePath, Scan and CheckDigest against them; synthetic trees
-// cover incomplete SSTables, transaction logs and skipped trees.
+// cover incomplete SSTables, transaction logs and skipped trees; hostile
+// trees cover symbolic links to components and directories and FIFOs in
+// place of a TOC, a transaction log or a component.
 package sstable

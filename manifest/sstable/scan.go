@@ -117,28 +117,51 @@ func Scan(root string, opt ScanOptions) (ScanResult, error) {
 		return ScanResult{}, fmt.Errorf("scan data directory: %w", err)
 	}
 	for _, e := range entries {
-		name := e.Name()
-		kind := entryKind(e)
-		switch {
-		case kind == kindOtherType:
-			s.skip(name, SkipNotRegular, skipDetail(e.Type()))
-		case kind != kindDir:
-			s.skip(name, SkipOther, "file at the root of the data directory")
-		case !IsName(name):
-			s.skip(name, SkipUnexpected, "not a keyspace name")
-		case len(opt.Keyspaces) > 0 && !slices.Contains(opt.Keyspaces, name):
-			s.skip(name, SkipExcluded, "keyspace not selected")
-		case slices.Contains(opt.ExcludeKeyspaces, name):
-			s.skip(name, SkipExcluded, "keyspace excluded")
-		case strings.EqualFold(name, "system") && !opt.IncludeSystem && !slices.Contains(opt.Keyspaces, name):
-			s.skip(name, SkipSystem, "keyspace system not included")
-		default:
-			if err := s.dir(name, 1); err != nil {
-				return ScanResult{}, err
-			}
+		if reason, detail := opt.keyspace(e); reason != "" {
+			s.skip(e.Name(), reason, detail)
+		} else if err := s.dir(e.Name(), 1); err != nil {
+			return ScanResult{}, err
 		}
 	}
 	return s.res, nil
+}
+
+// Keyspaces lists the keyspace directories of the data directory root that
+// Scan scans with opt, without reading them: those whose SSTables Scan may
+// return.
+func Keyspaces(root string, opt ScanOptions) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("scan data directory: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if reason, _ := opt.keyspace(e); reason == "" {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// keyspace says why Scan skips the entry e of the data directory, or ""
+// for a keyspace directory to scan.
+func (opt ScanOptions) keyspace(e fs.DirEntry) (reason, detail string) {
+	name := e.Name()
+	switch kind := entryKind(e); {
+	case kind == kindOtherType:
+		return SkipNotRegular, skipDetail(e.Type())
+	case kind != kindDir:
+		return SkipOther, "file at the root of the data directory"
+	case !IsName(name):
+		return SkipUnexpected, "not a keyspace name"
+	case len(opt.Keyspaces) > 0 && !slices.Contains(opt.Keyspaces, name):
+		return SkipExcluded, "keyspace not selected"
+	case slices.Contains(opt.ExcludeKeyspaces, name):
+		return SkipExcluded, "keyspace excluded"
+	case strings.EqualFold(name, "system") && !opt.IncludeSystem && !slices.Contains(opt.Keyspaces, name):
+		return SkipSystem, "keyspace system not included"
+	}
+	return "", ""
 }
 
 type scanner struct {

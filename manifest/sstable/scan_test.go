@@ -419,3 +419,15 @@ func TestParseTxnRecords(t *testing.T) {
 		t.Errorf("parseTxnRecords = %v %v %v %v", adds, removes, committed, aborted)
 	}
 }
+
+func TestKeyspaces(t *testing.T) {
+	root := tree(t, merge(sstable(td, "nb-1-big"), sstable("system/local-"+id32, "nb-1-big"), sstable("other/t-"+id32, "nb-1-big"),
+		map[string]string{"empty/.keep": "", "stray.txt": "x", "bad-name/x": ""}))
+	if err := os.Symlink(filepath.Join(root, "ks"), filepath.Join(root, "ks2")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Keyspaces(root, ScanOptions{ExcludeKeyspaces: []string{"other"}})
+	if want := []string{"empty", "ks"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("Keyspaces = %v, %v; want %v", got, err, want)
+	}
+}
