@@ -154,6 +154,13 @@ func TestSimulatorFindsHoles(t *testing.T) {
 		if h == hole.NewestByKey {
 			continue // an attacker's planted object, not a schedule: TestHole8NewestByKey
 		}
+		if h == hole.LeaseUnfenced && limit < 3000 {
+			// Two purges must overlap in the middle of a sweep, one of them
+			// stopped past the lease: about one schedule in 8,000 (the first
+			// is seed 2776). TestHole5TwoPurgers covers it every run.
+			t.Logf("hole %s: searched with CASSBACK_SIM_HOLE_LIMIT=3000 or more", h)
+			continue
+		}
 		if *simHoles != "" && !strings.Contains(*simHoles, strconv.Itoa(int(h))) {
 			continue
 		}
@@ -161,7 +168,10 @@ func TestSimulatorFindsHoles(t *testing.T) {
 			defer hole.Set(h, true)()
 			for i := range limit {
 				err := runSchedule(t, uint64(i+1), simConfig{hole: h})
-				if err != nil {
+				switch {
+				case errors.Is(err, errNoEnd):
+					t.Logf("seed %d did not end: not the invariant broken, searching on", i+1)
+				case err != nil:
 					t.Logf("found after %d schedules: %s", i+1, firstLine(err.Error()))
 					return
 				}
@@ -203,7 +213,7 @@ type simRun struct {
 	pCrash int           // per mille, after a step: kill -9 its process
 
 	mu         sync.Mutex
-	uploading  map[*sim.Actor]bool          // actors waiting on a large PUT
+	uploading  map[*sim.Actor]int           // actors waiting on a write that matters: how much likelier a stop is
 	refs       map[string]map[chunk.ID]bool // session -> chunks its backup references, durable
 	pending    map[string]map[chunk.ID]bool // session -> chunks referenced since its last Sync
 	violations []string
@@ -258,7 +268,7 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 		Horizon:  7 * 24 * time.Hour,
 		StepTime: func(r *rand.Rand) time.Duration { return time.Duration(r.IntN(3000)) * time.Millisecond },
 	}
-	if rng.IntN(3) == 0 || cfg.hole == hole.StaleNotRevoked || cfg.hole == hole.CommitUnfenced {
+	if rng.IntN(3) == 0 || cfg.hole == hole.StaleNotRevoked {
 		opts.Faults = sim.Faults{PError: 0.02, PLostResponse: 0.02, PDelay: 0.02}
 	}
 	if rng.IntN(5) == 0 {
@@ -276,7 +286,7 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s := &simRun{t: t, seed: seed, w: sim.New(opts), rng: rng, dir: dir, uploading: map[*sim.Actor]bool{}, seen: map[string]bool{}, keys: map[string][2]string{}, expired: map[string]bool{}, removed: map[string]bool{}, refs: map[string]map[chunk.ID]bool{}, pending: map[string]map[chunk.ID]bool{}, cache: map[string]any{}}
+	s := &simRun{t: t, seed: seed, w: sim.New(opts), rng: rng, dir: dir, uploading: map[*sim.Actor]int{}, seen: map[string]bool{}, keys: map[string][2]string{}, expired: map[string]bool{}, removed: map[string]bool{}, refs: map[string]map[chunk.ID]bool{}, pending: map[string]map[chunk.ID]bool{}, cache: map[string]any{}}
 	s.st = s.w.Store()
 	defer s.w.Close()
 	s.gcOpt = gc.Options{Heartbeat: simHeartbeat, Lease: simLease, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
@@ -340,12 +350,12 @@ func (s *simRun) setup(cfg simConfig) {
 		}
 		s.start(h.name, "backup", h, 1+s.rng.IntN(3))
 	}
-	purgers := 1 + s.rng.IntN(2)
+	purgers, moreLives := 1+s.rng.IntN(2), 0
 	if cfg.hole == hole.LeaseUnfenced {
-		purgers = 3
+		purgers, moreLives = 3, 3 // purges that overlap when one is stopped
 	}
 	for i := range purgers {
-		s.start(fmt.Sprintf("purge%d", i), "purge", nil, 1+s.rng.IntN(3))
+		s.start(fmt.Sprintf("purge%d", i), "purge", nil, 1+s.rng.IntN(3)+moreLives)
 	}
 	s.start("restore", "restore", nil, 1)
 	if s.rng.IntN(3) == 0 {
@@ -397,21 +407,26 @@ func (s *simRun) spawn(p *simProc) {
 }
 
 // simStore is the simulated store as processes see it: it notes each
-// actor's pending upload, so that chaos can stop a process in the middle
-// of a large PUT (a manifest or a pack) more often than between two small
-// requests, as a slow upload makes a stall there more likely.
+// actor's pending write, so that chaos can stop a process in the middle of
+// a large PUT (a manifest or a pack) more often than between two small
+// requests, as a slow upload makes a stall there more likely. A manifest's
+// PUT, the commit's window, and a purge's deletion of packs are likelier
+// still: a backup makes few of the one, a purge few of the other, and
+// those are the windows where a stopped process does harm.
 type simStore struct {
 	*sim.Store
 	s *simRun
 }
 
-func (st *simStore) note(ctx context.Context, key string) func() {
+// note records how much likelier a stop of the actor is while its request
+// for key is pending, and returns the function that forgets it.
+func (st *simStore) note(ctx context.Context, key string, weight int) func() {
 	a := sim.ActorOf(ctx)
-	if a == nil || !(strings.HasPrefix(key, "manifests/") || strings.HasPrefix(key, "packs/")) {
+	if a == nil || weight == 0 {
 		return func() {}
 	}
 	st.s.mu.Lock()
-	st.s.uploading[a] = true
+	st.s.uploading[a] = weight
 	st.s.mu.Unlock()
 	return func() {
 		st.s.mu.Lock()
@@ -420,14 +435,45 @@ func (st *simStore) note(ctx context.Context, key string) func() {
 	}
 }
 
+// putWeight is how much likelier a stop is during a PUT of key.
+func putWeight(key string) int {
+	switch {
+	case strings.HasPrefix(key, "manifests/"):
+		return 20
+	case strings.HasPrefix(key, "packs/"):
+		return 5
+	}
+	return 0
+}
+
+// deleteWeight is how much likelier a stop is during a deletion of key.
+func deleteWeight(key string) int {
+	if strings.HasPrefix(key, "packs/") {
+		return 20
+	}
+	return 0
+}
+
 func (st *simStore) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	defer st.note(ctx, key)()
+	defer st.note(ctx, key, putWeight(key))()
 	return st.Store.Put(ctx, key, data, size)
 }
 
 func (st *simStore) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	defer st.note(ctx, key)()
+	defer st.note(ctx, key, putWeight(key))()
 	return st.Store.PutIf(ctx, key, data, ifMatch)
+}
+
+func (st *simStore) Delete(ctx context.Context, key string) error {
+	defer st.note(ctx, key, deleteWeight(key))()
+	return st.Store.Delete(ctx, key)
+}
+
+func (st *simStore) DeleteMany(ctx context.Context, keys []string) error {
+	if len(keys) > 0 {
+		defer st.note(ctx, keys[0], deleteWeight(keys[0]))()
+	}
+	return st.Store.DeleteMany(ctx, keys)
 }
 
 // pace sleeps as a process does between its runs, by the schedule's tempo.
@@ -709,10 +755,14 @@ func (s *simRun) violation(v string) {
 // run steps the world until every process is done, injecting crashes,
 // restarts, pauses and damage between steps, and checks the invariant
 // after every step.
+// errNoEnd is a schedule that did not end: a liveness failure, not a
+// violation of the invariant.
+var errNoEnd = errors.New("schedule did not end in 20,000 steps")
+
 func (s *simRun) run() error {
 	for step := 0; ; step++ {
 		if step > 20000 {
-			return errors.New("schedule did not end in 20,000 steps")
+			return errNoEnd
 		}
 		s.chaos()
 		a, ok := s.w.Step()
@@ -741,8 +791,8 @@ func (s *simRun) chaos() {
 	x := s.rng.IntN(1000)
 	pause := s.pPause
 	s.mu.Lock()
-	if s.uploading[s.last] {
-		pause *= 5
+	if w := s.uploading[s.last]; w > 0 {
+		pause *= w
 	}
 	s.mu.Unlock()
 	switch {
@@ -756,7 +806,13 @@ func (s *simRun) chaos() {
 		}
 		s.w.Advance(simLease + time.Duration(s.rng.IntN(10))*time.Minute)
 	case x < s.pCrash+pause+10:
+		// Now all stopped processes go on, now one alone: a purge may run
+		// its course while a backup stays stopped, and the reverse.
+		one := s.stopped()
 		for _, p := range s.procs {
+			if x%2 == 0 && p != one {
+				continue
+			}
 			for _, a := range p.actors() {
 				a.Resume()
 			}
@@ -764,6 +820,20 @@ func (s *simRun) chaos() {
 	case x == 999 && s.rng.IntN(4) == 0:
 		s.vandalize()
 	}
+}
+
+// stopped returns a stopped process, drawn at random, or nil.
+func (s *simRun) stopped() *simProc {
+	var ps []*simProc
+	for _, p := range s.procs {
+		if !p.done() && p.main.Paused() {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps[s.rng.IntN(len(ps))]
 }
 
 // procOf returns the process an actor belongs to, or nil.

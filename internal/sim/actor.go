@@ -209,6 +209,13 @@ func (a *Actor) Pause() { a.setPaused(true) }
 // Resume lets the scheduler pick the actor again.
 func (a *Actor) Resume() { a.setPaused(false) }
 
+// Paused reports whether the actor is paused.
+func (a *Actor) Paused() bool {
+	a.w.mu.Lock()
+	defer a.w.mu.Unlock()
+	return a.paused
+}
+
 func (a *Actor) setPaused(p bool) {
 	w := a.w
 	w.mu.Lock()
