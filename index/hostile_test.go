@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -179,7 +180,12 @@ func TestConfigValidateRejects(t *testing.T) {
 		{"chunks of 1 GiB", with(func(c *Config) { c.Chunker.MaxSize = 1 << 30; c.Chunker.Segment = 1 << 30 }), "max_size"},
 		{"tiny chunks", with(func(c *Config) { c.Chunker.MinSize = 64; c.Chunker.AvgBits = 10 }), "min_size"},
 		{"tiny mean", with(func(c *Config) { c.Chunker.AvgBits = 10 }), "avg_bits"},
-		{"tiny segments", with(func(c *Config) { c.Chunker.MinSize = 1 << 20; c.Chunker.MaxSize = 4 << 20; c.Chunker.AvgBits = 20; c.Chunker.Segment = 4 << 20 }), "segment"},
+		{"tiny segments", with(func(c *Config) {
+			c.Chunker.MinSize = 1 << 20
+			c.Chunker.MaxSize = 4 << 20
+			c.Chunker.AvgBits = 20
+			c.Chunker.Segment = 4 << 20
+		}), "segment"},
 		{"huge segments", with(func(c *Config) { c.Chunker.Segment = 1 << 40 }), "segment"},
 	}
 	for _, tt := range tests {
@@ -288,7 +294,6 @@ func TestDecodeFileBounds(t *testing.T) {
 	}
 }
 
-
 // A Writer splits its index files so that none comes near MaxFileSize; a
 // pack is never split.
 func TestWriteIndexSplits(t *testing.T) {
@@ -341,5 +346,36 @@ func TestRecoverFIFOJournal(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("NewWriter blocked on a FIFO journal")
+	}
+}
+
+// Reading an index file allocates what it decodes to once: each pack's
+// entries, then the sorted entries of the index, at their number, not
+// array after array as appends grow them (a valid index file of
+// MaxFileSize took validate to 390 MiB that way, 268 MiB since).
+func TestLoadLargeIndexFileAllocatesOnce(t *testing.T) {
+	const n = 200_000
+	p := PackRecord{ID: chunk.Sum([]byte("big")), Size: n}
+	for i := range n {
+		var id chunk.ID
+		binary.BigEndian.PutUint32(id[:], uint32(i))
+		p.Entries = append(p.Entries, pack.Entry{ID: id, Off: uint32(i), Len: 1})
+	}
+	b, sum := EncodeFile([]PackRecord{p})
+	st := remotetest.NewMemory()
+	if err := st.Put(t.Context(), Key("h", sum), bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	idx := New()
+	var err error
+	total := allocated(func() { _, err = idx.Load(t.Context(), st, "") })
+	if err != nil || idx.Len() != n {
+		t.Fatalf("Load = %v with %d chunks, want %d", err, idx.Len(), n)
+	}
+	// The file, its entries (40 bytes each), the index's (44 bytes each).
+	want := uint64(len(b)) + n*40 + n*44
+	t.Logf("a %d KiB index file of %d entries: Load allocated %d KiB, %.2f× the file, entries and index", len(b)>>10, n, total>>10, float64(total)/float64(want))
+	if total > want*11/10 {
+		t.Errorf("Load allocated %d KiB, want at most %d KiB", total>>10, want*11/10>>10)
 	}
 }

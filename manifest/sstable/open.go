@@ -81,7 +81,7 @@ func openAt(dirfd int, name, full string) (*os.File, error) {
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(fd)
-		return nil, notRegular(full, fileMode(st.Mode), "file")
+		return nil, notRegular(full, fileMode(uint32(st.Mode)), "file")
 	}
 	// O_NONBLOCK means nothing to a regular file; clear it so the runtime
 	// treats the descriptor as an ordinary blocking file.
@@ -99,7 +99,7 @@ func describe(dirfd int, name, full string, err error, want string) error {
 	if err == unix.ELOOP || err == unix.ENOTDIR {
 		var st unix.Stat_t
 		if unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
-			return notRegular(full, fileMode(st.Mode), want)
+			return notRegular(full, fileMode(uint32(st.Mode)), want)
 		}
 	}
 	return &fs.PathError{Op: "open", Path: full, Err: err}
