@@ -24,6 +24,7 @@ type backupConfig struct {
 	host           string
 	manifestSecs   float64
 	drain          time.Duration
+	json           bool
 }
 
 func backupCmd(g *globals, opts []ff.Option) *ffcli.Command {
@@ -40,6 +41,7 @@ func backupCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.Var(&c.dataDirs, "cassandra-data-dir", "same as --cassandra_data_dir")
 	fs.StringVar(&c.host, "host", "", "name of this node in the store (default: the fully qualified host name)")
 	fs.Float64Var(&c.manifestSecs, "manifest-interval-secs", 5, "continuous mode: a changed keyspace gets a new manifest at most this often")
+	fs.BoolVar(&c.json, "json", false, "print the summary as one JSON document (schema in docs/cli.md)")
 	fs.DurationVar(&c.drain, "drain-timeout", time.Minute, "continuous mode: on SIGTERM/SIGINT, finish uploads for at most this long, then write the final manifests and exit")
 	return &ffcli.Command{
 		Name:       "backup",
@@ -69,7 +71,15 @@ directory), so a compaction during the backup does not take them away.`,
 	}
 }
 
-func printBackupSummary(g *globals, s cassback.BackupSummary) {
+// printBackupSummary prints the summary of a one-shot backup, unless c.json
+// (then the caller prints its document), and logs it.
+func printBackupSummary(g *globals, c *backupConfig, s cassback.BackupSummary) {
+	g.log.Info("backup done", "files", s.Files, "reused", s.FilesReused, "bytes_read", s.BytesRead,
+		"bytes_new", s.BytesNew, "manifests", len(s.Manifests), "incomplete", s.Incomplete, "vanished", s.Vanished,
+		"not_regular", s.NotRegular, "dur", s.Duration)
+	if c.json {
+		return
+	}
 	ratio := "n/a (nothing new)"
 	if s.BytesNew > 0 {
 		ratio = fmt.Sprintf("%.2fx", s.DedupRatio())
@@ -88,9 +98,6 @@ func printBackupSummary(g *globals, s cassback.BackupSummary) {
 		fmt.Fprintf(g.stdout, "Left out (warnings in the log name each): %d incomplete SSTables, %d SSTables removed before they were held, %d entries not regular files (symbolic links, FIFOs, devices)\n",
 			s.Incomplete, s.Vanished, s.NotRegular)
 	}
-	g.log.Info("backup done", "files", s.Files, "reused", s.FilesReused, "bytes_read", s.BytesRead,
-		"bytes_new", s.BytesNew, "manifests", len(s.Manifests), "incomplete", s.Incomplete, "vanished", s.Vanished,
-		"not_regular", s.NotRegular, "dur", s.Duration)
 }
 
 // human formats a byte count as the original cassback did: 1024-based,
@@ -152,6 +159,9 @@ func runBackup(ctx context.Context, g *globals, c *backupConfig, args []string) 
 			BackupOptions: bo, IgnoreExisting: c.ignoreExisting, ReportInterval: report,
 			ManifestInterval: time.Duration(c.manifestSecs * float64(time.Second)), DrainTimeout: c.drain,
 		})
+		if c.json {
+			return firstErr(err, writeJSON(g.stdout, continuousJSON(c.host, st)))
+		}
 		fmt.Fprintf(g.stdout, "Backed up %d SSTables (%d files read, %s, %s new), wrote %d manifests; latency to a durable manifest: median %v, p99 %v\n",
 			st.SSTables, st.Files, human(st.BytesRead), human(st.BytesNew), st.Manifests,
 			st.LatencyPercentile(50).Round(time.Millisecond), st.LatencyPercentile(99).Round(time.Millisecond))
@@ -159,7 +169,10 @@ func runBackup(ctx context.Context, g *globals, c *backupConfig, args []string) 
 	}
 	sum, err := r.Backup(ctx, bo)
 	if err == nil || sum.Files > 0 {
-		printBackupSummary(g, sum)
+		printBackupSummary(g, c, sum)
+		if c.json {
+			return firstErr(err, writeJSON(g.stdout, backupJSON(c.host, sum)))
+		}
 	}
 	return err
 }

@@ -9,13 +9,14 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
 
 type listConfig struct {
-	all, hosts bool
-	day, host  string
+	all, hosts, json bool
+	day, host        string
 }
 
 func listCmd(g *globals, opts []ff.Option) *ffcli.Command {
@@ -25,9 +26,10 @@ func listCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.StringVar(&c.day, "day", "", "UTC day to list (default: today)")
 	fs.StringVar(&c.host, "host", "", "host to list (default: this host's fully qualified name)")
 	fs.BoolVar(&c.hosts, "hosts", false, "list every host in the store with its newest backup")
+	fs.BoolVar(&c.json, "json", false, "print one JSON document (schema in docs/cli.md)")
 	return &ffcli.Command{
 		Name:       "list",
-		ShortUsage: "cassback [global options] list [KEYSPACE] [--all] [--day DATE] [--host H] | list --hosts",
+		ShortUsage: "cassback [global options] list [KEYSPACE] [--all] [--day DATE] [--host H] [--json] | list --hosts [--json]",
 		ShortHelp:  "list backups",
 		LongHelp: `Lists the latest backup (or with --all every backup) of a day for one keyspace,
 or without a keyspace for every keyspace of the host. --hosts lists every
@@ -39,34 +41,23 @@ host in the store with its newest backup.`,
 }
 
 // listHosts prints each host in the store with its newest backup, so the
-// backups of a decommissioned node can be found and purged.
-func listHosts(ctx context.Context, g *globals, st remote.Store) error {
-	hs, err := manifest.Hosts(ctx, st)
+// backups of a decommissioned node can be found and purged. A host or
+// keyspace with no backup left is not counted (cassback.Status).
+func listHosts(ctx context.Context, g *globals, c *listConfig, st remote.Store) error {
+	hs, err := cassback.Status(ctx, st, cassback.StatusOptions{})
 	if err != nil {
 		return err
+	}
+	if c.json {
+		return writeJSON(g.stdout, listHostsJSON(hs))
 	}
 	if len(hs) == 0 {
 		fmt.Fprintln(g.stdout, "No hosts")
 		return nil
 	}
 	fmt.Fprintf(g.stdout, "%-40s %-10s %s\n", "Host", "Keyspaces", "Newest backup")
-	now := time.Now().Add(time.Hour)
 	for _, h := range hs {
-		kss, err := manifest.Keyspaces(ctx, st, h)
-		if err != nil {
-			return err
-		}
-		newest, newestT := "", time.Time{}
-		for _, ks := range kss {
-			n, err := manifest.Latest(ctx, st, h, ks, now)
-			if err != nil {
-				return err
-			}
-			if t, _, _, err := manifest.ParseBackupName(n); err == nil && t.After(newestT) {
-				newest, newestT = n, t
-			}
-		}
-		fmt.Fprintf(g.stdout, "%-40s %-10d %s\n", h, len(kss), newest)
+		fmt.Fprintf(g.stdout, "%-40s %-10d %s\n", h.Host, len(h.Keyspaces), newestKeyspace(h).Backup)
 	}
 	return nil
 }
@@ -91,7 +82,7 @@ func runList(ctx context.Context, g *globals, c *listConfig, args []string) erro
 		return err
 	}
 	if c.hosts {
-		return listHosts(ctx, g, r.Store)
+		return listHosts(ctx, g, c, r.Store)
 	}
 	if c.host == "" {
 		c.host = defaultHost()
@@ -104,36 +95,53 @@ func runList(ctx context.Context, g *globals, c *listConfig, args []string) erro
 		if kss, err = manifest.Keyspaces(ctx, r.Store, c.host); err != nil {
 			return err
 		}
-		if len(kss) == 0 {
-			fmt.Fprintf(g.stdout, "No backups from %s\n", c.host)
-			return nil
-		}
 	}
-	d := when.Format("2006_01_02")
-	for i, ks := range kss {
+	ls, err := listDay(ctx, r.Store, c, kss, when)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return writeJSON(g.stdout, listDoc{jsonHeader: header("list"), Host: c.host, Day: when.Format("2006-01-02"), All: c.all, Keyspaces: ls})
+	}
+	if len(ls) == 0 {
+		fmt.Fprintf(g.stdout, "No backups from %s\n", c.host)
+		return nil
+	}
+	what := "Latest backup"
+	if c.all {
+		what = "All backups"
+	}
+	for i, l := range ls {
 		if i > 0 {
 			fmt.Fprintln(g.stdout)
 		}
-		var names []string
-		if err := manifest.List(ctx, r.Store, c.host, ks, d, func(n string) error {
-			names = append(names, n)
-			return nil
-		}); err != nil {
-			return err
-		}
-		what := "Latest backup"
-		if c.all {
-			what = "All backups"
-		} else if len(names) > 0 {
-			names = names[len(names)-1:]
-		}
-		fmt.Fprintf(g.stdout, "%s for keyspace %s from %s for %s UTC:\n", what, ks, c.host, when.Format("2006-01-02"))
-		if len(names) == 0 {
+		fmt.Fprintf(g.stdout, "%s for keyspace %s from %s for %s UTC:\n", what, l.Keyspace, c.host, when.Format("2006-01-02"))
+		if len(l.Backups) == 0 {
 			fmt.Fprintln(g.stdout, "None")
 		}
-		for _, n := range names {
+		for _, n := range l.Backups {
 			fmt.Fprintln(g.stdout, n)
 		}
 	}
 	return nil
+}
+
+// listDay returns the backups of each keyspace of c.host on the UTC day of
+// when: all of them with c.all, else the latest (none if there is none).
+func listDay(ctx context.Context, st remote.Store, c *listConfig, kss []string, when time.Time) ([]listKeyspace, error) {
+	ls := make([]listKeyspace, 0, len(kss))
+	for _, ks := range kss {
+		names := []string{}
+		if err := manifest.List(ctx, st, c.host, ks, when.Format("2006_01_02"), func(n string) error {
+			names = append(names, n)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		if !c.all && len(names) > 0 {
+			names = names[len(names)-1:]
+		}
+		ls = append(ls, listKeyspace{Keyspace: ks, Backups: names})
+	}
+	return ls, nil
 }

@@ -21,6 +21,7 @@ func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
 		before, host    string
 		grace, margin   time.Duration
 		repackThreshold float64
+		asJSON          bool
 	)
 	fs := flag.NewFlagSet("cassback purge", flag.ContinueOnError)
 	fs.IntVar(&o.KeepDays, "keep-days", 0, "remove this host's backups older than N days (by the store's clock)")
@@ -31,10 +32,11 @@ func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.DurationVar(&grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
 	fs.DurationVar(&margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
 	fs.Float64Var(&repackThreshold, "repack-threshold", 0.5, "rewrite a live pack when more than this fraction of it is unreferenced (1 disables)")
+	fs.BoolVar(&asJSON, "json", false, "print one JSON document (schema in docs/cli.md): with --dry-run the plan, else what was done")
 	fs.BoolVar(&o.Exclusive, "exclusive", false, "assert that no other cassback process uses the store while this purge runs: needed on a store without atomic conditional writes (see check-store); every session is then removed as dead")
 	return &ffcli.Command{
 		Name:       "purge",
-		ShortUsage: "cassback [global options] purge [KEYSPACE] (--keep-days N | --purge-before DATE) [--dry-run] [--host H]",
+		ShortUsage: "cassback [global options] purge [KEYSPACE] (--keep-days N | --purge-before DATE) [--dry-run] [--host H] [--json]",
 		ShortHelp:  "remove old backups and the data only they use",
 		LongHelp: `Removes the host's backups (manifests) of one keyspace, or of all, older than
 the cut-off, always keeping the newest backup of each keyspace unless
@@ -85,6 +87,9 @@ runs only with --exclusive.`,
 				r.GC.RepackThreshold = 1 // a survey holds no chunk data to copy
 			}
 			res, err := r.Purge(ctx, o)
+			if asJSON {
+				return firstErr(err, writeJSON(g.stdout, purgeJSON(o, res)))
+			}
 			printPurge(g, o, res)
 			return err
 		},

@@ -21,6 +21,7 @@ type restoreConfig struct {
 	keyspaces listFlag
 	tables    listFlag
 	reportSec int
+	json      bool
 }
 
 func restoreCmd(g *globals, opts []ff.Option) *ffcli.Command {
@@ -40,6 +41,7 @@ func restoreCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.BoolVar(&o.NoChmod, "no-chmod", false, "do not change the mode of restored files")
 	fs.BoolVar(&o.NoChecksum, "no-checksum", false, "trust existing files of the right size and skip the whole-file check after writing (chunks are always checked)")
 	fs.BoolVar(&o.NoChecksum, "no-checkum", false, "same as --no-checksum (the original's spelling)")
+	fs.BoolVar(&c.json, "json", false, "print the outcome as one JSON document (schema in docs/cli.md)")
 	fs.BoolVar(&o.FailIfCorrupt, "fail-if-corrupt", false, "stop at the first missing or corrupt chunk")
 	return &ffcli.Command{
 		Name:       "restore",
@@ -160,6 +162,9 @@ func runRestore(ctx context.Context, g *globals, c *restoreConfig, args []string
 	}
 	o.Tables = c.tables
 	res, err := r.Restore(ctx, ms, *o)
+	if c.json {
+		return firstErr(err, writeJSON(g.stdout, restoreJSON(o.DataDir, res)))
+	}
 	printRestore(g, o.DataDir, res)
 	return err
 }

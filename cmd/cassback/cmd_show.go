@@ -14,9 +14,10 @@ import (
 
 func showCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs := flag.NewFlagSet("cassback show", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print one JSON document (schema in docs/cli.md)")
 	return &ffcli.Command{
 		Name:       "show",
-		ShortUsage: "cassback [global options] show BACKUP_NAME",
+		ShortUsage: "cassback [global options] show BACKUP_NAME [--json]",
 		ShortHelp:  "show the contents of a backup",
 		LongHelp:   "Shows a backup's keyspace, host, time, total size and every file of every table.",
 		FlagSet:    fs,
@@ -38,6 +39,9 @@ func showCmd(g *globals, opts []ff.Option) *ffcli.Command {
 			m, err := manifest.Get(ctx, r.Store, args[0])
 			if err != nil {
 				return err
+			}
+			if *asJSON {
+				return writeJSON(g.stdout, showJSON(m))
 			}
 			printManifest(g, m)
 			return nil

@@ -20,12 +20,13 @@ var errDamaged = errors.New("validate found missing or corrupt data")
 func validateCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	var o cassback.ValidateOptions
 	fs := flag.NewFlagSet("cassback validate", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print one JSON document (schema in docs/cli.md)")
 	fs.BoolVar(&o.Checksum, "checksum", false, "also read every referenced chunk and check its BLAKE3, each whole file's BLAKE3 and each Data.db's Cassandra digest")
 	fs.StringVar(&o.Host, "host", "", "validate only this host's backups (default without a backup name: every host)")
 	fs.IntVar(&o.Threads, "threads", 8, "reads from the store at once")
 	return &ffcli.Command{
 		Name:       "validate",
-		ShortUsage: "cassback [global options] validate [BACKUP_NAME] [--checksum] [--host H]",
+		ShortUsage: "cassback [global options] validate [BACKUP_NAME] [--checksum] [--host H] [--json]",
 		ShortHelp:  "check that backups are complete and intact",
 		LongHelp: `Checks one backup, or without a name every backup in the store (of --host
 only, if given): every manifest decodes; every chunk it references is in an
@@ -66,7 +67,14 @@ anything is missing or corrupt.`,
 			if err != nil {
 				return err
 			}
-			printValidate(g, o, rep)
+			if *asJSON {
+				err = writeJSON(g.stdout, validateJSON(o, rep))
+			} else {
+				printValidate(g, o, rep)
+			}
+			if err != nil {
+				return err
+			}
 			if !rep.OK() {
 				return fmt.Errorf("%w: %d problems (see the report)", errDamaged, len(rep.Problems)+len(rep.BadIndex))
 			}
