@@ -27,7 +27,7 @@ func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.IntVar(&o.KeepDays, "keep-days", 0, "remove this host's backups older than N days (by the store's clock)")
 	fs.StringVar(&before, "purge-before", "", "remove this host's backups taken before this time (UTC unless it has a zone)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed and the bytes it would free; change nothing")
-	fs.StringVar(&host, "host", "", "host whose backups to remove (default: this host's fully qualified name); other hosts' backups are never removed")
+	fs.StringVar(&host, "host", "", "host whose backups to remove (default: this host's fully qualified name), also one that no longer runs; other hosts' backups are never removed")
 	fs.BoolVar(&o.PurgeLatest, "purge-latest", false, "also remove the newest backup of a keyspace when it is older than the cut-off")
 	fs.DurationVar(&grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
 	fs.DurationVar(&margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
@@ -49,7 +49,11 @@ dead packs are rewritten (--repack-threshold). Backups keep running while a
 purge runs; one purge runs at a time. Nothing is deleted while a backup,
 an index file or a pack it needs cannot be read (the output says which).
 On a store without atomic conditional writes (cassback check-store), purge
-runs only with --exclusive.`,
+runs only with --exclusive.
+
+--host may name a host that no longer runs (a decommissioned node, which
+cassback status flags as stale): the purge may run on any machine. Add
+--purge-latest to remove its last backups too.`,
 		FlagSet: fs,
 		Options: opts,
 		Exec: func(ctx context.Context, args []string) error {

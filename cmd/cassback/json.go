@@ -372,16 +372,11 @@ type restoreFile struct {
 	Backup string `json:"backup"`
 	Path   string `json:"path"`
 	Reason string `json:"reason"`
-	Error  string `json:"error"`
 }
 
 func restoreJSON(dataDir string, res cassback.RestoreResult) restoreDoc {
 	f := func(o cassback.FileOutcome) restoreFile {
-		r := restoreFile{Backup: o.Backup, Path: o.Path, Reason: o.Reason}
-		if o.Err != nil {
-			r.Error = o.Err.Error()
-		}
-		return r
+		return restoreFile{Backup: o.Backup, Path: o.Path, Reason: o.Reason}
 	}
 	return restoreDoc{
 		jsonHeader: header("restore"), DataDir: dataDir, Bytes: res.Bytes,
