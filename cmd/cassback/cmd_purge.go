@@ -15,24 +15,27 @@ import (
 	"github.com/cassback/cassback/manifest"
 )
 
+type purgeConfig struct {
+	o               cassback.PurgeOptions
+	before, host    string
+	grace, margin   time.Duration
+	repackThreshold float64
+	json            bool
+}
+
 func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
-	var (
-		o               cassback.PurgeOptions
-		before, host    string
-		grace, margin   time.Duration
-		repackThreshold float64
-		asJSON          bool
-	)
+	var c purgeConfig
+	o := &c.o
 	fs := flag.NewFlagSet("cassback purge", flag.ContinueOnError)
 	fs.IntVar(&o.KeepDays, "keep-days", 0, "remove this host's backups older than N days (by the store's clock)")
-	fs.StringVar(&before, "purge-before", "", "remove this host's backups taken before this time (UTC unless it has a zone)")
+	fs.StringVar(&c.before, "purge-before", "", "remove this host's backups taken before this time (UTC unless it has a zone)")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print what would be removed and the bytes it would free; change nothing")
-	fs.StringVar(&host, "host", "", "host whose backups to remove (default: this host's fully qualified name), also one that no longer runs; other hosts' backups are never removed")
+	fs.StringVar(&c.host, "host", "", "host whose backups to remove (default: this host's fully qualified name), also one that no longer runs; other hosts' backups are never removed")
 	fs.BoolVar(&o.PurgeLatest, "purge-latest", false, "also remove the newest backup of a keyspace when it is older than the cut-off")
-	fs.DurationVar(&grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
-	fs.DurationVar(&margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
-	fs.Float64Var(&repackThreshold, "repack-threshold", 0.5, "rewrite a live pack when more than this fraction of it is unreferenced (1 disables)")
-	fs.BoolVar(&asJSON, "json", false, "print one JSON document (schema in docs/cli.md): with --dry-run the plan, else what was done")
+	fs.DurationVar(&c.grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
+	fs.DurationVar(&c.margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
+	fs.Float64Var(&c.repackThreshold, "repack-threshold", 0.5, "rewrite a live pack when more than this fraction of it is unreferenced (1 disables)")
+	fs.BoolVar(&c.json, "json", false, "print one JSON document (schema in docs/cli.md): with --dry-run the plan, else what was done")
 	fs.BoolVar(&o.Exclusive, "exclusive", false, "assert that no other cassback process uses the store while this purge runs: needed on a store without atomic conditional writes (see check-store); every session is then removed as dead")
 	return &ffcli.Command{
 		Name:       "purge",
@@ -56,48 +59,51 @@ cassback status flags as stale): the purge may run on any machine. Add
 --purge-latest to remove its last backups too.`,
 		FlagSet: fs,
 		Options: opts,
-		Exec: func(ctx context.Context, args []string) error {
-			if len(args) > 1 {
-				return usagef("purge takes at most one keyspace, got %d arguments", len(args))
-			}
-			if err := g.setup(); err != nil {
-				return err
-			}
-			// g.setup checked the ranges of --keep-days, --grace,
-			// --new-pack-margin and --repack-threshold (limits).
-			if (o.KeepDays > 0) == (before != "") {
-				return usagef("give exactly one of --keep-days and --purge-before")
-			}
-			if before != "" {
-				t, err := manifest.ParseTime(before)
-				if err != nil {
-					return usagef("--purge-before: %v", err)
-				}
-				o.Before = t
-			}
-			if host == "" {
-				host = defaultHost()
-			}
-			if err := checkHost(host); err != nil {
-				return err
-			}
-			o.Host, o.Keyspaces, o.Holder = host, args, defaultHost()
-			r, err := g.repo(ctx, false)
-			if err != nil {
-				return err
-			}
-			r.GC.Grace, r.GC.NewPackMargin, r.GC.RepackThreshold = orNone(grace), orNone(margin), repackThreshold
-			if g.endpoint == "survey" {
-				r.GC.RepackThreshold = 1 // a survey holds no chunk data to copy
-			}
-			res, err := r.Purge(ctx, o)
-			if asJSON {
-				return firstErr(err, writeJSON(g.stdout, purgeJSON(o, res)))
-			}
-			printPurge(g, o, res)
-			return err
-		},
+		Exec:    func(ctx context.Context, args []string) error { return runPurge(ctx, g, &c, args) },
 	}
+}
+
+func runPurge(ctx context.Context, g *globals, c *purgeConfig, args []string) error {
+	o := &c.o
+	if len(args) > 1 {
+		return usagef("purge takes at most one keyspace, got %d arguments", len(args))
+	}
+	if err := g.setup(); err != nil {
+		return err
+	}
+	// g.setup checked the ranges of --keep-days, --grace,
+	// --new-pack-margin and --repack-threshold (limits).
+	if (o.KeepDays > 0) == (c.before != "") {
+		return usagef("give exactly one of --keep-days and --purge-before")
+	}
+	if c.before != "" {
+		t, err := manifest.ParseTime(c.before)
+		if err != nil {
+			return usagef("--purge-before: %v", err)
+		}
+		o.Before = t
+	}
+	if c.host == "" {
+		c.host = defaultHost()
+	}
+	if err := checkHost(c.host); err != nil {
+		return err
+	}
+	o.Host, o.Keyspaces, o.Holder = c.host, args, defaultHost()
+	r, err := g.repo(ctx, false)
+	if err != nil {
+		return err
+	}
+	r.GC.Grace, r.GC.NewPackMargin, r.GC.RepackThreshold = orNone(c.grace), orNone(c.margin), c.repackThreshold
+	if g.endpoint == "survey" {
+		r.GC.RepackThreshold = 1 // a survey holds no chunk data to copy
+	}
+	res, err := r.Purge(ctx, *o)
+	if c.json {
+		return firstErr(err, writeJSON(g.stdout, purgeJSON(*o, res)))
+	}
+	printPurge(g, *o, res)
+	return err
 }
 
 // orNone maps a flag's 0 ("none") to the protocol's "none" (-1).
