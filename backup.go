@@ -151,6 +151,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 		return sum, err
 	}
 	ms, errs := b.oneShotManifests(jobs, results, keyspaces, opts.Now(), &sum)
+	noteOneShot(r.Stats, jobs, results, &sum)
 	sum.Manifests, err = b.commit(ctx, ms, nil)
 	st := b.w.Stats()
 	sum.BytesNew, sum.ChunksNew, sum.ChunksDup, sum.Packs = st.BytesNew.Load(), st.ChunksNew.Load(), st.ChunksDup.Load(), st.Packs.Load()
@@ -350,6 +351,7 @@ func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) (
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return int(sizes[b] - sizes[a]) })
+	prog := b.noteQueued(jobs, sizes)
 	results := make([]fileResult, len(jobs))
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -358,7 +360,11 @@ func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) (
 			p := b.w.NewPacker()
 			for n := next.Add(1) - 1; n < int64(len(order)) && gctx.Err() == nil; n = next.Add(1) - 1 {
 				i := order[n]
-				results[i] = b.oneFile(gctx, p, jobs[i])
+				results[i] = b.oneFile(gctx, p, jobs[i], prog)
+				if prog != nil {
+					b.r.Stats.FilesDone.Add(1)
+					prog.done(1, 0)
+				}
 				if h := jobs[i].hold; h != nil && h.left.Add(-1) == 0 {
 					if err := h.h.Release(h.links); err != nil {
 						b.r.Log.Warn("hard links not released", "sstable", jobs[i].sst, "err", err)
@@ -375,7 +381,7 @@ func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) (
 // oneFile opens and stores one file of a one-shot backup, from its hard
 // link or in place, never following a symbolic link below the data
 // directory nor blocking on a FIFO.
-func (b *backupRun) oneFile(ctx context.Context, p *index.Packer, j fileJob) fileResult {
+func (b *backupRun) oneFile(ctx context.Context, p *index.Packer, j fileJob, prog *Progress) fileResult {
 	if j.reused != nil {
 		return fileResult{file: *j.reused}
 	}
@@ -395,8 +401,48 @@ func (b *backupRun) oneFile(ctx context.Context, p *index.Packer, j fileJob) fil
 		return fileResult{err: fmt.Errorf("open %s: %w", filepath.Join(j.root, j.rel), unwrapPath(err))}
 	}
 	defer f.Close()
-	rec, read, err := b.storeFile(ctx, p, j.root, j.rel, f, storeOptions{})
+	rec, read, err := b.storeFile(ctx, p, j.root, j.rel, f, storeOptions{prog: prog})
 	return fileResult{file: rec, read: read, err: err}
+}
+
+// noteQueued counts a one-shot backup's files and SSTables as queued in
+// the Stats, and begins its progress: every file, and the bytes of those
+// to read (sizes, by job). It returns nil without Stats.
+func (b *backupRun) noteQueued(jobs []fileJob, sizes []int64) *Progress {
+	st := b.r.Stats
+	if st == nil {
+		return nil
+	}
+	ssts := map[sstKey]bool{}
+	var bytes int64
+	for i, j := range jobs {
+		ssts[sstKey{j.root, j.sst}] = true
+		bytes += sizes[i]
+	}
+	st.FilesQueued.Add(int64(len(jobs)))
+	st.SSTablesQueued.Add(int64(len(ssts)))
+	prog := st.begin("backup")
+	prog.plan(int64(len(jobs)), bytes)
+	return prog
+}
+
+// noteOneShot counts in the Stats, once a one-shot backup has stored its
+// files, its SSTables as done and what it left out or could not read.
+func noteOneShot(st *Stats, jobs []fileJob, results []fileResult, sum *BackupSummary) {
+	if st == nil {
+		return
+	}
+	ssts := map[sstKey]bool{}
+	failed := 0
+	for i, j := range jobs {
+		ssts[sstKey{j.root, j.sst}] = true
+		if results[i].err != nil && !results[i].notRegular {
+			failed++
+		}
+	}
+	st.SSTablesDone.Add(int64(len(ssts)))
+	st.addError(ErrorLeftOut, sum.Incomplete+sum.Vanished+sum.NotRegular)
+	st.addError(ErrorFile, failed)
 }
 
 // oneShotManifests groups the stored files by keyspace and table. A

@@ -350,6 +350,11 @@ func (c *continuous) admit(ev watch.Event) {
 		it.bytes = heldBytes(ev)
 		c.queue = append(c.queue, it)
 		c.pendingB += it.bytes
+		if st := c.b.r.Stats; st != nil {
+			st.SSTablesQueued.Add(1)
+			st.FilesQueued.Add(int64(len(ev.SSTable.Files)))
+			st.pendingSince(ev.Time)
+		}
 	case watch.Synced:
 		c.scanned[ev.Root] = true
 		it.finished = true
@@ -368,7 +373,12 @@ func (c *continuous) finish(it *item) error {
 		if errors.Is(it.err, context.Canceled) && c.stopping {
 			return nil
 		}
+		c.b.r.Stats.addError(ErrorFile, 1)
 		return it.err
+	}
+	if st := c.b.r.Stats; st != nil {
+		st.SSTablesDone.Add(1)
+		st.SSTableDuration.Observe(time.Since(it.started))
 	}
 	c.advance()
 	return nil
@@ -454,6 +464,9 @@ func (c *continuous) process(ctx context.Context, p *index.Packer, it *item) err
 		if err != nil {
 			return err
 		}
+		if st := c.b.r.Stats; st != nil {
+			st.FilesDone.Add(1)
+		}
 		if read > 0 {
 			c.mu.Lock()
 			c.stats.Files++
@@ -492,6 +505,7 @@ func (c *continuous) commit(ctx context.Context) error {
 		if len(c.items) == 0 {
 			c.b.sess.s.Ack(ack) // written by the next renewal
 		}
+		c.notePending()
 		return nil
 	}
 	at := c.opts.Now()
@@ -514,7 +528,27 @@ func (c *continuous) commit(ctx context.Context) error {
 	c.stats.Latency = append(c.stats.Latency, c.latencies(time.Now())...)
 	c.fresh = c.fresh[:0]
 	c.stats.BytesNew = c.b.w.Stats().BytesNew.Load()
+	c.notePending()
 	return nil
+}
+
+// notePending tells the Stats, after a commit, since when the oldest
+// SSTable not in a committed manifest has been complete: the oldest of
+// those not yet applied (queued, being stored, or waiting for an earlier
+// one), since everything applied is committed now. It costs a pass over
+// the items in flight, once per commit.
+func (c *continuous) notePending() {
+	st := c.b.r.Stats
+	if st == nil {
+		return
+	}
+	var oldest time.Time
+	for _, it := range c.items {
+		if k := it.ev.Kind; (k == watch.Ready || k == watch.Rewritten) && (oldest.IsZero() || it.ev.Time.Before(oldest)) {
+			oldest = it.ev.Time
+		}
+	}
+	st.setPending(oldest)
 }
 
 // recover makes sure every file the next manifests will carry over from

@@ -85,6 +85,8 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 		res.Plan, err = c.Plan(ctx)
 		return res, err
 	}
+	prog := r.Stats.begin("purge")
+	prog.plan(int64(len(res.Manifests)), 0)
 	// Roots first: backups are removed before anything they reference.
 	if len(res.Manifests) > 0 {
 		if err := lease.Renew(ctx); err != nil {
@@ -98,6 +100,7 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 		if err := manifest.Delete(ctx, r.Store, n); err != nil {
 			return res, err
 		}
+		prog.done(1, 0)
 		r.Log.Info("backup removed", "backup", n)
 	}
 	if res.Plan, err = c.Plan(ctx); err != nil {
@@ -106,6 +109,8 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	if res.GC, err = res.Plan.Execute(ctx); err != nil {
 		return res, err
 	}
+	prog.plan(0, res.GC.DeletedBytes) // the sweep reports its bytes when it ends
+	prog.done(0, res.GC.DeletedBytes)
 	res.TempRemoved, err = removeStaleTemp(ctx, r.Store)
 	return res, err
 }

@@ -25,6 +25,9 @@ type Repo struct {
 	CacheDir string // per-store cache folder; "" disables caching
 	Log      *slog.Logger
 	GC       gc.Options // timings of the garbage-collection protocol
+	// Stats, if set, is updated as operations run (see Stats); nil
+	// counts nothing.
+	Stats *Stats
 
 	// early is the index loaded at Open when the hole it closes is put
 	// back for a test (hole.IndexBeforeSession).

@@ -37,6 +37,8 @@ type RestoreOptions struct {
 	NoChecksum    bool // trust existing files of the right size; skip the whole-file check
 	FailIfCorrupt bool // stop at the first corrupt or missing chunk
 	BatchFiles    int  // files restored together; default 512
+
+	prog *Progress // set by Restore when the Repo has Stats
 }
 
 // RestoreResult lists what happened to each file, for the report.
@@ -119,6 +121,7 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		return res, err
 	}
 	todo := r.restorePlan(root, ms, opts, &res)
+	opts.prog = beginRestore(r.Stats, todo)
 	if n := unknownChunks(idx, todo); n > 0 {
 		rebuilt, err := idx.RebuildOrphans(ctx, r.Store)
 		if err != nil {
@@ -133,17 +136,8 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		if err := r.restoreWithRetry(ctx, root, idx, batch, opts, uid, gid); err != nil {
 			return res, err
 		}
-		for _, rf := range batch {
-			out := FileOutcome{Backup: rf.backup, Path: rf.rec.Path}
-			if rf.err != nil {
-				out.Reason, out.Err = rf.err.Error(), rf.err
-				res.Failed = append(res.Failed, out)
-				continue
-			}
-			out.Reason = "restored"
-			res.Restored = append(res.Restored, out)
-			res.Bytes += rf.rec.Size
-		}
+		opts.prog.done(int64(len(batch)), 0)
+		res.record(batch)
 	}
 	// One syncfs for the whole restore instead of an fsync per file: the
 	// disk sees one large flush, and a crash before it completes leaves at
@@ -151,10 +145,40 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if err := syncFS(opts.DataDir); err != nil {
 		return res, fmt.Errorf("flush restored files to disk: %w", err)
 	}
+	r.Stats.addError(ErrorRestore, len(res.Failed))
 	if len(res.Failed) > 0 {
 		return res, fmt.Errorf("%w: %d files failed, first %s: %s", ErrRestoreFailed, len(res.Failed), res.Failed[0].Path, res.Failed[0].Reason)
 	}
 	return res, nil
+}
+
+// record adds the fate of each file of a batch restoreWithRetry has done.
+func (res *RestoreResult) record(batch []*restoreFile) {
+	for _, rf := range batch {
+		out := FileOutcome{Backup: rf.backup, Path: rf.rec.Path}
+		if rf.err != nil {
+			out.Reason, out.Err = rf.err.Error(), rf.err
+			res.Failed = append(res.Failed, out)
+			continue
+		}
+		out.Reason = "restored"
+		res.Restored = append(res.Restored, out)
+		res.Bytes += rf.rec.Size
+	}
+}
+
+// beginRestore begins a restore's progress in st: the files to write and
+// their bytes. It returns nil without Stats.
+func beginRestore(st *Stats, todo []*restoreFile) *Progress {
+	prog := st.begin("restore")
+	if prog != nil {
+		var bytes int64
+		for _, rf := range todo {
+			bytes += rf.rec.Size
+		}
+		prog.plan(int64(len(todo)), bytes)
+	}
+	return prog
 }
 
 // readSession registers a read session (restore, validate) whose
@@ -387,6 +411,9 @@ func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, idx *index.Index
 			}
 			if err == nil {
 				_, err = p.rf.f.WriteAt(data, p.off)
+			}
+			if err == nil {
+				opts.prog.done(0, int64(len(data)))
 			}
 			if err != nil {
 				mu.Lock()

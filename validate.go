@@ -92,6 +92,7 @@ type validation struct {
 	cat   *gc.Catalog
 	good  *index.Index       // the copies validate reads from
 	used  map[chunk.ID][]int // pack -> files (indexes in files) using it
+	prog  *Progress          // nil without Stats
 }
 
 // Validate checks backups: every manifest decodes; every referenced chunk
@@ -119,6 +120,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (rep Validate
 	if err := v.readManifests(ctx, names); err != nil {
 		return v.rep, err
 	}
+	v.beginProgress()
 	if v.cat, err = gc.LoadCatalog(ctx, r.Store, true); err != nil {
 		return v.rep, err
 	}
@@ -126,14 +128,33 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (rep Validate
 	v.locate()
 	v.checkHeaders(ctx)
 	if opts.Checksum {
-		r.checksumFiles(ctx, v.files, v.good, opts.Threads, &v.rep, v.problem)
+		r.checksumFiles(ctx, v.files, v.good, opts.Threads, &v.rep, v.problem, v.prog)
+	} else {
+		v.prog.done(int64(len(v.files)), 0)
 	}
 	slices.SortFunc(v.rep.Problems, func(a, b Problem) int {
 		return cmp.Or(strings.Compare(a.Backup, b.Backup), strings.Compare(a.File, b.File), strings.Compare(a.What, b.What))
 	})
 	v.rep.Problems = slices.Compact(v.rep.Problems)
+	r.Stats.addError(ErrorValidate, len(v.rep.Problems)+len(v.rep.BadIndex))
 	v.rep.Duration = time.Since(start)
 	return v.rep, ctx.Err()
+}
+
+// beginProgress begins validate's progress in the Stats: every file, and
+// with Checksum every byte, to check.
+func (v *validation) beginProgress() {
+	v.prog = v.r.Stats.begin("validate")
+	if v.prog == nil {
+		return
+	}
+	var bytes int64
+	if v.opts.Checksum {
+		for _, f := range v.files {
+			bytes += f.rec.Size
+		}
+	}
+	v.prog.plan(int64(len(v.files)), bytes)
 }
 
 // names returns the backups to validate.
@@ -345,7 +366,7 @@ func (v *validation) checkHeaders(ctx context.Context) {
 
 // checksumFiles reads every file's chunks in order and checks the file's
 // BLAKE3 and, for Data.db, its Cassandra digest.
-func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.Index, threads int, rep *ValidateReport, problem func(fileRef, ProblemKind, string)) {
+func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.Index, threads int, rep *ValidateReport, problem func(fileRef, ProblemKind, string), prog *Progress) {
 	var mu sync.Mutex
 	parallel(ctx, len(files), max(1, threads/2), func(i int) {
 		f := files[i]
@@ -373,12 +394,14 @@ func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.I
 		err := readFile(ctx, r, good, f.rec, func(p []byte) {
 			h.Write(p)
 			n += int64(len(p))
+			prog.done(0, int64(len(p)))
 			if digest != nil {
 				pw.Write(p)
 			}
 		})
 		pw.Close()
 		wg.Wait()
+		prog.done(1, 0)
 		mu.Lock()
 		defer mu.Unlock()
 		rep.BytesRead += n

@@ -125,6 +125,9 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 			continue
 		}
 		b.previous = append(b.previous, ks)
+		if t, _, _, err := manifest.ParseBackupName(name); err == nil {
+			b.r.Stats.committed(ks, t)
+		}
 		m, err := manifest.Get(ctx, st, name)
 		if err != nil {
 			b.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", name, "err", err)
@@ -144,6 +147,8 @@ type storeOptions struct {
 	// unstored records the file without reading it (continuous backup's
 	// --ignore-existing) unless a previous record can be reused.
 	unstored bool
+	// prog, if set, counts the bytes read (one-shot backup's progress).
+	prog *Progress
 }
 
 // storeFile records one open component file, rel below the data
@@ -170,8 +175,13 @@ func (b *backupRun) storeFile(ctx context.Context, p *index.Packer, root, rel st
 		b.remember(rec)
 		return rec, 0, nil
 	}
+	st := b.r.Stats
 	cf, err := chunk.Split(ctx, f, rec.Size, b.r.Config.Chunker, b.splitPar, func(c chunk.Chunk) error {
-		_, err := p.Add(ctx, c.ID, c.Data)
+		added, err := p.Add(ctx, c.ID, c.Data)
+		if err == nil && st != nil {
+			st.chunk(added, len(c.Data))
+			o.prog.done(0, int64(len(c.Data)))
+		}
 		return err
 	})
 	if err != nil {
@@ -255,7 +265,10 @@ func (b *backupRun) newManifest(ks string, at time.Time, tables map[tableKey][]m
 // writes their commit markers. Acks that these manifests make true ride on
 // the same write. It returns the names committed. A manifest of a revoked
 // session never counts: it is withdrawn here (or by a later purge).
-func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []string) ([]string, error) {
+func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []string) (names []string, err error) {
+	if b.r.Stats != nil {
+		defer b.noteCommit(ms, time.Now(), &names, &err)
+	}
 	// A writer stopped past its lease learns it before it writes an index
 	// file naming packs a purge may have swept meanwhile (readers check
 	// packs before relying on them, but need not meet such files often).
@@ -271,7 +284,6 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	if err := b.sess.check(); err != nil {
 		return nil, err
 	}
-	var names []string
 	var errs []error
 	for _, m := range ms {
 		m.Session = b.sess.s.ID()
@@ -291,7 +303,7 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 		b.sess.s.Ack(ack)
 		return names, errors.Join(errs...)
 	}
-	err := b.sess.s.Commit(ctx, names, ack)
+	err = b.sess.s.Commit(ctx, names, ack)
 	if re, ok := errors.AsType[*gc.RevokedError](err); ok {
 		// A commit that landed before the revocation counts; the rest never will.
 		var lost []string
@@ -313,6 +325,25 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 		b.r.Log.Info("backup committed", "backup", n)
 	}
 	return names, errors.Join(errs...)
+}
+
+// noteCommit counts a commit that began at t0 in the Stats: its
+// duration, the keyspaces it committed, and its failure.
+func (b *backupRun) noteCommit(ms []*manifest.Manifest, t0 time.Time, names *[]string, err *error) {
+	st := b.r.Stats
+	now := time.Now()
+	st.CommitDuration.Observe(now.Sub(t0))
+	for _, m := range ms {
+		if slices.Contains(*names, m.Name) {
+			st.committed(m.Keyspace, now)
+		}
+	}
+	switch {
+	case errors.Is(*err, gc.ErrRevoked):
+		st.addError(ErrorRevoked, 1)
+	case *err != nil:
+		st.addError(ErrorCommit, 1)
+	}
 }
 
 // withdraw deletes manifests this session wrote but could not commit; a

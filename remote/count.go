@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Request kinds, as Counting.Counts names them. They follow S3's request
@@ -43,12 +44,22 @@ const (
 //
 // Like remotetest.Faulty, Counting always has PutIf; when the inner store is
 // not a Conditional, PutIf returns an error wrapping errors.ErrUnsupported,
-// which callers already treat as "no conditional writes".
+// which callers already treat as "no conditional writes". It forwards
+// RemoveStaleTemp to a store that has it (remote/local).
 type Counting struct {
 	inner    Store
 	n        [len(kinds)]atomic.Int64
 	put, got atomic.Int64
 	failed   atomic.Int64
+	observe  func(Call) // nil: no clock read, no call
+}
+
+// Call is one call a Counting saw, as its observer hears of it.
+type Call struct {
+	Kind  string        // KindPut, KindGet, ...
+	Bytes int64         // sent by a Put or PutIf that succeeded
+	Err   error         // what the call returned
+	Dur   time.Duration // until it returned (for Get, until its body was returned)
 }
 
 var (
@@ -58,6 +69,37 @@ var (
 
 // NewCounting returns a Counting around st with every counter at zero.
 func NewCounting(st Store) *Counting { return &Counting{inner: st} }
+
+// NewObserved returns a Counting around st that also calls fn after every
+// call it counts, from the caller's goroutine (fn must be quick and safe
+// for concurrent use): for metrics of request latency and outcome. Placed
+// above a retrying decorator it sees each call once, its retries and their
+// delays included, and the outcome the caller gets.
+func NewObserved(st Store, fn func(Call)) *Counting { return &Counting{inner: st, observe: fn} }
+
+// start returns the time a call starts, read only for an observer.
+func (c *Counting) start() time.Time {
+	if c.observe == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// done counts a call of kind k that started at t0 and returned err, having
+// sent size bytes if it succeeded, and tells the observer.
+func (c *Counting) done(k int, t0 time.Time, size int64, err error) error {
+	c.count(k, err)
+	if err == nil {
+		c.put.Add(size)
+	}
+	if c.observe != nil {
+		if err != nil {
+			size = 0
+		}
+		c.observe(Call{Kind: kinds[k], Bytes: size, Err: err, Dur: time.Since(t0)})
+	}
+	return err
+}
 
 // Counts returns the number of calls of each kind so far (every kind is
 // present, zero or not).
@@ -113,11 +155,8 @@ func (c *Counting) count(k int, err error) error {
 
 // Put implements Store.
 func (c *Counting) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	err := c.count(kPut, c.inner.Put(ctx, key, data, size))
-	if err == nil {
-		c.put.Add(size)
-	}
-	return err
+	t0 := c.start()
+	return c.done(kPut, t0, size, c.inner.Put(ctx, key, data, size))
 }
 
 // PutIf implements Conditional.
@@ -129,20 +168,19 @@ func (c *Counting) PutIf(ctx context.Context, key string, data []byte, ifMatch s
 		}
 		return "", fmt.Errorf("put-if %s: %T is not a remote.Conditional: %w", key, c.inner, errors.ErrUnsupported)
 	}
+	t0 := c.start()
 	etag, err := cs.PutIf(ctx, key, data, ifMatch)
 	if errors.Is(err, errors.ErrUnsupported) {
 		return etag, err // no request worth counting
 	}
-	if c.count(kPutIf, err) == nil {
-		c.put.Add(int64(len(data)))
-	}
-	return etag, err
+	return etag, c.done(kPutIf, t0, int64(len(data)), err)
 }
 
 // Get implements Store.
 func (c *Counting) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	t0 := c.start()
 	rc, err := c.inner.Get(ctx, key, offset, length)
-	if c.count(kGet, err) != nil {
+	if c.done(kGet, t0, 0, err) != nil {
 		return nil, err
 	}
 	return &countingBody{ReadCloser: rc, n: &c.got}, nil
@@ -164,34 +202,38 @@ func (b *countingBody) Read(p []byte) (int, error) {
 
 // Stat implements Store.
 func (c *Counting) Stat(ctx context.Context, key string) (Info, error) {
+	t0 := c.start()
 	info, err := c.inner.Stat(ctx, key)
-	return info, c.count(kHead, err)
+	return info, c.done(kHead, t0, 0, err)
 }
 
 // List implements Store. A List counts once, however many pages the
 // backend fetched.
 func (c *Counting) List(ctx context.Context, prefix string, fn func(Info) error) error {
+	t0 := c.start()
 	var fnErr error
 	err := c.inner.List(ctx, prefix, func(info Info) error {
 		fnErr = fn(info)
 		return fnErr
 	})
 	if err != nil && fnErr != nil {
-		c.n[kList].Add(1) // the callback's error is not the store's failure
+		c.done(kList, t0, 0, nil) // the callback's error is not the store's failure
 		return err
 	}
-	return c.count(kList, err)
+	return c.done(kList, t0, 0, err)
 }
 
 // ListDirs implements Store.
 func (c *Counting) ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	t0 := c.start()
 	dirs, err := c.inner.ListDirs(ctx, prefix)
-	return dirs, c.count(kList, err)
+	return dirs, c.done(kList, t0, 0, err)
 }
 
 // Delete implements Store.
 func (c *Counting) Delete(ctx context.Context, key string) error {
-	return c.count(kDelete, c.inner.Delete(ctx, key))
+	t0 := c.start()
+	return c.done(kDelete, t0, 0, c.inner.Delete(ctx, key))
 }
 
 // batchDeleter is implemented by stores that delete many keys per request
@@ -205,9 +247,22 @@ type batchDeleter interface {
 // are not an error; the error names the keys that could not be deleted.
 func (c *Counting) DeleteMany(ctx context.Context, keys []string) error {
 	if bd, ok := c.inner.(batchDeleter); ok {
-		return c.count(kDeleteMany, bd.DeleteMany(ctx, keys))
+		t0 := c.start()
+		return c.done(kDeleteMany, t0, 0, bd.DeleteMany(ctx, keys))
 	}
 	return deleteEach(ctx, c, keys)
+}
+
+// RemoveStaleTemp deletes the inner store's temporary files of crashed
+// writes older than age when it keeps such files (remote/local), and
+// reports 0 otherwise. It is not a counted request.
+func (c *Counting) RemoveStaleTemp(ctx context.Context, age time.Duration) (int, error) {
+	if t, ok := c.inner.(interface {
+		RemoveStaleTemp(context.Context, time.Duration) (int, error)
+	}); ok {
+		return t.RemoveStaleTemp(ctx, age)
+	}
+	return 0, nil
 }
 
 // deleteEach deletes keys one by one, going on past failures, and joins

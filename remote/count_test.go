@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/remotetest"
@@ -136,5 +138,73 @@ func TestCountingWithoutConditional(t *testing.T) {
 	}
 	if c.Total() != 0 || c.Failed() != 0 {
 		t.Errorf("an unsupported PutIf was counted: total %d, failed %d", c.Total(), c.Failed())
+	}
+}
+
+// TestObserved: the observer hears of every counted call with its kind,
+// outcome, the bytes a successful write sent, and a duration; an observed
+// store still passes the conformance suite.
+func TestObserved(t *testing.T) {
+	t.Run("Conformance", func(t *testing.T) {
+		remotetest.Run(t, func(*testing.T) remote.Store {
+			return remote.NewObserved(remotetest.NewMemory(), func(remote.Call) {})
+		})
+	})
+	ctx := t.Context()
+	f := remotetest.NewFaulty(remotetest.NewMemory())
+	var calls []remote.Call
+	c := remote.NewObserved(f, func(call remote.Call) { calls = append(calls, call) })
+	if err := c.Put(ctx, "a/1", strings.NewReader("hello"), 5); err != nil {
+		t.Fatal(err)
+	}
+	f.FailNext(remotetest.OpPut, 1, nil)
+	c.Put(ctx, "a/2", strings.NewReader("hi"), 2)
+	c.PutIf(ctx, "a/3", []byte("abc"), "")
+	c.Stat(ctx, "missing")
+	c.List(ctx, "a/", func(remote.Info) error { return io.ErrUnexpectedEOF }) // the callback's error: the store answered
+	want := []struct {
+		kind  string
+		bytes int64
+		err   bool
+	}{{"PUT", 5, false}, {"PUT", 0, true}, {"PUTIF", 3, false}, {"HEAD", 0, true}, {"LIST", 0, false}}
+	if len(calls) != len(want) {
+		t.Fatalf("observed %d calls, want %d: %+v", len(calls), len(want), calls)
+	}
+	for i, w := range want {
+		got := calls[i]
+		if got.Kind != w.kind || got.Bytes != w.bytes || (got.Err != nil) != w.err || got.Dur <= 0 {
+			t.Errorf("call %d: got %s %d bytes err %v dur %v; want %s %d bytes, error %v, a duration", i, got.Kind, got.Bytes, got.Err, got.Dur, w.kind, w.bytes, w.err)
+		}
+	}
+	if !errors.Is(calls[3].Err, fs.ErrNotExist) {
+		t.Errorf("Stat of a missing key: observed %v, want fs.ErrNotExist", calls[3].Err)
+	}
+}
+
+// stale is a store that keeps temporary files, like remote/local.
+type stale struct {
+	remote.Store
+	age time.Duration
+}
+
+func (s *stale) RemoveStaleTemp(_ context.Context, age time.Duration) (int, error) {
+	s.age = age
+	return 3, nil
+}
+
+// TestCountingRemoveStaleTemp: purge finds RemoveStaleTemp through the
+// decorator, and gets 0 from a store without temporary files.
+func TestCountingRemoveStaleTemp(t *testing.T) {
+	type remover interface {
+		RemoveStaleTemp(context.Context, time.Duration) (int, error)
+	}
+	s := &stale{Store: remotetest.NewMemory()}
+	n, err := remote.NewCounting(s).RemoveStaleTemp(t.Context(), time.Hour)
+	if n != 3 || err != nil || s.age != time.Hour {
+		t.Errorf("forwarded: got %d, %v, age %v; want 3, nil, 1h", n, err, s.age)
+	}
+	var st remote.Store = remote.NewCounting(remotetest.NewMemory())
+	if n, err := st.(remover).RemoveStaleTemp(t.Context(), time.Hour); n != 0 || err != nil {
+		t.Errorf("without temporary files: got %d, %v; want 0, nil", n, err)
 	}
 }

@@ -67,6 +67,11 @@ type RetryOptions struct {
 	// Log receives one WARN record per retry (operation, key, attempt,
 	// delay, error); nil logs nothing. Errors from backends carry no secrets.
 	Log *slog.Logger
+	// OnRetry, if set, hears of every retry before its delay, with the
+	// operation ("put", "get", "stat", "list", ...) and the error of the
+	// attempt that failed: for metrics. It must be quick and safe for
+	// concurrent use.
+	OnRetry func(op string, err error)
 }
 
 func (o RetryOptions) withDefaults() RetryOptions {
@@ -210,6 +215,9 @@ func (r *retrier) do(ctx context.Context, op, key string, timeout time.Duration,
 // backoff logs a failed attempt and sleeps before the next one.
 func (r *retrier) backoff(ctx context.Context, op, key string, attempt int, err error) error {
 	d := r.opts.delay(attempt - 1)
+	if r.opts.OnRetry != nil {
+		r.opts.OnRetry(op, err)
+	}
 	if r.opts.Log != nil {
 		attrs := []any{"op", op, "attempt", attempt, "delay", d.Round(time.Millisecond), "err", err}
 		if key != "" {

@@ -598,3 +598,37 @@ func TestRetryFunc(t *testing.T) {
 		t.Errorf("Retry: got %v after %d calls, want nil after 3", err, n)
 	}
 }
+
+// TestRetryOnRetry: OnRetry hears of each retry with its operation and
+// the error of the attempt that failed, and of nothing when the first
+// attempt succeeds.
+func TestRetryOnRetry(t *testing.T) {
+	ctx := t.Context()
+	f := remotetest.NewFaulty(remotetest.NewMemory())
+	var mu sync.Mutex
+	var ops []string
+	opts := fast
+	opts.OnRetry = func(op string, err error) {
+		if !errors.Is(err, errFlaky) {
+			t.Errorf("OnRetry(%s): error %v, want the failed attempt's", op, err)
+		}
+		mu.Lock()
+		ops = append(ops, op)
+		mu.Unlock()
+	}
+	s := remote.WithRetry(f, opts)
+	if err := s.Put(ctx, "k", strings.NewReader("v"), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.FailNext(remotetest.OpGet, 2, flaky())
+	if _, err := readAll(s.Get(ctx, "k", 0, -1)); err != nil {
+		t.Fatal(err)
+	}
+	f.FailNext(remotetest.OpStat, 1, flaky())
+	if _, err := s.Stat(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"get", "get", "stat"}; !slices.Equal(ops, want) {
+		t.Errorf("retries heard: got %v, want %v", ops, want)
+	}
+}
