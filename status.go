@@ -29,7 +29,7 @@ type StatusOptions struct {
 	// (default that of gc.Options).
 	Sessions bool
 	Lease    time.Duration
-	Threads  int // hosts and keyspaces looked at at once; default 8
+	Threads  int // hosts, then keyspaces, looked at at once; default 8
 }
 
 // HostStatus is one host of the store: its newest backup of every keyspace
@@ -84,16 +84,23 @@ func Status(ctx context.Context, st remote.Store, o StatusOptions) ([]HostStatus
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Threads)
 	for i, h := range hosts {
-		out[i].Host = h
-		kss, err := manifest.Keyspaces(gctx, st, h)
-		if err != nil {
-			return nil, errors.Join(err, g.Wait())
-		}
-		out[i].Keyspaces = make([]KeyspaceStatus, len(kss))
-		for j, ks := range kss {
-			g.Go(func() error {
-				return newestOf(gctx, st, h, ks, o, &out[i].Keyspaces[j])
-			})
+		g.Go(func() error {
+			kss, err := manifest.Keyspaces(gctx, st, h)
+			out[i] = HostStatus{Host: h, Keyspaces: make([]KeyspaceStatus, len(kss))}
+			for j, ks := range kss {
+				out[i].Keyspaces[j].Keyspace = ks
+			}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(o.Threads)
+	for i := range out {
+		for j := range out[i].Keyspaces {
+			g.Go(func() error { return newestOf(gctx, st, out[i].Host, o, &out[i].Keyspaces[j]) })
 		}
 	}
 	if err := g.Wait(); err != nil {
@@ -121,8 +128,8 @@ func statusAt(now time.Time) time.Time {
 // newestOf fills ks with the newest backup of host's keyspace, leaving
 // ks.Backup "" when it has none. A commit marker whose manifest vanishes
 // between the listing and the read (a purge removed it) is passed over.
-func newestOf(ctx context.Context, st remote.Store, host, keyspace string, o StatusOptions, ks *KeyspaceStatus) error {
-	ks.Keyspace = keyspace
+func newestOf(ctx context.Context, st remote.Store, host string, o StatusOptions, ks *KeyspaceStatus) error {
+	keyspace := ks.Keyspace
 	at := statusAt(o.Now)
 	for range 8 {
 		n, err := manifest.Latest(ctx, st, host, keyspace, at)
