@@ -14,6 +14,7 @@ require (
 	github.com/rogpeppe/go-internal v1.16.0
 	github.com/zeebo/blake3 v0.2.4
 	golang.org/x/sys v0.26.0
+	golang.org/x/time v0.16.0
 )
 
 require (
