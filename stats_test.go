@@ -14,6 +14,7 @@ import (
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/local"
 	"github.com/cassback/cassback/watch"
 )
 
@@ -281,29 +282,45 @@ func sumRequests(rs []RequestCount, kind string) int64 {
 	return n
 }
 
-// TestContinuousRPO measures the RPO gauge of a continuous backup under a
-// flush load: flushes of 1 MiB every 100 ms into two keyspaces, a 500 ms
-// manifest interval, the RPO sampled every 5 ms. The RPO must stay below
-// the interval plus the time to store one SSTable plus two commits (an
-// SSTable stored while a commit runs waits for it, then for the next
-// tick and its commit), return to 0 once everything is committed, and
-// each keyspace's last commit must be recent.
-func TestContinuousRPO(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 5 s flush load; skipped with -short")
-	}
-	ctx := t.Context()
-	data := filepath.Join(t.TempDir(), "data")
-	kss := []string{"ks_a", "ks_b"}
+// rpoRun is what measureRPO saw.
+type rpoRun struct {
+	interval     time.Duration // manifest interval
+	flushes      int
+	max, startup time.Duration // largest RPO sampled under the load, and during the start-up scan
+	bound        time.Duration // interval + longest SSTable store + 2 x longest commit + 50 ms
+	sst, commit  HistogramSnapshot
+	final        time.Duration // the RPO after the final commit
+	s            *Stats
+	r            *Repo
+}
+
+// measureRPO runs a continuous backup of a node of two keyspaces with
+// the given manifest interval while flushing 1 MiB SSTables, alternating
+// keyspaces, every "every", and samples the RPO every 5 ms. The RPO may
+// reach the interval plus the time to store one SSTable plus two commits:
+// an SSTable stored while a commit runs waits for it, then for the next
+// tick and its commit; 50 ms more is the main loop's own scheduling.
+func measureRPO(tb testing.TB, interval time.Duration, flushes int, every time.Duration) rpoRun {
+	tb.Helper()
+	ctx := tb.Context()
+	data := filepath.Join(tb.TempDir(), "data")
 	node, err := nodegen.Generate(data, nodegen.Config{Seed: 9, TotalBytes: 4 << 20, Keyspaces: []nodegen.KeyspaceSpec{
-		{Name: kss[0], Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}}},
-		{Name: kss[1], Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}}},
+		{Name: "ks_a", Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}}},
+		{Name: "ks_b", Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}}},
 	}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	r, s := statsRepo(t)
-	interval := 500 * time.Millisecond
+	st, err := local.Open(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := NewStats()
+	r, err := Open(ctx, remote.NewObserved(st, s.ObserveRequest), Options{CacheRoot: filepath.Join(tb.TempDir(), "cache"), Create: true, Log: quietLog()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.GC, r.Stats = noWait, s
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -327,42 +344,81 @@ func TestContinuousRPO(t *testing.T) {
 		}
 	}()
 	time.Sleep(interval + 500*time.Millisecond) // the start-up scan, committed
-	startupRPO := time.Duration(maxRPO.Load())
-	maxRPO.Store(0)
-	const flushes = 50
+	run := rpoRun{interval: interval, flushes: flushes, startup: time.Duration(maxRPO.Swap(0)), s: s, r: r}
 	for i := range flushes {
-		if _, err := node.Flush(kss[i%2], "t", 1<<20); err != nil {
-			t.Fatal(err)
+		if _, err := node.Flush([]string{"ks_a", "ks_b"}[i%2], "t", 1<<20); err != nil {
+			tb.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(every)
 	}
 	time.Sleep(2 * interval)
 	close(stop)
 	<-sampled
 	if err := <-done; err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	got := time.Duration(maxRPO.Load())
-	sst, commit := s.SSTableDuration.Snapshot(), s.CommitDuration.Snapshot()
-	bound := interval + sst.Max + 2*commit.Max + 50*time.Millisecond // 50 ms: the loop's own scheduling
-	t.Logf("max RPO %v under %d flushes of 1 MiB every 100 ms (start-up %v); manifest interval %v, longest SSTable store %v, longest commit %v (%d commits, mean %v): bound %v",
-		got.Round(time.Millisecond), flushes, startupRPO.Round(time.Millisecond), interval, sst.Max.Round(time.Millisecond),
-		commit.Max.Round(time.Millisecond), commit.Count, (commit.Sum / time.Duration(max(commit.Count, 1))).Round(time.Millisecond), bound.Round(time.Millisecond))
-	if got == 0 || got > bound {
-		t.Errorf("max RPO %v; want above 0 and at most %v", got, bound)
+	run.max, run.final = time.Duration(maxRPO.Load()), s.RPO(time.Now())
+	run.sst, run.commit = s.SSTableDuration.Snapshot(), s.CommitDuration.Snapshot()
+	run.bound = interval + run.sst.Max + 2*run.commit.Max + 50*time.Millisecond
+	return run
+}
+
+func (run rpoRun) String() string {
+	return fmt.Sprintf("max RPO %v under %d flushes of 1 MiB (start-up %v); manifest interval %v, longest SSTable store %v, longest commit %v (%d commits, mean %v): bound %v",
+		run.max.Round(time.Millisecond), run.flushes, run.startup.Round(time.Millisecond), run.interval, run.sst.Max.Round(time.Millisecond),
+		run.commit.Max.Round(time.Millisecond), run.commit.Count, (run.commit.Sum / time.Duration(max(run.commit.Count, 1))).Round(time.Millisecond),
+		run.bound.Round(time.Millisecond))
+}
+
+// TestContinuousRPO: under 50 flushes of 1 MiB every 100 ms with a 500 ms
+// manifest interval, the RPO stays below the interval plus the upload and
+// commit time (measureRPO), returns to 0 once everything is committed,
+// and each keyspace's last commit is recent.
+func TestContinuousRPO(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 5 s flush load; skipped with -short")
 	}
-	if rpo := s.RPO(time.Now()); rpo != 0 {
-		t.Errorf("RPO after the final commit: %v, want 0", rpo)
+	const flushes = 50
+	run := measureRPO(t, 500*time.Millisecond, flushes, 100*time.Millisecond)
+	t.Log(run)
+	if run.max == 0 || run.max > run.bound {
+		t.Errorf("max RPO %v; want above 0 and at most %v", run.max, run.bound)
 	}
+	if run.final != 0 {
+		t.Errorf("RPO after the final commit: %v, want 0", run.final)
+	}
+	s := run.s
 	if q, d := s.SSTablesQueued.Load(), s.SSTablesDone.Load(); q != d || q < flushes {
 		t.Errorf("sstables queued %d, done %d; want equal and at least %d", q, d, flushes)
 	}
-	for _, ks := range kss {
-		if c := s.LastCommits()[ks]; time.Since(c) > 3*interval+time.Second {
+	for _, ks := range []string{"ks_a", "ks_b"} {
+		if c := s.LastCommits()[ks]; time.Since(c) > 3*run.interval+time.Second {
 			t.Errorf("keyspace %s: last commit %v ago", ks, time.Since(c))
 		}
-		if _, err := manifest.Latest(ctx, r.Store, "n", ks, time.Now()); err != nil {
+		if _, err := manifest.Latest(t.Context(), run.r.Store, "n", ks, time.Now()); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// BenchmarkContinuousRPO reports the largest RPO under a flush load of
+// 1 MiB every 250 ms for 30 s (120 SSTables), at the default manifest
+// interval (5 s) and at 1 s, with the bound measureRPO derives:
+//
+//	go test -run '^$' -bench ContinuousRPO -benchtime 1x .
+func BenchmarkContinuousRPO(b *testing.B) {
+	for _, interval := range []time.Duration{time.Second, 5 * time.Second} {
+		b.Run(fmt.Sprint("interval=", interval), func(b *testing.B) {
+			for b.Loop() {
+				run := measureRPO(b, interval, 120, 250*time.Millisecond)
+				b.Log(run)
+				if run.max > run.bound {
+					b.Errorf("max RPO %v over the bound %v", run.max, run.bound)
+				}
+				b.ReportMetric(run.max.Seconds(), "max-rpo-s")
+				b.ReportMetric(run.bound.Seconds(), "bound-s")
+				b.ReportMetric((run.sst.Max + 2*run.commit.Max).Seconds(), "upload+commit-s")
+			}
+		})
 	}
 }

@@ -44,6 +44,10 @@ type globals struct {
 	surveyPath, metaDir string
 	// Garbage-collection protocol timings (docs/design.md §4).
 	gcHeartbeat, gcLease time.Duration
+	// Metrics and health (metrics.go); stats is nil without --metrics-addr.
+	metricsAddr  string
+	healthMaxRPO time.Duration
+	stats        *cassback.Stats
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -84,6 +88,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.gcLease, "session-lease", 30*time.Minute, "a session (or purge) not renewed for this long is stale and may be revoked by purge")
 	fs.StringVar(&g.surveyPath, "survey-path", "", "survey endpoint: file the operations are logged to")
 	fs.StringVar(&g.metaDir, "meta-dir", "", "survey endpoint: folder for the metadata a real store would hold")
+	fs.StringVar(&g.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and a health check (/healthz) on HOST:PORT while the command runs; empty: off")
+	fs.DurationVar(&g.healthMaxRPO, "health-max-rpo", 15*time.Minute, "/healthz fails when the oldest SSTable not yet in a committed manifest is older than this; 0: not checked")
 }
 
 var levels = map[string]slog.Level{
@@ -140,9 +146,15 @@ func openLog(path string) (*os.File, error) {
 // repo opens the store and its index. Only a backup creates a store, and
 // only in an empty or new folder.
 func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error) {
+	if err := g.startMetrics(); err != nil {
+		return nil, err
+	}
 	st, err := g.store(ctx, create)
 	if err != nil {
 		return nil, err
+	}
+	if g.stats != nil {
+		st = remote.NewObserved(st, g.stats.ObserveRequest)
 	}
 	if create {
 		if empty, err := storeEmpty(ctx, st); err != nil {
@@ -162,6 +174,7 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 		return nil, err
 	}
 	r.GC.Heartbeat, r.GC.Lease = g.gcHeartbeat, g.gcLease
+	r.Stats = g.stats
 	return r, nil
 }
 
@@ -247,6 +260,7 @@ var limits = map[string]map[string]limit{
 		"s3-request-timeout":      {time.Second, time.Hour},
 		"session-heartbeat":       {100 * time.Millisecond, 24 * time.Hour},
 		"session-lease":           {300 * time.Millisecond, 7 * 24 * time.Hour},
+		"health-max-rpo":          {time.Duration(0), 365 * 24 * time.Hour},
 	},
 	"backup": {
 		"threads":                {1, maxThreads},

@@ -74,6 +74,7 @@ func (g *globals) s3Config() (s3.Config, remote.RetryOptions, error) {
 		Attempts:       g.retries + 1,
 		AttemptTimeout: max(2*time.Minute, 2*g.s3RequestTimeout),
 		Log:            g.log,
+		OnRetry:        g.onRetry, // counted with --metrics-addr
 	}
 	return cfg, opts, nil
 }
