@@ -422,3 +422,27 @@ func BenchmarkContinuousRPO(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStatsUpdates: what counting costs per chunk (a backup's
+// per-chunk update, with progress) and per store request, in parallel as
+// the workers do; a chunk is about 3 MiB, a request at least a system call.
+func BenchmarkStatsUpdates(b *testing.B) {
+	s := NewStats()
+	p := s.begin("backup")
+	b.Run("chunk", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.chunk(true, 3<<20)
+				p.done(0, 3<<20)
+			}
+		})
+	})
+	b.Run("request", func(b *testing.B) {
+		c := remote.Call{Kind: remote.KindPut, Bytes: 32 << 20, Dur: 40 * time.Millisecond}
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.ObserveRequest(c)
+			}
+		})
+	})
+}
