@@ -351,10 +351,11 @@ func TestRecoverFIFOJournal(t *testing.T) {
 
 // Reading an index file allocates what it decodes to once: each pack's
 // entries, then the sorted entries of the index, at their number, not
-// array after array as appends grow them (a valid index file of
-// MaxFileSize took validate to 390 MiB that way, 268 MiB since).
+// array after array as appends grow them (4.1 times the file, entries and
+// index in all, and a valid index file of MaxFileSize took validate to 390
+// MiB that way; 1.0 times and 268 MiB since, 1.3 times under -race).
 func TestLoadLargeIndexFileAllocatesOnce(t *testing.T) {
-	const n = 200_000
+	const n = 100_000
 	p := PackRecord{ID: chunk.Sum([]byte("big")), Size: n}
 	for i := range n {
 		var id chunk.ID
@@ -375,7 +376,7 @@ func TestLoadLargeIndexFileAllocatesOnce(t *testing.T) {
 	// The file, its entries (40 bytes each), the index's (44 bytes each).
 	want := uint64(len(b)) + n*40 + n*44
 	t.Logf("a %d KiB index file of %d entries: Load allocated %d KiB, %.2f× the file, entries and index", len(b)>>10, n, total>>10, float64(total)/float64(want))
-	if total > want*11/10 {
-		t.Errorf("Load allocated %d KiB, want at most %d KiB", total>>10, want*11/10>>10)
+	if total > 2*want {
+		t.Errorf("Load allocated %d KiB, want at most %d KiB", total>>10, 2*want>>10)
 	}
 }

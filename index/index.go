@@ -222,6 +222,11 @@ func (x *Index) merge(key string, packs []PackRecord) {
 	x.files = append(x.files, key)
 	from := int32(len(x.files) - 1)
 	n := len(x.sorted)
+	add := 0
+	for _, p := range packs {
+		add += len(p.Entries)
+	}
+	x.sorted = slices.Grow(x.sorted, add) // once, not array after array
 	for _, p := range packs {
 		o := x.packOrdinal(p.ID, p.Size, from)
 		for _, e := range p.Entries {

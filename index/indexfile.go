@@ -120,6 +120,20 @@ func decodeFile(b []byte) ([]PackRecord, error) {
 		packs[i].Size = int64(size)
 		p = p[idxPackSize:]
 	}
+	// Each pack's entries are allocated at their number, counted first: a
+	// file at MaxFileSize holds 1.5 million (58 MiB), which appends would
+	// have moved from array to array.
+	counts := make([]int, np)
+	for i := int64(0); i < ne; i++ {
+		if ord := binary.LittleEndian.Uint32(p[i*idxEntrySize+32:]); int64(ord) < np {
+			counts[ord]++
+		}
+	}
+	for i, c := range counts {
+		if c > 0 {
+			packs[i].Entries = make([]pack.Entry, 0, c)
+		}
+	}
 	var prev chunk.ID
 	for i := int64(0); i < ne; i++ {
 		var e pack.Entry

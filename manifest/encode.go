@@ -44,12 +44,20 @@ import (
 // JSON inside may not, and the golden file testdata/manifest-v1.json pins it.
 
 // MaxDecodedSize bounds the JSON Decode inflates, against gzip bombs and
-// valid but huge manifests. At about 87 bytes per chunk reference it holds
-// some three million chunks: 11 TiB of one keyspace on one node at the
-// default mean chunk. Decoding costs about 0.5 byte of memory per byte of
-// JSON (the manifest it returns; chunk references are 36 bytes in memory),
-// so a manifest at the limit costs some 130 MiB, however it was packed.
+// valid but huge manifests.
 const MaxDecodedSize = 256 << 20
+
+// MaxDecodedMemory bounds what a decoded manifest holds in memory: its
+// tables, files and chunk references at their Go sizes plus the bytes of
+// its strings, counted as they are decoded. It holds 2.8 million chunk
+// references of 36 bytes (10 TiB of one keyspace on one node at the
+// default mean chunk; 88 bytes each of JSON, 235 MiB), or some 330,000
+// files without chunks (300 bytes each, for 330 of JSON). Without it
+// `{},`, which decodes to a 184-byte File, made a bomb within
+// MaxDecodedSize take 16 GB. It is well under half of what a command may
+// take (256 MiB): a command that reads a planted manifest twice (purge)
+// may still hold the garbage of the first read while it makes the second.
+const MaxDecodedMemory = 96 << 20
 
 // maxValue bounds one JSON value Decode reads other than the lists it
 // streams (tables, files, chunks): a name, a path, a time. The JSON
@@ -195,25 +203,27 @@ func appendRef(b []byte, r chunk.Ref) []byte {
 
 // Decode parses and validates an encoded manifest. It never panics, and it
 // refuses a format other than FormatVersion with "manifest format N not
-// supported", input that inflates beyond MaxDecodedSize, anything after the
+// supported", input that inflates beyond MaxDecodedSize or decodes to more
+// than MaxDecodedMemory, anything after the
 // gzip member, and JSON that is not the canonical encoding of a valid
 // manifest. Empty lists decode as empty, non-nil slices.
 func Decode(b []byte) (*Manifest, error) {
-	return decode(bytes.NewReader(b), MaxDecodedSize)
+	return decode(bytes.NewReader(b), MaxDecodedSize, MaxDecodedMemory)
 }
 
-// decode reads an encoded manifest from r, inflating at most limit bytes.
+// decode reads an encoded manifest from r, inflating at most limit bytes
+// and holding at most memLimit (see decoder.charge).
 // It streams: the JSON is decoded a value at a time as it is inflated, and
 // checked to be canonical by comparing its BLAKE3 with that of the
 // canonical JSON of what it decoded to, so neither is ever held whole.
-func decode(r io.Reader, limit int64) (*Manifest, error) {
+func decode(r io.Reader, limit, memLimit int64) (*Manifest, error) {
 	br := bufio.NewReader(r) // a ByteReader: gzip reads no further than its member
 	zr, err := gzip.NewReader(br)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: not gzip: %w", err)
 	}
 	zr.Multistream(false)
-	d := newDecoder(zr, limit)
+	d := newDecoder(zr, limit, memLimit)
 	m, err := d.manifest()
 	if err != nil {
 		return nil, err
@@ -282,18 +292,101 @@ func (in *inflated) Read(p []byte) (int, error) {
 
 // decoder decodes a manifest from a JSON stream a value at a time.
 type decoder struct {
-	in    *inflated
-	dec   *json.Decoder
-	refs  []chunk.Ref // scratch for the chunks of one file
-	files []File      // scratch for the files of one table
-	ref   refJSON
+	in     *inflated
+	dec    *json.Decoder
+	tables list[Table]
+	files  list[File]      // scratch for the files of one table
+	refs   list[chunk.Ref] // scratch for the chunks of one file
+	ref    refJSON
+	// mem is what the manifest decoded so far holds, memLimit its bound.
+	mem, memLimit int64
 }
 
-func newDecoder(r io.Reader, limit int64) *decoder {
+func newDecoder(r io.Reader, limit, memLimit int64) *decoder {
 	in := &inflated{r: r, h: chunk.NewHasher(), limit: limit}
-	d := &decoder{in: in, dec: json.NewDecoder(in)}
+	d := &decoder{in: in, dec: json.NewDecoder(in), memLimit: memLimit}
 	d.dec.DisallowUnknownFields()
 	return d
+}
+
+// In-memory sizes of what a manifest holds, for decoder.charge.
+var (
+	tableSize = int64(reflect.TypeFor[Table]().Size())
+	fileSize  = int64(reflect.TypeFor[File]().Size())
+	refSize   = int64(reflect.TypeFor[chunk.Ref]().Size())
+)
+
+// charge counts n bytes more of decoded manifest against memLimit.
+func (d *decoder) charge(n int64) error {
+	d.mem += n
+	if d.mem > d.memLimit {
+		return fmt.Errorf("manifest: more than %d bytes in memory", d.memLimit)
+	}
+	return nil
+}
+
+// chargeValue charges what a decoded field holds beyond its struct: a
+// string's bytes, or a list given under a key in another case (which the
+// canonical check refuses at the end).
+func (d *decoder) chargeValue(v reflect.Value) error {
+	switch v.Kind() {
+	case reflect.String:
+		return d.charge(int64(v.Len()))
+	case reflect.Slice:
+		return d.charge(int64(v.Len()) * int64(v.Type().Elem().Size()))
+	}
+	return nil
+}
+
+// list collects the elements of a streamed JSON array. Past its first
+// block, which grows by append to listBlock elements and is kept for the
+// next array, it allocates blocks of listBlock elements, so that a long
+// list costs what it holds, not two or three times that while append moves
+// it to a larger array (a planted manifest of 3 million chunk references
+// took 453 MiB that way).
+type list[T any] struct{ blocks [][]T }
+
+const listBlock = 4096
+
+// add appends a zero element and returns it, valid until the next add.
+func (l *list[T]) add() *T {
+	last := len(l.blocks) - 1
+	if last < 0 || len(l.blocks[last]) == listBlock {
+		var b []T
+		if last >= 0 {
+			b = make([]T, 0, listBlock)
+		}
+		l.blocks = append(l.blocks, b)
+		last++
+	}
+	var zero T
+	l.blocks[last] = append(l.blocks[last], zero)
+	return &l.blocks[last][len(l.blocks[last])-1]
+}
+
+// slice returns the elements in a new slice of their number, never nil.
+func (l *list[T]) slice() []T {
+	n := 0
+	for _, b := range l.blocks {
+		n += len(b)
+	}
+	s := make([]T, 0, n)
+	for _, b := range l.blocks {
+		s = append(s, b...)
+	}
+	return s
+}
+
+// reset empties l, keeping its first block's array but nothing the
+// elements pointed to.
+func (l *list[T]) reset() {
+	if len(l.blocks) == 0 {
+		return
+	}
+	clear(l.blocks[0])
+	clear(l.blocks[1:])
+	l.blocks = l.blocks[:1]
+	l.blocks[0] = l.blocks[0][:0]
 }
 
 // next lets the decoder read one value of up to maxValue bytes.
@@ -347,6 +440,7 @@ func (d *decoder) end(br *bufio.Reader) error {
 	}
 	return nil
 }
+
 // manifest decodes the top-level object. The format comes first in
 // canonical JSON and is checked as soon as it is read, so a manifest of
 // another format is refused for that, whatever follows.
@@ -371,11 +465,19 @@ func (d *decoder) manifest() (*Manifest, error) {
 		if !seen {
 			return errors.New("manifest: no format field")
 		}
-		m.Tables = []Table{}
-		return d.array(func() error {
-			m.Tables = append(m.Tables, Table{})
-			return d.table(&m.Tables[len(m.Tables)-1])
+		d.tables.reset()
+		err := d.array(func() error {
+			if err := d.charge(tableSize); err != nil {
+				return err
+			}
+			return d.table(d.tables.add())
 		})
+		if err != nil {
+			return err
+		}
+		m.Tables = d.tables.slice()
+		d.tables.reset()
+		return nil
 	}
 	if err := d.object(m, map[string]func() error{"format": format, "tables": tables}); err != nil {
 		return nil, err
@@ -388,32 +490,37 @@ func (d *decoder) manifest() (*Manifest, error) {
 
 func (d *decoder) table(t *Table) error {
 	return d.object(t, map[string]func() error{"files": func() error {
-		d.files = d.files[:0]
+		d.files.reset()
 		err := d.array(func() error {
-			d.files = append(d.files, File{})
-			return d.file(&d.files[len(d.files)-1])
+			if err := d.charge(fileSize); err != nil {
+				return err
+			}
+			return d.file(d.files.add())
 		})
-		t.Files = slices.Clone(d.files)
-		if t.Files == nil {
-			t.Files = []File{}
+		if err != nil {
+			return err
 		}
-		clear(d.files) // keep no chunk list alive
-		return err
+		t.Files = d.files.slice()
+		d.files.reset() // keep no chunk list alive
+		return nil
 	}})
 }
 
 func (d *decoder) file(f *File) error {
 	return d.object(f, map[string]func() error{"chunks": func() error {
-		d.refs = d.refs[:0]
+		d.refs.reset()
 		err := d.array(func() error {
 			if err := d.value(&d.ref); err != nil {
 				return err
 			}
-			d.refs = append(d.refs, chunk.Ref(d.ref))
-			return nil
+			*d.refs.add() = chunk.Ref(d.ref)
+			return d.charge(refSize)
 		})
-		f.Chunks = append(make([]chunk.Ref, 0, len(d.refs)), d.refs...)
-		return err
+		if err != nil {
+			return err
+		}
+		f.Chunks = d.refs.slice()
+		return nil
 	}})
 }
 
@@ -459,6 +566,9 @@ func (d *decoder) object(v any, streams map[string]func() error) error {
 			err = fn()
 		} else if i, ok := lookupField(fields, key); ok {
 			err = d.value(rv.Field(i).Addr().Interface())
+			if err == nil {
+				err = d.chargeValue(rv.Field(i))
+			}
 		} else {
 			err = fmt.Errorf("manifest: json: unknown field %q", key)
 		}

@@ -318,10 +318,11 @@ func TestDecodeBomb(t *testing.T) {
 		t.Fatal(err)
 	}
 	zw.Close()
-	if _, err := decode(bytes.NewReader(buf.Bytes()), limit); err == nil {
+	if _, err := decode(bytes.NewReader(buf.Bytes()), limit, limit); err == nil {
 		t.Errorf("decode of a %d-byte gzip bomb of zeros: no error", buf.Len())
 	}
-	// A bomb of valid JSON values: the limit stops it.
+	// A bomb of valid JSON values: a limit stops it, here the one on
+	// memory, as tables take 57 bytes for 24 of JSON.
 	buf.Reset()
 	zw, _ = gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	io.WriteString(zw, `{"format":2,"name":"x","tables":[`)
@@ -329,8 +330,8 @@ func TestDecodeBomb(t *testing.T) {
 		io.WriteString(zw, `{"name":"t","files":[]},`)
 	}
 	zw.Close()
-	_, err := decode(bytes.NewReader(buf.Bytes()), limit)
-	if err == nil || !strings.Contains(err.Error(), "more than 1048576 bytes") {
+	_, err := decode(bytes.NewReader(buf.Bytes()), limit, limit/2)
+	if err == nil || !strings.Contains(err.Error(), "more than 524288 bytes in memory") {
 		t.Errorf("decode of a %d-byte gzip bomb: %v", buf.Len(), err)
 	}
 }

@@ -136,6 +136,42 @@ func TestDecodeBombsBounded(t *testing.T) {
 	}
 }
 
+// Bombs of valid JSON values fail having allocated, garbage included, at
+// most three times the memory bound: empty objects, which take 20 to 60
+// times their JSON in memory (a 1 GiB bomb of empty files took every
+// command past 1 GiB), and chunk references, which took 3.8 times what
+// they hold while the list grew by append and was copied (453 MiB for a
+// 256 MiB bomb).
+func TestDecodeValueBombsBounded(t *testing.T) {
+	const limit, memLimit = 8 << 20, 2 << 20
+	ref := `{"id":"` + strings.Repeat("ab", 32) + `","len":1},`
+	tests := []struct {
+		name, head, unit, want string
+	}{
+		{"empty tables", `{"format":2,"tables":[`, `{},`, "bytes in memory"},
+		{"empty files", `{"format":2,"tables":[{"files":[`, `{},`, "bytes in memory"},
+		{"chunk references", `{"format":2,"tables":[{"files":[{"chunks":[`, ref, "bytes in memory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+			io.WriteString(zw, tt.head)
+			io.WriteString(zw, strings.Repeat(tt.unit, 2*limit/len(tt.unit)))
+			zw.Close()
+			var err error
+			total, _ := allocated(func() { _, err = decode(bytes.NewReader(buf.Bytes()), limit, memLimit) })
+			t.Logf("%d KiB of JSON: decode allocated %d KiB: %v", 2*limit>>10, total>>10, err)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("decode = %v, want an error containing %q", err, tt.want)
+			}
+			if total > 3*memLimit {
+				t.Errorf("decode allocated %d KiB, want at most %d KiB", total>>10, 3*memLimit>>10)
+			}
+		})
+	}
+}
+
 // A manifest object of 4 GiB (sparse) costs nothing to refuse.
 func TestGetRefusesHugeManifest(t *testing.T) {
 	dir := t.TempDir()
@@ -172,10 +208,10 @@ func TestDecodeValidOverLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	js := int64(len(gunzip(t, b)))
-	if _, err := decode(bytes.NewReader(b), js); err != nil {
+	if _, err := decode(bytes.NewReader(b), js, MaxDecodedMemory); err != nil {
 		t.Errorf("decode at exactly its size: %v", err)
 	}
-	_, err = decode(bytes.NewReader(b), js-1)
+	_, err = decode(bytes.NewReader(b), js-1, MaxDecodedMemory)
 	if want := fmt.Sprintf("more than %d bytes", js-1); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("decode over the limit = %v, want an error containing %q", err, want)
 	}
@@ -202,7 +238,7 @@ func (e *emptyBlocks) Read(p []byte) (int, error) {
 // Get reads no more than maxManifest bytes of an object, even one that
 // inflates to nothing.
 func TestCappedStopsEndlessStream(t *testing.T) {
-	_, err := decode(&capped{r: &emptyBlocks{}, left: 1 << 20}, MaxDecodedSize)
+	_, err := decode(&capped{r: &emptyBlocks{}, left: 1 << 20}, MaxDecodedSize, MaxDecodedMemory)
 	if err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("decode of an endless stream = %v, want an error saying it is too long", err)
 	}

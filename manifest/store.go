@@ -143,7 +143,7 @@ func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 		return nil, fmt.Errorf("read manifest %s: %w", name, err)
 	}
 	defer rc.Close()
-	m, err := decode(&capped{r: rc, left: maxManifest}, MaxDecodedSize)
+	m, err := decode(&capped{r: rc, left: maxManifest}, MaxDecodedSize, MaxDecodedMemory)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", name, err)
 	}
