@@ -96,7 +96,7 @@ func TestStatus(t *testing.T) {
 		t.Errorf("status: exit status %d, stderr %q; want 1 and %q", code, errs, want)
 	}
 	for _, re := range []string{
-		`(?m)^n1  newest backup \d+s ago, no live session; [0-9.]+[KM] in \d+ files$`,
+		`(?m)^n1  newest backup [0-9dhms]+ ago, no live session; [0-9.]+[KM] in \d+ files$`,
 		`(?m)^n2  STALE: newest backup 3d0h ago, no live session; [0-9.]+[KM] in \d+ files$`,
 		`(?m)^  ks_app +\S+-ks_app-n2 +3d0h ago +[0-9.]+[KM] in \d+ files$`,
 		`(?m)^2 hosts, 1 stale \(newest backup older than 24h\)$`,
