@@ -24,6 +24,7 @@ import (
 
 	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/throttle"
 )
 
 // globals holds the options that come before the subcommand.
@@ -44,6 +45,11 @@ type globals struct {
 	surveyPath, metaDir string
 	// Garbage-collection protocol timings (docs/design.md §4).
 	gcHeartbeat, gcLease time.Duration
+	// Throttling (store.go): the rates as given, and the one Limiter of
+	// the process that setup builds from them.
+	maxUploadRate, maxDownloadRate string
+	maxRequestsPerSec              float64
+	limiter                        *throttle.Limiter
 	// Metrics and health (metrics.go); stats is nil without --metrics-addr.
 	metricsAddr  string
 	healthMaxRPO time.Duration
@@ -88,6 +94,9 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.gcLease, "session-lease", 30*time.Minute, "a session (or purge) not renewed for this long is stale and may be revoked by purge")
 	fs.StringVar(&g.surveyPath, "survey-path", "", "survey endpoint: file the operations are logged to")
 	fs.StringVar(&g.metaDir, "meta-dir", "", "survey endpoint: folder for the metadata a real store would hold")
+	fs.StringVar(&g.maxUploadRate, "max-upload-rate", "", "most bytes per second written to the store (packs, manifests, everything), for all threads together: 50MB/s, 400Mbit/s, 1GiB/s; 0 or empty: no limit")
+	fs.StringVar(&g.maxDownloadRate, "max-download-rate", "", "most bytes per second read from the store, for all threads together: 50MB/s, 400Mbit/s, 1GiB/s; 0 or empty: no limit")
+	fs.Float64Var(&g.maxRequestsPerSec, "max-requests-per-sec", 0, "most store requests per second, of every kind, for all threads together; 0: no limit")
 	fs.StringVar(&g.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) and a health check (/healthz) on HOST:PORT while the command runs; empty: off")
 	fs.DurationVar(&g.healthMaxRPO, "health-max-rpo", 15*time.Minute, "/healthz fails when the oldest SSTable not yet in a committed manifest is older than this; 0: not checked")
 }
@@ -115,6 +124,9 @@ func (g *globals) setup() error {
 		}
 	}
 	if err := g.checkLimits(); err != nil {
+		return err
+	}
+	if err := g.setupThrottle(); err != nil {
 		return err
 	}
 	var w io.Writer = g.stderr
@@ -260,6 +272,7 @@ var limits = map[string]map[string]limit{
 		"s3-request-timeout":      {time.Second, time.Hour},
 		"session-heartbeat":       {100 * time.Millisecond, 24 * time.Hour},
 		"session-lease":           {300 * time.Millisecond, 7 * 24 * time.Hour},
+		"max-requests-per-sec":    {0.0, 100000.0},
 		"health-max-rpo":          {time.Duration(0), 365 * 24 * time.Hour},
 	},
 	"backup": {

@@ -126,8 +126,12 @@ func wait(ctx context.Context, b *rate.Limiter, n int) error {
 	}
 }
 
-// waitBytes pays for n bytes from b in slices of at most slice bytes.
+// waitBytes pays for n bytes from b in slices of at most slice bytes. A
+// nil bucket never waits.
 func waitBytes(ctx context.Context, b *rate.Limiter, slice int, n int64) error {
+	if b == nil {
+		return nil
+	}
 	for n > 0 {
 		k := int(min(n, int64(slice)))
 		if err := wait(ctx, b, k); err != nil {

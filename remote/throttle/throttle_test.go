@@ -288,6 +288,47 @@ func TestKeepsInterfaces(t *testing.T) {
 	}
 }
 
+// TestEachLimitAlone runs every call with one limit set at a time: a
+// call must not wait on a limit that is not set (a PutIf with only a
+// download limit once looped for ever).
+func TestEachLimitAlone(t *testing.T) {
+	for _, cfg := range []throttle.Config{{Upload: 1e9}, {Download: 1e9}, {Requests: 1e6}} {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		st := throttle.New(cfg).Wrap(remotetest.NewMemory())
+		etag, err := st.(remote.Conditional).PutIf(ctx, "k", []byte("hello"), "")
+		if err == nil {
+			_, err = st.(remote.Conditional).PutIf(ctx, "k", []byte("again"), etag)
+		}
+		if err == nil {
+			err = st.Put(ctx, "j", strings.NewReader("hi"), 2)
+		}
+		var rc io.ReadCloser
+		if err == nil {
+			rc, err = st.Get(ctx, "k", 0, -1)
+		}
+		if err == nil {
+			_, err = io.Copy(io.Discard, rc)
+			rc.Close()
+		}
+		if err == nil {
+			_, err = st.Stat(ctx, "j")
+		}
+		if err == nil {
+			err = st.List(ctx, "", func(remote.Info) error { return nil })
+		}
+		if err == nil {
+			_, err = st.ListDirs(ctx, "")
+		}
+		if err == nil {
+			err = st.Delete(ctx, "j")
+		}
+		cancel()
+		if err != nil {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+}
+
 // batchStore deletes many keys per call, as S3 does.
 type batchStore struct {
 	*remotetest.Memory
