@@ -70,6 +70,7 @@ func measure(t *testing.T, workers int, work func(ctx context.Context, worker in
 	for err := range errs {
 		t.Fatal(err)
 	}
+	t.Logf("%d in %v", total.Load(), elapsed.Round(time.Millisecond))
 	return float64(total.Load()) / elapsed.Seconds()
 }
 
@@ -77,7 +78,7 @@ func measure(t *testing.T, workers int, work func(ctx context.Context, worker in
 func checkRate(t *testing.T, what string, got, want float64, unit string) {
 	t.Helper()
 	dev := (got - want) / want
-	t.Logf("%s: %.4g %s achieved over %v, limit %.4g (%+.1f%%)", what, got, unit, rateWindow(), want, 100*dev)
+	t.Logf("%s: %.4g %s achieved in a %v window, limit %.4g (%+.1f%%)", what, got, unit, rateWindow(), want, 100*dev)
 	if math.Abs(dev) > 0.10 {
 		t.Errorf("%s: %.4g %s, want %.4g within 10%%", what, got, unit, want)
 	}
