@@ -307,6 +307,15 @@ func TestPrometheusScrape(t *testing.T) {
 	// first commit comes a manifest interval (3 s) after the start-up
 	// scan, and until then the RPO grows (the node is not backed up yet).
 	promURL := startPrometheus(t, promBin, base, metricsAddr, promAddr)
+	// Prometheus applies its targets some seconds after it is ready: wait
+	// for its first scrape (up == 0, nothing listens yet).
+	deadline := time.Now().Add(60 * time.Second)
+	for len(promQuery(t, promURL, `up{job="cassback"}`)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("prometheus did not scrape within 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	start := time.Now()
 	backup := exec.Command(copyExe(t, base), "--backup-base", filepath.Join(base, "store"), "--log-file", filepath.Join(base, "cassback.log"),
 		"--cache-dir", filepath.Join(base, "cache"), "--metrics-addr", metricsAddr, "--health-max-rpo", "10m",
@@ -329,7 +338,7 @@ func TestPrometheusScrape(t *testing.T) {
 	// is stored and nothing is pending (RPO 0).
 	caughtUp := fmt.Sprintf(`cassback_rpo_seconds == 0 and on() (cassback_backup_sstables_done_total == cassback_backup_sstables_queued_total) and on() (timestamp(cassback_rpo_seconds) > %d)`,
 		time.Now().Add(time.Second).Unix())
-	deadline := time.Now().Add(120 * time.Second)
+	deadline = time.Now().Add(120 * time.Second)
 	for len(promQuery(t, promURL, caughtUp)) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("no scrape shows the backup caught up within 120 s: rpo %v, queued %v, done %v", promQuery(t, promURL, `cassback_rpo_seconds`),
