@@ -21,7 +21,7 @@ import (
 // startMetrics, when --metrics-addr is set, makes the Stats the command's
 // Repo updates and serves them on that address until the command ends:
 // GET /metrics in the Prometheus text format, read from the Stats at each
-// scrape (docs/operations.md lists them), and GET /healthz. A second call
+// scrape (docs/metrics.md lists them), and GET /healthz. A second call
 // does nothing.
 func (g *globals) startMetrics() error {
 	if g.metricsAddr == "" || g.stats != nil {
@@ -58,7 +58,7 @@ func (g *globals) startMetrics() error {
 }
 
 // onRetry counts a retry of a store request in the Stats, if any; it is
-// every store's remote.RetryOptions.OnRetry.
+// the S3 store's remote.RetryOptions.OnRetry (the others do not retry).
 func (g *globals) onRetry(op string, err error) {
 	if g.stats != nil {
 		g.stats.ObserveRetry(op, err)
