@@ -28,7 +28,7 @@ func Select(ctx context.Context, st remote.Store, host, name string, keyspaces [
 	kss := keyspaces
 	if len(kss) == 0 {
 		var err error
-		if kss, err = manifest.Keyspaces(ctx, st, host); err != nil {
+		if kss, err = manifest.BackedUpKeyspaces(ctx, st, host); err != nil {
 			return nil, err
 		}
 		if len(kss) == 0 {

@@ -130,3 +130,21 @@ func TestStatusAt(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectLeavesOutEmptyKeyspaces: restore of every keyspace of a host
+// (Select without keyspaces) passes over a keyspace prefix the store still
+// lists after its last backup was deleted, instead of failing on it.
+func TestSelectLeavesOutEmptyKeyspaces(t *testing.T) {
+	lst, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("cassandra"), 100)
+	refs := []chunk.Ref{{ID: chunk.Sum(data), Len: uint32(len(data))}}
+	name := writeManifest(t, lst, nil, "n1", time.Now().Add(-time.Hour), data, refs)
+	st := staleDirs{lst, map[string][]string{"commits/n1/": {"gone"}}}
+	ms, err := Select(t.Context(), st, "n1", "", nil, time.Now())
+	if err != nil || len(ms) != 1 || ms[0].Name != name {
+		t.Fatalf("Select = %d manifests, %v; want only %s", len(ms), err, name)
+	}
+}

@@ -181,6 +181,28 @@ func Keyspaces(ctx context.Context, st remote.Store, host string) ([]string, err
 	return st.ListDirs(ctx, commitRoot+host+"/")
 }
 
+// BackedUpKeyspaces lists the keyspaces of host with at least one commit
+// marker: Keyspaces less the prefixes some S3-compatible servers keep
+// listing after their last key is deleted. It costs one LIST per keyspace.
+func BackedUpKeyspaces(ctx context.Context, st remote.Store, host string) ([]string, error) {
+	kss, err := Keyspaces(ctx, st, host)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ks := range kss {
+		found := false
+		err := List(ctx, st, host, ks, "", func(string) error { found = true; return remote.ErrStop })
+		if err != nil && !errors.Is(err, remote.ErrStop) {
+			return nil, err
+		}
+		if found {
+			out = append(out, ks)
+		}
+	}
+	return out, nil
+}
+
 // List calls fn with the name of each committed backup of host and keyspace
 // whose name starts with the timestamp prefix tsPrefix (for example
 // "2026_11_26" for a day, "" for all), in time order.

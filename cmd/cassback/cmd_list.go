@@ -92,7 +92,7 @@ func runList(ctx context.Context, g *globals, c *listConfig, args []string) erro
 	}
 	kss := args
 	if len(kss) == 0 {
-		if kss, err = manifest.Keyspaces(ctx, r.Store, c.host); err != nil {
+		if kss, err = manifest.BackedUpKeyspaces(ctx, r.Store, c.host); err != nil {
 			return err
 		}
 	}
