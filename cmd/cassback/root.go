@@ -294,6 +294,9 @@ var limits = map[string]map[string]limit{
 		"new-pack-margin":  {time.Duration(0), 365 * 24 * time.Hour},
 		"repack-threshold": {0.01, 1.0},
 	},
+	"status": {
+		"stale-after": {time.Minute, 87600 * time.Hour},
+	},
 	"check-store": {
 		"rounds": {1, 1000},
 		"racers": {2, 256},
@@ -369,7 +372,7 @@ func limitText(v any) string {
 // commands builds every subcommand; root is filled in by the caller.
 func commands(g *globals, opts []ff.Option, root **ffcli.Command) []*ffcli.Command {
 	cmds := []*ffcli.Command{
-		backupCmd(g, opts), restoreCmd(g, opts), listCmd(g, opts), showCmd(g, opts),
+		backupCmd(g, opts), restoreCmd(g, opts), listCmd(g, opts), showCmd(g, opts), statusCmd(g, opts),
 		validateCmd(g, opts), purgeCmd(g, opts), surveyReportCmd(g, opts), checkStoreCmd(g, opts), repairIndexCmd(g, opts),
 	}
 	return append(cmds, helpCmd(g, root, cmds))
