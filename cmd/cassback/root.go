@@ -35,6 +35,7 @@ type globals struct {
 	cassandraVersion string
 	logLevel         string
 	logFile          string
+	logFormat        string
 
 	// S3 options.
 	awsKey, awsSecret, bucket, keyPrefix string
@@ -79,6 +80,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.cassandraVersion, "cassandra-version", "auto", "Cassandra version of the node, recorded in manifests (file names of every version from 1.0 to 5.0 are recognised automatically)")
 	fs.StringVar(&g.logLevel, "log-level", "INFO", "logging level: FATAL, CRITICAL, ERROR, WARN, INFO or DEBUG")
 	fs.StringVar(&g.logFile, "log-file", "/var/log/cassback/cassback.log", "log file; - for standard error")
+	fs.StringVar(&g.logFormat, "log-format", "text", "log records as text (key=value) or json (one object per line)")
 	fs.StringVar(&g.awsKey, "aws-key", "", "s3 endpoint: access key ID (default: the AWS SDK's credential chain: environment, shared config, instance or pod role)")
 	fs.StringVar(&g.awsSecret, "aws-secret", "", "s3 endpoint: secret access key, with --aws-key (better given as CASSBACK_AWS_SECRET or in an @file)")
 	fs.StringVar(&g.bucket, "bucket-name", "", "s3 endpoint: bucket (must exist)")
@@ -112,6 +114,9 @@ func (g *globals) setup() error {
 	if !ok {
 		return usagef("--log-level %q: want one of FATAL, CRITICAL, ERROR, WARN, INFO, DEBUG", g.logLevel)
 	}
+	if g.logFormat != "text" && g.logFormat != "json" {
+		return usagef("--log-format %q: want text or json", g.logFormat)
+	}
 	switch g.endpoint {
 	case "local", "s3", "survey":
 	default:
@@ -141,7 +146,11 @@ func (g *globals) setup() error {
 			g.closeLog = func() { f.Close() }
 		}
 	}
-	g.log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+	if g.logFormat == "json" {
+		g.log = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+	} else {
+		g.log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+	}
 	if warn != "" {
 		g.log.Warn(warn)
 	}
