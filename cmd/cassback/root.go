@@ -36,6 +36,8 @@ type globals struct {
 	logLevel         string
 	logFile          string
 	logFormat        string
+	progress         string
+	progressOn       bool // the progress reporter started
 
 	// S3 options.
 	awsKey, awsSecret, bucket, keyPrefix string
@@ -81,6 +83,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.logLevel, "log-level", "INFO", "logging level: FATAL, CRITICAL, ERROR, WARN, INFO or DEBUG")
 	fs.StringVar(&g.logFile, "log-file", "/var/log/cassback/cassback.log", "log file; - for standard error")
 	fs.StringVar(&g.logFormat, "log-format", "text", "log records as text (key=value) or json (one object per line)")
+	fs.StringVar(&g.progress, "progress", "auto", "progress of one-shot backup, restore, validate and purge: a live line on standard error (auto: when it is a terminal; always), else a log record every 30 s; never")
 	fs.StringVar(&g.awsKey, "aws-key", "", "s3 endpoint: access key ID (default: the AWS SDK's credential chain: environment, shared config, instance or pod role)")
 	fs.StringVar(&g.awsSecret, "aws-secret", "", "s3 endpoint: secret access key, with --aws-key (better given as CASSBACK_AWS_SECRET or in an @file)")
 	fs.StringVar(&g.bucket, "bucket-name", "", "s3 endpoint: bucket (must exist)")
@@ -116,6 +119,9 @@ func (g *globals) setup() error {
 	}
 	if g.logFormat != "text" && g.logFormat != "json" {
 		return usagef("--log-format %q: want text or json", g.logFormat)
+	}
+	if g.progress != "auto" && g.progress != "always" && g.progress != "never" {
+		return usagef("--progress %q: want auto, always or never", g.progress)
 	}
 	switch g.endpoint {
 	case "local", "s3", "survey":
@@ -170,6 +176,7 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 	if err := g.startMetrics(); err != nil {
 		return nil, err
 	}
+	g.startProgress()
 	st, err := g.store(ctx, create)
 	if err != nil {
 		return nil, err
