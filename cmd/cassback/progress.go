@@ -83,7 +83,7 @@ func (g *globals) drawProgress(stop <-chan struct{}) {
 			}
 			shown = p
 			bar = progressbar.NewOptions64(max(1, p.BytesTotal.Load()), progressbar.OptionSetWriter(g.stderr),
-				progressbar.OptionShowBytes(true), progressbar.OptionSetPredictTime(true),
+				progressbar.OptionShowBytes(true), progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true),
 				progressbar.OptionSetWidth(30), progressbar.OptionThrottle(progressEvery))
 		}
 		if total := p.BytesTotal.Load(); total > 0 {

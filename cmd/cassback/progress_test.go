@@ -42,7 +42,7 @@ func TestProgressLineOnTerminal(t *testing.T) {
 		t.Fatalf("tmux: %v\n%s", err, out)
 	}
 	defer exec.Command(tmux, "kill-session", "-t", session).Run()
-	line := regexp.MustCompile(`restore \d+/\d+ files +\d+% \|.*\| \(\d+(\.\d+)? [kM]B/s\) \[\d+s:\d+s\]`)
+	line := regexp.MustCompile(`restore \d+/\d+ files +\d+% \|.*\| \([\d.]+/[\d.]+ [kM]B, [\d.]+ [kM]B/s\) \[\d+s:\d+s\]`)
 	var screen string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		out, err := exec.Command(tmux, "capture-pane", "-p", "-t", session).Output()
