@@ -98,6 +98,11 @@ func Encode(m *Manifest) ([]byte, error) {
 
 var gzipWriters sync.Pool
 
+// canonWriters recycles writeCanonical's 64 KiB buffers: validate and
+// purge decode thousands of manifests, and each decode writes its manifest
+// again to check that it is canonical.
+var canonWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
 // writeCanonical writes the canonical JSON of m to w: what encoding/json
 // writes for m with times in UTC and nil lists empty, built a piece at a
 // time so that no copy of the whole JSON is ever held. Each struct is
@@ -106,7 +111,12 @@ var gzipWriters sync.Pool
 // manifest, are formatted directly (TestRefJSON pins them to
 // encoding/json's).
 func writeCanonical(w io.Writer, m *Manifest) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := canonWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		canonWriters.Put(bw)
+	}()
 	c := &canon{w: bw}
 	c.enc = json.NewEncoder(&c.buf)
 	c.enc.SetEscapeHTML(false)
