@@ -5,10 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/cassback/cassback/manifest/sstable"
 )
 
 // usageError marks errors in how cassback was called (exit status 2).
@@ -105,7 +106,7 @@ func (e *argExpander) read(name string, open []os.FileInfo) ([]string, os.FileIn
 		return fail("%v", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fail("not a regular file (%s)", fileKind(fi.Mode()))
+		return fail("not a regular file (%s)", sstable.TypeName(fi.Mode()))
 	}
 	for _, o := range open {
 		if os.SameFile(o, fi) {
@@ -142,23 +143,6 @@ func (e *argExpander) read(name string, open []os.FileInfo) ([]string, os.FileIn
 		lines = append(lines, line)
 	}
 	return lines, fi, nil
-}
-
-// fileKind names the type of a file that is not a regular file.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeDir != 0:
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	}
-	return "irregular file"
 }
 
 // listFlag is a repeatable flag that also accepts comma-separated lists.

@@ -118,7 +118,8 @@ func notRegular(full string, m fs.FileMode, want string) error {
 }
 
 // TypeName names the type of a non-regular entry for messages: "symbolic
-// link", "named pipe", "socket", "device", "directory".
+// link", "named pipe", "socket", "character device", "block device",
+// "directory".
 func TypeName(m fs.FileMode) string {
 	switch t := m.Type(); {
 	case t&fs.ModeSymlink != 0:
@@ -127,8 +128,10 @@ func TypeName(m fs.FileMode) string {
 		return "named pipe"
 	case t&fs.ModeSocket != 0:
 		return "socket"
+	case t&fs.ModeCharDevice != 0:
+		return "character device"
 	case t&fs.ModeDevice != 0:
-		return "device"
+		return "block device"
 	case t.IsDir():
 		return "directory"
 	case t.IsRegular():
