@@ -75,6 +75,18 @@ func schedules(t *testing.T) int {
 	return 200
 }
 
+// TestSimulatorFoundSeeds replays the schedules the long mode failed on,
+// each a bug fixed since.
+func TestSimulatorFoundSeeds(t *testing.T) {
+	for _, seed := range []uint64{
+		1092207, // a sweep kept a chunk's only copy in an orphan pack and deleted every index file: unindexed
+	} {
+		if err := runSchedule(t, seed, simConfig{}); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // TestSimulator runs many seeded schedules and fails on the first that
 // breaks the invariant, printing its seed and its trace.
 func TestSimulator(t *testing.T) {

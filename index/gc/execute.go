@@ -128,14 +128,36 @@ func (c *Collector) renew(ctx context.Context) error {
 // reindex writes an index file naming the unindexed packs that keep a
 // referenced chunk, so readers need not find them from their headers.
 func (p *Plan) reindex(ctx context.Context) error {
-	if len(p.Reindex) == 0 {
+	return p.c.indexPacks(ctx, p.Reindex)
+}
+
+// indexOrphans writes an index file naming the orphan packs (read from
+// their headers) that keep a referenced chunk.
+func (c *Collector) indexOrphans(ctx context.Context, cat *Catalog, live map[chunk.ID]bool) error {
+	var orphans []*PackState
+	for _, id := range slices.SortedFunc(maps.Keys(live), chunk.Compare) {
+		if ps := cat.Packs[id]; ps != nil && ps.FromHeader {
+			orphans = append(orphans, ps)
+		}
+	}
+	if len(orphans) > 0 {
+		if err := c.renew(ctx); err != nil {
+			return err
+		}
+	}
+	return c.indexPacks(ctx, orphans)
+}
+
+// indexPacks writes one index file (of RepairHost) naming packs.
+func (c *Collector) indexPacks(ctx context.Context, packs []*PackState) error {
+	if len(packs) == 0 {
 		return nil
 	}
-	var recs []index.PackRecord
-	for _, ps := range p.Reindex {
+	recs := make([]index.PackRecord, 0, len(packs))
+	for _, ps := range packs {
 		recs = append(recs, index.PackRecord{ID: ps.ID, Size: ps.Size, Entries: ps.Entries})
 	}
-	if _, err := p.c.putIndexFile(ctx, RepairHost, recs); err != nil {
+	if _, err := c.putIndexFile(ctx, RepairHost, recs); err != nil {
 		return fmt.Errorf("index unindexed packs: %w", err)
 	}
 	return nil
@@ -390,6 +412,12 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 	if why := blocked(cat, lost, unreadable); len(why) > 0 {
 		rep.Blocked = append(rep.Blocked, why...)
 		return nil
+	}
+	// An orphan the fresh mark keeps as a chunk's copy is indexed before
+	// any pack is deleted: the deletions may take the chunk's indexed copy,
+	// and the index files naming it (long-mode seed 1092207).
+	if err := c.indexOrphans(ctx, cat, live); err != nil {
+		return err
 	}
 	var del []chunk.ID
 	for _, s := range ready {
