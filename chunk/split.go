@@ -111,9 +111,10 @@ type splitter struct {
 	sum  *fileSum
 }
 
-// worker holds one goroutine's reusable buffers: the chunker with its 512 KiB read buffer, and room for the
-// longest chunk. Pooled across Split calls, so memory is about par × (MaxSize + 512 KiB) however many files
-// are split.
+// worker holds one goroutine's reusable buffers: the chunker with its 512 KiB read buffer, and the chunk
+// buffer, which starts at 1 MiB and grows to the longest chunk seen (the chunker appends to it). Pooled
+// across Split calls, so memory is at most par × (MaxSize + 512 KiB) however many files are split, and
+// small files never pay for a MaxSize buffer.
 type worker struct {
 	c   *chunker.Chunker
 	buf []byte
@@ -121,13 +122,16 @@ type worker struct {
 
 var workers sync.Pool
 
+// workerBuf is a worker's first chunk buffer; it is also the whole-file hash's re-read buffer.
+const workerBuf = 1 << 20
+
 func getWorker(p Params) *worker {
 	w, _ := workers.Get().(*worker)
 	if w == nil {
 		w = &worker{c: chunker.NewWithBoundaries(nil, chunker.Pol(p.Pol), p.MinSize, p.MaxSize)}
 	}
-	if uint(cap(w.buf)) < p.MaxSize {
-		w.buf = make([]byte, 0, p.MaxSize)
+	if cap(w.buf) < workerBuf {
+		w.buf = make([]byte, 0, workerBuf)
 	}
 	return w
 }
@@ -147,6 +151,9 @@ func (s *splitter) segment(w *worker, k int) error {
 		if err != nil {
 			return err
 		}
+		if cap(c.Data) > cap(w.buf) {
+			w.buf = c.Data[:0] // the chunker grew it: keep the larger buffer
+		}
 		id := Sum(c.Data)
 		off := start + int64(c.Start)
 		refs = append(refs, Ref{ID: id, Len: uint32(c.Length)})
@@ -162,7 +169,7 @@ func (s *splitter) segment(w *worker, k int) error {
 	}
 	s.refs[k] = refs
 	// The chunk buffer is free now; 1 MiB of it keeps a re-read hot in the cache for BLAKE3.
-	return s.sum.finish(k, w.buf[:min(cap(w.buf), 1<<20)])
+	return s.sum.finish(k, w.buf[:workerBuf])
 }
 
 // segReader reads one segment for the chunker, and feeds the whole-file hash when its segment is next in it.

@@ -157,13 +157,10 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		}
 	}
 	if p.b == nil {
-		buf := p.spare[:0]
+		p.b = pack.NewBuilder(p.spare[:0])
 		p.spare = nil
-		if need := max(w.packLen, len(data)) + 1<<20; cap(buf) < need { // room for the header
-			buf = make([]byte, 0, need)
-		}
-		p.b = pack.NewBuilder(buf)
 	}
+	p.b.Grow(len(data), w.packLen+1<<20) // a full pack and room for its header
 	p.b.Add(id, data)
 	w.stats.ChunksNew.Add(1)
 	w.stats.BytesNew.Add(int64(len(data)))

@@ -75,6 +75,17 @@ func (b *Builder) Add(id chunk.ID, data []byte) {
 	b.buf = append(b.buf, data...)
 }
 
+// Grow makes room for n more bytes, doubling the buffer when it grows but
+// never past limit unless n needs it, so a pack that stays small never
+// costs a full-size buffer.
+func (b *Builder) Grow(n, limit int) {
+	if cap(b.buf)-len(b.buf) >= n {
+		return
+	}
+	c := max(min(2*cap(b.buf), limit), len(b.buf)+n)
+	b.buf = append(make([]byte, 0, c), b.buf...)
+}
+
 // Len is the number of chunk bytes added so far.
 func (b *Builder) Len() int { return len(b.buf) }
 
