@@ -107,15 +107,14 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		}
 		defer func() { err = errors.Join(err, stop()) }()
 	}
-	// The manifests are read again and the index built after the session
-	// is registered (docs/design.md §4.2).
-	ms = slices.Clone(ms)
-	for i, m := range ms {
-		again, err := manifest.Get(ctx, r.Store, m.Name)
-		if err != nil {
+	// The manifests must still exist, and the index is built, after the
+	// session is registered (docs/design.md §4.2). A manifest never changes
+	// once written, so seeing it stored is as good as reading it again, and
+	// costs no second copy of it in memory.
+	for _, m := range ms {
+		if err := manifest.Exists(ctx, r.Store, m.Name); err != nil {
 			return res, fmt.Errorf("backup %s was removed as the restore began: %w", m.Name, err)
 		}
-		ms[i] = again
 	}
 	if _, err := r.loadIndexInto(ctx, idx); err != nil {
 		return res, err
@@ -396,12 +395,52 @@ type placement struct {
 	off int64
 }
 
+// restoreWindow bounds the chunk references one fetch round places: a batch's
+// bookkeeping is then a few MiB however many chunks its files have (one
+// Data.db of a manifest at its limit has 1.4 million).
+var restoreWindow = 1 << 16 // a variable for tests
+
 // restoreBatch fetches the chunks of a batch of files with parallel ranged
-// reads and writes each chunk at its offsets in every file that has it.
+// reads, a window of references at a time, and writes each chunk at its
+// offsets in every file of the window that has it.
 func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, idx *index.Index, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
-	where, ids := createTemps(root, batch)
+	createTemps(root, batch)
+	var err error
+	for w := (window{batch: batch}); err == nil; {
+		where, ids := w.next(restoreWindow)
+		if len(ids) == 0 {
+			break
+		}
+		err = r.fetchWindow(ctx, idx, where, ids, opts)
+	}
+	// Finish files in parallel: the whole-file hash is CPU, the fsync waits
+	// on the disk, and both overlap well across files.
+	var g errgroup.Group
+	g.SetLimit(opts.Threads)
+	for _, rf := range batch {
+		if rf.f == nil {
+			continue
+		}
+		g.Go(func() error {
+			if rf.err == nil && err == nil {
+				rf.err = r.finishFile(root, rf, opts, uid, gid)
+			}
+			rf.f.Close()
+			if rf.err != nil || err != nil {
+				root.Remove(rf.tmp)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	return err
+}
+
+// fetchWindow fetches the chunks ids, each once, and writes each where it
+// goes. A file whose write fails gets its err set and is written no more.
+func (r *Repo) fetchWindow(ctx context.Context, idx *index.Index, where map[chunk.ID][]placement, ids []chunk.ID, opts RestoreOptions) error {
 	var mu sync.Mutex
-	err := index.Fetch(ctx, r.Store, idx, ids, index.FetchOptions{Parallel: opts.Threads}, func(id chunk.ID, data []byte, err error) error {
+	return index.Fetch(ctx, r.Store, idx, ids, index.FetchOptions{Parallel: opts.Threads}, func(id chunk.ID, data []byte, err error) error {
 		for _, p := range where[id] {
 			mu.Lock()
 			failed := p.rf.err != nil
@@ -428,37 +467,43 @@ func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, idx *index.Index
 		}
 		return nil
 	})
-	// Finish files in parallel: the whole-file hash is CPU, the fsync waits
-	// on the disk, and both overlap well across files.
-	var g errgroup.Group
-	g.SetLimit(opts.Threads)
-	for _, rf := range batch {
-		if rf.f == nil {
-			continue
-		}
-		g.Go(func() error {
-			if rf.err == nil && err == nil {
-				rf.err = r.finishFile(root, rf, opts, uid, gid)
-			}
-			rf.f.Close()
-			if rf.err != nil || err != nil {
-				root.Remove(rf.tmp)
-			}
-			return nil
-		})
-	}
-	g.Wait()
-	return err
 }
 
-// createTemps creates each file's temporary file at its final size and
-// returns where each chunk goes and the chunks to fetch, each once. A file
-// that cannot be created gets its err set.
-func createTemps(root *os.Root, batch []*restoreFile) (map[chunk.ID][]placement, []chunk.ID) {
-	var sfx [6]byte
-	rand.Read(sfx[:])
+// window walks the chunk references of a batch's created files in order.
+type window struct {
+	batch       []*restoreFile
+	file, chunk int   // the next reference
+	off         int64 // its offset in its file
+}
+
+// next returns where each chunk of the next n references goes, and those
+// chunks, each once; none when the batch is done.
+func (w *window) next(n int) (map[chunk.ID][]placement, []chunk.ID) {
 	where := map[chunk.ID][]placement{}
 	var ids []chunk.ID
+	for taken := 0; taken < n && w.file < len(w.batch); {
+		rf := w.batch[w.file]
+		if rf.f == nil || rf.err != nil || w.chunk == len(rf.rec.Chunks) {
+			w.file, w.chunk, w.off = w.file+1, 0, 0
+			continue
+		}
+		c := rf.rec.Chunks[w.chunk]
+		if _, ok := where[c.ID]; !ok {
+			ids = append(ids, c.ID)
+		}
+		where[c.ID] = append(where[c.ID], placement{rf, w.off})
+		w.off += int64(c.Len)
+		w.chunk++
+		taken++
+	}
+	return where, ids
+}
+
+// createTemps creates each file's temporary file at its final size. A file
+// that cannot be created gets its err set.
+func createTemps(root *os.Root, batch []*restoreFile) {
+	var sfx [6]byte
+	rand.Read(sfx[:])
 	made := map[string]error{} // each folder is created once per batch
 	for _, rf := range batch {
 		rel := filepath.FromSlash(rf.rec.Path)
@@ -482,18 +527,8 @@ func createTemps(root *os.Root, batch []*restoreFile) (map[chunk.ID][]placement,
 		rf.f = f
 		if err := f.Truncate(rf.rec.Size); err != nil {
 			rf.err = fmt.Errorf("size: %w", err)
-			continue
-		}
-		var off int64
-		for _, c := range rf.rec.Chunks {
-			if _, ok := where[c.ID]; !ok {
-				ids = append(ids, c.ID)
-			}
-			where[c.ID] = append(where[c.ID], placement{rf, off})
-			off += int64(c.Len)
 		}
 	}
-	return where, ids
 }
 
 // finishFile checks a fully written temporary file and renames it into place.

@@ -49,15 +49,17 @@ const MaxDecodedSize = 256 << 20
 
 // MaxDecodedMemory bounds what a decoded manifest holds in memory: its
 // tables, files and chunk references at their Go sizes plus the bytes of
-// its strings, counted as they are decoded. It holds 2.8 million chunk
-// references of 36 bytes (10 TiB of one keyspace on one node at the
-// default mean chunk; 88 bytes each of JSON, 235 MiB), or some 330,000
-// files without chunks (300 bytes each, for 330 of JSON). Without it
-// `{},`, which decodes to a 184-byte File, made a bomb within
-// MaxDecodedSize take 16 GB. It is well under half of what a command may
-// take (256 MiB): a command that reads a planted manifest twice (purge)
-// may still hold the garbage of the first read while it makes the second.
-const MaxDecodedMemory = 96 << 20
+// its strings, counted as they are decoded (Manifest.MemCost). It holds
+// 1.4 million chunk references of 36 bytes (5.4 TiB of one keyspace on one
+// node at the default mean chunk of 4 MiB), or some 165,000 files without
+// chunks. Without it `{},`, which decodes to a 184-byte File, made a bomb
+// within MaxDecodedSize take 16 GB. A command holds a decoded manifest and,
+// while it decodes one, the pieces it assembles it from, and the garbage
+// collector lets the heap grow to twice what is live: at this bound every
+// command stays under 256 MiB (TestRSSAtObjectLimits in cmd/cassback).
+// Encode refuses a manifest over it, so no backup writes what no reader
+// could read.
+const MaxDecodedMemory = 48 << 20
 
 // maxValue bounds one JSON value Decode reads other than the lists it
 // streams (tables, files, chunks): a name, a path, a time. The JSON
@@ -75,6 +77,10 @@ const maxFields = 32
 func Encode(m *Manifest) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
+	}
+	if c := m.MemCost(); c > MaxDecodedMemory {
+		return nil, fmt.Errorf("manifest %s: %w: %d files, %d chunk references take %d MiB in memory, more than the %d MiB a reader accepts",
+			m.Name, ErrTooLarge, m.countFiles(), m.countRefs(), c>>20, MaxDecodedMemory>>20)
 	}
 	var buf bytes.Buffer
 	// A gzip writer allocates about 1 MB; continuous backup writes many
@@ -252,6 +258,41 @@ func decode(r io.Reader, limit, memLimit int64) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest %s: not in canonical form (%d bytes, canonically %d)", m.Name, d.in.n, h.n)
 	}
 	return m, nil
+}
+
+// ErrTooLarge reports a manifest that readers would refuse as too large.
+var ErrTooLarge = errors.New("keyspace too large for one manifest")
+
+// MemCost is what m costs a reader in memory, as the decoder counts it
+// against MaxDecodedMemory: tables, files and chunk references at their Go
+// sizes, plus the bytes of the strings it decodes.
+func (m *Manifest) MemCost() int64 {
+	n := int64(len(m.Name) + len(m.Host) + len(m.Keyspace) + len(m.CassandraVersion) + len(m.Session))
+	for i := range m.Tables {
+		t := &m.Tables[i]
+		n += tableSize + int64(len(t.Name)+len(t.ID))
+		for j := range t.Files {
+			f := &t.Files[j]
+			n += fileSize + int64(len(f.Path)+len(f.Root)+len(f.User)+len(f.Group)) + int64(len(f.Chunks))*refSize
+		}
+	}
+	return n
+}
+
+func (m *Manifest) countFiles() (n int) {
+	for _, t := range m.Tables {
+		n += len(t.Files)
+	}
+	return n
+}
+
+func (m *Manifest) countRefs() (n int) {
+	for _, t := range m.Tables {
+		for _, f := range t.Files {
+			n += len(f.Chunks)
+		}
+	}
+	return n
 }
 
 // hashCounter hashes and counts what is written to it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -300,5 +301,28 @@ func TestRefJSON(t *testing.T) {
 	var back refJSON
 	if err := back.UnmarshalJSON([]byte(`{"id":"` + strings.Repeat("ab", 32) + `","len":4294967296}`)); err == nil {
 		t.Errorf("refJSON.UnmarshalJSON of a length over 32 bits: no error")
+	}
+}
+
+// MemCost is exactly what the decoder charges, so Encode refuses what every
+// reader would, and a manifest over MaxDecodedMemory is refused by Encode.
+func TestMemCostMatchesDecoder(t *testing.T) {
+	for _, m := range []*Manifest{sample(), bigManifest(3_000)} {
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := m.MemCost()
+		if _, err := decode(bytes.NewReader(b), MaxDecodedSize, c); err != nil {
+			t.Errorf("%s: decode within MemCost %d: %v", m.Name, c, err)
+		}
+		if _, err := decode(bytes.NewReader(b), MaxDecodedSize, c-1); err == nil || !strings.Contains(err.Error(), "bytes in memory") {
+			t.Errorf("%s: decode within MemCost-1 = %v, want the memory bound", m.Name, err)
+		}
+	}
+	m := bigManifest(int(MaxDecodedMemory/refSize) + 1000)
+	_, err := Encode(m)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "MiB a reader accepts") {
+		t.Fatalf("Encode of %d MiB in memory = %v, want ErrTooLarge", m.MemCost()>>20, err)
 	}
 }

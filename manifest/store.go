@@ -121,6 +121,22 @@ func Delete(ctx context.Context, st remote.Store, name string) error {
 	return nil
 }
 
+// Exists reports, as ErrNoBackup, a backup whose manifest is not stored.
+func Exists(ctx context.Context, st remote.Store, name string) error {
+	key, err := Key(name)
+	if err != nil {
+		return err
+	}
+	_, err = st.Stat(ctx, key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("backup %s: %w", name, ErrNoBackup)
+	}
+	if err != nil {
+		return fmt.Errorf("read manifest %s: %w", name, err)
+	}
+	return nil
+}
+
 // maxManifest bounds what Get reads of a manifest object: gzip adds at
 // most 5 bytes per 64 KiB stored block to what it compresses, so no
 // encoding of a manifest within MaxDecodedSize is longer.
