@@ -16,6 +16,10 @@
 // '.' '_' '-', none starting with '.', at most 255 bytes each and 1024 in
 // all. Every backend checks it before touching a disk or the network, so a
 // key can never name a path outside a local store or a backend's own files.
+// The 1024 bytes bound the name the server gets (AWS S3 and SeaweedFS
+// refuse longer ones): a backend that puts a prefix before every key
+// checks keys with ValidKeyUnder, which counts the prefix, and implements
+// KeyPrefixer, so MaxKeyLenOf tells how long a key it takes.
 //
 // # Guarantees
 //

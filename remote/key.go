@@ -7,9 +7,12 @@ import (
 	"strings"
 )
 
-// Key limits. Real S3 allows 1024 bytes of UTF-8 and no segment limit, but
-// file-backed stores (remote/local, versitygw's posix backend) map a segment
-// to a file name, which Linux caps at 255 bytes.
+// Key limits. S3 allows object names of 1024 bytes of UTF-8 and no segment
+// limit (SeaweedFS refuses longer names too), but file-backed stores
+// (remote/local, versitygw's posix backend) map a segment to a file name,
+// which Linux caps at 255 bytes. MaxKeyLen bounds the name the server gets:
+// a store that puts a prefix before every key leaves its keys less room
+// (ValidKeyUnder).
 const (
 	MaxKeyLen     = 1024
 	MaxSegmentLen = 255
@@ -39,6 +42,48 @@ func ValidKey(key string) error {
 		return keyError("key", key, "ends with '/'")
 	}
 	return checkSegments("key", key, key)
+}
+
+// ValidKeyUnder is ValidKey for a store that puts root before every key on
+// its server (s3.Store puts Config.Prefix and '/'): the limit is on the name
+// the server gets, so key may have at most MaxKeyLen-len(root) bytes. root
+// is exactly what the store puts before the key, separator included; ""
+// makes ValidKeyUnder ValidKey. The error names the key and gives its
+// length, the root's and their sum.
+func ValidKeyUnder(root, key string) error {
+	if err := ValidKey(key); err != nil {
+		return err
+	}
+	return checkRoom("key", root, key)
+}
+
+// checkRoom checks that root + s fits in MaxKeyLen.
+func checkRoom(what, root, s string) error {
+	if len(root)+len(s) <= MaxKeyLen {
+		return nil
+	}
+	return keyError(what, s, fmt.Sprintf("%d bytes, %d with the store's key prefix %s (%d bytes), more than %d",
+		len(s), len(root)+len(s), quoteShort(root), len(root), MaxKeyLen))
+}
+
+// KeyPrefixer is implemented by a store that puts a fixed prefix before
+// every key on its server, as s3.Store does with its Config.Prefix. The
+// prefix counts against MaxKeyLen (see ValidKeyUnder). The decorators in
+// this package do not forward the method: ask the store itself.
+type KeyPrefixer interface {
+	// KeyPrefix returns what the store puts before every key, separator
+	// included ("backups/db1/"), or "".
+	KeyPrefix() string
+}
+
+// MaxKeyLenOf returns the length of the longest key st accepts: MaxKeyLen,
+// less the prefix of a KeyPrefixer. It may be zero or negative if the
+// prefix leaves no room.
+func MaxKeyLenOf(st Store) int {
+	if p, ok := st.(KeyPrefixer); ok {
+		return MaxKeyLen - len(p.KeyPrefix())
+	}
+	return MaxKeyLen
 }
 
 // ValidPrefix reports whether prefix may select keys in List or ListDirs.
@@ -102,10 +147,14 @@ func keyError(what, s, problem string) error {
 
 // quote quotes s on one line, shortening it so that a hostile 100 KB key does
 // not become a 100 KB error message.
-func quote(s string) string {
-	const maxLen = 80
-	if len(s) > maxLen {
-		return fmt.Sprintf("%q...", s[:maxLen])
+func quote(s string) string { return quoteN(s, 80) }
+
+// quoteShort is quote for a second string in a message.
+func quoteShort(s string) string { return quoteN(s, 40) }
+
+func quoteN(s string, n int) string {
+	if len(s) > n {
+		return fmt.Sprintf("%q...", s[:n])
 	}
 	return fmt.Sprintf("%q", s)
 }
@@ -113,8 +162,12 @@ func quote(s string) string {
 // Begin checks what every Store method checks first, in this order: the
 // key, so an invalid key never reaches a file system or the network, then
 // the context. op names the operation in the error ("get", "put"…).
-func Begin(ctx context.Context, op, key string) error {
-	if err := ValidKey(key); err != nil {
+func Begin(ctx context.Context, op, key string) error { return BeginUnder(ctx, op, "", key) }
+
+// BeginUnder is Begin for a store that puts root before every key on its
+// server: it checks the key with ValidKeyUnder.
+func BeginUnder(ctx context.Context, op, root, key string) error {
+	if err := ValidKeyUnder(root, key); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -124,8 +177,13 @@ func Begin(ctx context.Context, op, key string) error {
 }
 
 // BeginList is Begin for List's prefix.
-func BeginList(ctx context.Context, prefix string) error {
-	if err := ValidPrefix(prefix); err != nil {
+func BeginList(ctx context.Context, prefix string) error { return BeginListUnder(ctx, "", prefix) }
+
+// BeginListUnder is BeginList for a store that puts root before every key
+// on its server. A prefix longer than the longest key the store takes is
+// invalid: no key could start with it.
+func BeginListUnder(ctx context.Context, root, prefix string) error {
+	if err := validPrefixUnder(root, prefix); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -137,7 +195,13 @@ func BeginList(ctx context.Context, prefix string) error {
 // BeginListDirs is Begin for ListDirs' prefix, which must also be empty or
 // end in '/'.
 func BeginListDirs(ctx context.Context, prefix string) error {
-	if err := ValidPrefix(prefix); err != nil {
+	return BeginListDirsUnder(ctx, "", prefix)
+}
+
+// BeginListDirsUnder is BeginListDirs for a store that puts root before
+// every key on its server, as BeginListUnder is for BeginList.
+func BeginListDirsUnder(ctx context.Context, root, prefix string) error {
+	if err := validPrefixUnder(root, prefix); err != nil {
 		return fmt.Errorf("list dirs: %w", err)
 	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
@@ -147,4 +211,11 @@ func BeginListDirs(ctx context.Context, prefix string) error {
 		return fmt.Errorf("list dirs %s: %w", prefix, err)
 	}
 	return nil
+}
+
+func validPrefixUnder(root, prefix string) error {
+	if err := ValidPrefix(prefix); err != nil {
+		return err
+	}
+	return checkRoom("prefix", root, prefix)
 }

@@ -2,11 +2,13 @@ package remote_test
 
 import (
 	"errors"
+	"fmt"
 	"path"
 	"strings"
 	"testing"
 
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/remotetest"
 )
 
 func TestValidKey(t *testing.T) {
@@ -74,6 +76,78 @@ func TestValidKeyErrorText(t *testing.T) {
 	err = remote.ValidPrefix("a/.x")
 	if got, want := err.Error(), `invalid key prefix "a/.x": segment ".x" starts with '.'`; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestValidKeyUnder(t *testing.T) {
+	root := "stores/one/" // 11 bytes
+	for _, tt := range []struct {
+		root, key string
+		problem   string // "" if valid; else a substring of the error
+	}{
+		{"", remotetest.LongKey(1024), ""},
+		{root, remotetest.LongKey(1013), ""},
+		{root, "k", ""},
+		{root, remotetest.LongKey(1014), `1014 bytes, 1025 with the store's key prefix "stores/one/" (11 bytes), more than 1024`},
+		{root, remotetest.LongKey(1025), "1025 bytes, more than 1024"},
+		{root, "a//b", "empty segment"},
+		{strings.Repeat("r", 1023) + "/", "k", `1 bytes, 1025 with the store's key prefix "rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"... (1024 bytes)`},
+	} {
+		err := remote.ValidKeyUnder(tt.root, tt.key)
+		switch {
+		case tt.problem == "" && err != nil:
+			t.Errorf("ValidKeyUnder(%.20q, %d bytes): got %v, want nil", tt.root, len(tt.key), err)
+		case tt.problem != "" && (!errors.Is(err, remote.ErrInvalidKey) || !strings.Contains(fmt.Sprint(err), tt.problem)):
+			t.Errorf("ValidKeyUnder(%.20q, %d bytes): got %v, want ErrInvalidKey about %q", tt.root, len(tt.key), err, tt.problem)
+		case err != nil && (strings.Contains(err.Error(), "\n") || len(err.Error()) > 300):
+			t.Errorf("ValidKeyUnder(%.20q, %d bytes): error %q is not one short line", tt.root, len(tt.key), err)
+		}
+	}
+}
+
+// prefixed is a store that says it puts a prefix before its keys.
+type prefixed struct {
+	remote.Store
+	prefix string
+}
+
+func (p prefixed) KeyPrefix() string { return p.prefix }
+
+func TestMaxKeyLenOf(t *testing.T) {
+	mem := remotetest.NewMemory()
+	if got := remote.MaxKeyLenOf(mem); got != 1024 {
+		t.Errorf("MaxKeyLenOf(Memory): got %d, want 1024", got)
+	}
+	if got := remote.MaxKeyLenOf(prefixed{mem, "stores/one/"}); got != 1013 {
+		t.Errorf("MaxKeyLenOf(under %q): got %d, want 1013", "stores/one/", got)
+	}
+}
+
+func TestBeginUnder(t *testing.T) {
+	ctx := t.Context()
+	root := "stores/one/"
+	if err := remote.BeginUnder(ctx, "put", root, remotetest.LongKey(1013)); err != nil {
+		t.Errorf("BeginUnder of a key that fits: %v", err)
+	}
+	err := remote.BeginUnder(ctx, "put", root, "kkkkkkkkkk/"+remotetest.LongKey(1003))
+	want := `put: invalid key "kkkkkkkkkk/` + strings.Repeat("k", 69) + `"...: ` +
+		`1014 bytes, 1025 with the store's key prefix "stores/one/" (11 bytes), more than 1024`
+	if err == nil || err.Error() != want {
+		t.Errorf("BeginUnder of a key too long:\n got %v\nwant %s", err, want)
+	}
+	for _, prefix := range []string{remotetest.LongKey(1013), remotetest.LongKey(1012) + "/"} {
+		if err := remote.BeginListUnder(ctx, root, prefix); err != nil {
+			t.Errorf("BeginListUnder(%d bytes): %v", len(prefix), err)
+		}
+	}
+	if err := remote.BeginListUnder(ctx, root, remotetest.LongKey(1014)); !errors.Is(err, remote.ErrInvalidKey) {
+		t.Errorf("BeginListUnder of a prefix no key can have: got %v, want ErrInvalidKey", err)
+	}
+	if err := remote.BeginListDirsUnder(ctx, root, remotetest.LongKey(1013)+"/"); !errors.Is(err, remote.ErrInvalidKey) {
+		t.Errorf("BeginListDirsUnder of a prefix no key can have: got %v, want ErrInvalidKey", err)
+	}
+	if err := remote.BeginListDirsUnder(ctx, root, ""); err != nil {
+		t.Errorf("BeginListDirsUnder of the empty prefix: %v", err)
 	}
 }
 

@@ -72,6 +72,17 @@ func Create(dir string) (*Store, error) {
 func (s *Store) Dir() string { return s.root }
 
 // path returns the file of a valid key.
+//
+// The directory is not a key prefix in the S3 sense: no server limits the
+// name root + key, so the store is no remote.KeyPrefixer and its keys keep
+// all of remote.MaxKeyLen. What a file system limits is each name (255
+// bytes on Linux, which key segments respect) and the path given to one
+// system call (PATH_MAX, 4096 bytes on Linux): the longest key, or a
+// temporary file beside it, fails only under a directory path of about
+// 3,000 bytes, and then with ENAMETOOLONG, a permanent error naming the key.
+// Open does not refuse such a directory: PATH_MAX differs between systems
+// (1024 on macOS), keys of cassback's own layout are under 500 bytes, and
+// a check tied to one system's constant would refuse stores that work.
 func (s *Store) path(key string) string {
 	return filepath.Join(s.root, filepath.FromSlash(key))
 }

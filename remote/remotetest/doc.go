@@ -5,7 +5,9 @@
 // perkeep's storagetest: every backend's tests call it with a constructor of
 // empty stores, and it checks every guarantee the remote.Store and
 // remote.Conditional doc comments give. Its subtests run in parallel, each on
-// its own store.
+// its own store. Its longest keys fill remote.MaxKeyLenOf(store) bytes, and
+// one byte more must be refused: a store with a key prefix gets keys that
+// are shorter by the prefix.
 //
 // Memory is an in-memory store with a settable clock, for unit tests of the
 // layers above remote. Faulty wraps any store and fails the calls its rules

@@ -21,6 +21,11 @@ import (
 // Run checks that the stores newStore returns keep the remote.Store contract,
 // and the remote.Conditional contract if they implement it.
 //
+// The longest keys it writes have remote.MaxKeyLenOf(store) bytes: a store
+// that puts a prefix before every key on its server must implement
+// remote.KeyPrefixer, and must refuse a key the prefix would push past
+// remote.MaxKeyLen (remote.ValidKeyUnder does both checks).
+//
 // newStore is called once per subtest, from parallel subtests, and must
 // return an empty store that no other call shares (a fresh directory, or a
 // fresh bucket or key prefix). Register cleanup with t.Cleanup. A store whose
@@ -51,6 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) remote.Store) {
 		{"ListEmpty", testListEmpty},
 		{"ListCallbackWrites", testListCallbackWrites},
 		{"ListDirs", testListDirs},
+		{"KeyTooLong", testKeyTooLong},
 		{"InvalidKeys", testInvalidKeys},
 		{"InvalidPrefixes", testInvalidPrefixes},
 		{"PutBadData", testPutBadData},
@@ -159,20 +165,36 @@ func testPutGet(t *testing.T, newStore func(*testing.T) remote.Store) {
 	}
 }
 
-// testKeyShapes stores keys at the limits of the grammar.
+// LongKey returns a valid key of n bytes: segments of 200 bytes, and a
+// last one of up to 201.
+func LongKey(n int) string {
+	b := []byte(strings.Repeat("k", n))
+	for i := 200; i < n-1; i += 201 {
+		b[i] = '/'
+	}
+	return string(b)
+}
+
+// testKeyShapes stores keys at the limits of the grammar, among them the
+// longest the store takes: 1024 bytes, less the store's key prefix.
 func testKeyShapes(t *testing.T, newStore func(*testing.T) remote.Store) {
 	s := newStore(t)
-	seg204 := strings.Repeat("s", 204)
 	for _, key := range []string{
 		"k",
 		"A-Z_a-z.0-9",
 		"a.",
 		"x/" + strings.Repeat("m", remote.MaxSegmentLen),
-		strings.Join([]string{seg204, seg204, seg204, seg204, seg204}, "/"), // 1024 bytes
+		LongKey(remote.MaxKeyLenOf(s)),
 		"d/e/f/g/h/i/j/k/l/m/n/o/p",
 	} {
 		data := []byte("value of " + key)
-		put(t, s, key, data)
+		if err := s.Put(t.Context(), key, bytes.NewReader(data), int64(len(data))); err != nil {
+			hint := ""
+			if errors.Is(err, remote.ErrInvalidKey) {
+				hint = " (a store that puts a prefix before its keys must implement remote.KeyPrefixer)"
+			}
+			t.Fatalf("Put(%.60q) of a %d-byte key: %v%s", key, len(key), err, hint)
+		}
 		wantBytes(t, "Get "+head([]byte(key)), get(t, s, key, 0, -1), data)
 	}
 	if got := len(keys(t, s, "")); got != 6 {
@@ -580,6 +602,60 @@ var BadKeys = []string{
 	strings.Repeat("x", remote.MaxSegmentLen+1),
 	"a/" + strings.Repeat("x", remote.MaxSegmentLen+1),
 	strings.Repeat("abcd/", 205)[:remote.MaxKeyLen+1], // 1025 bytes
+}
+
+// testKeyTooLong checks that a key one byte longer than the store takes,
+// counting the prefix a remote.KeyPrefixer puts before it, is refused by
+// every method with one short line that gives the lengths, before anything
+// is stored; and so is a List prefix that no key could start with.
+func testKeyTooLong(t *testing.T, newStore func(*testing.T) remote.Store) {
+	s := newStore(t)
+	ctx := t.Context()
+	root := ""
+	if p, ok := s.(remote.KeyPrefixer); ok {
+		root = p.KeyPrefix()
+	}
+	key := LongKey(remote.MaxKeyLenOf(s) + 1)
+	want := fmt.Sprintf("%d bytes, more than %d", len(key), remote.MaxKeyLen)
+	if root != "" {
+		want = fmt.Sprintf("%d bytes, %d with the store's key prefix", len(key), len(root)+len(key))
+	}
+	check := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, remote.ErrInvalidKey) {
+			t.Errorf("%s of a %d-byte key under the %d-byte prefix %.40q: got error %v, want one wrapping ErrInvalidKey",
+				op, len(key), len(root), root, err)
+			return
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, want) || !strings.Contains(msg, fmt.Sprintf("more than %d", remote.MaxKeyLen)) {
+			t.Errorf("%s: got %q, want it to say %q and \"more than %d\"", op, msg, want, remote.MaxKeyLen)
+		}
+		if strings.Contains(msg, "\n") || len(msg) > 300 {
+			t.Errorf("%s: error %q is not one short line", op, msg)
+		}
+	}
+	check("Put", s.Put(ctx, key, strings.NewReader("x"), 1))
+	if c, ok := s.(remote.Conditional); ok {
+		_, err := c.PutIf(ctx, key, []byte("x"), "")
+		check("PutIf", err)
+	}
+	rc, err := s.Get(ctx, key, 0, -1)
+	if err == nil {
+		rc.Close()
+	}
+	check("Get", err)
+	_, err = s.Stat(ctx, key)
+	check("Stat", err)
+	check("Delete", s.Delete(ctx, key))
+	check("List", s.List(ctx, key, func(remote.Info) error { return nil }))
+	if got := keys(t, s, ""); len(got) != 0 {
+		t.Errorf("List after writes of a key too long: got %d keys, want none", len(got))
+	}
+	dirs, err := s.ListDirs(ctx, "")
+	if err != nil || len(dirs) != 0 {
+		t.Errorf("ListDirs after writes of a key too long: got %.60q, %v; want none", dirs, err)
+	}
 }
 
 func testInvalidKeys(t *testing.T, newStore func(*testing.T) remote.Store) {

@@ -4,7 +4,12 @@
 //
 // # Layout
 //
-// Key k is the object Config.Prefix + "/" + k. Keys follow remote.ValidKey,
+// Key k is the object Config.Prefix + "/" + k. S3 (and SeaweedFS) refuse
+// object names over 1,024 bytes, so the prefix counts: every method checks
+// keys with remote.ValidKeyUnder and refuses one the prefix would push past
+// remote.MaxKeyLen before sending anything, and Store.KeyPrefix tells
+// callers (remote.MaxKeyLenOf) how much room is left; Config.Prefix is at
+// most MaxPrefixLen bytes, so at least 511 are. Keys follow remote.ValidKey,
 // which also suits file-backed servers (versitygw's posix backend maps a
 // key to a path, so it cannot hold both "a" and "a/b", nor a segment over
 // 255 bytes; cassback's layout never needs either). The store's own

@@ -24,7 +24,7 @@ import (
 // Whole-object reads are checked against the checksum stored with the
 // object when the server returns one (the SDK does this as the body ends).
 func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	if err := remote.Begin(ctx, "get", key); err != nil {
+	if err := remote.BeginUnder(ctx, "get", s.prefix, key); err != nil {
 		return nil, err
 	}
 	if offset < 0 {
@@ -109,7 +109,7 @@ func (b *getBody) Close() error { return b.c.Close() }
 // Stat implements remote.Store with a HeadObject. ModTime is the server's
 // Last-Modified (whole seconds).
 func (s *Store) Stat(ctx context.Context, key string) (remote.Info, error) {
-	if err := remote.Begin(ctx, "stat", key); err != nil {
+	if err := remote.BeginUnder(ctx, "stat", s.prefix, key); err != nil {
 		return remote.Info{}, err
 	}
 	return s.stat(ctx, "stat", key)

@@ -20,7 +20,7 @@ import (
 // by other tools, or the probe's hidden objects) are skipped. fn runs
 // between pages, so it may take as long as it likes.
 func (s *Store) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
-	if err := remote.BeginList(ctx, prefix); err != nil {
+	if err := remote.BeginListUnder(ctx, s.prefix, prefix); err != nil {
 		return err
 	}
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: s.bucket, Prefix: aws.String(s.prefix + prefix)})
@@ -51,7 +51,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(remote.Info) er
 // S3 orders the directories with their '/' ("x-y/" before "x/"); ListDirs
 // sorts the names.
 func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
-	if err := remote.BeginListDirs(ctx, prefix); err != nil {
+	if err := remote.BeginListDirsUnder(ctx, s.prefix, prefix); err != nil {
 		return nil, err
 	}
 	full := s.prefix + prefix
@@ -77,7 +77,7 @@ func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
 // Delete implements remote.Store with DeleteObject; S3 answers a missing
 // key with success, and Delete treats a not-found answer as success too.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := remote.Begin(ctx, "delete", key); err != nil {
+	if err := remote.BeginUnder(ctx, "delete", s.prefix, key); err != nil {
 		return err
 	}
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: s.bucket, Key: s.full(key)})
@@ -101,7 +101,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // decorators (remote.WithRetry, remote.Counting) forward it.
 func (s *Store) DeleteMany(ctx context.Context, keys []string) error {
 	for _, k := range keys {
-		if err := remote.Begin(ctx, "delete-many", k); err != nil {
+		if err := remote.BeginUnder(ctx, "delete-many", s.prefix, k); err != nil {
 			return err
 		}
 	}

@@ -107,7 +107,7 @@ func (s *source) section(off, n int64, buf []byte) (io.ReadSeeker, []byte, error
 // the object visible only once complete, so Put is atomic. A failed
 // multipart upload is aborted.
 func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	if err := remote.Begin(ctx, "put", key); err != nil {
+	if err := remote.BeginUnder(ctx, "put", s.prefix, key); err != nil {
 		return err
 	}
 	src, err := newSource(data, size)
@@ -275,7 +275,7 @@ const (
 // 412, 409 ConditionalRequestConflict (a concurrent write of the key) or
 // 404 (If-Match on a missing key).
 func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	if err := remote.Begin(ctx, "put-if", key); err != nil {
+	if err := remote.BeginUnder(ctx, "put-if", s.prefix, key); err != nil {
 		return "", err
 	}
 	if err := s.checkConditional(ctx); err != nil {

@@ -38,6 +38,12 @@ const (
 	abortTimeout = 2 * time.Minute
 )
 
+// MaxPrefixLen bounds Config.Prefix, so that keys keep at least 511 of
+// the 1,024 bytes S3 allows an object name: cassback's longest keys (a
+// manifest's, under 500 bytes) and the store's own probe object fit under
+// any prefix Open accepts.
+const MaxPrefixLen = 512
+
 // Config says which bucket to use and how to reach it. Zero values mean
 // defaults; only Bucket is required.
 type Config struct {
@@ -45,8 +51,10 @@ type Config struct {
 	Bucket string
 	// Prefix is put, followed by '/', before every key, so that several
 	// stores (or other data) can share a bucket. It follows the key grammar
-	// (remote.ValidKey); a leading or trailing '/' is dropped. "" stores
-	// keys at the top of the bucket.
+	// (remote.ValidKey) and has at most MaxPrefixLen bytes; a leading or
+	// trailing '/' is dropped. "" stores keys at the top of the bucket.
+	// S3's 1,024-byte limit is on the whole object name, so the prefix and
+	// its '/' leave keys that much less room (Store.KeyPrefix).
 	Prefix string
 	// Endpoint is the URL of an S3-compatible server ("https://minio:9000";
 	// http:// is allowed for loopback tests). Requests then use path-style
@@ -105,6 +113,10 @@ func (c Config) check() (Config, error) {
 		if err := remote.ValidKey(c.Prefix); err != nil {
 			return c, fmt.Errorf("key prefix: %w", err)
 		}
+		if len(c.Prefix) > MaxPrefixLen {
+			return c, fmt.Errorf("key prefix %.40q...: %w: %d bytes, more than %d (keys need the rest of the %d bytes S3 allows an object name)",
+				c.Prefix, remote.ErrInvalidKey, len(c.Prefix), MaxPrefixLen, remote.MaxKeyLen)
+		}
 	}
 	if (c.AccessKey == "") != (c.SecretKey == "") {
 		return c, errors.New("give both the access key and the secret key, or neither")
@@ -155,6 +167,7 @@ type Store struct {
 var (
 	_ remote.Store       = (*Store)(nil)
 	_ remote.Conditional = (*Store)(nil)
+	_ remote.KeyPrefixer = (*Store)(nil)
 )
 
 // Open returns the store in cfg.Bucket under cfg.Prefix after one LIST
@@ -297,6 +310,11 @@ func (s *Store) Config() Config { return s.cfg }
 // (PutObject, GetObject, HeadObject, ListObjectsV2, UploadPart, …): what a
 // bill counts, including list pages, multipart steps and failed attempts.
 func (s *Store) Requests() map[string]int64 { return s.http.counts() }
+
+// KeyPrefix implements remote.KeyPrefixer: Config.Prefix and '/', or "".
+// Every method refuses a key that would make the object name longer than
+// remote.MaxKeyLen with it, before sending any request.
+func (s *Store) KeyPrefix() string { return s.prefix }
 
 // full returns the object key of a store key.
 func (s *Store) full(key string) *string { return aws.String(s.prefix + key) }

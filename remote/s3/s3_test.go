@@ -43,6 +43,8 @@ func TestConformance(t *testing.T) {
 
 // TestConformancePrefix runs every subtest in its own prefix of one bucket,
 // with a directory of the same name beside it; each store sees only its own.
+// The prefixes are long (511 bytes, 512 with the '/'), so the suite's
+// longest keys fill the 1,024 bytes of the object name only with them.
 func TestConformancePrefix(t *testing.T) {
 	server := s3test.Start(t)
 	cfg := server.Config(t)
@@ -52,7 +54,7 @@ func TestConformancePrefix(t *testing.T) {
 		mu.Lock()
 		n++
 		c := cfg
-		c.Prefix = fmt.Sprintf("/stores/s%d/", n)
+		c.Prefix = fmt.Sprintf("/%s/s%04d/", remotetest.LongKey(s3.MaxPrefixLen-7), n)
 		mu.Unlock()
 		other := c
 		other.Prefix = strings.TrimSuffix(c.Prefix, "/") + "x" // "stores/sNx": shares the first bytes of every key
@@ -208,6 +210,7 @@ func TestOpenErrors(t *testing.T) {
 		{"bad-endpoint", func(c s3.Config) s3.Config { c.Endpoint = "127.0.0.1:9"; return c }, nil, false, `endpoint "127.0.0.1:9": want a URL`},
 		{"small-parts", func(c s3.Config) s3.Config { c.PartSize = 1 << 20; return c }, nil, false, "part size 1048576 bytes"},
 		{"bad-prefix", func(c s3.Config) s3.Config { c.Prefix = "a b"; return c }, remote.ErrInvalidKey, false, "key prefix"},
+		{"long-prefix", func(c s3.Config) s3.Config { c.Prefix = strings.Repeat("p/", 256) + "p"; return c }, remote.ErrInvalidKey, false, "513 bytes, more than 512"},
 		{"bad-ca", func(c s3.Config) s3.Config { c.CAFile = filepath.Join(t.TempDir(), "none.pem"); return c }, fs.ErrNotExist, false, "CA file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -451,6 +454,64 @@ func TestManyKeys(t *testing.T) {
 	}
 	if err := st.DeleteMany(t.Context(), []string{"ok", "not ok"}); !errors.Is(err, remote.ErrInvalidKey) {
 		t.Errorf("DeleteMany with an invalid key: got %v, want ErrInvalidKey", err)
+	}
+}
+
+// TestKeyLimitCountsPrefix checks that the 1,024-byte limit of S3 (and
+// SeaweedFS) applies to the object name the server gets, prefix included:
+// a key that fits alone but not after the prefix is refused by every
+// method before any request is sent, with an error that gives both
+// lengths, and the longest key that fits is stored whole.
+func TestKeyLimitCountsPrefix(t *testing.T) {
+	server := s3test.Start(t)
+	cfg := server.Config(t)
+	cfg.Prefix = "stores/one" // sent as "stores/one/": 11 bytes
+	st := open(t, cfg)
+	ctx := t.Context()
+	room := remote.MaxKeyLen - len("stores/one/")
+	fits, over := remotetest.LongKey(room), remotetest.LongKey(room+1)
+
+	sent := func() (n int64) {
+		for _, c := range st.Requests() {
+			n += c
+		}
+		return n
+	}
+	before := sent()
+	check := func(op string, err error) {
+		t.Helper()
+		want := fmt.Sprintf("%d bytes, %d with the store's key prefix \"stores/one/\" (11 bytes), more than %d", room+1, remote.MaxKeyLen+1, remote.MaxKeyLen)
+		if !errors.Is(err, remote.ErrInvalidKey) || !strings.Contains(fmt.Sprint(err), want) {
+			t.Errorf("%s of a %d-byte key: got %v, want ErrInvalidKey saying %q", op, len(over), err, want)
+			return
+		}
+		if msg := err.Error(); strings.Contains(msg, "\n") || len(msg) > 300 {
+			t.Errorf("%s: error %q is not one short line", op, msg)
+		}
+	}
+	check("Put", st.Put(ctx, over, strings.NewReader("x"), 1))
+	_, err := st.PutIf(ctx, over, []byte("x"), "")
+	check("PutIf", err)
+	_, err = st.Get(ctx, over, 0, -1)
+	check("Get", err)
+	_, err = st.Stat(ctx, over)
+	check("Stat", err)
+	check("Delete", st.Delete(ctx, over))
+	check("DeleteMany", st.DeleteMany(ctx, []string{"ok", over}))
+	check("List", st.List(ctx, over, func(remote.Info) error { return nil }))
+	if n := sent() - before; n != 0 {
+		t.Errorf("refused keys sent %d requests, want 0", n)
+	}
+
+	put(t, st, fits, []byte("longest"))
+	if got := get(t, st, fits); string(got) != "longest" {
+		t.Errorf("Get of the %d-byte key: got %q, want %q", len(fits), got, "longest")
+	}
+	cfg.Prefix = ""
+	var names []string
+	err = open(t, cfg).List(ctx, "", func(info remote.Info) error { names = append(names, info.Key); return nil })
+	if err != nil || len(names) != 1 || names[0] != "stores/one/"+fits {
+		t.Errorf("bucket after the refused writes: got %d keys %.60q, %v; want only the %d-byte key", len(names), names, err, remote.MaxKeyLen)
 	}
 }
 
