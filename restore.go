@@ -397,7 +397,7 @@ type placement struct {
 
 // restoreWindow bounds the chunk references one fetch round places: a batch's
 // bookkeeping is then a few MiB however many chunks its files have (one
-// Data.db of a manifest at its limit has 1.4 million).
+// Data.db of a manifest at its limit has 1.16 million).
 var restoreWindow = 1 << 16 // a variable for tests
 
 // restoreBatch fetches the chunks of a batch of files with parallel ranged

@@ -50,16 +50,16 @@ const MaxDecodedSize = 256 << 20
 // MaxDecodedMemory bounds what a decoded manifest holds in memory: its
 // tables, files and chunk references at their Go sizes plus the bytes of
 // its strings, counted as they are decoded (Manifest.MemCost). It holds
-// 1.4 million chunk references of 36 bytes (5.4 TiB of one keyspace on one
-// node at the default mean chunk of 4 MiB), or some 165,000 files without
-// chunks. Without it `{},`, which decodes to a 184-byte File, made a bomb
+// 1.16 million chunk references of 36 bytes (4.5 TiB of one keyspace on
+// one node at the default mean chunk of 4 MiB), or some 140,000 files
+// without chunks. Without it `{},`, which decodes to a 184-byte File, made a bomb
 // within MaxDecodedSize take 16 GB. A command holds a decoded manifest and,
 // while it decodes one, the pieces it assembles it from, and the garbage
 // collector lets the heap grow to twice what is live: at this bound every
 // command stays under 256 MiB (TestRSSAtObjectLimits in cmd/cassback).
 // Encode refuses a manifest over it, so no backup writes what no reader
 // could read.
-const MaxDecodedMemory = 48 << 20
+const MaxDecodedMemory = 40 << 20
 
 // maxValue bounds one JSON value Decode reads other than the lists it
 // streams (tables, files, chunks): a name, a path, a time. The JSON
@@ -351,6 +351,34 @@ type decoder struct {
 	ref    refJSON
 	// mem is what the manifest decoded so far holds, memLimit its bound.
 	mem, memLimit int64
+	header        bool // stop at the tables, which come last (decodeHeader)
+}
+
+// errHeaderRead stops a decoder reading only a manifest's header.
+var errHeaderRead = errors.New("manifest header read")
+
+// decodeHeader decodes the fields of a manifest before its tables, which
+// canonical JSON puts last, and reads no further. The fields are checked
+// as Decode checks them; the rest of the object is not, and the result
+// has no tables.
+func decodeHeader(r io.Reader) (*Manifest, error) {
+	zr, err := gzip.NewReader(bufio.NewReader(r))
+	if err != nil {
+		return nil, fmt.Errorf("manifest: not gzip: %w", err)
+	}
+	d := newDecoder(zr, MaxDecodedSize, MaxDecodedMemory)
+	d.header = true
+	m, err := d.manifest()
+	if !errors.Is(err, errHeaderRead) {
+		if err == nil {
+			err = errors.New("manifest: no tables")
+		}
+		return nil, err
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func newDecoder(r io.Reader, limit, memLimit int64) *decoder {
@@ -530,7 +558,13 @@ func (d *decoder) manifest() (*Manifest, error) {
 		d.tables.reset()
 		return nil
 	}
+	if d.header {
+		tables = func() error { return errHeaderRead }
+	}
 	if err := d.object(m, map[string]func() error{"format": format, "tables": tables}); err != nil {
+		if errors.Is(err, errHeaderRead) && seen {
+			return m, err
+		}
 		return nil, err
 	}
 	if !seen {

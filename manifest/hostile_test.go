@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -324,5 +325,48 @@ func TestMemCostMatchesDecoder(t *testing.T) {
 	_, err := Encode(m)
 	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "MiB a reader accepts") {
 		t.Fatalf("Encode of %d MiB in memory = %v, want ErrTooLarge", m.MemCost()>>20, err)
+	}
+}
+
+// GetHeader reads a manifest's fields but not its files: it returns what Get
+// does without the tables, allocating a small part of what Get does for a
+// large manifest, and checks the fields as Get does.
+func TestGetHeader(t *testing.T) {
+	st, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := bigManifest(200_000)
+	if err := Put(t.Context(), st, m); err != nil {
+		t.Fatal(err)
+	}
+	var h *Manifest
+	small, _ := allocated(func() { h, err = GetHeader(t.Context(), st, m.Name) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := allocated(func() { _, err = Get(t.Context(), st, m.Name) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *m
+	want.Tables = nil
+	if !reflect.DeepEqual(*h, want) {
+		t.Errorf("GetHeader = %+v, want %+v", *h, want)
+	}
+	t.Logf("GetHeader allocated %d KiB, Get %d KiB", small>>10, full>>10)
+	if small > full/20 {
+		t.Errorf("GetHeader allocated %d KiB, over a twentieth of Get's %d KiB", small>>10, full>>10)
+	}
+	// The header is all it needs; a cut before its end is an error.
+	b, err := Encode(sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeHeader(bytes.NewReader(b[:len(b)/2])); err != nil {
+		t.Errorf("decodeHeader of the first half of a manifest: %v", err)
+	}
+	if _, err := decodeHeader(bytes.NewReader(b[:20])); err == nil {
+		t.Error("decodeHeader of 20 bytes: no error")
 	}
 }

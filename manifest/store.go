@@ -121,6 +121,33 @@ func Delete(ctx context.Context, st remote.Store, name string) error {
 	return nil
 }
 
+// GetHeader reads the fields of a manifest other than its tables (name,
+// host, keyspace, time, session…), checked as Get checks them, from the
+// first bytes of its object: what a purge needs to judge a backup, without
+// decoding its files.
+func GetHeader(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
+	key, err := Key(name)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := st.Get(ctx, key, 0, -1)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("backup %s: %w", name, ErrNoBackup)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest %s: %w", name, err)
+	}
+	defer rc.Close()
+	m, err := decodeHeader(&capped{r: rc, left: maxManifest})
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", name, err)
+	}
+	if m.Name != name {
+		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
+	}
+	return m, nil
+}
+
 // Exists reports, as ErrNoBackup, a backup whose manifest is not stored.
 func Exists(ctx context.Context, st remote.Store, name string) error {
 	key, err := Key(name)

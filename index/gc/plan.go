@@ -258,7 +258,7 @@ func (p *Plan) orphaned(ctx context.Context, name string, sessions map[string]Se
 	if p.c.Exclusive {
 		return true, nil // every session is dead, by the operator's word
 	}
-	m, err := manifest.Get(ctx, p.c.Store, name)
+	m, err := manifest.GetHeader(ctx, p.c.Store, name)
 	if errors.Is(err, manifest.ErrNoBackup) {
 		return false, nil // removed meanwhile
 	}
