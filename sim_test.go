@@ -80,6 +80,7 @@ func schedules(t *testing.T) int {
 func TestSimulatorFoundSeeds(t *testing.T) {
 	for _, seed := range []uint64{
 		1092207, // a sweep kept a chunk's only copy in an orphan pack and deleted every index file: unindexed
+		33859,   // the oracle counted an SSTable compacted away before any manifest named it as still referenced
 	} {
 		if err := runSchedule(t, seed, simConfig{}); err != nil {
 			t.Error(err)
@@ -580,6 +581,34 @@ func (s *simRun) open(ctx context.Context, p *simProc) (*Repo, error) {
 	return r, nil
 }
 
+// forget drops from a session's references the chunks of an SSTable its
+// continuous backup no longer holds (compacted away), unless a file it
+// still holds has them: no manifest of the session names them again, so a
+// purge may delete them once no committed backup does (seed 33859: a
+// purge condemned the pack of an SSTable stored and then compacted before
+// any manifest named it, and deleted it while the session lived).
+func (s *simRun) forget(session string, dropped *liveSST, live map[sstKey]*liveSST) {
+	keep := map[chunk.ID]bool{}
+	for _, l := range live {
+		for _, f := range l.files {
+			for _, c := range f.Chunks {
+				keep[c.ID] = true
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range dropped.files {
+		for _, c := range f.Chunks {
+			if !keep[c.ID] {
+				delete(s.refs[session], c.ID)
+				delete(s.pending[session], c.ID)
+			}
+		}
+	}
+	s.refsGen++
+}
+
 func quietSim() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // flush writes a new small SSTable into the host's data directory, its
@@ -686,7 +715,9 @@ func (s *simRun) continuousBackup(ctx context.Context, r *Repo, p *simProc) erro
 			if len(keys) > 0 {
 				k := keys[s.rng.IntN(len(keys))]
 				c.dirty[c.live[k].ks] = true
+				dropped := c.live[k]
 				delete(c.live, k)
+				s.forget(c.b.sess.s.ID(), dropped, c.live)
 			}
 		default:
 			if err := c.commit(ctx); err != nil {

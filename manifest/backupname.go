@@ -39,6 +39,9 @@ func parseNameTime(s string) (time.Time, bool) {
 	return t.Add(time.Duration(us) * time.Microsecond), true
 }
 
+// maxName bounds a backup name, one segment of a store key.
+const maxName = 255
+
 // BackupName returns the original cassback's backup name
 // "<YYYY_MM_DDTHH_MM_SS_ffffff>-<keyspace>-<host>", with t in UTC, truncated
 // to the microsecond.
@@ -64,20 +67,27 @@ func ParseBackupName(s string) (t time.Time, keyspace, host string, err error) {
 	if err := checkHost(host); err != nil {
 		return time.Time{}, "", "", fmt.Errorf("backup name %q: %w", s, err)
 	}
+	if len(s) > maxName {
+		return time.Time{}, "", "", fmt.Errorf("backup name %.300q: %d bytes, more than %d (keyspace and host too long together)", s, len(s), maxName)
+	}
 	return t, keyspace, host, nil
 }
 
+// MaxHostLen bounds a host name: a backup name (26 bytes of time, the
+// keyspace, the host and two '-') is one store key segment of at most 255
+// bytes, and Cassandra allows keyspace names of 48.
+const MaxHostLen = 255 - 26 - 2 - 48
+
 // checkHost accepts host names as the store keys need them (remote.ValidKey
-// segments): 1 to 200 bytes of A-Z a-z 0-9 '.' '_' '-', not starting with
-// '.'. 200 leaves room for the timestamp and keyspace in a 255-byte segment.
+// segments): 1 to MaxHostLen bytes of A-Z a-z 0-9 '.' '_' '-', not starting
+// with '.'.
 func checkHost(host string) error {
-	if host == "" || len(host) > 200 || host[0] == '.' {
-		return fmt.Errorf("host %q: want 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'", host)
-	}
+	ok := host != "" && len(host) <= MaxHostLen && host[0] != '.'
 	for _, c := range []byte(host) {
-		if !hostByte(c) {
-			return fmt.Errorf("host %q: want 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'", host)
-		}
+		ok = ok && hostByte(c)
+	}
+	if !ok {
+		return fmt.Errorf("host %.300q: want 1 to %d letters, digits, '.', '_' or '-', not starting with '.'", host, MaxHostLen)
 	}
 	return nil
 }

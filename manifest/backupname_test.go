@@ -82,3 +82,20 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+// A backup name is one key segment: the host is bounded so that any
+// Cassandra keyspace name fits beside it, and a longer name is refused.
+func TestBackupNameFitsASegment(t *testing.T) {
+	at := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
+	host, ks := strings.Repeat("h", MaxHostLen), strings.Repeat("k", 48)
+	name := BackupName(at, ks, host)
+	if _, _, _, err := ParseBackupName(name); err != nil || len(name) != 255 {
+		t.Errorf("longest host and keyspace: %d bytes: %v", len(name), err)
+	}
+	if _, _, _, err := ParseBackupName(BackupName(at, ks, host+"h")); err == nil {
+		t.Errorf("host of %d bytes accepted", MaxHostLen+1)
+	}
+	if _, _, _, err := ParseBackupName(BackupName(at, ks+"k", host)); err == nil || !strings.Contains(err.Error(), "more than 255") {
+		t.Errorf("backup name of 256 bytes: %v, want refused as too long", err)
+	}
+}

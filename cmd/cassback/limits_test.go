@@ -53,6 +53,7 @@ func TestFlagLimits(t *testing.T) {
 		{[]string{"--s3-request-timeout", "1000000h", "list"}, "cassback: --s3-request-timeout 1000000h: want 1s to 1h"},
 		{[]string{"--retries", "9223372036854775807", "list"}, "cassback: --retries 9223372036854775807: want 0 to 100"},
 		{[]string{"--multipart-chunk-size-mb", "1000000", "list"}, "cassback: --multipart-chunk-size-mb 1000000: want 5 to 5120"},
+		{[]string{"backup", "--cassandra_data_dir", nodata, "--host", strings.Repeat("h", 180)}, "cassback: --host \"" + strings.Repeat("h", 180) + "\": 180 bytes, more than 179 (a backup name holds the host and the keyspace in 255 bytes)"},
 		{[]string{"purge", "--keep-days", "200000"}, "cassback: --keep-days 200000: want 0 to 36500"},
 		{[]string{"purge", "--keep-days", "1", "--grace", "-1h"}, "cassback: --grace -1h: want 0s to 8760h"},
 		{[]string{"purge", "--keep-days", "1", "--grace", "1000000h"}, "cassback: --grace 1000000h: want 0s to 8760h"},

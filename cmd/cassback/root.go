@@ -23,6 +23,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/cassback/cassback"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/throttle"
 )
@@ -225,11 +226,14 @@ func storeEmpty(ctx context.Context, st remote.Store) (bool, error) {
 	return empty, err
 }
 
-var hostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 func checkHost(h string) error {
 	if !hostRE.MatchString(h) || strings.Contains(h, "..") {
-		return usagef("--host %q: a host name is letters, digits, '.', '_' and '-'", h)
+		return usagef("--host %.300q: a host name is letters, digits, '.', '_' and '-'", h)
+	}
+	if len(h) > manifest.MaxHostLen {
+		return usagef("--host %.300q: %d bytes, more than %d (a backup name holds the host and the keyspace in 255 bytes)", h, len(h), manifest.MaxHostLen)
 	}
 	return nil
 }
