@@ -54,8 +54,9 @@ type BackupSummary struct {
 	FilesReused int   // unchanged since the last manifest: not read
 	BytesRead   int64 // bytes read from data files
 	BytesTotal  int64 // bytes of all files in the manifests
-	BytesNew    int64 // chunk bytes uploaded
+	BytesNew    int64 // chunk bytes of files uploaded
 	ChunksNew   int64
+	MetaBytes   int64 // bytes of manifest trees uploaded (what changed of them)
 	ChunksDup   int64
 	Packs       int64
 	Manifests   []string // backup names written
@@ -153,8 +154,8 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	ms, errs := b.oneShotManifests(jobs, results, keyspaces, opts.Now(), &sum)
 	noteOneShot(r.Stats, jobs, results, &sum)
 	sum.Manifests, err = b.commit(ctx, ms, nil)
-	st := b.w.Stats()
-	sum.BytesNew, sum.ChunksNew, sum.ChunksDup, sum.Packs = st.BytesNew.Load(), st.ChunksNew.Load(), st.ChunksDup.Load(), st.Packs.Load()
+	sum.ChunksNew, sum.BytesNew, sum.ChunksDup, sum.Packs = b.chunkStats()
+	sum.MetaBytes = b.metaBytes.Load()
 	sum.Duration = time.Since(start)
 	return sum, errors.Join(append(errs, err)...)
 }

@@ -527,7 +527,7 @@ func (c *continuous) commit(ctx context.Context) error {
 	clear(c.dirty)
 	c.stats.Latency = append(c.stats.Latency, c.latencies(time.Now())...)
 	c.fresh = c.fresh[:0]
-	c.stats.BytesNew = c.b.w.Stats().BytesNew.Load()
+	_, c.stats.BytesNew, _, _ = c.b.chunkStats()
 	c.notePending()
 	return nil
 }

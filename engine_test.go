@@ -53,7 +53,7 @@ func manifestPaths(t *testing.T, st remote.Store, names []string) []string {
 	t.Helper()
 	var paths []string
 	for _, n := range names {
-		m, err := manifest.Get(t.Context(), st, n)
+		m, err := manifest.Get(t.Context(), st, n, ChunksOf(st))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestRestoreRefusesEscapes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := manifest.Get(ctx, r.Store, s.Manifests[0])
+	m, err := manifest.Get(ctx, r.Store, s.Manifests[0], ChunksOf(r.Store))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func countKeys(t *testing.T, st remote.Store, prefix string) int {
 
 func restoreAndCompare(t *testing.T, r *Repo, name, src string, want []string) {
 	t.Helper()
-	m, err := manifest.Get(t.Context(), r.Store, name)
+	m, err := manifest.Get(t.Context(), r.Store, name, ChunksOf(r.Store))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +153,9 @@ func TestSharedChunkSurvivesOtherHostPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Manifests) == 0 || res.GC.Deleted != 0 {
-		t.Errorf("purged %d manifests of a and deleted %d packs; want >0 and 0 (b shares every chunk)", len(res.Manifests), res.GC.Deleted)
+	// One pack deleted: the one of a's manifests' trees; b shares every chunk.
+	if len(res.Manifests) == 0 || res.GC.Deleted != 1 {
+		t.Errorf("purged %d manifests of a and deleted %d packs; want >0 and 1 (a's manifest trees; b shares every chunk)", len(res.Manifests), res.GC.Deleted)
 	}
 	if kss, _ := manifest.Keyspaces(ctx, r.Store, "b"); len(kss) == 0 {
 		t.Fatal("host b lost its manifests")
@@ -180,7 +181,7 @@ func writeManifest(t *testing.T, st remote.Store, sess *gc.Session, host string,
 		Path: "ks/t-" + strings.Repeat("ab", 16) + "/nb-1-big-Data.db", Size: int64(len(data)), Mode: 0o644,
 		MTime: at.UTC(), Sum: chunk.Sum(data), Chunks: refs,
 	}}}}
-	if err := manifest.Put(t.Context(), st, m); err != nil {
+	if err := StoreManifest(t.Context(), st, m); err != nil {
 		t.Fatal(err)
 	}
 	var err error
@@ -416,8 +417,8 @@ func TestRaceRestoreDuringSweep(t *testing.T) {
 		t.Fatalf("pack deleted under a running restore: %v", err)
 	}
 	reader.End(ctx)
-	if gc := purgeNow(t, r, "h"); gc.Deleted != 1 {
-		t.Errorf("after the restore ended, deleted %d packs, want 1", gc.Deleted)
+	if gc := purgeNow(t, r, "h"); gc.Deleted != 2 {
+		t.Errorf("after the restore ended, deleted %d packs, want 2 (the chunk's, the manifest tree's)", gc.Deleted)
 	}
 }
 
@@ -557,15 +558,15 @@ func TestPurgeMergesIndexFiles(t *testing.T) {
 		ref := storeChunk(t, r, index.New(), "h", data) // one index file each
 		names = append(names, writeManifest(t, r.Store, nil, "h", time.Now().Add(time.Duration(i)*time.Second), data, []chunk.Ref{ref}))
 	}
-	if n := countKeys(t, r.Store, "index/h/"); n != 12 {
-		t.Fatalf("%d index files before the purge, want 12", n)
+	if n := countKeys(t, r.Store, "index/h/"); n != 24 {
+		t.Fatalf("%d index files before the purge, want 24 (a chunk's and a manifest tree's each)", n)
 	}
 	res, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: time.Unix(0, 0), Holder: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := countKeys(t, r.Store, "index/h/"); n != 1 || res.GC.IndexMerged != 12 {
-		t.Errorf("after the purge: %d index files (merged %d), want 1 (12)", n, res.GC.IndexMerged)
+	if n := countKeys(t, r.Store, "index/h/"); n != 1 || res.GC.IndexMerged != 24 {
+		t.Errorf("after the purge: %d index files (merged %d), want 1 (24)", n, res.GC.IndexMerged)
 	}
 	rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
 	if err != nil || !rep.OK() || len(rep.Backups) != len(names) {

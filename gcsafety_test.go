@@ -64,7 +64,7 @@ func committedWhole(t *testing.T, st remote.Store) error {
 		return err
 	}
 	for _, n := range names {
-		m, err := manifest.Get(ctx, st, n)
+		m, err := manifest.Get(ctx, st, n, ChunksOf(st))
 		if err != nil {
 			return fmt.Errorf("committed backup %s: %w", n, err)
 		}
@@ -278,7 +278,7 @@ func (w *pausedWriter) resume(t *testing.T) {
 		return
 	}
 	m := manifestOf(w.sess, "w", time.Now(), w.data, []chunk.Ref{w.ref})
-	if err := manifest.Put(ctx, w.st, m); err != nil {
+	if err := StoreManifest(ctx, w.st, m); err != nil {
 		t.Fatal(err)
 	}
 	if hole.On(hole.CommitUnfenced) {
@@ -612,7 +612,7 @@ func TestHole8NewestByKey(t *testing.T) {
 		}
 		t.Logf("removed %d, kept %d, skipped %d", len(res.Manifests), len(res.Kept), len(res.Skipped))
 		for _, real := range sum.Manifests {
-			if _, err := manifest.Get(ctx, st, real); err != nil {
+			if _, err := manifest.Get(ctx, st, real, ChunksOf(st)); err != nil {
 				return fmt.Errorf("the only real backup of its keyspace was removed: %w", err)
 			}
 		}

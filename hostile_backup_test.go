@@ -144,7 +144,7 @@ func backedUp(t *testing.T, r *Repo, names []string) map[string]manifest.File {
 	t.Helper()
 	out := map[string]manifest.File{}
 	for _, n := range names {
-		m, err := manifest.Get(t.Context(), r.Store, n)
+		m, err := manifest.Get(t.Context(), r.Store, n, ChunksOf(r.Store))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 )
@@ -81,18 +84,7 @@ func TestRestoreChecksChunkLengths(t *testing.T) {
 	m.Tables[0].Files[0].Size++ // what the forger writes
 	m.Time = m.Time.Add(time.Second)
 	m.Name = manifest.BackupName(m.Time, m.Keyspace, m.Host)
-	js, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gz bytes.Buffer
-	zw := gzip.NewWriter(&gz)
-	zw.Write(js)
-	zw.Close()
-	key, _ := manifest.Key(m.Name)
-	if err := r.Store.Put(ctx, key, bytes.NewReader(gz.Bytes()), int64(gz.Len())); err != nil {
-		t.Fatal(err)
-	}
+	forgeManifest(t, r, m)
 	if err := manifest.PutCommit(ctx, r.Store, m.Name, m.Session); err != nil {
 		t.Fatal(err)
 	}
@@ -169,4 +161,55 @@ func TestRestoreInWindows(t *testing.T) {
 			t.Errorf("window %d: restored %d files, want %d", w, len(res.Restored), len(want))
 		}
 	}
+}
+
+// forgeManifest stores m as a forger with write access to the bucket would,
+// without the checks Encode makes: each table's files in one leaf (the
+// canonical JSON of a flat manifest dated 1970), in a pack named by an
+// index file, and a manifest object naming the leaves.
+func forgeManifest(t *testing.T, r *Repo, m *manifest.Manifest) {
+	t.Helper()
+	ctx := t.Context()
+	w, err := index.NewWriter(ctx, r.Store, index.New(), r.Config, index.WriterOptions{Host: m.Host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.NewPacker()
+	var tables []string
+	for _, tb := range m.Tables {
+		epoch := time.Unix(0, 0).UTC()
+		leaf := manifest.Manifest{Format: manifest.FormatVersion, Name: manifest.BackupName(epoch, m.Keyspace, m.Host), Host: m.Host,
+			Keyspace: m.Keyspace, Time: epoch, Tables: []manifest.Table{tb}}
+		js, err := json.Marshal(leaf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := gzipOf(append(js, '\n'))
+		id := chunk.Sum(data)
+		if _, err := p.Add(ctx, id, data); err != nil {
+			t.Fatal(err)
+		}
+		var size int64
+		for _, f := range tb.Files {
+			size += f.Size
+		}
+		tables = append(tables, fmt.Sprintf(`{"name":%q,"id":%q,"files":%d,"bytes":%d,"height":0,"root":{"id":"%s","len":%d}}`,
+			tb.Name, tb.ID, len(tb.Files), size, id, len(data)))
+	}
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	obj := gzipOf(fmt.Appendf(nil, `{"format":%d,"name":%q,"host":%q,"keyspace":%q,"time":%q,"session":%q,"tables":[%s]}`,
+		manifest.FormatVersion, m.Name, m.Host, m.Keyspace, m.Time.Format(time.RFC3339Nano), m.Session, strings.Join(tables, ",")))
+	if err := manifest.Put(ctx, r.Store, m.Name, obj); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gzipOf(b []byte) []byte {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(b)
+	zw.Close()
+	return gz.Bytes()
 }

@@ -37,7 +37,7 @@ func orphanSweepSetup(t *testing.T) (*Repo, *hookStore, string) {
 		t.Fatal(err)
 	}
 	// The orphan P2: the same chunks stored again, no index file.
-	m0, err := manifest.Get(ctx, r.Store, n0)
+	m0, err := manifest.Get(ctx, r.Store, n0, ChunksOf(r.Store))
 	if err != nil {
 		t.Fatal(err)
 	}

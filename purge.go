@@ -126,6 +126,7 @@ const futureSlack = 24 * time.Hour
 // not in the future — is kept unless opts.PurgeLatest; a backup that does
 // not decode is reported and never counted or removed.
 func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, res *PurgeResult) error {
+	src := r.Chunks() // loads the index once, if a manifest is read
 	kss := opts.Keyspaces
 	if len(kss) == 0 {
 		var err error
@@ -141,7 +142,7 @@ func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, re
 		}); err != nil {
 			return err
 		}
-		newest, err := r.newest(ctx, names, now, res)
+		newest, err := r.newest(ctx, src, names, now, res)
 		if err != nil {
 			return err
 		}
@@ -163,7 +164,7 @@ func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, re
 // newest returns the newest backup among names (in time order) that
 // decodes and is not in the future, reading from the newest down; every
 // unreadable one it passes is added to res.Skipped.
-func (r *Repo) newest(ctx context.Context, names []string, now time.Time, res *PurgeResult) (string, error) {
+func (r *Repo) newest(ctx context.Context, src manifest.Chunks, names []string, now time.Time, res *PurgeResult) (string, error) {
 	if hole.On(hole.NewestByKey) {
 		if len(names) == 0 {
 			return "", nil
@@ -181,7 +182,7 @@ func (r *Repo) newest(ctx context.Context, names []string, now time.Time, res *P
 			res.Skipped = append(res.Skipped, Skipped{n, fmt.Sprintf("dated %s, after the store's clock (%s)", t.Format(time.RFC3339), now.Format(time.RFC3339))})
 			continue
 		}
-		m, err := manifest.Get(ctx, r.Store, n)
+		m, err := manifest.Get(ctx, r.Store, n, src)
 		if errors.Is(err, manifest.ErrNoBackup) {
 			res.Skipped = append(res.Skipped, Skipped{n, "committed, but its manifest is missing"})
 			continue

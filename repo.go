@@ -42,6 +42,10 @@ type Repo struct {
 	// chunks are all durable: the simulator checks that what a live
 	// session references is never deleted.
 	observe func(session string, f *manifest.File)
+	// inode, in the simulator, maps the inode numbers backups record to
+	// the same numbers in every run of a schedule (its trees' IDs depend
+	// on them).
+	inode func(uint64) uint64
 }
 
 // goSpawn runs fn in a goroutine.

@@ -15,8 +15,17 @@ import (
 // else the latest manifest at or before at of each keyspace of host (only
 // the given keyspaces when any are named).
 func Select(ctx context.Context, st remote.Store, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
+	return selectFrom(ctx, st, &lazySource{st: st}, host, name, keyspaces, at)
+}
+
+// Select is Select reading through the Repo's index cache.
+func (r *Repo) Select(ctx context.Context, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
+	return selectFrom(ctx, r.Store, r.Chunks(), host, name, keyspaces, at)
+}
+
+func selectFrom(ctx context.Context, st remote.Store, src manifest.Chunks, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
 	if name != "" {
-		m, err := manifest.Get(ctx, st, name)
+		m, err := manifest.Get(ctx, st, name, src)
 		if err != nil {
 			return nil, err
 		}
@@ -37,7 +46,7 @@ func Select(ctx context.Context, st remote.Store, host, name string, keyspaces [
 	}
 	var ms []*manifest.Manifest
 	for _, ks := range kss {
-		m, err := latest(ctx, st, host, ks, at)
+		m, err := latest(ctx, st, src, host, ks, at)
 		if err != nil {
 			return nil, err
 		}
@@ -49,7 +58,7 @@ func Select(ctx context.Context, st remote.Store, host, name string, keyspaces [
 // latest reads the newest committed backup of keyspace ks at or before at.
 // A commit marker whose manifest is gone (written late, after a purge
 // removed its backup) is passed over for the next older one.
-func latest(ctx context.Context, st remote.Store, host, ks string, at time.Time) (*manifest.Manifest, error) {
+func latest(ctx context.Context, st remote.Store, src manifest.Chunks, host, ks string, at time.Time) (*manifest.Manifest, error) {
 	for range 8 {
 		n, err := manifest.Latest(ctx, st, host, ks, at)
 		if err != nil {
@@ -58,7 +67,7 @@ func latest(ctx context.Context, st remote.Store, host, ks string, at time.Time)
 		if n == "" {
 			break
 		}
-		m, err := manifest.Get(ctx, st, n)
+		m, err := manifest.Get(ctx, st, n, src)
 		if !errors.Is(err, manifest.ErrNoBackup) {
 			return m, err
 		}

@@ -127,6 +127,13 @@ func TestSimulatorReproducible(t *testing.T) {
 		// Sizes of manifests vary with the inode numbers they record.
 		a, b = sizes.ReplaceAllString(a, "_B"), sizes.ReplaceAllString(b, "_B")
 		a, b = tmpdirs.ReplaceAllString(a, "TMP/"), tmpdirs.ReplaceAllString(b, "TMP/")
+		// The IDs of packs holding manifest trees, of the index files
+		// naming them, and the ranges read from them vary with the inodes
+		// and folders the trees record: each ID is named by when it first
+		// appears, and ranges are left out.
+		a, b = ordinalIDs(a), ordinalIDs(b)
+		a, b = packDirs.ReplaceAllString(a, "packs/"), packDirs.ReplaceAllString(b, "packs/")
+		a, b = ranges.ReplaceAllString(a, "[_]"), ranges.ReplaceAllString(b, "[_]")
 		if a != b || (errA == nil) != (errB == nil) {
 			if d := os.Getenv("CASSBACK_SIM_DUMP"); d != "" {
 				os.WriteFile(filepath.Join(d, "a.trace"), []byte(a), 0o644)
@@ -137,9 +144,26 @@ func TestSimulatorReproducible(t *testing.T) {
 	}
 }
 
+// ordinalIDs replaces each 64-hex-digit ID in a trace by its ordinal of
+// first appearance.
+func ordinalIDs(s string) string {
+	seen := map[string]string{}
+	return hexIDs.ReplaceAllStringFunc(s, func(id string) string {
+		if o, ok := seen[id]; ok {
+			return o
+		}
+		o := fmt.Sprintf("id%d", len(seen))
+		seen[id] = o
+		return o
+	})
+}
+
 var (
-	sizes   = regexp.MustCompile(`\b\d+B\b`)
-	tmpdirs = regexp.MustCompile(`/\S*?/cassback-sim-\d+/`) // each schedule's own temporary folder
+	hexIDs   = regexp.MustCompile(`\b[0-9a-f]{64}\b`)
+	packDirs = regexp.MustCompile(`packs/[0-9a-f]{2}/`)
+	ranges   = regexp.MustCompile(`\[\d+,\d+\]`)
+	sizes    = regexp.MustCompile(`\b\d+B\b`)
+	tmpdirs  = regexp.MustCompile(`/\S*?/cassback-sim-\d+/`) // each schedule's own temporary folder
 )
 
 func firstDiffLine(a, b string) string {
@@ -236,6 +260,7 @@ type simRun struct {
 	removed    map[string]bool      // backups a purge set out to remove (PurgeOptions.Removing)
 	cache      map[string]any       // decoded immutable objects, by key and ETag
 	refsGen    int                  // changes of refs
+	inodes     map[uint64]uint64    // real inode -> the same in every run
 	checked    [2]uint64            // store mutations and refsGen at the last full check
 	keys       map[string][2]string // backup name -> its manifest key and marker key
 }
@@ -293,9 +318,12 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], seed)
 	defer random.SetSource(rand.NewChaCha8(key))()
-	// Not t.TempDir: a long run would keep every schedule's files to the end.
-	dir, err := os.MkdirTemp("", "cassback-sim-")
-	if err != nil {
+	// Not t.TempDir: a long run would keep every schedule's files to the
+	// end. The same folder for every run of a seed in a process, as the
+	// trees of manifests record it (TestSimulatorReproducible).
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("cassback-sim-%d-%d", os.Getpid(), seed))
+	os.RemoveAll(dir)
+	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
@@ -319,7 +347,7 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 		s.tempo = time.Hour // periodic: processes sleep up to an hour between runs
 	}
 	s.setup(cfg)
-	err = s.run()
+	err := s.run()
 	if cfg.stepsOut != nil {
 		*cfg.stepsOut += s.w.Steps()
 	}
@@ -552,6 +580,18 @@ func (s *simRun) open(ctx context.Context, p *simProc) (*Repo, error) {
 				}
 			}
 		}
+	}
+	r.inode = func(ino uint64) uint64 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inodes == nil {
+			s.inodes = map[uint64]uint64{}
+		}
+		if o, ok := s.inodes[ino]; ok {
+			return o
+		}
+		s.inodes[ino] = uint64(len(s.inodes) + 1)
+		return s.inodes[ino]
 	}
 	r.observe = func(session string, f *manifest.File) {
 		s.mu.Lock()
@@ -1059,11 +1099,45 @@ func (s *simRun) manifest(o sim.Object) (*manifest.Manifest, error) {
 	if v, ok := s.cache[k]; ok {
 		return v.(*manifest.Manifest), nil
 	}
-	m, err := manifest.Decode(o.Data)
+	m, err := manifest.Read(context.Background(), o.Data, snapChunks{s})
 	if err == nil {
 		s.cache[k] = m
 	}
 	return m, err
+}
+
+// snapChunks reads chunks from the packs stored now, as the oracle sees
+// the store (not through the simulated store's requests).
+type snapChunks struct{ s *simRun }
+
+func (c snapChunks) FetchChunks(_ context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
+	want := map[chunk.ID]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for _, o := range c.s.st.Snapshot("packs/") {
+		entries, err := c.s.packEntries(o)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if !want[e.ID] || int(e.Off)+int(e.Len) > len(o.Data) {
+				continue
+			}
+			data := o.Data[e.Off : e.Off+e.Len]
+			if chunk.Sum(data) != e.ID {
+				continue
+			}
+			delete(want, e.ID)
+			if err := fn(e.ID, data); err != nil {
+				return err
+			}
+		}
+	}
+	for id := range want {
+		return fmt.Errorf("chunk %s is in no stored pack", id)
+	}
+	return nil
 }
 
 // final checks the quiescent store: a validation with checksums finds

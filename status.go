@@ -141,7 +141,7 @@ func newestOf(ctx context.Context, st remote.Store, host string, o StatusOptions
 		if !o.Sizes {
 			return nil
 		}
-		m, err := manifest.Get(ctx, st, n)
+		m, err := manifest.GetHeader(ctx, st, n)
 		switch {
 		case errors.Is(err, manifest.ErrNoBackup):
 			at = t.Add(-time.Microsecond)
@@ -154,10 +154,8 @@ func newestOf(ctx context.Context, st remote.Store, host string, o StatusOptions
 			return nil
 		}
 		for _, tb := range m.Tables {
-			ks.Files += len(tb.Files)
-			for _, f := range tb.Files {
-				ks.Bytes += f.Size
-			}
+			ks.Files += tb.Count
+			ks.Bytes += tb.Bytes
 		}
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -42,6 +43,11 @@ func TestStatusLeavesOutEmptyDirs(t *testing.T) {
 	dir := t.TempDir()
 	lst, err := local.Open(dir)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := index.NewConfig(); err != nil {
+		t.Fatal(err)
+	} else if _, err := index.Init(t.Context(), lst, cfg); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
@@ -137,6 +143,11 @@ func TestStatusAt(t *testing.T) {
 func TestSelectLeavesOutEmptyKeyspaces(t *testing.T) {
 	lst, err := local.Open(t.TempDir())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := index.NewConfig(); err != nil {
+		t.Fatal(err)
+	} else if _, err := index.Init(t.Context(), lst, cfg); err != nil {
 		t.Fatal(err)
 	}
 	data := bytes.Repeat([]byte("cassandra"), 100)

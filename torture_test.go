@@ -235,7 +235,7 @@ func TestTorture(t *testing.T) {
 		var names []string
 		manifest.List(ctx, st, h, "ks", "", func(n string) error { names = append(names, n); return nil })
 		for _, n := range names {
-			m, err := manifest.Get(ctx, st, n)
+			m, err := manifest.Get(ctx, st, n, ChunksOf(st))
 			if err != nil {
 				t.Fatal(err)
 			}

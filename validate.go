@@ -191,8 +191,9 @@ func (v *validation) names(ctx context.Context) ([]string, error) {
 // readManifests reads every manifest and lists its stored files, each
 // Data.db with the Digest component of its SSTable.
 func (v *validation) readManifests(ctx context.Context, names []string) error {
+	src := v.r.Chunks()
 	for _, n := range names {
-		m, err := manifest.Get(ctx, v.r.Store, n)
+		m, err := manifest.Get(ctx, v.r.Store, n, src)
 		if errors.Is(err, manifest.ErrNoBackup) && v.opts.Name == "" {
 			if v.committed(ctx, n) {
 				v.rep.Lone = append(v.rep.Lone, n)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,11 @@ type backupRun struct {
 
 	mu    sync.Mutex
 	known map[fileKey]manifest.File // last record of each file, for reuse
+
+	nodes *index.Packer // stores the manifests' tree nodes, apart from file chunks
+	// meta counts what the writer's Stats count of tree nodes: new chunks
+	// and their bytes, and known ones. Summaries report file chunks only.
+	metaNew, metaBytes, metaDup atomic.Int64
 }
 
 // fileKey names a file across data directories (JBOD).
@@ -128,7 +134,7 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 		if t, _, _, err := manifest.ParseBackupName(name); err == nil {
 			b.r.Stats.committed(ks, t)
 		}
-		m, err := manifest.Get(ctx, st, name)
+		m, err := manifest.Get(ctx, st, name, index.Source{Store: st, Index: b.idx, Parallel: 1})
 		if err != nil {
 			b.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", name, "err", err)
 			continue
@@ -227,6 +233,9 @@ func (b *backupRun) record(root, rel string, fi fs.FileInfo) manifest.File {
 	rec := manifest.File{Path: rel, Root: root, Size: fi.Size(), Mode: uint32(fi.Mode().Perm()), MTime: fi.ModTime().UTC()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
 		rec.UID, rec.GID, rec.Inode = sys.Uid, sys.Gid, uint64(sys.Ino)
+		if b.r.inode != nil {
+			rec.Inode = b.r.inode(rec.Inode)
+		}
 		rec.User, rec.Group = b.owners.names(sys.Uid, sys.Gid)
 	}
 	return rec
@@ -275,6 +284,10 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	if err := b.sess.check(); err != nil {
 		return nil, err
 	}
+	objs, encErr, err := b.storeTrees(ctx, ms)
+	if err != nil {
+		return nil, err
+	}
 	if err := b.w.Sync(ctx); err != nil {
 		return nil, err
 	}
@@ -284,10 +297,12 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	if err := b.sess.check(); err != nil {
 		return nil, err
 	}
-	var errs []error
-	for _, m := range ms {
-		m.Session = b.sess.s.ID()
-		if err := manifest.Put(ctx, b.r.Store, m); err != nil {
+	errs := []error{encErr}
+	for i, m := range ms {
+		if objs[i] == nil {
+			continue
+		}
+		if err := manifest.Put(ctx, b.r.Store, m.Name, objs[i]); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -325,6 +340,49 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 		b.r.Log.Info("backup committed", "backup", n)
 	}
 	return names, errors.Join(errs...)
+}
+
+// storeTrees encodes the manifests and adds the nodes of their trees to
+// the writer (an unchanged node is already stored, and costs nothing), so
+// that the Sync before the manifests are written makes them durable and
+// indexed too. It returns each manifest's object, nil for one that cannot
+// be encoded (too large), and the errors of those; err is a failure to
+// store a node, which stops the commit.
+func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (objs [][]byte, encErr, err error) {
+	objs = make([][]byte, len(ms))
+	var errs []error
+	if b.nodes == nil {
+		b.nodes = b.w.NewPacker()
+	}
+	for i, m := range ms {
+		m.Session = b.sess.s.ID()
+		obj, nodes, err := manifest.Encode(m)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, n := range nodes {
+			added, err := b.nodes.Add(ctx, n.ID, n.Data)
+			if err != nil {
+				return nil, nil, err
+			}
+			if added {
+				b.metaNew.Add(1)
+				b.metaBytes.Add(int64(len(n.Data)))
+			} else {
+				b.metaDup.Add(1)
+			}
+		}
+		objs[i] = obj
+	}
+	return objs, errors.Join(errs...), nil
+}
+
+// chunkStats returns the writer's counts of file chunks: new chunks and
+// their bytes, known chunks, and packs (tree nodes left out).
+func (b *backupRun) chunkStats() (chunksNew, bytesNew, chunksDup, packs int64) {
+	st := b.w.Stats()
+	return st.ChunksNew.Load() - b.metaNew.Load(), st.BytesNew.Load() - b.metaBytes.Load(), st.ChunksDup.Load() - b.metaDup.Load(), st.Packs.Load()
 }
 
 // noteCommit counts a commit that began at t0 in the Stats: its

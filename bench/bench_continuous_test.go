@@ -61,7 +61,7 @@ func BenchmarkContinuousLatency(b *testing.B) {
 				var names []string
 				manifest.List(context.Background(), r.Store, "n", "ks", "", func(n string) error { names = append(names, n); return nil })
 				for _, n := range names {
-					m, err := manifest.Get(context.Background(), r.Store, n)
+					m, err := manifest.Get(context.Background(), r.Store, n, cassback.ChunksOf(r.Store))
 					if err != nil {
 						b.Fatal(err)
 					}

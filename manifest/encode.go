@@ -70,11 +70,12 @@ const maxValue = 64 << 10
 // 13): repeated keys are not canonical, and must not be read forever.
 const maxFields = 32
 
-// Encode validates m and returns its encoding. m is not modified; nil lists
+// encodeFlat validates m and returns its flat encoding, which a leaf of
+// a manifest's tree is (tree.go). m is not modified; nil lists
 // are written as empty ones and times in UTC. The JSON is written straight
 // into the compressor, a piece at a time, so memory is the compressed
 // manifest.
-func Encode(m *Manifest) ([]byte, error) {
+func encodeFlat(m *Manifest) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
@@ -217,13 +218,13 @@ func appendRef(b []byte, r chunk.Ref) []byte {
 	return append(b, '}')
 }
 
-// Decode parses and validates an encoded manifest. It never panics, and it
+// decodeFlat parses and validates a flat encoded manifest (a leaf). It never panics, and it
 // refuses a format other than FormatVersion with "manifest format N not
 // supported", input that inflates beyond MaxDecodedSize or decodes to more
 // than MaxDecodedMemory, anything after the
 // gzip member, and JSON that is not the canonical encoding of a valid
 // manifest. Empty lists decode as empty, non-nil slices.
-func Decode(b []byte) (*Manifest, error) {
+func decodeFlat(b []byte) (*Manifest, error) {
 	return decode(bytes.NewReader(b), MaxDecodedSize, MaxDecodedMemory)
 }
 
@@ -351,34 +352,6 @@ type decoder struct {
 	ref    refJSON
 	// mem is what the manifest decoded so far holds, memLimit its bound.
 	mem, memLimit int64
-	header        bool // stop at the tables, which come last (decodeHeader)
-}
-
-// errHeaderRead stops a decoder reading only a manifest's header.
-var errHeaderRead = errors.New("manifest header read")
-
-// decodeHeader decodes the fields of a manifest before its tables, which
-// canonical JSON puts last, and reads no further. The fields are checked
-// as Decode checks them; the rest of the object is not, and the result
-// has no tables.
-func decodeHeader(r io.Reader) (*Manifest, error) {
-	zr, err := gzip.NewReader(bufio.NewReader(r))
-	if err != nil {
-		return nil, fmt.Errorf("manifest: not gzip: %w", err)
-	}
-	d := newDecoder(zr, MaxDecodedSize, MaxDecodedMemory)
-	d.header = true
-	m, err := d.manifest()
-	if !errors.Is(err, errHeaderRead) {
-		if err == nil {
-			err = errors.New("manifest: no tables")
-		}
-		return nil, err
-	}
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
-	return m, nil
 }
 
 func newDecoder(r io.Reader, limit, memLimit int64) *decoder {
@@ -558,13 +531,7 @@ func (d *decoder) manifest() (*Manifest, error) {
 		d.tables.reset()
 		return nil
 	}
-	if d.header {
-		tables = func() error { return errHeaderRead }
-	}
 	if err := d.object(m, map[string]func() error{"format": format, "tables": tables}); err != nil {
-		if errors.Is(err, errHeaderRead) && seen {
-			return m, err
-		}
 		return nil, err
 	}
 	if !seen {
@@ -753,6 +720,11 @@ func compareFiles(a, b File) int {
 // chunk used twice is yielded twice.
 func (m *Manifest) Refs() iter.Seq[chunk.Ref] {
 	return func(yield func(chunk.Ref) bool) {
+		for _, r := range m.Nodes {
+			if !yield(r) {
+				return
+			}
+		}
 		for _, t := range m.Tables {
 			for _, f := range t.Files {
 				for _, r := range f.Chunks {

@@ -21,8 +21,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 const id32 = "0123456789abcdef0123456789abcdef"
 
 const (
-	goldenJSON = "testdata/manifest-v2.json"    // the canonical JSON Encode must write
-	goldenGzip = "testdata/manifest-v2.json.gz" // an encoding Decode must read forever
+	goldenJSON = "testdata/manifest-v3.json"    // the canonical JSON Encode must write
+	goldenGzip = "testdata/manifest-v3.json.gz" // an encoding Decode must read forever
 )
 
 // sample is the manifest the golden files hold: every field set somewhere,
@@ -80,7 +80,7 @@ func gunzip(t testing.TB, b []byte) []byte {
 
 func TestGolden(t *testing.T) {
 	m := sample()
-	b, err := Encode(m)
+	b, err := encodeFlat(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,12 +108,12 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Decode(stored)
+	got, err := decodeFlat(stored)
 	if err != nil {
-		t.Fatalf("Decode(%s): %v", goldenGzip, err)
+		t.Fatalf("decodeFlat(%s): %v", goldenGzip, err)
 	}
 	if !reflect.DeepEqual(got, m) {
-		t.Errorf("Decode(%s) =\n%+v\nwant\n%+v", goldenGzip, got, m)
+		t.Errorf("decodeFlat(%s) =\n%+v\nwant\n%+v", goldenGzip, got, m)
 	}
 	// The header is fixed: no name, no mtime.
 	if !bytes.Equal(b[:10], []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) {
@@ -123,23 +123,23 @@ func TestGolden(t *testing.T) {
 
 func TestRoundTrip(t *testing.T) {
 	m := sample()
-	b1, err := Encode(m)
+	b1, err := encodeFlat(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b2, err := Encode(m)
+	b2, err := encodeFlat(m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(b1, b2) {
 		t.Error("Encode is not deterministic")
 	}
-	got, err := Decode(b1)
+	got, err := decodeFlat(b1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, m) {
-		t.Errorf("Decode(Encode(m)) =\n%+v\nwant\n%+v", got, m)
+		t.Errorf("decodeFlat(encodeFlat(m)) =\n%+v\nwant\n%+v", got, m)
 	}
 
 	// Times in another zone and nil lists encode like UTC and empty lists.
@@ -152,7 +152,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Error("Validate accepts a manifest time that is not UTC")
 	}
 	m2.Time = m2.Time.UTC()
-	b3, err := Encode(m2)
+	b3, err := encodeFlat(m2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestValidate(t *testing.T) {
 		modify func(m *Manifest)
 		want   string // substring of the error
 	}{
-		{"format", func(m *Manifest) { m.Format = 3 }, "manifest format 3 not supported"},
+		{"format", func(m *Manifest) { m.Format = 4 }, "manifest format 4 not supported"},
 		{"session", func(m *Manifest) { m.Session = "../x" }, "session"},
 		{"name", func(m *Manifest) { m.Name += "x" }, "name does not match"},
 		{"host", func(m *Manifest) { m.Host = "a/b" }, "host"},
@@ -230,7 +230,7 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Validate() = %v, want an error containing %q", err, tt.want)
 			}
-			if _, err := Encode(m); err == nil {
+			if _, err := encodeFlat(m); err == nil {
 				t.Error("Encode accepted it")
 			}
 		})
@@ -266,14 +266,14 @@ func TestDecodeRejects(t *testing.T) {
 		{"truncated", gz(golden)[:40], "gunzip"},
 		{"trailing data", append(gz(golden), 0), "after the gzip stream"},
 		{"two members", append(gz(golden), gz(golden)...), "after the gzip stream"},
-		{"format 3", edit(`"format":2`, `"format":3`), "manifest format 3 not supported"},
-		{"format missing", edit(`"format":2,`, ``), "no format field"},
-		{"format string", edit(`"format":2`, `"format":"2"`), "not a number"},
+		{"format 4", edit(`"format":3`, `"format":4`), "manifest format 4 not supported"},
+		{"format missing", edit(`"format":3,`, ``), "no format field"},
+		{"format string", edit(`"format":3`, `"format":"3"`), "not a number"},
 		{"not JSON", gz([]byte("{")), "manifest:"},
-		{"unknown field", edit(`"format":2,`, `"format":2,"x":1,`), "unknown field"},
-		{"duplicate key", edit(`"format":2,`, `"format":2,"format":2,`), "canonical"},
+		{"unknown field", edit(`"format":3,`, `"format":3,"x":1,`), "unknown field"},
+		{"duplicate key", edit(`"format":3,`, `"format":3,"format":3,`), "canonical"},
 		{"key case", edit(`"host"`, `"Host"`), "canonical"},
-		{"white space", edit(`"format":2,`, `"format": 2,`), "canonical"},
+		{"white space", edit(`"format":3,`, `"format": 3,`), "canonical"},
 		{"time zone", edit(`"2026-11-26T01:02:03.456789Z"`, `"2026-11-26T02:02:03.456789+01:00"`), "not UTC"},
 		{"mtime zone", edit(`"2026-11-25T23:59:59.123456789Z"`, `"2026-11-26T00:59:59.123456789+01:00"`), "canonical"},
 		{"trailing zeros", edit(`"2026-11-26T01:02:03.456789Z"`, `"2026-11-26T01:02:03.456789000Z"`), "canonical"},
@@ -288,7 +288,7 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := Decode(tt.in)
+			m, err := decodeFlat(tt.in)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Decode = %v, %v; want an error containing %q", m != nil, err, tt.want)
 			}
@@ -325,7 +325,7 @@ func TestDecodeBomb(t *testing.T) {
 	// memory, as tables take 57 bytes for 24 of JSON.
 	buf.Reset()
 	zw, _ = gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	io.WriteString(zw, `{"format":2,"name":"x","tables":[`)
+	io.WriteString(zw, `{"format":3,"name":"x","tables":[`)
 	for range 1 << 16 {
 		io.WriteString(zw, `{"name":"t","files":[]},`)
 	}
@@ -354,16 +354,16 @@ func checkDecoded(t *testing.T, js []byte, m *Manifest) {
 	if err := m.Validate(); err != nil {
 		t.Fatalf("Decode accepted a manifest Validate rejects: %v", err)
 	}
-	b, err := Encode(m)
+	b, err := encodeFlat(m)
 	if err != nil {
 		t.Fatalf("Encode of a decoded manifest: %v", err)
 	}
 	if got := gunzip(t, b); !bytes.Equal(got, js) {
 		t.Fatalf("accepted JSON is not canonical:\n got %q\nwant %q", js, got)
 	}
-	m2, err := Decode(b)
+	m2, err := decodeFlat(b)
 	if err != nil || !reflect.DeepEqual(m, m2) {
-		t.Fatalf("Decode(Encode(Decode(b))) = %v, differs", err)
+		t.Fatalf("decodeFlat(encodeFlat(decodeFlat(b))) = %v, differs", err)
 	}
 }
 
@@ -371,10 +371,10 @@ func FuzzDecode(f *testing.F) {
 	golden, stored := fuzzSeeds(f)
 	f.Add(stored)
 	f.Add(gz(golden))
-	f.Add(gz([]byte(`{"format":3}`)))
+	f.Add(gz([]byte(`{"format":4}`)))
 	f.Add([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := Decode(b)
+		m, err := decodeFlat(b)
 		if err != nil {
 			return
 		}
@@ -387,10 +387,10 @@ func FuzzDecode(f *testing.F) {
 func FuzzDecodeJSON(f *testing.F) {
 	golden, _ := fuzzSeeds(f)
 	f.Add(golden)
-	f.Add([]byte(`{"format":2}`))
-	f.Add([]byte(`{"format":2,"name":"2026_11_26T01_02_03_456789-ks-h","host":"h","keyspace":"ks","time":"2026-11-26T01:02:03.456789Z","tables":[]}` + "\n"))
+	f.Add([]byte(`{"format":3}`))
+	f.Add([]byte(`{"format":3,"name":"2026_11_26T01_02_03_456789-ks-h","host":"h","keyspace":"ks","time":"2026-11-26T01:02:03.456789Z","tables":[]}` + "\n"))
 	f.Fuzz(func(t *testing.T, js []byte) {
-		m, err := Decode(gz(js))
+		m, err := decodeFlat(gz(js))
 		if err != nil {
 			return
 		}

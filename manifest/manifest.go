@@ -6,9 +6,10 @@ import (
 	"github.com/cassback/cassback/chunk"
 )
 
-// FormatVersion is the manifest encoding this code writes. Decode accepts it
-// and refuses any other with a clear error. Format 2 added Session.
-const FormatVersion = 2
+// FormatVersion is the manifest encoding this code writes. Readers accept
+// it and refuse any other with a clear error. Format 2 added Session;
+// format 3 stores each table's files as a tree of chunks (tree.go).
+const FormatVersion = 3
 
 // Manifest records the complete SSTables of one keyspace of one host at one
 // moment. It is immutable once stored; a newer state is a newer Manifest.
@@ -24,6 +25,10 @@ type Manifest struct {
 	// session can no longer commit it (docs/design.md §4).
 	Session string  `json:"session"`
 	Tables  []Table `json:"tables"` // sorted by Name, then ID
+	// Nodes are the chunks of the trees the tables' files are stored in:
+	// set by Encode and by Get, and among Refs, since a backup needs them
+	// as much as its files' chunks.
+	Nodes []chunk.Ref `json:"-"`
 }
 
 // Table is one table (or column family) of the keyspace.
@@ -31,6 +36,10 @@ type Table struct {
 	Name  string `json:"name"`
 	ID    string `json:"id,omitempty"` // 32 lowercase hex digits from the directory name (2.1+), else ""
 	Files []File `json:"files"`        // sorted by Path, then Root
+	// Count and Bytes are the number and total size of Files; GetHeader
+	// sets them without reading the files.
+	Count int   `json:"-"`
+	Bytes int64 `json:"-"`
 }
 
 // File is one SSTable component file as it was backed up.

@@ -54,28 +54,25 @@ func CommitKey(name string) (string, error) {
 // ErrNoBackup reports a backup name that is not in the store.
 var ErrNoBackup = errors.New("no such backup")
 
-// Put stores m, which must be valid. It never replaces an existing manifest.
-// m does not count until it is committed (PutCommit).
-func Put(ctx context.Context, st remote.Store, m *Manifest) error {
-	b, err := Encode(m)
-	if err != nil {
-		return err
-	}
-	key, err := Key(m.Name)
+// Put stores a manifest object made by Encode, whose nodes are stored and
+// indexed already. It never replaces an existing manifest. The backup does
+// not count until it is committed (PutCommit).
+func Put(ctx context.Context, st remote.Store, name string, obj []byte) error {
+	key, err := Key(name)
 	if err != nil {
 		return err
 	}
 	if cs, ok := st.(remote.Conditional); ok {
-		_, err := cs.PutIf(ctx, key, b, "")
+		_, err := cs.PutIf(ctx, key, obj, "")
 		if err == nil {
 			return nil
 		}
 		if !errors.Is(err, errors.ErrUnsupported) {
-			return fmt.Errorf("write manifest %s: %w", m.Name, err)
+			return fmt.Errorf("write manifest %s: %w", name, err)
 		}
 	}
-	if err := st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-		return fmt.Errorf("write manifest %s: %w", m.Name, err)
+	if err := st.Put(ctx, key, bytes.NewReader(obj), int64(len(obj))); err != nil {
+		return fmt.Errorf("write manifest %s: %w", name, err)
 	}
 	return nil
 }
@@ -121,33 +118,6 @@ func Delete(ctx context.Context, st remote.Store, name string) error {
 	return nil
 }
 
-// GetHeader reads the fields of a manifest other than its tables (name,
-// host, keyspace, time, session…), checked as Get checks them, from the
-// first bytes of its object: what a purge needs to judge a backup, without
-// decoding its files.
-func GetHeader(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
-	key, err := Key(name)
-	if err != nil {
-		return nil, err
-	}
-	rc, err := st.Get(ctx, key, 0, -1)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("backup %s: %w", name, ErrNoBackup)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", name, err)
-	}
-	defer rc.Close()
-	m, err := decodeHeader(&capped{r: rc, left: maxManifest})
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", name, err)
-	}
-	if m.Name != name {
-		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
-	}
-	return m, nil
-}
-
 // Exists reports, as ErrNoBackup, a backup whose manifest is not stored.
 func Exists(ctx context.Context, st remote.Store, name string) error {
 	key, err := Key(name)
@@ -164,16 +134,44 @@ func Exists(ctx context.Context, st remote.Store, name string) error {
 	return nil
 }
 
-// maxManifest bounds what Get reads of a manifest object: gzip adds at
-// most 5 bytes per 64 KiB stored block to what it compresses, so no
-// encoding of a manifest within MaxDecodedSize is longer.
-const maxManifest = MaxDecodedSize + MaxDecodedSize/1024 + 1024
+// Get reads the manifest with the given backup name, counted or not, and
+// its tables' files from src (see Read).
+func Get(ctx context.Context, st remote.Store, name string, src Chunks) (*Manifest, error) {
+	obj, err := getObject(ctx, st, name)
+	if err != nil {
+		return nil, err
+	}
+	m, err := Read(ctx, obj, src)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", name, err)
+	}
+	if m.Name != name {
+		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
+	}
+	return m, nil
+}
 
-// Get reads and decodes the manifest with the given backup name, counted
-// or not. It decodes as it reads, so it holds the manifest it returns and
-// never its encoding: a planted object of any size costs at most
-// maxManifest bytes of reading, a bomb at most MaxDecodedSize of inflating.
-func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
+// GetHeader reads the manifest object alone: the manifest's header and its
+// tables with their Count and Bytes but no files (what a purge needs to
+// judge a backup, and list and status to size it), checked as Get checks
+// them.
+func GetHeader(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
+	obj, err := getObject(ctx, st, name)
+	if err != nil {
+		return nil, err
+	}
+	m, _, err := decodeRoot(obj)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", name, err)
+	}
+	if m.Name != name {
+		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
+	}
+	return m, nil
+}
+
+// getObject reads a manifest object, at most maxRoot bytes of it.
+func getObject(ctx context.Context, st remote.Store, name string) ([]byte, error) {
 	key, err := Key(name)
 	if err != nil {
 		return nil, err
@@ -186,27 +184,24 @@ func Get(ctx context.Context, st remote.Store, name string) (*Manifest, error) {
 		return nil, fmt.Errorf("read manifest %s: %w", name, err)
 	}
 	defer rc.Close()
-	m, err := decode(&capped{r: rc, left: maxManifest}, MaxDecodedSize, MaxDecodedMemory)
+	obj, err := io.ReadAll(&capped{r: rc, left: maxRoot, limit: maxRoot})
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", name, err)
+		return nil, fmt.Errorf("read manifest %s: %w", name, err)
 	}
-	if m.Name != name {
-		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
-	}
-	return m, nil
+	return obj, nil
 }
 
 // capped reads r, and fails once r has given more than left bytes.
 type capped struct {
-	r    io.Reader
-	left int64
+	r           io.Reader
+	left, limit int64
 }
 
 func (c *capped) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p[:min(int64(len(p)), c.left+1)])
 	c.left -= int64(n)
 	if c.left < 0 {
-		return n, fmt.Errorf("more than %d bytes", maxManifest)
+		return n, fmt.Errorf("more than %d bytes", c.limit)
 	}
 	return n, err
 }

@@ -20,7 +20,7 @@ func TestLatestPassesOverLoneMarkers(t *testing.T) {
 	for i := range 3 {
 		m := &Manifest{Format: FormatVersion, Host: "h", Keyspace: "ks", Time: day.Add(time.Duration(i) * time.Hour), Session: "0123456789abcdef01234567", Tables: []Table{}}
 		m.Name = BackupName(m.Time, m.Keyspace, m.Host)
-		if err := Put(ctx, st, m); err != nil {
+		if err := putManifest(ctx, st, m, memChunks{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := PutCommit(ctx, st, m.Name, m.Session); err != nil {

@@ -36,7 +36,7 @@ func showCmd(g *globals, opts []ff.Option) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			m, err := manifest.Get(ctx, r.Store, args[0])
+			m, err := manifest.Get(ctx, r.Store, args[0], r.Chunks())
 			if err != nil {
 				return err
 			}

@@ -4,23 +4,23 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
-	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/pack"
@@ -393,47 +393,38 @@ func plantBomb(head, unit string) func(t *testing.T, dir, victim string) {
 }
 
 // plantValidManifest replaces the victim's manifest with a valid one as
-// large as manifest.MaxDecodedMemory allows: one file of 2.8 million chunk
-// references (the same chunk of 1 byte again and again), canonical JSON
-// of 216 MiB in a gzip member of 820 KiB.
+// large as manifest.MaxDecodedMemory allows: one file of 1.16 million
+// chunk references (the same chunk of 1 byte again and again), stored as
+// the backup stores it (a tree whose leaf holds the file, in a pack).
 func plantValidManifest(t *testing.T, dir, victim string) {
 	st, err := local.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := manifest.Get(t.Context(), st, victim)
+	m, err := manifest.Get(t.Context(), st, victim, cassback.ChunksOf(st))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tb := m.Tables[0]
 	f := tb.Files[0]
 	ref := chunk.Ref{ID: f.Chunks[0].ID, Len: 1}
-	f.Size, f.Chunks = 1, []chunk.Ref{ref}
 	tb.Files = []manifest.File{f}
 	m.Tables = []manifest.Table{tb}
-	one, err := manifest.Encode(m)
-	if err != nil {
+	n := (manifest.MaxDecodedMemory - m.MemCost()) / int64(reflect.TypeFor[chunk.Ref]().Size())
+	f.Chunks = slices.Repeat([]chunk.Ref{ref}, int(n))
+	f.Size = n
+	m.Tables[0].Files[0] = f
+	if m.MemCost() > manifest.MaxDecodedMemory {
+		t.Fatalf("planted manifest costs %d, over %d", m.MemCost(), manifest.MaxDecodedMemory)
+	}
+	key, _ := manifest.Key(victim)
+	if err := st.Delete(t.Context(), key); err != nil {
 		t.Fatal(err)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(one))
-	if err != nil {
+	if err := cassback.StoreManifest(t.Context(), st, m); err != nil {
 		t.Fatal(err)
 	}
-	js, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	refJSON, _ := json.Marshal(ref)
-	head, tail, ok := bytes.Cut(js, refJSON)
-	if !ok || bytes.Count(head, []byte(`"size":1,`)) != 1 {
-		t.Fatalf("unexpected manifest JSON %s", js)
-	}
-	block := bombBlock(string(refJSON) + ",")
-	perBlock := int64(len(block) / (len(refJSON) + 1))
-	n := (manifest.MaxDecodedMemory - 1<<20) / int64(reflect.TypeFor[chunk.Ref]().Size()) / perBlock
-	head = bytes.Replace(head, []byte(`"size":1,`), fmt.Appendf(nil, `"size":%d,`, n*perBlock+1), 1)
-	writeBomb(t, filepath.Join(dir, filepath.FromSlash(victimKey(t, victim))), head, block, n, append(refJSON, tail...))
-	if _, err := manifest.Get(t.Context(), st, victim); err != nil {
+	if _, err := manifest.Get(t.Context(), st, victim, cassback.ChunksOf(st)); err != nil {
 		t.Fatalf("the planted manifest does not decode: %v", err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback"
+
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/cassback/cassback/index"
@@ -239,7 +241,7 @@ func checkS3Store(t *testing.T, st remote.Store, host string) []string {
 		t.Fatal(err)
 	}
 	for _, name := range names {
-		m, err := manifest.Get(ctx, st, name)
+		m, err := manifest.Get(ctx, st, name, cassback.ChunksOf(st))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback"
+
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote/local"
@@ -33,7 +35,7 @@ func ageBackups(t *testing.T, store, host string, d time.Duration) {
 			t.Fatal(err)
 		}
 		for _, n := range names {
-			m, err := manifest.Get(ctx, st, n)
+			m, err := manifest.Get(ctx, st, n, cassback.ChunksOf(st))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,7 +44,7 @@ func ageBackups(t *testing.T, store, host string, d time.Duration) {
 			}
 			m.Time = m.Time.Add(-d)
 			m.Name = manifest.BackupName(m.Time, ks, host)
-			if err := manifest.Put(ctx, st, m); err != nil {
+			if err := cassback.StoreManifest(ctx, st, m); err != nil {
 				t.Fatal(err)
 			}
 			if err := manifest.PutCommit(ctx, st, m.Name, m.Session); err != nil {

@@ -1,0 +1,410 @@
+package manifest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+)
+
+// Format 3 stores a manifest as a small object (its header, and for each
+// table the count and size of its files and the root of a tree) and each
+// table's files as a tree of chunks, stored in packs and named by the index
+// like any chunk (docs/design.md §1.5). Leaves hold runs of the table's
+// files, in order: a leaf is a flat manifest (the format 2 encoding) of the
+// same host and keyspace dated leafTime, with one table. A leaf ends after a
+// file whose path hash has its low leafBits zero, or once it holds
+// leafCost bytes of decoded memory, so adding or removing one SSTable
+// changes only its leaf and one node a level above it: the other nodes keep
+// their IDs, and a continuous commit stores only what changed. Inner nodes
+// list their children and end after a child whose ID has its low nodeBits
+// zero, or at maxChildren. Identical trees dedup like identical files.
+
+// leafTime dates every leaf, so that a leaf's bytes depend only on its
+// host, keyspace, table and files, and an unchanged run of files is the
+// same leaf in every backup of the host.
+var leafTime = time.Unix(0, 0).UTC()
+
+const (
+	leafBits    = 6         // a leaf holds about 64 files
+	leafCost    = 256 << 10 // or at most this much decoded memory, past one file
+	nodeBits    = 5         // an inner node has about 32 children
+	maxChildren = 1024
+	maxHeight   = 16
+	// maxNode bounds an inner node object and its JSON: maxChildren
+	// references are under 100 KiB.
+	maxNode = 256 << 10
+	// maxRoot bounds a manifest object and its JSON: some 5,000 tables
+	// (Cassandra warns past 150 in a cluster).
+	maxRoot = 1 << 20
+)
+
+// Node is one node of a manifest's tree: a chunk to store before the
+// manifest object that names it.
+type Node struct {
+	ID   chunk.ID
+	Data []byte
+}
+
+// Chunks fetches chunks by ID, checking each against its ID: where Get
+// reads the nodes of a manifest's trees from. index.Source implements it.
+// fn may be called from several goroutines at once.
+type Chunks interface {
+	FetchChunks(ctx context.Context, ids []chunk.ID, fn func(id chunk.ID, data []byte) error) error
+}
+
+// rootObject is the stored manifest object.
+type rootObject struct {
+	Format           int         `json:"format"`
+	Name             string      `json:"name"`
+	Host             string      `json:"host"`
+	Keyspace         string      `json:"keyspace"`
+	Time             time.Time   `json:"time"`
+	CassandraVersion string      `json:"cassandra_version,omitempty"`
+	Session          string      `json:"session"`
+	Tables           []rootTable `json:"tables"`
+}
+
+// rootTable is one table of a manifest object: its files' count and bytes
+// and the root of their tree, Height levels of inner nodes above the leaves.
+type rootTable struct {
+	Name   string    `json:"name"`
+	ID     string    `json:"id,omitempty"`
+	Files  int       `json:"files"`
+	Bytes  int64     `json:"bytes"`
+	Height int       `json:"height"`
+	Root   chunk.Ref `json:"root"`
+}
+
+// innerNode is a node above the leaves.
+type innerNode struct {
+	Format   int         `json:"format"`
+	Children []chunk.Ref `json:"children"`
+}
+
+// Encode validates m and returns its manifest object and the nodes of its
+// trees, which must be stored (and indexed) before the object. It sets
+// m.Nodes to the nodes' references.
+func Encode(m *Manifest) (obj []byte, nodes []Node, err error) {
+	if err := m.Validate(); err != nil {
+		return nil, nil, err
+	}
+	if c := m.MemCost(); c > MaxDecodedMemory {
+		return nil, nil, fmt.Errorf("manifest %s: %w: %d files, %d chunk references take %d MiB in memory, more than the %d MiB a reader accepts",
+			m.Name, ErrTooLarge, m.countFiles(), m.countRefs(), c>>20, MaxDecodedMemory>>20)
+	}
+	ro := rootObject{Format: FormatVersion, Name: m.Name, Host: m.Host, Keyspace: m.Keyspace, Time: m.Time.UTC(),
+		CassandraVersion: m.CassandraVersion, Session: m.Session, Tables: []rootTable{}}
+	seen := map[chunk.ID]bool{}
+	emit := func(data []byte) chunk.Ref {
+		n := Node{ID: chunk.Sum(data), Data: data}
+		if !seen[n.ID] {
+			seen[n.ID] = true
+			nodes = append(nodes, n)
+		}
+		return chunk.Ref{ID: n.ID, Len: uint32(len(data))}
+	}
+	for i := range m.Tables {
+		rt, err := m.encodeTree(&m.Tables[i], emit)
+		if err != nil {
+			return nil, nil, fmt.Errorf("manifest %s: table %s: %w", m.Name, m.Tables[i].Name, err)
+		}
+		ro.Tables = append(ro.Tables, rt)
+	}
+	obj, err = gzipJSON(ro)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(obj) > maxRoot {
+		return nil, nil, fmt.Errorf("manifest %s: %w: %d tables", m.Name, ErrTooLarge, len(m.Tables))
+	}
+	m.Nodes = m.Nodes[:0]
+	for _, n := range nodes {
+		m.Nodes = append(m.Nodes, chunk.Ref{ID: n.ID, Len: uint32(len(n.Data))})
+	}
+	return obj, nodes, nil
+}
+
+// encodeTree cuts a table's files into leaves, and the leaves' references
+// into levels of inner nodes until one node is left: the root.
+func (m *Manifest) encodeTree(t *Table, emit func([]byte) chunk.Ref) (rootTable, error) {
+	rt := rootTable{Name: t.Name, ID: t.ID, Files: len(t.Files)}
+	var level []chunk.Ref
+	start, cost := 0, int64(0)
+	for j := range t.Files {
+		f := &t.Files[j]
+		rt.Bytes += f.Size
+		cost += f.memCost()
+		if j < len(t.Files)-1 && !leafEnds(f) && cost < leafCost {
+			continue
+		}
+		ref, err := m.encodeLeaf(t, t.Files[start:j+1], emit)
+		if err != nil {
+			return rt, err
+		}
+		level = append(level, ref)
+		start, cost = j+1, 0
+	}
+	if len(level) == 0 { // a table without files: one empty leaf
+		ref, err := m.encodeLeaf(t, nil, emit)
+		if err != nil {
+			return rt, err
+		}
+		level = append(level, ref)
+	}
+	for len(level) > 1 {
+		var up []chunk.Ref
+		start := 0
+		for j, c := range level {
+			if j < len(level)-1 && c.ID[1]&(1<<nodeBits-1) != 0 && j+1-start < maxChildren {
+				continue
+			}
+			b, err := gzipJSON(innerNode{Format: FormatVersion, Children: level[start : j+1]})
+			if err != nil {
+				return rt, err
+			}
+			up = append(up, emit(b))
+			start = j + 1
+		}
+		level = up
+		rt.Height++
+	}
+	rt.Root = level[0]
+	return rt, nil
+}
+
+// leafEnds reports whether a leaf ends after f: the low leafBits of the
+// BLAKE3 of its path and root are zero.
+func leafEnds(f *File) bool {
+	h := chunk.Sum([]byte(f.Path + "\x00" + f.Root))
+	return h[0]&(1<<leafBits-1) == 0
+}
+
+// encodeLeaf encodes a run of a table's files as a leaf: a flat manifest of
+// the host and keyspace, dated leafTime, holding them.
+func (m *Manifest) encodeLeaf(t *Table, files []File, emit func([]byte) chunk.Ref) (chunk.Ref, error) {
+	b, err := encodeFlat(leafOf(m.Host, m.Keyspace, Table{Name: t.Name, ID: t.ID, Files: files}))
+	if err != nil {
+		return chunk.Ref{}, err
+	}
+	return emit(b), nil
+}
+
+// leafOf is the flat manifest a leaf of the given host and keyspace is.
+func leafOf(host, keyspace string, t Table) *Manifest {
+	return &Manifest{Format: FormatVersion, Name: BackupName(leafTime, keyspace, host), Host: host, Keyspace: keyspace,
+		Time: leafTime, Tables: []Table{t}}
+}
+
+// memCost is what one file costs a decoder (see Manifest.MemCost).
+func (f *File) memCost() int64 {
+	return fileSize + int64(len(f.Path)+len(f.Root)+len(f.User)+len(f.Group)) + int64(len(f.Chunks))*refSize
+}
+
+// gzipJSON is v as JSON in a gzip member with the fixed header Encode uses.
+func gzipJSON(v any) ([]byte, error) {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(js); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// gunzipJSON decodes a gzip member of at most limit bytes of JSON into v,
+// refusing unknown fields, anything after the member, and JSON that is not
+// what json.Marshal writes for the value it decodes to.
+func gunzipJSON(b []byte, limit int64, v any) error {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("not gzip: %w", err)
+	}
+	zr.Multistream(false)
+	js, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return err
+	}
+	if int64(len(js)) > limit {
+		return fmt.Errorf("more than %d bytes of JSON", limit)
+	}
+	if n, _ := zr.Read(make([]byte, 1)); n > 0 {
+		return errors.New("data after the gzip member")
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if again, err := json.Marshal(v); err != nil || !bytes.Equal(again, js) {
+		return errors.New("not in canonical form")
+	}
+	return nil
+}
+
+// decodeRoot decodes a manifest object into the manifest's header and its
+// tables without their files (Count and Bytes set), and the tables' roots.
+func decodeRoot(obj []byte) (*Manifest, []rootTable, error) {
+	var ro rootObject
+	err := gunzipJSON(obj, maxRoot, &ro)
+	if ro.Format != FormatVersion && ro.Format != 0 {
+		return nil, nil, fmt.Errorf("manifest format %d not supported", ro.Format)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("manifest: %w", err)
+	}
+	m := &Manifest{Format: ro.Format, Name: ro.Name, Host: ro.Host, Keyspace: ro.Keyspace, Time: ro.Time,
+		CassandraVersion: ro.CassandraVersion, Session: ro.Session, Tables: []Table{}}
+	for _, rt := range ro.Tables {
+		if rt.Files < 0 || rt.Bytes < 0 || rt.Height < 0 || rt.Height > maxHeight {
+			return nil, nil, fmt.Errorf("manifest %.300q: table %.300q: bad counts", m.Name, rt.Name)
+		}
+		m.Tables = append(m.Tables, Table{Name: rt.Name, ID: rt.ID, Files: []File{}, Count: rt.Files, Bytes: rt.Bytes})
+	}
+	if err := m.Validate(); err != nil {
+		return nil, nil, err
+	}
+	return m, ro.Tables, nil
+}
+
+// Read decodes a manifest object and reads its tables' files from src,
+// checking every node against its reference, every leaf's host, keyspace
+// and table, and the whole manifest as Decode did; it holds at most
+// MaxDecodedMemory of decoded files.
+func Read(ctx context.Context, obj []byte, src Chunks) (*Manifest, error) {
+	m, roots, err := decodeRoot(obj)
+	if err != nil {
+		return nil, err
+	}
+	budget := int64(MaxDecodedMemory)
+	for i := range m.Tables {
+		t := &m.Tables[i]
+		files, err := m.readTree(ctx, src, roots[i], &budget)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s: table %s: %w", m.Name, t.Name, err)
+		}
+		t.Files = files
+		var bytes int64
+		for _, f := range files {
+			bytes += f.Size
+		}
+		if len(files) != t.Count || bytes != t.Bytes {
+			return nil, fmt.Errorf("manifest %s: table %s: %d files of %d bytes in its tree, %d of %d in its header", m.Name, t.Name, len(files), bytes, t.Count, t.Bytes)
+		}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// readTree reads a table's tree a level at a time and returns its files,
+// adding every node to m.Nodes.
+func (m *Manifest) readTree(ctx context.Context, src Chunks, rt rootTable, budget *int64) ([]File, error) {
+	level := []chunk.Ref{rt.Root}
+	for h := rt.Height; ; h-- {
+		m.Nodes = append(m.Nodes, level...)
+		if h == 0 {
+			return m.readLeaves(ctx, src, rt, level, budget)
+		}
+		data, err := fetchNodes(ctx, src, level)
+		if err != nil {
+			return nil, err
+		}
+		var next []chunk.Ref
+		for _, ref := range level {
+			var n innerNode
+			if err := gunzipJSON(data[ref.ID], maxNode, &n); err != nil {
+				return nil, fmt.Errorf("node %s: %w", ref.ID, err)
+			}
+			if n.Format != FormatVersion || len(n.Children) == 0 || len(n.Children) > maxChildren {
+				return nil, fmt.Errorf("node %s: format %d, %d children", ref.ID, n.Format, len(n.Children))
+			}
+			next = append(next, n.Children...)
+		}
+		level = next
+	}
+}
+
+// leafBatch is how many leaves are fetched at once.
+const leafBatch = 64
+
+// readLeaves fetches and decodes the leaves in order, leafBatch at a time,
+// and returns their files.
+func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, refs []chunk.Ref, budget *int64) ([]File, error) {
+	var files []File
+	var data map[chunk.ID][]byte
+	want := leafOf(m.Host, m.Keyspace, Table{Name: rt.Name, ID: rt.ID})
+	for i, ref := range refs {
+		if i%leafBatch == 0 {
+			var err error
+			if data, err = fetchNodes(ctx, src, refs[i:min(i+leafBatch, len(refs))]); err != nil {
+				return nil, err
+			}
+		}
+		l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, *budget)
+		if err != nil {
+			return nil, fmt.Errorf("leaf %s: %w", ref.ID, err)
+		}
+		*budget -= l.MemCost()
+		if l.Name != want.Name || l.Session != "" || l.CassandraVersion != "" || len(l.Tables) != 1 ||
+			l.Tables[0].Name != rt.Name || l.Tables[0].ID != rt.ID {
+			return nil, fmt.Errorf("leaf %s: not a leaf of this table", ref.ID)
+		}
+		if files == nil {
+			files = l.Tables[0].Files
+		} else {
+			files = append(files, l.Tables[0].Files...)
+		}
+	}
+	if files == nil {
+		files = []File{}
+	}
+	return files, nil
+}
+
+// fetchNodes fetches the nodes of one level, each checked against its
+// length (src checks its ID).
+func fetchNodes(ctx context.Context, src Chunks, refs []chunk.Ref) (map[chunk.ID][]byte, error) {
+	if src == nil {
+		return nil, errors.New("no source for the manifest's tree")
+	}
+	ids := make([]chunk.ID, len(refs))
+	for i, r := range refs {
+		ids[i] = r.ID
+	}
+	data := make(map[chunk.ID][]byte, len(refs))
+	var mu sync.Mutex // fn may be called from several goroutines at once
+	err := src.FetchChunks(ctx, ids, func(id chunk.ID, b []byte) error {
+		mu.Lock()
+		data[id] = bytes.Clone(b)
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range refs {
+		b, ok := data[r.ID]
+		if !ok {
+			return nil, fmt.Errorf("node %s: not found", r.ID)
+		}
+		if len(b) != int(r.Len) {
+			return nil, fmt.Errorf("node %s: %d bytes, its reference says %d", r.ID, len(b), r.Len)
+		}
+	}
+	return data, nil
+}

@@ -1,0 +1,170 @@
+package manifest
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote"
+)
+
+// memChunks is a chunk store in memory, for the trees of tests.
+type memChunks map[chunk.ID][]byte
+
+func (mc memChunks) FetchChunks(_ context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
+	for _, id := range ids {
+		b, ok := mc[id]
+		if !ok {
+			return fmt.Errorf("chunk %s: not stored", id)
+		}
+		if err := fn(id, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putManifest stores m's nodes in mc and its object in st.
+func putManifest(ctx context.Context, st remote.Store, m *Manifest, mc memChunks) error {
+	obj, nodes, err := Encode(m)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		mc[n.ID] = n.Data
+	}
+	return Put(ctx, st, m.Name, obj)
+}
+
+// treeManifest is a manifest of one table of n SSTables of two files each.
+func treeManifest(n int, at time.Time) *Manifest {
+	m := &Manifest{Format: FormatVersion, Host: "h", Keyspace: "ks", Time: at, Session: "0123456789abcdef01234567",
+		Tables: []Table{{Name: "t", ID: id32, Files: []File{}}, {Name: "u", ID: id32, Files: []File{}}}}
+	m.Name = BackupName(m.Time, m.Keyspace, m.Host)
+	for i := range n {
+		for _, comp := range []string{"Data.db", "TOC.txt"} {
+			f := File{Path: fmt.Sprintf("ks/t-%s/nb-%d-big-%s", id32, i+1, comp), Mode: 0o644, MTime: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC),
+				Size: 10, Sum: chunk.Sum(fmt.Appendf(nil, "%d%s", i, comp))}
+			f.Chunks = []chunk.Ref{{ID: f.Sum, Len: 10}}
+			m.Tables[0].Files = append(m.Tables[0].Files, f)
+		}
+	}
+	m.Sort()
+	return m
+}
+
+// A manifest round-trips through its tree, which has several levels for
+// many files; its Refs hold its nodes.
+func TestTreeRoundTrip(t *testing.T) {
+	for _, n := range []int{0, 1, 50, 20_000} {
+		m := treeManifest(n, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+		obj, nodes, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc := memChunks{}
+		for _, nd := range nodes {
+			mc[nd.ID] = nd.Data
+		}
+		got, err := Read(t.Context(), obj, mc)
+		if err != nil {
+			t.Fatalf("%d SSTables: %v", n, err)
+		}
+		for i := range got.Tables {
+			got.Tables[i].Count, got.Tables[i].Bytes = 0, 0
+		}
+		byID := func(a, b chunk.Ref) int { return chunk.Compare(a.ID, b.ID) }
+		slices.SortFunc(got.Nodes, byID)
+		slices.SortFunc(m.Nodes, byID)
+		if !reflect.DeepEqual(got.Tables, m.Tables) || got.Name != m.Name || !reflect.DeepEqual(got.Nodes, m.Nodes) {
+			t.Errorf("%d SSTables: read back differs", n)
+		}
+		refs := 0
+		for range got.Refs() {
+			refs++
+		}
+		if want := 2*n + len(nodes); refs != want {
+			t.Errorf("%d SSTables: %d refs, want %d (files and nodes)", n, refs, want)
+		}
+		t.Logf("%d SSTables: %d nodes, object %d bytes", n, len(nodes), len(obj))
+	}
+}
+
+// Adding one SSTable to a large table changes a few nodes: the others keep
+// their IDs, so a continuous commit stores kilobytes.
+func TestTreeChangeIsLocal(t *testing.T) {
+	at := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
+	m := treeManifest(20_000, at)
+	_, before, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := map[chunk.ID]bool{}
+	for _, n := range before {
+		old[n.ID] = true
+	}
+	m2 := treeManifest(20_000, at.Add(time.Second))
+	extra := m2.Tables[0].Files[0]
+	extra.Path = strings.Replace(extra.Path, "nb-1-", "nb-999999-", 1)
+	m2.Tables[0].Files = append(m2.Tables[0].Files, extra)
+	m2.Sort()
+	_, after, err := Encode(m2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newBytes, newNodes := 0, 0
+	for _, n := range after {
+		if !old[n.ID] {
+			newNodes++
+			newBytes += len(n.Data)
+		}
+	}
+	t.Logf("one SSTable added to 20,000: %d of %d nodes new, %d bytes", newNodes, len(after), newBytes)
+	if newNodes > 4 || newBytes > 32<<10 {
+		t.Errorf("one SSTable added: %d new nodes, %d bytes; want at most 4 and 32 KiB", newNodes, newBytes)
+	}
+}
+
+// A damaged or foreign node is an error naming it; so is a missing one.
+func TestTreeRefusesBadNodes(t *testing.T) {
+	m := treeManifest(3_000, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+	obj, nodes, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := treeManifest(10, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+	other.Keyspace = "ks2"
+	other.Name = BackupName(other.Time, other.Keyspace, other.Host)
+	for i := range other.Tables {
+		for j := range other.Tables[i].Files {
+			other.Tables[i].Files[j].Path = strings.Replace(other.Tables[i].Files[j].Path, "ks/", "ks2/", 1)
+		}
+	}
+	_, foreign, err := Encode(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(mc memChunks){
+		"missing": func(mc memChunks) { delete(mc, nodes[len(nodes)/2].ID) },
+		"short":   func(mc memChunks) { id := nodes[0].ID; mc[id] = mc[id][:len(mc[id])-1] },
+		"foreign leaf": func(mc memChunks) {
+			mc[nodes[0].ID] = foreign[0].Data
+		},
+	} {
+		mc := memChunks{}
+		for _, n := range nodes {
+			mc[n.ID] = n.Data
+		}
+		mutate(mc)
+		if _, err := Read(t.Context(), obj, mc); err == nil {
+			t.Errorf("%s node: read without error", name)
+		} else {
+			t.Logf("%s node: %v", name, err)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package cassback
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/remote"
+)
+
+// lazySource reads manifest trees through an index of the store that it
+// loads on first use (from cacheDir, when not empty), so that reading only
+// manifest objects costs no index.
+type lazySource struct {
+	st       remote.Store
+	cacheDir string
+	mu       sync.Mutex
+	idx      *index.Index
+}
+
+func (s *lazySource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
+	s.mu.Lock()
+	if s.idx == nil {
+		idx := index.New()
+		if _, err := idx.Load(ctx, s.st, s.cacheDir); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+		s.idx = idx
+	}
+	idx := s.idx
+	s.mu.Unlock()
+	src := index.Source{Store: s.st, Index: idx, Parallel: 1}
+	err := src.FetchChunks(ctx, ids, fn)
+	if errors.Is(err, index.ErrMissing) {
+		// A node in a pack no index file names (an index file was lost):
+		// index the stored packs no index file names from their headers.
+		if _, rerr := idx.RebuildOrphans(ctx, s.st); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		err = src.FetchChunks(ctx, ids, fn)
+	}
+	return err
+}
+
+// Chunks returns a source of the store's chunks for reading manifests
+// (manifest.Get), which loads the index the first time it is used.
+func (r *Repo) Chunks() manifest.Chunks { return &lazySource{st: r.Store, cacheDir: r.CacheDir} }
+
+// StoreManifest stores a manifest made outside a backup (by a tool or a
+// test): the nodes of its trees in a pack named by a new index file, then
+// its object, uncommitted. Backups store theirs through their own writer
+// and session.
+func StoreManifest(ctx context.Context, st remote.Store, m *manifest.Manifest) error {
+	cfg, err := index.LoadConfig(ctx, st)
+	if err != nil {
+		return err
+	}
+	idx := index.New()
+	if _, err := idx.Load(ctx, st, ""); err != nil {
+		return err
+	}
+	obj, nodes, err := manifest.Encode(m)
+	if err != nil {
+		return err
+	}
+	w, err := index.NewWriter(ctx, st, idx, cfg, index.WriterOptions{Host: m.Host})
+	if err != nil {
+		return err
+	}
+	p := w.NewPacker()
+	for _, n := range nodes {
+		if _, err := p.Add(ctx, n.ID, n.Data); err != nil {
+			return err
+		}
+	}
+	if err := w.Sync(ctx); err != nil {
+		return err
+	}
+	return manifest.Put(ctx, st, m.Name, obj)
+}
+
+// ChunksOf returns a source of st's chunks for reading manifests, which
+// loads the index, without a cache, the first time it is used.
+func ChunksOf(st remote.Store) manifest.Chunks { return &lazySource{st: st} }
