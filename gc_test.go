@@ -491,7 +491,13 @@ func TestValidateFindsDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 			var pack, ik, mk string
-			r.Store.List(ctx, "packs/", func(i remote.Info) error { pack = i.Key; return nil })
+			var largest int64 // a pack of file chunks, not the small one of the manifests' trees
+			r.Store.List(ctx, "packs/", func(i remote.Info) error {
+				if i.Size > largest {
+					pack, largest = i.Key, i.Size
+				}
+				return nil
+			})
 			r.Store.List(ctx, "index/", func(i remote.Info) error { ik = i.Key; return nil })
 			mk, _ = manifest.Key(s.Manifests[0])
 			if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
