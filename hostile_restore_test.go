@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,6 +208,7 @@ func TestRestoreNeedsItsSession(t *testing.T) {
 		{fmt.Errorf("put session: %w", remote.ErrPrecondition), false},
 		{errors.New("put session: connection reset"), false},
 		{fmt.Errorf("put session: access denied: %w", fs.ErrPermission), true},
+		{fmt.Errorf("put session: %w", syscall.EROFS), true},
 	} {
 		ro := repoOn(t, sessionFailStore{Store: st, err: tc.err}, writerOpts)
 		data := t.TempDir()
