@@ -3,11 +3,15 @@ package cassback
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/remote"
 )
 
 // backupSmall backs up a small generated node as host h and returns its
@@ -212,4 +217,49 @@ func gzipOf(b []byte) []byte {
 	zw.Write(b)
 	zw.Close()
 	return gz.Bytes()
+}
+
+// sessionFailStore fails every conditional write of a session object.
+type sessionFailStore struct {
+	remote.Store
+	err error
+}
+
+func (s sessionFailStore) PutIf(ctx context.Context, key string, b []byte, etag string) (string, error) {
+	if strings.HasPrefix(key, "sessions/") {
+		return "", s.err
+	}
+	return s.Store.(remote.Conditional).PutIf(ctx, key, b, etag)
+}
+
+// A reader runs without a session only when the store refuses it the
+// right to write one (read-only credentials). A session that could not
+// start for any other reason — revoked while it was starting (stopped past
+// the lease: long-mode seed 83863, whose restore then read packs a purge
+// deleted), or a store failing — stops the restore before it reads a
+// chunk.
+func TestRestoreNeedsItsSession(t *testing.T) {
+	ctx := t.Context()
+	st := localStore(t)
+	r := repoOn(t, st, writerOpts)
+	ms := backupSmall(t, r, 93)
+	for _, tc := range []struct {
+		err     error
+		proceed bool
+	}{
+		{fmt.Errorf("put session: %w", remote.ErrPrecondition), false},
+		{errors.New("put session: connection reset"), false},
+		{fmt.Errorf("put session: access denied: %w", fs.ErrPermission), true},
+		{fmt.Errorf("put session: %w", syscall.EROFS), true},
+	} {
+		ro := repoOn(t, sessionFailStore{Store: st, err: tc.err}, writerOpts)
+		data := t.TempDir()
+		res, err := ro.Restore(ctx, ms, RestoreOptions{DataDir: data, NoChown: true})
+		switch {
+		case tc.proceed && (err != nil || len(res.Restored) == 0):
+			t.Errorf("%v: restore without a session: %v, %d files; want it to run, with a warning", tc.err, err, len(res.Restored))
+		case !tc.proceed && (err == nil || len(res.Restored) > 0):
+			t.Errorf("%v: restore = %v, %d files restored; want an error and nothing read", tc.err, err, len(res.Restored))
+		}
+	}
 }

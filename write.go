@@ -1,6 +1,7 @@
 package cassback
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +20,9 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/hole"
+	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
 )
@@ -45,9 +48,9 @@ type backupRun struct {
 	mu    sync.Mutex
 	known map[fileKey]manifest.File // last record of each file, for reuse
 
-	nodes *index.Packer // stores the manifests' tree nodes, apart from file chunks
-	// meta counts what the writer's Stats count of tree nodes: new chunks
-	// and their bytes, and known ones. Summaries report file chunks only.
+	// treePacks are the packs holding tree nodes seen stored; metaNew,
+	// metaBytes and metaDup count the nodes stored and found stored.
+	treePacks                   map[chunk.ID]bool
 	metaNew, metaBytes, metaDup atomic.Int64
 }
 
@@ -342,47 +345,126 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	return names, errors.Join(errs...)
 }
 
-// storeTrees encodes the manifests and adds the nodes of their trees to
-// the writer (an unchanged node is already stored, and costs nothing), so
-// that the Sync before the manifests are written makes them durable and
-// indexed too. It returns each manifest's object, nil for one that cannot
-// be encoded (too large), and the errors of those; err is a failure to
-// store a node, which stops the commit.
+// storeTrees encodes the manifests and stores the nodes of their trees
+// that the store lacks (an unchanged node is stored already, and costs a
+// lookup) in packs of their own, marked as such (pack.TreeMark) and named
+// by an index file, before the manifests that need them are written. It
+// returns each manifest's object, nil for one that cannot be encoded (too
+// large), and the errors of those; err is a failure to store nodes, which
+// stops the commit.
 func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (objs [][]byte, encErr, err error) {
 	objs = make([][]byte, len(ms))
 	var errs []error
-	if b.nodes == nil {
-		b.nodes = b.w.NewPacker()
-	}
+	var nodes []manifest.Node
+	size := 0
+	seen := map[chunk.ID]bool{}
 	for i, m := range ms {
 		m.Session = b.sess.s.ID()
-		obj, nodes, err := manifest.Encode(m)
+		obj, ns, err := manifest.Encode(m)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for _, n := range nodes {
-			added, err := b.nodes.Add(ctx, n.ID, n.Data)
+		for _, n := range ns {
+			if seen[n.ID] {
+				continue
+			}
+			seen[n.ID] = true
+			have, err := b.haveNode(ctx, n.ID)
 			if err != nil {
 				return nil, nil, err
 			}
-			if added {
-				b.metaNew.Add(1)
-				b.metaBytes.Add(int64(len(n.Data)))
-			} else {
+			if have {
 				b.metaDup.Add(1)
+				continue
 			}
+			if size+len(n.Data) > pack.MaxTreePack-pack.TrailerSize-len(nodes)*pack.EntrySize-1<<10 && len(nodes) > 0 {
+				if err := b.storeNodes(ctx, nodes); err != nil {
+					return nil, nil, err
+				}
+				nodes, size = nodes[:0], 0
+			}
+			nodes = append(nodes, n)
+			size += len(n.Data)
 		}
 		objs[i] = obj
+	}
+	if err := b.storeNodes(ctx, nodes); err != nil {
+		return nil, nil, err
 	}
 	return objs, errors.Join(errs...), nil
 }
 
+// haveNode reports whether a node is stored in a pack that is, checking
+// each pack once (a late index file of a revoked writer may name a pack a
+// sweep deleted: §4.2 W1).
+func (b *backupRun) haveNode(ctx context.Context, id chunk.ID) (bool, error) {
+	for {
+		loc, ok := b.idx.Lookup(id)
+		if !ok {
+			return false, nil
+		}
+		if b.treePacks[loc.Pack] {
+			return true, nil
+		}
+		info, err := b.r.Store.Stat(ctx, pack.Key(loc.Pack))
+		switch {
+		case errors.Is(err, fs.ErrNotExist), err == nil && info.Size != b.idx.PackSize(loc.Pack):
+			b.idx.Exclude([]chunk.ID{loc.Pack})
+			continue
+		case err != nil:
+			return false, fmt.Errorf("check pack %s: %w", loc.Pack, err)
+		}
+		if b.treePacks == nil {
+			b.treePacks = map[chunk.ID]bool{}
+		}
+		b.treePacks[loc.Pack] = true
+		return true, nil
+	}
+}
+
+// storeNodes writes nodes into one pack marked as holding tree nodes,
+// checks that it is stored whole, and writes an index file naming it
+// (design §2: a pack enters the index only once durable).
+func (b *backupRun) storeNodes(ctx context.Context, nodes []manifest.Node) error {
+	if len(nodes) == 0 {
+		return nil
+	}
+	pb := pack.NewBuilder(nil)
+	var nonce [pack.NonceSize]byte
+	random.Read(nonce[:])
+	copy(nonce[:], pack.TreeMark[:])
+	pb.SetNonce(nonce)
+	var total int64
+	for _, n := range nodes {
+		pb.Add(n.ID, n.Data)
+		total += int64(len(n.Data))
+	}
+	entries := slices.Clone(pb.Entries())
+	data, id := pb.Finish()
+	key := pack.Key(id)
+	if err := b.r.Store.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		return fmt.Errorf("store the manifests' trees: %w", err)
+	}
+	if info, err := b.r.Store.Stat(ctx, key); err != nil || info.Size != int64(len(data)) {
+		return fmt.Errorf("store the manifests' trees: pack %s not stored whole (%v)", id, err)
+	}
+	rec := index.PackRecord{ID: id, Size: int64(len(data)), Entries: entries}
+	file, sum := index.EncodeFile([]index.PackRecord{rec})
+	if err := b.r.Store.Put(ctx, index.Key(b.host, sum), bytes.NewReader(file), int64(len(file))); err != nil {
+		return fmt.Errorf("index the manifests' trees: %w", err)
+	}
+	b.idx.Add(rec)
+	b.metaNew.Add(int64(len(nodes)))
+	b.metaBytes.Add(total)
+	return nil
+}
+
 // chunkStats returns the writer's counts of file chunks: new chunks and
-// their bytes, known chunks, and packs (tree nodes left out).
+// their bytes, known chunks, and packs (tree nodes are stored apart).
 func (b *backupRun) chunkStats() (chunksNew, bytesNew, chunksDup, packs int64) {
 	st := b.w.Stats()
-	return st.ChunksNew.Load() - b.metaNew.Load(), st.BytesNew.Load() - b.metaBytes.Load(), st.ChunksDup.Load() - b.metaDup.Load(), st.Packs.Load()
+	return st.ChunksNew.Load(), st.BytesNew.Load(), st.ChunksDup.Load(), st.Packs.Load()
 }
 
 // noteCommit counts a commit that began at t0 in the Stats: its

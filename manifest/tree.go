@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ var leafTime = time.Unix(0, 0).UTC()
 const (
 	leafBits    = 6         // a leaf holds about 64 files
 	leafCost    = 256 << 10 // or at most this much decoded memory, past one file
+	maxLeafRefs = 1 << 14   // a file of more chunks is cut into parts, a leaf each
 	nodeBits    = 5         // an inner node has about 32 children
 	maxChildren = 1024
 	maxHeight   = 16
@@ -141,6 +143,33 @@ func (m *Manifest) encodeTree(t *Table, emit func([]byte) chunk.Ref) (rootTable,
 	for j := range t.Files {
 		f := &t.Files[j]
 		rt.Bytes += f.Size
+		if len(f.Chunks) > maxLeafRefs {
+			// A file of more chunks than a leaf holds (over 64 GiB at the
+			// mean chunk) is cut into parts, a leaf each, which readers
+			// join again.
+			if start < j {
+				ref, err := m.encodeLeaf(t, t.Files[start:j], emit)
+				if err != nil {
+					return rt, err
+				}
+				level = append(level, ref)
+			}
+			for k := 0; k < len(f.Chunks); k += maxLeafRefs {
+				part := *f
+				part.Chunks = f.Chunks[k:min(k+maxLeafRefs, len(f.Chunks))]
+				part.Size = 0
+				for _, c := range part.Chunks {
+					part.Size += int64(c.Len)
+				}
+				ref, err := m.encodeLeaf(t, []File{part}, emit)
+				if err != nil {
+					return rt, err
+				}
+				level = append(level, ref)
+			}
+			start, cost = j+1, 0
+			continue
+		}
 		cost += f.memCost()
 		if j < len(t.Files)-1 && !leafEnds(f) && cost < leafCost {
 			continue
@@ -364,10 +393,20 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 			l.Tables[0].Name != rt.Name || l.Tables[0].ID != rt.ID {
 			return nil, fmt.Errorf("leaf %s: not a leaf of this table", ref.ID)
 		}
+		lf := l.Tables[0].Files
+		if n := len(files); n > 0 && len(lf) > 0 && lf[0].Path == files[n-1].Path && lf[0].Root == files[n-1].Root {
+			// The next part of a file cut across leaves.
+			if !samePart(&files[n-1], &lf[0]) {
+				return nil, fmt.Errorf("leaf %s: file %s repeated with other metadata", ref.ID, lf[0].Path)
+			}
+			files[n-1].Chunks = append(files[n-1].Chunks, lf[0].Chunks...)
+			files[n-1].Size += lf[0].Size
+			lf = lf[1:]
+		}
 		if files == nil {
-			files = l.Tables[0].Files
+			files = lf
 		} else {
-			files = append(files, l.Tables[0].Files...)
+			files = append(files, lf...)
 		}
 	}
 	if files == nil {
@@ -407,4 +446,12 @@ func fetchNodes(ctx context.Context, src Chunks, refs []chunk.Ref) (map[chunk.ID
 		}
 	}
 	return data, nil
+}
+
+// samePart reports whether two records are parts of one file: all but
+// their size and chunks agree.
+func samePart(a, b *File) bool {
+	x, y := *a, *b
+	x.Size, x.Chunks, y.Size, y.Chunks = 0, nil, 0, nil
+	return reflect.DeepEqual(x, y)
 }

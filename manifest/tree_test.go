@@ -195,3 +195,33 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// A file of more chunks than a leaf holds is cut into parts and joined
+// again on reading.
+func TestTreeSplitsLargeFile(t *testing.T) {
+	m := treeManifest(3, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+	f := &m.Tables[0].Files[1]
+	f.Chunks, f.Size = nil, 0
+	for i := range 3*maxLeafRefs + 7 {
+		f.Chunks = append(f.Chunks, chunk.Ref{ID: chunk.Sum(fmt.Appendf(nil, "c%d", i)), Len: 3})
+		f.Size += 3
+	}
+	obj, nodes, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := memChunks{}
+	for _, n := range nodes {
+		mc[n.ID] = n.Data
+	}
+	got, err := Read(t.Context(), obj, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Tables[0].Files, m.Tables[0].Files) {
+		t.Errorf("the large file did not come back whole")
+	}
+	if len(nodes) < 5 {
+		t.Errorf("%d nodes, want its four parts in leaves of their own", len(nodes))
+	}
+}

@@ -54,6 +54,9 @@ func (e *opError) Unwrap() []error {
 	if e.class != nil {
 		errs = append(errs, e.class)
 	}
+	if e.class == ErrAccessDenied {
+		errs = append(errs, fs.ErrPermission) // what a read-only process meets on any store
+	}
 	if e.err != nil {
 		errs = append(errs, e.err)
 	}

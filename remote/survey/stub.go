@@ -81,6 +81,9 @@ func decodeStub(b []byte) (stub, error) {
 // and trailer when t ends like a pack, else t.
 func keepLen(size int64, t []byte) int64 {
 	if n, ok := pack.HeaderLen(t); ok {
+		if pack.IsTreePack(t) && size <= pack.MaxTreePack {
+			return size // manifests' trees: kept whole, so manifests read
+		}
 		return min(size, n-pack.TrailerSize+trailerSlack)
 	}
 	return int64(len(t))

@@ -1,0 +1,223 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cassback/cassback/internal/nodegen"
+)
+
+// The large runs, switched on by the environment and skipped otherwise (so
+// CI never runs them). docs/benchmarks.md ("Fleet bench") has the commands
+// and the results.
+//
+//	CASSBACK_FLEET_DIR         the store's folder: TestFleetGenerate fills it
+//	                           (it must be empty or absent), TestFleetMeasure
+//	                           measures commands on it
+//	CASSBACK_FLEET_HOSTS       hosts (default 10)
+//	CASSBACK_FLEET_TIB         TiB a host's backup holds (default 1; 0.25 is fine)
+//	CASSBACK_FLEET_SSTABLES    live SSTables per table (default 16)
+//	CASSBACK_FLEET_BACKUPS     backups per host (default 3)
+//	CASSBACK_FLEET_SEED        seed (default 1)
+//	CASSBACK_FLEET_NODE_BYTES  size of the node TestFleetMeasure backs up (default 256 MiB)
+//	CASSBACK_FLEET_MEASURE     commands to measure, comma-separated, in order:
+//	                           backup (new host, empty cache), backup-warm
+//	                           (another new host, the first one's cache),
+//	                           list (list --hosts), validate (every host),
+//	                           validate-host (--host host000); default: all but
+//	                           validate-host. validate holds every host's
+//	                           references: 3 GB at 10 hosts × 1 TiB, too much
+//	                           for 100 on a 24 GiB machine
+//	CASSBACK_FLEET_KILL_RSS    resident set in bytes at which a command is killed
+//	                           (default 10 GiB; the machine is shared)
+//	CASSBACK_FLEET_LOGS        folder to keep each run's log in (default: dropped)
+//	CASSBACK_FLEET_SRC         the source tree cassback is built from (default:
+//	                           this module; a `git archive` of a commit pins it)
+//	CASSBACK_FLEET_OUT         file each result is appended to, a JSON object a line
+
+func envInt(t *testing.T, name string, def int64) int64 {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, s, err)
+	}
+	return n
+}
+
+// record appends v as a JSON line to CASSBACK_FLEET_OUT, if set.
+func record(t *testing.T, v any) {
+	path := os.Getenv("CASSBACK_FLEET_OUT")
+	if path == "" {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func selfMaxRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss << 10
+}
+
+// TestFleetGenerate generates the store CASSBACK_FLEET_DIR names.
+func TestFleetGenerate(t *testing.T) {
+	dir := os.Getenv("CASSBACK_FLEET_DIR")
+	if dir == "" {
+		t.Skip("set CASSBACK_FLEET_DIR (and CASSBACK_FLEET_HOSTS, CASSBACK_FLEET_TIB) to generate a fleet store")
+	}
+	tib := 1.0
+	if s := os.Getenv("CASSBACK_FLEET_TIB"); s != "" {
+		var err error
+		if tib, err = strconv.ParseFloat(s, 64); err != nil {
+			t.Fatalf("CASSBACK_FLEET_TIB=%q: %v", s, err)
+		}
+	}
+	c := Config{
+		Hosts:            int(envInt(t, "CASSBACK_FLEET_HOSTS", 10)),
+		BytesPerHost:     int64(tib * (1 << 40)),
+		SSTablesPerTable: int(envInt(t, "CASSBACK_FLEET_SSTABLES", 0)),
+		BackupsPerHost:   int(envInt(t, "CASSBACK_FLEET_BACKUPS", 0)),
+		Seed:             uint64(envInt(t, "CASSBACK_FLEET_SEED", 1)),
+	}
+	s, err := Generate(dir, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss := selfMaxRSS()
+	disk, files, err := DiskUsage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d hosts × %.3g TiB: %d chunks (%s), %d shared; %d packs (%s logical, %s of stubs); "+
+		"%d index files (%s); %d manifests (%s), %d refs; %d files, %s on disk; %v, peak RSS %s",
+		s.Hosts, tib, s.Chunks, MB(s.ChunkBytes), s.SharedChunks, s.Packs, MB(s.PackBytes), MB(s.StubBytes),
+		s.IndexFiles, MB(s.IndexBytes), s.Manifests, MB(s.ManifestBytes), s.Refs, files, MB(disk),
+		s.Elapsed.Round(time.Second), MB(rss))
+	record(t, map[string]any{"kind": "generate", "dir": dir, "tib": tib, "config": c, "stats": s,
+		"disk_bytes": disk, "files": files, "max_rss": rss, "date": time.Now().UTC().Format(time.RFC3339)})
+}
+
+// TestFleetMeasure runs the commands CASSBACK_FLEET_MEASURE names against
+// the store in CASSBACK_FLEET_DIR, each with the real binary, and logs a
+// table row for each. New hosts it backs up are removed afterwards.
+func TestFleetMeasure(t *testing.T) {
+	dir := os.Getenv("CASSBACK_FLEET_DIR")
+	if dir == "" {
+		t.Skip("set CASSBACK_FLEET_DIR to a generated fleet store to measure commands on it")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "config")); err != nil {
+		t.Fatalf("no fleet store in %s: %v", dir, err)
+	}
+	ctx := t.Context()
+	bin, err := Build(ctx, os.Getenv("CASSBACK_FLEET_SRC"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	e := Env{Bin: bin, MetaDir: dir, CacheDir: filepath.Join(work, "cache"), Scratch: work,
+		KillRSS: envInt(t, "CASSBACK_FLEET_KILL_RSS", 10<<30)}
+
+	// The new hosts are removed before (what an interrupted run left)
+	// and after.
+	newHosts := []string{"new1", "new2"}
+	removeNew := func() {
+		for _, h := range newHosts {
+			if n, err := RemoveHost(context.Background(), dir, h); err != nil {
+				t.Errorf("remove %s: %v", h, err)
+			} else if n > 0 {
+				t.Logf("removed %s: %d objects", h, n)
+			}
+		}
+	}
+	removeNew()
+	t.Cleanup(removeNew)
+	hosts, err := os.ReadDir(filepath.Join(dir, "index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Each backup is of a node of its own (seeds 1 and 2), so the warm one
+	// uploads as much as the cold one.
+	nodeBytes := envInt(t, "CASSBACK_FLEET_NODE_BYTES", 256<<20)
+	backup := func(host string, seed uint64) []string {
+		node := filepath.Join(work, "node-"+host)
+		began := time.Now()
+		if _, err := nodegen.Generate(node, nodegen.Config{Seed: seed, TotalBytes: nodeBytes}); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("node of %s generated in %v", MB(nodeBytes), time.Since(began).Round(time.Millisecond))
+		return []string{"backup", "--ignore-changes", "--cassandra-data-dir", node, "--host", host}
+	}
+
+	cmds := strings.Split(os.Getenv("CASSBACK_FLEET_MEASURE"), ",")
+	if cmds[0] == "" {
+		cmds = []string{"backup", "backup-warm", "list", "validate"}
+	}
+	t.Logf("| hosts | command | peak RSS | wall | exit | requests |")
+	for _, name := range cmds {
+		var args []string
+		switch name {
+		case "backup":
+			args = backup(newHosts[0], 1)
+		case "backup-warm":
+			args = backup(newHosts[1], 2)
+		case "list":
+			args = []string{"list", "--hosts"}
+		case "validate":
+			args = []string{"validate"}
+		case "validate-host":
+			args = []string{"validate", "--host", "host000"}
+		default:
+			t.Fatalf("CASSBACK_FLEET_MEASURE: unknown command %q", name)
+		}
+		r, err := Measure(ctx, e, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("| %d | %s | %s | %v | %d | %s |", len(hosts), name, MB(r.MaxRSS), r.Wall.Round(10*time.Millisecond), r.Exit, r.Requests())
+		if logs := os.Getenv("CASSBACK_FLEET_LOGS"); logs != "" {
+			if b, err := os.ReadFile(r.Log); err == nil {
+				os.WriteFile(filepath.Join(logs, fmt.Sprintf("%d-hosts-%s.log", len(hosts), name)), b, 0o644)
+			}
+		}
+		if r.Exit != 0 {
+			log, _ := os.ReadFile(r.Log)
+			t.Errorf("%s: exit %d\n%s%s\nlog tail: %s", name, r.Exit, r.Stdout, r.Stderr, tail(log, 2000))
+		}
+		record(t, map[string]any{"kind": "measure", "dir": dir, "hosts": len(hosts), "command": name,
+			"args": args, "node_bytes": nodeBytes, "exit": r.Exit, "killed": r.Killed, "wall_s": r.Wall.Seconds(), "max_rss": r.MaxRSS,
+			"ops": r.Ops, "requests": r.Requests(), "stdout": tail([]byte(r.Stdout), 2000),
+			"date": time.Now().UTC().Format(time.RFC3339)})
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
