@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cassback/cassback"
+
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/pack"
@@ -113,7 +115,7 @@ func TestGenerate(t *testing.T) {
 		}
 		for _, ks := range kss {
 			err := manifest.List(ctx, sv, host, ks, "", func(name string) error {
-				m, err := manifest.Get(ctx, sv, name)
+				m, err := manifest.Get(ctx, sv, name, cassback.ChunksOf(sv))
 				if err != nil {
 					return err
 				}

@@ -139,7 +139,10 @@ func (g *generator) manifests(ctx context.Context, h *host, b int, s *Stats) err
 			return nil
 		}
 		m.Sort()
-		n, err := writeManifest(ctx, g.st, m)
+		if h.nodes == nil {
+			h.nodes = map[chunk.ID]bool{}
+		}
+		n, err := writeManifest(ctx, g.st, m, h.nodes, s)
 		if err != nil {
 			return err
 		}

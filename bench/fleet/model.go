@@ -63,7 +63,8 @@ type host struct {
 	i      int
 	name   string
 	tables []*table
-	r      stream // churn, generations and sizes
+	r      stream            // churn, generations and sizes
+	nodes  map[chunk.ID]bool // nodes of manifest trees written, each once
 }
 
 // HostName is the name Generate gives the i-th host.

@@ -44,18 +44,38 @@ func writeIndexFile(ctx context.Context, st remote.Store, host string, packs []i
 // once a backup ends): the nodes of its trees in a whole pack (the survey
 // store keeps such packs whole) named by an index file of its own, then
 // the manifest object and the marker.
-func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest) (int64, error) {
-	obj, nodes, err := manifest.Encode(m)
+func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, written map[chunk.ID]bool, s *Stats) (int64, error) {
+	obj, all, err := manifest.Encode(m)
 	if err != nil {
 		return 0, err
 	}
+	var nodes []manifest.Node // those not written for an earlier backup
+	for _, n := range all {
+		if !written[n.ID] {
+			written[n.ID] = true
+			nodes = append(nodes, n)
+		}
+	}
+	if len(nodes) == 0 {
+		if err := manifest.Put(ctx, st, m.Name, obj); err != nil {
+			return 0, err
+		}
+		return int64(len(obj)), manifest.PutCommit(ctx, st, m.Name, m.Session)
+	}
+	s.Chunks += int64(len(nodes))
+	s.Packs++
+	s.IndexFiles++
 	b := pack.NewBuilder(nil)
+	var nonce [pack.NonceSize]byte
+	copy(nonce[:], pack.TreeMark[:])
+	b.SetNonce(nonce)
 	for _, n := range nodes {
 		b.Add(n.ID, n.Data)
 	}
 	entries := append([]pack.Entry(nil), b.Entries()...)
 	data, id := b.Finish()
-	if err := st.Put(ctx, pack.Key(id), bytes.NewReader(data), int64(len(data))); err != nil {
+	whole := packStub(int64(len(data)), data) // a stub that keeps the pack whole, as the survey store does
+	if err := st.Put(ctx, pack.Key(id), bytes.NewReader(whole), int64(len(whole))); err != nil {
 		return 0, fmt.Errorf("write the pack of manifest %s: %w", m.Name, err)
 	}
 	ib, err := writeIndexFile(ctx, st, m.Host, []index.PackRecord{{ID: id, Size: int64(len(data)), Entries: entries}})
