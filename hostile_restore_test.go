@@ -251,6 +251,7 @@ func TestRestoreNeedsItsSession(t *testing.T) {
 		{errors.New("put session: connection reset"), false},
 		{fmt.Errorf("put session: access denied: %w", fs.ErrPermission), true},
 		{fmt.Errorf("put session: %w", syscall.EROFS), true},
+		{fmt.Errorf("put session: %w", errors.ErrUnsupported), true}, // conditional writes lost: no purge but --exclusive
 	} {
 		ro := repoOn(t, sessionFailStore{Store: st, err: tc.err}, writerOpts)
 		data := t.TempDir()

@@ -189,13 +189,16 @@ func beginRestore(st *Stats, todo []*restoreFile) *Progress {
 // credentials) still reads, without that protection.
 func (r *Repo) readSession(ctx context.Context, host string, kind gc.Kind, idx *index.Index) (func() error, error) {
 	sess, sets, err := r.startSession(ctx, host, kind, func(fresh []gc.CondemnedSet) { idx.Avoid(packsOf(fresh)) })
-	if err != nil && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+	if err != nil && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) && !errors.Is(err, errors.ErrUnsupported) {
 		// Revoked while it started (stopped past the lease), or a failing
 		// store: reading on unprotected could meet packs a purge deletes.
 		return nil, fmt.Errorf("start the %s session: %w", kind, err)
 	}
 	if err != nil {
-		r.Log.Warn("running without a session (the store refuses this process writes, or is on a read-only file system): a concurrent purge could delete packs it reads", "kind", kind, "err", err)
+		// The store refuses this process writes, is on a read-only file
+		// system, or has lost the conditional writes sessions need (no
+		// purge runs there then but with --exclusive, alone).
+		r.Log.Warn("running without a session: a concurrent purge could delete packs it reads", "kind", kind, "err", err)
 		return func() error { return nil }, nil
 	}
 	idx.Avoid(packsOf(sets))
