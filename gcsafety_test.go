@@ -17,6 +17,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
@@ -656,10 +657,15 @@ func TestDamagedIndexFiles(t *testing.T) {
 	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{smallNode(t, 79)}, Host: "b"}); err != nil {
 		t.Fatal(err)
 	}
-	var aIndex []string
-	st.List(ctx, "index/a/", func(i remote.Info) error { aIndex = append(aIndex, i.Key); return nil })
+	var aIndex []string // the index files of a's file chunks, not of its manifests' trees
+	st.List(ctx, "index/a/", func(i remote.Info) error {
+		if !indexesTrees(t, st, i.Key) {
+			aIndex = append(aIndex, i.Key)
+		}
+		return nil
+	})
 	if len(aIndex) != 2 {
-		t.Fatalf("host a has %d index files, want 2", len(aIndex))
+		t.Fatalf("host a has %d index files of file chunks, want 2", len(aIndex))
 	}
 	st.Delete(ctx, aIndex[0])
 	flip(t, st, aIndex[1], 40)
@@ -720,4 +726,23 @@ func TestDamagedIndexFiles(t *testing.T) {
 	if err := committedWhole(t, st); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// indexesTrees reports whether an index file names packs of manifest trees.
+func indexesTrees(t *testing.T, st remote.Store, key string) bool {
+	t.Helper()
+	recs, err := index.ReadFile(t.Context(), st, key)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("index file %s: %v", key, err)
+	}
+	rc, err := st.Get(t.Context(), pack.Key(recs[0].ID), recs[0].Size-pack.TrailerSize, pack.TrailerSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pack.IsTreePack(tr)
 }
