@@ -37,6 +37,9 @@ const (
 	leafBits    = 6         // a leaf holds about 64 files
 	leafCost    = 256 << 10 // or at most this much decoded memory, past one file
 	maxLeafRefs = 1 << 14   // a file of more chunks is cut into parts, a leaf each
+	// maxLeafMem bounds what one leaf decodes to: leafCost and one more
+	// file of maxLeafRefs chunks with long names fit well within it.
+	maxLeafMem = 4 << 20
 	nodeBits    = 5         // an inner node has about 32 children
 	maxChildren = 1024
 	maxHeight   = 16
@@ -384,7 +387,7 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 				return nil, err
 			}
 		}
-		l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, *budget)
+		l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, min(*budget, maxLeafMem))
 		if err != nil {
 			return nil, fmt.Errorf("leaf %s: %w", ref.ID, err)
 		}

@@ -225,3 +225,29 @@ func TestTreeSplitsLargeFile(t *testing.T) {
 		t.Errorf("%d nodes, want its four parts in leaves of their own", len(nodes))
 	}
 }
+
+// A leaf that decodes to more than maxLeafMem (one no encoder makes: a
+// file over maxLeafRefs is cut into parts) is refused.
+func TestTreeRefusesHugeLeaf(t *testing.T) {
+	m := treeManifest(1, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+	f := &m.Tables[0].Files[0]
+	f.Chunks, f.Size = nil, 0
+	for i := range maxLeafMem/int(refSize) + 1 {
+		f.Chunks = append(f.Chunks, chunk.Ref{ID: chunk.Sum(fmt.Appendf(nil, "c%d", i)), Len: 1})
+		f.Size++
+	}
+	leaf, err := encodeFlat(leafOf(m.Host, m.Keyspace, m.Tables[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := chunk.Sum(leaf)
+	obj, err := gzipJSON(rootObject{Format: FormatVersion, Name: m.Name, Host: m.Host, Keyspace: m.Keyspace, Time: m.Time,
+		Session: m.Session, Tables: []rootTable{{Name: "t", ID: id32, Files: 2, Bytes: f.Size + 10, Root: chunk.Ref{ID: id, Len: uint32(len(leaf))}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Read(t.Context(), obj, memChunks{id: leaf})
+	if err == nil || !strings.Contains(err.Error(), "bytes in memory") {
+		t.Errorf("Read of a leaf over %d bytes: %v, want it refused", maxLeafMem, err)
+	}
+}
