@@ -39,8 +39,8 @@ const (
 	maxLeafRefs = 1 << 14   // a file of more chunks is cut into parts, a leaf each
 	// maxLeafMem bounds what one leaf decodes to: leafCost and one more
 	// file of maxLeafRefs chunks with long names fit well within it.
-	maxLeafMem = 4 << 20
-	nodeBits    = 5         // an inner node has about 32 children
+	maxLeafMem  = 4 << 20
+	nodeBits    = 5 // an inner node has about 32 children
 	maxChildren = 1024
 	maxHeight   = 16
 	// maxNode bounds an inner node object and its JSON: maxChildren
