@@ -321,7 +321,9 @@ func Read(ctx context.Context, obj []byte, src Chunks) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	budget := int64(MaxDecodedMemory)
+	// What the manifest will hold, as MemCost counts it (and Encode
+	// checks): its header and tables now, then each leaf's files.
+	budget := MaxDecodedMemory - m.MemCost()
 	for i := range m.Tables {
 		t := &m.Tables[i]
 		files, err := m.readTree(ctx, src, roots[i], &budget)
@@ -387,24 +389,30 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 				return nil, err
 			}
 		}
-		l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, min(*budget, maxLeafMem))
+		l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, maxLeafMem)
 		if err != nil {
 			return nil, fmt.Errorf("leaf %s: %w", ref.ID, err)
 		}
-		*budget -= l.MemCost()
 		if l.Name != want.Name || l.Session != "" || l.CassandraVersion != "" || len(l.Tables) != 1 ||
 			l.Tables[0].Name != rt.Name || l.Tables[0].ID != rt.ID {
 			return nil, fmt.Errorf("leaf %s: not a leaf of this table", ref.ID)
 		}
 		lf := l.Tables[0].Files
+		for i := range lf {
+			*budget -= lf[i].memCost()
+		}
 		if n := len(files); n > 0 && len(lf) > 0 && lf[0].Path == files[n-1].Path && lf[0].Root == files[n-1].Root {
 			// The next part of a file cut across leaves.
 			if !samePart(&files[n-1], &lf[0]) {
 				return nil, fmt.Errorf("leaf %s: file %s repeated with other metadata", ref.ID, lf[0].Path)
 			}
+			*budget += lf[0].memCost() - int64(len(lf[0].Chunks))*refSize // one record, not two
 			files[n-1].Chunks = append(files[n-1].Chunks, lf[0].Chunks...)
 			files[n-1].Size += lf[0].Size
 			lf = lf[1:]
+		}
+		if *budget < 0 {
+			return nil, fmt.Errorf("manifest: more than %d bytes in memory", MaxDecodedMemory)
 		}
 		if files == nil {
 			files = lf

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -249,5 +250,37 @@ func TestTreeRefusesHugeLeaf(t *testing.T) {
 	_, err = Read(t.Context(), obj, memChunks{id: leaf})
 	if err == nil || !strings.Contains(err.Error(), "bytes in memory") {
 		t.Errorf("Read of a leaf over %d bytes: %v, want it refused", maxLeafMem, err)
+	}
+}
+
+// Read accepts exactly what Encode writes: a manifest at MaxDecodedMemory,
+// with a file cut into parts, reads back; one byte of names more is
+// refused by Encode.
+func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
+	m := treeManifest(2, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+	f := &m.Tables[0].Files[1]
+	n := int((MaxDecodedMemory - m.MemCost()) / refSize)
+	f.Chunks = slices.Repeat([]chunk.Ref{{ID: chunk.Sum([]byte("x")), Len: 1}}, n)
+	f.Size = int64(n) + 0
+	for m.MemCost() < MaxDecodedMemory {
+		m.CassandraVersion += "v"
+	}
+	if m.MemCost() != MaxDecodedMemory {
+		t.Fatalf("MemCost %d, want %d", m.MemCost(), MaxDecodedMemory)
+	}
+	obj, nodes, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := memChunks{}
+	for _, nd := range nodes {
+		mc[nd.ID] = nd.Data
+	}
+	if _, err := Read(t.Context(), obj, mc); err != nil {
+		t.Fatalf("Read of a manifest at the bound: %v", err)
+	}
+	m.CassandraVersion += "v"
+	if _, _, err := Encode(m); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Encode one byte over the bound: %v", err)
 	}
 }
