@@ -32,14 +32,16 @@ const (
 
 // MaxFileSize bounds an index file read from the store or the cache: a
 // larger one is damaged, and not read. A Writer starts a new index file
-// after splitEntries entries (11 MiB), and one pack of pack.MaxChunks
-// chunks takes 44 MiB, so no index file a writer makes comes near it.
-const MaxFileSize = 64 << 20
+// after splitEntries entries, and a pack holds at most pack.MaxChunks
+// (the same number), so an index file it makes has at most 262,144
+// entries of 44 bytes and as many packs of 40: 21 MiB. At this bound every
+// command stays under 256 MiB (TestRSSAtObjectLimits in cmd/cassback).
+const MaxFileSize = 24 << 20
 
 // splitEntries is how many entries a Writer puts in one index file before
 // it starts another (a pack is never split): about 1 TiB of chunks at the
 // default mean chunk, 11 MiB to read and hold.
-const splitEntries = 1 << 18
+const splitEntries = pack.MaxChunks
 
 // Key is the store key of an index file written by host.
 func Key(host string, sum chunk.ID) string { return "index/" + host + "/" + sum.String() }
