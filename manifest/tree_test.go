@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -44,11 +45,17 @@ func putManifest(ctx context.Context, st remote.Store, m *Manifest, mc memChunks
 
 // treeManifest is a manifest of one table of n SSTables of two files each.
 func treeManifest(n int, at time.Time) *Manifest {
+	return treeManifestOf(n, []string{"Data.db", "TOC.txt"}, at)
+}
+
+// treeManifestOf is a manifest of one table of n SSTables of the given
+// components.
+func treeManifestOf(n int, comps []string, at time.Time) *Manifest {
 	m := &Manifest{Format: FormatVersion, Host: "h", Keyspace: "ks", Time: at, Session: "0123456789abcdef01234567",
 		Tables: []Table{{Name: "t", ID: id32, Files: []File{}}, {Name: "u", ID: id32, Files: []File{}}}}
 	m.Name = BackupName(m.Time, m.Keyspace, m.Host)
 	for i := range n {
-		for _, comp := range []string{"Data.db", "TOC.txt"} {
+		for _, comp := range comps {
 			f := File{Path: fmt.Sprintf("ks/t-%s/nb-%d-big-%s", id32, i+1, comp), Mode: 0o644, MTime: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC),
 				Size: 10, Sum: chunk.Sum(fmt.Appendf(nil, "%d%s", i, comp))}
 			f.Chunks = []chunk.Ref{{ID: f.Sum, Len: 10}}
@@ -100,7 +107,12 @@ func TestTreeRoundTrip(t *testing.T) {
 // their IDs, so a continuous commit stores kilobytes.
 func TestTreeChangeIsLocal(t *testing.T) {
 	at := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
-	m := treeManifest(20_000, at)
+	n, comps := 20_000, []string{"Data.db", "TOC.txt"}
+	if os.Getenv("CASSBACK_LONG") == "1" {
+		// The most one manifest holds: 15,000 SSTables of 8 components.
+		n, comps = 15_000, []string{"CompressionInfo.db", "Data.db", "Digest.crc32", "Filter.db", "Index.db", "Statistics.db", "Summary.db", "TOC.txt"}
+	}
+	m := treeManifestOf(n, comps, at)
 	_, before, err := Encode(m)
 	if err != nil {
 		t.Fatal(err)
@@ -109,10 +121,11 @@ func TestTreeChangeIsLocal(t *testing.T) {
 	for _, n := range before {
 		old[n.ID] = true
 	}
-	m2 := treeManifest(20_000, at.Add(time.Second))
-	extra := m2.Tables[0].Files[0]
-	extra.Path = strings.Replace(extra.Path, "nb-1-", "nb-999999-", 1)
-	m2.Tables[0].Files = append(m2.Tables[0].Files, extra)
+	m2 := treeManifestOf(n, comps, at.Add(time.Second))
+	for _, extra := range slices.Clone(m2.Tables[0].Files[:len(comps)]) { // nb-1's files, as a new SSTable
+		extra.Path = strings.Replace(extra.Path, "nb-1-", "nb-999999-", 1)
+		m2.Tables[0].Files = append(m2.Tables[0].Files, extra)
+	}
 	m2.Sort()
 	_, after, err := Encode(m2)
 	if err != nil {
@@ -125,7 +138,8 @@ func TestTreeChangeIsLocal(t *testing.T) {
 			newBytes += len(n.Data)
 		}
 	}
-	t.Logf("one SSTable added to 20,000: %d of %d nodes new, %d bytes", newNodes, len(after), newBytes)
+	obj, _, _ := Encode(m2)
+	t.Logf("one SSTable added to %d of %d files each: %d of %d nodes new, %d bytes; manifest object %d bytes", n, len(comps), newNodes, len(after), newBytes, len(obj))
 	if newNodes > 4 || newBytes > 32<<10 {
 		t.Errorf("one SSTable added: %d new nodes, %d bytes; want at most 4 and 32 KiB", newNodes, newBytes)
 	}
