@@ -20,6 +20,7 @@ import (
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/local"
 )
 
 // backupSmall backs up a small generated node as host h and returns its
@@ -127,11 +128,26 @@ func TestRestoreChecksChunkLengths(t *testing.T) {
 func TestRestoreInWindows(t *testing.T) {
 	ctx := t.Context()
 	data := filepath.Join(t.TempDir(), "data")
-	node, err := nodegen.Generate(data, nodegen.Config{Seed: 5, TotalBytes: 48 << 20})
+	node, err := nodegen.Generate(data, nodegen.Config{Seed: 5, TotalBytes: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := openLocal(t, filepath.Join(t.TempDir(), "store"), true)
+	// The smallest chunks a store may have, so that small files have many.
+	dir := filepath.Join(t.TempDir(), "store")
+	os.MkdirAll(dir, 0o755)
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := index.NewConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Chunker.MinSize, cfg.Chunker.AvgBits = chunk.StoreMinMinSize, chunk.StoreMinAvgBits
+	if _, err := index.Init(ctx, st, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r := openLocal(t, dir, false)
 	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"}); err != nil {
 		t.Fatal(err)
 	}
