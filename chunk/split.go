@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,8 @@ type File struct {
 // holding about p.MaxSize + 512 KiB of pooled buffers; r must allow concurrent ReadAt calls, as *os.File does.
 //
 // fn, which may be nil, is called once per chunk. It is called concurrently from up to par goroutines, in offset
-// order within a segment but in no order across segments; Chunk.Data is only valid until fn returns.
+// order within a segment but in no order across segments; Chunk.Data is only valid until fn returns (it lies
+// in a buffer outside the Go heap that the next chunk overwrites and that is unmapped once unused).
 // The first error from fn or r, or the cancellation of ctx, stops all goroutines at their next chunk or read
 // (every 512 KiB) and is returned, wrapped with the offset; File is then zero. If r ends before size bytes,
 // the error wraps io.ErrUnexpectedEOF. A size of 0 gives no chunks and the BLAKE3 of empty input.
@@ -112,12 +114,13 @@ type splitter struct {
 }
 
 // worker holds one goroutine's reusable buffers: the chunker with its 512 KiB read buffer, and the chunk
-// buffer, which starts at 1 MiB and grows to the longest chunk seen (the chunker appends to it). Pooled
-// across Split calls, so memory is at most par × (MaxSize + 512 KiB) however many files are split, and
-// small files never pay for a MaxSize buffer.
+// buffer (a region outside the Go heap, buffer.go), which starts at 1 MiB and is replaced, in powers of two,
+// by one that holds the longest chunk of the largest segment seen: MaxSize for a segment of at least MaxSize
+// bytes. Workers are pooled across Split calls, so memory is about MaxSize + 512 KiB per goroutine chunking
+// at once, and small files never pay for a MaxSize buffer.
 type worker struct {
 	c   *chunker.Chunker
-	buf []byte
+	buf *region
 }
 
 var workers sync.Pool
@@ -126,13 +129,12 @@ var workers sync.Pool
 const workerBuf = 1 << 20
 
 func getWorker(p Params) *worker {
-	w, _ := workers.Get().(*worker)
-	if w == nil {
-		w = &worker{c: chunker.NewWithBoundaries(nil, chunker.Pol(p.Pol), p.MinSize, p.MaxSize)}
+	if w, ok := workers.Get().(*worker); ok {
+		return w
 	}
-	if cap(w.buf) < workerBuf {
-		w.buf = make([]byte, 0, workerBuf)
-	}
+	w := &worker{c: chunker.NewWithBoundaries(nil, chunker.Pol(p.Pol), p.MinSize, p.MaxSize), buf: &region{}}
+	w.buf.resize(workerBuf)
+	runtime.AddCleanup(w, (*region).free, w.buf) // a worker the pool drops frees its buffer
 	return w
 }
 
@@ -142,17 +144,21 @@ func (s *splitter) segment(w *worker, k int) error {
 	sr := &segReader{s: s, k: k, off: start, end: min(start+s.p.Segment, s.size)}
 	w.c.ResetWithBoundaries(sr, chunker.Pol(s.p.Pol), s.p.MinSize, s.p.MaxSize)
 	w.c.SetAverageBits(s.p.AvgBits) // after the reset, which restores the chunker's default of 20
+	// No chunk is longer than MaxSize or crosses the segment's end, so a buffer of the longest chunk this
+	// segment can hold never grows. Let the chunker grow it by append instead, and the way to 16 MiB leaves
+	// about four times that behind as garbage. A backup takes the largest files first, so a worker's buffer
+	// is usually replaced once.
+	if need := min(sr.end-start, int64(s.p.MaxSize)); int64(cap(w.buf.b)) < need {
+		w.buf.resize(int(min(int64(1)<<bits.Len64(uint64(need-1)), int64(s.p.MaxSize))))
+	}
 	var refs []Ref
 	for {
-		c, err := w.c.Next(w.buf)
+		c, err := w.c.Next(w.buf.b)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return err
-		}
-		if cap(c.Data) > cap(w.buf) {
-			w.buf = c.Data[:0] // the chunker grew it: keep the larger buffer
 		}
 		id := Sum(c.Data)
 		off := start + int64(c.Start)
@@ -169,7 +175,7 @@ func (s *splitter) segment(w *worker, k int) error {
 	}
 	s.refs[k] = refs
 	// The chunk buffer is free now; 1 MiB of it keeps a re-read hot in the cache for BLAKE3.
-	return s.sum.finish(k, w.buf[:workerBuf])
+	return s.sum.finish(k, w.buf.b[:workerBuf])
 }
 
 // segReader reads one segment for the chunker, and feeds the whole-file hash when its segment is next in it.

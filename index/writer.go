@@ -24,7 +24,9 @@ import (
 // Writer adds chunks to the store, uploading only chunks the store has not
 // seen. Chunks are gathered into packs by Packers (one per worker, so the
 // chunks of one file stay together); a full pack is uploaded by the worker
-// that filled it, so memory is bounded by one pack buffer per Packer.
+// that filled it. Each open pack is written to a temporary file as it
+// fills and uploaded from there, so a Packer's memory is a 64 KiB buffer
+// and 40 bytes a chunk, whatever the pack size; its disk is one pack.
 //
 // Durability order, which every reader and the garbage collector rely on:
 //  1. a pack is PUT, and only once the PUT has succeeded
@@ -36,11 +38,12 @@ import (
 // After a crash, the journal lets the next Writer index the packs that were
 // uploaded but not yet indexed, so they are not uploaded again.
 type Writer struct {
-	st      remote.Store
-	idx     *Index
-	host    string
-	packLen int
-	journal string
+	st       remote.Store
+	idx      *Index
+	host     string
+	packLen  int
+	journal  string
+	spoolDir string
 
 	mu       sync.Mutex
 	claimed  map[chunk.ID]struct{} // in an open or uploading pack
@@ -65,6 +68,10 @@ type WriterOptions struct {
 	Host     string // partition of the index files this writer adds
 	PackSize int    // target pack size; default from the store config
 	Journal  string // local journal file; "" disables crash recovery
+	// SpoolDir holds the temporary files of the packs being filled (one
+	// per Packer, up to a pack each, unlinked at once). Default: the
+	// journal's folder (the cache), else os.TempDir().
+	SpoolDir string
 }
 
 // NewWriter returns a Writer adding to st and idx. If opts.Journal names a
@@ -75,8 +82,11 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 		opts.PackSize = cfg.PackSize
 	}
 	opts.PackSize = min(opts.PackSize, MaxPackTarget) // readers refuse larger packs (MaxPackSize)
+	if opts.SpoolDir == "" && opts.Journal != "" {
+		opts.SpoolDir = filepath.Dir(opts.Journal)
+	}
 	w := &Writer{
-		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal,
+		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal, spoolDir: opts.SpoolDir,
 		claimed: map[chunk.ID]struct{}{}, verified: map[chunk.ID]bool{},
 	}
 	if err := w.recover(ctx); err != nil {
@@ -90,13 +100,16 @@ func (w *Writer) Stats() *Stats { return &w.stats }
 
 // Packer collects chunks into packs for one stream of files. Its methods are
 // safe for concurrent use (a file's segments are chunked in parallel); a
-// caller that fills the pack uploads it, and the others wait.
+// caller that fills the pack uploads it, and the others wait. The open pack
+// is spooled to a temporary file (pack.Spool), so a Packer holds 64 KiB and
+// 40 bytes a chunk in memory, not the pack. Flush (or Sync) removes the
+// file; a Packer left with an open pack after a failure keeps its file open,
+// unlinked, until the garbage collector closes it.
 type Packer struct {
-	w     *Writer
-	mu    sync.Mutex
-	b     *pack.Builder
-	spare []byte // the last uploaded pack's buffer, reused
-	err   error
+	w    *Writer
+	mu   sync.Mutex
+	open *pack.Spool // the pack being filled, nil between packs
+	err  error
 }
 
 // NewPacker returns a Packer for one worker.
@@ -150,37 +163,71 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		w.release([]pack.Entry{{ID: id}})
 		return false, p.err
 	}
-	if p.b != nil && (p.b.Len()+len(data) > w.packLen || len(p.b.Entries()) == pack.MaxChunks) {
+	if p.open != nil && (p.open.Len()+len(data) > w.packLen || len(p.open.Entries()) == pack.MaxChunks) {
 		if err := p.sealLocked(ctx); err != nil {
 			w.release([]pack.Entry{{ID: id}})
 			return false, err
 		}
 	}
-	if p.b == nil {
-		p.b = pack.NewBuilder(p.spare[:0])
-		p.spare = nil
+	if p.open == nil {
+		sp, err := pack.CreateSpool(w.spoolDir)
+		if err != nil {
+			p.fail(err)
+			w.release([]pack.Entry{{ID: id}})
+			return false, err
+		}
+		p.open = sp
 	}
-	p.b.Grow(len(data), w.packLen+1<<20) // a full pack and room for its header
-	p.b.Add(id, data)
+	if err := p.open.Add(id, data); err != nil {
+		// The pack is broken, and with it the chunks Add accepted into it.
+		sp := p.open
+		p.open = nil
+		p.fail(err)
+		w.release(append(sp.Entries(), pack.Entry{ID: id}))
+		sp.Close()
+		return false, err
+	}
 	w.stats.ChunksNew.Add(1)
 	w.stats.BytesNew.Add(int64(len(data)))
 	return true, nil
 }
 
-// sealLocked closes the open pack and uploads it. A failure is sticky: the
-// Packer and its Writer refuse further work.
+// fail makes err the Packer's and its Writer's sticky error, unless they
+// have one, and returns it.
+func (p *Packer) fail(err error) error {
+	if p.err == nil {
+		p.err = err
+	}
+	return p.w.fail(err)
+}
+
+// fail makes err the Writer's sticky error, unless it has one, and
+// returns it.
+func (w *Writer) fail(err error) error {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+	return err
+}
+
+// sealLocked closes the open pack, uploads it and removes its spool. A
+// failure is sticky: the Packer and its Writer refuse further work.
 func (p *Packer) sealLocked(ctx context.Context) error {
-	b := p.b
-	p.b = nil
-	if b == nil || len(b.Entries()) == 0 {
+	sp := p.open
+	p.open = nil
+	if sp == nil {
 		return p.err
 	}
-	buf, err := p.w.upload(ctx, b)
-	if err != nil {
+	defer sp.Close()
+	if len(sp.Entries()) == 0 {
+		return p.err
+	}
+	if err := p.w.upload(ctx, sp); err != nil {
 		p.err = err
 		return err
 	}
-	p.spare = buf
 	return nil
 }
 
@@ -191,32 +238,34 @@ func (p *Packer) Flush(ctx context.Context) error {
 	return p.sealLocked(ctx)
 }
 
-// upload PUTs one pack and, once it is durable, records its chunks. It
-// returns the pack's buffer for reuse.
-func (w *Writer) upload(ctx context.Context, b *pack.Builder) ([]byte, error) {
-	data, id := b.Finish()
-	entries := b.Entries()
+// upload finishes a spooled pack, PUTs it from its file and, once it is
+// durable, records its chunks. A failure is the Writer's sticky error. The
+// file's reader can seek and read at offsets, so a retrying store reads it
+// again and S3 sends it in parts without copying it to memory.
+func (w *Writer) upload(ctx context.Context, sp *pack.Spool) error {
+	entries := sp.Entries()
+	size, id, err := sp.Finish()
+	if err != nil {
+		w.fail(err)
+		w.release(entries)
+		return err
+	}
 	key := pack.Key(id)
-	err := w.st.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+	err = w.st.Put(ctx, key, sp.Reader(), size)
 	if err == nil {
 		// Never trust an upload blindly: a pack the index names must exist
 		// with its full size (a "phantom" pack would silently lose data).
 		var info remote.Info
-		if info, err = w.st.Stat(ctx, key); err == nil && info.Size != int64(len(data)) {
-			err = fmt.Errorf("stored %d bytes, want %d", info.Size, len(data))
+		if info, err = w.st.Stat(ctx, key); err == nil && info.Size != size {
+			err = fmt.Errorf("stored %d bytes, want %d", info.Size, size)
 		}
 	}
 	if err != nil {
-		err = fmt.Errorf("upload pack %s: %w", id, err)
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = err
-		}
-		w.mu.Unlock()
+		err = w.fail(fmt.Errorf("upload pack %s: %w", id, err))
 		w.release(entries)
-		return nil, err
+		return err
 	}
-	rec := PackRecord{ID: id, Size: int64(len(data)), Entries: entries}
+	rec := PackRecord{ID: id, Size: size, Entries: entries}
 	w.idx.Add(rec)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -226,12 +275,12 @@ func (w *Writer) upload(ctx context.Context, b *pack.Builder) ([]byte, error) {
 	}
 	w.pending = append(w.pending, rec)
 	w.stats.Packs.Add(1)
-	w.stats.PackBytes.Add(int64(len(data)))
+	w.stats.PackBytes.Add(size)
 	if err := w.appendJournal(rec); err != nil && w.err == nil {
 		w.err = err
-		return nil, err
+		return err
 	}
-	return data, nil
+	return nil
 }
 
 // present reports whether a pack the index offers is in the store, with a

@@ -12,7 +12,15 @@
 // chunk uploaded again because its pack was condemned could recreate the
 // condemned pack's key just before the collector deletes that key.
 //
-// Builders are not safe for concurrent use; the decoders are pure functions
-// that never panic on hostile bytes (FuzzParse). A golden pack in testdata/
-// pins the format.
+// A pack is encoded as its chunks come by a Writer, which hashes the bytes
+// as they pass; a backup spools each open pack to an unlinked temporary
+// file (Spool) and uploads it from there, so a pack costs its writer 64 KiB
+// and 40 bytes a chunk of memory, not the pack. Builder is the same encoder
+// into memory, for small packs (those of manifest tree nodes, at most
+// MaxTreePack) and tests.
+//
+// Writers, Spools and Builders are not safe for concurrent use; the
+// decoders are pure functions that never panic on hostile bytes
+// (FuzzParse). A golden pack in testdata/ pins the format; the Writer must
+// reproduce it (TestWriterGolden).
 package pack

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/cassback/cassback/chunk"
-	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -51,68 +50,6 @@ type Entry struct {
 	ID  chunk.ID
 	Off uint32
 	Len uint32
-}
-
-// Builder accumulates chunks into one pack in memory.
-type Builder struct {
-	buf     []byte
-	entries []Entry
-	nonce   [NonceSize]byte
-}
-
-// NewBuilder returns a Builder that appends to buf[:0] (reusing its
-// capacity) and has a random nonce.
-func NewBuilder(buf []byte) *Builder {
-	b := &Builder{buf: buf[:0]}
-	random.Read(b.nonce[:])
-	return b
-}
-
-// SetNonce fixes the nonce, for golden tests.
-func (b *Builder) SetNonce(n [NonceSize]byte) { b.nonce = n }
-
-// Add appends a chunk; data is copied.
-func (b *Builder) Add(id chunk.ID, data []byte) {
-	b.entries = append(b.entries, Entry{ID: id, Off: uint32(len(b.buf)), Len: uint32(len(data))})
-	b.buf = append(b.buf, data...)
-}
-
-// Grow makes room for n more bytes, doubling the buffer when it grows but
-// never past limit unless n needs it, so a pack that stays small never
-// costs a full-size buffer.
-func (b *Builder) Grow(n, limit int) {
-	if cap(b.buf)-len(b.buf) >= n {
-		return
-	}
-	c := max(min(2*cap(b.buf), limit), len(b.buf)+n)
-	b.buf = append(make([]byte, 0, c), b.buf...)
-}
-
-// Len is the number of chunk bytes added so far.
-func (b *Builder) Len() int { return len(b.buf) }
-
-// Entries are the chunks added so far, in data order. The slice is the
-// Builder's own.
-func (b *Builder) Entries() []Entry { return b.entries }
-
-// Finish appends header and trailer and returns the pack bytes and ID. The
-// bytes share the buffer given to NewBuilder; the Builder must not be used
-// afterwards.
-func (b *Builder) Finish() ([]byte, chunk.ID) {
-	hdrStart := len(b.buf)
-	for _, e := range b.entries {
-		b.buf = append(b.buf, e.ID[:]...)
-		b.buf = binary.LittleEndian.AppendUint32(b.buf, e.Len)
-	}
-	h := chunk.NewHasher()
-	h.Write(b.buf[hdrStart:])
-	h.Write(b.nonce[:])
-	sum := h.Sum()
-	b.buf = append(b.buf, sum[:]...)
-	b.buf = append(b.buf, b.nonce[:]...)
-	b.buf = binary.LittleEndian.AppendUint32(b.buf, uint32(len(b.entries)))
-	b.buf = append(b.buf, Magic...)
-	return b.buf, chunk.Sum(b.buf)
 }
 
 type trailer struct {

@@ -87,24 +87,3 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { Parse(b) })
 }
-
-func TestBuilderGrow(t *testing.T) {
-	b := NewBuilder(nil)
-	b.Grow(10, 100)
-	if c := cap(b.buf); c < 10 || c > 100 {
-		t.Fatalf("cap after Grow(10, 100) = %d", c)
-	}
-	b.Add(chunk.ID{1}, make([]byte, 10))
-	b.Grow(60, 100)
-	if c := cap(b.buf); c < 70 || c > 100 {
-		t.Fatalf("cap after Grow(60, 100) = %d, want 70..100", c)
-	}
-	b.Add(chunk.ID{2}, make([]byte, 60))
-	b.Grow(200, 100) // more than the limit: exactly what is needed
-	if c := cap(b.buf); c != 270 {
-		t.Fatalf("cap after Grow(200, 100) = %d, want 270", c)
-	}
-	if b.Len() != 70 || b.buf[10] != 0 {
-		t.Fatalf("Grow lost bytes: len %d", b.Len())
-	}
-}
