@@ -561,8 +561,9 @@ func TestTreeAttackLostNodeIndexFile(t *testing.T) {
 	}
 }
 
-// BREAK: validate passes a backup whose tree is stored only in a pack no
-// index file names. Output of the unskipped test:
+// A break this attack found, now fixed (validate's locate checks each
+// manifest's tree nodes as a file of them): validate passed a backup whose
+// tree is stored only in a pack no index file names. Output before the fix:
 //
 //	validate: err=<nil> ok=true problems=[] orphans=[c8b9f49f…]
 //	validate does not name the lost index file of node pack c8b9f49f…
@@ -575,9 +576,6 @@ func TestTreeAttackLostNodeIndexFile(t *testing.T) {
 // shows up only among Orphans, which OK() ignores and which the CLI
 // describes as "purge removes them when old enough".
 func TestTreeAttackBreakValidatePassesUnindexedTree(t *testing.T) {
-	if os.Getenv("TREE_UNSKIP") == "" {
-		t.Skip("BREAK: validate exits 0 when a backup's tree nodes are only in an unindexed pack (see comment)")
-	}
 	r, _, name, tp := lostNodeIndex(t)
 	rep, err := r.Validate(t.Context(), ValidateOptions{Name: name, Checksum: true})
 	t.Logf("validate: err=%v ok=%v problems=%+v orphans=%v", err, rep.OK(), rep.Problems, rep.Orphans)
@@ -1003,7 +1001,9 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 // lists the empty leaf 1,024 times. A reader must refuse it without
 // fetching and decoding a million leaves.
 //
-// BREAK: manifest.Read follows repeated references without bound.
+// A break this attack found, now fixed (readTree refuses a node named twice
+// in a level, and a level larger than the table's files can need):
+// manifest.Read followed repeated references without bound.
 // readTree builds each level by appending every child of every reference
 // (1,048,576 leaf references here, also appended to m.Nodes), and
 // readLeaves fetches and decodes the empty leaf once per reference: the
@@ -1018,8 +1018,8 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 // takes about 20 minutes (1.2 ms a leaf here). One hostile object stops
 // every purge. A repeated non-empty leaf is stopped by the budget, but
 // only after some 150,000 decodes (40 MiB at a few hundred bytes a file).
-// Output of the unskipped test (TREE_UNSKIP=1; the counting source stops
-// the reader past 10,000 node IDs):
+// Output before the fix (the counting source stops the reader past 10,000
+// node IDs):
 //
 //	get: 10049 node IDs asked for in 10.904141498s: manifest 2026_12_06T08_53_42_176677-ks-a: manifest 2026_12_06T08_53_42_176677-ks-a: table t: reader asked for more nodes than the cap (heap in use 95 MiB)
 //	purge: manifest 2026_12_06T08_53_42_176677-ks-a: manifest 2026_12_06T08_53_42_176677-ks-a: table t: context deadline exceeded after 20.054s (deadline hit: true)
@@ -1028,9 +1028,6 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 //	the reader follows a forged tree of 3 nodes past 10000 node fetches
 //	--- FAIL: TestTreeAttackSharedChildAmplification (51.16s)
 func TestTreeAttackSharedChildAmplification(t *testing.T) {
-	if os.Getenv("TREE_UNSKIP") == "" {
-		t.Skip("BREAK: a forged tree repeating one child makes every reader fetch and decode a leaf per reference, without bound (see comment)")
-	}
 	testSharedChildAmplification(t)
 }
 

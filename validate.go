@@ -89,6 +89,7 @@ type validation struct {
 	opts  ValidateOptions
 	rep   ValidateReport
 	files []fileRef
+	trees []fileRef // each manifest's tree nodes, as a file of them
 	cat   *gc.Catalog
 	good  *index.Index       // the copies validate reads from
 	used  map[chunk.ID][]int // pack -> files (indexes in files) using it
@@ -209,6 +210,7 @@ func (v *validation) readManifests(ctx context.Context, names []string) error {
 			continue
 		}
 		v.rep.Backups = append(v.rep.Backups, n)
+		v.trees = append(v.trees, fileRef{backup: n, ks: m.Keyspace, rec: &manifest.File{Path: "(the manifest's tree)", Chunks: m.Nodes}})
 		for ti := range m.Tables {
 			t := &m.Tables[ti]
 			digests := map[string]*manifest.File{}
@@ -282,33 +284,45 @@ func (v *validation) locate() {
 	}
 	seen := map[chunk.ID]bool{}
 	for i, f := range v.files {
-		var bad []string
-		var unindexed *gc.PackState
-		for _, c := range f.rec.Chunks {
-			seen[c.ID] = true
-			p, why := storedCopy(c.ID, copies[c.ID])
-			if p == nil {
-				bad = append(bad, why)
-				continue
-			}
-			if p.FromHeader && unindexed == nil {
-				unindexed = p
-			}
+		v.locateFile(f, copies, seen, func(p *gc.PackState) {
 			if !slices.Contains(v.used[p.ID], i) {
 				v.used[p.ID] = append(v.used[p.ID], i)
 			}
 			if v.good.PackSize(p.ID) < 0 {
 				v.good.Add(index.PackRecord{ID: p.ID, Size: p.Size, Entries: p.Entries})
 			}
-		}
-		if len(bad) > 0 {
-			v.problem(f, Missing, fmt.Sprintf("%d of %d chunks unavailable; first: %s", len(bad), len(f.rec.Chunks), bad[0]))
-		}
-		if unindexed != nil {
-			v.problem(f, Unindexed, fmt.Sprintf("stored only in pack %s, which is in no index file (run cassback repair-index)", unindexed.ID))
-		}
+		})
+	}
+	// The nodes of the manifests' trees, as a file whose chunks they are.
+	for _, tr := range v.trees {
+		v.locateFile(tr, copies, seen, func(*gc.PackState) {})
 	}
 	v.rep.Chunks = len(seen)
+}
+
+// locateFile finds a stored copy of each chunk of f, calls use with its
+// pack, and reports f if a chunk has none or only in an unindexed pack.
+func (v *validation) locateFile(f fileRef, copies map[chunk.ID][]*gc.PackState, seen map[chunk.ID]bool, use func(*gc.PackState)) {
+	var bad []string
+	var unindexed *gc.PackState
+	for _, c := range f.rec.Chunks {
+		seen[c.ID] = true
+		p, why := storedCopy(c.ID, copies[c.ID])
+		if p == nil {
+			bad = append(bad, why)
+			continue
+		}
+		if p.FromHeader && unindexed == nil {
+			unindexed = p
+		}
+		use(p)
+	}
+	if len(bad) > 0 {
+		v.problem(f, Missing, fmt.Sprintf("%d of %d chunks unavailable; first: %s", len(bad), len(f.rec.Chunks), bad[0]))
+	}
+	if unindexed != nil {
+		v.problem(f, Unindexed, fmt.Sprintf("stored only in pack %s, which is in no index file (run cassback repair-index)", unindexed.ID))
+	}
 }
 
 // storedCopy returns a copy of chunk id in a stored pack of the indexed

@@ -142,8 +142,11 @@ func Get(ctx context.Context, st remote.Store, name string, src Chunks) (*Manife
 		return nil, err
 	}
 	m, err := Read(ctx, obj, src)
+	if err != nil && !strings.Contains(err.Error(), name) {
+		err = fmt.Errorf("manifest %s: %w", name, err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", name, err)
+		return nil, err
 	}
 	if m.Name != name {
 		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)

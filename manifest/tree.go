@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -347,9 +348,21 @@ func Read(ctx context.Context, obj []byte, src Chunks) (*Manifest, error) {
 
 // readTree reads a table's tree a level at a time and returns its files,
 // adding every node to m.Nodes.
+//
+// No level may hold more nodes than the table can have leaves: a leaf per
+// file and one per 16,384 chunks (of 1 byte or more) of a file cut in
+// parts, and no more than the memory budget has room for files (a leaf
+// holds one at least; only a table without files has an empty leaf). A
+// forged tree naming one child again and again is refused that way, or
+// costs what its files would; a node named twice is fetched and decoded
+// once (the parts of a file of repeated content are equal leaves).
 func (m *Manifest) readTree(ctx context.Context, src Chunks, rt rootTable, budget *int64) ([]File, error) {
+	maxLeaves := min(1+rt.Files+int(rt.Bytes/maxLeafRefs), 1+int(*budget/fileSize))
 	level := []chunk.Ref{rt.Root}
 	for h := rt.Height; ; h-- {
+		if len(level) > maxLeaves {
+			return nil, fmt.Errorf("%d nodes at height %d of the tree, more than its %d files can need", len(level), h, rt.Files)
+		}
 		m.Nodes = append(m.Nodes, level...)
 		if h == 0 {
 			return m.readLeaves(ctx, src, rt, level, budget)
@@ -359,15 +372,24 @@ func (m *Manifest) readTree(ctx context.Context, src Chunks, rt rootTable, budge
 			return nil, err
 		}
 		var next []chunk.Ref
+		children := map[chunk.ID][]chunk.Ref{} // a node named again is not decoded again
 		for _, ref := range level {
-			var n innerNode
-			if err := gunzipJSON(data[ref.ID], maxNode, &n); err != nil {
-				return nil, fmt.Errorf("node %s: %w", ref.ID, err)
+			c, ok := children[ref.ID]
+			if !ok {
+				var n innerNode
+				if err := gunzipJSON(data[ref.ID], maxNode, &n); err != nil {
+					return nil, fmt.Errorf("node %s: %w", ref.ID, err)
+				}
+				if n.Format != FormatVersion || len(n.Children) == 0 || len(n.Children) > maxChildren {
+					return nil, fmt.Errorf("node %s: format %d, %d children", ref.ID, n.Format, len(n.Children))
+				}
+				c = n.Children
+				children[ref.ID] = c
 			}
-			if n.Format != FormatVersion || len(n.Children) == 0 || len(n.Children) > maxChildren {
-				return nil, fmt.Errorf("node %s: format %d, %d children", ref.ID, n.Format, len(n.Children))
+			if len(next)+len(c) > maxLeaves {
+				return nil, fmt.Errorf("more than %d nodes at height %d of the tree, more than its %d files can need", maxLeaves, h-1, rt.Files)
 			}
-			next = append(next, n.Children...)
+			next = append(next, c...)
 		}
 		level = next
 	}
@@ -381,23 +403,42 @@ const leafBatch = 64
 func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, refs []chunk.Ref, budget *int64) ([]File, error) {
 	var files []File
 	var data map[chunk.ID][]byte
+	decoded := map[chunk.ID][]File{} // a leaf named again is not decoded again
 	want := leafOf(m.Host, m.Keyspace, Table{Name: rt.Name, ID: rt.ID})
 	for i, ref := range refs {
 		if i%leafBatch == 0 {
+			var batch []chunk.Ref
+			for _, r := range refs[i:min(i+leafBatch, len(refs))] {
+				if _, ok := decoded[r.ID]; !ok && !slices.ContainsFunc(batch, func(b chunk.Ref) bool { return b.ID == r.ID }) {
+					batch = append(batch, r)
+				}
+			}
 			var err error
-			if data, err = fetchNodes(ctx, src, refs[i:min(i+leafBatch, len(refs))]); err != nil {
+			if data, err = fetchNodes(ctx, src, batch); err != nil {
 				return nil, err
 			}
 		}
-		l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, maxLeafMem)
-		if err != nil {
-			return nil, fmt.Errorf("leaf %s: %w", ref.ID, err)
+		lf, ok := decoded[ref.ID]
+		if !ok {
+			l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, maxLeafMem)
+			if err != nil {
+				return nil, fmt.Errorf("leaf %s: %w", ref.ID, err)
+			}
+			if l.Name != want.Name || l.Session != "" || l.CassandraVersion != "" || len(l.Tables) != 1 ||
+				l.Tables[0].Name != rt.Name || l.Tables[0].ID != rt.ID {
+				return nil, fmt.Errorf("leaf %s: not a leaf of this table", ref.ID)
+			}
+			lf = l.Tables[0].Files
+			if len(lf) == 0 && (rt.Files != 0 || len(refs) != 1) {
+				return nil, fmt.Errorf("leaf %s: empty, in a table that has files", ref.ID)
+			}
+			decoded[ref.ID] = lf
+		} else {
+			lf = slices.Clone(lf)
+			for j := range lf {
+				lf[j].Chunks = slices.Clone(lf[j].Chunks)
+			}
 		}
-		if l.Name != want.Name || l.Session != "" || l.CassandraVersion != "" || len(l.Tables) != 1 ||
-			l.Tables[0].Name != rt.Name || l.Tables[0].ID != rt.ID {
-			return nil, fmt.Errorf("leaf %s: not a leaf of this table", ref.ID)
-		}
-		lf := l.Tables[0].Files
 		for i := range lf {
 			*budget -= lf[i].memCost()
 		}

@@ -298,3 +298,36 @@ func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
 		t.Fatalf("Encode one byte over the bound: %v", err)
 	}
 }
+
+// A forged tree naming one child again and again is refused at once, even
+// when its header claims files enough for that many leaves.
+func TestTreeRefusesRepeatedChild(t *testing.T) {
+	m := treeManifest(0, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+	leaf, err := encodeFlat(leafOf(m.Host, m.Keyspace, Table{Name: "t", ID: id32, Files: []File{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := memChunks{chunk.Sum(leaf): leaf}
+	ref := chunk.Ref{ID: chunk.Sum(leaf), Len: uint32(len(leaf))}
+	for range 2 {
+		b, err := gzipJSON(innerNode{Format: FormatVersion, Children: slices.Repeat([]chunk.Ref{ref}, maxChildren)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref = chunk.Ref{ID: chunk.Sum(b), Len: uint32(len(b))}
+		mc[ref.ID] = b
+	}
+	obj, err := gzipJSON(rootObject{Format: FormatVersion, Name: m.Name, Host: m.Host, Keyspace: m.Keyspace, Time: m.Time,
+		Session: m.Session, Tables: []rootTable{{Name: "t", ID: id32, Files: 10_000_000, Height: 2, Root: ref}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = Read(t.Context(), obj, mc)
+	if err == nil || !strings.Contains(err.Error(), "nodes at height 0") {
+		t.Errorf("Read of a tree repeating a child: %v, want it refused", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refusing it took %v", d)
+	}
+}
