@@ -123,6 +123,13 @@ func (s *Store) opError(ctx context.Context, op, key string, err error) error {
 		e.msg = oneLine(err.Error())
 		return e
 	}
+	var de *smithy.DeserializationError
+	if status < 300 && (errors.As(err, &de) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		// A success whose body broke off or does not parse (a connection
+		// reset mid-answer): the request is worth repeating.
+		e.msg = fmt.Sprintf("truncated answer (s3 %d): %s", status, oneLine(err.Error()))
+		return remote.Transient(e)
+	}
 	e.msg = fmt.Sprintf("s3 %d %s", status, code)
 	if msg != "" {
 		e.msg += ": " + msg
