@@ -202,9 +202,16 @@ func TestSimulatorFindsHoles(t *testing.T) {
 		if *simHoles != "" && !strings.Contains(*simHoles, strconv.Itoa(int(h))) {
 			continue
 		}
+		n := limit
+		if h == hole.ClockExemption {
+			// A writer whose clock runs ahead must dedup against a pack a
+			// purge condemns: with manifest trees and spooled packs the
+			// first seed is 2345 (it was 118).
+			n = max(limit, 4000)
+		}
 		t.Run(h.String(), func(t *testing.T) {
 			defer hole.Set(h, true)()
-			for i := range limit {
+			for i := range n {
 				err := runSchedule(t, uint64(i+1), simConfig{hole: h})
 				switch {
 				case errors.Is(err, errNoEnd):
@@ -214,7 +221,7 @@ func TestSimulatorFindsHoles(t *testing.T) {
 					return
 				}
 			}
-			t.Fatalf("hole %s not found in %d schedules", h, limit)
+			t.Fatalf("hole %s not found in %d schedules", h, n)
 		})
 	}
 }
