@@ -52,9 +52,11 @@
 // # Measuring
 //
 // Build compiles cmd/cassback; Measure runs it with --endpoint survey on a
-// generated store, with a fresh survey file, and returns the child's peak
-// RSS (its rusage), wall time and the survey file's lines counted by
-// operation, which are the requests a real store would have served.
+// generated store, with a fresh survey file, under GNU time (a child
+// started by os/exec's vfork would report this process's peak as its
+// own), and returns its peak RSS, wall and CPU time and the survey file's
+// lines counted by operation, which are the requests a real store would
+// have served; Env.KillRSS kills a command that grows past a limit.
 // RemoveHost takes a measured backup's objects out again, so one generated
 // store serves many measurements.
 package fleet

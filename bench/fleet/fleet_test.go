@@ -255,7 +255,7 @@ func TestListHosts(t *testing.T) {
 	if r.MaxRSS <= 0 || r.Ops[survey.OpListed].Requests+r.Ops[survey.OpListedDirs].Requests == 0 {
 		t.Errorf("list --hosts: max RSS %d, requests %s; want both counted", r.MaxRSS, r.Requests())
 	}
-	t.Logf("list --hosts: %s, %v, %s", MB(r.MaxRSS), r.Wall, r.Requests())
+	t.Logf("list --hosts: %s, %v (CPU %v), %s", MB(r.MaxRSS), r.Wall, r.CPU, r.Requests())
 }
 
 func TestRemoveHost(t *testing.T) {

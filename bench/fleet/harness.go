@@ -74,7 +74,8 @@ type Result struct {
 	// MaxRSSBound is true.
 	MaxRSS      int64
 	MaxRSSBound bool
-	Killed      bool // at Env.KillRSS
+	Killed      bool          // at Env.KillRSS
+	CPU         time.Duration // user and system time of the command
 	Ops         map[survey.Op]Count
 	Stdout      string
 	Stderr      string
@@ -110,7 +111,7 @@ func Measure(ctx context.Context, e Env, args ...string) (Result, error) {
 	_, err = os.Stat(timeBin)
 	viaTime := err == nil
 	if viaTime {
-		argv = append([]string{timeBin, "-f", "%M", "-o", rssPath}, argv...)
+		argv = append([]string{timeBin, "-f", "%U %S %M", "-o", rssPath}, argv...)
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var stdout, stderr bytes.Buffer
@@ -134,8 +135,9 @@ func Measure(ctx context.Context, e Env, args ...string) (Result, error) {
 	case err != nil:
 		return r, fmt.Errorf("run cassback %s: %w", strings.Join(args, " "), err)
 	}
+	r.CPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if viaTime {
-		if r.MaxRSS, err = readTimeRSS(rssPath); err != nil {
+		if r.CPU, r.MaxRSS, err = readTime(rssPath); err != nil {
 			return r, err
 		}
 	} else if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -199,22 +201,26 @@ func vmRSS(pid int) int64 {
 	return 0
 }
 
-// readTimeRSS reads what GNU time -f %M wrote: the peak in KiB on the last
-// line (a line "Command exited with non-zero status N" may come first).
-func readTimeRSS(path string) (int64, error) {
+// readTime reads what GNU time -f "%U %S %M" wrote: user and system
+// seconds and the peak in KiB, on the last line (a line "Command exited
+// with non-zero status N" may come first).
+func readTime(path string) (cpu time.Duration, rss int64, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fmt.Errorf("read peak RSS: %w", err)
+		return 0, 0, fmt.Errorf("read GNU time's output: %w", err)
 	}
-	lines := strings.Fields(strings.TrimSpace(string(b)))
-	if len(lines) == 0 {
-		return 0, fmt.Errorf("read peak RSS: %s is empty", path)
+	f := strings.Fields(strings.TrimSpace(string(b)))
+	if len(f) < 3 {
+		return 0, 0, fmt.Errorf("read GNU time's output: %q", b)
 	}
-	kib, err := strconv.ParseInt(lines[len(lines)-1], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("read peak RSS from %s: %w", path, err)
+	f = f[len(f)-3:]
+	user, err1 := strconv.ParseFloat(f[0], 64)
+	sys, err2 := strconv.ParseFloat(f[1], 64)
+	kib, err3 := strconv.ParseInt(f[2], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return 0, 0, fmt.Errorf("read GNU time's output %q: %w", b, err)
 	}
-	return kib << 10, nil
+	return time.Duration((user + sys) * float64(time.Second)), kib << 10, nil
 }
 
 // countOps counts a survey file's lines by operation, a line at a time (a
