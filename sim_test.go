@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,6 +126,7 @@ func TestSimulatorReproducible(t *testing.T) {
 		var a, b string
 		errA := runSchedule(t, seed, simConfig{trace: &a})
 		errB := runSchedule(t, seed, simConfig{trace: &b})
+		rawA, rawB := a, b
 		// Sizes of manifests vary with the inode numbers they record.
 		a, b = sizes.ReplaceAllString(a, "_B"), sizes.ReplaceAllString(b, "_B")
 		a, b = tmpdirs.ReplaceAllString(a, "TMP/"), tmpdirs.ReplaceAllString(b, "TMP/")
@@ -139,6 +141,8 @@ func TestSimulatorReproducible(t *testing.T) {
 			if d := os.Getenv("CASSBACK_SIM_DUMP"); d != "" {
 				os.WriteFile(filepath.Join(d, "a.trace"), []byte(a), 0o644)
 				os.WriteFile(filepath.Join(d, "b.trace"), []byte(b), 0o644)
+				os.WriteFile(filepath.Join(d, "a.raw"), []byte(rawA), 0o644)
+				os.WriteFile(filepath.Join(d, "b.raw"), []byte(rawB), 0o644)
 			}
 			t.Fatalf("seed %d ran two ways:\n%s\n---\n%s", seed, firstDiffLine(a, b), errors.Join(errA, errB))
 		}
@@ -263,12 +267,13 @@ type simRun struct {
 	pending    map[string]map[chunk.ID]bool // session -> chunks referenced since its last Sync
 	violations []string
 	vandalized bool
-	seen       map[string]bool      // backups whose manifest was ever stored
-	expired    map[string]bool      // backups whose manifest and marker were both gone at a check
-	removed    map[string]bool      // backups a purge set out to remove (PurgeOptions.Removing)
-	cache      map[string]any       // decoded immutable objects, by key and ETag
-	refsGen    int                  // changes of refs
-	inodes     map[uint64]uint64    // real inode -> the same in every run
+	seen       map[string]bool   // backups whose manifest was ever stored
+	expired    map[string]bool   // backups whose manifest and marker were both gone at a check
+	removed    map[string]bool   // backups a purge set out to remove (PurgeOptions.Removing)
+	cache      map[string]any    // decoded immutable objects, by key and ETag
+	refsGen    int               // changes of refs
+	inodes     map[uint64]uint64 // real inode -> the same in every run
+	nextInode  uint64
 	checked    [2]uint64            // store mutations and refsGen at the last full check
 	keys       map[string][2]string // backup name -> its manifest key and marker key
 }
@@ -592,14 +597,11 @@ func (s *simRun) open(ctx context.Context, p *simProc) (*Repo, error) {
 	r.inode = func(ino uint64) uint64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.inodes == nil {
-			s.inodes = map[uint64]uint64{}
-		}
 		if o, ok := s.inodes[ino]; ok {
 			return o
 		}
-		s.inodes[ino] = uint64(len(s.inodes) + 1)
-		return s.inodes[ino]
+		// Not written by flush: numbered when first seen.
+		return s.numberLocked(ino)
 	}
 	r.observe = func(session string, f *manifest.File) {
 		s.mu.Lock()
@@ -679,9 +681,39 @@ func (s *simRun) flush(h *simHost) string {
 	os.WriteFile(filepath.Join(dir, prefix+"Data.db"), content, 0o644)
 	os.WriteFile(filepath.Join(dir, prefix+"TOC.txt"), []byte("Data.db\nTOC.txt\n"), 0o644)
 	now := s.w.Now()
-	os.Chtimes(filepath.Join(dir, prefix+"Data.db"), now, now)
-	os.Chtimes(filepath.Join(dir, prefix+"TOC.txt"), now, now)
+	for _, name := range []string{"Data.db", "TOC.txt"} {
+		p := filepath.Join(dir, prefix+name)
+		os.Chtimes(p, now, now)
+		s.numberInode(p)
+	}
 	return filepath.Join(ks, "t-"+strings.Repeat("ab", 16), prefix)
+}
+
+// numberInode gives the file at path the next inode ordinal. Files are
+// numbered as flush writes them, in the schedule's order, so every run of a
+// seed records the same inodes whatever order backup's workers stat them in
+// (and an inode the file system reuses gets a number of its own).
+func (s *simRun) numberInode(path string) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.numberLocked(uint64(st.Ino))
+}
+
+func (s *simRun) numberLocked(ino uint64) uint64 {
+	if s.inodes == nil {
+		s.inodes = map[uint64]uint64{}
+	}
+	s.nextInode++
+	s.inodes[ino] = s.nextInode
+	return s.nextInode
 }
 
 // compact removes one SSTable of the host, as a compaction does.

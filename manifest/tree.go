@@ -248,7 +248,13 @@ func gzipJSON(v any) ([]byte, error) {
 		return nil, err
 	}
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, _ := gzipWriters.Get().(*gzip.Writer)
+	if zw == nil {
+		zw = gzip.NewWriter(&buf)
+	} else {
+		zw.Reset(&buf)
+	}
+	defer gzipWriters.Put(zw)
 	if _, err := zw.Write(js); err != nil {
 		return nil, err
 	}
