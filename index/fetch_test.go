@@ -73,6 +73,7 @@ func TestFetchFallsBackToAnotherCopy(t *testing.T) {
 			// Two index files; the planted copy, merged first, is preferred.
 			idx.merge("index/h/planted", []PackRecord{planted})
 			idx.merge("index/h/good", []PackRecord{good})
+			idx.settle()
 			if l, _ := idx.Lookup(chunk.Sum(x)); l.Pack != bad.ID {
 				t.Fatal("setup: the planted copy is not preferred")
 			}

@@ -2,6 +2,7 @@ package index
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,7 @@ type Index struct {
 	packs   []packInfo
 	packOrd map[chunk.ID]uint32
 	sorted  []entry            // from index files; sorted by id
+	pending []entry            // from index files being loaded (settleLocked)
 	added   map[chunk.ID]entry // added by this process since the last merge
 	loaded  map[string]bool    // index keys already merged
 	files   []string           // index keys merged, in order (packInfo.from)
@@ -210,8 +212,9 @@ func (x *Index) Add(p PackRecord) {
 	}
 }
 
-// merge adds the packs of one index file to the sorted entries. Load
-// checks the file against the index first (admit).
+// merge adds the packs of one index file to the pending entries, which
+// settleLocked sorts into the others once the files read together are all
+// merged. Load checks the file against the index first (admit).
 func (x *Index) merge(key string, packs []PackRecord) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -221,23 +224,49 @@ func (x *Index) merge(key string, packs []PackRecord) {
 	x.loaded[key] = true
 	x.files = append(x.files, key)
 	from := int32(len(x.files) - 1)
-	n := len(x.sorted)
 	add := 0
 	for _, p := range packs {
 		add += len(p.Entries)
 	}
-	x.sorted = slices.Grow(x.sorted, add) // once, not array after array
+	x.pending = slices.Grow(x.pending, add)
 	for _, p := range packs {
 		o := x.packOrdinal(p.ID, p.Size, from)
 		for _, e := range p.Entries {
-			x.sorted = append(x.sorted, entry{e.ID, o, e.Off, e.Len})
+			x.pending = append(x.pending, entry{e.ID, o, e.Off, e.Len})
 		}
 	}
-	if len(x.sorted) > n {
-		// Copies of a chunk in several packs (two nodes raced, or a
-		// repack) all stay, so a condemned copy can be skipped.
-		slices.SortStableFunc(x.sorted, func(a, b entry) int { return bytes.Compare(a.id[:], b.id[:]) })
+}
+
+// settleLocked sorts the pending entries into the sorted ones: one sort of
+// what was read and one pass over the whole, however many files it came
+// from (sorting the whole again for each file cost files × entries).
+// Copies of a chunk in several packs (two nodes raced, or a repack) all
+// stay, ordered by pack ordinal, so a condemned copy can be skipped; the
+// same entry named by two files is kept once.
+func (x *Index) settleLocked() {
+	if len(x.pending) == 0 {
+		return
+	}
+	slices.SortFunc(x.pending, compareEntries)
+	x.pending = slices.Compact(x.pending)
+	if len(x.sorted) == 0 {
+		x.sorted, x.pending = x.pending, nil
+	} else {
+		// Merge from the back, in place in the grown sorted slice.
+		n, m := len(x.sorted), len(x.pending)
+		x.sorted = slices.Grow(x.sorted, m)[:n+m]
+		i, j := n-1, m-1
+		for k := n + m - 1; j >= 0; k-- {
+			if i >= 0 && compareEntries(x.sorted[i], x.pending[j]) > 0 {
+				x.sorted[k] = x.sorted[i]
+				i--
+			} else {
+				x.sorted[k] = x.pending[j]
+				j--
+			}
+		}
 		x.sorted = slices.Compact(x.sorted)
+		x.pending = nil
 	}
 	for id, e := range x.added {
 		i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
@@ -248,6 +277,41 @@ func (x *Index) merge(key string, packs []PackRecord) {
 			}
 		}
 	}
+}
+
+func (x *Index) settle() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.settleLocked()
+}
+
+func compareEntries(a, b entry) int {
+	if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.pack, b.pack); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.off, b.off); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.len, b.len)
+}
+
+// reserve makes room in the pending entries for the index files about to
+// be read, from their listed sizes (each entry takes idxEntrySize bytes of
+// a file): one allocation instead of one per file, so a cold load of a
+// large store holds its entries once, not again in a grown copy.
+func (x *Index) reserve(infos []remote.Info) {
+	n := 0
+	for _, i := range infos {
+		if i.Size > 0 {
+			n += int(min(i.Size, MaxFileSize) / idxEntrySize)
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.pending = slices.Grow(x.pending, n)
 }
 
 // LoadStats says what Load did.
@@ -343,6 +407,8 @@ func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *L
 	if err != nil {
 		return 0, fmt.Errorf("list index files: %w", err)
 	}
+	x.reserve(infos)
+	defer x.settle()
 	for _, info := range infos {
 		packs, fetched, err := readIndexFile(ctx, st, cache, info)
 		if fetched {
@@ -432,6 +498,7 @@ func (x *Index) disputed(packs []PackRecord) []PackRecord {
 func (x *Index) correct(id chunk.ID, size int64) (liar string, was int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	x.settleLocked()
 	o := x.packOrd[id]
 	p := &x.packs[o]
 	if p.size == size {

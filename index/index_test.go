@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -356,5 +357,54 @@ func TestConfigInit(t *testing.T) {
 	wg.Wait()
 	if got[0].ID != got[1].ID {
 		t.Errorf("racing Init gave two configs: %s and %s", got[0].ID, got[1].ID)
+	}
+}
+
+// Index files loaded in several passes, with copies of a chunk in several
+// packs and the same entry named by two files, settle into the order one
+// sort of everything gives: by chunk, then pack, each entry once.
+func TestSettleMergesPasses(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	var ids []chunk.ID
+	for i := range 300 {
+		ids = append(ids, chunk.Sum([]byte(fmt.Sprint(i))))
+	}
+	var files [][]PackRecord
+	for f := range 12 {
+		var recs []PackRecord
+		for p := range 3 {
+			rec := PackRecord{ID: chunk.Sum([]byte(fmt.Sprint("pack", f%5, p))), Size: 1 << 20}
+			for range 1 + rng.IntN(40) {
+				rec.Entries = append(rec.Entries, pack.Entry{ID: ids[rng.IntN(len(ids))], Off: uint32(rng.IntN(1000)), Len: 10})
+			}
+			recs = append(recs, rec)
+		}
+		files = append(files, recs)
+	}
+	files[11] = files[2] // the same entries, named by a file of another pass
+	x := New()
+	for f, recs := range files {
+		x.merge(fmt.Sprint("index/h/", f), recs)
+		if f%4 == 3 || f == 5 {
+			x.settle()
+		}
+	}
+	x.settle()
+	var want []entry
+	for _, recs := range files {
+		for _, r := range recs {
+			o := x.packOrd[r.ID]
+			for _, e := range r.Entries {
+				want = append(want, entry{e.ID, o, e.Off, e.Len})
+			}
+		}
+	}
+	slices.SortFunc(want, compareEntries)
+	want = slices.Compact(want)
+	if !slices.Equal(x.sorted, want) {
+		t.Fatalf("settled %d entries, want %d in one sort's order", len(x.sorted), len(want))
+	}
+	if len(x.pending) != 0 {
+		t.Fatalf("%d entries still pending", len(x.pending))
 	}
 }
