@@ -79,6 +79,9 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 	}
 	if hole.On(hole.IndexBeforeSession) && r.early != nil {
 		b.idx = r.early
+	} else {
+		// Other hosts' index files by their filters only (index/lazy.go).
+		b.idx.LoadOthersLazily(opts.Host)
 	}
 	sess, sets, err := r.startSession(ctx, opts.Host, gc.KindBackup, func(fresh []gc.CondemnedSet) {
 		b.idx.Exclude(packsOf(fresh))
@@ -400,7 +403,7 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 // sweep deleted: §4.2 W1).
 func (b *backupRun) haveNode(ctx context.Context, id chunk.ID) (bool, error) {
 	for {
-		loc, ok := b.idx.Lookup(id)
+		loc, ok := b.idx.LookupContext(ctx, id)
 		if !ok {
 			return false, nil
 		}

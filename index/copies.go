@@ -12,6 +12,16 @@ import (
 // returns first, then the others, copies in avoided packs last. A reader
 // whose copy fails its check tries the next.
 func (x *Index) Copies(id chunk.ID) []Location {
+	if c := x.copies(id); len(c) > 0 {
+		return c
+	}
+	if !x.fault(nil, id) {
+		return nil
+	}
+	return x.copies(id)
+}
+
+func (x *Index) copies(id chunk.ID) []Location {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	var first, last []Location

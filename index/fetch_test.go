@@ -109,3 +109,27 @@ func TestFetchNoOtherCopy(t *testing.T) {
 		t.Error("a neighbour of the bad copy was not read")
 	}
 }
+
+// A pack indexed from its header (its index file damaged) adds its copy of
+// a chunk even when a loaded index file names another copy, which may be
+// in a pack that is gone (a stale index file): the chunk is read from the
+// rebuilt copy (seed 15081 of the simulator's long mode).
+func TestRebuildOrphansKeepsEveryCopy(t *testing.T) {
+	st := remotetest.NewMemory()
+	x := bytes.Repeat([]byte("x"), 5000)
+	gone := putPack(t, st, x, bytes.Repeat([]byte("g"), 100))
+	if err := st.Delete(t.Context(), pack.Key(gone.ID)); err != nil {
+		t.Fatal(err)
+	}
+	putPack(t, st, x) // its index file damaged: an orphan
+	idx := New()
+	idx.merge("index/h/stale", []PackRecord{gone})
+	idx.settle()
+	if n, err := idx.RebuildOrphans(t.Context(), st); err != nil || n != 1 {
+		t.Fatalf("RebuildOrphans: %d, %v; want the orphan pack", n, err)
+	}
+	got, failed := fetchAll(t, st, idx, []chunk.ID{chunk.Sum(x)})
+	if !bytes.Equal(got[chunk.Sum(x)], x) {
+		t.Fatalf("chunk not read from the rebuilt copy: %v", failed)
+	}
+}

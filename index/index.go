@@ -66,6 +66,9 @@ type Index struct {
 	// avoided packs are condemned too, but a reader may still use them
 	// when they hold the only copy it knows (Avoid).
 	avoided map[uint32]bool
+	// lazy, if set, holds the filters of other hosts' index files, read
+	// whole only when a lookup needs them (lazy.go).
+	lazy *lazy
 }
 
 // New returns an empty Index.
@@ -151,14 +154,29 @@ func (x *Index) Excluded(pack chunk.ID) bool {
 
 // Has reports whether the chunk is known to be stored.
 func (x *Index) Has(id chunk.ID) bool {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	_, ok := x.find(id)
+	_, ok := x.Lookup(id)
 	return ok
 }
 
-// Lookup returns where the chunk is stored.
+// Lookup returns where the chunk is stored. In lazy mode a chunk not
+// loaded yet is looked up in the index files whose filter may hold it,
+// read under the context Load was given (LookupContext names another).
 func (x *Index) Lookup(id chunk.ID) (Location, bool) {
+	return x.LookupContext(nil, id)
+}
+
+// LookupContext is Lookup reading lazily loaded index files under ctx.
+func (x *Index) LookupContext(ctx context.Context, id chunk.ID) (Location, bool) {
+	if l, ok := x.lookup(id); ok {
+		return l, true
+	}
+	if !x.fault(ctx, id) {
+		return Location{}, false
+	}
+	return x.lookup(id)
+}
+
+func (x *Index) lookup(id chunk.ID) (Location, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	e, ok := x.find(id)
@@ -340,6 +358,11 @@ func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (Loa
 	if cache != nil {
 		defer cache.Close()
 	}
+	if l := x.lazyOf(); l != nil {
+		l.mu.Lock()
+		l.ctx, l.st, l.cache = ctx, st, cacheDir
+		l.mu.Unlock()
+	}
 	for range 3 {
 		missed, err := x.load(ctx, st, cache, &ls)
 		if err != nil {
@@ -350,6 +373,12 @@ func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (Loa
 		}
 	}
 	if len(ls.Damaged) > 0 {
+		// In lazy mode other hosts' packs are not loaded and would all
+		// look orphaned: their files are read whole first (damaged index
+		// files are rare; a backup that meets one holds every host's).
+		if err := x.faultAll(ctx); err != nil {
+			return ls, err
+		}
 		n, err := x.RebuildOrphans(ctx, st)
 		ls.Rebuilt = n
 		if err != nil {
@@ -387,25 +416,50 @@ func (x *Index) RebuildOrphans(ctx context.Context, st remote.Store) (int, error
 			}
 			continue // unreadable too: its chunks are not offered
 		}
-		x.Add(PackRecord{ID: id, Size: size, Entries: entries})
+		// Merged like an index file's, not added: every copy stays, so a
+		// chunk that a stale index file also places in a pack that is gone
+		// is read from this one.
+		x.merge(pack.Key(id), []PackRecord{{ID: id, Size: size, Entries: entries}})
 		n++
 	}
+	x.settle()
 	return n, nil
 }
 
 func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *LoadStats) (missed int, err error) {
-	var infos []remote.Info
+	var infos, deferred []remote.Info
+	lz := x.lazyOf()
 	err = st.List(ctx, "index/", func(i remote.Info) error {
 		x.mu.RLock()
 		done := x.loaded[i.Key]
 		x.mu.RUnlock()
-		if !done && ls.Damaged[i.Key] == nil {
+		switch {
+		case done || ls.Damaged[i.Key] != nil:
+		case lz.deferred(i.Key):
+			if !lz.known(i.Key) {
+				deferred = append(deferred, i)
+			}
+		default:
 			infos = append(infos, i)
 		}
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("list index files: %w", err)
+	}
+	for _, info := range deferred {
+		fetched, err := lz.loadFilter(ctx, st, cache, info)
+		if fetched {
+			ls.Fetched++
+		}
+		switch {
+		case isNotExist(err):
+			missed++
+		case errors.Is(err, ErrDamaged):
+			ls.Damaged[info.Key] = err
+		case err != nil:
+			return missed, fmt.Errorf("read index file %s: %w", info.Key, err)
+		}
 	}
 	x.reserve(infos)
 	defer x.settle()

@@ -14,18 +14,22 @@ import (
 	"github.com/cassback/cassback/remote"
 )
 
-// Index file layout (format 1), all integers little-endian:
+// Index file layout (format 2), all integers little-endian:
 //
-//	magic "CBIDX001"
-//	nPacks u32, nEntries u32
+//	magic "CBIDX002"
+//	nPacks u32, nEntries u32, nFilter u32
+//	filter:  nFilter bytes, filterLen(nEntries): a Bloom filter of the entries' IDs (filter.go)
 //	packs:   nPacks × { id [32]byte, size u64 }                        40 bytes each
 //	entries: nEntries × { id [32]byte, pack u32, off u32, len u32 }    44 bytes each, sorted by id
 //	sum [32]byte   BLAKE3 of everything before it
 //
 // An index file is stored under Key(host, sum): its name is its checksum,
-// so a cached copy can always be verified, and it is written once.
+// so a cached copy can always be verified, and it is written once. The
+// filter comes first so that a backup reads only it from other hosts'
+// files (readFilter): one ranged read of the first filterBound bytes.
 const (
-	idxMagic     = "CBIDX001"
+	idxMagic     = "CBIDX002"
+	idxHeader    = len(idxMagic) + 12
 	idxPackSize  = 40
 	idxEntrySize = 44
 )
@@ -67,10 +71,16 @@ func EncodeFile(packs []PackRecord) ([]byte, chunk.ID) {
 		}
 	}
 	slices.SortFunc(all, func(a, b ent) int { return bytes.Compare(a.e.ID[:], b.e.ID[:]) })
-	b := make([]byte, 0, len(idxMagic)+8+len(packs)*idxPackSize+len(all)*idxEntrySize+32)
+	nf := filterLen(len(all))
+	b := make([]byte, 0, idxHeader+nf+len(packs)*idxPackSize+len(all)*idxEntrySize+32)
 	b = append(b, idxMagic...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(packs)))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(all)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(nf))
+	b = append(b, make([]byte, nf)...)
+	for _, a := range all {
+		filterAdd(b[idxHeader:idxHeader+nf], a.e.ID)
+	}
 	for _, p := range packs {
 		b = append(b, p.ID[:]...)
 		b = binary.LittleEndian.AppendUint64(b, uint64(p.Size))
@@ -96,23 +106,22 @@ func DecodeFile(b []byte) ([]PackRecord, error) {
 }
 
 func decodeFile(b []byte) ([]PackRecord, error) {
-	if len(b) < len(idxMagic)+8+32 {
+	if len(b) < idxHeader+32 {
 		return nil, errors.New("index file: too short")
 	}
 	body, tail := b[:len(b)-32], b[len(b)-32:]
 	if chunk.Sum(body) != chunk.ID(tail) {
 		return nil, errors.New("index file: checksum mismatch")
 	}
-	if string(body[:len(idxMagic)]) != idxMagic {
-		return nil, errors.New("index file: bad magic")
+	np, ne, nf, err := fileHeader(body)
+	if err != nil {
+		return nil, err
 	}
-	np := int64(binary.LittleEndian.Uint32(body[8:]))
-	ne := int64(binary.LittleEndian.Uint32(body[12:]))
-	if int64(len(body)) != 16+np*idxPackSize+ne*idxEntrySize {
+	if int64(len(body)) != int64(idxHeader)+nf+np*idxPackSize+ne*idxEntrySize {
 		return nil, fmt.Errorf("index file: %d bytes do not hold %d packs and %d entries", len(body), np, ne)
 	}
 	packs := make([]PackRecord, np)
-	p := body[16:]
+	p := body[int64(idxHeader)+nf:]
 	for i := range packs {
 		copy(packs[i].ID[:], p[:32])
 		size := binary.LittleEndian.Uint64(p[32:40])
@@ -163,6 +172,47 @@ func decodeFile(b []byte) ([]PackRecord, error) {
 		slices.SortFunc(packs[i].Entries, func(a, b pack.Entry) int { return int(a.Off) - int(b.Off) })
 	}
 	return packs, nil
+}
+
+// fileHeader returns the counts an index file's header gives: packs,
+// entries and filter bytes (which must be filterLen of the entries).
+func fileHeader(b []byte) (np, ne, nf int64, err error) {
+	if len(b) < idxHeader {
+		return 0, 0, 0, errors.New("index file: too short")
+	}
+	if string(b[:len(idxMagic)]) != idxMagic {
+		return 0, 0, 0, errors.New("index file: bad magic")
+	}
+	np = int64(binary.LittleEndian.Uint32(b[8:]))
+	ne = int64(binary.LittleEndian.Uint32(b[12:]))
+	nf = int64(binary.LittleEndian.Uint32(b[16:]))
+	if ne > MaxFileSize/idxEntrySize || nf != int64(filterLen(int(ne))) {
+		return 0, 0, 0, fmt.Errorf("index file: a filter of %d bytes for %d entries", nf, ne)
+	}
+	return np, ne, nf, nil
+}
+
+// filterBound is how many bytes from its start hold the header and the
+// filter of an index file of size bytes: its filter is filterLen of at
+// most (size - header - sum) / idxEntrySize entries.
+func filterBound(size int64) int64 {
+	n := max(size-int64(idxHeader)-32, 0) / idxEntrySize
+	return min(int64(idxHeader)+int64(filterLen(int(min(n, MaxFileSize/idxEntrySize)))), size)
+}
+
+// decodeFilter returns the filter of an index file from its first bytes
+// (at least its header and filter), and its number of entries. The
+// filter is not checked against the file's checksum, which needs the
+// whole file: a damaged filter costs a read or an upload, never data.
+func decodeFilter(b []byte) (filter []byte, entries int, err error) {
+	_, ne, nf, err := fileHeader(b)
+	if err != nil {
+		return nil, 0, damaged{err}
+	}
+	if int64(len(b)) < int64(idxHeader)+nf {
+		return nil, 0, damaged{errors.New("index file: shorter than its filter")}
+	}
+	return bytes.Clone(b[idxHeader : int64(idxHeader)+nf]), int(ne), nil
 }
 
 // ReadFile reads, checks and decodes the index file stored under key: its

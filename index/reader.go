@@ -1,6 +1,8 @@
 package index
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,10 +11,11 @@ import (
 	"slices"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrCorrupt reports stored bytes whose BLAKE3 does not match their ID.
@@ -199,8 +202,18 @@ func fetch(ctx context.Context, st remote.Store, f *fetcher, ids []chunk.ID, opt
 			r.ids = append(r.ids, idOf[l])
 		}
 	}
-	// Largest ranges first keeps the tail of a restore short.
-	slices.SortFunc(ranges, func(a, b *fetchRange) int { return int((b.end - b.off) - (a.end - a.off)) })
+	// Largest ranges first keeps the tail of a restore short; ties in
+	// pack and offset order, so one run reads as another does (the
+	// simulator replays a seed request for request).
+	slices.SortFunc(ranges, func(a, b *fetchRange) int {
+		if c := cmp.Compare(b.end-b.off, a.end-a.off); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(a.pack[:], b.pack[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.off, b.off)
+	})
 
 	g, gctx := errgroup.WithContext(ctx)
 	work := make(chan *fetchRange)

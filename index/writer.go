@@ -128,7 +128,7 @@ func (w *Writer) NewPacker() *Packer {
 func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error) {
 	w := p.w
 	for {
-		loc, ok := w.idx.Lookup(id)
+		loc, ok := w.idx.LookupContext(ctx, id)
 		if !ok {
 			break
 		}
@@ -148,7 +148,11 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		w.mu.Unlock()
 		return false, err
 	}
-	if _, ok := w.claimed[id]; ok {
+	// Claimed by another packer, or stored by one since the lookup above
+	// (upload adds a pack's chunks to the index before it releases their
+	// claims, so one of the two holds): otherwise two packs would hold it.
+	_, claimed := w.claimed[id]
+	if _, stored := w.idx.lookup(id); claimed || stored {
 		w.mu.Unlock()
 		w.stats.ChunksDup.Add(1)
 		w.stats.BytesDup.Add(int64(len(data)))

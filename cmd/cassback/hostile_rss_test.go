@@ -429,27 +429,24 @@ func plantValidManifest(t *testing.T, dir, victim string) {
 	}
 }
 
-// plantIndexFile writes a valid index file of index.MaxFileSize bytes
-// naming one pack that holds 1.5 million chunks of 1 byte.
+// plantIndexFile writes a valid index file of about index.MaxFileSize
+// bytes naming one pack that holds half a million chunks of 1 byte.
 func plantIndexFile(t *testing.T, dir, _ string) {
-	const entries = (index.MaxFileSize - 8 - 8 - 40 - 32) / 44
-	var b bytes.Buffer
-	b.Grow(index.MaxFileSize)
-	b.WriteString("CBIDX001")
-	binary.Write(&b, binary.LittleEndian, [2]uint32{1, entries})
-	b.Write(bytes.Repeat([]byte{0xee}, 32))
-	binary.Write(&b, binary.LittleEndian, uint64(index.MaxPackSize))
-	var e [44]byte
-	for i := range uint32(entries) {
-		binary.BigEndian.PutUint32(e[:], i) // sorted IDs
-		binary.LittleEndian.PutUint32(e[36:], i)
-		binary.LittleEndian.PutUint32(e[40:], 1)
-		b.Write(e[:])
+	// 44 bytes an entry and 10 bits of filter; the header, the pack and
+	// the sum take 92.
+	const entries = (index.MaxFileSize - 92) * 4 / 181
+	rec := index.PackRecord{ID: chunk.ID(bytes.Repeat([]byte{0xee}, 32)), Size: index.MaxPackSize}
+	rec.Entries = make([]pack.Entry, entries)
+	for i := range rec.Entries {
+		binary.BigEndian.PutUint32(rec.Entries[i].ID[:], uint32(i))
+		rec.Entries[i].Off, rec.Entries[i].Len = uint32(i), 1
 	}
-	sum := chunk.Sum(b.Bytes())
-	b.Write(sum[:])
+	b, sum := index.EncodeFile([]index.PackRecord{rec})
+	if len(b) > index.MaxFileSize || len(b) < index.MaxFileSize-1024 {
+		t.Fatalf("planted index file of %d bytes, want just under %d", len(b), index.MaxFileSize)
+	}
 	name := filepath.Join(dir, filepath.FromSlash(index.Key("n1", sum)))
-	if err := os.WriteFile(name, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(name, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

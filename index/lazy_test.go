@@ -1,0 +1,256 @@
+package index
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/remotetest"
+)
+
+// A filter holds every chunk it was given, and answers "maybe" for about
+// 3 in 100,000 others.
+func TestFilterFalsePositives(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	randID := func() (id chunk.ID) {
+		for i := range id {
+			id[i] = byte(rng.Uint32())
+		}
+		return id
+	}
+	for _, n := range []int{1, 100, 100_000} {
+		f := make([]byte, filterLen(n))
+		var in []chunk.ID
+		for range n {
+			id := randID()
+			in = append(in, id)
+			filterAdd(f, id)
+		}
+		for _, id := range in {
+			if !filterHas(f, id) {
+				t.Fatalf("n=%d: a chunk added is not in the filter", n)
+			}
+		}
+		const probes = 2_000_000
+		fp := 0
+		for range probes {
+			if filterHas(f, randID()) {
+				fp++
+			}
+		}
+		if rate := float64(fp) / probes; n >= 100 && rate > 1e-4 {
+			t.Errorf("n=%d: %.4f%% false positives, want about 0.003%%", n, 100*rate)
+		}
+		t.Logf("n=%d: %d bytes (%.2f a chunk), %.3f%% false positives", n, len(f), float64(len(f))/float64(n), 100*float64(fp)/probes)
+	}
+	if filterHas(nil, randID()) {
+		t.Error("an empty filter holds a chunk")
+	}
+}
+
+// rangeLog records the ranged reads of a store.
+type rangeLog struct {
+	remote.Store
+	mu    sync.Mutex
+	reads []string
+}
+
+func (r *rangeLog) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	r.mu.Lock()
+	r.reads = append(r.reads, fmt.Sprintf("%s %d %d", key, off, n))
+	r.mu.Unlock()
+	return r.Store.Get(ctx, key, off, n)
+}
+
+func (r *rangeLog) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.reads
+	r.reads = nil
+	return out
+}
+
+// putIndexFile writes an index file for host naming one pack of n chunks
+// (no pack data), and returns its key and the chunk IDs.
+func putIndexFile(t *testing.T, st remote.Store, host string, n int) (string, []chunk.ID) {
+	t.Helper()
+	rec := PackRecord{ID: chunk.Sum([]byte(host + "pack")), Size: int64(n) * 100}
+	var ids []chunk.ID
+	for i := range n {
+		id := chunk.Sum([]byte(fmt.Sprint(host, i)))
+		ids = append(ids, id)
+		rec.Entries = append(rec.Entries, pack.Entry{ID: id, Off: uint32(i * 100), Len: 100})
+	}
+	b, sum := EncodeFile([]PackRecord{rec})
+	key := Key(host, sum)
+	if err := st.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	return key, ids
+}
+
+// In lazy mode Load reads the host's own index files whole and only the
+// filter of the others'; a lookup of another host's chunk reads its file
+// whole, once; a chunk in no file reads none (mostly: 1% of misses read a
+// file for nothing).
+func TestLazyLoad(t *testing.T) {
+	mem := remotetest.NewMemory()
+	st := &rangeLog{Store: mem}
+	ownKey, own := putIndexFile(t, st, "a", 1000)
+	bKey, b := putIndexFile(t, st, "b", 20_000)
+	cKey, c := putIndexFile(t, st, "c", 3000)
+	st.take()
+
+	x := New()
+	x.LoadOthersLazily("a")
+	if _, err := x.Load(t.Context(), st, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := mem.Stat(t.Context(), bKey)
+	reads := map[string]bool{}
+	for _, r := range st.take() {
+		reads[r] = true
+	}
+	if !reads[ownKey+" 0 -1"] || !reads[fmt.Sprintf("%s 0 %d", bKey, filterBound(info.Size))] || len(reads) != 3 {
+		t.Fatalf("Load read %v; want %s whole and the filters of the others", reads, ownKey)
+	}
+	if files, n := x.Filtered(); files != 2 || n != int64(filterLen(20_000)+filterLen(3000)) {
+		t.Errorf("Filtered = %d files, %d bytes", files, n)
+	}
+	if x.Len() != len(own) {
+		t.Fatalf("Len = %d before any lookup, want the own host's %d", x.Len(), len(own))
+	}
+	if !x.Has(own[5]) {
+		t.Fatal("own chunk unknown")
+	}
+	if len(st.take()) != 0 {
+		t.Fatal("a lookup of an own chunk read the store")
+	}
+	if loc, ok := x.Lookup(b[17]); !ok || loc.Off != 1700 || loc.Len != 100 {
+		t.Fatalf("Lookup of b's chunk = %+v, %v", loc, ok)
+	}
+	if got := st.take(); len(got) != 1 || got[0] != bKey+" 0 -1" {
+		t.Fatalf("looking up b's chunk read %v, want %s whole", got, bKey)
+	}
+	for _, id := range b {
+		if !x.Has(id) {
+			t.Fatal("a chunk of b unknown after b was read")
+		}
+	}
+	if got := st.take(); len(got) > 0 {
+		t.Fatalf("b read again: %v", got)
+	}
+	// c's file is gone (a purge replaced it): its chunks are unknown, so a
+	// writer uploads them again.
+	if err := mem.Delete(t.Context(), cKey); err != nil {
+		t.Fatal(err)
+	}
+	if x.Has(c[0]) {
+		t.Fatal("a chunk of a deleted index file is known")
+	}
+	st.take()
+	miss := 0
+	for i := range 1000 {
+		if x.Has(chunk.Sum([]byte(fmt.Sprint("nowhere", i)))) {
+			t.Fatal("a chunk in no file is known")
+		}
+		miss += len(st.take())
+	}
+	if miss > 0 {
+		t.Errorf("1000 lookups of unknown chunks read %d files, want none: every file was read or tried once", miss)
+	}
+	if x.Len() != len(own)+len(b) {
+		t.Errorf("Len = %d, want %d", x.Len(), len(own)+len(b))
+	}
+
+	// A warm node reads no filter again: they are in its cache.
+	cache := t.TempDir()
+	y := New()
+	y.LoadOthersLazily("a")
+	if _, err := y.Load(t.Context(), st, cache); err != nil {
+		t.Fatal(err)
+	}
+	st.take()
+	z := New()
+	z.LoadOthersLazily("a")
+	if _, err := z.Load(t.Context(), st, cache); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.take(); len(got) != 0 {
+		t.Errorf("a warm load read %v", got)
+	}
+}
+
+// A damaged filter or file never makes a chunk known that is not: a
+// filter is only a hint, and the file it leads to is read whole and
+// checked against its name.
+func TestLazyDamagedFilter(t *testing.T) {
+	mem := remotetest.NewMemory()
+	bKey, b := putIndexFile(t, mem, "b", 500)
+	raw, err := readAll(t, mem, bKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every filter bit set: every lookup hits, the file's entries decide.
+	for i := idxHeader; i < idxHeader+filterLen(500); i++ {
+		raw[i] = 0xff
+	}
+	if err := mem.Put(t.Context(), bKey, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		t.Fatal(err)
+	}
+	x := New()
+	x.LoadOthersLazily("a")
+	if _, err := x.Load(t.Context(), mem, ""); err != nil {
+		t.Fatal(err)
+	}
+	if x.Has(b[3]) || x.Has(chunk.Sum([]byte("other"))) {
+		t.Fatal("a chunk of a file that fails its checksum is known")
+	}
+}
+
+func readAll(t *testing.T, st remote.Store, key string) ([]byte, error) {
+	t.Helper()
+	rc, err := st.Get(t.Context(), key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// Lookups of chunks of one file that race its read all find their chunk,
+// including one that missed just before the read ended.
+func TestLazyConcurrentLookups(t *testing.T) {
+	for range 20 {
+		mem := remotetest.NewMemory()
+		_, b := putIndexFile(t, mem, "b", 2000)
+		x := New()
+		x.LoadOthersLazily("a")
+		if _, err := x.Load(t.Context(), mem, ""); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		missed := make(chan chunk.ID, len(b))
+		for i := range 16 {
+			wg.Go(func() {
+				for j := i; j < len(b); j += 16 {
+					if !x.Has(b[j]) {
+						missed <- b[j]
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(missed)
+		if n := len(missed); n > 0 {
+			t.Fatalf("%d chunks of b unknown to lookups that raced its read", n)
+		}
+	}
+}
