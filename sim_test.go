@@ -83,6 +83,7 @@ func TestSimulatorFoundSeeds(t *testing.T) {
 		1092207, // a sweep kept a chunk's only copy in an orphan pack and deleted every index file: unindexed
 		33859,   // the oracle counted an SSTable compacted away before any manifest named it as still referenced
 		83863,   // a restore whose session was revoked while it started read on without one
+		15081,   // a pack indexed from its header lost its copy to a stale index file's, in a swept pack
 	} {
 		if err := runSchedule(t, seed, simConfig{}); err != nil {
 			t.Error(err)
