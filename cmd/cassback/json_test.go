@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote/local"
@@ -211,11 +212,21 @@ func jsonPurge(t *testing.T, r *jsonRun, data string) {
 func jsonDamage(t *testing.T, r *jsonRun, data string) {
 	var b backupDoc
 	r.run("backup, one-shot", 0, &b, "backup", "--ignore-changes", "--cassandra_data_dir", data, "--host", "n2", "--json")
+	// A pack of file chunks, not of manifest trees (whose loss makes the
+	// manifests unreadable: "corrupt", not "missing").
 	packs, _ := filepath.Glob(filepath.Join(r.store, "packs", "*", "*"))
-	if len(packs) == 0 {
-		t.Fatal("no packs in the store")
+	lost := ""
+	for _, p := range packs {
+		b, err := os.ReadFile(p)
+		if err == nil && len(b) >= pack.TrailerSize && !pack.IsTreePack(b[len(b)-pack.TrailerSize:]) {
+			lost = p
+			break
+		}
 	}
-	if err := os.Remove(packs[0]); err != nil {
+	if lost == "" {
+		t.Fatal("no pack of file chunks in the store")
+	}
+	if err := os.Remove(lost); err != nil {
 		t.Fatal(err)
 	}
 	var v validateDoc
