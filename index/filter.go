@@ -14,9 +14,9 @@ import (
 // functions: bytes 0–7 pick the block, bytes 8–31 the bits. A backup
 // probes every other host's filter for each chunk it has not loaded, and a
 // false "maybe" reads that file whole, so the rate must be small against
-// files × lookups: at 24 bits a chunk it is about 3 in 100,000
+// files × lookups: at 24 bits a chunk it is about 6 in 100,000
 // (TestFilterFalsePositives), so a 1 GiB node (about 300 lookups) probing
-// 400 files reads about 4 files for nothing. A filter only tells a backup
+// 400 files reads about 7 files for nothing. A filter only tells a backup
 // which other hosts' index files to read whole: a wrong answer costs a
 // read or an upload, never data.
 const (
