@@ -15,8 +15,9 @@ import (
 // probes every other host's filter for each chunk it has not loaded, and a
 // false "maybe" reads that file whole, so the rate must be small against
 // files × lookups: at 24 bits a chunk it is about 6 in 100,000
-// (TestFilterFalsePositives), so a 1 GiB node (about 300 lookups) probing
-// 400 files reads about 7 files for nothing. A filter only tells a backup
+// (TestFilterFalsePositives); a new 256 MiB node (about 650 lookups)
+// probing the 1,700 files of a 100-host store read 14 files whole
+// (docs/benchmarks.md, "Index filters"). A filter only tells a backup
 // which other hosts' index files to read whole: a wrong answer costs a
 // read or an upload, never data.
 const (
