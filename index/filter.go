@@ -17,10 +17,9 @@ import (
 // files × lookups: at 24 bits a chunk it is about 6 in 100,000
 // (TestFilterFalsePositives); a new 256 MiB node (about 650 lookups)
 // probing the 1,700 files of a 100-host store read 14 files whole, true
-// hits among them
-// (docs/benchmarks.md, "Index filters"). A filter only tells a backup
-// which other hosts' index files to read whole: a wrong answer costs a
-// read or an upload, never data.
+// hits among them (docs/benchmarks.md, "Index filters"). A filter only
+// tells a backup which other hosts' index files to read whole: a wrong
+// answer costs a read or an upload, never data.
 const (
 	filterBitsPerEntry = 24
 	filterBlock        = 64
