@@ -728,6 +728,23 @@ func TestDamagedIndexFiles(t *testing.T) {
 	}
 }
 
+// treeIndexFile returns the one index file of host's packs of manifest
+// trees.
+func treeIndexFile(t *testing.T, st remote.Store, host string) string {
+	t.Helper()
+	var trees []string
+	st.List(t.Context(), "index/"+host+"/", func(i remote.Info) error {
+		if indexesTrees(t, st, i.Key) {
+			trees = append(trees, i.Key)
+		}
+		return nil
+	})
+	if len(trees) != 1 {
+		t.Fatalf("host %s has %d index files of tree packs, want 1", host, len(trees))
+	}
+	return trees[0]
+}
+
 // indexesTrees reports whether an index file names packs of manifest trees.
 func indexesTrees(t *testing.T, st remote.Store, key string) bool {
 	t.Helper()
@@ -759,25 +776,16 @@ func TestDamagedTreeIndexFile(t *testing.T) {
 	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{d}, Host: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	var trees []string
-	st.List(ctx, "index/a/", func(i remote.Info) error {
-		if indexesTrees(t, st, i.Key) {
-			trees = append(trees, i.Key)
-		}
-		return nil
-	})
-	if len(trees) != 1 {
-		t.Fatalf("host a has %d index files of tree packs, want 1", len(trees))
-	}
-	flip(t, st, trees[0], 40)
+	tree := treeIndexFile(t, st, "a")
+	flip(t, st, tree, 40)
 
 	fresh := repoOn(t, st, writerOpts)
 	rep, err := fresh.Validate(ctx, ValidateOptions{Checksum: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.BadIndex) != 1 || !strings.Contains(rep.BadIndex[0], trees[0]) {
-		t.Errorf("validate's unreadable index files: %v, want %s", rep.BadIndex, trees[0])
+	if len(rep.BadIndex) != 1 || !strings.Contains(rep.BadIndex[0], tree) {
+		t.Errorf("validate's unreadable index files: %v, want %s", rep.BadIndex, tree)
 	}
 	for _, p := range rep.Problems {
 		if p.Kind != Unindexed {

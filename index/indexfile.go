@@ -201,18 +201,18 @@ func filterBound(size int64) int64 {
 }
 
 // decodeFilter returns the filter of an index file from its first bytes
-// (at least its header and filter), and its number of entries. The
-// filter is not checked against the file's checksum, which needs the
-// whole file: a damaged filter costs a read or an upload, never data.
-func decodeFilter(b []byte) (filter []byte, entries int, err error) {
-	_, ne, nf, err := fileHeader(b)
+// (at least its header and filter). The filter is not checked against the
+// file's checksum, which needs the whole file: a damaged filter costs a
+// read or an upload, never data.
+func decodeFilter(b []byte) ([]byte, error) {
+	_, _, nf, err := fileHeader(b)
 	if err != nil {
-		return nil, 0, damaged{err}
+		return nil, damaged{err}
 	}
 	if int64(len(b)) < int64(idxHeader)+nf {
-		return nil, 0, damaged{errors.New("index file: shorter than its filter")}
+		return nil, damaged{errors.New("index file: shorter than its filter")}
 	}
-	return bytes.Clone(b[idxHeader : int64(idxHeader)+nf]), int(ne), nil
+	return bytes.Clone(b[idxHeader : int64(idxHeader)+nf]), nil
 }
 
 // ReadFile reads, checks and decodes the index file stored under key: its

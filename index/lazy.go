@@ -60,9 +60,9 @@ func (x *Index) LoadOthersLazily(host string) {
 	x.lazy = &lazy{own: "index/" + host + "/", files: map[string]*lazyFile{}}
 }
 
-// Filtered returns how many index files are known by their filter only,
+// filtered returns how many index files are known by their filter only,
 // and the bytes those filters take.
-func (x *Index) Filtered() (files int, bytes int64) {
+func (x *Index) filtered() (files int, bytes int64) {
 	l := x.lazyOf()
 	if l == nil {
 		return 0, 0
@@ -99,9 +99,9 @@ func (l *lazy) known(key string) bool {
 func (l *lazy) loadFilter(ctx context.Context, st remote.Store, cache *os.Root, info remote.Info) (fetched bool, err error) {
 	var filter []byte
 	if b, ok := readCache(cache, info.Key+".filter"); ok {
-		filter, _, err = decodeFilter(b)
+		filter, err = decodeFilter(b)
 	} else if b, ok := readCache(cache, info.Key); ok {
-		filter, _, err = decodeFilter(b)
+		filter, err = decodeFilter(b)
 	}
 	if filter == nil {
 		if info.Size < 0 {
@@ -116,7 +116,7 @@ func (l *lazy) loadFilter(ctx context.Context, st remote.Store, cache *os.Root, 
 		if err != nil {
 			return true, err
 		}
-		if filter, _, err = decodeFilter(b); err != nil {
+		if filter, err = decodeFilter(b); err != nil {
 			return true, err
 		}
 		writeCache(cache, info.Key+".filter", b[:idxHeader+len(filter)])
@@ -134,9 +134,7 @@ func (l *lazy) loadFilter(ctx context.Context, st remote.Store, cache *os.Root, 
 
 // fault reads whole the not yet loaded index files whose filter may hold
 // id, under ctx (nil: the one Load was given), and reports whether any
-// such file was read, now or before. Concurrent lookups of chunks of one
-// file wait for one read of it; a read that fails for a reason that may
-// pass (the store, the context) is tried again by the next lookup.
+// such file was read, now or before (readLazy).
 func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 	l := x.lazyOf()
 	if l == nil {
@@ -158,18 +156,29 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 		return false
 	}
 	for _, f := range hits {
-		f.mu.Lock()
-		if !f.loaded {
-			err := x.loadLazy(ctx, st, cacheDir, f.info)
-			if err == nil || isNotExist(err) || errors.Is(err, ErrDamaged) {
-				l.mu.Lock()
-				f.loaded = true
-				l.mu.Unlock()
-			}
-		}
-		f.mu.Unlock()
+		x.readLazy(ctx, l, st, cacheDir, f)
 	}
 	return true
+}
+
+// readLazy reads f whole unless it was, and returns why a read failed for
+// a reason that may pass (the store, the context): the next lookup that
+// needs the file tries again. A file found gone or damaged is not read
+// again. Lookups of chunks of one file wait for one read of it.
+func (x *Index) readLazy(ctx context.Context, l *lazy, st remote.Store, cacheDir string, f *lazyFile) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.loaded {
+		return nil
+	}
+	err := x.loadLazy(ctx, st, cacheDir, f.info)
+	if err != nil && !isNotExist(err) && !errors.Is(err, ErrDamaged) {
+		return err
+	}
+	l.mu.Lock()
+	f.loaded = true
+	l.mu.Unlock()
+	return nil
 }
 
 // faultAll reads whole every index file known by its filter only: what a
@@ -185,18 +194,9 @@ func (x *Index) faultAll(ctx context.Context) error {
 	st, cacheDir := l.st, l.cache
 	l.mu.Unlock()
 	for _, f := range files {
-		f.mu.Lock()
-		if !f.loaded {
-			err := x.loadLazy(ctx, st, cacheDir, f.info)
-			if err != nil && !isNotExist(err) && !errors.Is(err, ErrDamaged) {
-				f.mu.Unlock()
-				return fmt.Errorf("read index file %s: %w", f.info.Key, err)
-			}
-			l.mu.Lock()
-			f.loaded = true
-			l.mu.Unlock()
+		if err := x.readLazy(ctx, l, st, cacheDir, f); err != nil {
+			return fmt.Errorf("read index file %s: %w", f.info.Key, err)
 		}
-		f.mu.Unlock()
 	}
 	return nil
 }

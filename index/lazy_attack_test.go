@@ -284,7 +284,7 @@ func TestLazyAttackHostNamePrefix(t *testing.T) {
 		others = append(others, ids...)
 	}
 	x := lazyIndex(t, st, "")
-	if files, _ := x.Filtered(); files != 5 || x.Len() != len(own) {
+	if files, _ := x.filtered(); files != 5 || x.Len() != len(own) {
 		t.Errorf("Filtered files = %d, Len = %d; want 5 and %d", files, x.Len(), len(own))
 	}
 	for _, id := range others {

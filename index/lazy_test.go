@@ -121,7 +121,7 @@ func TestLazyLoad(t *testing.T) {
 	if !reads[ownKey+" 0 -1"] || !reads[fmt.Sprintf("%s 0 %d", bKey, filterBound(info.Size))] || len(reads) != 3 {
 		t.Fatalf("Load read %v; want %s whole and the filters of the others", reads, ownKey)
 	}
-	if files, n := x.Filtered(); files != 2 || n != int64(filterLen(20_000)+filterLen(3000)) {
+	if files, n := x.filtered(); files != 2 || n != int64(filterLen(20_000)+filterLen(3000)) {
 		t.Errorf("Filtered = %d files, %d bytes", files, n)
 	}
 	if x.Len() != len(own) {
