@@ -67,9 +67,9 @@ func TestLazyAttackPreviousTreeInOtherHostsPack(t *testing.T) {
 // file (what docs/design.md tells the operator to run). Host a's next
 // backup must read its previous manifest and reuse its unchanged files:
 // before lazy loading every index file was read whole, so it did. With
-// it, index/repair/ is "another host", loaded by filter only, and the previous
-// manifest is read through index.Source (Fetch → Copies), which never
-// faults a file in.
+// it, index/repair/ is "another host", loaded by filter only, and the
+// previous manifest is read through index.Source (Fetch → Copies), which
+// at first never faulted a file in.
 func TestLazyAttackPreviousTreeAfterRepairIndex(t *testing.T) {
 	ctx := t.Context()
 	st := localStore(t)
