@@ -15,9 +15,7 @@ func (x *Index) Copies(id chunk.ID) []Location {
 	if c := x.copies(id); len(c) > 0 {
 		return c
 	}
-	if !x.fault(nil, id) {
-		return nil
-	}
+	x.fault(nil, id)
 	return x.copies(id)
 }
 
@@ -39,6 +37,9 @@ func (x *Index) copies(id chunk.ID) []Location {
 		}
 	}
 	if e, ok := x.added[id]; ok {
+		add(e)
+	}
+	for _, e := range x.found[id] {
 		add(e)
 	}
 	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })

@@ -11,19 +11,20 @@ import (
 // of 512 bits, filterBitsPerEntry bits a chunk, and each chunk sets
 // filterK bits of the one block its ID picks, so a probe reads one 64-byte
 // block. Chunk IDs are BLAKE3 hashes, so their bytes serve as the hash
-// functions: bytes 0–7 pick the block, bytes 8–31 the bits. A backup
+// functions: bytes 0–7 pick the block, bytes 8–29 the bits. A backup
 // probes every other host's filter for each chunk it has not loaded, and a
-// false "maybe" reads that file whole, so the rate must be small against
-// files × lookups: at 24 bits a chunk it is about 6 in 100,000
-// (TestFilterFalsePositives); a new 256 MiB node (about 650 lookups)
-// probing the 1,700 files of a 100-host store read 14 files whole, true
-// hits among them (docs/benchmarks.md, "Index filters"). A filter only
-// tells a backup which other hosts' index files to read whole: a wrong
+// false "maybe" reads one bucket of that file (about 19 KB), so the rate
+// is set against files × lookups and the bytes a new node downloads (the
+// filter is most of a file's head): at 20 bits a chunk it is about 2 in
+// 10,000 (TestFilterFalsePositives), so a new 256 MiB node (about 650
+// lookups) probing the 1,700 files of a 100-host store reads about 220
+// buckets for nothing, 4 MB, against 76 MB of filters. A filter only tells
+// a backup which buckets of other hosts' index files to read: a wrong
 // answer costs a read or an upload, never data.
 const (
-	filterBitsPerEntry = 24
+	filterBitsPerEntry = 20
 	filterBlock        = 64
-	filterK            = 12
+	filterK            = 11
 )
 
 // filterLen is the length of the filter of n chunks.
@@ -31,10 +32,14 @@ func filterLen(n int) int {
 	return (n*filterBitsPerEntry + 8*filterBlock - 1) / (8 * filterBlock) * filterBlock
 }
 
+// filterBlockIndex returns the block of a filter of nf bytes that id picks.
+func filterBlockIndex(nf int64, id chunk.ID) int64 {
+	hi, _ := bits.Mul64(binary.LittleEndian.Uint64(id[:8]), uint64(nf/filterBlock))
+	return int64(hi)
+}
+
 func filterBlockOf(f []byte, id chunk.ID) []byte {
-	nb := uint64(len(f) / filterBlock)
-	hi, _ := bits.Mul64(binary.LittleEndian.Uint64(id[:8]), nb)
-	return f[hi*filterBlock:][:filterBlock]
+	return f[filterBlockIndex(int64(len(f)), id)*filterBlock:][:filterBlock]
 }
 
 func filterBit(id chunk.ID, i int) uint16 {
@@ -55,7 +60,11 @@ func filterHas(f []byte, id chunk.ID) bool {
 	if len(f) < filterBlock {
 		return false
 	}
-	b := filterBlockOf(f, id)
+	return blockHas(filterBlockOf(f, id), id)
+}
+
+// blockHas reports whether id may be in its block b of a filter.
+func blockHas(b []byte, id chunk.ID) bool {
 	for i := range filterK {
 		bit := filterBit(id, i)
 		if b[bit>>3]&(1<<(bit&7)) == 0 {

@@ -73,7 +73,7 @@ func FuzzLoadConfig(f *testing.F) {
 // Index.Load does: ReadFile must never panic, must refuse a file whose name
 // is not its checksum, and must agree with DecodeFile.
 func FuzzReadIndexFile(f *testing.F) {
-	if b, err := os.ReadFile("testdata/index-v2.golden"); err == nil {
+	if b, err := os.ReadFile("testdata/index-v3.golden"); err == nil {
 		f.Add(b, true)
 	}
 	if _, rec, ok := fuzzGoldenPack(f); ok {

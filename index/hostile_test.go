@@ -280,7 +280,7 @@ func TestDecodeFileBounds(t *testing.T) {
 		rec  PackRecord
 		want string
 	}{
-		{"pack larger than any pack", PackRecord{ID: id, Size: MaxPackSize + 1}, "pack size"},
+		{"pack larger than any pack", PackRecord{ID: id, Size: MaxPackSize + 1, Entries: []pack.Entry{{ID: c, Off: 0, Len: 1}}}, "pack size"},
 		{"chunk larger than any chunk", PackRecord{ID: id, Size: MaxPackSize, Entries: []pack.Entry{{ID: c, Off: 0, Len: chunk.StoreMaxMaxSize + 1}}}, "length"},
 	}
 	for _, tt := range tests {

@@ -57,6 +57,9 @@ type Index struct {
 	sorted  []entry            // from index files; sorted by id
 	pending []entry            // from index files being loaded (settleLocked)
 	added   map[chunk.ID]entry // added by this process since the last merge
+	// found holds the copies of chunks read from one bucket of a lazily
+	// loaded index file (lazy.go), sorted like the sorted entries.
+	found map[chunk.ID][]entry
 	loaded  map[string]bool    // index keys already merged
 	files   []string           // index keys merged, in order (packInfo.from)
 	// excluded packs are condemned: their chunks are not "known", so a
@@ -73,14 +76,14 @@ type Index struct {
 
 // New returns an empty Index.
 func New() *Index {
-	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, loaded: map[string]bool{}, excluded: map[uint32]bool{}, avoided: map[uint32]bool{}}
+	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, found: map[chunk.ID][]entry{}, loaded: map[string]bool{}, excluded: map[uint32]bool{}, avoided: map[uint32]bool{}}
 }
 
 // Len returns the number of known chunks.
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.sorted) + len(x.added)
+	return len(x.sorted) + len(x.added) + len(x.found)
 }
 
 // Packs returns the number of known packs.
@@ -109,6 +112,11 @@ func (x *Index) find(id chunk.ID) (entry, bool) {
 	}
 	if e, ok := x.added[id]; ok && try(e) {
 		return e, true
+	}
+	for _, e := range x.found[id] {
+		if try(e) {
+			return e, true
+		}
 	}
 	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
 	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
@@ -170,9 +178,7 @@ func (x *Index) LookupContext(ctx context.Context, id chunk.ID) (Location, bool)
 	if l, ok := x.lookup(id); ok {
 		return l, true
 	}
-	if !x.fault(ctx, id) {
-		return Location{}, false
-	}
+	x.fault(ctx, id) // a file read whole meanwhile counts too: look again
 	return x.lookup(id)
 }
 
@@ -240,8 +246,7 @@ func (x *Index) merge(key string, packs []PackRecord) {
 		return
 	}
 	x.loaded[key] = true
-	x.files = append(x.files, key)
-	from := int32(len(x.files) - 1)
+	from := x.fileOrdinal(key)
 	add := 0
 	for _, p := range packs {
 		add += len(p.Entries)
@@ -251,6 +256,31 @@ func (x *Index) merge(key string, packs []PackRecord) {
 		o := x.packOrdinal(p.ID, p.Size, from)
 		for _, e := range p.Entries {
 			x.pending = append(x.pending, entry{e.ID, o, e.Off, e.Len})
+		}
+	}
+}
+
+// fileOrdinal returns the ordinal of an index file in x.files, adding it.
+func (x *Index) fileOrdinal(key string) int32 {
+	if i := slices.Index(x.files, key); i >= 0 {
+		return int32(i)
+	}
+	x.files = append(x.files, key)
+	return int32(len(x.files) - 1)
+}
+
+// mergeFound adds copies of one chunk read from a bucket of the index
+// file key (lazy.go), which stays not loaded.
+func (x *Index) mergeFound(key string, packs []PackRecord) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	from := x.fileOrdinal(key)
+	for _, p := range packs {
+		o := x.packOrdinal(p.ID, p.Size, from)
+		for _, e := range p.Entries {
+			es := append(x.found[e.ID], entry{e.ID, o, e.Off, e.Len})
+			slices.SortFunc(es, compareEntries)
+			x.found[e.ID] = slices.Compact(es)
 		}
 	}
 }
@@ -287,14 +317,28 @@ func (x *Index) settleLocked() {
 		x.pending = nil
 	}
 	for id, e := range x.added {
-		i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
-		for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
-			if x.sorted[i].pack == e.pack {
-				delete(x.added, id)
-				break
-			}
+		if x.inSorted(e) {
+			delete(x.added, id)
 		}
 	}
+	for id, es := range x.found {
+		if es = slices.DeleteFunc(es, x.inSorted); len(es) == 0 {
+			delete(x.found, id)
+		} else {
+			x.found[id] = es
+		}
+	}
+}
+
+// inSorted reports whether the sorted entries hold e's chunk in e's pack.
+func (x *Index) inSorted(e entry) bool {
+	i, _ := slices.BinarySearchFunc(x.sorted, e.id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	for ; i < len(x.sorted) && x.sorted[i].id == e.id; i++ {
+		if x.sorted[i].pack == e.pack {
+			return true
+		}
+	}
+	return false
 }
 
 func (x *Index) settle() {
@@ -448,7 +492,7 @@ func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *L
 		return 0, fmt.Errorf("list index files: %w", err)
 	}
 	for _, info := range deferred {
-		fetched, err := lz.loadFilter(ctx, st, cache, info)
+		fetched, err := lz.loadHead(ctx, st, cache, lz.cache, info)
 		if fetched {
 			ls.Fetched++
 		}
@@ -514,6 +558,16 @@ func readIndexFile(ctx context.Context, st remote.Store, cache *os.Root, info re
 // it is the one recorded, the entries it gave past the pack's true end
 // are dropped. No entry ever reaches past the size recorded for its pack.
 func (x *Index) admit(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats) error {
+	if err := x.checkSizes(ctx, st, key, packs, ls); err != nil || ls.Damaged[key] != nil {
+		return err
+	}
+	x.merge(key, packs)
+	return nil
+}
+
+// checkSizes checks the packs of the index file key whose size differs
+// from the one recorded against the store (admit).
+func (x *Index) checkSizes(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats) error {
 	for _, p := range x.disputed(packs) {
 		info, err := st.Stat(ctx, pack.Key(p.ID))
 		if isNotExist(err) {
@@ -529,7 +583,16 @@ func (x *Index) admit(ctx context.Context, st remote.Store, key string, packs []
 			ls.Damaged[liar] = damaged{fmt.Errorf("index file %s: pack %s has %d bytes in the store, not %d", liar, p.ID, p.Size, was)}
 		}
 	}
-	x.merge(key, packs)
+	return nil
+}
+
+// admitFound is admit for copies of a chunk read from one bucket of the
+// index file key (mergeFound).
+func (x *Index) admitFound(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats) error {
+	if err := x.checkSizes(ctx, st, key, packs, ls); err != nil || ls.Damaged[key] != nil {
+		return err
+	}
+	x.mergeFound(key, packs)
 	return nil
 }
 
@@ -565,6 +628,13 @@ func (x *Index) correct(id chunk.ID, size int64) (liar string, was int64) {
 	beyond := func(e entry) bool { return e.pack == o && int64(e.off)+int64(e.len) > size }
 	x.sorted = slices.DeleteFunc(x.sorted, beyond)
 	maps.DeleteFunc(x.added, func(_ chunk.ID, e entry) bool { return beyond(e) })
+	for id, es := range x.found {
+		if es = slices.DeleteFunc(es, beyond); len(es) == 0 {
+			delete(x.found, id)
+		} else {
+			x.found[id] = es
+		}
+	}
 	return liar, was
 }
 

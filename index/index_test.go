@@ -77,7 +77,7 @@ func goldenPack(t *testing.T) ([]byte, chunk.ID, []pack.Entry) {
 func TestIndexFileGolden(t *testing.T) {
 	data, id, entries := goldenPack(t)
 	b, sum := EncodeFile([]PackRecord{{ID: id, Size: int64(len(data)), Entries: entries}})
-	golden(t, "index-v2.golden", b)
+	golden(t, "index-v3.golden", b)
 	if sum != chunk.Sum(b[:len(b)-32]) {
 		t.Errorf("index sum mismatch")
 	}
@@ -98,7 +98,7 @@ func TestIndexFileGolden(t *testing.T) {
 }
 
 func FuzzDecodeIndexFile(f *testing.F) {
-	if b, err := os.ReadFile("testdata/index-v2.golden"); err == nil {
+	if b, err := os.ReadFile("testdata/index-v3.golden"); err == nil {
 		f.Add(b)
 	}
 	f.Add([]byte(idxMagic))

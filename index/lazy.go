@@ -2,6 +2,7 @@ package index
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,23 +12,31 @@ import (
 	"sync"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 )
 
 // Lazy loading: what a backup does with other hosts' index files. Load
-// reads only the filter of such a file (filterBound bytes, about 3 bytes a
-// chunk) and keeps it in memory, not the file's entries (44 bytes a
-// chunk); a lookup that misses what is loaded probes the filters, and
-// reads whole, verified and admitted like any other, the files whose
-// filter may hold the chunk. So a node's memory grows with its own data,
-// the chunks it shares with others and 3 bytes a chunk of the fleet's,
-// not 44, while a node replaced from its backup or a cloned cluster still
-// deduplicates against every host.
+// reads only the head of such a file (headLen bytes: its filter and bucket
+// table, about 2.6 bytes a chunk) and keeps it in a scratch file, not in
+// memory; a lookup that misses what is loaded probes each head's filter
+// (one 64-byte block read from the scratch file) and, where the filter
+// says "maybe", reads that file's one bucket of entries from the store (a
+// ranged read of about 256 entries, checked by its sum), which answers
+// it. A file that keeps answering "here" (wholeAfter times) is read whole,
+// verified and admitted like any other: the node shares much with that
+// host (it replaced it, or clones it). So a node's memory grows with its
+// own data and the chunks it shares with others, not with the fleet's,
+// while every host's chunks still deduplicate.
 //
 // A file that cannot be read when a lookup needs it (a purge replaced it,
 // or it is damaged) leaves the chunk unknown: the backup uploads it again.
 
-// lazy holds the filters of index files not loaded yet.
+// wholeAfter is how many lookups a file's buckets answer before the file
+// is read whole.
+const wholeAfter = 16
+
+// lazy holds the heads of index files not loaded yet.
 type lazy struct {
 	own string // "index/<host>/": loaded whole
 
@@ -40,19 +49,23 @@ type lazy struct {
 	mu    sync.Mutex
 	files map[string]*lazyFile
 	order []*lazyFile // files in the order Load listed them: lookups read them in it
+	heads heads
 }
 
 type lazyFile struct {
-	info   remote.Info
-	filter []byte // kept once the file is read: a lookup that missed while
-	// it was being read hits it again, and finds the chunk
+	info remote.Info
+	n    int   // entries
+	at   int64 // where its filter starts in lazy.heads; its bucket table follows
+	hits int   // lookups its buckets answered (under lazy.mu)
 
-	mu     sync.Mutex // held while the file is read: lookups wait for it
+	mu     sync.Mutex // held while the file is read whole: lookups wait for it
 	loaded bool       // read and admitted, or found gone or damaged (under mu and lazy.mu)
 }
 
-// LoadOthersLazily makes Load read only the filters of index files of
-// hosts other than host, and lookups read such a file whole when its
+func (f *lazyFile) filterLen() int64 { return int64(filterLen(f.n)) }
+
+// LoadOthersLazily makes Load read only the heads of index files of hosts
+// other than host, and lookups read one bucket of such a file when its
 // filter may hold the chunk looked up. Call it before the first Load.
 func (x *Index) LoadOthersLazily(host string) {
 	x.mu.Lock()
@@ -60,8 +73,8 @@ func (x *Index) LoadOthersLazily(host string) {
 	x.lazy = &lazy{own: "index/" + host + "/", files: map[string]*lazyFile{}}
 }
 
-// filtered returns how many index files are known by their filter only,
-// and the bytes those filters take.
+// filtered returns how many index files are known by their head only,
+// and the bytes of filter and bucket table those heads take.
 func (x *Index) filtered() (files int, bytes int64) {
 	l := x.lazyOf()
 	if l == nil {
@@ -72,7 +85,7 @@ func (x *Index) filtered() (files int, bytes int64) {
 	for _, f := range l.order {
 		if !f.loaded {
 			files++
-			bytes += int64(len(f.filter))
+			bytes += headLen(f.n) - int64(idxHeader)
 		}
 	}
 	return files, bytes
@@ -84,81 +97,166 @@ func (x *Index) lazyOf() *lazy {
 	return x.lazy
 }
 
-// deferred reports whether Load reads only the filter of the listed file.
+// deferred reports whether Load reads only the head of the listed file.
 func (l *lazy) deferred(key string) bool { return l != nil && !strings.HasPrefix(key, l.own) }
 
-// known reports whether Load has the filter of key already.
+// known reports whether Load has the head of key already.
 func (l *lazy) known(key string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.files[key] != nil
 }
 
-// loadFilter reads the filter of the listed index file, from the cache
-// (the file itself or its filter) or the store, which it then caches.
-func (l *lazy) loadFilter(ctx context.Context, st remote.Store, cache *os.Root, info remote.Info) (fetched bool, err error) {
-	var filter []byte
-	if b, ok := readCache(cache, info.Key+".filter"); ok {
-		filter, err = decodeFilter(b)
-	} else if b, ok := readCache(cache, info.Key); ok {
-		filter, err = decodeFilter(b)
+// loadHead reads the head of the listed index file, from the cache (the
+// head or the whole file) or the store, which it then caches, and keeps
+// its filter and bucket table in the scratch file.
+func (l *lazy) loadHead(ctx context.Context, st remote.Store, cache *os.Root, cacheDir string, info remote.Info) (fetched bool, err error) {
+	if info.Size < 0 {
+		if info, err = st.Stat(ctx, info.Key); err != nil {
+			return false, err
+		}
 	}
-	if filter == nil {
-		if info.Size < 0 {
-			if info, err = st.Stat(ctx, info.Key); err != nil {
-				return false, err
+	if info.Size > MaxFileSize {
+		return false, damaged{fmt.Errorf("index file %s: %d bytes is more than %d", info.Key, info.Size, MaxFileSize)}
+	}
+	n := entriesIn(info.Size)
+	if n < 0 {
+		return false, damaged{fmt.Errorf("index file %s: %d bytes is not the size of an index file", info.Key, info.Size)}
+	}
+	var h head
+	ok := false
+	for _, name := range []string{info.Key + ".head", info.Key} {
+		if b, found := readCache(cache, name); found {
+			if h, err = decodeHead(b, info.Size); err == nil {
+				ok = true
+				break
 			}
 		}
-		if info.Size > MaxFileSize {
-			return false, damaged{fmt.Errorf("index file %s: %d bytes is more than %d", info.Key, info.Size, MaxFileSize)}
-		}
-		b, err := readPrefix(ctx, st, info.Key, filterBound(info.Size))
+	}
+	if !ok {
+		b, err := readPrefix(ctx, st, info.Key, headLen(n))
 		if err != nil {
 			return true, err
 		}
-		if filter, err = decodeFilter(b); err != nil {
-			return true, err
+		if h, err = decodeHead(b, info.Size); err != nil {
+			return true, damaged{fmt.Errorf("%s: %w", info.Key, err)}
 		}
-		writeCache(cache, info.Key+".filter", b[:idxHeader+len(filter)])
+		writeCache(cache, info.Key+".head", b)
 		fetched = true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.files[info.Key] == nil {
-		f := &lazyFile{info: info, filter: filter}
-		l.files[info.Key] = f
-		l.order = append(l.order, f)
+	if l.files[info.Key] != nil {
+		return fetched, nil
 	}
+	at, err := l.heads.add(cacheDir, h.filter, h.table)
+	if err != nil {
+		return fetched, err
+	}
+	f := &lazyFile{info: info, n: h.n, at: at}
+	l.files[info.Key] = f
+	l.order = append(l.order, f)
 	return fetched, nil
 }
 
-// fault reads whole the not yet loaded index files whose filter may hold
-// id, under ctx (nil: the one Load was given), and reports whether any
-// such file was read, now or before (readLazy).
+// fault looks id up in the not yet loaded index files whose filter may
+// hold it, under ctx (nil: the one Load was given), reading one bucket of
+// each, and reports whether any such file was consulted.
 func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 	l := x.lazyOf()
 	if l == nil {
 		return false
 	}
-	var hits []*lazyFile
 	l.mu.Lock()
-	for _, f := range l.order {
-		if filterHas(f.filter, id) {
-			hits = append(hits, f)
-		}
-	}
+	files := slices.Clone(l.order)
 	if ctx == nil {
 		ctx = l.ctx
 	}
 	st, cacheDir := l.st, l.cache
 	l.mu.Unlock()
-	if len(hits) == 0 || st == nil {
+	if st == nil {
 		return false
 	}
-	for _, f := range hits {
-		x.readLazy(ctx, l, st, cacheDir, f)
+	consulted := false
+	for _, f := range files {
+		if f.done(l) {
+			continue
+		}
+		maybe, err := l.heads.filterHas(f.at, f.filterLen(), id)
+		if err != nil || !maybe {
+			continue
+		}
+		consulted = true
+		found, err := x.readBucket(ctx, l, st, f, id)
+		switch {
+		case err == nil && found:
+			l.mu.Lock()
+			f.hits++
+			whole := f.hits >= wholeAfter
+			l.mu.Unlock()
+			if whole {
+				x.readLazy(ctx, l, st, cacheDir, f)
+			}
+		case isNotExist(err) || errors.Is(err, ErrDamaged):
+			l.mu.Lock()
+			f.loaded = true // gone or damaged: not read again
+			l.mu.Unlock()
+		}
+		// Any other failure may pass: the next lookup tries again, this
+		// chunk is uploaded again.
 	}
-	return true
+	return consulted
+}
+
+// done reports whether f was read whole, or found gone or damaged.
+func (f *lazyFile) done(l *lazy) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return f.loaded
+}
+
+// readBucket reads the bucket of f that would hold id from the store,
+// checks it, and admits the copies of id it lists.
+func (x *Index) readBucket(ctx context.Context, l *lazy, st remote.Store, f *lazyFile, id chunk.ID) (bool, error) {
+	nf, nb := f.filterLen(), bucketsFor(f.n)
+	bk := bucketOf(id, nb)
+	lo, hi, sum, err := l.heads.bucket(f.at+nf, bk)
+	if err != nil {
+		return false, err
+	}
+	if lo < 0 || hi < lo || hi > f.n {
+		return false, damaged{fmt.Errorf("index file %s: bucket table out of order", f.info.Key)}
+	}
+	if hi == lo {
+		return false, nil
+	}
+	off := headLen(f.n) + int64(lo)*idxEntrySize
+	b, err := readRange(ctx, st, f.info.Key, off, int64(hi-lo)*idxEntrySize)
+	if err != nil {
+		return false, err
+	}
+	es, err := decodeBucket(nil, bk, nb, lo, hi, sum, b)
+	if err != nil {
+		return false, damaged{fmt.Errorf("%s: %w", f.info.Key, err)}
+	}
+	var packs []PackRecord
+	for _, e := range es {
+		if e.ID != id {
+			continue
+		}
+		packs = append(packs, PackRecord{ID: e.pack, Size: e.size, Entries: []pack.Entry{e.Entry}})
+	}
+	if len(packs) == 0 {
+		return false, nil
+	}
+	ls := LoadStats{Damaged: map[string]error{}}
+	if err := x.admitFound(ctx, st, f.info.Key, packs, &ls); err != nil {
+		return false, err
+	}
+	if err := ls.Damaged[f.info.Key]; err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // readLazy reads f whole unless it was, and returns why a read failed for
@@ -168,7 +266,7 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 func (x *Index) readLazy(ctx context.Context, l *lazy, st remote.Store, cacheDir string, f *lazyFile) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.loaded {
+	if f.done(l) {
 		return nil
 	}
 	err := x.loadLazy(ctx, st, cacheDir, f.info)
@@ -181,7 +279,7 @@ func (x *Index) readLazy(ctx context.Context, l *lazy, st remote.Store, cacheDir
 	return nil
 }
 
-// faultAll reads whole every index file known by its filter only: what a
+// faultAll reads whole every index file known by its head only: what a
 // reader does before it indexes orphan packs from their headers (with
 // other hosts' files unread, every pack of theirs would look orphaned).
 func (x *Index) faultAll(ctx context.Context) error {
@@ -225,7 +323,12 @@ func (x *Index) loadLazy(ctx context.Context, st remote.Store, cacheDir string, 
 
 // readPrefix reads the first n bytes of the object under key.
 func readPrefix(ctx context.Context, st remote.Store, key string, n int64) ([]byte, error) {
-	rc, err := st.Get(ctx, key, 0, n)
+	return readRange(ctx, st, key, 0, n)
+}
+
+// readRange reads n bytes at off of the object under key.
+func readRange(ctx context.Context, st remote.Store, key string, off, n int64) ([]byte, error) {
+	rc, err := st.Get(ctx, key, off, n)
 	if err != nil {
 		return nil, err
 	}
@@ -238,4 +341,97 @@ func readPrefix(ctx context.Context, st remote.Store, key string, n int64) ([]by
 		return nil, err
 	}
 	return b, nil
+}
+
+// heads holds the filters and bucket tables of lazily loaded index files:
+// in memory up to headsInMemory bytes, then in an unlinked scratch file
+// in the cache folder (or the temporary one), so that a backup's memory
+// does not grow with the fleet. Probes read one 64-byte block.
+type heads struct {
+	mu   sync.RWMutex // add writes, probes read
+	mem  []byte
+	file *os.File
+	size int64
+}
+
+// headsInMemory is how many bytes of heads stay in memory before they
+// move to a scratch file.
+const headsInMemory = 1 << 20
+
+// add appends a filter and its bucket table and returns where they start.
+// Callers hold lazy.mu.
+func (h *heads) add(dir string, filter, table []byte) (int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at := h.size
+	n := int64(len(filter) + len(table))
+	if h.file == nil && h.size+n > headsInMemory {
+		f, err := os.CreateTemp(dir, "heads-*")
+		if err != nil && dir != "" {
+			f, err = os.CreateTemp("", "cassback-heads-*")
+		}
+		if err != nil {
+			return 0, fmt.Errorf("index heads: %w", err)
+		}
+		os.Remove(f.Name()) // unlinked: gone with the process
+		if _, err := f.Write(h.mem); err != nil {
+			f.Close()
+			return 0, fmt.Errorf("index heads: %w", err)
+		}
+		h.file, h.mem = f, nil
+	}
+	if h.file == nil {
+		h.mem = append(append(h.mem, filter...), table...)
+	} else {
+		if _, err := h.file.WriteAt(append(slices.Clip(filter), table...), at); err != nil {
+			return 0, fmt.Errorf("index heads: %w", err)
+		}
+	}
+	h.size += n
+	return at, nil
+}
+
+// readAt reads len(p) bytes at off. Safe beside add, which never moves
+// what is written.
+func (h *heads) readAt(p []byte, off int64) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if off < 0 || off+int64(len(p)) > h.size {
+		return errors.New("index heads: read out of range")
+	}
+	if h.file != nil {
+		_, err := h.file.ReadAt(p, off)
+		return err
+	}
+	copy(p, h.mem[off:])
+	return nil
+}
+
+// filterHas probes the filter of nf bytes at at for id.
+func (h *heads) filterHas(at, nf int64, id chunk.ID) (bool, error) {
+	if nf < filterBlock {
+		return false, nil
+	}
+	var block [filterBlock]byte
+	if err := h.readAt(block[:], at+filterBlockIndex(nf, id)*filterBlock); err != nil {
+		return false, err
+	}
+	return blockHas(block[:], id), nil
+}
+
+// bucket returns bucket bk of the bucket table at at: its entries [lo, hi)
+// and sum.
+func (h *heads) bucket(at int64, bk int) (lo, hi int, sum [8]byte, err error) {
+	var b [2 * idxBucketSize]byte
+	if bk == 0 {
+		err = h.readAt(b[idxBucketSize:], at)
+	} else {
+		err = h.readAt(b[:], at+int64(bk-1)*idxBucketSize)
+	}
+	if err != nil {
+		return 0, 0, sum, err
+	}
+	lo = int(binary.LittleEndian.Uint32(b[:]))
+	hi = int(binary.LittleEndian.Uint32(b[idxBucketSize:]))
+	return lo, hi, [8]byte(b[idxBucketSize+4:]), nil
 }

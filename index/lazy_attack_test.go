@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -202,8 +203,8 @@ func TestLazyAttackListingLies(t *testing.T) {
 	}
 }
 
-// What a cache may hold under <key>.filter: a symbolic link, a FIFO, a
-// truncated or forged filter, a folder. Load never hangs nor fails on it,
+// What a cache may hold under <key>.head: a symbolic link, a FIFO, a
+// truncated or forged head, a folder. Load never hangs nor fails on it,
 // and no chunk is placed where b's file does not put it.
 func TestLazyAttackCacheFilterFile(t *testing.T) {
 	outside := filepath.Join(t.TempDir(), "outside")
@@ -235,8 +236,8 @@ func TestLazyAttackCacheFilterFile(t *testing.T) {
 			st := remotetest.NewMemory()
 			key, ids := putIndexFile(t, st, "b", 500)
 			cache := t.TempDir()
-			lazyIndex(t, st, cache) // caches b's filter
-			p := filepath.Join(cache, filepath.FromSlash(key)+".filter")
+			lazyIndex(t, st, cache) // caches b's head
+			p := filepath.Join(cache, filepath.FromSlash(key)+".head")
 			real, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
@@ -256,7 +257,7 @@ func TestLazyAttackCacheFilterFile(t *testing.T) {
 			select {
 			case x = <-done:
 			case <-time.After(5 * time.Second):
-				t.Fatal("Load hangs on the cache's filter file")
+				t.Fatal("Load hangs on the cache's head file")
 			}
 			if x == nil {
 				return
@@ -388,20 +389,27 @@ func putIndexFileIDs(host string, n int) (string, []chunk.ID) {
 	return host, ids
 }
 
-// A file replaced by a purge after its filter was read, or damaged in
-// place, leaves its chunks unknown: never an error, never a wrong place.
+// A file replaced by a purge after its head was read, or damaged in
+// place, never places a chunk where the file did not: a deleted file's
+// chunks are unknown, and so are those of a damaged bucket; the other
+// buckets of a file changed in place are each checked by their sum.
 func TestLazyAttackFileGoneOrDamagedAfterFilter(t *testing.T) {
 	for _, what := range []string{"deleted", "damaged", "truncated", "longer"} {
 		t.Run(what, func(t *testing.T) {
 			st := remotetest.NewMemory()
-			key, ids := putIndexFile(t, st, "b", 300)
+			key, ids := putIndexFile(t, st, "b", 600)
 			x := lazyIndex(t, st, "")
 			raw, _ := readAll(t, st, key)
+			h, err := decodeHead(raw, int64(len(raw)))
+			if err != nil || h.buckets() < 2 {
+				t.Fatalf("head: %v, %d buckets; want 2 or more", err, h.buckets())
+			}
+			last := h.buckets() - 1
 			switch what {
 			case "deleted":
 				st.Delete(t.Context(), key)
 			case "damaged":
-				raw[len(raw)-100] ^= 1
+				raw[len(raw)-100] ^= 1 // in the last bucket
 				st.Put(t.Context(), key, bytes.NewReader(raw), int64(len(raw)))
 			case "truncated":
 				st.Put(t.Context(), key, bytes.NewReader(raw[:len(raw)-1]), int64(len(raw)-1))
@@ -409,17 +417,29 @@ func TestLazyAttackFileGoneOrDamagedAfterFilter(t *testing.T) {
 				raw = append(raw, 0)
 				st.Put(t.Context(), key, bytes.NewReader(raw), int64(len(raw)))
 			}
+			// Chunks of the damaged bucket first: after them the file
+			// is not read again.
+			slices.SortFunc(ids, func(a, b chunk.ID) int { return bucketOf(b, h.buckets()) - bucketOf(a, h.buckets()) })
 			for _, id := range ids {
-				if loc, ok := x.Lookup(id); ok {
+				loc, ok := x.Lookup(id)
+				switch {
+				case !ok:
+				case what == "deleted" || what == "damaged" && bucketOf(id, h.buckets()) == last:
 					t.Fatalf("a chunk of a %s file is known at %+v", what, loc)
+				case loc.Pack != packOfHost("b") || loc.Off != uint32(100*slices.Index(putIndexFileIDs600, id)):
+					t.Fatalf("a chunk of a %s file is known at %+v, not where the file put it", what, loc)
 				}
 			}
 		})
 	}
 }
 
-// failOnce fails the first whole read of key with an error that is
-// neither not-found nor damage: a timeout, a 503 a retry layer gave up on.
+// putIndexFileIDs600 are the IDs putIndexFile gives host b's file of 600.
+var putIndexFileIDs600 = func() []chunk.ID { _, ids := putIndexFileIDs("b", 600); return ids }()
+
+// failOnce fails the first read of key after its head (a bucket) with an
+// error that is neither not-found nor damage: a timeout, a 503 a retry
+// layer gave up on.
 type failOnce struct {
 	remote.Store
 	key    string
@@ -427,17 +447,16 @@ type failOnce struct {
 }
 
 func (f *failOnce) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if key == f.key && n < 0 && f.failed.CompareAndSwap(false, true) {
+	if key == f.key && off > 0 && f.failed.CompareAndSwap(false, true) {
 		return nil, fmt.Errorf("get %s: %w", key, remotetest.ErrInjected)
 	}
 	return f.Store.Get(ctx, key, off, n)
 }
 
-// A transient failure of the one whole read of another host's file
-// should cost that lookup, not the run: today the file is never tried
-// again (sync.Once in lazy.go fault consumes it, and the error is
-// dropped in loadLazy), so every chunk the backup shares with that host is
-// uploaded again for the rest of the run (a continuous backup: for days).
+// A transient failure of a read of another host's file costs that
+// lookup, not the run: had the file been given up on, every chunk the
+// backup shares with that host would be uploaded again for the rest of
+// the run (a continuous backup: for days).
 func TestLazyAttackTransientFaultReadNeverRetried(t *testing.T) {
 	mem := remotetest.NewMemory()
 	key, ids := putIndexFile(t, mem, "b", 300)

@@ -456,7 +456,7 @@ func (w *Writer) rewriteJournal(rest []PackRecord) error {
 // maxJournalRecord bounds one journal record: the index file of one pack
 // of pack.MaxChunks chunks. A longer length is garbage, and ends the
 // journal as a torn record does.
-const maxJournalRecord = 16 + idxPackSize + pack.MaxChunks*idxEntrySize + 32
+var maxJournalRecord = fileSize(pack.MaxChunks)
 
 // recover indexes the packs a crashed writer recorded in the journal, after
 // checking that each is in the store with its full size. It reads one

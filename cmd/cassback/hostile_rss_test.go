@@ -430,19 +430,25 @@ func plantValidManifest(t *testing.T, dir, victim string) {
 }
 
 // plantIndexFile writes a valid index file of about index.MaxFileSize
-// bytes naming one pack that holds half a million chunks of 1 byte.
+// bytes naming one pack that holds some 320,000 chunks of 1 byte.
 func plantIndexFile(t *testing.T, dir, _ string) {
-	// 44 bytes an entry and 10 bits of filter; the header, the pack and
-	// the sum take 92.
-	const entries = (index.MaxFileSize - 92) * 4 / 181
+	// 76 bytes an entry and 20 bits of filter; the header, the bucket
+	// table (2,048 buckets of 12 bytes) and the sum take 24,628.
+	entries := (index.MaxFileSize - 24_628) * 8 / (8*76 + 20)
 	rec := index.PackRecord{ID: chunk.ID(bytes.Repeat([]byte{0xee}, 32)), Size: index.MaxPackSize}
-	rec.Entries = make([]pack.Entry, entries)
-	for i := range rec.Entries {
-		binary.BigEndian.PutUint32(rec.Entries[i].ID[:], uint32(i))
-		rec.Entries[i].Off, rec.Entries[i].Len = uint32(i), 1
+	var b []byte
+	var sum chunk.ID
+	for ; ; entries -= 2 {
+		rec.Entries = make([]pack.Entry, entries)
+		for i := range rec.Entries {
+			binary.BigEndian.PutUint32(rec.Entries[i].ID[:], uint32(i))
+			rec.Entries[i].Off, rec.Entries[i].Len = uint32(i), 1
+		}
+		if b, sum = index.EncodeFile([]index.PackRecord{rec}); len(b) <= index.MaxFileSize {
+			break
+		}
 	}
-	b, sum := index.EncodeFile([]index.PackRecord{rec})
-	if len(b) > index.MaxFileSize || len(b) < index.MaxFileSize-1024 {
+	if len(b) < index.MaxFileSize-1024 {
 		t.Fatalf("planted index file of %d bytes, want just under %d", len(b), index.MaxFileSize)
 	}
 	name := filepath.Join(dir, filepath.FromSlash(index.Key("n1", sum)))

@@ -26,8 +26,8 @@ const (
 	EntrySize   = 32 + 4
 	// MaxChunks bounds the chunk count a trailer may claim, so a hostile
 	// trailer cannot make a reader allocate a huge header, and a writer
-	// closes a pack that reaches it: so one pack's index entries (44 bytes
-	// each, 11 MiB) fit an index file (index.MaxFileSize).
+	// closes a pack that reaches it: so one pack's index entries (76 bytes
+	// each, 19 MiB) fit an index file (index.MaxFileSize).
 	MaxChunks = 1 << 18
 	// MaxData bounds a pack's chunk bytes: a writer closes a pack before
 	// a chunk would take it past its target, at most 32 MiB (the store's
