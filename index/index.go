@@ -59,9 +59,9 @@ type Index struct {
 	added   map[chunk.ID]entry // added by this process since the last merge
 	// found holds the copies of chunks read from one bucket of a lazily
 	// loaded index file (lazy.go), sorted like the sorted entries.
-	found map[chunk.ID][]entry
-	loaded  map[string]bool    // index keys already merged
-	files   []string           // index keys merged, in order (packInfo.from)
+	found  map[chunk.ID][]entry
+	loaded map[string]bool // index keys already merged
+	files  []string        // index keys merged, in order (packInfo.from)
 	// excluded packs are condemned: their chunks are not "known", so a
 	// writer uploads such a chunk again rather than reference a pack the
 	// collector may delete.
