@@ -473,10 +473,14 @@ func (x *Index) RebuildOrphans(ctx context.Context, st remote.Store) (int, error
 func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *LoadStats) (missed int, err error) {
 	var infos, deferred []remote.Info
 	lz := x.lazyOf()
+	listed := map[string]bool{}
 	err = st.List(ctx, "index/", func(i remote.Info) error {
 		x.mu.RLock()
 		done := x.loaded[i.Key]
 		x.mu.RUnlock()
+		if lz != nil {
+			listed[i.Key] = true
+		}
 		switch {
 		case done || ls.Damaged[i.Key] != nil:
 		case lz.deferred(i.Key):
@@ -491,6 +495,7 @@ func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *L
 	if err != nil {
 		return 0, fmt.Errorf("list index files: %w", err)
 	}
+	lz.forget(listed)
 	for _, info := range deferred {
 		fetched, err := lz.loadHead(ctx, st, cache, lz.cache, info)
 		if fetched {

@@ -107,6 +107,23 @@ func (l *lazy) known(key string) bool {
 	return l.files[key] != nil
 }
 
+// forget stops probing the files not listed: a purge replaced them (a
+// continuous backup loads again and again; a listed file is probed).
+func (l *lazy) forget(listed map[string]bool) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.order = slices.DeleteFunc(l.order, func(f *lazyFile) bool { return !listed[f.info.Key] })
+	for k, f := range l.files {
+		if !listed[k] {
+			f.loaded = true // a lookup under way reads it no more
+			delete(l.files, k)
+		}
+	}
+}
+
 // loadHead reads the head of the listed index file, from the cache (the
 // head or the whole file) or the store, which it then caches, and keeps
 // its filter and bucket table in the scratch file.

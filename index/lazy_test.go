@@ -276,3 +276,39 @@ func TestLazyConcurrentLookups(t *testing.T) {
 		}
 	}
 }
+
+// A continuous backup loads again and again: a file a purge replaced is
+// probed no more, and one listed again is read again.
+func TestLazyLoadForgetsUnlisted(t *testing.T) {
+	mem := remotetest.NewMemory()
+	st := &rangeLog{Store: mem}
+	bKey, b := putIndexFile(t, st, "b", 2000)
+	raw, err := readAll(t, mem, bKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := lazyIndex(t, st, "")
+	if err := mem.Delete(t.Context(), bKey); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Load(t.Context(), st, ""); err != nil {
+		t.Fatal(err)
+	}
+	st.take()
+	if files, _ := x.filtered(); files != 0 || x.Has(b[0]) {
+		t.Fatalf("after b's file was deleted: %d files probed, b's chunk known %v", files, x.Has(b[0]))
+	}
+	if got := st.take(); len(got) > 0 {
+		t.Fatalf("a lookup read %v of a file no longer listed", got)
+	}
+	if err := mem.Put(t.Context(), bKey, bytes.NewReader(raw), int64(len(raw))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Load(t.Context(), st, ""); err != nil {
+		t.Fatal(err)
+	}
+	if !x.Has(b[1]) {
+		t.Fatal("a chunk of a file listed again is unknown")
+	}
+}
+
