@@ -10,11 +10,10 @@ import (
 // Copies returns every location the index knows for the chunk outside
 // excluded packs, in the order lookups prefer them: the copy Lookup
 // returns first, then the others, copies in avoided packs last. A reader
-// whose copy fails its check tries the next.
+// whose copy fails its check tries the next. In lazy mode the files whose
+// filter may hold the chunk are read first (a bucket each), so other
+// hosts' copies are among them.
 func (x *Index) Copies(id chunk.ID) []Location {
-	if c := x.copies(id); len(c) > 0 {
-		return c
-	}
 	x.fault(nil, id)
 	return x.copies(id)
 }
@@ -39,12 +38,12 @@ func (x *Index) copies(id chunk.ID) []Location {
 	if e, ok := x.added[id]; ok {
 		add(e)
 	}
-	for _, e := range x.found[id] {
-		add(e)
-	}
 	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
 	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
 		add(x.sorted[i])
+	}
+	for _, e := range x.found[id] {
+		add(e)
 	}
 	return slices.Concat(first, last)
 }

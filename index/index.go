@@ -113,15 +113,15 @@ func (x *Index) find(id chunk.ID) (entry, bool) {
 	if e, ok := x.added[id]; ok && try(e) {
 		return e, true
 	}
-	for _, e := range x.found[id] {
-		if try(e) {
-			return e, true
-		}
-	}
 	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
 	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
 		if try(x.sorted[i]) {
 			return x.sorted[i], true
+		}
+	}
+	for _, e := range x.found[id] {
+		if try(e) {
+			return e, true
 		}
 	}
 	return fallback, found
@@ -174,8 +174,10 @@ func (x *Index) Lookup(id chunk.ID) (Location, bool) {
 }
 
 // LookupContext is Lookup reading lazily loaded index files under ctx.
+// A copy in an avoided pack is returned only when the lazily loaded files
+// hold no other.
 func (x *Index) LookupContext(ctx context.Context, id chunk.ID) (Location, bool) {
-	if l, ok := x.lookup(id); ok {
+	if l, ok, avoided := x.lookupAvoided(id); ok && !avoided {
 		return l, true
 	}
 	x.fault(ctx, id) // a file read whole meanwhile counts too: look again
@@ -183,13 +185,20 @@ func (x *Index) LookupContext(ctx context.Context, id chunk.ID) (Location, bool)
 }
 
 func (x *Index) lookup(id chunk.ID) (Location, bool) {
+	l, ok, _ := x.lookupAvoided(id)
+	return l, ok
+}
+
+// lookupAvoided is lookup, also reporting whether the copy found is in an
+// avoided pack (the only one known).
+func (x *Index) lookupAvoided(id chunk.ID) (l Location, ok, avoided bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	e, ok := x.find(id)
 	if !ok {
-		return Location{}, false
+		return Location{}, false, false
 	}
-	return Location{Pack: x.packs[e.pack].id, Off: e.off, Len: e.len}, true
+	return Location{Pack: x.packs[e.pack].id, Off: e.off, Len: e.len}, true, x.avoided[e.pack]
 }
 
 // PackSize returns the size recorded for a pack, or -1 if the pack is unknown.
@@ -238,12 +247,17 @@ func (x *Index) Add(p PackRecord) {
 
 // merge adds the packs of one index file to the pending entries, which
 // settleLocked sorts into the others once the files read together are all
-// merged. Load checks the file against the index first (admit).
-func (x *Index) merge(key string, packs []PackRecord) {
+// merged. Load checks the file against the index first (admit); if a
+// pack's recorded size changed since (another file was admitted
+// meanwhile), merge adds nothing and returns the packs now disputed.
+func (x *Index) merge(key string, packs []PackRecord) (disputed []PackRecord) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.loaded[key] {
-		return
+		return nil
+	}
+	if d := x.disputedLocked(packs); len(d) > 0 {
+		return d
 	}
 	x.loaded[key] = true
 	from := x.fileOrdinal(key)
@@ -258,6 +272,7 @@ func (x *Index) merge(key string, packs []PackRecord) {
 			x.pending = append(x.pending, entry{e.ID, o, e.Off, e.Len})
 		}
 	}
+	return nil
 }
 
 // fileOrdinal returns the ordinal of an index file in x.files, adding it.
@@ -270,19 +285,29 @@ func (x *Index) fileOrdinal(key string) int32 {
 }
 
 // mergeFound adds copies of one chunk read from a bucket of the index
-// file key (lazy.go), which stays not loaded.
-func (x *Index) mergeFound(key string, packs []PackRecord) {
+// file key (lazy.go), which stays not loaded, as merge does: nothing if a
+// pack's recorded size changed since it was checked (it returns those
+// packs). A copy the sorted entries hold already is not added again.
+func (x *Index) mergeFound(key string, packs []PackRecord) (disputed []PackRecord) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if d := x.disputedLocked(packs); len(d) > 0 {
+		return d
+	}
 	from := x.fileOrdinal(key)
 	for _, p := range packs {
 		o := x.packOrdinal(p.ID, p.Size, from)
 		for _, e := range p.Entries {
-			es := append(x.found[e.ID], entry{e.ID, o, e.Off, e.Len})
+			n := entry{e.ID, o, e.Off, e.Len}
+			if x.inSorted(n) {
+				continue
+			}
+			es := append(x.found[e.ID], n)
 			slices.SortFunc(es, compareEntries)
 			x.found[e.ID] = slices.Compact(es)
 		}
 	}
+	return nil
 }
 
 // settleLocked sorts the pending entries into the sorted ones: one sort of
@@ -563,10 +588,28 @@ func readIndexFile(ctx context.Context, st remote.Store, cache *os.Root, info re
 // it is the one recorded, the entries it gave past the pack's true end
 // are dropped. No entry ever reaches past the size recorded for its pack.
 func (x *Index) admit(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats) error {
-	if err := x.checkSizes(ctx, st, key, packs, ls); err != nil || ls.Damaged[key] != nil {
-		return err
+	return x.admitWith(ctx, st, key, packs, ls, x.merge)
+}
+
+// admitFound is admit for copies of a chunk read from one bucket of the
+// index file key (mergeFound).
+func (x *Index) admitFound(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats) error {
+	return x.admitWith(ctx, st, key, packs, ls, x.mergeFound)
+}
+
+// admitWith checks the sizes packs give against the index and merges
+// them; when another file changed a recorded size between the check and
+// the merge (lookups and loads run at once), it checks again.
+func (x *Index) admitWith(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats, merge func(string, []PackRecord) []PackRecord) error {
+	for range 4 {
+		if err := x.checkSizes(ctx, st, key, packs, ls); err != nil || ls.Damaged[key] != nil {
+			return err
+		}
+		if len(merge(key, packs)) == 0 {
+			return nil
+		}
 	}
-	x.merge(key, packs)
+	ls.Damaged[key] = damaged{fmt.Errorf("index file %s: the sizes of its packs keep changing under it", key)}
 	return nil
 }
 
@@ -591,20 +634,14 @@ func (x *Index) checkSizes(ctx context.Context, st remote.Store, key string, pac
 	return nil
 }
 
-// admitFound is admit for copies of a chunk read from one bucket of the
-// index file key (mergeFound).
-func (x *Index) admitFound(ctx context.Context, st remote.Store, key string, packs []PackRecord, ls *LoadStats) error {
-	if err := x.checkSizes(ctx, st, key, packs, ls); err != nil || ls.Damaged[key] != nil {
-		return err
-	}
-	x.mergeFound(key, packs)
-	return nil
-}
-
 // disputed returns the packs whose size differs from the one recorded.
 func (x *Index) disputed(packs []PackRecord) []PackRecord {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
+	return x.disputedLocked(packs)
+}
+
+func (x *Index) disputedLocked(packs []PackRecord) []PackRecord {
 	var d []PackRecord
 	for _, p := range packs {
 		if o, ok := x.packOrd[p.ID]; ok && x.packs[o].size >= 0 && x.packs[o].size != p.Size {
@@ -711,6 +748,20 @@ func readCache(cache *os.Root, key string) ([]byte, bool) {
 		return nil, false
 	}
 	return b, true
+}
+
+// removeCache removes a cached file, best effort.
+func removeCache(cacheDir, key string) {
+	if cache := openCache(cacheDir); cache != nil {
+		_ = cache.Remove(filepath.FromSlash(key))
+		cache.Close()
+	}
+}
+
+// named reports whether b ends with its checksum, which key names.
+func named(key string, b []byte) bool {
+	return len(b) >= 32 && chunk.Sum(b[:len(b)-32]) == chunk.ID(b[len(b)-32:]) &&
+		strings.HasSuffix(key, "/"+chunk.ID(b[len(b)-32:]).String())
 }
 
 // writeCache stores an index file in the cache, best effort: a cache that

@@ -142,13 +142,13 @@ func (l *lazy) loadHead(ctx context.Context, st remote.Store, cache *os.Root, ca
 	}
 	var h head
 	ok := false
-	for _, name := range []string{info.Key + ".head", info.Key} {
-		if b, found := readCache(cache, name); found {
-			if h, err = decodeHead(b, info.Size); err == nil {
-				ok = true
-				break
-			}
-		}
+	if b, found := readCache(cache, info.Key+".head"); found {
+		h, err = decodeHead(b, info.Size)
+		ok = err == nil
+	}
+	if b, found := readCache(cache, info.Key); !ok && found && named(info.Key, b) {
+		h, err = decodeHead(b, info.Size)
+		ok = err == nil
 	}
 	if !ok {
 		b, err := readPrefix(ctx, st, info.Key, headLen(n))
@@ -214,9 +214,15 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 			if whole {
 				x.readLazy(ctx, l, st, cacheDir, f)
 			}
-		case isNotExist(err) || errors.Is(err, ErrDamaged):
+		case errors.Is(err, ErrDamaged):
+			// The bucket or the head it was read by is damaged: the
+			// cached head goes, and the file is read whole and checked
+			// against its name (if that fails too, it is not read again).
+			removeCache(cacheDir, f.info.Key+".head")
+			x.readLazy(ctx, l, st, cacheDir, f)
+		case isNotExist(err):
 			l.mu.Lock()
-			f.loaded = true // gone or damaged: not read again
+			f.loaded = true // gone: not read again
 			l.mu.Unlock()
 		}
 		// Any other failure may pass: the next lookup tries again, this
@@ -366,9 +372,10 @@ func readRange(ctx context.Context, st remote.Store, key string, off, n int64) (
 // does not grow with the fleet. Probes read one 64-byte block.
 type heads struct {
 	mu   sync.RWMutex // add writes, probes read
-	mem  []byte
-	file *os.File
-	size int64
+	mem      []byte
+	file     *os.File
+	size     int64
+	inMemory bool // spilling failed
 }
 
 // headsInMemory is how many bytes of heads stay in memory before they
@@ -382,20 +389,12 @@ func (h *heads) add(dir string, filter, table []byte) (int64, error) {
 	defer h.mu.Unlock()
 	at := h.size
 	n := int64(len(filter) + len(table))
-	if h.file == nil && h.size+n > headsInMemory {
-		f, err := os.CreateTemp(dir, "heads-*")
-		if err != nil && dir != "" {
-			f, err = os.CreateTemp("", "cassback-heads-*")
+	if h.file == nil && !h.inMemory && h.size+n > headsInMemory {
+		if h.file = spill(dir, h.mem); h.file != nil {
+			h.mem = nil
+		} else {
+			h.inMemory = true // no scratch file can be made: memory it is
 		}
-		if err != nil {
-			return 0, fmt.Errorf("index heads: %w", err)
-		}
-		os.Remove(f.Name()) // unlinked: gone with the process
-		if _, err := f.Write(h.mem); err != nil {
-			f.Close()
-			return 0, fmt.Errorf("index heads: %w", err)
-		}
-		h.file, h.mem = f, nil
 	}
 	if h.file == nil {
 		h.mem = append(append(h.mem, filter...), table...)
@@ -406,6 +405,23 @@ func (h *heads) add(dir string, filter, table []byte) (int64, error) {
 	}
 	h.size += n
 	return at, nil
+}
+
+// spill returns an unlinked scratch file in dir (or the temporary folder)
+// holding b, or nil if none can be made: the heads then stay in memory.
+func spill(dir string, b []byte) *os.File {
+	for _, d := range slices.Compact([]string{dir, ""}) {
+		f, err := os.CreateTemp(d, "cassback-heads-*")
+		if err != nil {
+			continue
+		}
+		os.Remove(f.Name()) // unlinked: gone with the process
+		if _, err := f.Write(b); err == nil {
+			return f
+		}
+		f.Close()
+	}
+	return nil
 }
 
 // readAt reads len(p) bytes at off. Safe beside add, which never moves
