@@ -371,7 +371,7 @@ func readRange(ctx context.Context, st remote.Store, key string, off, n int64) (
 // in the cache folder (or the temporary one), so that a backup's memory
 // does not grow with the fleet. Probes read one 64-byte block.
 type heads struct {
-	mu   sync.RWMutex // add writes, probes read
+	mu       sync.RWMutex // add writes, probes read
 	mem      []byte
 	file     *os.File
 	size     int64

@@ -311,4 +311,3 @@ func TestLazyLoadForgetsUnlisted(t *testing.T) {
 		t.Fatal("a chunk of a file listed again is unknown")
 	}
 }
-
