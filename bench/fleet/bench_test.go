@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,8 +33,10 @@ import (
 //	                           backup (new host, empty cache), backup-warm
 //	                           (another new host, the first one's cache),
 //	                           list (list --hosts), validate (every host),
-//	                           validate-host (--host host000); default: all but
-//	                           validate-host. validate holds every host's
+//	                           validate-host (--host host000), backup-10k (a node
+//	                           of 10,000 small SSTables) and rebackup-10k (the
+//	                           same again, unchanged, warm); default: backup,
+//	                           backup-warm, list, validate. validate holds every host's
 //	                           references: 3 GB at 10 hosts × 1 TiB, too much
 //	                           for 100 on a 24 GiB machine
 //	CASSBACK_FLEET_KILL_RSS    resident set in bytes at which a command is killed
@@ -143,7 +146,7 @@ func TestFleetMeasure(t *testing.T) {
 
 	// The new hosts are removed before (what an interrupted run left)
 	// and after.
-	newHosts := []string{"new1", "new2"}
+	newHosts := []string{"new1", "new2", "new3"}
 	removeNew := func() {
 		for _, h := range newHosts {
 			if n, err := RemoveHost(context.Background(), dir, h); err != nil {
@@ -185,6 +188,15 @@ func TestFleetMeasure(t *testing.T) {
 			args = backup(newHosts[0], 1)
 		case "backup-warm":
 			args = backup(newHosts[1], 2)
+		case "backup-10k", "rebackup-10k":
+			// A node of 10,000 small SSTables: backed up, then again
+			// unchanged with the same cache (the second is what the
+			// issue's "unchanged re-backup" row measures).
+			node := filepath.Join(work, "node-10k")
+			if _, err := os.Stat(node); err != nil {
+				buildTree(t, node, 10, 100, 10)
+			}
+			args = []string{"backup", "--ignore-changes", "--cassandra-data-dir", node, "--host", newHosts[2]}
 		case "list":
 			args = []string{"list", "--hosts"}
 		case "validate":
@@ -217,6 +229,34 @@ func TestFleetMeasure(t *testing.T) {
 			"args": args, "node_bytes": nodeBytes, "exit": r.Exit, "killed": r.Killed, "wall_s": r.Wall.Seconds(),
 			"cpu_s": r.CPU.Seconds(), "max_rss": r.MaxRSS, "ops": r.Ops, "requests": r.Requests(), "stdout": tail([]byte(r.Stdout), 2000),
 			"date": time.Now().UTC().Format(time.RFC3339)})
+	}
+}
+
+// buildTree writes a data folder of keyspaces × tables × ssts SSTables of
+// 8 small components each (a TOC listing them): what a node with many
+// SSTables costs a backup in metadata.
+func buildTree(t *testing.T, root string, keyspaces, tables, ssts int) {
+	t.Helper()
+	comps := []string{"Data.db", "Index.db", "Filter.db", "Statistics.db", "Summary.db", "Digest.crc32", "CompressionInfo.db"}
+	toc := []byte(strings.Join(append(slices.Clone(comps), "TOC.txt"), "\n") + "\n")
+	for k := range keyspaces {
+		for tb := range tables {
+			dir := filepath.Join(root, fmt.Sprintf("ks%02d", k), fmt.Sprintf("t%03d-%032x", tb, k*1000+tb))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for g := 1; g <= ssts; g++ {
+				for _, c := range comps {
+					body := fmt.Appendf(nil, "%s %d %d %d", c, k, tb, g)
+					if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("nb-%d-big-%s", g, c)), body, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("nb-%d-big-TOC.txt", g)), toc, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 	}
 }
 
