@@ -52,6 +52,14 @@ type backupRun struct {
 	// metaBytes and metaDup count the nodes stored and found stored.
 	treePacks                   map[chunk.ID]bool
 	metaNew, metaBytes, metaDup atomic.Int64
+
+	// nodes caches the nodes of the host's latest trees (nil: no cache
+	// folder); liveNodes are those of the latest manifest of each
+	// keyspace, read or committed, and newNodes those of manifests being
+	// committed, by name.
+	nodes     *nodeCache
+	liveNodes map[string][]chunk.Ref
+	newNodes  map[string][]chunk.Ref
 }
 
 // fileKey names a file across data directories (JBOD).
@@ -99,6 +107,8 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 			return nil, b.abort(ctx, err)
 		}
 	}
+	b.nodes = newNodeCache(r.CacheDir, opts.Host, index.Source{Store: r.Store, Index: b.idx, Parallel: 1})
+	b.liveNodes, b.newNodes = map[string][]chunk.Ref{}, map[string][]chunk.Ref{}
 	if err := b.loadPrevious(ctx, keyspaces, prevAt); err != nil {
 		return nil, b.abort(ctx, err)
 	}
@@ -140,11 +150,16 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 		if t, _, _, err := manifest.ParseBackupName(name); err == nil {
 			b.r.Stats.committed(ks, t)
 		}
-		m, err := manifest.Get(ctx, st, name, index.Source{Store: st, Index: b.idx, Parallel: 1})
+		var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
+		if b.nodes != nil {
+			src = b.nodes
+		}
+		m, err := manifest.Get(ctx, st, name, src)
 		if err != nil {
 			b.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", name, "err", err)
 			continue
 		}
+		b.liveNodes[ks] = m.Nodes
 		for _, t := range m.Tables {
 			for _, f := range t.Files {
 				b.known[fileKey{f.Root, f.Path}] = f
@@ -345,7 +360,37 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	for _, n := range names {
 		b.r.Log.Info("backup committed", "backup", n)
 	}
+	b.cacheNodes(ms, names)
 	return names, errors.Join(errs...)
+}
+
+// cacheNodes makes the trees of the committed manifests the live ones of
+// their keyspaces in the node cache, and prunes it when due.
+func (b *backupRun) cacheNodes(ms []*manifest.Manifest, committed []string) {
+	if b.nodes == nil {
+		return
+	}
+	for _, m := range ms {
+		if refs, ok := b.newNodes[m.Name]; ok && slices.Contains(committed, m.Name) {
+			b.liveNodes[m.Keyspace] = refs
+		}
+		delete(b.newNodes, m.Name)
+	}
+	b.pruneNodes(false)
+}
+
+// pruneNodes removes from the node cache the nodes of no live tree, when
+// due (or now, with force).
+func (b *backupRun) pruneNodes(force bool) {
+	b.nodes.prune(func() map[chunk.ID]bool {
+		keep := map[chunk.ID]bool{}
+		for _, refs := range b.liveNodes {
+			for _, r := range refs {
+				keep[r.ID] = true
+			}
+		}
+		return keep
+	}, force)
 }
 
 // storeTrees encodes the manifests and stores the nodes of their trees
@@ -367,6 +412,12 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 		if err != nil {
 			errs = append(errs, err)
 			continue
+		}
+		if b.nodes != nil {
+			b.newNodes[m.Name] = slices.Clone(m.Nodes)
+			for _, n := range ns {
+				b.nodes.put(n.ID, n.Data)
+			}
 		}
 		for _, n := range ns {
 			if seen[n.ID] {
@@ -500,7 +551,13 @@ func (b *backupRun) withdraw(ctx context.Context, names []string) {
 }
 
 // end ends the session.
-func (b *backupRun) end(ctx context.Context) error { return b.sess.end(ctx) }
+func (b *backupRun) end(ctx context.Context) error {
+	if b.nodes != nil {
+		b.pruneNodes(true)
+		b.nodes.close()
+	}
+	return b.sess.end(ctx)
+}
 
 // allKnown reports whether every chunk is stored, by the index.
 func (b *backupRun) allKnown(refs []chunk.Ref) bool {

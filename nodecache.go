@@ -1,0 +1,152 @@
+package cassback
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/manifest"
+)
+
+// nodeCache keeps the nodes of a host's latest manifest trees in the cache
+// folder (<cache>/nodes/<host>/<id>), so that a backup reads its previous
+// manifests without a request for their nodes: a node is immutable and
+// named by its hash, so a cached copy that matches its ID is the node. The
+// nodes a backup reads or writes are kept; prune removes those of no
+// manifest it keeps (a host's latest per keyspace), so the folder holds
+// about one copy of the host's current trees.
+type nodeCache struct {
+	root *os.Root // the host's folder
+	next manifest.Chunks
+
+	mu   sync.Mutex
+	puts int // nodes written since the last prune
+	kept int // nodes kept by the last prune
+}
+
+// maxNodeFile bounds a cached node read back: a leaf decodes to at most
+// 4 MiB, and its gzipped bytes are less.
+const maxNodeFile = 8 << 20
+
+// newNodeCache returns a cache of host's nodes below cacheDir that fetches
+// the nodes it lacks from next, or nil when cacheDir is "" or unusable.
+func newNodeCache(cacheDir, host string, next manifest.Chunks) *nodeCache {
+	if cacheDir == "" || filepath.Base(host) != host {
+		return nil
+	}
+	dir := filepath.Join(cacheDir, "nodes", host)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil
+	}
+	return &nodeCache{root: root, next: next}
+}
+
+// FetchChunks implements manifest.Chunks: cached nodes first, the others
+// from next, which are then cached.
+func (c *nodeCache) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
+	var missing []chunk.ID
+	for _, id := range ids {
+		if data, ok := c.get(id); ok {
+			if err := fn(id, data); err != nil {
+				return err
+			}
+			continue
+		}
+		missing = append(missing, id)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return c.next.FetchChunks(ctx, missing, func(id chunk.ID, data []byte) error {
+		c.put(id, data)
+		return fn(id, data)
+	})
+}
+
+// get returns the cached node id if a regular file below the folder
+// holds bytes that match it.
+func (c *nodeCache) get(id chunk.ID) ([]byte, bool) {
+	f, err := c.root.OpenFile(id.String(), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxNodeFile {
+		return nil, false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxNodeFile))
+	if err != nil || chunk.Sum(data) != id {
+		return nil, false
+	}
+	return data, true
+}
+
+// put caches a node, best effort (a file that cannot be written costs a
+// read later).
+func (c *nodeCache) put(id chunk.ID, data []byte) {
+	name := id.String()
+	if fi, err := c.root.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
+		return // the same bytes, or damaged ones get finds
+	}
+	tmp := name + ".tmp"
+	f, err := c.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err != nil || cerr != nil || c.root.Rename(tmp, name) != nil {
+		_ = c.root.Remove(tmp)
+		return
+	}
+	c.mu.Lock()
+	c.puts++
+	c.mu.Unlock()
+}
+
+// prune removes the cached nodes not in keep() once more nodes were
+// written since the last prune than the folder held then (or now, with
+// force): the cost of listing the folder is spread over the nodes written.
+func (c *nodeCache) prune(keep func() map[chunk.ID]bool, force bool) {
+	c.mu.Lock()
+	due := force || c.puts > c.kept
+	if due {
+		c.puts = 0
+	}
+	c.mu.Unlock()
+	if !due {
+		return
+	}
+	live := keep()
+	d, err := c.root.Open(".")
+	if err != nil {
+		return
+	}
+	names, _ := d.Readdirnames(-1)
+	d.Close()
+	for _, n := range names {
+		id, err := chunk.ParseID(n)
+		if err == nil && live[id] {
+			continue
+		}
+		_ = c.root.Remove(n)
+	}
+	c.mu.Lock()
+	c.kept = len(live)
+	c.mu.Unlock()
+}
+
+// close releases the folder.
+func (c *nodeCache) close() {
+	if c != nil {
+		c.root.Close()
+	}
+}

@@ -1,0 +1,93 @@
+package cassback
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/local"
+)
+
+// packReads counts the reads of packs of a store.
+type packReads struct {
+	remote.Store
+	n atomic.Int64
+}
+
+func (p *packReads) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, "packs/") {
+		p.n.Add(1)
+	}
+	return p.Store.Get(ctx, key, off, n)
+}
+
+// An unchanged backup with a warm cache reads its previous manifests'
+// trees from the node cache: no pack is read. Without the cache's nodes
+// (deleted or damaged) they are read from the store again, and cached.
+func TestUnchangedBackupReadsNoNode(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 3, TotalBytes: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &packReads{Store: ls}
+	cache := filepath.Join(t.TempDir(), "cache")
+	r, err := Open(ctx, st, Options{CacheRoot: cache, Create: true, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := func() int64 {
+		t.Helper()
+		st.n.Store(0)
+		s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.BytesRead != 0 {
+			t.Fatalf("an unchanged backup read %d bytes of files", s.BytesRead)
+		}
+		return st.n.Load()
+	}
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := backup(); n != 0 {
+		t.Errorf("an unchanged backup with a warm cache read packs %d times, want none", n)
+	}
+	nodes := filepath.Join(r.CacheDir, "nodes", "n1")
+	cached, err := os.ReadDir(nodes)
+	if err != nil || len(cached) == 0 {
+		t.Fatalf("node cache %s: %d files, %v", nodes, len(cached), err)
+	}
+	// Damaged nodes are read again; so are deleted ones.
+	for i, e := range cached {
+		p := filepath.Join(nodes, e.Name())
+		if i%2 == 0 {
+			os.WriteFile(p, []byte("damaged"), 0o644)
+		} else {
+			os.Remove(p)
+		}
+	}
+	if n := backup(); n == 0 {
+		t.Error("with the node cache damaged and emptied, no pack was read: the nodes came from elsewhere")
+	}
+	if n := backup(); n != 0 {
+		t.Errorf("the cache was not refilled: %d pack reads", n)
+	}
+	// The cache holds the latest trees only: a backup's nodes replace
+	// the previous ones, not pile up.
+	after, _ := os.ReadDir(nodes)
+	if len(after) != len(cached) {
+		t.Errorf("node cache holds %d files after three more backups, %d after the second", len(after), len(cached))
+	}
+}
