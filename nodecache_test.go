@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -90,4 +91,46 @@ func TestUnchangedBackupReadsNoNode(t *testing.T) {
 	if len(after) != len(cached) {
 		t.Errorf("node cache holds %d files after three more backups, %d after the second", len(after), len(cached))
 	}
+}
+
+// putCount counts the writes of a store by the first segment of the key.
+type putCount struct {
+	remote.Store
+	mu   sync.Mutex
+	puts map[string]int
+}
+
+func (p *putCount) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	p.mu.Lock()
+	p.puts[strings.SplitN(key, "/", 2)[0]]++
+	p.mu.Unlock()
+	return p.Store.Put(ctx, key, r, size)
+}
+
+// A backup's commit writes one index file, naming the packs of its files'
+// chunks and of its manifests' trees (two before).
+func TestCommitWritesOneIndexFile(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 5, TotalBytes: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &putCount{Store: ls, puts: map[string]int{}}
+	r, err := Open(ctx, st, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Create: true, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.puts = map[string]int{}
+	s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.puts["index"] != 1 || st.puts["packs"] < 2 {
+		t.Errorf("a backup of %d keyspaces wrote %d index files and %d packs; want one index file for its packs of data and of trees", len(s.Manifests), st.puts["index"], st.puts["packs"])
+	}
+	t.Logf("writes by prefix: %v", st.puts)
 }

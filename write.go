@@ -478,8 +478,9 @@ func (b *backupRun) haveNode(ctx context.Context, id chunk.ID) (bool, error) {
 }
 
 // storeNodes writes nodes into one pack marked as holding tree nodes,
-// checks that it is stored whole, and writes an index file naming it
-// (design §2: a pack enters the index only once durable).
+// checks that it is stored whole, and hands it to the writer, whose next
+// Sync names it in the commit's index file (design §2: a pack enters the
+// index only once durable).
 func (b *backupRun) storeNodes(ctx context.Context, nodes []manifest.Node) error {
 	if len(nodes) == 0 {
 		return nil
@@ -503,12 +504,10 @@ func (b *backupRun) storeNodes(ctx context.Context, nodes []manifest.Node) error
 	if info, err := b.r.Store.Stat(ctx, key); err != nil || info.Size != int64(len(data)) {
 		return fmt.Errorf("store the manifests' trees: pack %s not stored whole (%v)", id, err)
 	}
-	rec := index.PackRecord{ID: id, Size: int64(len(data)), Entries: entries}
-	file, sum := index.EncodeFile([]index.PackRecord{rec})
-	if err := b.r.Store.Put(ctx, index.Key(b.host, sum), bytes.NewReader(file), int64(len(file))); err != nil {
+	// Named by the index file of the commit's Sync, with the data packs.
+	if err := b.w.AddDurable(index.PackRecord{ID: id, Size: int64(len(data)), Entries: entries}); err != nil {
 		return fmt.Errorf("index the manifests' trees: %w", err)
 	}
-	b.idx.Add(rec)
 	b.metaNew.Add(int64(len(nodes)))
 	b.metaBytes.Add(total)
 	return nil

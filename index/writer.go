@@ -287,6 +287,23 @@ func (w *Writer) upload(ctx context.Context, sp *pack.Spool) error {
 	return nil
 }
 
+// AddDurable records a pack its caller stored and checked (a pack of tree
+// nodes, built apart from the Packers) as upload does: in the index, the
+// journal and the next Sync's index file, so that one index file names
+// all the packs of a commit.
+func (w *Writer) AddDurable(rec PackRecord) error {
+	w.idx.Add(rec)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.verified[rec.ID] = true
+	w.pending = append(w.pending, rec)
+	if err := w.appendJournal(rec); err != nil && w.err == nil {
+		w.err = err
+		return err
+	}
+	return nil
+}
+
 // present reports whether a pack the index offers is in the store, with a
 // Stat the first time this Writer relies on it. An index file can name a
 // pack that is gone — one written late by a writer a purge had revoked, or
