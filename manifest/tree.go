@@ -461,11 +461,9 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 		if *budget < 0 {
 			return nil, fmt.Errorf("manifest: more than %d bytes in memory", MaxDecodedMemory)
 		}
-		if files == nil {
-			files = lf
-		} else {
-			files = append(files, lf...)
-		}
+		// Copies of the records: the next part of a file is joined into
+		// files' record, never into the decoded leaf an equal part reuses.
+		files = append(files, lf...)
 	}
 	if files == nil {
 		files = []File{}

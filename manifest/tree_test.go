@@ -331,3 +331,30 @@ func TestTreeRefusesRepeatedChild(t *testing.T) {
 		t.Errorf("refusing it took %v", d)
 	}
 }
+
+// A file cut into parts that are equal leaves (content that repeats every
+// part) reads back whole: the parts were joined into the decoded leaf
+// itself, which the next equal part then copied, doubling the file's
+// chunks at every part until the manifest was refused.
+func TestTreeFileOfRepeatedParts(t *testing.T) {
+	m := treeManifest(1, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
+	f := &m.Tables[0].Files[0]
+	n := 3 * maxLeafRefs
+	f.Chunks = slices.Repeat([]chunk.Ref{{ID: chunk.Sum([]byte("x")), Len: 1}}, n)
+	f.Size = int64(n)
+	obj, nodes, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc := memChunks{}
+	for _, nd := range nodes {
+		mc[nd.ID] = nd.Data
+	}
+	got, err := Read(t.Context(), obj, mc)
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if g := got.Tables[0].Files[0]; len(g.Chunks) != n || g.Size != int64(n) {
+		t.Fatalf("file of %d chunks read back with %d chunks, size %d", n, len(g.Chunks), g.Size)
+	}
+}
