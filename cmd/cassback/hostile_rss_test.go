@@ -410,9 +410,7 @@ func plantValidManifest(t *testing.T, dir, victim string) {
 	ref := chunk.Ref{ID: f.Chunks[0].ID, Len: 1}
 	tb.Files = []manifest.File{f}
 	m.Tables = []manifest.Table{tb}
-	// 1% under the bound: a reader charges a file cut across leaves a
-	// little more while it joins the parts.
-	n := (manifest.MaxDecodedMemory*99/100 - m.MemCost()) / int64(reflect.TypeFor[chunk.Ref]().Size())
+	n := (manifest.MaxDecodedMemory - m.MemCost()) / int64(reflect.TypeFor[chunk.Ref]().Size())
 	f.Chunks = slices.Repeat([]chunk.Ref{ref}, int(n))
 	f.Size = n
 	m.Tables[0].Files[0] = f
