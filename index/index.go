@@ -535,6 +535,7 @@ func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *L
 			return missed, fmt.Errorf("read index file %s: %w", info.Key, err)
 		}
 	}
+	lz.relayout()
 	x.reserve(infos)
 	defer x.settle()
 	for _, info := range infos {

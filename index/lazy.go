@@ -46,10 +46,11 @@ type lazy struct {
 	st    remote.Store
 	cache string
 
-	mu    sync.Mutex
-	files map[string]*lazyFile
-	order []*lazyFile // files in the order Load listed them: lookups read them in it
-	heads heads
+	mu     sync.Mutex
+	files  map[string]*lazyFile
+	order  []*lazyFile // files in the order Load listed them: lookups read them in it
+	heads  heads
+	layout *layout // most files' filters by region of the IDs (layout.go); nil: none
 }
 
 type lazyFile struct {
@@ -189,18 +190,29 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 	if ctx == nil {
 		ctx = l.ctx
 	}
-	st, cacheDir := l.st, l.cache
+	st, cacheDir, lay := l.st, l.cache, l.layout
 	l.mu.Unlock()
 	if st == nil {
 		return false
 	}
-	consulted := false
+	var hits []*lazyFile
+	if lay != nil {
+		var err error
+		if hits, err = lay.probe(&l.heads, id); err != nil {
+			lay, hits = nil, nil // probe file by file
+		}
+	}
 	for _, f := range files {
-		if f.done(l) {
+		if lay != nil && lay.in[f] {
 			continue
 		}
-		maybe, err := l.heads.filterHas(f.at, f.filterLen(), id)
-		if err != nil || !maybe {
+		if maybe, err := l.heads.filterHas(f.at, f.filterLen(), id); err == nil && maybe {
+			hits = append(hits, f)
+		}
+	}
+	consulted := false
+	for _, f := range hits {
+		if f.done(l) {
 			continue
 		}
 		consulted = true
@@ -389,13 +401,7 @@ func (h *heads) add(dir string, filter, table []byte) (int64, error) {
 	defer h.mu.Unlock()
 	at := h.size
 	n := int64(len(filter) + len(table))
-	if h.file == nil && !h.inMemory && h.size+n > headsInMemory {
-		if h.file = spill(dir, h.mem); h.file != nil {
-			h.mem = nil
-		} else {
-			h.inMemory = true // no scratch file can be made: memory it is
-		}
-	}
+	h.room(dir, n)
 	if h.file == nil {
 		h.mem = append(append(h.mem, filter...), table...)
 	} else {
@@ -405,6 +411,20 @@ func (h *heads) add(dir string, filter, table []byte) (int64, error) {
 	}
 	h.size += n
 	return at, nil
+}
+
+// room moves the heads to a scratch file when n more bytes would take them
+// past headsInMemory; if none can be made, they stay in memory. Callers
+// hold h.mu.
+func (h *heads) room(dir string, n int64) {
+	if h.file != nil || h.inMemory || h.size+n <= headsInMemory {
+		return
+	}
+	if h.file = spill(dir, h.mem); h.file != nil {
+		h.mem = nil
+	} else {
+		h.inMemory = true // no scratch file can be made: memory it is
+	}
 }
 
 // spill returns an unlinked scratch file in dir (or the temporary folder)
@@ -422,6 +442,36 @@ func spill(dir string, b []byte) *os.File {
 		f.Close()
 	}
 	return nil
+}
+
+// grow appends n zero bytes and returns where they start.
+func (h *heads) grow(dir string, n int64) (int64, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	at := h.size
+	h.room(dir, n)
+	if h.file == nil {
+		h.mem = append(h.mem, make([]byte, n)...)
+	} else if err := h.file.Truncate(at + n); err != nil {
+		return 0, fmt.Errorf("index heads: %w", err)
+	}
+	h.size += n
+	return at, nil
+}
+
+// writeAt overwrites bytes that grow added.
+func (h *heads) writeAt(p []byte, off int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off < 0 || off+int64(len(p)) > h.size {
+		return errors.New("index heads: write out of range")
+	}
+	if h.file == nil {
+		copy(h.mem[off:], p)
+		return nil
+	}
+	_, err := h.file.WriteAt(p, off)
+	return err
 }
 
 // readAt reads len(p) bytes at off. Safe beside add, which never moves
