@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/cassback/cassback/chunk"
@@ -87,6 +88,54 @@ func TestLayoutProbesAsFileByFile(t *testing.T) {
 		}
 		if loc, ok := x.Lookup(id); !ok || loc.Pack != p.pack || loc.Off != p.off {
 			t.Fatalf("Lookup = %+v, %v; want pack %s at %d", loc, ok, p.pack, p.off)
+		}
+	}
+}
+
+// Lookups race a Load that adds enough files to build the layout again,
+// and a whole read after wholeAfter answers: every chunk is found where
+// its file puts it (go test -race).
+func TestLayoutRacesLoad(t *testing.T) {
+	st := remotetest.NewMemory()
+	var ids []chunk.ID
+	put := func(h int) {
+		_, fids := putIndexFile(t, st, fmt.Sprintf("r%03d", h), 300)
+		ids = append(ids, fids...)
+	}
+	for h := range layoutMinFiles {
+		put(h)
+	}
+	x := lazyIndex(t, st, t.TempDir())
+	first := x.lazyOf().layout
+	if first == nil {
+		t.Fatal("no layout of 64 files")
+	}
+	for h := layoutMinFiles; h < layoutMinFiles+20; h++ {
+		put(h)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := x.Load(t.Context(), st, "")
+		done <- err
+	}()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < len(ids); i += 4 * 7 {
+				x.Has(ids[i]) // the files of the second Load may not be loaded yet
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if x.lazyOf().layout == first {
+		t.Error("20 new files of 84 did not build the layout again")
+	}
+	for i, id := range ids {
+		if i%5 == 0 && !x.Has(id) {
+			t.Fatalf("chunk %d unknown after both loads", i)
 		}
 	}
 }
