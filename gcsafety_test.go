@@ -745,23 +745,29 @@ func treeIndexFile(t *testing.T, st remote.Store, host string) string {
 	return trees[0]
 }
 
-// indexesTrees reports whether an index file names packs of manifest trees.
+// indexesTrees reports whether an index file names a pack of manifest
+// trees (a commit's index file names its data packs too).
 func indexesTrees(t *testing.T, st remote.Store, key string) bool {
 	t.Helper()
 	recs, err := index.ReadFile(t.Context(), st, key)
 	if err != nil || len(recs) == 0 {
 		t.Fatalf("index file %s: %v", key, err)
 	}
-	rc, err := st.Get(t.Context(), pack.Key(recs[0].ID), recs[0].Size-pack.TrailerSize, pack.TrailerSize)
-	if err != nil {
-		t.Fatal(err)
+	for _, rec := range recs {
+		rc, err := st.Get(t.Context(), pack.Key(rec.ID), rec.Size-pack.TrailerSize, pack.TrailerSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pack.IsTreePack(tr) {
+			return true
+		}
 	}
-	defer rc.Close()
-	tr, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pack.IsTreePack(tr)
+	return false
 }
 
 // A damaged index file of a manifest tree's pack costs no backup: readers
