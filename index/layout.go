@@ -29,7 +29,7 @@ const (
 	layoutMinFiles = 64       // fewer files are probed one by one
 	layoutRegion   = 64 << 10 // bytes a region holds of the files' blocks at least
 	layoutStale    = 10       // rebuild when more than 1/layoutStale of the files are not in it
-	layoutBatch    = 8 << 20  // bytes of regions built at a time
+	layoutBatch    = 1 << 20  // bytes of regions built at a time
 )
 
 // regionRange returns the IDs (bytes 0–7, little-endian) of region r of n:
