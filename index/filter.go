@@ -12,8 +12,9 @@ import (
 // filterK bits of the one block its ID picks, so a probe reads one 64-byte
 // block. Chunk IDs are BLAKE3 hashes, so their bytes serve as the hash
 // functions: bytes 0–7 pick the block, bytes 8–29 the bits. A backup
-// probes every other host's filter for each chunk it has not loaded, and a
-// false "maybe" reads one bucket of that file (about 19 KB), so the rate
+// probes every other host's filter for each chunk it has not loaded (by
+// region, layout.go), and a false "maybe" reads one bucket of that file
+// (about 19 KB), so the rate
 // is set against files × lookups and the bytes a new node downloads (the
 // filter is most of a file's head): at 20 bits a chunk it is about 2 in
 // 10,000 (TestFilterFalsePositives), so a new 256 MiB node (about 650
