@@ -522,7 +522,7 @@ func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *L
 	}
 	lz.forget(listed)
 	for _, info := range deferred {
-		fetched, err := lz.loadHead(ctx, st, cache, lz.cache, info)
+		fetched, err := lz.loadHead(ctx, st, cache, lz.cacheDir(), info)
 		if fetched {
 			ls.Fetched++
 		}

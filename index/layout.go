@@ -18,7 +18,8 @@ import (
 // 1,700 files). Files loaded after the layout was built are probed one
 // by one until there are enough of them to build it again.
 type layout struct {
-	at      int64   // region 0's first byte in lazy.heads
+	h       *heads  // its own scratch: a layout built again leaves the old one to the collector
+	at      int64   // region 0's first byte in h
 	regions uint64  // a power of two
 	starts  []int64 // region r is [starts[r], starts[r+1]) after at
 	files   []*lazyFile
@@ -64,7 +65,7 @@ func (l *lazy) relayout() {
 			live = append(live, f)
 		}
 	}
-	old := l.layout
+	old, dir := l.layout, l.cache
 	l.mu.Unlock()
 	if len(live) < layoutMinFiles {
 		return
@@ -80,7 +81,7 @@ func (l *lazy) relayout() {
 			return
 		}
 	}
-	lay, err := l.buildLayout(live)
+	lay, err := l.buildLayout(dir, live)
 	if err != nil {
 		return
 	}
@@ -92,7 +93,7 @@ func (l *lazy) relayout() {
 // buildLayout writes the layout of files into the heads, layoutBatch
 // bytes of regions at a time: of each file it reads once the blocks that
 // cover the batch's IDs, and deals them out to the batch's regions.
-func (l *lazy) buildLayout(files []*lazyFile) (*layout, error) {
+func (l *lazy) buildLayout(dir string, files []*lazyFile) (*layout, error) {
 	var total int64
 	for _, f := range files {
 		total += f.filterLen()
@@ -102,7 +103,7 @@ func (l *lazy) buildLayout(files []*lazyFile) (*layout, error) {
 	for int64(n)*per < total && n < 1<<16 {
 		n *= 2
 	}
-	lay := &layout{regions: n, starts: make([]int64, n+1), files: files, in: map[*lazyFile]bool{}}
+	lay := &layout{h: &heads{}, regions: n, starts: make([]int64, n+1), files: files, in: map[*lazyFile]bool{}}
 	for r := range n {
 		lo, hi := regionRange(r, n)
 		size := int64(0)
@@ -112,7 +113,7 @@ func (l *lazy) buildLayout(files []*lazyFile) (*layout, error) {
 		}
 		lay.starts[r+1] = lay.starts[r] + size
 	}
-	at, err := l.heads.grow(l.cache, lay.starts[n])
+	at, err := lay.h.grow(dir, lay.starts[n])
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func (l *lazy) buildLayout(files []*lazyFile) (*layout, error) {
 				cursor[r] += k
 			}
 		}
-		if err := l.heads.writeAt(batch, at+lay.starts[r0]); err != nil {
+		if err := lay.h.writeAt(batch, at+lay.starts[r0]); err != nil {
 			return nil, err
 		}
 		r0 = r1
@@ -169,7 +170,7 @@ var regionBufs sync.Pool
 
 // probe returns the files of the layout whose filter may hold id, in the
 // layout's order, reading id's region once.
-func (lay *layout) probe(h *heads, id chunk.ID) ([]*lazyFile, error) {
+func (lay *layout) probe(id chunk.ID) ([]*lazyFile, error) {
 	v := binary.LittleEndian.Uint64(id[:8])
 	r, _ := bits.Mul64(v, lay.regions)
 	lo, hi := regionRange(r, lay.regions)
@@ -183,7 +184,7 @@ func (lay *layout) probe(h *heads, id chunk.ID) ([]*lazyFile, error) {
 		*bp = make([]byte, size)
 	}
 	buf := (*bp)[:size]
-	if err := h.readAt(buf, lay.at+lay.starts[r]); err != nil {
+	if err := lay.h.readAt(buf, lay.at+lay.starts[r]); err != nil {
 		return nil, err
 	}
 	var hits []*lazyFile

@@ -66,7 +66,7 @@ func TestLayoutProbesAsFileByFile(t *testing.T) {
 	}
 	check := func(id chunk.ID) {
 		t.Helper()
-		got, err := lay.probe(&l.heads, id)
+		got, err := lay.probe(id)
 		if err != nil || !slices.Equal(got, byFile(id)) {
 			t.Fatalf("layout probe = %d files (%v), file by file %d", len(got), err, len(byFile(id)))
 		}

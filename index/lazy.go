@@ -108,6 +108,13 @@ func (l *lazy) known(key string) bool {
 	return l.files[key] != nil
 }
 
+// cacheDir returns the cache folder Load was given.
+func (l *lazy) cacheDir() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cache
+}
+
 // forget stops probing the files not listed: a purge replaced them (a
 // continuous backup loads again and again; a listed file is probed).
 func (l *lazy) forget(listed map[string]bool) {
@@ -198,7 +205,7 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 	var hits []*lazyFile
 	if lay != nil {
 		var err error
-		if hits, err = lay.probe(&l.heads, id); err != nil {
+		if hits, err = lay.probe(id); err != nil {
 			lay, hits = nil, nil // probe file by file
 		}
 	}
