@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/cassback/cassback/chunk"
-	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/remotetest"
 )
@@ -307,22 +306,13 @@ func TestLayoutAttackBuildAlloc(t *testing.T) {
 // putRandIndexFile stores an index file of host holding n random chunks.
 func putRandIndexFile(t *testing.T, st remote.Store, rng *rand.Rand, host string, n int) (string, []chunk.ID) {
 	t.Helper()
-	rec := PackRecord{ID: chunk.Sum([]byte(host + "pack")), Size: int64(n) * 100}
-	var ids []chunk.ID
-	for i := range n {
-		var id chunk.ID
-		for j := 0; j < len(id); j += 8 {
-			binary.LittleEndian.PutUint64(id[j:], rng.Uint64())
+	ids := make([]chunk.ID, n)
+	for i := range ids {
+		for j := 0; j < len(ids[i]); j += 8 {
+			binary.LittleEndian.PutUint64(ids[i][j:], rng.Uint64())
 		}
-		ids = append(ids, id)
-		rec.Entries = append(rec.Entries, pack.Entry{ID: id, Off: uint32(i * 100), Len: 100})
 	}
-	b, sum := EncodeFile([]PackRecord{rec})
-	key := Key(host, sum)
-	if err := st.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
-	}
-	return key, ids
+	return putIDs(t, st, host, ids), ids
 }
 
 // A continuous backup: Load after Load, a tenth of the files replaced by

@@ -159,7 +159,7 @@ func (l *lazy) loadHead(ctx context.Context, st remote.Store, cache *os.Root, ca
 		ok = err == nil
 	}
 	if !ok {
-		b, err := readPrefix(ctx, st, info.Key, headLen(n))
+		b, err := readRange(ctx, st, info.Key, 0, headLen(n))
 		if err != nil {
 			return true, err
 		}
@@ -186,11 +186,11 @@ func (l *lazy) loadHead(ctx context.Context, st remote.Store, cache *os.Root, ca
 
 // fault looks id up in the not yet loaded index files whose filter may
 // hold it, under ctx (nil: the one Load was given), reading one bucket of
-// each, and reports whether any such file was consulted.
-func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
+// each; what it finds is merged into the index.
+func (x *Index) fault(ctx context.Context, id chunk.ID) {
 	l := x.lazyOf()
 	if l == nil {
-		return false
+		return
 	}
 	l.mu.Lock()
 	files := slices.Clone(l.order)
@@ -200,7 +200,7 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 	st, cacheDir, lay := l.st, l.cache, l.layout
 	l.mu.Unlock()
 	if st == nil {
-		return false
+		return
 	}
 	var hits []*lazyFile
 	if lay != nil {
@@ -217,12 +217,10 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 			hits = append(hits, f)
 		}
 	}
-	consulted := false
 	for _, f := range hits {
 		if f.done(l) {
 			continue
 		}
-		consulted = true
 		found, err := x.readBucket(ctx, l, st, f, id)
 		switch {
 		case err == nil && found:
@@ -247,7 +245,6 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) bool {
 		// Any other failure may pass: the next lookup tries again, this
 		// chunk is uploaded again.
 	}
-	return consulted
 }
 
 // done reports whether f was read whole, or found gone or damaged.
@@ -361,11 +358,6 @@ func (x *Index) loadLazy(ctx context.Context, st remote.Store, cacheDir string, 
 		return err
 	}
 	return nil
-}
-
-// readPrefix reads the first n bytes of the object under key.
-func readPrefix(ctx context.Context, st remote.Store, key string, n int64) ([]byte, error) {
-	return readRange(ctx, st, key, 0, n)
 }
 
 // readRange reads n bytes at off of the object under key.

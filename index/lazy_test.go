@@ -81,19 +81,22 @@ func (r *rangeLog) take() []string {
 // (no pack data), and returns its key and the chunk IDs.
 func putIndexFile(t *testing.T, st remote.Store, host string, n int) (string, []chunk.ID) {
 	t.Helper()
-	rec := PackRecord{ID: chunk.Sum([]byte(host + "pack")), Size: int64(n) * 100}
 	var ids []chunk.ID
 	for i := range n {
-		id := chunk.Sum([]byte(fmt.Sprint(host, i)))
-		ids = append(ids, id)
+		ids = append(ids, chunk.Sum([]byte(fmt.Sprint(host, i))))
+	}
+	return putIDs(t, st, host, ids), ids
+}
+
+// putIDs writes an index file for host naming one pack (of its name) that
+// holds ids, 100 bytes each in their order, and returns its key.
+func putIDs(t *testing.T, st remote.Store, host string, ids []chunk.ID) string {
+	t.Helper()
+	rec := PackRecord{ID: chunk.Sum([]byte(host + "pack")), Size: int64(len(ids)) * 100}
+	for i, id := range ids {
 		rec.Entries = append(rec.Entries, pack.Entry{ID: id, Off: uint32(i * 100), Len: 100})
 	}
-	b, sum := EncodeFile([]PackRecord{rec})
-	key := Key(host, sum)
-	if err := st.Put(t.Context(), key, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
-	}
-	return key, ids
+	return putPacks(t, st, host, rec)
 }
 
 // In lazy mode Load reads the host's own index files whole and only the
