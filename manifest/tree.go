@@ -20,8 +20,8 @@ import (
 // table the count and size of its files and the root of a tree) and each
 // table's files as a tree of chunks, stored in packs and named by the index
 // like any chunk (docs/design.md §1.5). Leaves hold runs of the table's
-// files, in order: a leaf is a flat manifest (the format 2 encoding) of the
-// same host and keyspace dated leafTime, with one table. A leaf ends after a
+// files, in order, in a binary encoding (leaf.go) that names the host,
+// keyspace and table they belong to. A leaf ends after a
 // file whose path hash has its low leafBits zero, or once it holds
 // leafCost bytes of decoded memory, so adding or removing one SSTable
 // changes only its leaf and one node a level above it: the other nodes keep
@@ -29,9 +29,9 @@ import (
 // list their children and end after a child whose ID has its low nodeBits
 // zero, or at maxChildren. Identical trees dedup like identical files.
 
-// leafTime dates every leaf, so that a leaf's bytes depend only on its
-// host, keyspace, table and files, and an unchanged run of files is the
-// same leaf in every backup of the host.
+// leafTime dates the manifest a leaf's files are validated in (leafOf): a
+// leaf's bytes depend only on its host, keyspace, table and files, so an
+// unchanged run of files is the same leaf in every backup of the host.
 var leafTime = time.Unix(0, 0).UTC()
 
 const (
@@ -152,11 +152,7 @@ func (m *Manifest) encodeTree(t *Table, emit func([]byte) chunk.Ref) (rootTable,
 			// mean chunk) is cut into parts, a leaf each, which readers
 			// join again.
 			if start < j {
-				ref, err := m.encodeLeaf(t, t.Files[start:j], emit)
-				if err != nil {
-					return rt, err
-				}
-				level = append(level, ref)
+				level = append(level, emit(m.encodeLeaf(t, t.Files[start:j])))
 			}
 			for k := 0; k < len(f.Chunks); k += maxLeafRefs {
 				part := *f
@@ -165,11 +161,7 @@ func (m *Manifest) encodeTree(t *Table, emit func([]byte) chunk.Ref) (rootTable,
 				for _, c := range part.Chunks {
 					part.Size += int64(c.Len)
 				}
-				ref, err := m.encodeLeaf(t, []File{part}, emit)
-				if err != nil {
-					return rt, err
-				}
-				level = append(level, ref)
+				level = append(level, emit(m.encodeLeaf(t, []File{part})))
 			}
 			start, cost = j+1, 0
 			continue
@@ -178,19 +170,11 @@ func (m *Manifest) encodeTree(t *Table, emit func([]byte) chunk.Ref) (rootTable,
 		if j < len(t.Files)-1 && !leafEnds(f) && cost < leafCost {
 			continue
 		}
-		ref, err := m.encodeLeaf(t, t.Files[start:j+1], emit)
-		if err != nil {
-			return rt, err
-		}
-		level = append(level, ref)
+		level = append(level, emit(m.encodeLeaf(t, t.Files[start:j+1])))
 		start, cost = j+1, 0
 	}
 	if len(level) == 0 { // a table without files: one empty leaf
-		ref, err := m.encodeLeaf(t, nil, emit)
-		if err != nil {
-			return rt, err
-		}
-		level = append(level, ref)
+		level = append(level, emit(m.encodeLeaf(t, nil)))
 	}
 	for len(level) > 1 {
 		var up []chunk.Ref
@@ -220,17 +204,8 @@ func leafEnds(f *File) bool {
 	return h[0]&(1<<leafBits-1) == 0
 }
 
-// encodeLeaf encodes a run of a table's files as a leaf: a flat manifest of
-// the host and keyspace, dated leafTime, holding them.
-func (m *Manifest) encodeLeaf(t *Table, files []File, emit func([]byte) chunk.Ref) (chunk.Ref, error) {
-	b, err := encodeFlat(leafOf(m.Host, m.Keyspace, Table{Name: t.Name, ID: t.ID, Files: files}))
-	if err != nil {
-		return chunk.Ref{}, err
-	}
-	return emit(b), nil
-}
-
-// leafOf is the flat manifest a leaf of the given host and keyspace is.
+// leafOf is the manifest of the given host and keyspace dated leafTime
+// holding one table, as a leaf's files are validated.
 func leafOf(host, keyspace string, t Table) *Manifest {
 	return &Manifest{Format: FormatVersion, Name: BackupName(leafTime, keyspace, host), Host: host, Keyspace: keyspace,
 		Time: leafTime, Tables: []Table{t}}
@@ -241,7 +216,12 @@ func (f *File) memCost() int64 {
 	return fileSize + int64(len(f.Path)+len(f.Root)+len(f.User)+len(f.Group)) + int64(len(f.Chunks))*refSize
 }
 
-// gzipJSON is v as JSON in a gzip member with the fixed header Encode uses.
+// gzipWriters recycles gzip writers (about 1 MB each): continuous backup
+// encodes many manifests. Reset keeps the zero Header: no name, no
+// comment, mtime 0.
+var gzipWriters sync.Pool
+
+// gzipJSON is v as JSON in a gzip member with that fixed header.
 func gzipJSON(v any) ([]byte, error) {
 	js, err := json.Marshal(v)
 	if err != nil {
@@ -321,7 +301,7 @@ func decodeRoot(obj []byte) (*Manifest, []rootTable, error) {
 
 // Read decodes a manifest object and reads its tables' files from src,
 // checking every node against its reference, every leaf's host, keyspace
-// and table, and the whole manifest as Decode did; it holds at most
+// and table, and the whole manifest as Validate does; it holds at most
 // MaxDecodedMemory of decoded files.
 func Read(ctx context.Context, obj []byte, src Chunks) (*Manifest, error) {
 	m, roots, err := decodeRoot(obj)
@@ -346,9 +326,8 @@ func Read(ctx context.Context, obj []byte, src Chunks) (*Manifest, error) {
 			return nil, fmt.Errorf("manifest %s: table %s: %d files of %d bytes in its tree, %d of %d in its header", m.Name, t.Name, len(files), bytes, t.Count, t.Bytes)
 		}
 	}
-	if err := m.Validate(); err != nil {
-		return nil, err
-	}
+	// Valid as a whole: the header was (decodeRoot), each leaf was, and
+	// readLeaves checked the order across leaves.
 	return m, nil
 }
 
@@ -410,7 +389,7 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 	var files []File
 	var data map[chunk.ID][]byte
 	decoded := map[chunk.ID][]File{} // a leaf named again is not decoded again
-	want := leafOf(m.Host, m.Keyspace, Table{Name: rt.Name, ID: rt.ID})
+	t := &Table{Name: rt.Name, ID: rt.ID}
 	for i, ref := range refs {
 		if i%leafBatch == 0 {
 			var batch []chunk.Ref
@@ -426,15 +405,10 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 		}
 		lf, ok := decoded[ref.ID]
 		if !ok {
-			l, err := decode(bytes.NewReader(data[ref.ID]), MaxDecodedSize, maxLeafMem)
-			if err != nil {
+			var err error
+			if lf, err = m.decodeLeaf(data[ref.ID], t, maxLeafMem); err != nil {
 				return nil, fmt.Errorf("leaf %s: %w", ref.ID, err)
 			}
-			if l.Name != want.Name || l.Session != "" || l.CassandraVersion != "" || len(l.Tables) != 1 ||
-				l.Tables[0].Name != rt.Name || l.Tables[0].ID != rt.ID {
-				return nil, fmt.Errorf("leaf %s: not a leaf of this table", ref.ID)
-			}
-			lf = l.Tables[0].Files
 			if len(lf) == 0 && (rt.Files != 0 || len(refs) != 1) {
 				return nil, fmt.Errorf("leaf %s: empty, in a table that has files", ref.ID)
 			}
@@ -460,6 +434,11 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 		}
 		if *budget < 0 {
 			return nil, fmt.Errorf("manifest: more than %d bytes in memory", MaxDecodedMemory)
+		}
+		// Each leaf's files are valid and in order (decodeLeaf); so are
+		// the tables' files if each leaf's first follows the last before.
+		if n := len(files); n > 0 && len(lf) > 0 && compareFiles(files[n-1], lf[0]) >= 0 {
+			return nil, fmt.Errorf("leaf %s: file %s: files not sorted by path and root, or repeated", ref.ID, lf[0].Path)
 		}
 		// Copies of the records: the next part of a file is joined into
 		// files' record, never into the decoded leaf an equal part reuses.

@@ -194,7 +194,11 @@ func FuzzRead(f *testing.F) {
 	}
 	f.Add(obj, nodes[0].Data)
 	f.Add(obj, []byte{})
-	f.Add(gz([]byte(`{"format":3,"tables":[{"height":16}]}`)), nodes[len(nodes)-1].Data)
+	bad, err := gzipJSON(map[string]any{"format": FormatVersion, "tables": []any{map[string]any{"height": 16}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bad, nodes[len(nodes)-1].Data)
 	f.Fuzz(func(t *testing.T, obj, node []byte) {
 		mc := memChunks{}
 		for _, n := range nodes {
@@ -251,10 +255,7 @@ func TestTreeRefusesHugeLeaf(t *testing.T) {
 		f.Chunks = append(f.Chunks, chunk.Ref{ID: chunk.Sum(fmt.Appendf(nil, "c%d", i)), Len: 1})
 		f.Size++
 	}
-	leaf, err := encodeFlat(leafOf(m.Host, m.Keyspace, m.Tables[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
+	leaf := m.encodeLeaf(&m.Tables[0], m.Tables[0].Files)
 	id := chunk.Sum(leaf)
 	obj, err := gzipJSON(rootObject{Format: FormatVersion, Name: m.Name, Host: m.Host, Keyspace: m.Keyspace, Time: m.Time,
 		Session: m.Session, Tables: []rootTable{{Name: "t", ID: id32, Files: 2, Bytes: f.Size + 10, Root: chunk.Ref{ID: id, Len: uint32(len(leaf))}}}})
@@ -303,10 +304,7 @@ func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
 // when its header claims files enough for that many leaves.
 func TestTreeRefusesRepeatedChild(t *testing.T) {
 	m := treeManifest(0, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
-	leaf, err := encodeFlat(leafOf(m.Host, m.Keyspace, Table{Name: "t", ID: id32, Files: []File{}}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	leaf := m.encodeLeaf(&Table{Name: "t", ID: id32}, nil)
 	mc := memChunks{chunk.Sum(leaf): leaf}
 	ref := chunk.Ref{ID: chunk.Sum(leaf), Len: uint32(len(leaf))}
 	for range 2 {
