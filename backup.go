@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -143,7 +144,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	}
 	hs := r.holders(opts)
 	defer r.closeHolders(hs)
-	jobs := b.holdAll(found, hs, &sum)
+	jobs := b.holdAll(found, hs, opts.Threads, &sum)
 	if opts.afterHold != nil {
 		opts.afterHold()
 	}
@@ -248,20 +249,37 @@ func (r *Repo) closeHolders(hs map[string]*watch.Holder) {
 // into something other than a regular file, is left out with a warning;
 // one that cannot be held for another reason (fs.protected_hardlinks, a
 // mount point below the data directory) makes its data directory read in
-// place from then on.
-func (b *backupRun) holdAll(found []foundSST, hs map[string]*watch.Holder, sum *BackupSummary) []fileJob {
+// place from then on. The files are examined by threads goroutines at
+// once (lstat(2) is most of an unchanged backup), then held in order.
+func (b *backupRun) holdAll(found []foundSST, hs map[string]*watch.Holder, threads int, sum *BackupSummary) []fileJob {
+	type examined struct {
+		jobs   []fileJob
+		toHold []string
+		err    error
+	}
+	ex := make([]examined, len(found))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(threads, len(found)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(found)); i = next.Add(1) - 1 {
+				e := &ex[i]
+				e.jobs, e.toHold, e.err = b.examine(found[i])
+			}
+		})
+	}
+	wg.Wait()
 	var jobs []fileJob
 	inPlace := map[string]bool{}
-	for _, s := range found {
-		h := hs[s.root]
-		if inPlace[s.root] {
-			h = nil
-		}
-		js, err := b.holdOne(s, h)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, sstable.ErrNotRegular) {
-			b.r.Log.Warn("cannot hold hard links; reading the data directory in place, so SSTables a compaction removes during the backup are left out", "root", s.root, "err", err)
-			inPlace[s.root] = true
-			js, err = b.holdOne(s, nil)
+	for i, s := range found {
+		js, err := ex[i].jobs, ex[i].err
+		if h := hs[s.root]; err == nil && h != nil && !inPlace[s.root] {
+			err = hold(h, js, ex[i].toHold)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, sstable.ErrNotRegular) {
+				b.r.Log.Warn("cannot hold hard links; reading the data directory in place, so SSTables a compaction removes during the backup are left out", "root", s.root, "err", err)
+				inPlace[s.root] = true
+				err = nil
+			}
 		}
 		sst := s.t.Dir + "/" + s.t.Prefix
 		switch {
@@ -280,25 +298,24 @@ func (b *backupRun) holdAll(found []foundSST, hs map[string]*watch.Holder, sum *
 	return jobs
 }
 
-// holdOne returns the jobs of one SSTable. A file unchanged since the
-// previous backup is recorded from its lstat(2) and neither held nor read
-// (the record is the state at the scan; only metadata equal to the
-// previous record's is taken from the path); the others are held by h
-// (nil: read in place). Without h, the only errors are a vanished file
-// (fs.ErrNotExist) and one that is not a regular file (ErrNotRegular); a
-// file that cannot be examined is left for the read to report.
-func (b *backupRun) holdOne(s foundSST, h *watch.Holder) ([]fileJob, error) {
-	jobs := make([]fileJob, len(s.t.Files))
-	var toHold []string
+// examine returns the jobs of one SSTable, and the files of it to hold. A
+// file unchanged since the previous backup is recorded from its lstat(2)
+// and neither held nor read (the record is the state at the scan; only
+// metadata equal to the previous record's is taken from the path). The
+// only errors are a vanished file (fs.ErrNotExist) and one that is not a
+// regular file (ErrNotRegular); a file that cannot be examined is left for
+// the hold or the read to report.
+func (b *backupRun) examine(s foundSST) (jobs []fileJob, toHold []string, err error) {
+	jobs = make([]fileJob, len(s.t.Files))
 	for i, rel := range s.t.Files {
 		jobs[i] = fileJob{ks: s.t.Keyspace, table: tableKey{s.t.Table, s.t.TableID}, root: s.root, rel: rel, sst: s.t.Dir + "/" + s.t.Prefix}
 		full := filepath.Join(s.root, filepath.FromSlash(rel))
 		fi, err := os.Lstat(full)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("%s: %w", full, fs.ErrNotExist)
+			return nil, nil, fmt.Errorf("%s: %w", full, fs.ErrNotExist)
 		case err == nil && !fi.Mode().IsRegular():
-			return nil, fmt.Errorf("%s: %w (%s)", full, sstable.ErrNotRegular, sstable.TypeName(fi.Mode()))
+			return nil, nil, fmt.Errorf("%s: %w (%s)", full, sstable.ErrNotRegular, sstable.TypeName(fi.Mode()))
 		}
 		if err == nil {
 			if rec, ok := b.reuse(s.root, rel, fi); ok {
@@ -308,12 +325,18 @@ func (b *backupRun) holdOne(s foundSST, h *watch.Holder) ([]fileJob, error) {
 		}
 		toHold = append(toHold, rel)
 	}
-	if h == nil || len(toHold) == 0 {
-		return jobs, nil
+	return jobs, toHold, nil
+}
+
+// hold holds the files toHold of an SSTable's jobs by h, and has the jobs
+// read them there.
+func hold(h *watch.Holder, jobs []fileJob, toHold []string) error {
+	if len(toHold) == 0 {
+		return nil
 	}
 	links, err := h.Hold(toHold)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sh := &sstHold{h: h, links: links}
 	sh.left.Store(int32(len(toHold)))
@@ -322,7 +345,7 @@ func (b *backupRun) holdOne(s foundSST, h *watch.Holder) ([]fileJob, error) {
 			jobs[i].hold = sh
 		}
 	}
-	return jobs, nil
+	return nil
 }
 
 // path is where the job's file is read: its hard link, or in place.

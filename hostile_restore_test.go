@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -198,14 +197,7 @@ func forgeManifest(t *testing.T, r *Repo, m *manifest.Manifest) {
 	p := w.NewPacker()
 	var tables []string
 	for _, tb := range m.Tables {
-		epoch := time.Unix(0, 0).UTC()
-		leaf := manifest.Manifest{Format: manifest.FormatVersion, Name: manifest.BackupName(epoch, m.Keyspace, m.Host), Host: m.Host,
-			Keyspace: m.Keyspace, Time: epoch, Tables: []manifest.Table{tb}}
-		js, err := json.Marshal(leaf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data := gzipOf(append(js, '\n'))
+		data := manifest.EncodeLeaf(m.Host, m.Keyspace, &tb)
 		id := chunk.Sum(data)
 		if _, err := p.Add(ctx, id, data); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"strings"
 	"syscall"
 
 	"github.com/cassback/cassback/chunk"
@@ -134,7 +135,7 @@ func (c *nodeCache) prune(keep func() map[chunk.ID]bool, force bool) {
 	d.Close()
 	for _, n := range names {
 		id, err := chunk.ParseID(n)
-		if err == nil && live[id] {
+		if err == nil && live[id] || strings.HasPrefix(n, latestPrefix) && !strings.HasSuffix(n, ".tmp") {
 			continue
 		}
 		_ = c.root.Remove(n)
@@ -142,6 +143,44 @@ func (c *nodeCache) prune(keep func() map[chunk.ID]bool, force bool) {
 	c.mu.Lock()
 	c.kept = len(live)
 	c.mu.Unlock()
+}
+
+// latestPrefix names the cached manifest object of the latest committed
+// backup of a keyspace: latest.<keyspace>.
+const latestPrefix = "latest."
+
+// latest returns the cached manifest object of the host's latest committed
+// backup of keyspace ks, or nil. The caller checks what it decodes to.
+func (c *nodeCache) latest(ks string) []byte {
+	f, err := c.root.OpenFile(latestPrefix+ks, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxNodeFile {
+		return nil
+	}
+	obj, err := io.ReadAll(io.LimitReader(f, maxNodeFile))
+	if err != nil {
+		return nil
+	}
+	return obj
+}
+
+// setLatest caches the manifest object of the host's latest committed
+// backup of keyspace ks, best effort.
+func (c *nodeCache) setLatest(ks string, obj []byte) {
+	name := latestPrefix + ks
+	tmp := name + ".tmp"
+	f, err := c.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return
+	}
+	_, err = f.Write(obj)
+	if cerr := f.Close(); err != nil || cerr != nil || c.root.Rename(tmp, name) != nil {
+		_ = c.root.Remove(tmp)
+	}
 }
 
 // close releases the folder.

@@ -922,7 +922,7 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 		}},
 		{"file parts with other metadata", "repeated with other metadata", func(t *testing.T) (forgedTable, [][]byte) {
 			l1, l2 := leaf(t, "a", "t", []manifest.File{f1}), leaf(t, "a", "t", []manifest.File{f1b})
-			in := gz(t, forgedInner{Format: 3, Children: []chunk.Ref{refOf(l1), refOf(l2)}})
+			in := gz(t, forgedInner{Format: manifest.FormatVersion, Children: []chunk.Ref{refOf(l1), refOf(l2)}})
 			return forgedTable{Files: 1, Bytes: 20, Height: 1, Root: refOf(in)}, [][]byte{l1, l2, in}
 		}},
 		{"count above the header", "in its header", func(t *testing.T) (forgedTable, [][]byte) {
@@ -941,12 +941,12 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 		}},
 		{"height above the tree", "", func(t *testing.T) (forgedTable, [][]byte) {
 			l := leaf(t, "a", "t", []manifest.File{f1})
-			in := gz(t, forgedInner{Format: 3, Children: []chunk.Ref{refOf(l)}})
+			in := gz(t, forgedInner{Format: manifest.FormatVersion, Children: []chunk.Ref{refOf(l)}})
 			return forgedTable{Files: 1, Bytes: 10, Height: 2, Root: refOf(in)}, [][]byte{l, in}
 		}},
 		{"height below the tree", "", func(t *testing.T) (forgedTable, [][]byte) {
 			l := leaf(t, "a", "t", []manifest.File{f1})
-			in := gz(t, forgedInner{Format: 3, Children: []chunk.Ref{refOf(l)}})
+			in := gz(t, forgedInner{Format: manifest.FormatVersion, Children: []chunk.Ref{refOf(l)}})
 			return forgedTable{Files: 1, Bytes: 10, Height: 0, Root: refOf(in)}, [][]byte{l, in}
 		}},
 		{"height 17", "bad counts", func(t *testing.T) (forgedTable, [][]byte) {
@@ -959,11 +959,11 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 			for i := range kids {
 				kids[i] = refOf(l)
 			}
-			in := gz(t, forgedInner{Format: 3, Children: kids})
+			in := gz(t, forgedInner{Format: manifest.FormatVersion, Children: kids})
 			return forgedTable{Files: 2000, Bytes: 20000, Height: 1, Root: refOf(in)}, [][]byte{l, in}
 		}},
 		{"gzip bomb leaf", "", func(t *testing.T) (forgedTable, [][]byte) {
-			js := append([]byte(`{"format":3,"name":"`), bytes.Repeat([]byte("a"), 64<<20)...)
+			js := append(fmt.Appendf(nil, `{"format":%d,"name":"`, manifest.FormatVersion), bytes.Repeat([]byte("a"), 64<<20)...)
 			var buf bytes.Buffer
 			zw := gzip.NewWriter(&buf)
 			zw.Write(js)
@@ -972,7 +972,7 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 		}},
 		{"gzip bomb inner node", "more than", func(t *testing.T) (forgedTable, [][]byte) {
 			l := leaf(t, "a", "t", []manifest.File{f1})
-			js := append([]byte(`{"format":3,"children":[`), bytes.Repeat([]byte(`{"id":"`+chunk.Sum(l).String()+`","len":1},`), 1<<17)...)
+			js := append(fmt.Appendf(nil, `{"format":%d,"children":[`, manifest.FormatVersion), bytes.Repeat([]byte(`{"id":"`+chunk.Sum(l).String()+`","len":1},`), 1<<17)...)
 			var buf bytes.Buffer
 			zw := gzip.NewWriter(&buf)
 			zw.Write(js)
@@ -1040,11 +1040,11 @@ func testSharedChildAmplification(t *testing.T) {
 	for i := range kids {
 		kids[i] = refOf(e)
 	}
-	x := gz(t, forgedInner{Format: 3, Children: kids})
+	x := gz(t, forgedInner{Format: manifest.FormatVersion, Children: kids})
 	for i := range kids {
 		kids[i] = refOf(x)
 	}
-	root := gz(t, forgedInner{Format: 3, Children: kids})
+	root := gz(t, forgedInner{Format: manifest.FormatVersion, Children: kids})
 	name := forge(t, r, forgedTable{Files: 0, Bytes: 0, Height: 2, Root: refOf(root)}, e, x, root)
 	src := &countingChunks{Chunks: ChunksOf(r.Store), cap: 10000}
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

@@ -25,6 +25,7 @@ import (
 	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
+	"golang.org/x/sync/errgroup"
 )
 
 // A backup run is what one-shot and continuous backup share: a session in
@@ -109,10 +110,10 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 	}
 	b.nodes = newNodeCache(r.CacheDir, opts.Host, index.Source{Store: r.Store, Index: b.idx, Parallel: 1})
 	b.liveNodes, b.newNodes = map[string][]chunk.Ref{}, map[string][]chunk.Ref{}
-	if err := b.loadPrevious(ctx, keyspaces, prevAt); err != nil {
+	if err := b.loadPrevious(ctx, keyspaces, prevAt, opts.Threads); err != nil {
 		return nil, b.abort(ctx, err)
 	}
-	b.w, err = index.NewWriter(ctx, r.Store, b.idx, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host)})
+	b.w, err = index.NewWriter(ctx, r.Store, b.idx, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host), CacheDir: r.CacheDir})
 	if err != nil {
 		return nil, b.abort(ctx, err)
 	}
@@ -129,8 +130,9 @@ func (b *backupRun) abort(ctx context.Context, err error) error {
 }
 
 // loadPrevious reads the host's latest manifest at or before now of each
-// keyspace (every keyspace of the host when keyspaces is nil).
-func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now time.Time) error {
+// keyspace (every keyspace of the host when keyspaces is nil), threads at
+// once.
+func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now time.Time, threads int) error {
 	st := b.r.Store
 	if keyspaces == nil {
 		var err error
@@ -138,35 +140,85 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 			return err
 		}
 	}
-	for _, ks := range keyspaces {
-		name, err := manifest.Latest(ctx, st, b.host, ks, now)
-		if err != nil {
-			return err
-		}
-		if name == "" {
+	type previous struct {
+		name string
+		m    *manifest.Manifest
+		err  error
+	}
+	prev := make([]previous, len(keyspaces))
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for range max(1, min(threads, len(keyspaces))) {
+		g.Go(func() error {
+			for i := next.Add(1) - 1; i < int64(len(keyspaces)); i = next.Add(1) - 1 {
+				p, ks := &prev[i], keyspaces[i]
+				var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
+				if b.nodes != nil {
+					src = b.nodes
+					if p.m = b.cachedPrevious(gctx, ks, now); p.m != nil {
+						p.name = p.m.Name
+						continue
+					}
+				}
+				name, err := manifest.Latest(gctx, st, b.host, ks, now)
+				if err != nil {
+					return err
+				}
+				if name == "" {
+					continue
+				}
+				p.name = name
+				var obj []byte
+				p.m, obj, p.err = manifest.GetWithObject(gctx, st, name, src)
+				if p.err == nil && b.nodes != nil {
+					b.nodes.setLatest(ks, obj)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, p := range prev {
+		if p.name == "" {
 			continue
 		}
+		ks := keyspaces[i]
 		b.previous = append(b.previous, ks)
-		if t, _, _, err := manifest.ParseBackupName(name); err == nil {
+		if t, _, _, err := manifest.ParseBackupName(p.name); err == nil {
 			b.r.Stats.committed(ks, t)
 		}
-		var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
-		if b.nodes != nil {
-			src = b.nodes
-		}
-		m, err := manifest.Get(ctx, st, name, src)
-		if err != nil {
-			b.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", name, "err", err)
+		if p.err != nil {
+			b.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", p.name, "err", p.err)
 			continue
 		}
-		b.liveNodes[ks] = m.Nodes
-		for _, t := range m.Tables {
+		b.liveNodes[ks] = p.m.Nodes
+		for _, t := range p.m.Tables {
 			for _, f := range t.Files {
 				b.known[fileKey{f.Root, f.Path}] = f
 			}
 		}
 	}
 	return nil
+}
+
+// cachedPrevious returns the host's latest committed manifest of keyspace
+// ks as the node cache last saw it (this host's commits write it), if it
+// is at or before now and reads whole from the cache; else nil, and the
+// store is asked. A stale answer (a newer backup written with another
+// cache, or this one purged since) costs only reads of files: a record is
+// reused only if its chunks are still stored, by the index (unchanged).
+func (b *backupRun) cachedPrevious(ctx context.Context, ks string, now time.Time) *manifest.Manifest {
+	obj := b.nodes.latest(ks)
+	if obj == nil {
+		return nil
+	}
+	m, err := manifest.Read(ctx, obj, b.nodes)
+	if err != nil || m.Host != b.host || m.Keyspace != ks || m.Time.After(now) {
+		return nil
+	}
+	return m
 }
 
 // storeOptions says how to store one file.
@@ -360,19 +412,21 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	for _, n := range names {
 		b.r.Log.Info("backup committed", "backup", n)
 	}
-	b.cacheNodes(ms, names)
+	b.cacheNodes(ms, objs, names)
 	return names, errors.Join(errs...)
 }
 
-// cacheNodes makes the trees of the committed manifests the live ones of
-// their keyspaces in the node cache, and prunes it when due.
-func (b *backupRun) cacheNodes(ms []*manifest.Manifest, committed []string) {
+// cacheNodes makes the trees of the committed manifests (objs: their
+// objects) the live ones of their keyspaces in the node cache, and the
+// manifests their keyspaces' latest; it prunes the cache when due.
+func (b *backupRun) cacheNodes(ms []*manifest.Manifest, objs [][]byte, committed []string) {
 	if b.nodes == nil {
 		return
 	}
-	for _, m := range ms {
+	for i, m := range ms {
 		if refs, ok := b.newNodes[m.Name]; ok && slices.Contains(committed, m.Name) {
 			b.liveNodes[m.Keyspace] = refs
+			b.nodes.setLatest(m.Keyspace, objs[i])
 		}
 		delete(b.newNodes, m.Name)
 	}

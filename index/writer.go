@@ -44,6 +44,7 @@ type Writer struct {
 	packLen  int
 	journal  string
 	spoolDir string
+	cacheDir string
 
 	mu       sync.Mutex
 	claimed  map[chunk.ID]struct{} // in an open or uploading pack
@@ -72,6 +73,10 @@ type WriterOptions struct {
 	// per Packer, up to a pack each, unlinked at once). Default: the
 	// journal's folder (the cache), else os.TempDir().
 	SpoolDir string
+	// CacheDir, if set, is the folder Load caches index files in: each
+	// index file written is cached there too, so the next Load of this
+	// host need not fetch it.
+	CacheDir string
 }
 
 // NewWriter returns a Writer adding to st and idx. If opts.Journal names a
@@ -86,7 +91,7 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 		opts.SpoolDir = filepath.Dir(opts.Journal)
 	}
 	w := &Writer{
-		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal, spoolDir: opts.SpoolDir,
+		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal, spoolDir: opts.SpoolDir, cacheDir: opts.CacheDir,
 		claimed: map[chunk.ID]struct{}{}, verified: map[chunk.ID]bool{},
 	}
 	if err := w.recover(ctx); err != nil {
@@ -402,6 +407,10 @@ func (w *Writer) writeIndexFile(ctx context.Context, packs []PackRecord) error {
 	key := Key(w.host, sum)
 	if err := w.st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
 		return fmt.Errorf("write index file: %w", err)
+	}
+	if cache := openCache(w.cacheDir); cache != nil {
+		writeCache(cache, key, b)
+		cache.Close()
 	}
 	w.idx.mu.Lock()
 	w.idx.loaded[key] = true

@@ -6,10 +6,11 @@
 // "<YYYY_MM_DDTHH_MM_SS_ffffff>-<keyspace>-<host>" (UTC), and stored under
 // manifests/<host>/<keyspace>/<name> (store.go), so one host's manifests of
 // a keyspace sort by time and a day, month or year is a key prefix. Encode
-// writes canonical JSON in gzip with a format number; Decode accepts exactly
-// the canonical encoding of a valid manifest, bounds the inflated size and
-// never panics. Validate states every invariant a stored manifest keeps;
-// what a data-directory path means comes from package sstable.
+// writes a small manifest object (gzipped JSON) and a tree of each table's
+// files whose leaves are binary (tree.go, leaf.go); Read accepts exactly
+// the one encoding of a valid manifest, bounds what it holds and never
+// panics. Validate states every invariant a stored manifest keeps; what a
+// data-directory path means comes from package sstable.
 //
 // # Concurrency
 //
@@ -18,7 +19,8 @@
 //
 // # Tests
 //
-// Golden files in testdata/ pin the encoding (go test -update rewrites
-// them), and FuzzDecode/FuzzDecodeJSON check that Decode never panics and
-// that whatever it accepts re-encodes to the same JSON.
+// Golden files in testdata/ pin the leaf encoding (go test -update
+// rewrites them); FuzzDecodeLeaf checks that decoding a leaf never panics
+// and that whatever it accepts is valid and re-encodes to the same bytes,
+// and FuzzRead the same of a whole manifest.
 package manifest

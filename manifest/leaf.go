@@ -103,6 +103,14 @@ func (m *Manifest) encodeLeaf(t *Table, files []File) []byte {
 	return b
 }
 
+// EncodeLeaf returns the leaf holding all the files of table t of the given
+// host and keyspace, without checking them: for tests and tools that build
+// a tree by hand (Encode is the way to store a manifest).
+func EncodeLeaf(host, keyspace string, t *Table) []byte {
+	m := Manifest{Host: host, Keyspace: keyspace}
+	return m.encodeLeaf(t, t.Files)
+}
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
