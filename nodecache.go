@@ -150,26 +150,27 @@ func (c *nodeCache) prune(keep func() map[chunk.ID]bool, force bool) {
 const latestPrefix = "latest."
 
 // latest returns the cached manifest object of the host's latest committed
-// backup of keyspace ks, or nil. The caller checks what it decodes to.
-func (c *nodeCache) latest(ks string) []byte {
+// backup of keyspace ks, empty if there was none, and whether the cache
+// has an answer. The caller checks what the object decodes to.
+func (c *nodeCache) latest(ks string) ([]byte, bool) {
 	f, err := c.root.OpenFile(latestPrefix+ks, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil
+		return nil, false
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxNodeFile {
-		return nil
+		return nil, false
 	}
 	obj, err := io.ReadAll(io.LimitReader(f, maxNodeFile))
 	if err != nil {
-		return nil
+		return nil, false
 	}
-	return obj
+	return obj, true
 }
 
 // setLatest caches the manifest object of the host's latest committed
-// backup of keyspace ks, best effort.
+// backup of keyspace ks (empty: there is none), best effort.
 func (c *nodeCache) setLatest(ks string, obj []byte) {
 	name := latestPrefix + ks
 	tmp := name + ".tmp"

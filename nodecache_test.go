@@ -134,3 +134,84 @@ func TestCommitWritesOneIndexFile(t *testing.T) {
 	}
 	t.Logf("writes by prefix: %v", st.puts)
 }
+
+// reqCount counts a store's reads and listings by the first segment of
+// the key or prefix.
+type reqCount struct {
+	remote.Store
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *reqCount) note(op, key string) {
+	c.mu.Lock()
+	c.n[op+" "+strings.SplitN(key, "/", 2)[0]]++
+	c.mu.Unlock()
+}
+
+func (c *reqCount) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	c.note("get", key)
+	return c.Store.Get(ctx, key, off, n)
+}
+
+func (c *reqCount) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
+	c.note("list", prefix)
+	return c.Store.List(ctx, prefix, fn)
+}
+
+// A warm backup takes its previous manifests from the cache: it lists no
+// commit markers and reads no manifest or index file it wrote itself. A
+// damaged or foreign cached manifest is passed over for the store's.
+func TestUnchangedBackupReadsNoManifest(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 4, TotalBytes: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &reqCount{Store: ls, n: map[string]int{}}
+	r, err := Open(ctx, st, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Create: true, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := func() (map[string]int, BackupSummary) {
+		t.Helper()
+		st.mu.Lock()
+		st.n = map[string]int{}
+		st.mu.Unlock()
+		s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.n, s
+	}
+	backup()
+	n, s := backup()
+	if n["list commits"] != 0 || n["get manifests"] != 0 || n["get index"] != 0 || s.BytesRead != 0 {
+		t.Errorf("a warm unchanged backup: %v, %d bytes of files read; want no listing of commits, no read of manifests or index files, no file read", n, s.BytesRead)
+	}
+	// Damaged, and of another keyspace: both passed over, files not read again.
+	all, _ := filepath.Glob(filepath.Join(r.CacheDir, "nodes", "n1", "latest.*"))
+	var latest []string // of keyspaces with a backup (the others' files are empty)
+	for _, p := range all {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+			latest = append(latest, p)
+		}
+	}
+	if len(latest) < 3 {
+		t.Fatalf("cached latest manifests: %v", latest)
+	}
+	os.WriteFile(latest[0], []byte("damaged"), 0o644)
+	other, _ := os.ReadFile(latest[2])
+	os.WriteFile(latest[1], other, 0o644)
+	n, s = backup()
+	if n["list commits"] != 2 || n["get manifests"] != 2 || s.BytesRead != 0 {
+		t.Errorf("with two cached manifests bad: %v, %d bytes of files read; want those two keyspaces listed and read from the store, no file read", n, s.BytesRead)
+	}
+	if n, _ = backup(); n["list commits"] != 0 || n["get manifests"] != 0 {
+		t.Errorf("the cache was not mended: %v", n)
+	}
+}

@@ -155,8 +155,11 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 				var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
 				if b.nodes != nil {
 					src = b.nodes
-					if p.m = b.cachedPrevious(gctx, ks, now); p.m != nil {
-						p.name = p.m.Name
+					var known bool
+					if p.m, known = b.cachedPrevious(gctx, ks, now); known {
+						if p.m != nil {
+							p.name = p.m.Name
+						}
 						continue
 					}
 				}
@@ -165,6 +168,9 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 					return err
 				}
 				if name == "" {
+					if b.nodes != nil {
+						b.nodes.setLatest(ks, nil)
+					}
 					continue
 				}
 				p.name = name
@@ -205,20 +211,21 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 
 // cachedPrevious returns the host's latest committed manifest of keyspace
 // ks as the node cache last saw it (this host's commits write it), if it
-// is at or before now and reads whole from the cache; else nil, and the
+// is at or before now and reads whole from the cache, and whether the
+// cache knows: it may know that there is none. When it does not know, the
 // store is asked. A stale answer (a newer backup written with another
 // cache, or this one purged since) costs only reads of files: a record is
 // reused only if its chunks are still stored, by the index (unchanged).
-func (b *backupRun) cachedPrevious(ctx context.Context, ks string, now time.Time) *manifest.Manifest {
-	obj := b.nodes.latest(ks)
-	if obj == nil {
-		return nil
+func (b *backupRun) cachedPrevious(ctx context.Context, ks string, now time.Time) (*manifest.Manifest, bool) {
+	obj, ok := b.nodes.latest(ks)
+	if !ok || len(obj) == 0 {
+		return nil, ok
 	}
 	m, err := manifest.Read(ctx, obj, b.nodes)
 	if err != nil || m.Host != b.host || m.Keyspace != ks || m.Time.After(now) {
-		return nil
+		return nil, false
 	}
-	return m
+	return m, true
 }
 
 // storeOptions says how to store one file.
