@@ -145,41 +145,42 @@ func (c *nodeCache) prune(keep func() map[chunk.ID]bool, force bool) {
 	c.mu.Unlock()
 }
 
-// latestPrefix names the cached manifest object of the latest committed
-// backup of a keyspace: latest.<keyspace>.
+// latestPrefix names the file holding the name of the host's latest
+// committed backup of a keyspace: latest.<keyspace>.
 const latestPrefix = "latest."
 
-// latest returns the cached manifest object of the host's latest committed
-// backup of keyspace ks, empty if there was none, and whether the cache
-// has an answer. The caller checks what the object decodes to.
-func (c *nodeCache) latest(ks string) ([]byte, bool) {
+// latest returns the name of the host's latest committed backup of
+// keyspace ks as cached, "" if it had none, and whether the cache has an
+// answer. The caller checks the name, and reads the manifest from the
+// store.
+func (c *nodeCache) latest(ks string) (string, bool) {
 	f, err := c.root.OpenFile(latestPrefix+ks, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, false
+		return "", false
 	}
 	defer f.Close()
 	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > maxNodeFile {
-		return nil, false
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<10 {
+		return "", false
 	}
-	obj, err := io.ReadAll(io.LimitReader(f, maxNodeFile))
+	b, err := io.ReadAll(io.LimitReader(f, 1<<10))
 	if err != nil {
-		return nil, false
+		return "", false
 	}
-	return obj, true
+	return string(b), true
 }
 
-// setLatest caches the manifest object of the host's latest committed
-// backup of keyspace ks (empty: there is none), best effort.
-func (c *nodeCache) setLatest(ks string, obj []byte) {
-	name := latestPrefix + ks
-	tmp := name + ".tmp"
+// setLatest caches the name of the host's latest committed backup of
+// keyspace ks ("": it has none), best effort.
+func (c *nodeCache) setLatest(ks, name string) {
+	file := latestPrefix + ks
+	tmp := file + ".tmp"
 	f, err := c.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return
 	}
-	_, err = f.Write(obj)
-	if cerr := f.Close(); err != nil || cerr != nil || c.root.Rename(tmp, name) != nil {
+	_, err = f.WriteString(name)
+	if cerr := f.Close(); err != nil || cerr != nil || c.root.Rename(tmp, file) != nil {
 		_ = c.root.Remove(tmp)
 	}
 }

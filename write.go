@@ -134,6 +134,9 @@ func (b *backupRun) abort(ctx context.Context, err error) error {
 // once.
 func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now time.Time, threads int) error {
 	st := b.r.Store
+	// Keyspaces the store lists have had a backup: the cache's word that
+	// one has none is stale then (dropped since it was cached).
+	listed := keyspaces == nil
 	if keyspaces == nil {
 		var err error
 		if keyspaces, err = manifest.Keyspaces(ctx, st, b.host); err != nil {
@@ -155,12 +158,24 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 				var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
 				if b.nodes != nil {
 					src = b.nodes
-					var known bool
-					if p.m, known = b.cachedPrevious(gctx, ks, now); known {
-						if p.m != nil {
-							p.name = p.m.Name
-						}
+					name, known := b.cachedPrevious(ks, now, listed)
+					if known && name == "" {
 						continue
+					}
+					if known {
+						// Read from the store, after the session began: a
+						// manifest there is one the collector keeps the
+						// chunks of (§4.2 W1), which a cached copy or name
+						// alone cannot say (it may have been purged since,
+						// and an index file may still name its swept packs).
+						m, err := manifest.Get(gctx, st, name, src)
+						if err == nil {
+							p.name, p.m = name, m
+							continue
+						}
+						if gctx.Err() != nil {
+							return gctx.Err()
+						}
 					}
 				}
 				name, err := manifest.Latest(gctx, st, b.host, ks, now)
@@ -169,15 +184,14 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 				}
 				if name == "" {
 					if b.nodes != nil {
-						b.nodes.setLatest(ks, nil)
+						b.nodes.setLatest(ks, "")
 					}
 					continue
 				}
 				p.name = name
-				var obj []byte
-				p.m, obj, p.err = manifest.GetWithObject(gctx, st, name, src)
+				p.m, p.err = manifest.Get(gctx, st, name, src)
 				if p.err == nil && b.nodes != nil {
-					b.nodes.setLatest(ks, obj)
+					b.nodes.setLatest(ks, name)
 				}
 			}
 			return nil
@@ -209,23 +223,22 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 	return nil
 }
 
-// cachedPrevious returns the host's latest committed manifest of keyspace
-// ks as the node cache last saw it (this host's commits write it), if it
-// is at or before now and reads whole from the cache, and whether the
-// cache knows: it may know that there is none. When it does not know, the
-// store is asked. A stale answer (a newer backup written with another
-// cache, or this one purged since) costs only reads of files: a record is
-// reused only if its chunks are still stored, by the index (unchanged).
-func (b *backupRun) cachedPrevious(ctx context.Context, ks string, now time.Time) (*manifest.Manifest, bool) {
-	obj, ok := b.nodes.latest(ks)
-	if !ok || len(obj) == 0 {
-		return nil, ok
+// cachedPrevious returns the name of the host's latest committed backup
+// of keyspace ks as the node cache last saw it (this host's commits write
+// it), if it is at or before now, and whether the cache knows: it may know
+// that there is none (unless listed: the store listed ks as having
+// backups). A stale name (a newer backup written through another cache)
+// costs only reads of files; one whose manifest is gone is passed over.
+func (b *backupRun) cachedPrevious(ks string, now time.Time, listed bool) (string, bool) {
+	name, ok := b.nodes.latest(ks)
+	if !ok || name == "" {
+		return "", ok && !listed
 	}
-	m, err := manifest.Read(ctx, obj, b.nodes)
-	if err != nil || m.Host != b.host || m.Keyspace != ks || m.Time.After(now) {
-		return nil, false
+	at, k, host, err := manifest.ParseBackupName(name)
+	if err != nil || k != ks || host != b.host || at.After(now) {
+		return "", false
 	}
-	return m, true
+	return name, true
 }
 
 // storeOptions says how to store one file.
@@ -419,21 +432,21 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	for _, n := range names {
 		b.r.Log.Info("backup committed", "backup", n)
 	}
-	b.cacheNodes(ms, objs, names)
+	b.cacheNodes(ms, names)
 	return names, errors.Join(errs...)
 }
 
-// cacheNodes makes the trees of the committed manifests (objs: their
-// objects) the live ones of their keyspaces in the node cache, and the
-// manifests their keyspaces' latest; it prunes the cache when due.
-func (b *backupRun) cacheNodes(ms []*manifest.Manifest, objs [][]byte, committed []string) {
+// cacheNodes makes the trees of the committed manifests the live ones of
+// their keyspaces in the node cache, and the manifests their keyspaces'
+// latest; it prunes the cache when due.
+func (b *backupRun) cacheNodes(ms []*manifest.Manifest, committed []string) {
 	if b.nodes == nil {
 		return
 	}
-	for i, m := range ms {
+	for _, m := range ms {
 		if refs, ok := b.newNodes[m.Name]; ok && slices.Contains(committed, m.Name) {
 			b.liveNodes[m.Keyspace] = refs
-			b.nodes.setLatest(m.Keyspace, objs[i])
+			b.nodes.setLatest(m.Keyspace, m.Name)
 		}
 		delete(b.newNodes, m.Name)
 	}

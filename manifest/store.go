@@ -137,28 +137,21 @@ func Exists(ctx context.Context, st remote.Store, name string) error {
 // Get reads the manifest with the given backup name, counted or not, and
 // its tables' files from src (see Read).
 func Get(ctx context.Context, st remote.Store, name string, src Chunks) (*Manifest, error) {
-	m, _, err := GetWithObject(ctx, st, name, src)
-	return m, err
-}
-
-// GetWithObject is Get that also returns the manifest object as stored,
-// for a cache (Read decodes it again).
-func GetWithObject(ctx context.Context, st remote.Store, name string, src Chunks) (*Manifest, []byte, error) {
 	obj, err := getObject(ctx, st, name)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	m, err := Read(ctx, obj, src)
 	if err != nil && !strings.Contains(err.Error(), name) {
 		err = fmt.Errorf("manifest %s: %w", name, err)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if m.Name != name {
-		return nil, nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
+		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
 	}
-	return m, obj, nil
+	return m, nil
 }
 
 // GetHeader reads the manifest object alone: the manifest's header and its
