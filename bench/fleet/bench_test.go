@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/remote/local"
 )
 
 // The large runs, switched on by the environment and skipped otherwise (so
@@ -35,10 +37,24 @@ import (
 //	                           list (list --hosts), validate (every host),
 //	                           validate-host (--host host000), backup-10k (a node
 //	                           of 10,000 small SSTables) and rebackup-10k (the
-//	                           same again, unchanged, warm); default: backup,
+//	                           same again, unchanged, warm), purge-dry (purge
+//	                           --dry-run --exclusive of about half of host000's
+//	                           backups, see purgeCutoff), purge (the same purge, not a
+//	                           dry run: it deletes, so only on a copy of a
+//	                           store) and purge-sweep (the same with --grace 0,
+//	                           so it deletes what it condemns in the same run;
+//	                           after purge, it deletes what that one
+//	                           condemned); default: backup,
 //	                           backup-warm, list, validate. validate holds every host's
 //	                           references: 3 GB at 10 hosts × 1 TiB, too much
-//	                           for 100 on a 24 GiB machine
+//	                           for 100 on a 24 GiB machine. A purge-dry leaves
+//	                           the store as it was: the gc/ objects any purge
+//	                           writes (the store's clock, the lease) are
+//	                           removed afterwards when the store had none
+//	CASSBACK_FLEET_PURGE_BEFORE  the purge cases' --purge-before (default: the
+//	                           time of host000's backup number ⌈n/2⌉ of n, counted
+//	                           from 0, so ⌈n/2⌉ backups of each keyspace, at most
+//	                           all but the newest, are removed: 2 of 3)
 //	CASSBACK_FLEET_KILL_RSS    resident set in bytes at which a command is killed
 //	                           (default 10 GiB; the machine is shared)
 //	CASSBACK_FLEET_LOGS        folder to keep each run's log in (default: dropped)
@@ -176,6 +192,34 @@ func TestFleetMeasure(t *testing.T) {
 		return []string{"backup", "--ignore-changes", "--cassandra-data-dir", node, "--host", host}
 	}
 
+	// The purge cases remove host000's backups before one cut-off. Any
+	// purge writes gc/clock and gc/lease; after dry runs alone, a store
+	// that had no gc/ is given back without one.
+	purgeBefore := os.Getenv("CASSBACK_FLEET_PURGE_BEFORE")
+	_, err = os.Stat(filepath.Join(dir, "gc"))
+	hadGC, purged := err == nil, false
+	t.Cleanup(func() {
+		if !hadGC && !purged {
+			if err := os.RemoveAll(filepath.Join(dir, "gc")); err != nil {
+				t.Errorf("remove the purge's gc/: %v", err)
+			}
+		}
+	})
+	purge := func(extra ...string) []string {
+		if purgeBefore == "" {
+			cut, n, err := purgeCutoff(ctx, dir, "host000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			purgeBefore = cut.Format(time.RFC3339Nano)
+			t.Logf("host000 has %d backups of each keyspace; purging those before %s", n, purgeBefore)
+		}
+		// --exclusive: a generated store's config says it has no
+		// conditional writes (its writer does not probe them), and no
+		// other process uses it while a command is measured.
+		return append([]string{"purge", "--exclusive", "--host", "host000", "--purge-before", purgeBefore}, extra...)
+	}
+
 	cmds := strings.Split(os.Getenv("CASSBACK_FLEET_MEASURE"), ",")
 	if cmds[0] == "" {
 		cmds = []string{"backup", "backup-warm", "list", "validate"}
@@ -203,6 +247,12 @@ func TestFleetMeasure(t *testing.T) {
 			args = []string{"validate"}
 		case "validate-host":
 			args = []string{"validate", "--host", "host000"}
+		case "purge-dry":
+			args = purge("--dry-run")
+		case "purge":
+			args, purged = purge(), true
+		case "purge-sweep":
+			args, purged = purge("--grace", "0"), true
 		default:
 			t.Fatalf("CASSBACK_FLEET_MEASURE: unknown command %q", name)
 		}
@@ -230,6 +280,38 @@ func TestFleetMeasure(t *testing.T) {
 			"cpu_s": r.CPU.Seconds(), "max_rss": r.MaxRSS, "ops": r.Ops, "requests": r.Requests(), "stdout": tail([]byte(r.Stdout), 2000),
 			"date": time.Now().UTC().Format(time.RFC3339)})
 	}
+}
+
+// purgeCutoff returns the time of backup number ⌈n/2⌉ (from 0) of the n
+// backup times of host's keyspaces in the store in dir, at most the
+// newest: a purge of the backups before it removes about half of them
+// (purge always keeps a keyspace's newest). It returns n too.
+func purgeCutoff(ctx context.Context, dir, host string) (time.Time, int, error) {
+	st, err := local.Open(dir)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	kss, err := manifest.Keyspaces(ctx, st, host)
+	if err != nil {
+		return time.Time{}, 0, err
+	}
+	var times []time.Time
+	for _, ks := range kss {
+		if err := manifest.List(ctx, st, host, ks, "", func(name string) error {
+			t, _, _, err := manifest.ParseBackupName(name)
+			if err == nil && !slices.ContainsFunc(times, t.Equal) {
+				times = append(times, t)
+			}
+			return err
+		}); err != nil {
+			return time.Time{}, 0, err
+		}
+	}
+	if len(times) == 0 {
+		return time.Time{}, 0, fmt.Errorf("no backups of %s in %s", host, dir)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	return times[min((len(times)+1)/2, len(times)-1)], len(times), nil
 }
 
 // buildTree writes a data folder of keyspaces × tables × ssts SSTables of
