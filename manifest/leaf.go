@@ -24,18 +24,21 @@ import (
 //	per file:
 //	  uvarint shared, string rest   path: its first shared bytes are the
 //	                                previous path's (0 for the first file)
-//	  string root
+//	  same root
 //	  uvarint size, mode, uid, gid
-//	  string user, group
+//	  same user, group
 //	  varint mtime seconds, uvarint nanoseconds (< 10^9)
 //	  uvarint inode
 //	  byte flags (1: unstored)
 //	  [32]byte BLAKE3 sum
 //	  uvarint chunks, then per chunk [32]byte ID, uvarint length
 //
-// where a string is its uvarint length and its bytes. Nothing follows the
-// last file. A decoder accepts only what the encoder writes for the files
-// it decoded (shortest varints, the longest shared prefix, flags 0 or 1),
+// where a string is its uvarint length and its bytes, and a "same" string
+// is uvarint 0 if it equals the previous file's (the empty string before
+// the first file), else its length plus one and its bytes. Nothing follows
+// the last file. A decoder accepts only what the encoder writes for the
+// files it decoded (shortest varints, the longest shared prefix, "same"
+// whenever it can be, flags 0 or 1),
 // so a leaf has one encoding and equal runs of files are equal leaves; the
 // node's ID (its BLAKE3) already guards against damage.
 
@@ -70,20 +73,20 @@ func (m *Manifest) encodeLeaf(t *Table, files []File) []byte {
 	b = appendString(b, t.Name)
 	b = appendString(b, t.ID)
 	b = binary.AppendUvarint(b, uint64(len(files)))
-	prev := ""
+	var prev File
 	for i := range files {
 		f := &files[i]
-		shared := commonPrefix(prev, f.Path)
+		shared := commonPrefix(prev.Path, f.Path)
 		b = binary.AppendUvarint(b, uint64(shared))
 		b = appendString(b, f.Path[shared:])
-		prev = f.Path
-		b = appendString(b, f.Root)
+		b = appendSame(b, prev.Root, f.Root)
 		b = binary.AppendUvarint(b, uint64(f.Size))
 		b = binary.AppendUvarint(b, uint64(f.Mode))
 		b = binary.AppendUvarint(b, uint64(f.UID))
 		b = binary.AppendUvarint(b, uint64(f.GID))
-		b = appendString(b, f.User)
-		b = appendString(b, f.Group)
+		b = appendSame(b, prev.User, f.User)
+		b = appendSame(b, prev.Group, f.Group)
+		prev = *f
 		mt := f.MTime.UTC()
 		b = binary.AppendVarint(b, mt.Unix())
 		b = binary.AppendUvarint(b, uint64(mt.Nanosecond()))
@@ -113,6 +116,15 @@ func EncodeLeaf(host, keyspace string, t *Table) []byte {
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendSame appends s as a "same" string after prev.
+func appendSame(b []byte, prev, s string) []byte {
+	if s == prev {
+		return append(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s))+1)
 	return append(b, s...)
 }
 
@@ -184,6 +196,15 @@ func (r *leafReader) string(what string, max int) string {
 	return string(r.bytes(what, int(n)))
 }
 
+// same reads a "same" string of at most max bytes after prev.
+func (r *leafReader) same(what, prev string, max int) string {
+	n := r.small(what, uint64(max)+1)
+	if n == 0 {
+		return prev
+	}
+	return string(r.bytes(what, int(n-1)))
+}
+
 // decodeLeaf decodes a leaf of the table t of the manifest's host and
 // keyspace and returns its files, never holding more than memLimit bytes
 // as MemCost counts them. It never panics, and refuses a leaf of another
@@ -212,18 +233,18 @@ func (m *Manifest) decodeLeaf(data []byte, t *Table, memLimit int64) ([]File, er
 	}
 	mem := int64(n) * fileSize
 	files := make([]File, 0, n)
-	prev := ""
+	var prev File
 	for range n {
 		var f File
-		shared := r.small("path prefix", uint64(len(prev)))
-		f.Path = prev[:shared] + r.string("path", maxValue)
-		prev = f.Path
-		f.Root = r.string("root", maxValue)
+		shared := r.small("path prefix", uint64(len(prev.Path)))
+		f.Path = prev.Path[:shared] + r.string("path", maxValue)
+		f.Root = r.same("root", prev.Root, maxValue)
 		f.Size = int64(r.small("size", math.MaxInt64))
 		f.Mode = uint32(r.small("mode", math.MaxUint32))
 		f.UID = uint32(r.small("uid", math.MaxUint32))
 		f.GID = uint32(r.small("gid", math.MaxUint32))
-		f.User, f.Group = r.string("user", maxValue), r.string("group", maxValue)
+		f.User = r.same("user", prev.User, maxValue)
+		f.Group = r.same("group", prev.Group, maxValue)
 		sec, k := binary.Varint(r.b)
 		if k <= 0 && r.err == nil {
 			r.fail("mtime: bad varint")
@@ -262,6 +283,7 @@ func (m *Manifest) decodeLeaf(data []byte, t *Table, memLimit int64) ([]File, er
 			return nil, r.err
 		}
 		files = append(files, f)
+		prev = f
 	}
 	if len(r.b) > 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the last file", errLeaf, len(r.b))
