@@ -29,8 +29,8 @@ import (
 //	  same user, group
 //	  varint mtime seconds, uvarint nanoseconds (< 10^9)
 //	  uvarint inode
-//	  byte flags (1: unstored)
-//	  [32]byte BLAKE3 sum
+//	  byte flags (1: unstored; 2: the sum is the first chunk's ID)
+//	  [32]byte BLAKE3 sum, unless flag 2
 //	  uvarint chunks, then per chunk [32]byte ID, uvarint length
 //
 // where a string is its uvarint length and its bytes, and a "same" string
@@ -38,7 +38,7 @@ import (
 // the first file), else its length plus one and its bytes. Nothing follows
 // the last file. A decoder accepts only what the encoder writes for the
 // files it decoded (shortest varints, the longest shared prefix, "same"
-// whenever it can be, flags 0 or 1),
+// whenever it can be, flag 2 whenever it can be),
 // so a leaf has one encoding and equal runs of files are equal leaves; the
 // node's ID (its BLAKE3) already guards against damage.
 
@@ -48,6 +48,12 @@ const leafMagic = "CBLF"
 const (
 	idSize   = len(chunk.ID{})
 	maxValue = 64 << 10
+)
+
+// Flags of a file in a leaf.
+const (
+	flagUnstored   = 1
+	flagSumIsChunk = 2
 )
 
 // minLeafFile and minLeafRef are the fewest bytes a file and a chunk
@@ -91,12 +97,19 @@ func (m *Manifest) encodeLeaf(t *Table, files []File) []byte {
 		b = binary.AppendVarint(b, mt.Unix())
 		b = binary.AppendUvarint(b, uint64(mt.Nanosecond()))
 		b = binary.AppendUvarint(b, f.Inode)
+		// A file of one chunk (most components) has that chunk's BLAKE3
+		// as its sum: written once.
 		var flags byte
 		if f.Unstored {
-			flags = 1
+			flags |= flagUnstored
+		}
+		if len(f.Chunks) > 0 && f.Chunks[0].ID == f.Sum {
+			flags |= flagSumIsChunk
 		}
 		b = append(b, flags)
-		b = append(b, f.Sum[:]...)
+		if flags&flagSumIsChunk == 0 {
+			b = append(b, f.Sum[:]...)
+		}
 		b = binary.AppendUvarint(b, uint64(len(f.Chunks)))
 		for _, r := range f.Chunks {
 			b = append(b, r.ID[:]...)
@@ -255,15 +268,21 @@ func (m *Manifest) decodeLeaf(data []byte, t *Table, memLimit int64) ([]File, er
 		nsec := r.small("mtime nanoseconds", 999_999_999)
 		f.MTime = time.Unix(sec, int64(nsec)).UTC()
 		f.Inode = r.uvarint("inode")
-		switch flags := r.bytes("flags", 1); {
-		case flags == nil:
-		case flags[0] == 1:
-			f.Unstored = true
-		case flags[0] != 0:
-			r.fail("flags %#x", flags[0])
+		var flags byte
+		if fl := r.bytes("flags", 1); fl != nil {
+			flags = fl[0]
 		}
-		copy(f.Sum[:], r.bytes("sum", idSize))
+		if flags&^(flagUnstored|flagSumIsChunk) != 0 {
+			r.fail("flags %#x", flags)
+		}
+		f.Unstored = flags&flagUnstored != 0
+		if flags&flagSumIsChunk == 0 {
+			copy(f.Sum[:], r.bytes("sum", idSize))
+		}
 		nc := r.uvarint("chunks")
+		if r.err == nil && flags&flagSumIsChunk != 0 && nc == 0 {
+			r.fail("the sum of a file without chunks taken from its first chunk")
+		}
 		if r.err == nil && nc > uint64(len(r.b)/minLeafRef) {
 			r.fail("%d chunks in %d bytes", nc, len(r.b))
 		}
@@ -281,6 +300,9 @@ func (m *Manifest) decodeLeaf(data []byte, t *Table, memLimit int64) ([]File, er
 		}
 		if r.err != nil {
 			return nil, r.err
+		}
+		if flags&flagSumIsChunk != 0 {
+			f.Sum = f.Chunks[0].ID
 		}
 		files = append(files, f)
 		prev = f

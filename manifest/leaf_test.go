@@ -282,8 +282,11 @@ func TestLeafRejects(t *testing.T) {
 	if unstored[at] != 1 {
 		t.Fatalf("byte %d of the leaf is %d, not the flags", at, unstored[at])
 	}
-	if _, err := m.decodeLeaf(splice2(unstored, at, 2), tb, maxLeafMem); err == nil || !strings.Contains(err.Error(), "flags") {
-		t.Errorf("flags 2: %v", err)
+	if _, err := m.decodeLeaf(splice2(unstored, at, 4), tb, maxLeafMem); err == nil || !strings.Contains(err.Error(), "flags") {
+		t.Errorf("flags 4: %v", err)
+	}
+	if _, err := m.decodeLeaf(splice2(unstored, at, 3), tb, maxLeafMem); err == nil || !strings.Contains(err.Error(), "without chunks") {
+		t.Errorf("flags 3 on a file without chunks: %v", err)
 	}
 	if _, err := m.decodeLeaf(unstored, tb, maxLeafMem); err != nil {
 		t.Errorf("an unstored file: %v", err)
@@ -360,4 +363,43 @@ func FuzzDecodeLeaf(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A file of one chunk has that chunk's BLAKE3 as its sum: written once,
+// and the leaf that writes it twice is not the one encoding.
+func TestLeafSumIsChunk(t *testing.T) {
+	m := sample()
+	tb := &m.Tables[1]
+	f := &tb.Files[0]
+	f.Sum = f.Chunks[0].ID
+	if len(f.Chunks) != 1 {
+		t.Fatalf("sample file of %d chunks", len(f.Chunks))
+	}
+	b := m.encodeLeaf(tb, tb.Files)
+	got, err := m.decodeLeaf(b, tb, maxLeafMem)
+	if err != nil || !reflect.DeepEqual(got, tb.Files) {
+		t.Fatalf("round trip: %v, %+v", err, got)
+	}
+	// The same file with its sum written out: flags 0, then the sum.
+	other := sample()
+	twice := other.encodeLeaf(&other.Tables[1], other.Tables[1].Files)
+	if len(twice)-len(b) != idSize {
+		t.Errorf("a one-chunk file's leaf is %d bytes with the sum written once, %d with it apart: want %d fewer", len(b), len(twice), idSize)
+	}
+	at := firstDiffAt(b, twice)
+	forged := append(bytes.Clone(b[:at]), 0)
+	forged = append(forged, f.Sum[:]...)
+	forged = append(forged, b[at+1:]...)
+	if _, err := m.decodeLeaf(forged, tb, maxLeafMem); err == nil || !strings.Contains(err.Error(), "one encoding") {
+		t.Errorf("the sum written out though it is the chunk's ID: %v", err)
+	}
+}
+
+func firstDiffAt(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
