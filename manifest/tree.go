@@ -390,6 +390,26 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 	var data map[chunk.ID][]byte
 	decoded := map[chunk.ID][]File{} // a leaf named again is not decoded again
 	t := &Table{Name: rt.Name, ID: rt.ID}
+	// parts holds the chunks of the further parts of the last file, cut
+	// across leaves, which join appends to its record in one allocation
+	// of their exact size (growing it part by part cost twice as much).
+	var parts [][]chunk.Ref
+	join := func() {
+		if len(parts) == 0 {
+			return
+		}
+		last := &files[len(files)-1]
+		n := len(last.Chunks)
+		for _, p := range parts {
+			n += len(p)
+		}
+		all := make([]chunk.Ref, 0, n)
+		all = append(all, last.Chunks...)
+		for _, p := range parts {
+			all = append(all, p...)
+		}
+		last.Chunks, parts = all, parts[:0]
+	}
 	for i, ref := range refs {
 		if i%leafBatch == 0 {
 			var batch []chunk.Ref
@@ -413,11 +433,6 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 				return nil, fmt.Errorf("leaf %s: empty, in a table that has files", ref.ID)
 			}
 			decoded[ref.ID] = lf
-		} else {
-			lf = slices.Clone(lf)
-			for j := range lf {
-				lf[j].Chunks = slices.Clone(lf[j].Chunks)
-			}
 		}
 		for i := range lf {
 			*budget -= lf[i].memCost()
@@ -428,22 +443,29 @@ func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, ref
 				return nil, fmt.Errorf("leaf %s: file %s repeated with other metadata", ref.ID, lf[0].Path)
 			}
 			*budget += lf[0].memCost() - int64(len(lf[0].Chunks))*refSize // one record, not two
-			files[n-1].Chunks = append(files[n-1].Chunks, lf[0].Chunks...)
+			parts = append(parts, lf[0].Chunks)
 			files[n-1].Size += lf[0].Size
 			lf = lf[1:]
 		}
 		if *budget < 0 {
 			return nil, fmt.Errorf("manifest: more than %d bytes in memory", MaxDecodedMemory)
 		}
+		if len(lf) == 0 {
+			continue
+		}
+		join()
 		// Each leaf's files are valid and in order (decodeLeaf); so are
 		// the tables' files if each leaf's first follows the last before.
-		if n := len(files); n > 0 && len(lf) > 0 && compareFiles(files[n-1], lf[0]) >= 0 {
+		if n := len(files); n > 0 && compareFiles(files[n-1], lf[0]) >= 0 {
 			return nil, fmt.Errorf("leaf %s: file %s: files not sorted by path and root, or repeated", ref.ID, lf[0].Path)
 		}
-		// Copies of the records: the next part of a file is joined into
-		// files' record, never into the decoded leaf an equal part reuses.
+		// The records share their chunk lists with the decoded leaf (a
+		// leaf named again, such as the equal parts of a file of repeated
+		// content, is not copied); every list has no room past its end,
+		// so nothing is ever appended into one in place.
 		files = append(files, lf...)
 	}
+	join()
 	if files == nil {
 		files = []File{}
 	}

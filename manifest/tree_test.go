@@ -355,4 +355,14 @@ func TestTreeFileOfRepeatedParts(t *testing.T) {
 	if g := got.Tables[0].Files[0]; len(g.Chunks) != n || g.Size != int64(n) {
 		t.Fatalf("file of %d chunks read back with %d chunks, size %d", n, len(g.Chunks), g.Size)
 	}
+	// Records share chunk lists with the leaves they were decoded from:
+	// none may have room past its end, or an append to one would write
+	// into another.
+	for _, tb := range got.Tables {
+		for _, f := range tb.Files {
+			if cap(f.Chunks) != len(f.Chunks) {
+				t.Errorf("%s: chunk list of %d with room for %d", f.Path, len(f.Chunks), cap(f.Chunks))
+			}
+		}
+	}
 }
