@@ -93,8 +93,9 @@ type Options struct {
 	TraceLimit int
 	// Watchdog is how long, in real time, a step waits for the actor it
 	// woke to make its next request or sleep, or return, before it reports
-	// ErrStuck; 0 means 10 seconds. A parked actor, asleep or waiting on a
-	// request, is not timed.
+	// ErrStuck; 0 means 2 minutes. A parked actor, asleep or waiting on a
+	// request, is not timed. (10 seconds misfired: the long mode runs at
+	// nice 19, and on a loaded machine one step of real work took longer.)
 	Watchdog time.Duration
 	// Horizon bounds how far Step moves virtual time to wake a sleeping
 	// actor (World.Sleep), as a duration past Start: when no actor can
@@ -156,7 +157,7 @@ func New(opts Options) *World {
 		opts.TraceLimit = 10_000
 	}
 	if opts.Watchdog <= 0 {
-		opts.Watchdog = 10 * time.Second
+		opts.Watchdog = 2 * time.Minute
 	}
 	w := &World{
 		opts:   opts,
