@@ -45,7 +45,7 @@
 // (time.Sleep, real-time context deadlines, a retry decorator's backoff),
 // which at best makes the run slow and at worst changes it: it sleeps with
 // World.Sleep. An actor blocked on anything but a store request or a sleep
-// is a bug in the test: after Options.Watchdog of real time (2 min by
+// is a bug in the test: after Options.Watchdog of real time (10 s by
 // default) the World fails with ErrStuck, naming the actor, instead of
 // hanging.
 //

@@ -93,9 +93,8 @@ type Options struct {
 	TraceLimit int
 	// Watchdog is how long, in real time, a step waits for the actor it
 	// woke to make its next request or sleep, or return, before it reports
-	// ErrStuck; 0 means 2 minutes. A parked actor, asleep or waiting on a
-	// request, is not timed. (10 seconds misfired: the long mode runs at
-	// nice 19, and on a loaded machine one step of real work took longer.)
+	// ErrStuck; 0 means 10 seconds. A parked actor, asleep or waiting on a
+	// request, is not timed.
 	Watchdog time.Duration
 	// Horizon bounds how far Step moves virtual time to wake a sleeping
 	// actor (World.Sleep), as a duration past Start: when no actor can
@@ -157,7 +156,7 @@ func New(opts Options) *World {
 		opts.TraceLimit = 10_000
 	}
 	if opts.Watchdog <= 0 {
-		opts.Watchdog = 2 * time.Minute
+		opts.Watchdog = 10 * time.Second
 	}
 	w := &World{
 		opts:   opts,
