@@ -143,55 +143,15 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 			return err
 		}
 	}
-	type previous struct {
-		name string
-		m    *manifest.Manifest
-		err  error
-	}
 	prev := make([]previous, len(keyspaces))
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for range max(1, min(threads, len(keyspaces))) {
 		g.Go(func() error {
 			for i := next.Add(1) - 1; i < int64(len(keyspaces)); i = next.Add(1) - 1 {
-				p, ks := &prev[i], keyspaces[i]
-				var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
-				if b.nodes != nil {
-					src = b.nodes
-					name, known := b.cachedPrevious(ks, now, listed)
-					if known && name == "" {
-						continue
-					}
-					if known {
-						// Read from the store, after the session began: a
-						// manifest there is one the collector keeps the
-						// chunks of (§4.2 W1), which a cached copy or name
-						// alone cannot say (it may have been purged since,
-						// and an index file may still name its swept packs).
-						m, err := manifest.Get(gctx, st, name, src)
-						if err == nil {
-							p.name, p.m = name, m
-							continue
-						}
-						if gctx.Err() != nil {
-							return gctx.Err()
-						}
-					}
-				}
-				name, err := manifest.Latest(gctx, st, b.host, ks, now)
-				if err != nil {
+				var err error
+				if prev[i], err = b.previousOf(gctx, keyspaces[i], now, listed); err != nil {
 					return err
-				}
-				if name == "" {
-					if b.nodes != nil {
-						b.nodes.setLatest(ks, "")
-					}
-					continue
-				}
-				p.name = name
-				p.m, p.err = manifest.Get(gctx, st, name, src)
-				if p.err == nil && b.nodes != nil {
-					b.nodes.setLatest(ks, name)
 				}
 			}
 			return nil
@@ -221,6 +181,54 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 		}
 	}
 	return nil
+}
+
+// previous is the host's latest backup of a keyspace: its name ("": none)
+// and its manifest, or why it could not be read.
+type previous struct {
+	name string
+	m    *manifest.Manifest
+	err  error
+}
+
+// previousOf finds and reads the host's latest committed backup of
+// keyspace ks at or before now: by the name the node cache keeps when it
+// has one, else by listing the store (and then caches the name). The
+// manifest is always read from the store, after the session began: a
+// manifest there is one the collector keeps the chunks of (§4.2 W1),
+// which a cached copy or name alone cannot say (it may have been purged
+// since, and an index file may still name its swept packs). The error is
+// one that stops the backup; an unreadable manifest is p.err.
+func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, listed bool) (p previous, err error) {
+	st := b.r.Store
+	var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
+	if b.nodes != nil {
+		src = b.nodes
+		name, known := b.cachedPrevious(ks, now, listed)
+		if known && name == "" {
+			return p, nil
+		}
+		if known {
+			m, err := manifest.Get(ctx, st, name, src)
+			if err == nil {
+				return previous{name: name, m: m}, nil
+			}
+			if ctx.Err() != nil {
+				return p, ctx.Err()
+			}
+		}
+	}
+	if p.name, err = manifest.Latest(ctx, st, b.host, ks, now); err != nil || p.name == "" {
+		if err == nil && b.nodes != nil {
+			b.nodes.setLatest(ks, "")
+		}
+		return p, err
+	}
+	p.m, p.err = manifest.Get(ctx, st, p.name, src)
+	if p.err == nil && b.nodes != nil {
+		b.nodes.setLatest(ks, p.name)
+	}
+	return p, nil
 }
 
 // cachedPrevious returns the name of the host's latest committed backup
