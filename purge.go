@@ -27,6 +27,11 @@ type PurgeOptions struct {
 	// conditional writes; every session object is then removed as dead.
 	Exclusive bool
 	Threads   int // ranged reads at once when repacking; default 4
+	// Memory bounds what the purge holds of the store's chunks (their
+	// copies and references): beyond it they are spilled to the cache
+	// folder and judged a shard at a time (gc.Collector.Memory). Default
+	// 512 MiB.
+	Memory int64
 	// Removing, if set, hears of each backup just before it is removed
 	// (its commit marker first, then its manifest): for progress reports.
 	Removing func(name string)
@@ -76,7 +81,7 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	if err := r.expired(ctx, opts, now, &res); err != nil {
 		return res, err
 	}
-	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads}
+	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads, Memory: opts.Memory, SpillDir: r.CacheDir}
 	if opts.DryRun {
 		c.Skip = map[string]bool{}
 		for _, n := range res.Manifests {

@@ -20,6 +20,7 @@ type purgeConfig struct {
 	before, host    string
 	grace, margin   time.Duration
 	repackThreshold float64
+	memoryMB        int
 	json            bool
 }
 
@@ -35,6 +36,7 @@ func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.DurationVar(&c.grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
 	fs.DurationVar(&c.margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
 	fs.Float64Var(&c.repackThreshold, "repack-threshold", 0.5, "rewrite a live pack when more than this fraction of it is unreferenced (1 disables)")
+	fs.IntVar(&c.memoryMB, "purge-memory-mb", 512, "bound in MiB on what the purge holds of the store's chunks; beyond it they are spilled to the cache folder and judged in shards (the packs' records, 64 bytes each, come on top)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON document (schema in docs/cli.md): with --dry-run the plan, else what was done")
 	fs.BoolVar(&o.Exclusive, "exclusive", false, "assert that no other cassback process uses the store while this purge runs: needed on a store without atomic conditional writes (see check-store); every session is then removed as dead")
 	return &ffcli.Command{
@@ -95,6 +97,7 @@ func runPurge(ctx context.Context, g *globals, c *purgeConfig, args []string) er
 		return err
 	}
 	r.GC.Grace, r.GC.NewPackMargin, r.GC.RepackThreshold = orNone(c.grace), orNone(c.margin), c.repackThreshold
+	c.o.Memory = int64(c.memoryMB) << 20
 	if g.endpoint == "survey" {
 		r.GC.RepackThreshold = 1 // a survey holds no chunk data to copy
 	}

@@ -313,6 +313,7 @@ var limits = map[string]map[string]limit{
 		"grace":            {time.Duration(0), 365 * 24 * time.Hour},
 		"new-pack-margin":  {time.Duration(0), 365 * 24 * time.Hour},
 		"repack-threshold": {0.01, 1.0},
+		"purge-memory-mb":  {1, 1 << 20},
 	},
 	"status": {
 		"stale-after": {time.Minute, 87600 * time.Hour},

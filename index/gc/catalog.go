@@ -1,7 +1,6 @@
 package gc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -128,76 +127,4 @@ func (c *Catalog) readOrphans(ctx context.Context, st remote.Store) error {
 		}
 	}
 	return nil
-}
-
-// forget treats the packs on doom lists as gone: a sweep decided to
-// delete them, and a delete of them may land at any moment.
-func (c *Catalog) forget(doomed map[chunk.ID]bool) {
-	for id := range doomed {
-		if p := c.Packs[id]; p != nil {
-			p.Stored = false
-		}
-	}
-}
-
-// keepers chooses, for every referenced chunk, the pack whose copy is kept:
-// among stored packs not in avoid, the one holding the most referenced
-// chunks (so sparse packs empty out), ties to the lower ID. A chunk with
-// no copy outside avoid keeps a copy inside it. It returns the live packs
-// and the referenced chunks with no stored copy at all. Memory: one map
-// entry (ID and a pack number, about 60 bytes) per referenced chunk.
-func (c *Catalog) keepers(refs RefSet, avoid map[chunk.ID]bool) (live map[chunk.ID]bool, lost []chunk.ID) {
-	packs := make([]*PackState, 0, len(c.Packs))
-	for _, p := range c.Packs {
-		if p.Stored {
-			packs = append(packs, p)
-		}
-	}
-	score := make([]int, len(packs))
-	for i, p := range packs {
-		for _, e := range p.Entries {
-			if _, ok := refs[e.ID]; ok {
-				score[i]++
-			}
-		}
-	}
-	better := func(a, b int) bool { // is packs[a] a better keeper than packs[b]
-		pa, pb := packs[a], packs[b]
-		if avoid[pa.ID] != avoid[pb.ID] {
-			return !avoid[pa.ID]
-		}
-		if pa.FromHeader != pb.FromHeader {
-			return !pa.FromHeader // an indexed copy, which readers find at once
-		}
-		if score[a] != score[b] {
-			return score[a] > score[b]
-		}
-		return bytes.Compare(pa.ID[:], pb.ID[:]) < 0
-	}
-	best := make(map[chunk.ID]int32, len(refs))
-	for i, p := range packs {
-		if score[i] == 0 {
-			continue
-		}
-		for _, e := range p.Entries {
-			if _, ok := refs[e.ID]; !ok {
-				continue
-			}
-			if cur, ok := best[e.ID]; !ok || better(i, int(cur)) {
-				best[e.ID] = int32(i)
-			}
-		}
-	}
-	live = map[chunk.ID]bool{}
-	for _, i := range best {
-		live[packs[i].ID] = true
-	}
-	if len(best) < len(refs) {
-		for ref := range refs {
-			if _, ok := best[ref]; !ok {
-				lost = append(lost, ref)
-			}
-		}
-	}
-	return live, lost
 }

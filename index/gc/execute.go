@@ -17,6 +17,7 @@ import (
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/remote"
 )
 
 // Report says what an executed plan did.
@@ -63,6 +64,7 @@ type Report struct {
 // deletions repeat harmlessly, and a set is deleted only after its packs
 // and their index entries are gone.
 func (p *Plan) Execute(ctx context.Context) (Report, error) {
+	defer p.Close()
 	c := p.c
 	log := c.log()
 	rep := Report{Lost: len(p.Lost), Blocked: p.Blocked}
@@ -133,11 +135,11 @@ func (p *Plan) reindex(ctx context.Context) error {
 
 // indexOrphans writes an index file naming the orphan packs (read from
 // their headers) that keep a referenced chunk.
-func (c *Collector) indexOrphans(ctx context.Context, cat *Catalog, live map[chunk.ID]bool) error {
+func (c *Collector) indexOrphans(ctx context.Context, l *ledger, live []bool) error {
 	var orphans []*PackState
-	for _, id := range slices.SortedFunc(maps.Keys(live), chunk.Compare) {
-		if ps := cat.Packs[id]; ps != nil && ps.FromHeader {
-			orphans = append(orphans, ps)
+	for n := l.indexed; n < len(l.packs); n++ {
+		if live[n] && l.packs[n].fromHeader() {
+			orphans = append(orphans, l.state(uint32(n)))
 		}
 	}
 	if len(orphans) > 0 {
@@ -320,24 +322,29 @@ func (p *Plan) blockers(ctx context.Context, s CondemnedSet, sessions []SessionI
 	return "", nil
 }
 
-// deadAfterRepack reloads the catalog after a repack and returns the packs
-// that keep no chunk now that the repacked ones are avoided.
+// deadAfterRepack looks at the store again after a repack (with the
+// plan's references) and returns the packs that keep no chunk now that
+// the repacked ones are avoided.
 func (p *Plan) deadAfterRepack(ctx context.Context) ([]chunk.ID, int64, error) {
-	cat, err := LoadCatalog(ctx, p.c.Store, !hole.On(hole.SkipBadIndex))
+	l, _, _, err := p.c.look(ctx, nil, p.refs)
 	if err != nil {
 		return nil, 0, err
 	}
-	cat.forget(doomedPacks(p.Condemned))
+	defer l.close()
+	l.forget(doomedPacks(p.Condemned))
 	condemned := packsOf(p.Condemned)
 	avoid := maps.Clone(condemned)
 	for _, ps := range p.Repack {
 		avoid[ps.ID] = true
 	}
-	live, lost := cat.keepers(p.refs, avoid)
-	if why := blocked(cat, lost, nil); len(why) > 0 {
+	k, err := l.keepers(p.refs, avoid)
+	if err != nil {
+		return nil, 0, err
+	}
+	if why := blocked(l, k.lost, nil); len(why) > 0 {
 		return nil, 0, fmt.Errorf("purge stops after repacking: %s", why[0])
 	}
-	dead, n := deadPacks(cat, live, condemned, nil, p.young)
+	dead, n := deadPacks(l, k.live, condemned, nil, p.young)
 	return dead, n, nil
 }
 
@@ -369,9 +376,7 @@ func (p *Plan) repack(ctx context.Context) error {
 	for _, ps := range p.Repack {
 		var ids []chunk.ID
 		for _, e := range ps.Entries {
-			if _, ok := p.refs[e.ID]; ok {
-				ids = append(ids, e.ID)
-			}
+			ids = append(ids, e.ID) // its referenced chunks (sparsePacks)
 		}
 		src := index.New()
 		src.Add(index.PackRecord{ID: ps.ID, Size: ps.Size, Entries: ps.Entries})
@@ -394,29 +399,31 @@ func (p *Plan) repack(ctx context.Context) error {
 // deletes anything it writes each set's doom list; a set that already has
 // one (a purge stopped midway) is finished exactly as that list says.
 func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report) error {
-	refs, unreadable, err := Mark(ctx, c.Store, c.Skip)
+	l, refs, unreadable, err := c.look(ctx, c.Skip, nil)
 	if err != nil {
 		return err
 	}
-	cat, err := LoadCatalog(ctx, c.Store, !hole.On(hole.SkipBadIndex))
-	if err != nil {
-		return err
-	}
+	defer l.close()
+	defer refs.close()
 	all, _, err := ListCondemned(ctx, c.Store, nil)
 	if err != nil {
 		return err
 	}
-	cat.forget(doomedPacks(all))
+	l.forget(doomedPacks(all))
 	doomed := packsOf(ready)
-	live, lost := cat.keepers(refs, doomed)
-	if why := blocked(cat, lost, unreadable); len(why) > 0 {
+	k, err := l.keepers(refs, doomed)
+	if err != nil {
+		return err
+	}
+	live := func(id chunk.ID) bool { n, ok := l.find(id); return ok && k.live[n] }
+	if why := blocked(l, k.lost, unreadable); len(why) > 0 {
 		rep.Blocked = append(rep.Blocked, why...)
 		return nil
 	}
 	// An orphan the fresh mark keeps as a chunk's copy is indexed before
 	// any pack is deleted: the deletions may take the chunk's indexed copy,
 	// and the index files naming it (long-mode seed 1092207).
-	if err := c.indexOrphans(ctx, cat, live); err != nil {
+	if err := c.indexOrphans(ctx, l, k.live); err != nil {
 		return err
 	}
 	var del []chunk.ID
@@ -424,7 +431,7 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 		doom := s.Doom
 		if !s.Doomed {
 			for _, id := range s.Packs {
-				if live[id] {
+				if live(id) {
 					rep.Resurrected++
 				} else {
 					doom = append(doom, id)
@@ -448,11 +455,11 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 	for _, id := range del {
 		gone[id] = true
 		rep.Deleted++
-		if ps := cat.Packs[id]; ps != nil {
-			rep.DeletedBytes += ps.StoreSize
+		if n, ok := l.find(id); ok {
+			rep.DeletedBytes += l.packs[n].StoreSize
 		}
 	}
-	n, err := c.dropFromIndex(ctx, cat, gone)
+	n, err := c.dropFromIndex(ctx, l, gone)
 	rep.IndexRewritten += n
 	if err != nil {
 		return err
@@ -505,34 +512,34 @@ func (c *Collector) deletePacks(ctx context.Context, ids []chunk.ID) error {
 
 // dropFromIndex replaces every index file naming a deleted pack by one
 // without it: the new file is written before the old one is deleted.
-func (c *Collector) dropFromIndex(ctx context.Context, cat *Catalog, gone map[chunk.ID]bool) (int, error) {
+func (c *Collector) dropFromIndex(ctx context.Context, l *ledger, gone map[chunk.ID]bool) (int, error) {
 	n := 0
-	for _, key := range slices.Sorted(maps.Keys(cat.Files)) {
-		packs := cat.Files[key]
-		if !slices.ContainsFunc(packs, func(p chunk.ID) bool { return gone[p] }) {
+	for _, f := range l.files {
+		if !slices.ContainsFunc(f.Packs, func(p uint32) bool { return gone[l.packs[p].ID] }) {
 			continue
 		}
 		if err := c.renew(ctx); err != nil {
 			return n, err
 		}
-		var keep []index.PackRecord
-		for _, id := range packs {
-			if !gone[id] {
-				ps := cat.Packs[id]
-				keep = append(keep, index.PackRecord{ID: id, Size: ps.Size, Entries: ps.Entries})
-			}
+		recs, err := index.ReadFile(ctx, c.Store, f.Key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
 		}
+		if err != nil {
+			return n, fmt.Errorf("rewrite index file %s: %w", f.Key, err)
+		}
+		keep := slices.DeleteFunc(recs, func(r index.PackRecord) bool { return gone[r.ID] })
 		if len(keep) > 0 {
-			nk, err := c.putIndexFile(ctx, hostOf(key), keep)
+			nk, err := c.putIndexFile(ctx, hostOf(f.Key), keep)
 			if err != nil {
-				return n, fmt.Errorf("rewrite index file %s: %w", key, err)
+				return n, fmt.Errorf("rewrite index file %s: %w", f.Key, err)
 			}
-			if nk == key {
+			if nk == f.Key {
 				continue
 			}
 		}
-		if err := c.Store.Delete(ctx, key); err != nil {
-			return n, fmt.Errorf("delete index file %s: %w", key, err)
+		if err := c.Store.Delete(ctx, f.Key); err != nil {
+			return n, fmt.Errorf("delete index file %s: %w", f.Key, err)
 		}
 		n++
 	}
@@ -561,36 +568,28 @@ const mergeIndexMin = 8
 // ones are deleted; a reader that listed an old file and finds it gone
 // lists again (Index.Load).
 func (c *Collector) mergeIndex(ctx context.Context, rep *Report) error {
-	cat, err := LoadCatalog(ctx, c.Store, false)
-	if err != nil {
-		return err
-	}
-	if len(cat.BadIndex) > 0 {
-		return nil
-	}
 	byHost := map[string][]string{}
-	for key := range cat.Files {
-		byHost[hostOf(key)] = append(byHost[hostOf(key)], key)
+	if err := c.Store.List(ctx, "index/", func(i remote.Info) error {
+		byHost[hostOf(i.Key)] = append(byHost[hostOf(i.Key)], i.Key)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list index files: %w", err)
 	}
 	for _, host := range slices.Sorted(maps.Keys(byHost)) {
 		keys := byHost[host]
 		if len(keys) < mergeIndexMin {
 			continue
 		}
+		slices.Sort(keys)
+		recs, ok, err := c.readHostIndex(ctx, keys)
+		if err != nil {
+			return fmt.Errorf("merge index files of %s: %w", host, err)
+		}
+		if !ok {
+			continue
+		}
 		if err := c.renew(ctx); err != nil {
 			return err
-		}
-		slices.Sort(keys)
-		seen := map[chunk.ID]bool{}
-		var recs []index.PackRecord
-		for _, k := range keys {
-			for _, id := range cat.Files[k] {
-				if !seen[id] {
-					seen[id] = true
-					ps := cat.Packs[id]
-					recs = append(recs, index.PackRecord{ID: id, Size: ps.Size, Entries: ps.Entries})
-				}
-			}
 		}
 		nk, err := c.putIndexFile(ctx, host, recs)
 		if err != nil {
@@ -607,4 +606,27 @@ func (c *Collector) mergeIndex(ctx context.Context, rep *Report) error {
 		rep.IndexMerged += len(keys)
 	}
 	return nil
+}
+
+// readHostIndex reads a host's index files and returns the packs they
+// name, each once; not ok if one of them is damaged or gone (it is not
+// merged then: repair-index or the next purge deal with it).
+func (c *Collector) readHostIndex(ctx context.Context, keys []string) (recs []index.PackRecord, ok bool, err error) {
+	seen := map[chunk.ID]bool{}
+	for _, k := range keys {
+		file, err := index.ReadFile(ctx, c.Store, k)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, index.ErrDamaged) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		for _, r := range file {
+			if !seen[r.ID] {
+				seen[r.ID] = true
+				recs = append(recs, r)
+			}
+		}
+	}
+	return recs, true, nil
 }

@@ -4,90 +4,96 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
-	"github.com/cassback/cassback/chunk"
-	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
 
-// RefSet is the set of chunks some manifest references: the roots of a
-// collection.
-type RefSet map[chunk.ID]struct{}
-
-// Mark returns every chunk referenced by every manifest object in the
-// store — of every host, committed or not (a manifest not yet committed may
-// be about to be) — except the backups named in skip, and the manifests it
-// could not decode: while there is one, the collector deletes nothing (it
-// must never judge a pack without knowing every reference). An object whose
-// name is not a backup name is not a manifest and is passed over.
-func Mark(ctx context.Context, st remote.Store, skip map[string]bool) (RefSet, map[string]error, error) {
+// listManifests returns the names of every manifest object in the store —
+// of every host, committed or not (a manifest not yet committed may be
+// about to be) — except those in skip. An object whose name is not a
+// backup name is not a manifest and is passed over.
+func listManifests(ctx context.Context, st remote.Store, skip map[string]bool) ([]string, error) {
 	var names []string
 	if err := manifest.Objects(ctx, st, func(o manifest.Object) error {
-		if !skip[o.Name] {
+		if _, _, _, err := manifest.ParseBackupName(o.Name); err == nil && !skip[o.Name] {
 			names = append(names, o.Name)
 		}
 		return nil
 	}); err != nil {
-		return nil, nil, fmt.Errorf("list manifests: %w", err)
+		return nil, fmt.Errorf("list manifests: %w", err)
 	}
-	refs := RefSet{}
+	return names, nil
+}
+
+// mark adds to refs every chunk the named manifests reference, reading
+// their trees through the ledger, and returns the manifests it could not
+// decode: while there is one, the collector deletes nothing (it must never
+// judge a pack without knowing every reference). The manifests must have
+// been listed before the ledger's index files were, so that the index
+// files name every pack of their chunks.
+func mark(ctx context.Context, st remote.Store, names []string, l *ledger, refs *refSpill) (map[string]error, error) {
 	bad := map[string]error{}
-	src := &freshSource{st: st}
 	for _, n := range names {
-		if _, _, _, err := manifest.ParseBackupName(n); err != nil {
-			continue
-		}
-		m, err := manifest.Get(ctx, st, n, src)
+		m, err := manifest.Get(ctx, st, n, l)
 		if errors.Is(err, manifest.ErrNoBackup) {
 			continue // purged meanwhile
 		}
 		if err != nil && ctx.Err() != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err != nil {
 			bad[n] = err
 			continue
 		}
 		for ref := range m.Refs() {
-			refs[ref.ID] = struct{}{}
+			if err := refs.add(ref.ID); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return refs, bad, nil
+	return bad, nil
 }
 
-// freshSource reads manifest trees through an index of every index file
-// listed after the manifests were (so it names the packs of their nodes),
-// loaded on first use without a cache. A node it cannot read makes its
-// manifest unreadable, which stops the purge.
-type freshSource struct {
-	st  remote.Store
-	mu  sync.Mutex
-	idx *index.Index
+// look lists the manifests (less skip), loads the ledger and marks: the
+// one look at the store a plan or a sweep judges packs from. shards, if
+// not 0, fixes the ledger's shards (to reuse references marked before,
+// given as refs). The caller closes the ledger and the references.
+func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpill) (l *ledger, _ *refSpill, unreadable map[string]error, err error) {
+	var names []string
+	if refs == nil {
+		if names, err = listManifests(ctx, c.Store, skip); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	shards := 0
+	if refs != nil {
+		shards = len(refs.shards)
+	}
+	if l, err = loadLedger(ctx, c.Store, c.memory(), c.SpillDir, shards); err != nil {
+		return nil, nil, nil, err
+	}
+	if refs != nil {
+		return l, refs, nil, nil
+	}
+	if refs, err = newRefSpill(l, int(max(c.memory()/8/64, 1)), c.SpillDir); err != nil {
+		l.close()
+		return nil, nil, nil, err
+	}
+	if unreadable, err = mark(ctx, c.Store, names, l, refs); err != nil {
+		refs.close()
+		l.close()
+		return nil, nil, nil, err
+	}
+	return l, refs, unreadable, nil
 }
 
-func (s *freshSource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
-	s.mu.Lock()
-	if s.idx == nil {
-		idx := index.New()
-		if _, err := idx.Load(ctx, s.st, ""); err != nil {
-			s.mu.Unlock()
-			return err
-		}
-		s.idx = idx
+// defaultMemory bounds what a purge holds of the store's chunks.
+const defaultMemory = 512 << 20
+
+func (c *Collector) memory() int64 {
+	if c.Memory > 0 {
+		return c.Memory
 	}
-	idx := s.idx
-	s.mu.Unlock()
-	src := index.Source{Store: s.st, Index: idx, Parallel: 1}
-	err := src.FetchChunks(ctx, ids, fn)
-	if errors.Is(err, index.ErrMissing) {
-		// A node in a pack no index file names (an index file was lost):
-		// index the stored packs no index file names from their headers.
-		if _, rerr := idx.RebuildOrphans(ctx, s.st); rerr != nil {
-			return errors.Join(err, rerr)
-		}
-		err = src.FetchChunks(ctx, ids, fn)
-	}
-	return err
+	return defaultMemory
 }

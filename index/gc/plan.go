@@ -1,7 +1,6 @@
 package gc
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,6 +39,13 @@ type Collector struct {
 	Exclusive bool
 	// Parallel is how many ranged reads a repack makes at once; default 4.
 	Parallel int
+	// Memory bounds what the collector holds of the store's chunks (their
+	// copies and references; not the packs' records, 64 bytes each):
+	// beyond it they are spilled to files under SpillDir (the system's
+	// temporary folder if empty) and judged a shard at a time. Default
+	// 512 MiB.
+	Memory   int64
+	SpillDir string
 }
 
 // Plan is what a collection would do, worked out from one look at the
@@ -66,8 +72,8 @@ type Plan struct {
 	Lone      []string
 	Condemned []CondemnedSet // condemned sets already open
 	// Repack lists live packs with more than Opts.RepackThreshold of their
-	// bytes unreferenced: their referenced chunks are copied to new packs,
-	// and then they are condemned too.
+	// bytes unreferenced, each with the entries of its referenced chunks:
+	// these are copied to new packs, and then the packs are condemned too.
 	Repack      []*PackState
 	RepackBytes int64
 	// Condemn lists the packs that hold no chunk any manifest references
@@ -81,10 +87,18 @@ type Plan struct {
 	Waiting []Waiting      // open sets not yet old enough
 	Lost    []chunk.ID     // referenced chunks with no stored copy (validate names them)
 
-	refs     RefSet
-	cat      *Catalog
+	refs     *refSpill // the mark's references, for the repack's second look
 	sessions []SessionInfo
-	young    func(*PackState) bool
+	young    func(*packRec) bool
+}
+
+// Close removes what the plan spilled to disk. Execute closes the plan
+// when it ends; a plan that is not executed must be closed.
+func (p *Plan) Close() {
+	if p.refs != nil {
+		p.refs.close()
+		p.refs = nil
+	}
 }
 
 // Repair is a committed backup whose marker is missing.
@@ -118,36 +132,44 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 	for _, n := range p.Withdraw {
 		skip[n] = true
 	}
-	var unreadable map[string]error
-	if p.refs, unreadable, err = Mark(ctx, c.Store, skip); err != nil {
+	l, refs, unreadable, err := c.look(ctx, skip, nil)
+	if err != nil {
 		return nil, err
 	}
-	if p.cat, err = LoadCatalog(ctx, c.Store, !hole.On(hole.SkipBadIndex)); err != nil {
-		return nil, err
-	}
+	defer l.close()
+	p.refs = refs
 	if p.Condemned, _, err = ListCondemned(ctx, c.Store, nil); err != nil {
+		p.Close()
 		return nil, err
 	}
-	p.cat.forget(doomedPacks(p.Condemned))
+	l.forget(doomedPacks(p.Condemned))
 	condemned := packsOf(p.Condemned)
-	live, lost := p.cat.keepers(p.refs, condemned)
-	p.Lost = lost
-	p.Blocked = blocked(p.cat, lost, unreadable)
-	p.young = func(ps *PackState) bool { return !ps.ModTime.Before(p.Now.Add(-o.NewPackMargin)) }
+	k, err := l.keepers(refs, condemned)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Lost = k.lost
+	p.Blocked = blocked(l, k.lost, unreadable)
+	margin := p.Now.Add(-o.NewPackMargin).UnixNano()
+	p.young = func(ps *packRec) bool { return ps.ModTime >= margin }
 	if len(p.Blocked) > 0 {
 		return p, nil
 	}
 	if o.RepackThreshold < 1 {
-		p.Repack, p.RepackBytes = sparsePacks(p.cat, p.refs, live, condemned, p.young, o.RepackThreshold)
+		if p.Repack, p.RepackBytes, err = sparsePacks(l, refs, k, condemned, p.young, o.RepackThreshold); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	repack := map[chunk.ID]bool{}
 	for _, ps := range p.Repack {
 		repack[ps.ID] = true
 	}
-	p.Condemn, p.CondemnBytes = deadPacks(p.cat, live, condemned, repack, p.young)
-	for _, id := range slices.SortedFunc(maps.Keys(live), chunk.Compare) {
-		if ps := p.cat.Packs[id]; ps.FromHeader && !repack[id] {
-			p.Reindex = append(p.Reindex, ps)
+	p.Condemn, p.CondemnBytes = deadPacks(l, k.live, condemned, repack, p.young)
+	for n, live := range k.live {
+		if ps := &l.packs[n]; live && ps.fromHeader() && !repack[ps.ID] {
+			p.Reindex = append(p.Reindex, l.state(uint32(n)))
 		}
 	}
 	for _, s := range p.Condemned {
@@ -162,19 +184,19 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 
 // blocked says why a mark and a catalog may not be used to delete
 // anything.
-func blocked(cat *Catalog, lost []chunk.ID, unreadable map[string]error) []string {
+func blocked(l *ledger, lost []chunk.ID, unreadable map[string]error) []string {
 	var why []string
 	for _, n := range slices.Sorted(maps.Keys(unreadable)) {
 		why = append(why, fmt.Sprintf("backup %s is unreadable (%v): run validate", n, unreadable[n]))
 	}
 	if !hole.On(hole.SkipBadIndex) {
-		for _, k := range slices.Sorted(maps.Keys(cat.BadIndex)) {
-			why = append(why, fmt.Sprintf("index file %s is unreadable (%v): run cassback repair-index", k, cat.BadIndex[k]))
+		for _, k := range slices.Sorted(maps.Keys(l.Bad)) {
+			why = append(why, fmt.Sprintf("index file %s is unreadable (%v): run cassback repair-index", k, l.Bad[k]))
 		}
 	}
-	bad := slices.SortedFunc(maps.Keys(cat.BadOrphans), chunk.Compare)
+	bad := slices.SortedFunc(maps.Keys(l.BadOrphans), chunk.Compare)
 	for _, id := range bad {
-		why = append(why, fmt.Sprintf("pack %s is in no index file and its header is unreadable (%v)", id, cat.BadOrphans[id]))
+		why = append(why, fmt.Sprintf("pack %s is in no index file and its header is unreadable (%v)", id, l.BadOrphans[id]))
 	}
 	if len(lost) > 0 && !hole.On(hole.SkipBadIndex) {
 		why = append(why, fmt.Sprintf("%d referenced chunks have no stored copy, first %s (run validate)", len(lost), lost[0]))
@@ -278,40 +300,48 @@ func (p *Plan) orphaned(ctx context.Context, name string, sessions map[string]Se
 }
 
 // sparsePacks returns the live packs with more than threshold of their
-// bytes unreferenced, and their total size.
-func sparsePacks(cat *Catalog, refs RefSet, live, condemned map[chunk.ID]bool, young func(*PackState) bool, threshold float64) ([]*PackState, int64) {
-	var sparse []*PackState
-	var n int64
-	for id := range live {
-		p := cat.Packs[id]
-		if p == nil || young(p) || condemned[id] || p.Size <= 0 || p.FromHeader {
+// bytes unreferenced, with the entries of their referenced chunks, and
+// their total size.
+func sparsePacks(l *ledger, refs *refSpill, k kept, condemned map[chunk.ID]bool, young func(*packRec) bool, threshold float64) ([]*PackState, int64, error) {
+	want := map[uint32]bool{}
+	for n, live := range k.live {
+		p := &l.packs[n]
+		if !live || young(p) || condemned[p.ID] || p.Size <= 0 || p.fromHeader() {
 			continue
 		}
-		var used int64
-		for _, e := range p.Entries {
-			if _, ok := refs[e.ID]; ok {
-				used += int64(e.Len)
-			}
-		}
-		if float64(p.Size-used) > threshold*float64(p.Size) {
-			sparse = append(sparse, p)
-			n += p.StoreSize
+		if float64(p.Size-k.used[n]) > threshold*float64(p.Size) {
+			want[uint32(n)] = true
 		}
 	}
-	slices.SortFunc(sparse, func(a, b *PackState) int { return bytes.Compare(a.ID[:], b.ID[:]) })
-	return sparse, n
+	if len(want) == 0 {
+		return nil, 0, nil
+	}
+	in, err := l.referencedIn(refs, want)
+	if err != nil {
+		return nil, 0, err
+	}
+	var sparse []*PackState
+	var size int64
+	for _, n := range slices.Sorted(maps.Keys(want)) {
+		ps := l.state(n)
+		ps.Entries = in[n]
+		sparse = append(sparse, ps)
+		size += ps.StoreSize
+	}
+	return sparse, size, nil
 }
 
 // deadPacks returns the stored packs that keep no chunk, are not condemned
 // already, are not to be repacked and are old enough to judge.
-func deadPacks(cat *Catalog, live, condemned, repack map[chunk.ID]bool, young func(*PackState) bool) ([]chunk.ID, int64) {
+func deadPacks(l *ledger, live []bool, condemned, repack map[chunk.ID]bool, young func(*packRec) bool) ([]chunk.ID, int64) {
 	var dead []chunk.ID
 	var n int64
-	for id, p := range cat.Packs {
-		if !p.Stored || live[id] || condemned[id] || repack[id] || young(p) {
+	for i := range l.packs {
+		p := &l.packs[i]
+		if !p.stored() || live[i] || condemned[p.ID] || repack[p.ID] || young(p) {
 			continue
 		}
-		dead = append(dead, id)
+		dead = append(dead, p.ID)
 		n += p.StoreSize
 	}
 	slices.SortFunc(dead, chunk.Compare)

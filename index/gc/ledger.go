@@ -1,0 +1,651 @@
+package gc
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/bits"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/internal/hole"
+	"github.com/cassback/cassback/remote"
+)
+
+// The ledger is what a purge judges packs from: one compact record for
+// every pack of the store, in memory, and every copy of every chunk the
+// index files and orphan headers name, in shards by the first bits of the
+// chunk's ID — in memory when the store is small against the purge's
+// memory bound, else spilled to files — so that a purge's memory grows
+// with the store's packs (64 bytes each), not its chunks. The references
+// a mark finds are sharded the same way (refSpill), and the collector
+// chooses each chunk's keeper a shard at a time (keepers). docs/design.md
+// §4.3 and §6.
+
+// idLen is the length of a chunk or pack ID.
+const idLen = 32
+
+var _ chunk.ID = [idLen]byte{} // idLen is the length of an ID
+
+// A copy record in a shard: chunk ID, pack number, offset, length.
+const copyLen = idLen + 12
+
+// finalPack marks a copy record's pack number as final (an orphan's, read
+// from its header after the packs were numbered) rather than provisional
+// (the position of the pack's record among all index files' records).
+const finalPack = 1 << 31
+
+const (
+	packStored     = 1 << iota // in the store listing (and not doomed)
+	packFromHeader             // its entries were read from its header: no index file names it
+)
+
+// packRec is one pack as the index files and the store listing see it.
+type packRec struct {
+	ID        chunk.ID
+	Size      int64 // from the index files or its header; -1 if unknown
+	StoreSize int64
+	ModTime   int64 // store time of its write, Unix nanoseconds
+	flags     uint8
+}
+
+func (p *packRec) stored() bool     { return p.flags&packStored != 0 }
+func (p *packRec) fromHeader() bool { return p.flags&packFromHeader != 0 }
+
+// ledgerFile is an index file the ledger read, and the packs it names.
+type ledgerFile struct {
+	Key   string
+	Packs []uint32
+}
+
+type ledger struct {
+	st       remote.Store
+	dir      string // spill folder; "" when the shards are in memory
+	shift    uint   // a chunk's shard is the first 32 bits of its ID >> shift
+	shards   []*spill
+	packs    []packRec // packs[:indexed] sorted by ID, then the orphans sorted by ID
+	indexed  int
+	files    []ledgerFile
+	remap    []uint32 // provisional pack number -> final
+	prepared bool
+
+	Bad        map[string]error // index files that could not be read or decoded
+	Orphans    []chunk.ID       // stored packs no index file names
+	Missing    []chunk.ID       // indexed packs not in the store
+	BadOrphans map[chunk.ID]error
+	headers    map[uint32][]pack.Entry // orphans' entries, read from their headers
+}
+
+// shardsFor returns how many shards (a power of two, at most 256) keep
+// one shard of about n records of recLen bytes (and the references beside
+// them) within a quarter of the memory bound, and whether they must be
+// spilled to disk.
+func shardsFor(n int64, memory int64) (int, bool) {
+	need, quarter := n*(copyLen+idLen+16), max(memory/4, 1)
+	if need <= quarter {
+		return 1, false
+	}
+	s := 1 << bits.Len64(uint64(need/quarter))
+	return min(s, 256), true
+}
+
+// provRec is a pack as one index file names it, while the ledger loads.
+type provRec struct {
+	ID   chunk.ID
+	Size int64
+	File uint32
+}
+
+// loadLedger lists and reads every index file, then lists every pack, then
+// reads the header of every stored pack no index file names (two ranged
+// reads each), so that the chunks such a pack holds are known copies: a
+// collector must never judge a pack whose content it does not know.
+// shards, if not 0, fixes the number of shards (to match references
+// already spilled).
+func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, shards int) (_ *ledger, err error) {
+	var infos []remote.Info
+	var total int64
+	if err := st.List(ctx, "index/", func(i remote.Info) error {
+		infos = append(infos, i)
+		total += i.Size
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list index files: %w", err)
+	}
+	slices.SortFunc(infos, func(a, b remote.Info) int { return strings.Compare(a.Key, b.Key) })
+	n, disk := shardsFor(total/32, memory)
+	if shards > 0 {
+		n = shards
+	}
+	l := &ledger{st: st, Bad: map[string]error{}, BadOrphans: map[chunk.ID]error{}, headers: map[uint32][]pack.Entry{}}
+	defer func() {
+		if err != nil {
+			l.close()
+		}
+	}()
+	if disk {
+		if l.dir, err = spillDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	l.shift = uint(32 - bits.Len(uint(n-1)))
+	for range n {
+		s, err := newSpill(l.dir)
+		if err != nil {
+			return nil, err
+		}
+		l.shards = append(l.shards, s)
+	}
+	var prov []provRec
+	for _, info := range infos {
+		recs, err := index.ReadFile(ctx, st, info.Key)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if errors.Is(err, index.ErrDamaged) {
+			l.Bad[info.Key] = err
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read index file %s: %w", info.Key, err)
+		}
+		f := uint32(len(l.files))
+		l.files = append(l.files, ledgerFile{Key: info.Key})
+		for _, r := range recs {
+			if err := l.spillCopies(uint32(len(prov)), r.Entries); err != nil {
+				return nil, err
+			}
+			prov = append(prov, provRec{ID: r.ID, Size: r.Size, File: f})
+		}
+	}
+	l.number(prov)
+	prov = nil
+	if err := l.list(ctx, st); err != nil {
+		return nil, err
+	}
+	if err := l.readOrphans(ctx, st); err != nil {
+		return nil, err
+	}
+	return l, l.prepare()
+}
+
+// spillCopies writes the copy records of a pack's entries.
+func (l *ledger) spillCopies(packNo uint32, entries []pack.Entry) error {
+	var rec [copyLen]byte
+	for _, e := range entries {
+		copy(rec[:], e.ID[:])
+		binary.LittleEndian.PutUint32(rec[32:], packNo)
+		binary.LittleEndian.PutUint32(rec[36:], e.Off)
+		binary.LittleEndian.PutUint32(rec[40:], e.Len)
+		if err := l.shards[l.shardOf(e.ID)].write(rec[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *ledger) shardOf(id chunk.ID) int {
+	return int(binary.BigEndian.Uint32(id[:4]) >> l.shift)
+}
+
+// number sorts the index files' packs by ID into the ledger's packs and
+// maps each provisional number to its pack's.
+func (l *ledger) number(prov []provRec) {
+	perm := make([]uint32, len(prov))
+	for i := range perm {
+		perm[i] = uint32(i)
+	}
+	slices.SortFunc(perm, func(a, b uint32) int {
+		return cmp.Or(bytes.Compare(prov[a].ID[:], prov[b].ID[:]), cmp.Compare(a, b))
+	})
+	l.remap = make([]uint32, len(prov))
+	for _, i := range perm {
+		r := prov[i]
+		if len(l.packs) == 0 || l.packs[len(l.packs)-1].ID != r.ID {
+			l.packs = append(l.packs, packRec{ID: r.ID, Size: r.Size})
+		}
+		n := uint32(len(l.packs) - 1)
+		l.remap[i] = n
+		f := &l.files[r.File]
+		if len(f.Packs) == 0 || f.Packs[len(f.Packs)-1] != n {
+			f.Packs = append(f.Packs, n)
+		}
+	}
+	for i := range l.files {
+		slices.Sort(l.files[i].Packs)
+		l.files[i].Packs = slices.Compact(l.files[i].Packs)
+	}
+	l.indexed = len(l.packs)
+}
+
+// list lists the stored packs: it marks the indexed ones stored and adds
+// the others as orphans.
+func (l *ledger) list(ctx context.Context, st remote.Store) error {
+	var orphans []packRec
+	err := st.List(ctx, "packs/", func(i remote.Info) error {
+		id, err := chunk.ParseID(i.Key[strings.LastIndexByte(i.Key, '/')+1:])
+		if err != nil || pack.Key(id) != i.Key {
+			return nil // not a pack of ours
+		}
+		rec := packRec{ID: id, Size: -1}
+		p := &rec
+		if n, ok := l.find(id); ok {
+			p = &l.packs[n]
+		}
+		p.flags |= packStored
+		p.StoreSize, p.ModTime = i.Size, i.ModTime.UnixNano()
+		if p == &rec {
+			orphans = append(orphans, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list packs: %w", err)
+	}
+	slices.SortFunc(orphans, func(a, b packRec) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	orphans = slices.CompactFunc(orphans, func(a, b packRec) bool { return a.ID == b.ID })
+	for _, p := range l.packs {
+		if !p.stored() {
+			l.Missing = append(l.Missing, p.ID)
+		}
+	}
+	for _, p := range orphans {
+		l.Orphans = append(l.Orphans, p.ID)
+	}
+	l.packs = append(l.packs, orphans...)
+	return nil
+}
+
+// find returns the number of the pack id.
+func (l *ledger) find(id chunk.ID) (uint32, bool) {
+	cmpID := func(p packRec, id chunk.ID) int { return bytes.Compare(p.ID[:], id[:]) }
+	if i, ok := slices.BinarySearchFunc(l.packs[:l.indexed], id, cmpID); ok {
+		return uint32(i), true
+	}
+	if i, ok := slices.BinarySearchFunc(l.packs[l.indexed:], id, cmpID); ok {
+		return uint32(l.indexed + i), true
+	}
+	return 0, false
+}
+
+// readOrphans reads the header of every orphan pack.
+func (l *ledger) readOrphans(ctx context.Context, st remote.Store) error {
+	for n := l.indexed; n < len(l.packs); n++ {
+		p := &l.packs[n]
+		entries, size, err := pack.ReadHeader(ctx, st, pack.Key(p.ID))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			p.flags &^= packStored // deleted meanwhile
+		case err != nil && ctx.Err() != nil:
+			return err
+		case err != nil:
+			l.BadOrphans[p.ID] = err
+		default:
+			p.Size = size
+			p.flags |= packFromHeader
+			l.headers[uint32(n)] = entries
+			if err := l.spillCopies(uint32(n)|finalPack, entries); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// prepare gives every copy record its final pack number and sorts each
+// shard by chunk ID and pack.
+func (l *ledger) prepare() error {
+	for _, s := range l.shards {
+		b, err := s.load()
+		if err != nil {
+			return err
+		}
+		recs := slices.Collect(records(b, copyLen))
+		for _, r := range recs {
+			n := binary.LittleEndian.Uint32(r[32:])
+			if n&finalPack != 0 {
+				n &^= finalPack
+			} else {
+				n = l.remap[n]
+			}
+			binary.LittleEndian.PutUint32(r[32:], n)
+		}
+		slices.SortFunc(recs, func(a, b []byte) int { return bytes.Compare(a[:36], b[:36]) })
+		out := make([]byte, 0, len(b))
+		for i, r := range recs {
+			if i > 0 && bytes.Equal(recs[i-1][:36], r[:36]) {
+				continue // a pack two index files name
+			}
+			out = append(out, r...)
+		}
+		if err := s.replace(out); err != nil {
+			return err
+		}
+	}
+	l.remap = nil
+	l.prepared = true
+	return nil
+}
+
+// records splits b into records of n bytes.
+func records(b []byte, n int) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for off := 0; off+n <= len(b); off += n {
+			if !yield(b[off : off+n : off+n]) {
+				return
+			}
+		}
+	}
+}
+
+// copyOf decodes a copy record.
+func copyOf(r []byte) (id chunk.ID, packNo uint32, e pack.Entry) {
+	copy(id[:], r)
+	e.ID = id
+	e.Off = binary.LittleEndian.Uint32(r[36:])
+	e.Len = binary.LittleEndian.Uint32(r[40:])
+	return id, binary.LittleEndian.Uint32(r[32:]), e
+}
+
+// copies returns the copy records of id, from its shard on disk.
+func (l *ledger) copies(id chunk.ID) ([][]byte, error) {
+	s := l.shards[l.shardOf(id)]
+	n := s.n / copyLen
+	rec := make([]byte, copyLen)
+	at := func(i int64) ([]byte, error) { return rec, s.readAt(rec, i*copyLen) }
+	lo, hi := int64(0), n
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		r, err := at(mid)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Compare(r[:32], id[:]) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	var out [][]byte
+	for i := lo; i < n; i++ {
+		r, err := at(i)
+		if err != nil {
+			return nil, err
+		}
+		if !bytes.Equal(r[:32], id[:]) {
+			break
+		}
+		out = append(out, bytes.Clone(r))
+	}
+	return out, nil
+}
+
+// FetchChunks reads chunks (a manifest's tree nodes) from the stored packs
+// the ledger places them in: the mark reads manifests through it.
+func (l *ledger) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
+	in := map[uint32][]pack.Entry{}
+	for _, id := range ids {
+		recs, err := l.copies(id)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			_, n, e := copyOf(r)
+			if l.packs[n].stored() {
+				in[n] = append(in[n], e)
+			}
+		}
+	}
+	idx := index.New()
+	for n, entries := range in {
+		p := l.packs[n]
+		slices.SortFunc(entries, func(a, b pack.Entry) int { return cmp.Compare(a.Off, b.Off) })
+		idx.Add(index.PackRecord{ID: p.ID, Size: p.Size, Entries: entries})
+	}
+	return index.Source{Store: l.st, Index: idx, Parallel: 1}.FetchChunks(ctx, ids, fn)
+}
+
+// forget treats the packs on doom lists as gone: a sweep decided to
+// delete them, and a delete of them may land at any moment.
+func (l *ledger) forget(doomed map[chunk.ID]bool) {
+	for id := range doomed {
+		if n, ok := l.find(id); ok {
+			l.packs[n].flags &^= packStored
+		}
+	}
+}
+
+// state returns pack n as a PackState, with its entries if it was read
+// from its header.
+func (l *ledger) state(n uint32) *PackState {
+	p := l.packs[n]
+	return &PackState{
+		ID: p.ID, Size: p.Size, Entries: l.headers[n], Stored: p.stored(),
+		StoreSize: p.StoreSize, ModTime: time.Unix(0, p.ModTime), FromHeader: p.fromHeader(),
+	}
+}
+
+func (l *ledger) close() {
+	for _, s := range l.shards {
+		s.close()
+	}
+	removeSpillDir(l.dir)
+}
+
+// refSpill is the set of chunks the manifests reference, sharded as the
+// ledger's copies are. A mark adds references to an in-memory set that is
+// written out to the shards when it holds max of them (a host's backups
+// share most chunks, so it dedups most); each shard is sorted and
+// compacted when first read.
+type refSpill struct {
+	dir    string // its own spill folder, "" in memory
+	shift  uint
+	shards []*spill
+	sorted []bool
+	buf    map[chunk.ID]struct{}
+	max    int
+}
+
+// newRefSpill returns an empty set sharded as l, holding at most max
+// references in memory before it writes them out: to files in a folder of
+// its own under dir if l spills to files.
+func newRefSpill(l *ledger, max int, dir string) (r *refSpill, err error) {
+	r = &refSpill{shift: l.shift, buf: map[chunk.ID]struct{}{}, max: max, sorted: make([]bool, len(l.shards))}
+	if l.dir != "" {
+		if r.dir, err = spillDir(dir); err != nil {
+			return nil, err
+		}
+	}
+	for range l.shards {
+		s, err := newSpill(r.dir)
+		if err != nil {
+			r.close()
+			return nil, err
+		}
+		r.shards = append(r.shards, s)
+	}
+	return r, nil
+}
+
+func (r *refSpill) add(id chunk.ID) error {
+	r.buf[id] = struct{}{}
+	if len(r.buf) >= r.max {
+		return r.flush()
+	}
+	return nil
+}
+
+func (r *refSpill) flush() error {
+	for id := range r.buf {
+		if err := r.shards[int(binary.BigEndian.Uint32(id[:4])>>r.shift)].write(id[:]); err != nil {
+			return err
+		}
+	}
+	clear(r.buf)
+	return nil
+}
+
+// shard returns the references of shard i, sorted, each once.
+func (r *refSpill) shard(i int) ([]chunk.ID, error) {
+	if len(r.buf) > 0 {
+		if err := r.flush(); err != nil {
+			return nil, err
+		}
+	}
+	b, err := r.shards[i].load()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]chunk.ID, 0, len(b)/idLen)
+	for rec := range records(b, idLen) {
+		ids = append(ids, chunk.ID(rec))
+	}
+	if !r.sorted[i] {
+		slices.SortFunc(ids, chunk.Compare)
+		ids = slices.Compact(ids)
+		out := make([]byte, 0, len(ids)*idLen)
+		for _, id := range ids {
+			out = append(out, id[:]...)
+		}
+		if err := r.shards[i].replace(out); err != nil {
+			return nil, err
+		}
+		r.sorted[i] = true
+	}
+	return ids, nil
+}
+
+func (r *refSpill) close() {
+	for _, s := range r.shards {
+		s.close()
+	}
+	removeSpillDir(r.dir)
+}
+
+// eachReferenced calls fn, shard by shard, with each referenced chunk and
+// the copy records of it the ledger holds (none for a chunk no index file
+// or header names).
+func (l *ledger) eachReferenced(refs *refSpill, fn func(id chunk.ID, copies [][]byte)) error {
+	if len(refs.shards) != len(l.shards) {
+		return errors.New("purge: references and copies sharded differently")
+	}
+	for s := range l.shards {
+		ids, err := refs.shard(s)
+		if err != nil {
+			return err
+		}
+		b, err := l.shards[s].load()
+		if err != nil {
+			return err
+		}
+		var group [][]byte
+		for _, id := range ids {
+			for len(b) >= copyLen && bytes.Compare(b[:32], id[:]) < 0 {
+				b = b[copyLen:]
+			}
+			group = group[:0]
+			for len(b) >= copyLen && bytes.Equal(b[:32], id[:]) {
+				group = append(group, b[:copyLen:copyLen])
+				b = b[copyLen:]
+			}
+			fn(id, group)
+		}
+	}
+	return nil
+}
+
+// kept is the keepers' choice: for every referenced chunk, the pack whose
+// copy is kept.
+type kept struct {
+	live []bool  // by pack number: keeps some referenced chunk
+	used []int64 // by pack number: bytes of referenced chunks it holds
+	lost []chunk.ID
+}
+
+// keepers chooses, for every referenced chunk, the pack whose copy is kept:
+// among stored packs not avoided, the one holding the most referenced
+// chunks (so sparse packs empty out), ties to the lower ID. A chunk with
+// no copy outside the avoided packs keeps a copy inside them. Referenced
+// chunks with no stored copy at all are lost. Two passes over the shards:
+// one counts each pack's referenced chunks, one chooses.
+func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err error) {
+	avoided := make([]bool, len(l.packs))
+	for id := range avoid {
+		if n, ok := l.find(id); ok {
+			avoided[n] = true
+		}
+	}
+	// A copy counts if its pack is stored. With hole 4 put back, the
+	// collector judges orphans without their content, as if it had not
+	// read their headers.
+	blind := hole.On(hole.SkipBadIndex)
+	counts := func(n uint32) bool { return l.packs[n].stored() && !(blind && l.packs[n].fromHeader()) }
+	score := make([]int32, len(l.packs))
+	k.used = make([]int64, len(l.packs))
+	err = l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
+		for _, r := range copies {
+			_, n, e := copyOf(r)
+			if counts(n) {
+				score[n]++
+				k.used[n] += int64(e.Len)
+			}
+		}
+	})
+	if err != nil {
+		return k, err
+	}
+	better := func(a, b uint32) bool { // is pack a a better keeper than pack b
+		pa, pb := &l.packs[a], &l.packs[b]
+		if avoided[a] != avoided[b] {
+			return !avoided[a]
+		}
+		if pa.fromHeader() != pb.fromHeader() {
+			return !pa.fromHeader() // an indexed copy, which readers find at once
+		}
+		if score[a] != score[b] {
+			return score[a] > score[b]
+		}
+		return bytes.Compare(pa.ID[:], pb.ID[:]) < 0
+	}
+	k.live = make([]bool, len(l.packs))
+	err = l.eachReferenced(refs, func(id chunk.ID, copies [][]byte) {
+		best, found := uint32(0), false
+		for _, r := range copies {
+			_, n, _ := copyOf(r)
+			if counts(n) && (!found || better(n, best)) {
+				best, found = n, true
+			}
+		}
+		if found {
+			k.live[best] = true
+		} else {
+			k.lost = append(k.lost, id)
+		}
+	})
+	return k, err
+}
+
+// referencedIn returns the referenced chunks each of the packs numbered in
+// want holds.
+func (l *ledger) referencedIn(refs *refSpill, want map[uint32]bool) (map[uint32][]pack.Entry, error) {
+	out := map[uint32][]pack.Entry{}
+	err := l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
+		for _, r := range copies {
+			if _, n, e := copyOf(r); want[n] {
+				out[n] = append(out[n], e)
+			}
+		}
+	})
+	for _, entries := range out {
+		slices.SortFunc(entries, func(a, b pack.Entry) int { return cmp.Compare(a.Off, b.Off) })
+	}
+	return out, err
+}
