@@ -115,7 +115,9 @@ func TestPurgeInShards(t *testing.T) {
 	if err != nil || !rep.OK() || len(rep.Backups) != len(names)-len(skip) {
 		t.Fatalf("validate after the purge: %v, %d backups, %+v", err, len(rep.Backups), rep.Problems)
 	}
-	if d, _ := os.ReadDir(r.CacheDir); slices.ContainsFunc(d, func(e os.DirEntry) bool { return filepath.Ext(e.Name()) == "" && len(e.Name()) > 15 && e.Name()[:15] == "cassback-purge-" }) {
+	if d, _ := os.ReadDir(r.CacheDir); slices.ContainsFunc(d, func(e os.DirEntry) bool {
+		return filepath.Ext(e.Name()) == "" && len(e.Name()) > 15 && e.Name()[:15] == "cassback-purge-"
+	}) {
 		t.Error("the purge left its spill folder in the cache folder")
 	}
 }

@@ -88,6 +88,9 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 			c.Skip[n] = true
 		}
 		res.Plan, err = c.Plan(ctx)
+		if err == nil {
+			res.Plan.Close() // what it spilled; its findings stay
+		}
 		return res, err
 	}
 	prog := r.Stats.begin("purge")

@@ -245,6 +245,14 @@ func (x *Index) Add(p PackRecord) {
 	}
 }
 
+// AddCopies records packs as an index file named key would be: every copy
+// of a chunk stays, in the order of packs, so a reader whose copy fails
+// its check reads the next.
+func (x *Index) AddCopies(key string, packs []PackRecord) {
+	x.merge(key, packs)
+	x.settle()
+}
+
 // merge adds the packs of one index file to the pending entries, which
 // settleLocked sorts into the others once the files read together are all
 // merged. Load checks the file against the index first (admit); if a

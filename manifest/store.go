@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -152,6 +153,20 @@ func Get(ctx context.Context, st remote.Store, name string, src Chunks) (*Manife
 		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
 	}
 	return m, nil
+}
+
+// WalkStored walks the references of the manifest stored under name
+// (Walker.Walk). A manifest that does not exist is ErrNoBackup.
+func (w *Walker) WalkStored(ctx context.Context, st remote.Store, name string, src Chunks, fn func(chunk.ID) error) error {
+	obj, err := getObject(ctx, st, name)
+	if err != nil {
+		return err
+	}
+	err = w.Walk(ctx, obj, src, fn)
+	if err != nil && !strings.Contains(err.Error(), name) {
+		err = fmt.Errorf("manifest %s: %w", name, err)
+	}
+	return err
 }
 
 // GetHeader reads the manifest object alone: the manifest's header and its

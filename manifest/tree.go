@@ -312,23 +312,30 @@ func Read(ctx context.Context, obj []byte, src Chunks) (*Manifest, error) {
 	// checks): its header and tables now, then each leaf's files.
 	budget := MaxDecodedMemory - m.MemCost()
 	for i := range m.Tables {
-		t := &m.Tables[i]
-		files, err := m.readTree(ctx, src, roots[i], &budget)
-		if err != nil {
-			return nil, fmt.Errorf("manifest %s: table %s: %w", m.Name, t.Name, err)
-		}
-		t.Files = files
-		var bytes int64
-		for _, f := range files {
-			bytes += f.Size
-		}
-		if len(files) != t.Count || bytes != t.Bytes {
-			return nil, fmt.Errorf("manifest %s: table %s: %d files of %d bytes in its tree, %d of %d in its header", m.Name, t.Name, len(files), bytes, t.Count, t.Bytes)
+		if m.Tables[i].Files, err = m.readTable(ctx, src, roots[i], &budget); err != nil {
+			return nil, err
 		}
 	}
 	// Valid as a whole: the header was (decodeRoot), each leaf was, and
 	// readLeaves checked the order across leaves.
 	return m, nil
+}
+
+// readTable reads a table's tree and returns its files, checked against
+// the counts of the manifest's header.
+func (m *Manifest) readTable(ctx context.Context, src Chunks, rt rootTable, budget *int64) ([]File, error) {
+	files, err := m.readTree(ctx, src, rt, budget)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: table %s: %w", m.Name, rt.Name, err)
+	}
+	var bytes int64
+	for _, f := range files {
+		bytes += f.Size
+	}
+	if len(files) != rt.Files || bytes != rt.Bytes {
+		return nil, fmt.Errorf("manifest %s: table %s: %d files of %d bytes in its tree, %d of %d in its header", m.Name, rt.Name, len(files), bytes, rt.Files, rt.Bytes)
+	}
+	return files, nil
 }
 
 // readTree reads a table's tree a level at a time and returns its files,
@@ -361,14 +368,9 @@ func (m *Manifest) readTree(ctx context.Context, src Chunks, rt rootTable, budge
 		for _, ref := range level {
 			c, ok := children[ref.ID]
 			if !ok {
-				var n innerNode
-				if err := gunzipJSON(data[ref.ID], maxNode, &n); err != nil {
-					return nil, fmt.Errorf("node %s: %w", ref.ID, err)
+				if c, err = decodeInner(ref.ID, data[ref.ID]); err != nil {
+					return nil, err
 				}
-				if n.Format != FormatVersion || len(n.Children) == 0 || len(n.Children) > maxChildren {
-					return nil, fmt.Errorf("node %s: format %d, %d children", ref.ID, n.Format, len(n.Children))
-				}
-				c = n.Children
 				children[ref.ID] = c
 			}
 			if len(next)+len(c) > maxLeaves {
@@ -378,6 +380,71 @@ func (m *Manifest) readTree(ctx context.Context, src Chunks, rt rootTable, budge
 		}
 		level = next
 	}
+}
+
+// decodeInner decodes an inner node of a tree and returns its children.
+func decodeInner(id chunk.ID, data []byte) ([]chunk.Ref, error) {
+	var n innerNode
+	if err := gunzipJSON(data, maxNode, &n); err != nil {
+		return nil, fmt.Errorf("node %s: %w", id, err)
+	}
+	if n.Format != FormatVersion || len(n.Children) == 0 || len(n.Children) > maxChildren {
+		return nil, fmt.Errorf("node %s: format %d, %d children", id, n.Format, len(n.Children))
+	}
+	return n.Children, nil
+}
+
+// A Walker walks the references of manifests, reading each table's tree
+// once: a table whose tree it read before — the same root node, so the
+// same tree, and the same counts in its header — is passed over, as a
+// purge's mark passes over the unchanged tables of a host's every backup.
+type Walker struct {
+	tables map[chunk.ID]tableCounts // roots of the trees read whole
+}
+
+type tableCounts struct {
+	files int
+	bytes int64
+}
+
+// NewWalker returns a Walker that has read no tree.
+func NewWalker() *Walker { return &Walker{tables: map[chunk.ID]tableCounts{}} }
+
+// Walk reads a manifest object and the trees of its tables it has not read
+// before from src, checking each as Read does, and calls fn with every
+// chunk they reference: their nodes and their files' chunks. It holds one
+// table's files at a time.
+func (w *Walker) Walk(ctx context.Context, obj []byte, src Chunks, fn func(chunk.ID) error) error {
+	m, roots, err := decodeRoot(obj)
+	if err != nil {
+		return err
+	}
+	for _, rt := range roots {
+		counts := tableCounts{rt.Files, rt.Bytes}
+		if c, ok := w.tables[rt.Root.ID]; ok && c == counts {
+			continue
+		}
+		budget := MaxDecodedMemory - m.MemCost()
+		m.Nodes = m.Nodes[:0]
+		files, err := m.readTable(ctx, src, rt, &budget)
+		if err != nil {
+			return err
+		}
+		for _, n := range m.Nodes {
+			if err := fn(n.ID); err != nil {
+				return err
+			}
+		}
+		for _, f := range files {
+			for _, c := range f.Chunks {
+				if err := fn(c.ID); err != nil {
+					return err
+				}
+			}
+		}
+		w.tables[rt.Root.ID] = counts
+	}
+	return nil
 }
 
 // leafBatch is how many leaves are fetched at once.

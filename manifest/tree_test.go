@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -205,9 +206,21 @@ func FuzzRead(f *testing.F) {
 			mc[n.ID] = n.Data
 		}
 		mc[nodes[0].ID] = node // what a forger writes, under a node's ID
+		// Walk refuses or walks; what it names of an accepted manifest is
+		// what Read finds.
+		walked := map[chunk.ID]bool{}
+		werr := NewWalker().Walk(t.Context(), obj, mc, func(id chunk.ID) error { walked[id] = true; return nil })
 		got, err := Read(t.Context(), obj, mc)
 		if err != nil {
 			return
+		}
+		if werr != nil {
+			t.Fatalf("Read accepted a manifest Walk refused: %v", werr)
+		}
+		for r := range got.Refs() {
+			if !walked[r.ID] {
+				t.Fatalf("Walk did not name %s", r.ID)
+			}
 		}
 		if err := got.Validate(); err != nil {
 			t.Fatalf("Read accepted an invalid manifest: %v", err)
@@ -365,4 +378,98 @@ func TestTreeFileOfRepeatedParts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A Walker names every reference Read finds; it passes over a table whose
+// tree it read before (a later backup of an unchanged table) and reads a
+// changed one whole; a damaged node it must read is an error naming it.
+func TestWalkerReadsEachTreeOnce(t *testing.T) {
+	at := time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC)
+	m1 := treeManifest(20_000, at)
+	m2 := treeManifest(20_000, at.Add(time.Second)) // the same table t
+	m3 := treeManifest(20_000, at.Add(2*time.Second))
+	extra := slices.Clone(m3.Tables[0].Files[:2])
+	for i := range extra {
+		extra[i].Path = strings.Replace(extra[i].Path, "nb-1-", "nb-999999-", 1)
+		extra[i].Sum = chunk.Sum([]byte(extra[i].Path))
+		extra[i].Chunks = []chunk.Ref{{ID: extra[i].Sum, Len: 10}}
+	}
+	m3.Tables[0].Files = append(m3.Tables[0].Files, extra...)
+	m3.Sort()
+	mc := memChunks{}
+	var objs [][]byte
+	for _, m := range []*Manifest{m1, m2, m3} {
+		obj, nodes, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			mc[n.ID] = n.Data
+		}
+		objs = append(objs, obj)
+	}
+	refsOf := func(obj []byte) map[chunk.ID]bool {
+		m, err := Read(t.Context(), obj, mc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs := map[chunk.ID]bool{}
+		for r := range m.Refs() {
+			refs[r.ID] = true
+		}
+		return refs
+	}
+	w := NewWalker()
+	walk := func(obj []byte) (map[chunk.ID]bool, int) {
+		refs, fetched := map[chunk.ID]bool{}, 0
+		err := w.Walk(t.Context(), obj, countingChunks{memChunks: mc, n: &fetched}, func(id chunk.ID) error {
+			refs[id] = true
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return refs, fetched
+	}
+	all := map[chunk.ID]bool{} // named by the walks so far
+	for i, obj := range objs {
+		got, fetched := walk(obj)
+		maps.Copy(all, got)
+		for id := range refsOf(obj) {
+			if !all[id] {
+				t.Fatalf("walk %d: %s, a reference Read finds, never named", i, id)
+			}
+		}
+		if i == 1 && (len(got) != 0 || fetched != 0) {
+			t.Errorf("the walk of an unchanged table named %d chunks and read %d nodes; want none", len(got), fetched)
+		}
+		if i == 2 && fetched < 600 {
+			t.Errorf("the walk of a changed table read %d nodes; want its whole tree", fetched)
+		}
+	}
+	// A damaged node of a tree not read before is an error naming it.
+	m4 := treeManifest(3_000, at)
+	obj, nodes, err := Encode(m4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		mc[n.ID] = n.Data
+	}
+	mc[nodes[1].ID] = []byte("damaged")
+	err = w.Walk(t.Context(), obj, mc, func(chunk.ID) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), nodes[1].ID.String()) {
+		t.Errorf("walk over damaged node %s: %v", nodes[1].ID, err)
+	}
+}
+
+// countingChunks counts the nodes fetched.
+type countingChunks struct {
+	memChunks
+	n *int
+}
+
+func (c countingChunks) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
+	*c.n += len(ids)
+	return c.memChunks.FetchChunks(ctx, ids, fn)
 }

@@ -157,7 +157,15 @@ func (c *Collector) indexPacks(ctx context.Context, packs []*PackState) error {
 	}
 	recs := make([]index.PackRecord, 0, len(packs))
 	for _, ps := range packs {
-		recs = append(recs, index.PackRecord{ID: ps.ID, Size: ps.Size, Entries: ps.Entries})
+		entries, size := ps.Entries, ps.Size
+		if entries == nil {
+			// A purge does not keep the headers it read: read again.
+			var err error
+			if entries, size, err = pack.ReadHeader(ctx, c.Store, pack.Key(ps.ID)); err != nil {
+				return fmt.Errorf("index unindexed pack %s: %w", ps.ID, err)
+			}
+		}
+		recs = append(recs, index.PackRecord{ID: ps.ID, Size: size, Entries: entries})
 	}
 	if _, err := c.putIndexFile(ctx, RepairHost, recs); err != nil {
 		return fmt.Errorf("index unindexed packs: %w", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -68,6 +69,9 @@ type ledgerFile struct {
 
 type ledger struct {
 	st       remote.Store
+	memory   int64  // the bound
+	root     string // where the spill folder is made
+	fixed    bool   // the number of shards was given
 	dir      string // spill folder; "" when the shards are in memory
 	shift    uint   // a chunk's shard is the first 32 bits of its ID >> shift
 	shards   []*spill
@@ -81,7 +85,6 @@ type ledger struct {
 	Orphans    []chunk.ID       // stored packs no index file names
 	Missing    []chunk.ID       // indexed packs not in the store
 	BadOrphans map[chunk.ID]error
-	headers    map[uint32][]pack.Entry // orphans' entries, read from their headers
 }
 
 // shardsFor returns how many shards (a power of two, at most 256) keep
@@ -125,7 +128,7 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 	if shards > 0 {
 		n = shards
 	}
-	l := &ledger{st: st, Bad: map[string]error{}, BadOrphans: map[chunk.ID]error{}, headers: map[uint32][]pack.Entry{}}
+	l := &ledger{st: st, memory: memory, root: dir, fixed: shards > 0, Bad: map[string]error{}, BadOrphans: map[chunk.ID]error{}}
 	defer func() {
 		if err != nil {
 			l.close()
@@ -136,7 +139,7 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 			return nil, err
 		}
 	}
-	l.shift = uint(32 - bits.Len(uint(n-1)))
+	l.shift = shiftFor(n)
 	for range n {
 		s, err := newSpill(l.dir)
 		if err != nil {
@@ -291,14 +294,62 @@ func (l *ledger) readOrphans(ctx context.Context, st remote.Store) error {
 		default:
 			p.Size = size
 			p.flags |= packFromHeader
-			l.headers[uint32(n)] = entries
 			if err := l.spillCopies(uint32(n)|finalPack, entries); err != nil {
 				return err
 			}
+			// The index files said little (they were lost, say): once
+			// the headers' copies pass the bound, they go to disk.
+			if l.dir == "" && l.spilled() > max(l.memory/4, 1) {
+				if err := l.reshard(len(l.shards)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if n, _ := shardsFor(l.spilled()/copyLen, l.memory); n > len(l.shards) && !l.fixed {
+		return l.reshard(n)
+	}
+	return nil
+}
+
+// spilled returns the bytes of copy records the shards hold.
+func (l *ledger) spilled() int64 {
+	var n int64
+	for _, s := range l.shards {
+		n += s.n
+	}
+	return n
+}
+
+// reshard moves the copy records into n shards in files.
+func (l *ledger) reshard(n int) (err error) {
+	if l.dir == "" {
+		if l.dir, err = spillDir(l.root); err != nil {
+			return err
+		}
+	}
+	old := l.shards
+	l.shards, l.shift = nil, shiftFor(n)
+	for range n {
+		s, err := newSpill(l.dir)
+		if err != nil {
+			return err
+		}
+		l.shards = append(l.shards, s)
+	}
+	for _, s := range old {
+		err := s.each(copyLen, func(rec []byte) error { return l.shards[l.shardOf(chunk.ID(rec[:idLen]))].write(rec) })
+		s.close()
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+// shiftFor returns the shift that takes the first 32 bits of an ID to one
+// of n shards (a power of two).
+func shiftFor(n int) uint { return uint(32 - bits.Len(uint(n-1))) }
 
 // prepare gives every copy record its final pack number and sorts each
 // shard by chunk ID and pack.
@@ -404,12 +455,16 @@ func (l *ledger) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.
 			}
 		}
 	}
-	idx := index.New()
-	for n, entries := range in {
-		p := l.packs[n]
+	// Every stored copy, indexed packs first (their numbers come first),
+	// so a copy that fails its check is read from the next.
+	var packs []index.PackRecord
+	for _, n := range slices.Sorted(maps.Keys(in)) {
+		p, entries := l.packs[n], in[n]
 		slices.SortFunc(entries, func(a, b pack.Entry) int { return cmp.Compare(a.Off, b.Off) })
-		idx.Add(index.PackRecord{ID: p.ID, Size: p.Size, Entries: entries})
+		packs = append(packs, index.PackRecord{ID: p.ID, Size: p.Size, Entries: entries})
 	}
+	idx := index.New()
+	idx.AddCopies("ledger", packs)
 	return index.Source{Store: l.st, Index: idx, Parallel: 1}.FetchChunks(ctx, ids, fn)
 }
 
@@ -423,12 +478,11 @@ func (l *ledger) forget(doomed map[chunk.ID]bool) {
 	}
 }
 
-// state returns pack n as a PackState, with its entries if it was read
-// from its header.
+// state returns pack n as a PackState, without its entries.
 func (l *ledger) state(n uint32) *PackState {
 	p := l.packs[n]
 	return &PackState{
-		ID: p.ID, Size: p.Size, Entries: l.headers[n], Stored: p.stored(),
+		ID: p.ID, Size: p.Size, Stored: p.stored(),
 		StoreSize: p.StoreSize, ModTime: time.Unix(0, p.ModTime), FromHeader: p.fromHeader(),
 	}
 }

@@ -34,8 +34,11 @@ func listManifests(ctx context.Context, st remote.Store, skip map[string]bool) (
 // files name every pack of their chunks.
 func mark(ctx context.Context, st remote.Store, names []string, l *ledger, refs *refSpill) (map[string]error, error) {
 	bad := map[string]error{}
+	// Each table's tree is read once, though the host's every backup of
+	// an unchanged table names it.
+	w := manifest.NewWalker()
 	for _, n := range names {
-		m, err := manifest.Get(ctx, st, n, l)
+		err := w.WalkStored(ctx, st, n, l, refs.add)
 		if errors.Is(err, manifest.ErrNoBackup) {
 			continue // purged meanwhile
 		}
@@ -45,11 +48,6 @@ func mark(ctx context.Context, st remote.Store, names []string, l *ledger, refs 
 		if err != nil {
 			bad[n] = err
 			continue
-		}
-		for ref := range m.Refs() {
-			if err := refs.add(ref.ID); err != nil {
-				return nil, err
-			}
 		}
 	}
 	return bad, nil

@@ -88,6 +88,35 @@ func (s *spill) readAt(p []byte, off int64) error {
 	return nil
 }
 
+// each calls fn with each record of n bytes, reading a file a block at a
+// time.
+func (s *spill) each(n int, fn func([]byte) error) error {
+	if s.f == nil {
+		for rec := range records(s.mem, n) {
+			if err := fn(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("purge spill: %w", err)
+	}
+	buf := make([]byte, n*4096)
+	for off := int64(0); off < s.n; off += int64(len(buf)) {
+		b := buf[:min(int64(len(buf)), s.n-off)]
+		if err := s.readAt(b, off); err != nil {
+			return err
+		}
+		for rec := range records(b, n) {
+			if err := fn(rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (s *spill) close() {
 	if s.f != nil {
 		s.f.Close()
