@@ -70,6 +70,9 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 		}
 	}()
 	defer r.spawn(ctx, "purge-lease", lease.KeepAlive)()
+	if err := gc.RemoveSpills(r.CacheDir); err != nil {
+		r.Log.Warn("spill folders of an earlier purge not removed", "err", err)
+	}
 	now, err := gc.StoreNow(ctx, r.Store)
 	if err != nil {
 		return res, err

@@ -113,7 +113,11 @@ func TestTorture(t *testing.T) {
 				"--threads", "2", "--manifest-interval-secs", "0.1", "--report-interval-secs", "0")
 		} else {
 			before := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
-			cmd = cli("cache-purge", "purge", "--host", hosts[i%3], "--purge-before", before, "--grace", "0", "--new-pack-margin", "0")
+			args := []string{"purge", "--host", hosts[i%3], "--purge-before", before, "--grace", "0", "--new-pack-margin", "0"}
+			if i%2 == 1 {
+				args = append(args, "--purge-memory-mb", "1") // shards spilled to disk, killed midway too
+			}
+			cmd = cli("cache-purge", args...)
 		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // A spill holds the fixed-size records of one shard of a collection (chunk
@@ -133,11 +134,35 @@ func spillDir(dir string) (string, error) {
 			return "", fmt.Errorf("purge spill: %w", err)
 		}
 	}
-	d, err := os.MkdirTemp(dir, "cassback-purge-")
+	d, err := os.MkdirTemp(dir, spillPrefix)
 	if err != nil {
 		return "", fmt.Errorf("purge spill: %w", err)
 	}
 	return d, nil
+}
+
+// spillPrefix begins the name of every spill folder.
+const spillPrefix = "cassback-purge-"
+
+// RemoveSpills removes the spill folders in dir that purges killed midway
+// left. The caller holds the purge lease of the store whose cache folder
+// dir is, so no purge that uses them runs.
+func RemoveSpills(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("purge spill: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), spillPrefix) {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("purge spill: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 func removeSpillDir(d string) {
