@@ -137,7 +137,7 @@ const futureSlack = 24 * time.Hour
 // not in the future — is kept unless opts.PurgeLatest; a backup that does
 // not decode is reported and never counted or removed.
 func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, res *PurgeResult) error {
-	src := r.Chunks() // loads the index once, if a manifest is read
+	src := r.ChunksOf(opts.Host) // loads the host's index once, if a manifest is read
 	kss := opts.Keyspaces
 	if len(kss) == 0 {
 		var err error

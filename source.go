@@ -13,10 +13,14 @@ import (
 
 // lazySource reads manifest trees through an index of the store that it
 // loads on first use (from cacheDir, when not empty), so that reading only
-// manifest objects costs no index.
+// manifest objects costs no index. With host set, it loads that host's
+// index files whole and only the heads of the others' (index.Index.
+// LoadOthersLazily), as a backup does: reading one host's manifests then
+// costs memory for that host's chunks, not the fleet's.
 type lazySource struct {
 	st       remote.Store
 	cacheDir string
+	host     string
 	mu       sync.Mutex
 	idx      *index.Index
 }
@@ -25,6 +29,9 @@ func (s *lazySource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(ch
 	s.mu.Lock()
 	if s.idx == nil {
 		idx := index.New()
+		if s.host != "" {
+			idx.LoadOthersLazily(s.host)
+		}
 		if _, err := idx.Load(ctx, s.st, s.cacheDir); err != nil {
 			s.mu.Unlock()
 			return err
@@ -49,6 +56,12 @@ func (s *lazySource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(ch
 // Chunks returns a source of the store's chunks for reading manifests
 // (manifest.Get), which loads the index the first time it is used.
 func (r *Repo) Chunks() manifest.Chunks { return &lazySource{st: r.Store, cacheDir: r.CacheDir} }
+
+// ChunksOf is Chunks for reading the manifests of host: its index files
+// are loaded whole, the others' by their heads.
+func (r *Repo) ChunksOf(host string) manifest.Chunks {
+	return &lazySource{st: r.Store, cacheDir: r.CacheDir, host: host}
+}
 
 // StoreManifest stores a manifest made outside a backup (by a tool or a
 // test): the nodes of its trees in a pack named by a new index file, then

@@ -217,7 +217,10 @@ func TestFleetMeasure(t *testing.T) {
 		// --exclusive: a generated store's config says it has no
 		// conditional writes (its writer does not probe them), and no
 		// other process uses it while a command is measured.
-		return append([]string{"purge", "--exclusive", "--host", "host000", "--purge-before", purgeBefore}, extra...)
+		// --new-pack-margin 0: the generator writes every pack at once,
+		// so all are young for an hour after it (and a store measured
+		// within that hour would condemn nothing).
+		return append([]string{"purge", "--exclusive", "--host", "host000", "--purge-before", purgeBefore, "--new-pack-margin", "0"}, extra...)
 	}
 
 	cmds := strings.Split(os.Getenv("CASSBACK_FLEET_MEASURE"), ",")
