@@ -101,10 +101,10 @@ func runPurge(ctx context.Context, g *globals, c *purgeConfig, args []string) er
 	r.GC.Grace, r.GC.NewPackMargin, r.GC.RepackThreshold = orNone(c.grace), orNone(c.margin), c.repackThreshold
 	c.o.Memory = int64(c.memoryMB) << 20
 	if os.Getenv("GOMEMLIMIT") == "" {
-		// The bound, and as much again for the packs' records and the
-		// collector's garbage: the runtime collects harder near it rather
-		// than let the heap double.
-		debug.SetMemoryLimit(2 * c.o.Memory)
+		// The bound and half as much again for the packs' records: the
+		// runtime collects harder near it rather than let the heap
+		// double.
+		debug.SetMemoryLimit(c.o.Memory + c.o.Memory/2)
 	}
 	if g.endpoint == "survey" {
 		r.GC.RepackThreshold = 1 // a survey holds no chunk data to copy

@@ -74,7 +74,9 @@ func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpi
 	if refs != nil {
 		return l, refs, nil, nil
 	}
-	if refs, err = newRefSpill(l, int(max(c.memory()/8/64, 1)), c.SpillDir); err != nil {
+	// References held in memory before they are written out: about an
+	// eighth of the bound (96 bytes an entry of the set).
+	if refs, err = newRefSpill(l, int(max(c.memory()/8/96, 1)), c.SpillDir); err != nil {
 		l.close()
 		return nil, nil, nil, err
 	}
