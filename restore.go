@@ -101,6 +101,11 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		return res, err
 	}
 	idx := index.New()
+	if len(ms) > 0 && !slices.ContainsFunc(ms, func(m *manifest.Manifest) bool { return m.Host != ms[0].Host }) {
+		// The host's index files whole, the others' by their heads: a
+		// restore's memory grows with the host's chunks, not the fleet's.
+		idx.LoadOthersLazily(ms[0].Host)
+	}
 	if len(ms) > 0 {
 		stop, serr := r.readSession(ctx, ms[0].Host, gc.KindRestore, idx)
 		if serr != nil {

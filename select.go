@@ -19,8 +19,15 @@ func Select(ctx context.Context, st remote.Store, host, name string, keyspaces [
 }
 
 // Select is Select reading through the Repo's index cache.
+//
+// The host's manifests are read through its own index files and the
+// heads of the others' (ChunksOf).
 func (r *Repo) Select(ctx context.Context, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
-	return selectFrom(ctx, r.Store, r.Chunks(), host, name, keyspaces, at)
+	of := host
+	if name != "" {
+		_, _, of, _ = manifest.ParseBackupName(name)
+	}
+	return selectFrom(ctx, r.Store, r.ChunksOf(of), host, name, keyspaces, at)
 }
 
 func selectFrom(ctx context.Context, st remote.Store, src manifest.Chunks, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {

@@ -470,6 +470,11 @@ func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (Loa
 // reader calls it only when an index file is damaged or a chunk it needs
 // is in none (an index file was lost).
 func (x *Index) RebuildOrphans(ctx context.Context, st remote.Store) (int, error) {
+	// Other hosts' files known by their heads are read whole first: their
+	// packs would all look orphaned.
+	if err := x.faultAll(ctx); err != nil {
+		return 0, err
+	}
 	var orphans []chunk.ID
 	err := st.List(ctx, "packs/", func(i remote.Info) error {
 		id, err := chunk.ParseID(i.Key[strings.LastIndexByte(i.Key, '/')+1:])
