@@ -147,7 +147,7 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 		}
 		l.shards = append(l.shards, s)
 	}
-	var prov []provRec
+	var prov provRecs
 	for _, info := range infos {
 		recs, err := index.ReadFile(ctx, st, info.Key)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -163,14 +163,14 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 		f := uint32(len(l.files))
 		l.files = append(l.files, ledgerFile{Key: info.Key})
 		for _, r := range recs {
-			if err := l.spillCopies(uint32(len(prov)), r.Entries); err != nil {
+			if err := l.spillCopies(uint32(prov.n), r.Entries); err != nil {
 				return nil, err
 			}
-			prov = append(prov, provRec{ID: r.ID, Size: r.Size, File: f})
+			prov.add(provRec{ID: r.ID, Size: r.Size, File: f})
 		}
 	}
-	l.number(prov)
-	prov = nil
+	l.number(&prov)
+	prov = provRecs{}
 	if err := l.list(ctx, st); err != nil {
 		return nil, err
 	}
@@ -199,19 +199,48 @@ func (l *ledger) shardOf(id chunk.ID) int {
 	return int(binary.BigEndian.Uint32(id[:4]) >> l.shift)
 }
 
+// provRecs holds the provisional records in blocks, so that growing it
+// never copies what it holds (a store of 4 million packs has 190 MB of
+// them).
+type provRecs struct {
+	blocks [][]provRec
+	n      int
+}
+
+const provBlock = 1 << 16
+
+func (p *provRecs) add(r provRec) {
+	if p.n%provBlock == 0 {
+		p.blocks = append(p.blocks, make([]provRec, 0, provBlock))
+	}
+	b := &p.blocks[len(p.blocks)-1]
+	*b = append(*b, r)
+	p.n++
+}
+
+func (p *provRecs) at(i uint32) *provRec { return &p.blocks[i/provBlock][i%provBlock] }
+
 // number sorts the index files' packs by ID into the ledger's packs and
 // maps each provisional number to its pack's.
-func (l *ledger) number(prov []provRec) {
-	perm := make([]uint32, len(prov))
+func (l *ledger) number(prov *provRecs) {
+	perm := make([]uint32, prov.n)
 	for i := range perm {
 		perm[i] = uint32(i)
 	}
 	slices.SortFunc(perm, func(a, b uint32) int {
-		return cmp.Or(bytes.Compare(prov[a].ID[:], prov[b].ID[:]), cmp.Compare(a, b))
+		return cmp.Or(bytes.Compare(prov.at(a).ID[:], prov.at(b).ID[:]), cmp.Compare(a, b))
 	})
-	l.remap = make([]uint32, len(prov))
+	unique := 0
+	for i, p := range perm {
+		if i == 0 || prov.at(perm[i-1]).ID != prov.at(p).ID {
+			unique++
+		}
+	}
+	// Room for a few orphans, which the pack listing appends.
+	l.packs = make([]packRec, 0, unique+unique/64+1024)
+	l.remap = make([]uint32, prov.n)
 	for _, i := range perm {
-		r := prov[i]
+		r := prov.at(i)
 		if len(l.packs) == 0 || l.packs[len(l.packs)-1].ID != r.ID {
 			l.packs = append(l.packs, packRec{ID: r.ID, Size: r.Size})
 		}
