@@ -68,23 +68,20 @@ type ledgerFile struct {
 }
 
 type ledger struct {
-	st       remote.Store
-	memory   int64  // the bound
-	root     string // where the spill folder is made
-	fixed    bool   // the number of shards was given
-	dir      string // spill folder; "" when the shards are in memory
-	shift    uint   // a chunk's shard is the first 32 bits of its ID >> shift
-	shards   []*spill
-	packs    []packRec // packs[:indexed] sorted by ID, then the orphans sorted by ID
-	indexed  int
-	files    []ledgerFile
-	remap    []uint32 // provisional pack number -> final
-	prepared bool
+	st      remote.Store
+	memory  int64  // the bound
+	root    string // where the spill folder is made
+	fixed   bool   // the number of shards was given
+	dir     string // spill folder; "" when the shards are in memory
+	shift   uint   // a chunk's shard is the first 32 bits of its ID >> shift
+	shards  []*spill
+	packs   []packRec // packs[:indexed] sorted by ID, then the orphans sorted by ID
+	indexed int
+	files   []ledgerFile
+	remap   []uint32 // provisional pack number -> final
 
-	Bad        map[string]error // index files that could not be read or decoded
-	Orphans    []chunk.ID       // stored packs no index file names
-	Missing    []chunk.ID       // indexed packs not in the store
-	BadOrphans map[chunk.ID]error
+	Bad        map[string]error   // index files that could not be read or decoded
+	BadOrphans map[chunk.ID]error // orphans whose header could not be read
 }
 
 // shardsFor returns how many shards (a power of two, at most 256) keep
@@ -284,14 +281,6 @@ func (l *ledger) list(ctx context.Context, st remote.Store) error {
 	}
 	slices.SortFunc(orphans, func(a, b packRec) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	orphans = slices.CompactFunc(orphans, func(a, b packRec) bool { return a.ID == b.ID })
-	for _, p := range l.packs {
-		if !p.stored() {
-			l.Missing = append(l.Missing, p.ID)
-		}
-	}
-	for _, p := range orphans {
-		l.Orphans = append(l.Orphans, p.ID)
-	}
 	l.packs = append(l.packs, orphans...)
 	return nil
 }
@@ -411,7 +400,6 @@ func (l *ledger) prepare() error {
 		}
 	}
 	l.remap = nil
-	l.prepared = true
 	return nil
 }
 
