@@ -31,8 +31,9 @@ type PackState struct {
 }
 
 // Catalog is every index file and pack of the store, with every copy of
-// every chunk: what validate and repair-index work from (a purge works from a ledger, ledger.go). Memory is about
-// 44 bytes per chunk copy plus 150 bytes per pack.
+// every chunk: what validate and repair-index work from (a purge works
+// from a ledger, ledger.go). Memory is about 44 bytes per chunk copy plus
+// 150 bytes per pack.
 type Catalog struct {
 	Files    map[string][]chunk.ID // index key -> packs it names
 	Packs    map[chunk.ID]*PackState
