@@ -253,16 +253,35 @@ func startPaused(t *testing.T, st remote.Store, r *Repo, o gc.Options) *pausedWr
 	return &pausedWriter{st: st, sess: sess, ref: ref, data: data}
 }
 
-// liveDuring runs fn while the writer's heartbeat renews its session (and
-// acknowledges nothing).
+// liveDuring runs fn while the writer renews its session every few
+// milliseconds, as a heartbeat would (and acknowledges nothing). Not
+// Session.Heartbeat: it sleeps on the writer's clock, which pauseOpts
+// freezes, so it would never renew, and the session would go stale
+// whenever fn took longer than testLease (a loaded machine).
 func (w *pausedWriter) liveDuring(t *testing.T, fn func()) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- w.sess.Heartbeat(ctx, nil) }()
+	go func() {
+		for {
+			if _, err := w.sess.Renew(ctx); err != nil {
+				if ctx.Err() != nil {
+					err = nil
+				}
+				done <- err
+				return
+			}
+			select {
+			case <-ctx.Done():
+				done <- nil
+				return
+			case <-time.After(testLease / 10):
+			}
+		}
+	}()
 	fn()
 	cancel()
 	if err := <-done; err != nil {
-		t.Fatalf("the writer's heartbeat: %v", err)
+		t.Fatalf("the writer's renewals: %v", err)
 	}
 }
 
