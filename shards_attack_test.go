@@ -234,19 +234,7 @@ func putIndex(t *testing.T, st remote.Store, host string, packs ...index.PackRec
 func shardsPackOf(t *testing.T, r *Repo, host string, chunks ...[]byte) index.PackRecord {
 	t.Helper()
 	ctx := t.Context()
-	w, err := index.NewWriter(ctx, r.Store, index.New(), r.Config, index.WriterOptions{Host: host})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk := w.NewPacker()
-	for _, c := range chunks {
-		if _, err := pk.Add(ctx, chunk.Sum(c), c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := w.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	shardsWritePack(t, r, host, chunks)
 	var found []index.PackRecord
 	r.Store.List(ctx, "index/"+host+"/", func(i remote.Info) error {
 		recs, err := index.ReadFile(ctx, r.Store, i.Key)
@@ -264,6 +252,26 @@ func shardsPackOf(t *testing.T, r *Repo, host string, chunks ...[]byte) index.Pa
 		t.Fatalf("pack of %d chunks: found %d records", len(chunks), len(found))
 	}
 	return found[0]
+}
+
+// shardsWritePack writes one pack of chunks, and its index file, through a
+// writer of host with an empty index (so every chunk is stored again).
+func shardsWritePack(t *testing.T, r *Repo, host string, chunks [][]byte) {
+	t.Helper()
+	ctx := t.Context()
+	w, err := index.NewWriter(ctx, r.Store, index.New(), r.Config, index.WriterOptions{Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := w.NewPacker()
+	for _, c := range chunks {
+		if _, err := pk.Add(ctx, chunk.Sum(c), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func packStored(t *testing.T, st remote.Store, id chunk.ID) bool {
@@ -387,19 +395,7 @@ func TestShardsAttackShardBoundaries(t *testing.T) {
 			chunks = append(chunks, pool[i])
 			stored[chunk.Sum(pool[i])] = true
 		}
-		w, err := index.NewWriter(ctx, r.Store, index.New(), r.Config, index.WriterOptions{Host: host})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pk := w.NewPacker()
-		for _, c := range chunks {
-			if _, err := pk.Add(ctx, chunk.Sum(c), c); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Sync(ctx); err != nil {
-			t.Fatal(err)
-		}
+		shardsWritePack(t, r, host, chunks)
 	}
 	var orphanIndex []string
 	r.Store.List(ctx, "index/o/", func(i remote.Info) error { orphanIndex = append(orphanIndex, i.Key); return nil })

@@ -414,13 +414,13 @@ func records(b []byte, n int) func(func([]byte) bool) {
 	}
 }
 
-// copyOf decodes a copy record.
-func copyOf(r []byte) (id chunk.ID, packNo uint32, e pack.Entry) {
-	copy(id[:], r)
-	e.ID = id
+// copyOf decodes a copy record: its pack's number and the entry (the
+// chunk's ID, offset and length).
+func copyOf(r []byte) (packNo uint32, e pack.Entry) {
+	e.ID = chunk.ID(r[:idLen])
 	e.Off = binary.LittleEndian.Uint32(r[36:])
 	e.Len = binary.LittleEndian.Uint32(r[40:])
-	return id, binary.LittleEndian.Uint32(r[32:]), e
+	return binary.LittleEndian.Uint32(r[32:]), e
 }
 
 // copies returns the copy records of id, from its shard on disk.
@@ -466,7 +466,7 @@ func (l *ledger) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.
 			return err
 		}
 		for _, r := range recs {
-			_, n, e := copyOf(r)
+			n, e := copyOf(r)
 			if l.packs[n].stored() {
 				in[n] = append(in[n], e)
 			}
@@ -663,7 +663,7 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 	k.used = make([]int64, len(l.packs))
 	err = l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
 		for _, r := range copies {
-			_, n, e := copyOf(r)
+			n, e := copyOf(r)
 			if counts(n) {
 				score[n]++
 				k.used[n] += int64(e.Len)
@@ -690,7 +690,7 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 	err = l.eachReferenced(refs, func(id chunk.ID, copies [][]byte) {
 		best, found := uint32(0), false
 		for _, r := range copies {
-			_, n, _ := copyOf(r)
+			n, _ := copyOf(r)
 			if counts(n) && (!found || better(n, best)) {
 				best, found = n, true
 			}
@@ -710,7 +710,7 @@ func (l *ledger) referencedIn(refs *refSpill, want map[uint32]bool) (map[uint32]
 	out := map[uint32][]pack.Entry{}
 	err := l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
 		for _, r := range copies {
-			if _, n, e := copyOf(r); want[n] {
+			if n, e := copyOf(r); want[n] {
 				out[n] = append(out[n], e)
 			}
 		}
