@@ -38,6 +38,10 @@ type Manifest struct {
 	// set by Encode and by Get, and among Refs, since a backup needs them
 	// as much as its files' chunks.
 	Nodes []chunk.Ref `json:"-"`
+
+	// roots are the tables' trees of a manifest read by GetHeader, which
+	// EachFile reads; nil once the files are read.
+	roots []rootTable
 }
 
 // Table is one table (or column family) of the keyspace.

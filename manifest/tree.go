@@ -293,6 +293,7 @@ func decodeRoot(obj []byte) (*Manifest, []rootTable, error) {
 		}
 		m.Tables = append(m.Tables, Table{Name: rt.Name, ID: rt.ID, Files: []File{}, Count: rt.Files, Bytes: rt.Bytes})
 	}
+	m.roots = ro.Tables
 	if err := m.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -302,84 +303,146 @@ func decodeRoot(obj []byte) (*Manifest, []rootTable, error) {
 // Read decodes a manifest object and reads its tables' files from src,
 // checking every node against its reference, every leaf's host, keyspace
 // and table, and the whole manifest as Validate does; it holds at most
-// MaxDecodedMemory of decoded files.
+// MaxDecodedMemory of decoded files. A manifest larger than that is read a
+// table and a leaf at a time instead: GetHeader, then EachFile.
 func Read(ctx context.Context, obj []byte, src Chunks) (*Manifest, error) {
 	m, roots, err := decodeRoot(obj)
 	if err != nil {
 		return nil, err
 	}
 	// What the manifest will hold, as MemCost counts it (and Encode
-	// checks): its header and tables now, then each leaf's files.
+	// checks): its header and tables now, then each file.
 	budget := MaxDecodedMemory - m.MemCost()
-	for i := range m.Tables {
-		if m.Tables[i].Files, err = m.readTable(ctx, src, roots[i], &budget); err != nil {
-			return nil, err
-		}
-	}
-	// Valid as a whole: the header was (decodeRoot), each leaf was, and
-	// readLeaves checked the order across leaves.
-	return m, nil
-}
-
-// readTable reads a table's tree and returns its files, checked against
-// the counts of the manifest's header.
-func (m *Manifest) readTable(ctx context.Context, src Chunks, rt rootTable, budget *int64) ([]File, error) {
-	files, err := m.readTree(ctx, src, rt, budget)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: table %s: %w", m.Name, rt.Name, err)
-	}
-	var bytes int64
-	for _, f := range files {
-		bytes += f.Size
-	}
-	if len(files) != rt.Files || bytes != rt.Bytes {
-		return nil, fmt.Errorf("manifest %s: table %s: %d files of %d bytes in its tree, %d of %d in its header", m.Name, rt.Name, len(files), bytes, rt.Files, rt.Bytes)
-	}
-	return files, nil
-}
-
-// readTree reads a table's tree a level at a time and returns its files,
-// adding every node to m.Nodes.
-//
-// No level may hold more nodes than the table can have leaves: a leaf per
-// file and one per 16,384 chunks (of 1 byte or more) of a file cut in
-// parts, and no more than the memory budget has room for files (a leaf
-// holds one at least; only a table without files has an empty leaf). A
-// forged tree naming one child again and again is refused that way, or
-// costs what its files would; a node named twice is fetched and decoded
-// once (the parts of a file of repeated content are equal leaves).
-func (m *Manifest) readTree(ctx context.Context, src Chunks, rt rootTable, budget *int64) ([]File, error) {
-	maxLeaves := min(1+rt.Files+int(rt.Bytes/maxLeafRefs), 1+int(*budget/fileSize))
-	level := []chunk.Ref{rt.Root}
-	for h := rt.Height; ; h-- {
-		if len(level) > maxLeaves {
-			return nil, fmt.Errorf("%d nodes at height %d of the tree, more than its %d files can need", len(level), h, rt.Files)
-		}
-		m.Nodes = append(m.Nodes, level...)
-		if h == 0 {
-			return m.readLeaves(ctx, src, rt, level, budget)
-		}
-		data, err := fetchNodes(ctx, src, level)
+	for i, rt := range roots {
+		files := []File{}
+		err := m.eachFile(ctx, src, rt, budget, func(n chunk.Ref) error {
+			m.Nodes = append(m.Nodes, n)
+			return nil
+		}, func(f *File) error {
+			if budget -= f.memCost(); budget < 0 {
+				return fmt.Errorf("%w: more than %d bytes in memory", ErrTooLarge, MaxDecodedMemory)
+			}
+			files = append(files, *f)
+			return nil
+		})
 		if err != nil {
 			return nil, err
 		}
+		m.Tables[i].Files = files
+	}
+	// Valid as a whole: the header was (decodeRoot), each leaf was, and
+	// eachFile checked the order across leaves.
+	m.roots = nil
+	return m, nil
+}
+
+// EachFile calls fn with each file of table i in order, and nodes, when
+// not nil, with each node of the table's tree before the files they hold.
+// For a manifest from GetHeader it reads the tree from src, checked as
+// Read checks it, holding a batch of leaves and one file at a time (so it
+// reads a table of any size); otherwise it walks Tables[i].Files, and
+// nodes is not called. fn may keep f and its chunk list: neither is
+// reused.
+func (m *Manifest) EachFile(ctx context.Context, src Chunks, i int, nodes func(chunk.Ref) error, fn func(f *File) error) error {
+	if m.roots == nil {
+		for j := range m.Tables[i].Files {
+			if err := fn(&m.Tables[i].Files[j]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if nodes == nil {
+		nodes = func(chunk.Ref) error { return nil }
+	}
+	return m.eachFile(ctx, src, m.roots[i], maxFileMem, nodes, fn)
+}
+
+// maxTableLeaves bounds the leaves of one table's tree a streaming reader
+// accepts: a million leaves of about 64 files each is 64 million files,
+// and a forged level of that many references costs 36 MB.
+const maxTableLeaves = 1 << 20
+
+// maxFileMem bounds one file's record as a streaming reader joins its
+// parts: MaxDecodedMemory, 1.16 million chunks (over 2 TiB at the least
+// chunk size).
+const maxFileMem = MaxDecodedMemory
+
+// eachFile reads table rt's tree from src, calls nodes with each of its
+// nodes a level at a time and fn with each of its files in order, and
+// then checks the files' count and bytes against rt. A file cut in parts
+// across leaves is joined before fn sees it; one record may cost at most
+// fileMem (Manifest.MemCost).
+//
+// No level may hold more nodes than the table can have leaves: a leaf per
+// file and one per 16,384 chunks (of 1 byte or more) of a file cut in
+// parts, and no more than maxTableLeaves nor than fileMem has room for
+// files when that is less (a leaf holds one file at least; only a table
+// without files has an empty leaf). A forged tree naming one child again
+// and again is refused that way; a node named twice in a batch is fetched
+// and decoded once (the parts of a file of repeated content are equal
+// leaves).
+func (m *Manifest) eachFile(ctx context.Context, src Chunks, rt rootTable, fileMem int64, nodes func(chunk.Ref) error, fn func(*File) error) error {
+	err := m.walkTable(ctx, src, rt, fileMem, nodes, fn)
+	if err != nil {
+		return fmt.Errorf("manifest %s: table %s: %w", m.Name, rt.Name, err)
+	}
+	return nil
+}
+
+func (m *Manifest) walkTable(ctx context.Context, src Chunks, rt rootTable, fileMem int64, nodes func(chunk.Ref) error, fn func(*File) error) error {
+	maxLeaves := int64(maxTableLeaves)
+	if n := 1 + int64(rt.Files) + rt.Bytes/maxLeafRefs; n < maxLeaves {
+		maxLeaves = n
+	}
+	if n := 1 + fileMem/fileSize; fileMem < maxFileMem && n < maxLeaves {
+		maxLeaves = n
+	}
+	level := []chunk.Ref{rt.Root}
+	for h := rt.Height; ; h-- {
+		if int64(len(level)) > maxLeaves {
+			return fmt.Errorf("%d nodes at height %d of the tree, more than its %d files can need", len(level), h, rt.Files)
+		}
+		for _, n := range level {
+			if err := nodes(n); err != nil {
+				return err
+			}
+		}
+		if h == 0 {
+			break
+		}
 		var next []chunk.Ref
-		children := map[chunk.ID][]chunk.Ref{} // a node named again is not decoded again
-		for _, ref := range level {
-			c, ok := children[ref.ID]
-			if !ok {
-				if c, err = decodeInner(ref.ID, data[ref.ID]); err != nil {
-					return nil, err
+		for i := 0; i < len(level); i += leafBatch {
+			batch := level[i:min(i+leafBatch, len(level))]
+			data, err := fetchNodes(ctx, src, distinct(batch))
+			if err != nil {
+				return err
+			}
+			children := map[chunk.ID][]chunk.Ref{} // a node named again is not decoded again
+			for _, ref := range batch {
+				c, ok := children[ref.ID]
+				if !ok {
+					if c, err = decodeInner(ref.ID, data[ref.ID]); err != nil {
+						return err
+					}
+					children[ref.ID] = c
 				}
-				children[ref.ID] = c
+				if int64(len(next)+len(c)) > maxLeaves {
+					return fmt.Errorf("more than %d nodes at height %d of the tree, more than its %d files can need", maxLeaves, h-1, rt.Files)
+				}
+				next = append(next, c...)
 			}
-			if len(next)+len(c) > maxLeaves {
-				return nil, fmt.Errorf("more than %d nodes at height %d of the tree, more than its %d files can need", maxLeaves, h-1, rt.Files)
-			}
-			next = append(next, c...)
 		}
 		level = next
 	}
+	files, bytes, err := m.eachLeafFile(ctx, src, rt, level, fileMem, fn)
+	if err != nil {
+		return err
+	}
+	if files != rt.Files || bytes != rt.Bytes {
+		return fmt.Errorf("%d files of %d bytes in its tree, %d of %d in its header", files, bytes, rt.Files, rt.Bytes)
+	}
+	return nil
 }
 
 // decodeInner decodes an inner node of a tree and returns its children.
@@ -392,6 +455,17 @@ func decodeInner(id chunk.ID, data []byte) ([]chunk.Ref, error) {
 		return nil, fmt.Errorf("node %s: format %d, %d children", id, n.Format, len(n.Children))
 	}
 	return n.Children, nil
+}
+
+// distinct returns refs without repeats, in order.
+func distinct(refs []chunk.Ref) []chunk.Ref {
+	var out []chunk.Ref
+	for _, r := range refs {
+		if !slices.ContainsFunc(out, func(o chunk.Ref) bool { return o.ID == r.ID }) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // A Walker walks the references of manifests, reading each table's tree
@@ -412,8 +486,8 @@ func NewWalker() *Walker { return &Walker{tables: map[chunk.ID]tableCounts{}} }
 
 // Walk reads a manifest object and the trees of its tables it has not read
 // before from src, checking each as Read does, and calls fn with every
-// chunk they reference: their nodes and their files' chunks. It holds one
-// table's files at a time.
+// chunk they reference: their nodes and their files' chunks. It holds a
+// batch of leaves at a time, so it walks a manifest of any size.
 func (w *Walker) Walk(ctx context.Context, obj []byte, src Chunks, fn func(chunk.ID) error) error {
 	m, roots, err := decodeRoot(obj)
 	if err != nil {
@@ -424,119 +498,116 @@ func (w *Walker) Walk(ctx context.Context, obj []byte, src Chunks, fn func(chunk
 		if c, ok := w.tables[rt.Root.ID]; ok && c == counts {
 			continue
 		}
-		budget := MaxDecodedMemory - m.MemCost()
-		m.Nodes = m.Nodes[:0]
-		files, err := m.readTable(ctx, src, rt, &budget)
-		if err != nil {
-			return err
-		}
-		for _, n := range m.Nodes {
-			if err := fn(n.ID); err != nil {
-				return err
-			}
-		}
-		for _, f := range files {
+		err := m.eachFile(ctx, src, rt, maxFileMem, func(n chunk.Ref) error {
+			return fn(n.ID)
+		}, func(f *File) error {
 			for _, c := range f.Chunks {
 				if err := fn(c.ID); err != nil {
 					return err
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		w.tables[rt.Root.ID] = counts
 	}
 	return nil
 }
 
-// leafBatch is how many leaves are fetched at once.
+// leafBatch is how many nodes are fetched at once.
 const leafBatch = 64
 
-// readLeaves fetches and decodes the leaves in order, leafBatch at a time,
-// and returns their files.
-func (m *Manifest) readLeaves(ctx context.Context, src Chunks, rt rootTable, refs []chunk.Ref, budget *int64) ([]File, error) {
-	var files []File
-	var data map[chunk.ID][]byte
-	decoded := map[chunk.ID][]File{} // a leaf named again is not decoded again
+// eachLeafFile fetches and decodes the leaves in order, leafBatch at a
+// time, calls fn with each of their files (a file cut across leaves
+// joined), and returns the number of files and their bytes.
+func (m *Manifest) eachLeafFile(ctx context.Context, src Chunks, rt rootTable, refs []chunk.Ref, fileMem int64, fn func(*File) error) (count int, total int64, err error) {
 	t := &Table{Name: rt.Name, ID: rt.ID}
-	// parts holds the chunks of the further parts of the last file, cut
-	// across leaves, which join appends to its record in one allocation
-	// of their exact size (growing it part by part cost twice as much).
+	// The last file is held until the next leaf shows whether it goes on
+	// there; parts holds the chunks of its further parts, which flush
+	// appends to its record in one allocation of their exact size.
+	var last *File
 	var parts [][]chunk.Ref
-	join := func() {
-		if len(parts) == 0 {
-			return
+	var lastMem int64
+	flush := func() error {
+		if last == nil {
+			return nil
 		}
-		last := &files[len(files)-1]
-		n := len(last.Chunks)
-		for _, p := range parts {
-			n += len(p)
+		if len(parts) > 0 {
+			n := len(last.Chunks)
+			for _, p := range parts {
+				n += len(p)
+			}
+			all := make([]chunk.Ref, 0, n)
+			all = append(all, last.Chunks...)
+			for _, p := range parts {
+				all = append(all, p...)
+			}
+			last.Chunks, parts = all, parts[:0]
 		}
-		all := make([]chunk.Ref, 0, n)
-		all = append(all, last.Chunks...)
-		for _, p := range parts {
-			all = append(all, p...)
+		count++
+		total += last.Size
+		if count > rt.Files || total > rt.Bytes {
+			return fmt.Errorf("more files or bytes in its tree than the %d files of %d bytes in its header", rt.Files, rt.Bytes)
 		}
-		last.Chunks, parts = all, parts[:0]
+		f := last
+		last = nil
+		return fn(f)
 	}
-	for i, ref := range refs {
-		if i%leafBatch == 0 {
-			var batch []chunk.Ref
-			for _, r := range refs[i:min(i+leafBatch, len(refs))] {
-				if _, ok := decoded[r.ID]; !ok && !slices.ContainsFunc(batch, func(b chunk.Ref) bool { return b.ID == r.ID }) {
-					batch = append(batch, r)
+	for i := 0; i < len(refs); i += leafBatch {
+		batch := refs[i:min(i+leafBatch, len(refs))]
+		data, err := fetchNodes(ctx, src, distinct(batch))
+		if err != nil {
+			return 0, 0, err
+		}
+		decoded := map[chunk.ID][]File{} // a leaf named again in the batch is not decoded again
+		for _, ref := range batch {
+			lf, ok := decoded[ref.ID]
+			if !ok {
+				if lf, err = m.decodeLeaf(data[ref.ID], t, maxLeafMem); err != nil {
+					return 0, 0, fmt.Errorf("leaf %s: %w", ref.ID, err)
 				}
+				if len(lf) == 0 && (rt.Files != 0 || len(refs) != 1) {
+					return 0, 0, fmt.Errorf("leaf %s: empty, in a table that has files", ref.ID)
+				}
+				decoded[ref.ID] = lf
 			}
-			var err error
-			if data, err = fetchNodes(ctx, src, batch); err != nil {
-				return nil, err
+			if len(lf) > 0 && last != nil && lf[0].Path == last.Path && lf[0].Root == last.Root {
+				// The next part of a file cut across leaves.
+				if !samePart(last, &lf[0]) {
+					return 0, 0, fmt.Errorf("leaf %s: file %s repeated with other metadata", ref.ID, lf[0].Path)
+				}
+				if lastMem += int64(len(lf[0].Chunks)) * refSize; lastMem > fileMem {
+					return 0, 0, fmt.Errorf("%w: file %s: more than %d bytes in memory", ErrTooLarge, last.Path, fileMem)
+				}
+				parts = append(parts, lf[0].Chunks)
+				last.Size += lf[0].Size
+				lf = lf[1:]
+			}
+			for j := range lf {
+				// Each leaf's files are valid and in order (decodeLeaf);
+				// so are the table's if each leaf's first follows the
+				// last before.
+				if j == 0 && last != nil && compareFiles(*last, lf[0]) >= 0 {
+					return 0, 0, fmt.Errorf("leaf %s: file %s: files not sorted by path and root, or repeated", ref.ID, lf[0].Path)
+				}
+				if err := flush(); err != nil {
+					return 0, 0, err
+				}
+				// A copy: the leaf's records are shared by its every
+				// appearance in the batch; the chunk lists are shared
+				// too, but nothing ever appends to one in place (each has
+				// no room past its end).
+				f := lf[j]
+				last, lastMem = &f, f.memCost()
 			}
 		}
-		lf, ok := decoded[ref.ID]
-		if !ok {
-			var err error
-			if lf, err = m.decodeLeaf(data[ref.ID], t, maxLeafMem); err != nil {
-				return nil, fmt.Errorf("leaf %s: %w", ref.ID, err)
-			}
-			if len(lf) == 0 && (rt.Files != 0 || len(refs) != 1) {
-				return nil, fmt.Errorf("leaf %s: empty, in a table that has files", ref.ID)
-			}
-			decoded[ref.ID] = lf
-		}
-		for i := range lf {
-			*budget -= lf[i].memCost()
-		}
-		if n := len(files); n > 0 && len(lf) > 0 && lf[0].Path == files[n-1].Path && lf[0].Root == files[n-1].Root {
-			// The next part of a file cut across leaves.
-			if !samePart(&files[n-1], &lf[0]) {
-				return nil, fmt.Errorf("leaf %s: file %s repeated with other metadata", ref.ID, lf[0].Path)
-			}
-			*budget += lf[0].memCost() - int64(len(lf[0].Chunks))*refSize // one record, not two
-			parts = append(parts, lf[0].Chunks)
-			files[n-1].Size += lf[0].Size
-			lf = lf[1:]
-		}
-		if *budget < 0 {
-			return nil, fmt.Errorf("manifest: more than %d bytes in memory", MaxDecodedMemory)
-		}
-		if len(lf) == 0 {
-			continue
-		}
-		join()
-		// Each leaf's files are valid and in order (decodeLeaf); so are
-		// the tables' files if each leaf's first follows the last before.
-		if n := len(files); n > 0 && compareFiles(files[n-1], lf[0]) >= 0 {
-			return nil, fmt.Errorf("leaf %s: file %s: files not sorted by path and root, or repeated", ref.ID, lf[0].Path)
-		}
-		// The records share their chunk lists with the decoded leaf (a
-		// leaf named again, such as the equal parts of a file of repeated
-		// content, is not copied); every list has no room past its end,
-		// so nothing is ever appended into one in place.
-		files = append(files, lf...)
 	}
-	join()
-	if files == nil {
-		files = []File{}
+	if err := flush(); err != nil {
+		return 0, 0, err
 	}
-	return files, nil
+	return count, total, nil
 }
 
 // fetchNodes fetches the nodes of one level, each checked against its
