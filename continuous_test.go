@@ -114,6 +114,7 @@ func TestContinuousSimulator(t *testing.T) {
 		for {
 			ms, err := Select(ctx, r.Store, "sim", "", kss, time.Now())
 			if err == nil {
+				ms = readWhole(t, r.Store, ms)
 				n := 0
 				ok := true
 				for _, m := range ms {
@@ -179,7 +180,7 @@ func TestContinuousSimulator(t *testing.T) {
 		if err != nil {
 			t.Fatalf("moment %d (%s): %v", i, m.what, err)
 		}
-		for _, man := range ms {
+		for _, man := range readWhole(t, r.Store, ms) {
 			checkComplete(t, man)
 		}
 		dst := filepath.Join(t.TempDir(), fmt.Sprint("m", i))
@@ -275,7 +276,7 @@ func TestContinuousIgnoreExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 	unstored, stored := 0, 0
-	for _, tb := range ms[0].Tables {
+	for _, tb := range readWhole(t, r.Store, ms)[0].Tables {
 		for _, f := range tb.Files {
 			if f.Unstored {
 				unstored++

@@ -100,6 +100,20 @@ func sameFiles(t *testing.T, src, dst string, want []string) {
 	}
 }
 
+// readWhole reads in full the manifests Select returned as headers, for tests
+// that look at their files.
+func readWhole(t testing.TB, st remote.Store, ms []*manifest.Manifest) []*manifest.Manifest {
+	t.Helper()
+	out := make([]*manifest.Manifest, len(ms))
+	for i, m := range ms {
+		var err error
+		if out[i], err = manifest.Get(t.Context(), st, m.Name, ChunksOf(st)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
 func head(s []string) []string { return s[:min(len(s), 5)] }
 
 func notSystem(files []string) []string {
@@ -268,8 +282,8 @@ func TestRestoreTableAndTime(t *testing.T) {
 			t.Errorf("restored %s, not of table %s", f.Path, table)
 		}
 	}
-	if len(res.Restored) != len(ms[0].Tables[0].Files) {
-		t.Errorf("restored %d files of table %s, want %d", len(res.Restored), table, len(ms[0].Tables[0].Files))
+	if len(res.Restored) != ms[0].Tables[0].Count || ms[0].Tables[0].Count == 0 {
+		t.Errorf("restored %d files of table %s, want %d", len(res.Restored), table, ms[0].Tables[0].Count)
 	}
 }
 

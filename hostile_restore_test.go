@@ -33,7 +33,7 @@ func backupSmall(t *testing.T, r *Repo, seed uint64) []*manifest.Manifest {
 	if err != nil || len(ms) == 0 {
 		t.Fatalf("select: %v", err)
 	}
-	return ms
+	return readWhole(t, r.Store, ms)
 }
 
 // A file that differs from the backup is moved aside into
@@ -155,7 +155,7 @@ func TestRestoreInWindows(t *testing.T) {
 		t.Fatal(err)
 	}
 	multi := 0
-	for _, m := range ms {
+	for _, m := range readWhole(t, r.Store, ms) {
 		for _, tb := range m.Tables {
 			for _, f := range tb.Files {
 				if len(f.Chunks) > 1 {

@@ -227,7 +227,7 @@ func TestKillContinuousAndRestart(t *testing.T) {
 		ms, err := Select(ctx, st, "node1", "", nil, time.Now())
 		if err == nil {
 			var got []string
-			for _, m := range ms {
+			for _, m := range readWhole(t, st, ms) {
 				for _, tb := range m.Tables {
 					for _, f := range tb.Files {
 						got = append(got, f.Path)

@@ -996,7 +996,7 @@ func staleNone(t *testing.T, dropNone bool) {
 		t.Fatal(err)
 	}
 	files := 0
-	for _, m := range ms {
+	for _, m := range readWhole(t, st, ms) {
 		for _, tb := range m.Tables {
 			files += len(tb.Files)
 		}

@@ -173,7 +173,7 @@ func TestLazyAttackIgnoreExistingDropsStoredFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var unstored []string
-	for _, tb := range ms[0].Tables {
+	for _, tb := range readWhole(t, st, ms)[0].Tables {
 		for _, f := range tb.Files {
 			if f.Unstored {
 				unstored = append(unstored, f.Path)

@@ -125,24 +125,50 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	if _, err := r.loadIndexInto(ctx, idx); err != nil {
 		return res, err
 	}
-	todo := r.restorePlan(root, ms, opts, &res)
-	opts.prog = beginRestore(r.Stats, todo)
-	if n := unknownChunks(idx, todo); n > 0 {
-		rebuilt, err := idx.RebuildOrphans(ctx, r.Store)
-		if err != nil {
-			return res, err
+	// Each table's files are read from its tree a batch at a time, through
+	// the index this session protects, and restored batch by batch: a
+	// restore holds one batch of files, whatever the keyspace's size.
+	opts.prog = beginRestore(r.Stats, ms, opts.Tables)
+	src := &restoreSource{r: r, idx: idx}
+	var todo []*restoreFile
+	flush := func() error {
+		if len(todo) == 0 {
+			return nil
 		}
-		r.Log.Warn("chunks in no index file; packs indexed from their headers (run cassback repair-index)", "chunks", n, "packs", rebuilt)
+		if err := src.know(ctx, todo); err != nil {
+			return err
+		}
+		if err := r.restoreWithRetry(ctx, root, idx, todo, opts, uid, gid); err != nil {
+			return err
+		}
+		opts.prog.done(int64(len(todo)), 0)
+		res.record(todo)
+		todo = nil
+		return nil
 	}
-	for len(todo) > 0 {
-		n := min(len(todo), opts.BatchFiles)
-		batch := todo[:n]
-		todo = todo[n:]
-		if err := r.restoreWithRetry(ctx, root, idx, batch, opts, uid, gid); err != nil {
-			return res, err
+	for _, m := range ms {
+		for i, t := range m.Tables {
+			if len(opts.Tables) > 0 && !slices.Contains(opts.Tables, t.Name) {
+				continue
+			}
+			err := m.EachFile(ctx, src, i, nil, func(f *manifest.File) error {
+				rf := r.planFile(root, m.Name, f, opts, &res)
+				if rf == nil {
+					opts.prog.done(1, f.Size)
+					return nil
+				}
+				if todo = append(todo, rf); len(todo) >= opts.BatchFiles {
+					return flush()
+				}
+				return nil
+			})
+			if err != nil {
+				return res, err
+			}
 		}
-		opts.prog.done(int64(len(batch)), 0)
-		res.record(batch)
+	}
+	if err := flush(); err != nil {
+		return res, err
 	}
 	// One syncfs for the whole restore instead of an fsync per file: the
 	// disk sees one large flush, and a crash before it completes leaves at
@@ -172,18 +198,92 @@ func (res *RestoreResult) record(batch []*restoreFile) {
 	}
 }
 
-// beginRestore begins a restore's progress in st: the files to write and
-// their bytes. It returns nil without Stats.
-func beginRestore(st *Stats, todo []*restoreFile) *Progress {
+// beginRestore begins a restore's progress in st: the files of the
+// tables restored and their bytes, as the manifests' headers count them
+// (files skipped count as done at once). It returns nil without Stats.
+func beginRestore(st *Stats, ms []*manifest.Manifest, tables []string) *Progress {
 	prog := st.begin("restore")
-	if prog != nil {
-		var bytes int64
-		for _, rf := range todo {
-			bytes += rf.rec.Size
+	if prog == nil {
+		return nil
+	}
+	for _, m := range ms {
+		for _, t := range m.Tables {
+			if len(tables) > 0 && !slices.Contains(tables, t.Name) {
+				continue
+			}
+			files, bytes := int64(t.Count), t.Bytes
+			if len(t.Files) > 0 { // a manifest built in memory, not read
+				files, bytes = int64(len(t.Files)), 0
+				for _, f := range t.Files {
+					bytes += f.Size
+				}
+			}
+			prog.plan(files, bytes)
 		}
-		prog.plan(int64(len(todo)), bytes)
 	}
 	return prog
+}
+
+// restoreSource reads manifests' trees through a restore's index, and
+// indexes orphan packs from their headers once when a chunk (a tree's
+// node, or a batch's file's) is in no index file.
+type restoreSource struct {
+	r       *Repo
+	idx     *index.Index
+	rebuilt bool
+}
+
+// FetchChunks reads nodes as index.Source does. A node in no pack the
+// index knows (a purge swept its pack, after writing the copy it kept
+// elsewhere, since the index was loaded) is looked for once more after
+// reading the index files written since and the headers of unindexed
+// packs, as restoreWithRetry does for files.
+func (s *restoreSource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
+	src := index.Source{Store: s.r.Store, Index: s.idx, Parallel: 1}
+	unknown := 0
+	for _, id := range ids {
+		if !s.idx.Has(id) {
+			unknown++
+		}
+	}
+	if unknown > 0 && !s.rebuilt {
+		if err := s.rebuild(ctx, unknown); err != nil {
+			return err
+		}
+	}
+	err := src.FetchChunks(ctx, ids, fn)
+	if !errors.Is(err, index.ErrMissing) {
+		return err
+	}
+	if _, err := s.r.loadIndexInto(ctx, s.idx); err != nil {
+		return err
+	}
+	if _, err := s.idx.RebuildOrphans(ctx, s.r.Store); err != nil {
+		return err
+	}
+	return src.FetchChunks(ctx, ids, fn)
+}
+
+// know makes sure the index knows the chunks of a batch's files, or has
+// read the headers of the packs no index file names.
+func (s *restoreSource) know(ctx context.Context, batch []*restoreFile) error {
+	if s.rebuilt {
+		return nil
+	}
+	if n := unknownChunks(s.idx, batch); n > 0 {
+		return s.rebuild(ctx, n)
+	}
+	return nil
+}
+
+func (s *restoreSource) rebuild(ctx context.Context, unknown int) error {
+	s.rebuilt = true
+	packs, err := s.idx.RebuildOrphans(ctx, s.r.Store)
+	if err != nil {
+		return err
+	}
+	s.r.Log.Warn("chunks in no index file; packs indexed from their headers (run cassback repair-index)", "chunks", unknown, "packs", packs)
+	return nil
 }
 
 // readSession registers a read session (restore, validate) whose
@@ -275,52 +375,42 @@ func openTarget(dir string) (*os.Root, error) {
 	return root, nil
 }
 
-// restorePlan decides each file's fate before anything is fetched: skipped
-// (not stored, or already identical), failed (an unsafe path, an existing
-// file that cannot be moved aside), or to restore (returned).
-func (r *Repo) restorePlan(root *os.Root, ms []*manifest.Manifest, opts RestoreOptions, res *RestoreResult) []*restoreFile {
-	var todo []*restoreFile
-	for _, m := range ms {
-		for _, t := range m.Tables {
-			if len(opts.Tables) > 0 && !slices.Contains(opts.Tables, t.Name) {
-				continue
-			}
-			for _, f := range t.Files {
-				out := FileOutcome{Backup: m.Name, Path: f.Path}
-				if f.Unstored {
-					out.Reason = "not backed up (recorded by backup --ignore-existing)"
-					res.Skipped = append(res.Skipped, out)
-					continue
-				}
-				if !safeRel(f.Path) {
-					out.Reason = "path escapes the data directory"
-					res.Failed = append(res.Failed, out)
-					continue
-				}
-				skip, reason, err := r.checkExisting(root, opts, f)
-				switch {
-				case err != nil:
-					out.Reason = err.Error()
-					res.Failed = append(res.Failed, out)
-					continue
-				case skip:
-					out.Reason = reason
-					res.Skipped = append(res.Skipped, out)
-					continue
-				case reason != "":
-					moved, err := moveAside(opts.DataDir, f.Path)
-					if err != nil {
-						out.Reason = "existing file differs and could not be moved aside: " + err.Error()
-						res.Failed = append(res.Failed, out)
-						continue
-					}
-					res.Moved = append(res.Moved, FileOutcome{Backup: m.Name, Path: f.Path, Reason: moved})
-				}
-				todo = append(todo, &restoreFile{backup: m.Name, rec: f})
-			}
-		}
+// planFile decides a file's fate before anything is fetched: skipped (not
+// stored, or already identical) or failed (an unsafe path, an existing
+// file that cannot be moved aside), both recorded in res, or to restore
+// (returned).
+func (r *Repo) planFile(root *os.Root, backup string, f *manifest.File, opts RestoreOptions, res *RestoreResult) *restoreFile {
+	out := FileOutcome{Backup: backup, Path: f.Path}
+	if f.Unstored {
+		out.Reason = "not backed up (recorded by backup --ignore-existing)"
+		res.Skipped = append(res.Skipped, out)
+		return nil
 	}
-	return todo
+	if !safeRel(f.Path) {
+		out.Reason = "path escapes the data directory"
+		res.Failed = append(res.Failed, out)
+		return nil
+	}
+	skip, reason, err := r.checkExisting(root, opts, *f)
+	switch {
+	case err != nil:
+		out.Reason = err.Error()
+		res.Failed = append(res.Failed, out)
+		return nil
+	case skip:
+		out.Reason = reason
+		res.Skipped = append(res.Skipped, out)
+		return nil
+	case reason != "":
+		moved, err := moveAside(opts.DataDir, f.Path)
+		if err != nil {
+			out.Reason = "existing file differs and could not be moved aside: " + err.Error()
+			res.Failed = append(res.Failed, out)
+			return nil
+		}
+		res.Moved = append(res.Moved, FileOutcome{Backup: backup, Path: f.Path, Reason: moved})
+	}
+	return &restoreFile{backup: backup, rec: *f}
 }
 
 // checkExisting decides what to do with a file already at the target path:

@@ -13,26 +13,12 @@ import (
 
 // Select returns the manifests a restore should use: the named backup, or
 // else the latest manifest at or before at of each keyspace of host (only
-// the given keyspaces when any are named).
+// the given keyspaces when any are named). It reads their headers
+// (manifest.GetHeader): Restore reads each table's files from its tree as
+// it goes, so a keyspace of any size is restored a batch at a time.
 func Select(ctx context.Context, st remote.Store, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
-	return selectFrom(ctx, st, &lazySource{st: st}, host, name, keyspaces, at)
-}
-
-// Select is Select reading through the Repo's index cache.
-//
-// The host's manifests are read through its own index files and the
-// heads of the others' (ChunksOf).
-func (r *Repo) Select(ctx context.Context, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
-	of := host
 	if name != "" {
-		_, _, of, _ = manifest.ParseBackupName(name)
-	}
-	return selectFrom(ctx, r.Store, r.ChunksOf(of), host, name, keyspaces, at)
-}
-
-func selectFrom(ctx context.Context, st remote.Store, src manifest.Chunks, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
-	if name != "" {
-		m, err := manifest.Get(ctx, st, name, src)
+		m, err := manifest.GetHeader(ctx, st, name)
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +39,7 @@ func selectFrom(ctx context.Context, st remote.Store, src manifest.Chunks, host,
 	}
 	var ms []*manifest.Manifest
 	for _, ks := range kss {
-		m, err := latest(ctx, st, src, host, ks, at)
+		m, err := latest(ctx, st, host, ks, at)
 		if err != nil {
 			return nil, err
 		}
@@ -65,7 +51,7 @@ func selectFrom(ctx context.Context, st remote.Store, src manifest.Chunks, host,
 // latest reads the newest committed backup of keyspace ks at or before at.
 // A commit marker whose manifest is gone (written late, after a purge
 // removed its backup) is passed over for the next older one.
-func latest(ctx context.Context, st remote.Store, src manifest.Chunks, host, ks string, at time.Time) (*manifest.Manifest, error) {
+func latest(ctx context.Context, st remote.Store, host, ks string, at time.Time) (*manifest.Manifest, error) {
 	for range 8 {
 		n, err := manifest.Latest(ctx, st, host, ks, at)
 		if err != nil {
@@ -74,7 +60,7 @@ func latest(ctx context.Context, st remote.Store, src manifest.Chunks, host, ks 
 		if n == "" {
 			break
 		}
-		m, err := manifest.Get(ctx, st, n, src)
+		m, err := manifest.GetHeader(ctx, st, n)
 		if !errors.Is(err, manifest.ErrNoBackup) {
 			return m, err
 		}

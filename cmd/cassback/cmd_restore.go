@@ -156,7 +156,7 @@ func runRestore(ctx context.Context, g *globals, c *restoreConfig, args []string
 	if err != nil {
 		return err
 	}
-	ms, err := r.Select(ctx, c.host, name, c.keyspaces, when)
+	ms, err := cassback.Select(ctx, r.Store, c.host, name, c.keyspaces, when)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 )
@@ -69,9 +70,12 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	var got []string
 	for _, m := range ms {
-		for _, tb := range m.Tables {
-			for _, f := range tb.Files {
+		for i := range m.Tables {
+			if err := m.EachFile(t.Context(), cassback.ChunksOf(st), i, nil, func(f *manifest.File) error {
 				got = append(got, f.Path)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
