@@ -79,7 +79,7 @@ type File struct {
 	Unstored bool `json:"unstored,omitempty"`
 }
 
-// MaxDecodedMemory bounds what a decoded manifest holds in memory: its
+// MaxDecodedMemory bounds what Read holds of a manifest in memory: its
 // tables, files and chunk references at their Go sizes plus the bytes of
 // its strings, counted as they are decoded (Manifest.MemCost). It holds
 // 1.16 million chunk references of 36 bytes (4.5 TiB of one keyspace on
@@ -89,11 +89,14 @@ type File struct {
 // while it decodes one, the pieces it assembles it from, and the garbage
 // collector lets the heap grow to twice what is live: at this bound every
 // command stays under 256 MiB (TestRSSAtObjectLimits in cmd/cassback).
-// Encode refuses a manifest over it, so no backup writes what no reader
-// could read.
+// A larger manifest is valid: restore, validate, show, purge and backup
+// read it a table, a batch of leaves and a file at a time (GetHeader,
+// EachFile), and one file's record is bounded by the same amount.
 const MaxDecodedMemory = 40 << 20
 
-// ErrTooLarge reports a manifest that readers would refuse as too large.
+// ErrTooLarge reports a manifest, a table or a file too large for a
+// reader: a manifest over MaxDecodedMemory for Read, a file or a table's
+// tree over what EachFile accepts for every reader (and Encode).
 var ErrTooLarge = errors.New("keyspace too large for one manifest")
 
 // MemCost is what m costs a reader in memory, as a reader counts it
@@ -107,22 +110,6 @@ func (m *Manifest) MemCost() int64 {
 		for j := range t.Files {
 			f := &t.Files[j]
 			n += fileSize + int64(len(f.Path)+len(f.Root)+len(f.User)+len(f.Group)) + int64(len(f.Chunks))*refSize
-		}
-	}
-	return n
-}
-
-func (m *Manifest) countFiles() (n int) {
-	for _, t := range m.Tables {
-		n += len(t.Files)
-	}
-	return n
-}
-
-func (m *Manifest) countRefs() (n int) {
-	for _, t := range m.Tables {
-		for _, f := range t.Files {
-			n += len(f.Chunks)
 		}
 	}
 	return n

@@ -1141,3 +1141,144 @@ func TestStreamAttackBudgetAcrossTables(t *testing.T) {
 		})
 	}
 }
+
+// An unstored file named in two leaves is never joined as parts: its size
+// could wrap past the maximum to a negative one.
+func TestStreamAttackUnstoredPartsWrap(t *testing.T) {
+	mc := memChunks{}
+	big := atkLeaf(mc, atkUnstored(1, 1<<63-1))
+	small := atkLeaf(mc, atkUnstored(2, 2))
+	obj := atkForge(t, mc, 2, 0, big, big, small)
+	if m, err := Read(t.Context(), obj, mc); err == nil {
+		t.Errorf("Read accepted it: file %s of size %d; Validate: %v", m.Tables[0].Files[0].Path, m.Tables[0].Files[0].Size, m.Validate())
+	}
+	atkRefused(t, obj, mc, "")
+}
+
+// A leaf of one small file named twice is a repeated file, not a part.
+func TestStreamAttackSmallFileRepeated(t *testing.T) {
+	for _, at := range []int{0, 62, 63} {
+		t.Run(fmt.Sprintf("at leaf %d", at), func(t *testing.T) {
+			mc := memChunks{}
+			var leaves []chunk.Ref
+			var files []File
+			for i := range at {
+				f := atkFile(i, 1, 10, false)
+				files = append(files, f)
+				leaves = append(leaves, atkLeaf(mc, f))
+			}
+			f := atkFile(1000, 2, 10, false)
+			l := atkLeaf(mc, f)
+			leaves = append(leaves, l, l)
+			atkRefused(t, atkForge(t, mc, len(files)+1, atkBytes(files)+2*f.Size, leaves...), mc, "")
+		})
+	}
+}
+
+// Three forged nodes naming one small leaf a million times are refused at
+// the second leaf, not after a million fetches.
+func TestStreamAttackRepeatedSmallLeafAmplifies(t *testing.T) {
+	mc := memChunks{}
+	l := atkLeaf(mc, atkFile(1, 1, 1, false))
+	mk := func(kids []chunk.Ref) chunk.Ref {
+		b, err := gzipJSON(innerNode{Format: FormatVersion, Children: kids})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc[chunk.Sum(b)] = b
+		return atkRef(b)
+	}
+	root := mk(slices.Repeat([]chunk.Ref{mk(slices.Repeat([]chunk.Ref{l}, 1024))}, 1023))
+	m, _, err := decodeRoot(atkObject(t, rootTable{Files: 1 << 40, Bytes: 1 << 50, Height: 2, Root: root}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &atkCounting{Chunks: mc}
+	start := time.Now()
+	most := 0
+	err = m.EachFile(t.Context(), src, 0, nil, func(f *File) error { most = max(most, len(f.Chunks)); return nil })
+	if d := time.Since(start); err == nil || most > 1 || d > time.Second {
+		t.Errorf("EachFile of a forged tree of 3 nodes: %v after %v, %d fetches, handing on a file of %d chunks; want it refused at once", err, d, src.asked, most)
+	}
+}
+
+// A walk stops when its context ends, even through a source that does not
+// look at the context (the node cache serves nodes from disk).
+func TestStreamAttackCancelCachedSource(t *testing.T) {
+	m := treeManifest(10_000, atkTime)
+	obj, mc := atkEncode(t, m)
+	h, _, err := decodeRoot(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	calls, after := 0, 0
+	err = h.EachFile(ctx, mc, 0, nil, func(*File) error {
+		if calls++; calls == 100 {
+			cancel()
+		} else if calls > 100 {
+			after++
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || after > leafBatch*leafBatch*2 {
+		t.Errorf("EachFile cancelled at file 100: %v, %d files later", err, after)
+	}
+	ctx, cancel = context.WithCancel(t.Context())
+	calls = 0
+	err = NewWalker().Walk(ctx, obj, mc, func(chunk.ID) error {
+		if calls++; calls == 1000 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Walk cancelled at chunk 1000: %v, after %d chunks", err, calls)
+	}
+}
+
+// Streaming the valid tree of large files holds a batch of bounded bytes,
+// not 64 leaves of the largest kind raw and decoded.
+func TestStreamAttackStreamsLargeFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds 120 MiB of files")
+	}
+	for _, c := range []struct{ chunks, perLeaf int }{{1000, 8}, {maxLeafRefs, 1}} {
+		t.Run(fmt.Sprintf("%d files of %d chunks a leaf", c.perLeaf, c.chunks), func(t *testing.T) {
+			g, obj := atkMemTree(t, c.chunks, c.perLeaf, 120<<20)
+			m, _, err := decodeRoot(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			peak, decoded := atkPeak(t, leafBatch*c.perLeaf, func(fn func(*File) error, sample func()) error {
+				g.sample = sample
+				defer func() { g.sample = nil }()
+				return m.EachFile(t.Context(), g, 0, nil, fn)
+			})
+			if decoded < 120<<20 || peak > 30<<20 {
+				t.Errorf("EachFile of %d MiB of files held %d MiB; want over 120 MiB of files, at most 30 MiB held", decoded>>20, peak>>20)
+			}
+		})
+	}
+}
+
+// Forged leaves near the largest a leaf may decode to cost a batch of
+// bounded bytes, not twice what the forger stored.
+func TestStreamAttackForgedLargeLeaves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds 250 MiB of files")
+	}
+	g, obj := atkMemTree(t, 110_000, 1, 250<<20)
+	m, _, err := decodeRoot(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak, decoded := atkPeak(t, 1, func(fn func(*File) error, sample func()) error {
+		g.sample = sample
+		defer func() { g.sample = nil }()
+		return m.EachFile(t.Context(), g, 0, nil, fn)
+	})
+	if peak > 64<<20 {
+		t.Errorf("EachFile of %d leaves of %d MiB of files held %d MiB; want at most 64 MiB", len(g.leafOf), decoded>>20, peak>>20)
+	}
+}

@@ -102,9 +102,16 @@ func Encode(m *Manifest) (obj []byte, nodes []Node, err error) {
 	if err := m.Validate(); err != nil {
 		return nil, nil, err
 	}
-	if c := m.MemCost(); c > MaxDecodedMemory {
-		return nil, nil, fmt.Errorf("manifest %s: %w: %d files, %d chunk references take %d MiB in memory, more than the %d MiB a reader accepts",
-			m.Name, ErrTooLarge, m.countFiles(), m.countRefs(), c>>20, MaxDecodedMemory>>20)
+	// Readers take a table a batch of leaves and a file at a time
+	// (EachFile), so a manifest may be of any size, but not a file nor a
+	// table's tree past what they accept.
+	for _, t := range m.Tables {
+		for i := range t.Files {
+			if c := t.Files[i].memCost(); c > maxFileMem {
+				return nil, nil, fmt.Errorf("manifest %s: %w: file %s of %d chunks takes %d MiB in memory, more than the %d MiB a reader accepts",
+					m.Name, ErrTooLarge, t.Files[i].Path, len(t.Files[i].Chunks), c>>20, maxFileMem>>20)
+			}
+		}
 	}
 	ro := rootObject{Format: FormatVersion, Name: m.Name, Host: m.Host, Keyspace: m.Keyspace, Time: m.Time.UTC(),
 		CassandraVersion: m.CassandraVersion, Session: m.Session, Tables: []rootTable{}}
@@ -175,6 +182,9 @@ func (m *Manifest) encodeTree(t *Table, emit func([]byte) chunk.Ref) (rootTable,
 	}
 	if len(level) == 0 { // a table without files: one empty leaf
 		level = append(level, emit(m.encodeLeaf(t, nil)))
+	}
+	if len(level) > maxTableLeaves {
+		return rt, fmt.Errorf("%w: %d leaves, more than the %d a reader accepts", ErrTooLarge, len(level), maxTableLeaves)
 	}
 	for len(level) > 1 {
 		var up []chunk.Ref
@@ -412,8 +422,18 @@ func (m *Manifest) walkTable(ctx context.Context, src Chunks, rt rootTable, file
 			break
 		}
 		var next []chunk.Ref
-		for i := 0; i < len(level); i += leafBatch {
-			batch := level[i:min(i+leafBatch, len(level))]
+		for i := 0; i < len(level); {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			end := nextBatch(level, i)
+			batch := level[i:end]
+			i = end
+			for _, r := range batch {
+				if r.Len > maxInnerBytes {
+					return fmt.Errorf("node %s: %d bytes, more than an inner node has", r.ID, r.Len)
+				}
+			}
 			data, err := fetchNodes(ctx, src, distinct(batch))
 			if err != nil {
 				return err
@@ -526,10 +546,15 @@ func (m *Manifest) eachLeafFile(ctx context.Context, src Chunks, rt rootTable, r
 	t := &Table{Name: rt.Name, ID: rt.ID}
 	// The last file is held until the next leaf shows whether it goes on
 	// there; parts holds the chunks of its further parts, which flush
-	// appends to its record in one allocation of their exact size.
+	// appends to its record in one allocation of their exact size. A leaf
+	// goes on with it only as Encode cuts a file: the last file was alone
+	// in its leaf, stored, and its last part a full one (maxLeafRefs
+	// chunks), and the leaf holds that file's next part alone.
 	var last *File
 	var parts [][]chunk.Ref
 	var lastMem int64
+	var lastAlone bool
+	lastPart := 0 // chunks in the last part of last
 	flush := func() error {
 		if last == nil {
 			return nil
@@ -555,25 +580,37 @@ func (m *Manifest) eachLeafFile(ctx context.Context, src Chunks, rt rootTable, r
 		last = nil
 		return fn(f)
 	}
-	for i := 0; i < len(refs); i += leafBatch {
-		batch := refs[i:min(i+leafBatch, len(refs))]
+	var prevID chunk.ID // the leaf decoded last, named again by the parts of a file of repeated content
+	var prev []File
+	for i := 0; i < len(refs); {
+		if err := ctx.Err(); err != nil {
+			return 0, 0, err
+		}
+		end := nextBatch(refs, i)
+		batch := refs[i:end]
+		i = end
+		for _, r := range batch {
+			if r.Len > maxLeafBytes {
+				return 0, 0, fmt.Errorf("leaf %s: %d bytes, more than a leaf has", r.ID, r.Len)
+			}
+		}
 		data, err := fetchNodes(ctx, src, distinct(batch))
 		if err != nil {
 			return 0, 0, err
 		}
-		decoded := map[chunk.ID][]File{} // a leaf named again in the batch is not decoded again
 		for _, ref := range batch {
-			lf, ok := decoded[ref.ID]
-			if !ok {
+			lf := prev
+			if prev == nil || ref.ID != prevID {
 				if lf, err = m.decodeLeaf(data[ref.ID], t, maxLeafMem); err != nil {
 					return 0, 0, fmt.Errorf("leaf %s: %w", ref.ID, err)
 				}
 				if len(lf) == 0 && (rt.Files != 0 || len(refs) != 1) {
 					return 0, 0, fmt.Errorf("leaf %s: empty, in a table that has files", ref.ID)
 				}
-				decoded[ref.ID] = lf
+				prevID, prev = ref.ID, lf
 			}
-			if len(lf) > 0 && last != nil && lf[0].Path == last.Path && lf[0].Root == last.Root {
+			if len(lf) == 1 && last != nil && lastAlone && lastPart == maxLeafRefs && !last.Unstored &&
+				lf[0].Path == last.Path && lf[0].Root == last.Root {
 				// The next part of a file cut across leaves.
 				if !samePart(last, &lf[0]) {
 					return 0, 0, fmt.Errorf("leaf %s: file %s repeated with other metadata", ref.ID, lf[0].Path)
@@ -583,7 +620,8 @@ func (m *Manifest) eachLeafFile(ctx context.Context, src Chunks, rt rootTable, r
 				}
 				parts = append(parts, lf[0].Chunks)
 				last.Size += lf[0].Size
-				lf = lf[1:]
+				lastPart = len(lf[0].Chunks)
+				continue
 			}
 			for j := range lf {
 				// Each leaf's files are valid and in order (decodeLeaf);
@@ -595,12 +633,12 @@ func (m *Manifest) eachLeafFile(ctx context.Context, src Chunks, rt rootTable, r
 				if err := flush(); err != nil {
 					return 0, 0, err
 				}
-				// A copy: the leaf's records are shared by its every
-				// appearance in the batch; the chunk lists are shared
-				// too, but nothing ever appends to one in place (each has
-				// no room past its end).
+				// A copy: the leaf's records are shared with the decoded
+				// leaf kept for a repeat; the chunk lists are shared too,
+				// but nothing ever appends to one in place (each has no
+				// room past its end).
 				f := lf[j]
-				last, lastMem = &f, f.memCost()
+				last, lastMem, lastAlone, lastPart = &f, f.memCost(), len(lf) == 1, len(f.Chunks)
 			}
 		}
 	}
@@ -608,6 +646,31 @@ func (m *Manifest) eachLeafFile(ctx context.Context, src Chunks, rt rootTable, r
 		return 0, 0, err
 	}
 	return count, total, nil
+}
+
+// batchBytes bounds the stored bytes of the nodes fetched at once (and
+// held raw while a batch is decoded): 64 nodes, or fewer if they are
+// large, but at least one.
+const batchBytes = 4 << 20
+
+// maxLeafBytes bounds a leaf's stored bytes: what a leaf of maxLeafMem
+// decoded memory can take encoded (a chunk reference is at most 37 bytes
+// for 36 decoded), with room to spare; maxInnerBytes bounds an inner
+// node's gzip member of maxNode bytes of JSON.
+const (
+	maxLeafBytes  = 2 * maxLeafMem
+	maxInnerBytes = maxNode + maxNode/64 + 1024
+)
+
+// nextBatch returns the end of the batch of refs that starts at i: at
+// most leafBatch nodes and, past the first, batchBytes of them.
+func nextBatch(refs []chunk.Ref, i int) int {
+	end, size := i+1, int64(refs[i].Len)
+	for end < len(refs) && end-i < leafBatch && size+int64(refs[end].Len) <= batchBytes {
+		size += int64(refs[end].Len)
+		end++
+	}
+	return end
 }
 
 // fetchNodes fetches the nodes of one level, each checked against its

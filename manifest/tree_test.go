@@ -281,9 +281,9 @@ func TestTreeRefusesHugeLeaf(t *testing.T) {
 	}
 }
 
-// Read accepts exactly what Encode writes: a manifest at MaxDecodedMemory,
-// with a file cut into parts, reads back; one byte of names more is
-// refused by Encode.
+// Read holds at most MaxDecodedMemory: a manifest at the bound, with a
+// file cut into parts, reads back; one byte of names more is refused by
+// Read but encodes, and EachFile reads it a file at a time.
 func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
 	m := treeManifest(2, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
 	f := &m.Tables[0].Files[1]
@@ -308,8 +308,28 @@ func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
 		t.Fatalf("Read of a manifest at the bound: %v", err)
 	}
 	m.CassandraVersion += "v"
-	if _, _, err := Encode(m); !errors.Is(err, ErrTooLarge) {
-		t.Fatalf("Encode one byte over the bound: %v", err)
+	if obj, nodes, err = Encode(m); err != nil {
+		t.Fatalf("Encode one byte over Read's bound: %v", err)
+	}
+	for _, nd := range nodes {
+		mc[nd.ID] = nd.Data
+	}
+	if _, err := Read(t.Context(), obj, mc); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Read one byte over the bound: %v, want ErrTooLarge", err)
+	}
+	h, _, err := decodeRoot(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []File
+	if err := h.EachFile(t.Context(), mc, 0, nil, func(f *File) error {
+		got = append(got, *f)
+		return nil
+	}); err != nil {
+		t.Fatalf("EachFile one byte over Read's bound: %v", err)
+	}
+	if !reflect.DeepEqual(got, m.Tables[0].Files) {
+		t.Fatalf("EachFile read %d files, not the %d encoded", len(got), len(m.Tables[0].Files))
 	}
 }
 
