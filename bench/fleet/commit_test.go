@@ -129,7 +129,13 @@ func TestFleetCommit(t *testing.T) {
 	rss0 := vmHWM(cmd.Process.Pid)
 
 	dir := filepath.Join(node, "ks00", fmt.Sprintf("t%03d-%032x", 0, 0))
-	gen := ssts + 1
+	gen := ssts + 1 // the next generation not written by an earlier run
+	for {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("nb-%d-big-TOC.txt", gen))); err != nil {
+			break
+		}
+		gen++
+	}
 	comps := []string{"Data.db", "Index.db", "Filter.db", "Statistics.db", "Summary.db", "Digest.crc32", "CompressionInfo.db"}
 	flushed := time.Now()
 	for _, c := range comps {
