@@ -193,7 +193,7 @@ func (r *Repo) newest(ctx context.Context, src manifest.Chunks, names []string, 
 			res.Skipped = append(res.Skipped, Skipped{n, fmt.Sprintf("dated %s, after the store's clock (%s)", t.Format(time.RFC3339), now.Format(time.RFC3339))})
 			continue
 		}
-		m, err := manifest.Get(ctx, r.Store, n, src)
+		m, err := checkManifest(ctx, r.Store, n, src)
 		if errors.Is(err, manifest.ErrNoBackup) {
 			res.Skipped = append(res.Skipped, Skipped{n, "committed, but its manifest is missing"})
 			continue
@@ -212,6 +212,22 @@ func (r *Repo) newest(ctx context.Context, src manifest.Chunks, names []string, 
 		return n, nil
 	}
 	return "", nil
+}
+
+// checkManifest reads backup n's header and every table's tree from src,
+// checked as manifest.Get checks them, without holding the files: a batch
+// of leaves at a time, so a manifest of any size reads.
+func checkManifest(ctx context.Context, st remote.Store, n string, src manifest.Chunks) (*manifest.Manifest, error) {
+	m, err := manifest.GetHeader(ctx, st, n)
+	if err != nil {
+		return nil, err
+	}
+	for i := range m.Tables {
+		if err := m.EachFile(ctx, src, i, nil, func(*manifest.File) error { return nil }); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // staleTempAge is how old a backend's temporary file must be before purge

@@ -190,11 +190,14 @@ func (v *validation) names(ctx context.Context) ([]string, error) {
 }
 
 // readManifests reads every manifest and lists its stored files, each
-// Data.db with the Digest component of its SSTable.
+// Data.db with the Digest component of its SSTable. It reads each table's
+// tree a batch of leaves at a time (manifest.EachFile), so no manifest is
+// too large to read, and lists a backup's files only once its every tree
+// read well.
 func (v *validation) readManifests(ctx context.Context, names []string) error {
 	src := v.r.Chunks()
 	for _, n := range names {
-		m, err := manifest.Get(ctx, v.r.Store, n, src)
+		files, tree, err := v.readManifest(ctx, n, src)
 		if errors.Is(err, manifest.ErrNoBackup) && v.opts.Name == "" {
 			if v.committed(ctx, n) {
 				v.rep.Lone = append(v.rep.Lone, n)
@@ -210,31 +213,54 @@ func (v *validation) readManifests(ctx context.Context, names []string) error {
 			continue
 		}
 		v.rep.Backups = append(v.rep.Backups, n)
-		v.trees = append(v.trees, fileRef{backup: n, ks: m.Keyspace, rec: &manifest.File{Path: "(the manifest's tree)", Chunks: m.Nodes}})
-		for ti := range m.Tables {
-			t := &m.Tables[ti]
-			digests := map[string]*manifest.File{}
-			for fi := range t.Files {
-				f := &t.Files[fi]
-				if p, err := sstable.ParsePath(f.Path); err == nil && strings.HasPrefix(p.Component, "Digest.") {
-					digests[path.Dir(f.Path)+"/"+p.Prefix] = f
-				}
-			}
-			for fi := range t.Files {
-				f := &t.Files[fi]
-				if f.Unstored {
-					continue // recorded by --ignore-existing: nothing stored to check
-				}
-				fr := fileRef{backup: n, ks: m.Keyspace, table: t.Name, rec: f}
-				if p, err := sstable.ParsePath(f.Path); err == nil && p.Component == "Data.db" {
-					fr.digest = digests[path.Dir(f.Path)+"/"+p.Prefix]
-				}
-				v.files = append(v.files, fr)
-			}
-		}
+		v.trees = append(v.trees, tree)
+		v.files = append(v.files, files...)
 	}
 	v.rep.Files = len(v.files)
 	return nil
+}
+
+// readManifest reads backup n and returns its stored files, and the nodes
+// of its trees as a file whose chunks they are.
+func (v *validation) readManifest(ctx context.Context, n string, src manifest.Chunks) ([]fileRef, fileRef, error) {
+	m, err := manifest.GetHeader(ctx, v.r.Store, n)
+	if err != nil {
+		return nil, fileRef{}, err
+	}
+	var files []fileRef
+	var nodes []chunk.Ref
+	for ti := range m.Tables {
+		var tf []*manifest.File
+		err := m.EachFile(ctx, src, ti, func(r chunk.Ref) error {
+			nodes = append(nodes, r)
+			return nil
+		}, func(f *manifest.File) error {
+			tf = append(tf, f)
+			return nil
+		})
+		if err != nil {
+			return nil, fileRef{}, err
+		}
+		t := &m.Tables[ti]
+		digests := map[string]*manifest.File{}
+		for _, f := range tf {
+			if p, err := sstable.ParsePath(f.Path); err == nil && strings.HasPrefix(p.Component, "Digest.") {
+				digests[path.Dir(f.Path)+"/"+p.Prefix] = f
+			}
+		}
+		for _, f := range tf {
+			if f.Unstored {
+				continue // recorded by --ignore-existing: nothing stored to check
+			}
+			fr := fileRef{backup: n, ks: m.Keyspace, table: t.Name, rec: f}
+			if p, err := sstable.ParsePath(f.Path); err == nil && p.Component == "Data.db" {
+				fr.digest = digests[path.Dir(f.Path)+"/"+p.Prefix]
+			}
+			files = append(files, fr)
+		}
+	}
+	tree := fileRef{backup: n, ks: m.Keyspace, rec: &manifest.File{Path: "(the manifest's tree)", Chunks: nodes}}
+	return files, tree, nil
 }
 
 // committed reports whether a backup's commit marker is still stored.

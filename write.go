@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
@@ -25,7 +27,7 @@ import (
 	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
-	"golang.org/x/sync/errgroup"
+	"github.com/cassback/cassback/remote"
 )
 
 // A backup run is what one-shot and continuous backup share: a session in
@@ -160,7 +162,8 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	for i, p := range prev {
+	for i := range prev {
+		p := &prev[i]
 		if p.name == "" {
 			continue
 		}
@@ -173,22 +176,47 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 			b.r.Log.Warn("previous manifest unreadable; its files are read again", "backup", p.name, "err", p.err)
 			continue
 		}
-		b.liveNodes[ks] = p.m.Nodes
-		for _, t := range p.m.Tables {
-			for _, f := range t.Files {
-				b.known[fileKey{f.Root, f.Path}] = f
-			}
+		b.liveNodes[ks] = p.nodes
+		for _, f := range p.files {
+			b.known[fileKey{f.Root, f.Path}] = f
 		}
+		p.files = nil // known holds them now
 	}
 	return nil
 }
 
 // previous is the host's latest backup of a keyspace: its name ("": none)
-// and its manifest, or why it could not be read.
+// and the nodes of its trees and its files, or why it could not be read.
 type previous struct {
-	name string
-	m    *manifest.Manifest
-	err  error
+	name  string
+	nodes []chunk.Ref
+	files []manifest.File
+	err   error
+}
+
+// readPrevious reads backup name's trees from src a batch of leaves at a
+// time, so that a manifest of any size reads, and returns it as previous:
+// its nodes and files, or why it could not be read (then neither).
+func readPrevious(ctx context.Context, st remote.Store, name string, src manifest.Chunks) previous {
+	p := previous{name: name}
+	m, err := manifest.GetHeader(ctx, st, name)
+	if err != nil {
+		p.err = err
+		return p
+	}
+	for i := range m.Tables {
+		err := m.EachFile(ctx, src, i, func(n chunk.Ref) error {
+			p.nodes = append(p.nodes, n)
+			return nil
+		}, func(f *manifest.File) error {
+			p.files = append(p.files, *f)
+			return nil
+		})
+		if err != nil {
+			return previous{name: name, err: err}
+		}
+	}
+	return p
 }
 
 // previousOf finds and reads the host's latest committed backup of
@@ -209,9 +237,8 @@ func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, li
 			return p, nil
 		}
 		if known {
-			m, err := manifest.Get(ctx, st, name, src)
-			if err == nil {
-				return previous{name: name, m: m}, nil
+			if p := readPrevious(ctx, st, name, src); p.err == nil {
+				return p, nil
 			}
 			if ctx.Err() != nil {
 				return p, ctx.Err()
@@ -224,7 +251,7 @@ func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, li
 		}
 		return p, err
 	}
-	p.m, p.err = manifest.Get(ctx, st, p.name, src)
+	p = readPrevious(ctx, st, p.name, src)
 	if p.err == nil && b.nodes != nil {
 		b.nodes.setLatest(ks, p.name)
 	}

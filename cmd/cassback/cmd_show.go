@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"path"
 
 	"github.com/peterbourgon/ff/v3"
@@ -36,37 +38,48 @@ func showCmd(g *globals, opts []ff.Option) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			m, err := manifest.Get(ctx, r.Store, args[0], r.Chunks())
+			m, err := manifest.GetHeader(ctx, r.Store, args[0])
 			if err != nil {
 				return err
 			}
+			// Buffered, and written only once every tree read well, unless
+			// the output outgrows the buffer.
+			w := bufio.NewWriterSize(g.stdout, 64<<10)
 			if *asJSON {
-				return writeJSON(g.stdout, showJSON(m))
+				err = writeShowJSON(ctx, w, m, r.Chunks())
+			} else {
+				err = printManifest(ctx, w, m, r.Chunks())
 			}
-			printManifest(g, m)
-			return nil
+			if err != nil {
+				return err
+			}
+			return w.Flush()
 		},
 	}
 }
 
-// printManifest prints a manifest in the original cassback's show format.
-func printManifest(g *globals, m *manifest.Manifest) {
-	w := g.stdout
+// printManifest prints a manifest from manifest.GetHeader in the original
+// cassback's show format, reading its tables' files from src a batch of
+// leaves at a time, so a manifest of any size prints.
+func printManifest(ctx context.Context, w io.Writer, m *manifest.Manifest, src manifest.Chunks) error {
 	var total int64
 	for _, t := range m.Tables {
-		for _, f := range t.Files {
-			total += f.Size
-		}
+		total += t.Bytes
 	}
 	fmt.Fprintf(w, "Backup: %s\n\n", m.Name)
 	fmt.Fprintf(w, "Keyspace: %s:\n", m.Keyspace)
 	fmt.Fprintf(w, "Host: %s:\n", m.Host)
 	fmt.Fprintf(w, "Timestamp: %s:\n", m.Time.UTC().Format("2006-01-02 15:04:05.000000"))
 	fmt.Fprintf(w, "Size: %d / %s\n", total, human(total))
-	for _, t := range m.Tables {
+	for i, t := range m.Tables {
 		fmt.Fprintf(w, "\nColumn Family: %s\n", t.Name)
-		for _, f := range t.Files {
-			fmt.Fprintf(w, "\t%s %d/%s\n", path.Base(f.Path), f.Size, human(f.Size))
+		err := m.EachFile(ctx, src, i, nil, func(f *manifest.File) error {
+			_, err := fmt.Fprintf(w, "\t%s %d/%s\n", path.Base(f.Path), f.Size, human(f.Size))
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
+	return nil
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"time"
 
@@ -127,19 +130,84 @@ type showFile struct {
 	Unstored bool      `json:"unstored"`
 }
 
-func showJSON(m *manifest.Manifest) showDoc {
+// writeShowJSON writes the show document of a manifest from
+// manifest.GetHeader, byte for byte what writeJSON writes of its showDoc,
+// reading the tables' files from src a batch of leaves at a time and
+// writing each as it comes: the document of a manifest of any size is
+// never held whole. The counts come from the manifest's header, which
+// EachFile checks the files against.
+func writeShowJSON(ctx context.Context, w io.Writer, m *manifest.Manifest, src manifest.Chunks) error {
 	d := showDoc{
 		jsonHeader: header("show"), Backup: m.Name, Keyspace: m.Keyspace, Host: m.Host, Time: utc(m.Time),
-		CassandraVersion: m.CassandraVersion,
+		CassandraVersion: m.CassandraVersion, Tables: []showTable{},
 	}
-	d.Tables = each(m.Tables, func(t manifest.Table) showTable {
-		return showTable{Table: t.Name, ID: t.ID, Files: each(t.Files, func(f manifest.File) showFile {
-			d.Files++
-			d.Bytes += f.Size
-			return showFile{Path: f.Path, Bytes: f.Size, MTime: utc(f.MTime), Unstored: f.Unstored}
-		})}
-	})
-	return d
+	for _, t := range m.Tables {
+		d.Files += t.Count
+		d.Bytes += t.Bytes
+	}
+	// The document is its head with an empty list of tables, that list
+	// cut off and written a table at a time; each table likewise with its
+	// list of files, at the depth writeJSON indents them to.
+	b, err := jsonCut(d, "", "[]\n}\n")
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	sep := "["
+	for i, t := range m.Tables {
+		b, err := jsonCut(showTable{Table: t.Name, ID: t.ID, Files: []showFile{}}, "    ", "[]\n    }\n")
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%s\n    %s", sep, b); err != nil {
+			return err
+		}
+		sep = ","
+		fsep := "["
+		err = m.EachFile(ctx, src, i, nil, func(f *manifest.File) error {
+			b, err := jsonCut(showFile{Path: f.Path, Bytes: f.Size, MTime: utc(f.MTime), Unstored: f.Unstored}, "        ", "\n")
+			if err == nil {
+				_, err = fmt.Fprintf(w, "%s\n        %s", fsep, b)
+			}
+			fsep = ","
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		end := "\n      ]"
+		if fsep == "[" {
+			end = "[]"
+		}
+		if _, err := io.WriteString(w, end+"\n    }"); err != nil {
+			return err
+		}
+	}
+	end := "\n  ]"
+	if sep == "[" {
+		end = "[]"
+	}
+	_, err = io.WriteString(w, end+"\n}\n")
+	return err
+}
+
+// jsonCut is v as writeJSON writes it, each line after the first begun
+// by prefix (its depth in a document), less its ending cut.
+func jsonCut(v any, prefix, cut string) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent(prefix, "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b, ok := bytes.CutSuffix(buf.Bytes(), []byte(cut))
+	if !ok {
+		return nil, fmt.Errorf("json of %T does not end in %q", v, cut)
+	}
+	return b, nil
 }
 
 // validate
