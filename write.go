@@ -613,6 +613,11 @@ func (b *backupRun) storeNodes(ctx context.Context, nodes []manifest.Node) error
 	if info, err := b.r.Store.Stat(ctx, key); err != nil || info.Size != int64(len(data)) {
 		return fmt.Errorf("store the manifests' trees: pack %s not stored whole (%v)", id, err)
 	}
+	// Seen stored: the next commit's nodes found in it need no check.
+	if b.treePacks == nil {
+		b.treePacks = map[chunk.ID]bool{}
+	}
+	b.treePacks[id] = true
 	// Named by the index file of the commit's Sync, with the data packs.
 	if err := b.w.AddDurable(index.PackRecord{ID: id, Size: int64(len(data)), Entries: entries}); err != nil {
 		return fmt.Errorf("index the manifests' trees: %w", err)

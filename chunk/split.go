@@ -83,7 +83,11 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	// Every goroutine is done with the hasher: the next file reuses it
+	// (a BLAKE3 hasher is some 10 KB, and a node has many small files).
+	defer hashers.Put(s.sum.h)
+	if err != nil {
 		return File{}, err
 	}
 
@@ -251,8 +255,17 @@ type fileSum struct {
 	pos int64   // bytes hashed; owned by the head's goroutine
 }
 
+// hashers recycles the whole-file hashers of Split.
+var hashers sync.Pool
+
 func newFileSum(r io.ReaderAt, size, segment int64, nseg int) *fileSum {
-	return &fileSum{r: r, size: size, segment: segment, nseg: nseg, done: make([]bool, nseg), h: NewHasher()}
+	h, _ := hashers.Get().(*Hasher)
+	if h == nil {
+		h = NewHasher()
+	} else {
+		h.Reset()
+	}
+	return &fileSum{r: r, size: size, segment: segment, nseg: nseg, done: make([]bool, nseg), h: h}
 }
 
 // isHead reports whether segment k is the head. Once true it stays true until k's goroutine calls finish.
