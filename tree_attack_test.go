@@ -920,7 +920,7 @@ func TestTreeAttackForgedTrees(t *testing.T) {
 			l := leaf(t, "a", "u", []manifest.File{forgedFileIn("u", "nb-1-big-Data.db", 0o644, 10)})
 			return forgedTable{Files: 1, Bytes: 10, Root: refOf(l)}, [][]byte{l}
 		}},
-		{"file parts with other metadata", "repeated with other metadata", func(t *testing.T) (forgedTable, [][]byte) {
+		{"file parts with other metadata", "repeated", func(t *testing.T) (forgedTable, [][]byte) {
 			l1, l2 := leaf(t, "a", "t", []manifest.File{f1}), leaf(t, "a", "t", []manifest.File{f1b})
 			in := gz(t, forgedInner{Format: manifest.FormatVersion, Children: []chunk.Ref{refOf(l1), refOf(l2)}})
 			return forgedTable{Files: 1, Bytes: 20, Height: 1, Root: refOf(in)}, [][]byte{l1, l2, in}
