@@ -311,8 +311,11 @@ func (v *validation) locate() {
 	seen := map[chunk.ID]bool{}
 	for i, f := range v.files {
 		v.locateFile(f, copies, seen, func(p *gc.PackState) {
-			if !slices.Contains(v.used[p.ID], i) {
-				v.used[p.ID] = append(v.used[p.ID], i)
+			// Files are located in order, so a file already listed for
+			// the pack is its last (a pack of small files serves
+			// thousands: searching the whole list was quadratic).
+			if u := v.used[p.ID]; len(u) == 0 || u[len(u)-1] != i {
+				v.used[p.ID] = append(u, i)
 			}
 			if v.good.PackSize(p.ID) < 0 {
 				v.good.Add(index.PackRecord{ID: p.ID, Size: p.Size, Entries: p.Entries})
