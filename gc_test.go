@@ -153,9 +153,12 @@ func TestSharedChunkSurvivesOtherHostPurge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One pack deleted: the one of a's manifests' trees; b shares every chunk.
-	if len(res.Manifests) == 0 || res.GC.Deleted != 1 {
-		t.Errorf("purged %d manifests of a and deleted %d packs; want >0 and 1 (a's manifest trees; b shares every chunk)", len(res.Manifests), res.GC.Deleted)
+	// At least the pack of a's manifests' trees is deleted (its leaves name
+	// host a); b shares the data chunks, though under load b's writer may
+	// store a copy of its own of one and a's pack then goes too (seen: 2 in
+	// 25 runs beside the whole suite). What must hold is that b restores.
+	if len(res.Manifests) == 0 || res.GC.Deleted < 1 {
+		t.Errorf("purged %d manifests of a and deleted %d packs; want >0 and at least 1 (a's manifest trees)", len(res.Manifests), res.GC.Deleted)
 	}
 	if kss, _ := manifest.Keyspaces(ctx, r.Store, "b"); len(kss) == 0 {
 		t.Fatal("host b lost its manifests")
