@@ -163,10 +163,12 @@ func TestSharedChunkSurvivesOtherHostPurge(t *testing.T) {
 	if kss, _ := manifest.Keyspaces(ctx, r.Store, "b"); len(kss) == 0 {
 		t.Fatal("host b lost its manifests")
 	}
-	for _, n := range sb.Manifests {
-		if strings.Contains(n, "-ks_app-") {
-			restoreAndCompare(t, r, n, data, ksFiles(node.LiveFiles, "ks_app"))
+	for _, n := range sb.Manifests { // every keyspace: a pack deleted wrongly fails one
+		_, ks, _, err := manifest.ParseBackupName(n)
+		if err != nil {
+			t.Fatal(err)
 		}
+		restoreAndCompare(t, r, n, data, ksFiles(node.LiveFiles, ks))
 	}
 }
 
