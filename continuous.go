@@ -511,11 +511,33 @@ func (c *continuous) commit(ctx context.Context) error {
 	at := c.opts.Now()
 	var ms []*manifest.Manifest
 	for _, ks := range slices.Sorted(maps.Keys(c.dirty)) {
-		tables := map[tableKey][]manifest.File{}
+		// Each table's SSTables in the order of their first files, and
+		// their files in one slice of the exact size: the table is then
+		// in order as a manifest needs it but where SSTables' paths
+		// interleave (newManifest sorts what is not).
+		groups := map[tableKey][]*liveSST{}
 		for _, s := range c.live {
 			if s.ks == ks {
-				tables[s.table] = append(tables[s.table], s.files...)
+				groups[s.table] = append(groups[s.table], s)
 			}
+		}
+		tables := map[tableKey][]manifest.File{}
+		for k, g := range groups {
+			slices.SortFunc(g, func(a, b *liveSST) int {
+				if len(a.files) == 0 || len(b.files) == 0 {
+					return cmp.Compare(len(a.files), len(b.files))
+				}
+				return cmp.Or(strings.Compare(a.files[0].Path, b.files[0].Path), strings.Compare(a.files[0].Root, b.files[0].Root))
+			})
+			n := 0
+			for _, s := range g {
+				n += len(s.files)
+			}
+			files := make([]manifest.File, 0, n)
+			for _, s := range g {
+				files = append(files, s.files...)
+			}
+			tables[k] = files
 		}
 		ms = append(ms, c.b.newManifest(ks, at, tables))
 	}

@@ -127,7 +127,12 @@ var (
 func (m *Manifest) Sort() {
 	slices.SortFunc(m.Tables, compareTables)
 	for i := range m.Tables {
-		slices.SortFunc(m.Tables[i].Files, compareFiles)
+		// Files usually come in order (a continuous commit concatenates
+		// its SSTables in order): checking costs a pass, sorting 800,000
+		// records of 184 bytes most of a second.
+		if !slices.IsSortedFunc(m.Tables[i].Files, compareFiles) {
+			slices.SortFunc(m.Tables[i].Files, compareFiles)
+		}
 	}
 }
 
