@@ -733,7 +733,10 @@ func TestStreamAttackWideLevel(t *testing.T) {
 			if src.asked > 3*(len(mc)+leafBatch) {
 				t.Errorf("the readers asked for %d nodes; want at most the %d inner nodes and a batch, three times", src.asked, len(mc))
 			}
-			if d := time.Since(start); d > 3*time.Second {
+			// The request count above is the bound; the time only catches
+			// a walk gone wild (under -race on a loaded machine a level
+			// of 2^20 references takes seconds to build).
+			if d := time.Since(start); d > time.Minute {
 				t.Errorf("refusing it took %v", d)
 			}
 		})
@@ -1197,7 +1200,7 @@ func TestStreamAttackRepeatedSmallLeafAmplifies(t *testing.T) {
 	start := time.Now()
 	most := 0
 	err = m.EachFile(t.Context(), src, 0, nil, func(f *File) error { most = max(most, len(f.Chunks)); return nil })
-	if d := time.Since(start); err == nil || most > 1 || d > time.Second {
+	if d := time.Since(start); err == nil || most > 1 || src.asked > 2*leafBatch || d > time.Minute {
 		t.Errorf("EachFile of a forged tree of 3 nodes: %v after %v, %d fetches, handing on a file of %d chunks; want it refused at once", err, d, src.asked, most)
 	}
 }
