@@ -814,34 +814,39 @@ func TestStreamAttackCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := atkCtxChunks{mc}
-	ctx, cancel := context.WithCancel(t.Context())
-	calls, after := 0, 0
-	err = h.EachFile(ctx, src, 0, nil, func(*File) error {
-		if calls++; calls == 100 {
+	// A source that checks the context, and one that does not (the node
+	// cache serves nodes from disk without looking at it).
+	for name, src := range map[string]Chunks{"checks ctx": atkCtxChunks{mc}, "ignores ctx": mc} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			calls, after := 0, 0
+			err = h.EachFile(ctx, src, 0, nil, func(*File) error {
+				if calls++; calls == 100 {
+					cancel()
+				} else if calls > 100 {
+					after++
+				}
+				return nil
+			})
+			if !errors.Is(err, context.Canceled) || after > leafBatch*leafBatch*2 {
+				t.Errorf("EachFile cancelled at file 100: %v, %d files later", err, after)
+			}
+			ctx, cancel = context.WithCancel(t.Context())
+			calls = 0
+			err = NewWalker().Walk(ctx, obj, src, func(chunk.ID) error {
+				if calls++; calls == 1000 {
+					cancel()
+				}
+				return nil
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Walk cancelled at chunk 1000: %v, after %d chunks", err, calls)
+			}
 			cancel()
-		} else if calls > 100 {
-			after++
-		}
-		return nil
-	})
-	if !errors.Is(err, context.Canceled) || after > leafBatch*leafBatch*2 {
-		t.Errorf("EachFile cancelled at file 100: %v, %d files later", err, after)
-	}
-	ctx, cancel = context.WithCancel(t.Context())
-	calls = 0
-	err = NewWalker().Walk(ctx, obj, src, func(chunk.ID) error {
-		if calls++; calls == 1000 {
-			cancel()
-		}
-		return nil
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("Walk cancelled at chunk 1000: %v", err)
-	}
-	cancel()
-	if _, err := Read(ctx, obj, src); !errors.Is(err, context.Canceled) {
-		t.Errorf("Read with a cancelled context: %v", err)
+			if _, err := Read(ctx, obj, src); !errors.Is(err, context.Canceled) {
+				t.Errorf("Read with a cancelled context: %v", err)
+			}
+		})
 	}
 }
 
@@ -1202,41 +1207,6 @@ func TestStreamAttackRepeatedSmallLeafAmplifies(t *testing.T) {
 	err = m.EachFile(t.Context(), src, 0, nil, func(f *File) error { most = max(most, len(f.Chunks)); return nil })
 	if d := time.Since(start); err == nil || most > 1 || src.asked > 2*leafBatch || d > time.Minute {
 		t.Errorf("EachFile of a forged tree of 3 nodes: %v after %v, %d fetches, handing on a file of %d chunks; want it refused at once", err, d, src.asked, most)
-	}
-}
-
-// A walk stops when its context ends, even through a source that does not
-// look at the context (the node cache serves nodes from disk).
-func TestStreamAttackCancelCachedSource(t *testing.T) {
-	m := treeManifest(10_000, atkTime)
-	obj, mc := atkEncode(t, m)
-	h, _, err := decodeRoot(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	calls, after := 0, 0
-	err = h.EachFile(ctx, mc, 0, nil, func(*File) error {
-		if calls++; calls == 100 {
-			cancel()
-		} else if calls > 100 {
-			after++
-		}
-		return nil
-	})
-	if !errors.Is(err, context.Canceled) || after > leafBatch*leafBatch*2 {
-		t.Errorf("EachFile cancelled at file 100: %v, %d files later", err, after)
-	}
-	ctx, cancel = context.WithCancel(t.Context())
-	calls = 0
-	err = NewWalker().Walk(ctx, obj, mc, func(chunk.ID) error {
-		if calls++; calls == 1000 {
-			cancel()
-		}
-		return nil
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("Walk cancelled at chunk 1000: %v, after %d chunks", err, calls)
 	}
 }
 
