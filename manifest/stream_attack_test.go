@@ -118,6 +118,22 @@ func atkForge(t testing.TB, mc memChunks, files int, bytes int64, leaves ...chun
 	return atkObject(t, rootTable{Files: files, Bytes: bytes, Height: h, Root: root})
 }
 
+// atkEachFilePeak walks table 0 of the tree g serves with EachFile and
+// returns the most it held live, sampled every so many files and at each
+// fetch, and the bytes of files it handed on (atkPeak).
+func atkEachFilePeak(t testing.TB, g *atkGenerated, obj []byte, every int) (peak uint64, decoded int64) {
+	t.Helper()
+	m, _, err := decodeRoot(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return atkPeak(t, every, func(fn func(*File) error, sample func()) error {
+		g.sample = sample
+		defer func() { g.sample = nil }()
+		return m.EachFile(t.Context(), g, 0, nil, fn)
+	})
+}
+
 // atkEncode encodes m into an object and a store of its nodes.
 func atkEncode(t testing.TB, m *Manifest) ([]byte, memChunks) {
 	t.Helper()
@@ -953,16 +969,8 @@ func TestStreamAttackStreamsLargeTable(t *testing.T) {
 		t.Skip("walks 120 MiB of files")
 	}
 	g, obj := atkMemTree(t, 40, 64, 120<<20)
-	m, _, err := decodeRoot(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
 	every := leafBatch * 64 // the last file of each batch, when its every leaf is decoded
-	peak, decoded := atkPeak(t, every, func(fn func(*File) error, sample func()) error {
-		g.sample = sample
-		defer func() { g.sample = nil }()
-		return m.EachFile(t.Context(), g, 0, nil, fn)
-	})
+	peak, decoded := atkEachFilePeak(t, g, obj, every)
 	t.Logf("EachFile: %d MiB of files, at most %d MiB live", decoded>>20, peak>>20)
 	if decoded < 120<<20 || peak > 30<<20 {
 		t.Errorf("EachFile of %d MiB of files held %d MiB; want over 120 MiB of files, at most 30 MiB held", decoded>>20, peak>>20)
@@ -1219,15 +1227,7 @@ func TestStreamAttackStreamsLargeFiles(t *testing.T) {
 	for _, c := range []struct{ chunks, perLeaf int }{{1000, 8}, {maxLeafRefs, 1}} {
 		t.Run(fmt.Sprintf("%d files of %d chunks a leaf", c.perLeaf, c.chunks), func(t *testing.T) {
 			g, obj := atkMemTree(t, c.chunks, c.perLeaf, 120<<20)
-			m, _, err := decodeRoot(obj)
-			if err != nil {
-				t.Fatal(err)
-			}
-			peak, decoded := atkPeak(t, leafBatch*c.perLeaf, func(fn func(*File) error, sample func()) error {
-				g.sample = sample
-				defer func() { g.sample = nil }()
-				return m.EachFile(t.Context(), g, 0, nil, fn)
-			})
+			peak, decoded := atkEachFilePeak(t, g, obj, leafBatch*c.perLeaf)
 			if decoded < 120<<20 || peak > 30<<20 {
 				t.Errorf("EachFile of %d MiB of files held %d MiB; want over 120 MiB of files, at most 30 MiB held", decoded>>20, peak>>20)
 			}
@@ -1242,15 +1242,7 @@ func TestStreamAttackForgedLargeLeaves(t *testing.T) {
 		t.Skip("builds 250 MiB of files")
 	}
 	g, obj := atkMemTree(t, 110_000, 1, 250<<20)
-	m, _, err := decodeRoot(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peak, decoded := atkPeak(t, 1, func(fn func(*File) error, sample func()) error {
-		g.sample = sample
-		defer func() { g.sample = nil }()
-		return m.EachFile(t.Context(), g, 0, nil, fn)
-	})
+	peak, decoded := atkEachFilePeak(t, g, obj, 1)
 	if peak > 64<<20 {
 		t.Errorf("EachFile of %d leaves of %d MiB of files held %d MiB; want at most 64 MiB", len(g.leafOf), decoded>>20, peak>>20)
 	}
