@@ -207,10 +207,18 @@ type provRecs struct {
 const provBlock = 1 << 16
 
 func (p *provRecs) add(r provRec) {
-	if p.n%provBlock == 0 {
+	switch {
+	case p.n%provBlock == 0 && p.n > 0:
 		p.blocks = append(p.blocks, make([]provRec, 0, provBlock))
+	case p.n == 0:
+		// The first block grows by doubling (a small store's purge
+		// would otherwise clear a 3 MB block for a few packs).
+		p.blocks = [][]provRec{make([]provRec, 0, 64)}
 	}
 	b := &p.blocks[len(p.blocks)-1]
+	if len(*b) == cap(*b) {
+		*b = append(make([]provRec, 0, min(2*cap(*b), provBlock)), *b...)
+	}
 	*b = append(*b, r)
 	p.n++
 }
