@@ -46,6 +46,9 @@ type Repo struct {
 	// the same numbers in every run of a schedule (its trees' IDs depend
 	// on them).
 	inode func(uint64) uint64
+	// compactAt, if set, is how many small index files of its host a
+	// writer lets be before it compacts them (index.WriterOptions).
+	compactAt int
 }
 
 // goSpawn runs fn in a goroutine.

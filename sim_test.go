@@ -595,6 +595,9 @@ func (s *simRun) open(ctx context.Context, p *simProc) (*Repo, error) {
 			}
 		}
 	}
+	// Writers compact their index files after every few commits, so that
+	// schedules meet index files deleted under readers and purges.
+	r.compactAt = 2
 	r.inode = func(ino uint64) uint64 {
 		s.mu.Lock()
 		defer s.mu.Unlock()

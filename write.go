@@ -115,7 +115,7 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 	if err := b.loadPrevious(ctx, keyspaces, prevAt, opts.Threads); err != nil {
 		return nil, b.abort(ctx, err)
 	}
-	b.w, err = index.NewWriter(ctx, r.Store, b.idx, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host), CacheDir: r.CacheDir})
+	b.w, err = index.NewWriter(ctx, r.Store, b.idx, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host), CacheDir: r.CacheDir, CompactAt: r.compactAt})
 	if err != nil {
 		return nil, b.abort(ctx, err)
 	}
@@ -468,7 +468,20 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 		b.r.Log.Info("backup committed", "backup", n)
 	}
 	b.cacheNodes(ms, names)
+	b.compact(ctx)
 	return names, errors.Join(errs...)
+}
+
+// compact merges the host's small index files when there are many
+// (index.Writer.Compact); a failure only costs later readers time.
+func (b *backupRun) compact(ctx context.Context) {
+	cs, err := b.w.Compact(ctx)
+	if err != nil {
+		b.r.Log.Warn("index files not compacted; the next commit tries again", "err", err)
+	}
+	if cs.Merged > 0 {
+		b.r.Log.Debug("index files compacted", "merged", cs.Merged, "written", cs.Written)
+	}
 }
 
 // cacheNodes makes the trees of the committed manifests the live ones of

@@ -310,7 +310,7 @@ func TestWriteIndexSplits(t *testing.T) {
 		return p
 	}
 	packs := []PackRecord{mkpack(1, splitEntries/2), mkpack(2, splitEntries/2), mkpack(3, 1), mkpack(4, splitEntries+1), mkpack(5, 1)}
-	if err := w.writeIndex(t.Context(), packs); err != nil {
+	if _, err := w.writeIndex(t.Context(), packs); err != nil {
 		t.Fatal(err)
 	}
 	var files []int

@@ -61,6 +61,9 @@ type Index struct {
 	// loaded index file (lazy.go), sorted like the sorted entries.
 	found  map[chunk.ID][]entry
 	loaded map[string]bool // index keys already merged
+	// entries counts the entries of each index file merged whole or
+	// written by this process (a Writer compacts its host's by it).
+	entries map[string]int
 	files  []string        // index keys merged, in order (packInfo.from)
 	// excluded packs are condemned: their chunks are not "known", so a
 	// writer uploads such a chunk again rather than reference a pack the
@@ -76,7 +79,7 @@ type Index struct {
 
 // New returns an empty Index.
 func New() *Index {
-	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, found: map[chunk.ID][]entry{}, loaded: map[string]bool{}, excluded: map[uint32]bool{}, avoided: map[uint32]bool{}}
+	return &Index{packOrd: map[chunk.ID]uint32{}, added: map[chunk.ID]entry{}, found: map[chunk.ID][]entry{}, loaded: map[string]bool{}, entries: map[string]int{}, excluded: map[uint32]bool{}, avoided: map[uint32]bool{}}
 }
 
 // Len returns the number of known chunks.
@@ -273,6 +276,7 @@ func (x *Index) merge(key string, packs []PackRecord) (disputed []PackRecord) {
 	for _, p := range packs {
 		add += len(p.Entries)
 	}
+	x.entries[key] = add
 	x.pending = slices.Grow(x.pending, add)
 	for _, p := range packs {
 		o := x.packOrdinal(p.ID, p.Size, from)

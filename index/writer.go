@@ -38,13 +38,15 @@ import (
 // After a crash, the journal lets the next Writer index the packs that were
 // uploaded but not yet indexed, so they are not uploaded again.
 type Writer struct {
-	st       remote.Store
-	idx      *Index
-	host     string
-	packLen  int
-	journal  string
-	spoolDir string
-	cacheDir string
+	st        remote.Store
+	idx       *Index
+	host      string
+	packLen   int
+	journal   string
+	spoolDir  string
+	cacheDir  string
+	compactAt int
+	compactMu sync.Mutex
 
 	mu       sync.Mutex
 	claimed  map[chunk.ID]struct{} // in an open or uploading pack
@@ -77,6 +79,9 @@ type WriterOptions struct {
 	// index file written is cached there too, so the next Load of this
 	// host need not fetch it.
 	CacheDir string
+	// CompactAt is how many small index files of its host Compact lets
+	// be before it merges some (CompactAt, default 16; tests lower it).
+	CompactAt int
 }
 
 // NewWriter returns a Writer adding to st and idx. If opts.Journal names a
@@ -91,7 +96,7 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 		opts.SpoolDir = filepath.Dir(opts.Journal)
 	}
 	w := &Writer{
-		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal, spoolDir: opts.SpoolDir, cacheDir: opts.CacheDir,
+		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal, spoolDir: opts.SpoolDir, cacheDir: opts.CacheDir, compactAt: opts.CompactAt,
 		claimed: map[chunk.ID]struct{}{}, verified: map[chunk.ID]bool{},
 	}
 	if err := w.recover(ctx); err != nil {
@@ -374,7 +379,7 @@ func (w *Writer) Sync(ctx context.Context) error {
 	if len(pending) == 0 {
 		return nil
 	}
-	if err := w.writeIndex(ctx, pending); err != nil {
+	if _, err := w.writeIndex(ctx, pending); err != nil {
 		return err
 	}
 	w.mu.Lock()
@@ -386,37 +391,44 @@ func (w *Writer) Sync(ctx context.Context) error {
 
 // writeIndex writes index files naming packs: one, unless they hold more
 // than splitEntries entries, so that no index file comes near the
-// MaxFileSize readers accept.
-func (w *Writer) writeIndex(ctx context.Context, packs []PackRecord) error {
+// MaxFileSize readers accept. It returns their keys.
+func (w *Writer) writeIndex(ctx context.Context, packs []PackRecord) (keys []string, err error) {
 	for len(packs) > 0 {
 		n, entries := 1, len(packs[0].Entries)
 		for n < len(packs) && entries+len(packs[n].Entries) <= splitEntries {
 			entries += len(packs[n].Entries)
 			n++
 		}
-		if err := w.writeIndexFile(ctx, packs[:n]); err != nil {
-			return err
+		key, err := w.writeIndexFile(ctx, packs[:n])
+		if err != nil {
+			return keys, err
 		}
+		keys = append(keys, key)
 		packs = packs[n:]
 	}
-	return nil
+	return keys, nil
 }
 
-func (w *Writer) writeIndexFile(ctx context.Context, packs []PackRecord) error {
+func (w *Writer) writeIndexFile(ctx context.Context, packs []PackRecord) (string, error) {
 	b, sum := EncodeFile(packs)
 	key := Key(w.host, sum)
 	if err := w.st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-		return fmt.Errorf("write index file: %w", err)
+		return "", fmt.Errorf("write index file: %w", err)
 	}
 	if cache := openCache(w.cacheDir); cache != nil {
 		writeCache(cache, key, b)
 		cache.Close()
 	}
+	n := 0
+	for _, p := range packs {
+		n += len(p.Entries)
+	}
 	w.idx.mu.Lock()
 	w.idx.loaded[key] = true
+	w.idx.entries[key] = n
 	w.idx.mu.Unlock()
 	w.stats.IndexFiles.Add(1)
-	return nil
+	return key, nil
 }
 
 // The journal is a local file of records, each an index file body for one
@@ -515,7 +527,7 @@ func (w *Writer) recover(ctx context.Context) error {
 		w.idx.Add(r)
 	}
 	if len(recs) > 0 {
-		if err := w.writeIndex(ctx, recs); err != nil {
+		if _, err := w.writeIndex(ctx, recs); err != nil {
 			return err
 		}
 	}
