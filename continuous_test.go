@@ -16,6 +16,7 @@ import (
 	"github.com/cassback/cassback/internal/nodegen"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
+	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/watch"
 )
 
@@ -302,4 +303,95 @@ func TestContinuousIgnoreExisting(t *testing.T) {
 	if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
 		t.Errorf("validate: %v %+v", err, rep.Problems)
 	}
+}
+
+// A continuous backup writes an index file a commit; its writer compacts
+// them, so after 40 flushes committed one by one the host has at most
+// CompactAt (16) index files, not 40, and the latest backup still
+// restores the live files byte for byte and validates.
+func TestContinuousCompactsIndexFiles(t *testing.T) {
+	ctx := t.Context()
+	data := filepath.Join(t.TempDir(), "data")
+	node, err := nodegen.Generate(data, nodegen.Config{Seed: 34, TotalBytes: 1 << 20,
+		Keyspaces: []nodegen.KeyspaceSpec{{Name: "ks", Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	var st ContinuousStats
+	go func() {
+		var err error
+		st, err = r.Continuous(ctx, stop, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: "n"},
+			ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 10 * time.Millisecond}})
+		done <- err
+	}()
+	// Each flush waits for a commit that names it, so each makes an
+	// index file of its own.
+	for i := range 40 {
+		s, err := node.Flush("ks", "t", int64(8<<10+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 20*time.Second, func() bool { return latestNames(t, r, "n", "ks", s.Prefix+"-Data.db") })
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	if err := r.Store.List(ctx, "index/n/", func(remote.Info) error { files++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if st.Manifests < 40 {
+		t.Fatalf("%d manifests written; the test needs one a flush", st.Manifests)
+	}
+	if files > 16 {
+		t.Errorf("%d index files after %d commits; the writer should keep at most 16", files, st.Manifests)
+	}
+	ms, err := Select(ctx, r.Store, "n", "", []string{"ks"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "r")
+	if _, err := r.Restore(ctx, ms, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+		t.Fatal(err)
+	}
+	want := snapshotLive(t, node, []string{"ks"})
+	if got := treeHashes(t, dst); !maps.Equal(got, want) {
+		t.Errorf("restored %d files, want the %d live ones byte for byte", len(got), len(want))
+	}
+	if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
+		t.Errorf("validate: %v %+v %v", err, rep.Problems, rep.BadIndex)
+	}
+	t.Logf("%d manifests, %d index files left", st.Manifests, files)
+}
+
+// waitFor polls cond until it holds or limit passes.
+func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(limit); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("condition not met within %v", limit)
+		}
+	}
+}
+
+// latestNames reports whether the latest committed backup of the
+// keyspace names the file.
+func latestNames(t *testing.T, r *Repo, host, ks, path string) bool {
+	t.Helper()
+	ms, err := Select(t.Context(), r.Store, host, "", []string{ks}, time.Now())
+	if err != nil || len(ms) == 0 {
+		return false
+	}
+	for _, tb := range readWhole(t, r.Store, ms)[0].Tables {
+		for _, f := range tb.Files {
+			if f.Path == path {
+				return true
+			}
+		}
+	}
+	return false
 }
