@@ -1,10 +1,12 @@
 package index
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math/bits"
+	"os"
 	"slices"
 	"strings"
 
@@ -15,16 +17,20 @@ import (
 // A writer keeps its host's index files few (design §1.4, "Compaction"):
 // continuous backup writes one a commit, thousands a day, and every
 // reader lists them and every backup probes each one's head. A file of
-// fewer than compactFull entries is small; when the host has more than
-// CompactAt small files that this writer knows of (those its Load read
-// whole and those it wrote), Compact merges all but the CompactAt/2
-// largest into new files, then deletes them. The merged files name
-// exactly the packs the old ones named: compaction changes where the
-// index says things, never what it says, so a purge or reader that meets
-// an old file deleted under it loses nothing (it lists again, or judges
-// the packs from their headers as orphans).
+// fewer than compactFull entries is small, and in tier ⌊log₄ entries⌋ (as
+// Cassandra's size-tiered compaction sorts SSTables). When the host has
+// more than CompactAt small files that this writer knows of (those its
+// Load read whole and those it wrote), Compact merges each tier that holds
+// four of them or more into new files, lowest tier first, then deletes
+// them: at most 3 small files a tier stay, 27 in all, and an entry is
+// rewritten once a tier it climbs. The merged files name exactly the
+// packs the old ones named: compaction changes where the index says
+// things, never what it says, so a purge or reader that meets an old file
+// deleted under it loses nothing (it lists again, or judges the packs
+// from their headers as orphans).
 const (
 	defaultCompactAt = 16
+	compactFanIn     = 4
 	compactFull      = splitEntries / 2
 )
 
@@ -34,12 +40,22 @@ type CompactStats struct {
 	Written int // new index files
 }
 
-// Compact merges the host's small index files when there are more than
-// CompactAt of them (see above). It writes the new files before it
-// deletes any old one, and deletes only files whose every pack the new
-// ones name. A file that is gone or damaged (a purge merged or rewrote it
-// meanwhile, or repair-index will deal with it) stops this compaction
-// with nothing deleted; the next one tries again.
+// compactFile is a small index file of the writer's host.
+type compactFile struct {
+	key string
+	n   int // entries
+}
+
+// tier is the file's size tier: ⌊log₄ n⌋.
+func (f compactFile) tier() int { return (bits.Len(uint(max(f.n, 1))) - 1) / 2 }
+
+// Compact merges the host's small index files by tier when there are
+// more than CompactAt of them (see above). It writes a tier's new files
+// before it deletes any of the tier's old ones, and deletes only files
+// whose every pack the new ones name. A file that is gone or damaged (a
+// purge merged or rewrote it meanwhile, or repair-index will deal with
+// it) stops the compaction with its tier's files left; the next one tries
+// again.
 func (w *Writer) Compact(ctx context.Context) (CompactStats, error) {
 	var cs CompactStats
 	if w.host == "" {
@@ -52,42 +68,76 @@ func (w *Writer) Compact(ctx context.Context) (CompactStats, error) {
 		at = defaultCompactAt
 	}
 	at = max(at, 2)
-	type file struct {
-		key string
-		n   int
-	}
-	prefix := "index/" + w.host + "/"
-	var small []file
-	w.idx.mu.RLock()
-	for k, n := range w.idx.entries {
-		if strings.HasPrefix(k, prefix) && n < compactFull {
-			small = append(small, file{k, n})
-		}
-	}
-	w.idx.mu.RUnlock()
+	fanIn := min(compactFanIn, at)
+	small := w.smallFiles()
 	if len(small) <= at {
 		return cs, nil
 	}
-	slices.SortFunc(small, func(a, b file) int { return cmp.Or(cmp.Compare(a.n, b.n), strings.Compare(a.key, b.key)) })
-	small = small[:len(small)-at/2]
-
 	cache := openCache(w.cacheDir)
 	if cache != nil {
 		defer cache.Close()
 	}
+	for {
+		group := lowestFullTier(small, fanIn)
+		if group == nil {
+			return cs, nil
+		}
+		done, err := w.mergeFiles(ctx, cache, group, &cs)
+		if err != nil || !done {
+			return cs, err
+		}
+		small = w.smallFiles()
+	}
+}
+
+// smallFiles returns the small index files of the writer's host it knows
+// of, by key.
+func (w *Writer) smallFiles() []compactFile {
+	prefix := "index/" + w.host + "/"
+	var small []compactFile
+	w.idx.mu.RLock()
+	for k, n := range w.idx.entries {
+		if strings.HasPrefix(k, prefix) && n < compactFull {
+			small = append(small, compactFile{k, n})
+		}
+	}
+	w.idx.mu.RUnlock()
+	slices.SortFunc(small, func(a, b compactFile) int { return strings.Compare(a.key, b.key) })
+	return small
+}
+
+// lowestFullTier returns the files of the lowest tier that holds fanIn
+// files or more, or nil.
+func lowestFullTier(small []compactFile, fanIn int) []compactFile {
+	byTier := map[int][]compactFile{}
+	for _, f := range small {
+		byTier[f.tier()] = append(byTier[f.tier()], f)
+	}
+	for _, t := range slices.Sorted(maps.Keys(byTier)) {
+		if len(byTier[t]) >= fanIn {
+			return byTier[t]
+		}
+	}
+	return nil
+}
+
+// mergeFiles writes the packs of files as new index files, then deletes
+// files. It returns false, having deleted nothing, if one of them is gone
+// or damaged.
+func (w *Writer) mergeFiles(ctx context.Context, cache *os.Root, files []compactFile, cs *CompactStats) (bool, error) {
 	seen := map[chunk.ID]bool{}
 	var recs []PackRecord
-	for _, f := range small {
+	for _, f := range files {
 		packs, _, err := readIndexFile(ctx, w.st, cache, remote.Info{Key: f.key, Size: fileSize(f.n)})
 		if isNotExist(err) {
 			w.forgetFile(f.key)
-			return cs, nil
+			return false, nil
 		}
 		if errors.Is(err, ErrDamaged) {
-			return cs, nil
+			return false, nil
 		}
 		if err != nil {
-			return cs, fmt.Errorf("compact index files: %w", err)
+			return false, fmt.Errorf("compact index files: %w", err)
 		}
 		for _, p := range packs {
 			if !seen[p.ID] {
@@ -97,22 +147,22 @@ func (w *Writer) Compact(ctx context.Context) (CompactStats, error) {
 		}
 	}
 	keys, err := w.writeIndex(ctx, recs)
-	cs.Written = len(keys)
+	cs.Written += len(keys)
 	if err != nil {
-		return cs, fmt.Errorf("compact index files: %w", err)
+		return false, fmt.Errorf("compact index files: %w", err)
 	}
-	for _, f := range small {
+	for _, f := range files {
 		if slices.Contains(keys, f.key) {
 			continue
 		}
 		if err := w.st.Delete(ctx, f.key); err != nil && !isNotExist(err) {
-			return cs, fmt.Errorf("compact index files: delete %s: %w", f.key, err)
+			return false, fmt.Errorf("compact index files: delete %s: %w", f.key, err)
 		}
 		w.forgetFile(f.key)
 		removeCache(w.cacheDir, f.key)
 		cs.Merged++
 	}
-	return cs, nil
+	return true, nil
 }
 
 // forgetFile drops an index file from those Compact counts (it stays

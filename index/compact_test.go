@@ -45,8 +45,9 @@ func commitOne(t *testing.T, w *Writer, seed uint64) (chunk.ID, []byte, CompactS
 }
 
 // A writer that syncs 200 times keeps its host's index files at most
-// CompactAt (every file here is small), and a new reader of the store
-// finds every chunk in the pack it was written to.
+// CompactAt or fewer than compactFanIn a tier (every file here is small),
+// and a new reader of the store finds every chunk in the pack it was
+// written to.
 func TestCompactBoundsFilesAndKeepsEveryChunk(t *testing.T) {
 	ctx := t.Context()
 	st := remotetest.NewMemory()
@@ -69,10 +70,20 @@ func TestCompactBoundsFilesAndKeepsEveryChunk(t *testing.T) {
 		id, d, cs := commitOne(t, w, uint64(i))
 		all[id] = d
 		merged += cs.Merged
-		n := len(keysUnder(t, st, "index/h/"))
+		tiers := map[int]int{}
+		n := 0
+		if err := st.List(ctx, "index/h/", func(i remote.Info) error {
+			tiers[compactFile{n: entriesIn(i.Size)}.tier()]++
+			n++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 		most = max(most, n)
-		if n > 6 {
-			t.Fatalf("after commit %d the host has %d index files, more than CompactAt 6", i, n)
+		for tier, k := range tiers {
+			if n > 6 && k >= compactFanIn {
+				t.Fatalf("after commit %d the host has %d index files, more than CompactAt 6, %d of them in tier %d", i, n, k, tier)
+			}
 		}
 	}
 	if merged == 0 {
