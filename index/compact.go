@@ -22,8 +22,9 @@ import (
 // more than CompactAt small files that this writer knows of (those its
 // Load read whole and those it wrote), Compact merges each tier that holds
 // four of them or more into new files, lowest tier first, then deletes
-// them: at most 3 small files a tier stay, 27 in all, and an entry is
-// rewritten once a tier it climbs. The merged files name exactly the
+// them (in one request where the store deletes many at once): at most 3
+// small files a tier stay, 27 in all, and an entry is rewritten once a
+// tier it climbs. The merged files name exactly the
 // packs the old ones named: compaction changes where the index says
 // things, never what it says, so a purge or reader that meets an old file
 // deleted under it loses nothing (it lists again, or judges the packs
@@ -151,18 +152,37 @@ func (w *Writer) mergeFiles(ctx context.Context, cache *os.Root, files []compact
 	if err != nil {
 		return false, fmt.Errorf("compact index files: %w", err)
 	}
+	var old []string
 	for _, f := range files {
-		if slices.Contains(keys, f.key) {
-			continue
+		if !slices.Contains(keys, f.key) {
+			old = append(old, f.key)
 		}
-		if err := w.st.Delete(ctx, f.key); err != nil && !isNotExist(err) {
-			return false, fmt.Errorf("compact index files: delete %s: %w", f.key, err)
-		}
-		w.forgetFile(f.key)
-		removeCache(w.cacheDir, f.key)
-		cs.Merged++
 	}
+	if err := deleteKeys(ctx, w.st, old); err != nil {
+		return false, fmt.Errorf("compact index files: %w", err)
+	}
+	for _, k := range old {
+		w.forgetFile(k)
+		removeCache(w.cacheDir, k)
+	}
+	cs.Merged += len(old)
 	return true, nil
+}
+
+// deleteKeys deletes keys in one request where the store can (S3's
+// DeleteObjects), else one by one; a key already gone is not an error.
+func deleteKeys(ctx context.Context, st remote.Store, keys []string) error {
+	if bd, ok := st.(interface {
+		DeleteMany(context.Context, []string) error
+	}); ok && len(keys) > 1 {
+		return bd.DeleteMany(ctx, keys)
+	}
+	for _, k := range keys {
+		if err := st.Delete(ctx, k); err != nil && !isNotExist(err) {
+			return fmt.Errorf("delete %s: %w", k, err)
+		}
+	}
+	return nil
 }
 
 // forgetFile drops an index file from those Compact counts (it stays
