@@ -133,6 +133,7 @@ type continuous struct {
 	done      chan *item
 	ucancel   context.CancelFunc // abandons uploads when a drain times out
 	repacker  *index.Packer      // stores carried files again (recover)
+	refreshed time.Time          // when the index files were last listed
 }
 
 // add adds o's counts to st.
@@ -191,7 +192,7 @@ func (r *Repo) continuousRun(ctx context.Context, stop <-chan struct{}, opts Con
 			return st, err
 		}
 	}
-	c := &continuous{opts: opts, learned: map[string]time.Time{}, items: map[uint64]*item{}, live: map[sstKey]*liveSST{},
+	c := &continuous{opts: opts, refreshed: time.Now(), learned: map[string]time.Time{}, items: map[uint64]*item{}, live: map[sstKey]*liveSST{},
 		dirty: map[string]bool{}, keyspaces: map[string]bool{}, synced: map[string]bool{}, scanned: map[string]bool{}}
 	// Manifests up to an hour ahead of this clock count as previous ones
 	// (a clock stepped back since they were written).
@@ -551,7 +552,30 @@ func (c *continuous) commit(ctx context.Context) error {
 	c.fresh = c.fresh[:0]
 	_, c.stats.BytesNew, _, _ = c.b.chunkStats()
 	c.notePending()
+	c.refreshIndex(ctx)
 	return nil
+}
+
+// refreshIndex lists the index files again, once a session heartbeat at
+// most, and reads those written since (other hosts' by their heads):
+// writers compact their index files, so a file this backup knew of may be
+// gone, its entries in one it does not know yet, and other hosts' new
+// chunks are worth deduplicating against too. It is safe for the reason
+// the first load is (§4.2 W1): a pack a new file names is checked before
+// it is relied on, and condemned packs stay excluded. A failure only
+// costs dedup until the next try.
+func (c *continuous) refreshIndex(ctx context.Context) {
+	every := c.b.r.GC.Heartbeat
+	if every <= 0 {
+		every = 5 * time.Minute
+	}
+	if time.Since(c.refreshed) < every {
+		return
+	}
+	c.refreshed = time.Now()
+	if _, err := c.b.r.loadIndexInto(ctx, c.b.idx); err != nil {
+		c.b.r.Log.Warn("index files not listed again; the next commit tries", "err", err)
+	}
 }
 
 // notePending tells the Stats, after a commit, since when the oldest

@@ -395,3 +395,68 @@ func latestNames(t *testing.T, r *Repo, host, ks, path string) bool {
 	}
 	return false
 }
+
+// A continuous backup lists the index files again once a heartbeat, so it
+// deduplicates against chunks another host stored after it started (and
+// against the files that replace ones a writer compacted away): host b
+// flushes an SSTable that host a, an identical node, backed up after b
+// started, and uploads next to nothing of it.
+func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
+	ctx := t.Context()
+	cfg := nodegen.Config{Seed: 35, TotalBytes: 1 << 20, Keyspaces: []nodegen.KeyspaceSpec{{Name: "ks",
+		Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}, {Name: "u", Weight: 1}}}}}
+	dataA, dataB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	nodeA, err := nodegen.Generate(dataA, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeB, err := nodegen.Generate(dataB, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	rb := gcRepo(t, dir, true)
+	rb.GC.Heartbeat, rb.GC.Lease = 100*time.Millisecond, time.Minute
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	var st ContinuousStats
+	go func() {
+		var err error
+		st, err = rb.Continuous(ctx, stop, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{dataB}, Host: "b"},
+			IgnoreExisting: true, ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 10 * time.Millisecond}})
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // b's start-up: its index is read now
+	// a stores an SSTable b will have too.
+	sa, err := nodeA.Flush("ks", "t", 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := gcRepo(t, dir, false)
+	if _, err := ra.Backup(ctx, BackupOptions{DataDirs: []string{dataA}, Host: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	// A commit of b's, a heartbeat later, lists the index files again.
+	time.Sleep(200 * time.Millisecond)
+	su, err := nodeB.Flush("ks", "u", 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() bool { return latestNames(t, rb, "b", "ks", su.Prefix+"-Data.db") })
+	sb, err := nodeB.Flush("ks", "t", 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Prefix != sa.Prefix || sb.Bytes != sa.Bytes {
+		t.Fatalf("the nodes' SSTables differ: %s (%d bytes) and %s (%d)", sa.Prefix, sa.Bytes, sb.Prefix, sb.Bytes)
+	}
+	waitFor(t, 20*time.Second, func() bool { return latestNames(t, rb, "b", "ks", sb.Prefix+"-Data.db") })
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st.BytesNew > sb.Bytes/4 {
+		t.Errorf("b uploaded %d bytes for an SSTable of %d that a had stored", st.BytesNew, sb.Bytes)
+	}
+	t.Logf("b uploaded %d bytes; the SSTable has %d", st.BytesNew, sb.Bytes)
+}
