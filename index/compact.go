@@ -124,29 +124,68 @@ func lowestFullTier(small []compactFile, fanIn int) []compactFile {
 
 // mergeFiles writes the packs of files as new index files, then deletes
 // files. It returns false, having deleted nothing, if one of them is gone
-// or damaged.
+// or damaged (it is no longer counted: the next compaction goes on
+// without it).
+//
+// What it merges must name no pack a purge has swept: a merged file
+// written after a sweep's fresh mark is not one the sweep rewrites, so a
+// swept pack it named would stay in the index for good (and a check that
+// trusts the index, such as continuous backup's recover, would take it
+// for a stored copy). Two things keep swept packs out. A file no longer
+// in the store is not merged, though the writer still holds it in its
+// cache: the sweep rewrote it (or a purge or another process of the host
+// merged it). And a file naming a pack this writer excludes (condemned:
+// the writer learned of its set, which a sweep waits for; or found gone)
+// is not merged: the sweep that may delete the pack rewrites that file
+// itself. A writer whose session was revoked may still merge a file the
+// sweep is rewriting (a late file, as W1's check covers).
 func (w *Writer) mergeFiles(ctx context.Context, cache *os.Root, files []compactFile, cs *CompactStats) (bool, error) {
-	seen := map[chunk.ID]bool{}
-	var recs []PackRecord
+	read := make([][]PackRecord, 0, len(files))
 	for _, f := range files {
 		packs, _, err := readIndexFile(ctx, w.st, cache, remote.Info{Key: f.key, Size: fileSize(f.n)})
-		if isNotExist(err) {
+		if isNotExist(err) || errors.Is(err, ErrDamaged) {
 			w.forgetFile(f.key)
-			return false, nil
-		}
-		if errors.Is(err, ErrDamaged) {
 			return false, nil
 		}
 		if err != nil {
 			return false, fmt.Errorf("compact index files: %w", err)
 		}
-		for _, p := range packs {
+		read = append(read, packs)
+	}
+	// The cache holds files the store may have lost since: list them.
+	listed := map[string]bool{}
+	if err := w.st.List(ctx, "index/"+w.host+"/", func(i remote.Info) error {
+		listed[i.Key] = true
+		return nil
+	}); err != nil {
+		return false, fmt.Errorf("compact index files: %w", err)
+	}
+	for _, f := range files {
+		if !listed[f.key] {
+			w.forgetFile(f.key)
+			return false, nil
+		}
+	}
+	seen := map[chunk.ID]bool{}
+	var recs []PackRecord
+	var merged []compactFile
+	for i, f := range files {
+		if slices.ContainsFunc(read[i], func(p PackRecord) bool { return w.idx.Excluded(p.ID) }) {
+			w.forgetFile(f.key) // left for the sweep (or found stale): not counted again
+			continue
+		}
+		merged = append(merged, f)
+		for _, p := range read[i] {
 			if !seen[p.ID] {
 				seen[p.ID] = true
 				recs = append(recs, p)
 			}
 		}
 	}
+	if len(merged) < 2 {
+		return true, nil // files forgotten: the caller looks at the tiers again
+	}
+	files = merged
 	keys, err := w.writeIndex(ctx, recs)
 	cs.Written += len(keys)
 	if err != nil {
