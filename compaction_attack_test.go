@@ -9,9 +9,13 @@ package cassback
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +24,8 @@ import (
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/local"
+	"github.com/cassback/cassback/remote/remotetest"
 )
 
 // caRun is one session of continuous backup of host a driven step by step
@@ -34,9 +40,11 @@ type caRun struct {
 	pk   *index.Packer
 }
 
-func caStart(t *testing.T, r *Repo, data string) *caRun {
+func caStart(t *testing.T, r *Repo, data string) *caRun { return caStartHost(t, r, data, "a") }
+
+func caStartHost(t *testing.T, r *Repo, data, host string) *caRun {
 	t.Helper()
-	opts := ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: "a", Threads: 1}}.withDefaults()
+	opts := ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: host, Threads: 1}}.withDefaults()
 	c := &continuous{opts: opts, learned: map[string]time.Time{}, items: map[uint64]*item{}, live: map[sstKey]*liveSST{},
 		dirty: map[string]bool{}, keyspaces: map[string]bool{}, synced: map[string]bool{data: true}, scanned: map[string]bool{}}
 	var err error
@@ -116,9 +124,11 @@ func (a *caRun) end() {
 
 // purgeLatest is the operator's purge --purge-latest of host a: every
 // backup of a goes, the newest too.
-func purgeLatest(t *testing.T, r *Repo) PurgeResult {
+func purgeLatest(t *testing.T, r *Repo) PurgeResult { return purgeLatestOf(t, r, "a") }
+
+func purgeLatestOf(t *testing.T, r *Repo, host string) PurgeResult {
 	t.Helper()
-	res, err := r.Purge(t.Context(), PurgeOptions{Host: "a", Before: time.Now().Add(time.Minute), PurgeLatest: true, Holder: "p"})
+	res, err := r.Purge(t.Context(), PurgeOptions{Host: host, Before: time.Now().Add(time.Minute), PurgeLatest: true, Holder: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,4 +253,388 @@ func keysOf(t *testing.T, st remote.Store, prefix string) []string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// getHookStore runs a hook once, before the first Get of a key with a
+// prefix (then the Get goes on).
+type getHookStore struct {
+	*local.Store
+	mu     sync.Mutex
+	prefix string
+	hook   func()
+}
+
+func (h *getHookStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	h.mu.Lock()
+	f := h.hook
+	if f != nil && strings.HasPrefix(key, h.prefix) {
+		h.hook = nil
+	} else {
+		f = nil
+	}
+	h.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return h.Store.Get(ctx, key, off, n)
+}
+
+func (h *getHookStore) arm(prefix string, fn func()) {
+	h.mu.Lock()
+	h.prefix, h.hook = prefix, fn
+	h.mu.Unlock()
+}
+
+// caHookRepo opens a repo on a local store through a getHookStore, and
+// returns the bare local store too (for actors the hook must not see).
+func caHookRepo(t *testing.T) (*Repo, *getHookStore, *local.Store) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &getHookStore{Store: raw}
+	r, err := Open(t.Context(), hs, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Create: true, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.GC = noWait
+	return r, hs, raw
+}
+
+// compactor returns a writer of host (another process of it: its own
+// view, loaded now, and its own cache) on st, that compacts above 2 small
+// files.
+func compactor(t *testing.T, r *Repo, st remote.Store, host string) *index.Writer {
+	t.Helper()
+	cache := filepath.Join(t.TempDir(), "compactor-cache")
+	x := index.New()
+	if _, err := x.Load(t.Context(), st, cache); err != nil {
+		t.Fatal(err)
+	}
+	w, err := index.NewWriter(t.Context(), st, x, r.Config, index.WriterOptions{Host: host, CompactAt: 2, CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// Validate lists the index files, then reads them one by one; a writer of
+// host a compacts between the two (continuous backup does after every
+// commit). The files it merged are gone when validate gets them and the
+// merged one was not listed: validate must not report the host's backups
+// as stored in packs no index file names (exit status 1).
+func TestCompactionAttackValidateDuringCompaction(t *testing.T) {
+	ctx := t.Context()
+	r, hs, raw := caHookRepo(t)
+	r.compactAt = 100 // the backups themselves do not compact
+	var names []string
+	for i := range 3 {
+		n, err := backupOne(t, r, "a", bytes.Repeat([]byte(fmt.Sprintf("sstable %d ", i)), 2000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	w := compactor(t, r, raw, "a")
+	hs.arm("index/a/", func() {
+		cs, err := w.Compact(ctx)
+		if err != nil || cs.Merged == 0 {
+			t.Errorf("compaction under validate: %+v, %v", cs, err)
+		}
+	})
+	rep, err := r.Validate(ctx, ValidateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Backups) != len(names) {
+		t.Fatalf("validated %v, want %v", rep.Backups, names)
+	}
+	if !rep.OK() {
+		t.Errorf("BROKEN: validate fails while the store is whole: a writer's compaction deleted index files between its listing and its reads: %+v", rep.Problems)
+	}
+	// And the store is whole indeed.
+	if err := committedWhole(t, raw); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
+		t.Fatalf("validate after the compaction: %v %+v", err, rep.Problems)
+	}
+}
+
+// A writer of host a is stopped inside its compaction, after its reads
+// and its listing, before it writes the merged file — long enough that a
+// purge revokes its session and sweeps a set the writer never learned of
+// (the compactor here has no session at all: the purge ignores it as it
+// ignores a revoked one). It then writes the merged file, naming the
+// packs the sweep deleted: a stale entry, as a revoked writer's late file
+// can hold. The design says W1's check covers such entries (a writer
+// checks that a pack is stored before it deduplicates against it). But a
+// continuous backup's recover does not deduplicate: it asks the index
+// whether a carried file's chunks are still stored outside the condemned
+// packs (Index.Has), and the stale entry says yes. Host b's carried file
+// is then not stored again, b acknowledges, the sweep deletes its only
+// copy, and b's next manifest names a chunk stored nowhere.
+func TestCompactionAttackRevokedCompactorStaleEntry(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	r.compactAt = 100 // the backups do not compact: the compactor below does
+	dataB := filepath.Join(t.TempDir(), "data-b")
+
+	// Host b's continuous backup starts; then host a backs up the same
+	// SSTable (a clone), and b stores it too, unaware of a's index file,
+	// in one pack with another SSTable: two copies of its chunk, b's the
+	// one a purge keeps (its pack holds more referenced chunks).
+	b := caStartHost(t, r, dataB, "b")
+	shared := b.sst(1, "shared sstable ")
+	for i, content := range []string{"shared sstable ", "a only 1 ", "a only 2 "} {
+		if _, err := backupOne(t, r, "a", bytes.Repeat([]byte(content), 3000)); err != nil {
+			t.Fatalf("backup %d of a: %v", i, err)
+		}
+	}
+	other := b.sst(2, "b only ")
+	b.add(shared)
+	b.add(other)
+	b.commit()
+
+	// Another process of host a, with a's three index files (the shared
+	// chunk's first copy among them).
+	faulty := remotetest.NewFaulty(r.Store)
+	ca := compactor(t, r, faulty, "a")
+
+	// purge --purge-latest of host a: a's packs are condemned; b learns of
+	// the set and acknowledges it.
+	if res := purgeLatestOf(t, r, "a"); res.GC.Condemned == 0 {
+		t.Fatalf("purge of a condemned nothing: %+v", res.GC)
+	}
+	b.learn()
+	b.commit()
+	if _, err := b.c.b.sess.s.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// a's compaction stops before its write; the sweep runs.
+	reached, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	faulty.SetHook(func(op remotetest.Op, key string) error {
+		if op == remotetest.OpPut && strings.HasPrefix(key, "index/a/") {
+			once.Do(func() { close(reached); <-resume })
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { _, err := ca.Compact(ctx); done <- err }()
+	select {
+	case <-reached:
+	case err := <-done:
+		t.Fatalf("a's compaction wrote nothing: %v", err)
+	}
+	if rep := purgeNow(t, r, "nobody"); rep.Deleted == 0 {
+		t.Errorf("the sweep of a's set deleted nothing: %+v", rep)
+	}
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	faulty.SetHook(nil)
+	ph := phantomPacks(t, r.Store)
+	t.Logf("stale entries after the stopped compaction: %d", len(ph))
+
+	// b restarts: the shared SSTable is carried from b's latest manifest
+	// (the other one was compacted away by Cassandra). Then the operator
+	// purges b's backups (purge --purge-latest); b learns of the set.
+	b.end()
+	b2 := caStartHost(t, r, dataB, "b")
+	defer b2.end()
+	b2.add(shared)
+	b2.commit()
+	purgeLatestOf(t, r, "b")
+	b2.learn()
+	b2.commit() // recover: is the shared chunk stored outside the condemned packs?
+	if _, err := b2.c.b.sess.s.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	purgeNow(t, r, "nobody")
+	b2.add(b2.sst(3, "later flush "))
+	b2.commit()
+	if err := committedWhole(t, r.Store); err != nil {
+		t.Fatalf("INVARIANT BROKEN: %v", err)
+	}
+}
+
+// reqHookStore runs a hook once, before the at-th request (Get, Stat,
+// List, Put, Delete) on index files, or listing of the packs.
+type reqHookStore struct {
+	*remotetest.Memory
+	mu   sync.Mutex
+	n    int
+	at   int
+	hook func()
+}
+
+func (h *reqHookStore) before(key string) {
+	if !strings.HasPrefix(key, "index/") && key != "packs/" {
+		return
+	}
+	h.mu.Lock()
+	h.n++
+	var f func()
+	if h.n == h.at {
+		f = h.hook
+	}
+	h.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (h *reqHookStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	h.before(key)
+	return h.Memory.Get(ctx, key, off, n)
+}
+
+func (h *reqHookStore) Stat(ctx context.Context, key string) (remote.Info, error) {
+	h.before(key)
+	return h.Memory.Stat(ctx, key)
+}
+
+func (h *reqHookStore) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
+	h.before(prefix)
+	return h.Memory.List(ctx, prefix, fn)
+}
+
+func (h *reqHookStore) Put(ctx context.Context, key string, data io.Reader, size int64) error {
+	h.before(key)
+	return h.Memory.Put(ctx, key, data, size)
+}
+
+func (h *reqHookStore) Delete(ctx context.Context, key string) error {
+	h.before(key)
+	return h.Memory.Delete(ctx, key)
+}
+
+// cloneMemory copies every object of st into a new in-memory store.
+func cloneMemory(t *testing.T, st *remotetest.Memory) *remotetest.Memory {
+	t.Helper()
+	ctx := t.Context()
+	out := remotetest.NewMemory()
+	var keys []string
+	if err := st.List(ctx, "", func(i remote.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		rc, err := st.Get(ctx, k, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := out.Put(ctx, k, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// A purge removes host a's two older backups (of ten) and sweeps what
+// they alone held (their tree packs, a data pack; one data pack stays,
+// host b's backup deduplicated against it), then merges a's index files
+// (step 6: a has 8 or more), while another process of host a compacts
+// a's ten index files from its cache — before the purge's k-th request
+// on index files (or listing of the packs), for every k: between the mark's listing of
+// the index files and its reads, between its reads and its listing of
+// the packs, during the sweep's fresh mark, its pack deletions and its
+// rewrite of the files naming them, during its merge of index files. The
+// compactor has no session (the purge ignores it, as a revoked one), so
+// its merged file may name packs the sweep deleted. Whatever the
+// interleaving: no committed backup loses a chunk, and the next purge is
+// not blocked and leaves a store that validates.
+func TestCompactionAttackPurgeDuringCompactionHolds(t *testing.T) {
+	ctx := t.Context()
+	tmpl := remotetest.NewMemory()
+	r0, err := Open(ctx, tmpl, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Create: true, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r0.GC = noWait
+	r0.compactAt = 100
+	var cutoff time.Time
+	for i := range 10 {
+		data := bytes.Repeat([]byte(fmt.Sprintf("sstable of a, generation %d ", i)), 2000)
+		if _, err := backupOne(t, r0, "a", data); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if _, err := backupOne(t, r0, "b", data); err != nil { // a clone of a's first
+				t.Fatal(err)
+			}
+		}
+		if i == 1 {
+			time.Sleep(2 * time.Millisecond)
+			cutoff = time.Now()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	if n := len(keysOf(t, r0.Store, "index/a/")); n != 10 {
+		t.Fatalf("host a has %d index files, want 10", n)
+	}
+
+	requests, merged := 0, 0
+	for k := 1; ; k++ {
+		raw := cloneMemory(t, tmpl)
+		ca := compactor(t, r0, raw, "a")
+		fired := false
+		hs := &reqHookStore{Memory: raw, at: k, hook: func() {
+			fired = true
+			cs, err := ca.Compact(ctx)
+			if err != nil {
+				t.Errorf("k=%d: compaction: %v", k, err)
+			}
+			merged += cs.Merged
+		}}
+		r, err := Open(ctx, hs, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Log: quietLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.GC = noWait
+		res, err := r.Purge(ctx, PurgeOptions{Host: "a", Before: cutoff, Holder: "p"})
+		if err != nil {
+			t.Fatalf("k=%d: purge: %v", k, err)
+		}
+		if len(res.Manifests) != 2 {
+			t.Fatalf("k=%d: purge removed %v", k, res.Manifests)
+		}
+		if !fired {
+			// No compaction: the purge deletes and rewrites a's files.
+			if res.GC.Deleted == 0 || res.GC.IndexRewritten == 0 || res.GC.IndexMerged == 0 {
+				t.Fatalf("the purge alone deleted %d packs, rewrote %d index files and merged %d: the scenario misses a step", res.GC.Deleted, res.GC.IndexRewritten, res.GC.IndexMerged)
+			}
+			requests = k - 1
+			break
+		}
+		rep := purgeNow(t, r, "nobody")
+		if len(rep.Blocked) > 0 {
+			t.Fatalf("k=%d: the next purge is blocked: %v", k, rep.Blocked)
+		}
+		if err := committedWhole(t, raw); err != nil {
+			t.Fatalf("k=%d: INVARIANT BROKEN after the next purge: %v", k, err)
+		}
+		if k%3 != 0 {
+			continue // validate every third time: the test runs in bounded time
+		}
+		if v, err := r.Validate(ctx, ValidateOptions{}); err != nil || !v.OK() || len(v.Backups) != 9 {
+			t.Fatalf("k=%d: validate: %v %v %+v", k, err, v.Backups, v.Problems)
+		}
+	}
+	if merged < requests {
+		t.Fatalf("%d purges, %d index files compacted under them", requests, merged)
+	}
+	t.Logf("the purge makes %d requests on index files (and lists of packs); a compaction before each held (%d files merged away)", requests, merged)
 }
