@@ -261,13 +261,14 @@ type getHookStore struct {
 	*local.Store
 	mu     sync.Mutex
 	prefix string
+	ranged bool // only Gets at an offset past 0 (a bucket, not a head)
 	hook   func()
 }
 
 func (h *getHookStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	h.mu.Lock()
 	f := h.hook
-	if f != nil && strings.HasPrefix(key, h.prefix) {
+	if f != nil && strings.HasPrefix(key, h.prefix) && (!h.ranged || off > 0) {
 		h.hook = nil
 	} else {
 		f = nil
@@ -281,8 +282,22 @@ func (h *getHookStore) Get(ctx context.Context, key string, off, n int64) (io.Re
 
 func (h *getHookStore) arm(prefix string, fn func()) {
 	h.mu.Lock()
-	h.prefix, h.hook = prefix, fn
+	h.prefix, h.ranged, h.hook = prefix, false, fn
 	h.mu.Unlock()
+}
+
+// armBucket arms the hook for the first read of a bucket (at an offset
+// past the head) of a file under prefix.
+func (h *getHookStore) armBucket(prefix string, fn func()) {
+	h.mu.Lock()
+	h.prefix, h.ranged, h.hook = prefix, true, fn
+	h.mu.Unlock()
+}
+
+func (h *getHookStore) armed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hook != nil
 }
 
 // caHookRepo opens a repo on a local store through a getHookStore, and
@@ -637,4 +652,155 @@ func TestCompactionAttackPurgeDuringCompactionHolds(t *testing.T) {
 		t.Fatalf("%d purges, %d index files compacted under them", requests, merged)
 	}
 	t.Logf("the purge makes %d requests on index files (and lists of packs); a compaction before each held (%d files merged away)", requests, merged)
+}
+
+// Host b's backup deduplicated against host a's pack (a clone). A reader
+// of b's backup (a restore, from an empty cache) knows a's index files by
+// their heads; a writer of host a compacts them away after the reader
+// listed them and before it reads the bucket that places the shared
+// chunk. The restore must still restore the file (it finds the pack from
+// its header), and another clone's backup, whose lookup meets a file
+// compacted away the same way, must still commit a backup whose every
+// chunk is stored (uploading again is fine; naming a gone pack is not).
+func TestCompactionAttackLazyHeadCompactedAwayHolds(t *testing.T) {
+	ctx := t.Context()
+	shared := bytes.Repeat([]byte("a cloned node's sstable "), 3000)
+	// setup: a backs up the shared SSTable and two others (three small
+	// index files), b deduplicates against a's pack; the hook, on the
+	// first bucket read of a's files, compacts them.
+	setup := func() (*Repo, *getHookStore, *local.Store, string) {
+		r, hs, raw := caHookRepo(t)
+		r.compactAt = 100
+		for i := range 3 {
+			data := shared
+			if i > 0 {
+				data = bytes.Repeat([]byte(fmt.Sprintf("a only %d ", i)), 3000)
+			}
+			if _, err := backupOne(t, r, "a", data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nameB, err := backupOne(t, r, "b", shared)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(keysOf(t, raw, "index/b/")); n != 1 {
+			t.Fatalf("host b has %d index files", n)
+		}
+		before := keysOf(t, raw, "index/a/")
+		hs.armBucket("index/a/", func() {
+			cs, err := compactor(t, r, raw, "a").Compact(ctx)
+			if err != nil || cs.Merged != len(before) {
+				t.Errorf("a's compaction: %+v, %v; want all %d files merged", cs, err, len(before))
+			}
+		})
+		return r, hs, raw, nameB
+	}
+
+	t.Run("restore", func(t *testing.T) {
+		r, hs, raw, nameB := setup()
+		m, err := manifest.Get(ctx, raw, nameB, ChunksOf(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr, err := Open(ctx, hs, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Log: quietLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rr.GC = r.GC
+		dst := t.TempDir()
+		if _, err := rr.Restore(ctx, []*manifest.Manifest{m}, RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
+			t.Fatalf("restore of b's backup with a's files compacted away under it: %v", err)
+		}
+		if hs.armed() {
+			t.Fatal("the restore read no bucket of a's files: the scenario did not happen")
+		}
+		got, err := os.ReadFile(filepath.Join(dst, filepath.FromSlash("ks/t-"+tbl+"/nb-1-big-Data.db")))
+		if err != nil || !bytes.Equal(got, shared) {
+			t.Fatalf("restored file: %d bytes, %v; want the shared SSTable", len(got), err)
+		}
+	})
+
+	t.Run("backup", func(t *testing.T) {
+		r, hs, raw, _ := setup()
+		rc, err := Open(ctx, hs, Options{CacheRoot: filepath.Join(t.TempDir(), "cache"), Log: quietLog()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.GC, rc.compactAt = r.GC, 100
+		nameC, err := backupOne(t, rc, "c", shared)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hs.armed() {
+			t.Fatal("c's backup read no bucket of a's files: the scenario did not happen")
+		}
+		if err := committedWhole(t, raw); err != nil {
+			t.Fatalf("INVARIANT BROKEN: %v", err)
+		}
+		if v, err := r.Validate(ctx, ValidateOptions{Name: nameC, Checksum: true}); err != nil || !v.OK() {
+			t.Fatalf("validate %s: %v %+v", nameC, err, v.Problems)
+		}
+	})
+}
+
+// A compaction stopped between its listing and its write while a purge
+// sweeps the packs of the files it merges (its session revoked, or none)
+// writes a merged file naming those packs: stale entries. The design
+// (§1.4, "Compaction") says they are "dropped by the next purge's merge".
+// They are not: a purge merges a host's files by the union of their
+// records, and no step drops a record whose pack the store no longer
+// holds, so they stay for good (and every new session's writer checks
+// each such pack again; recover trusts them: see
+// TestCompactionAttackRevokedCompactorStaleEntry).
+func TestCompactionAttackStaleEntryOutlivesPurges(t *testing.T) {
+	ctx := t.Context()
+	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
+	r.compactAt = 100
+	for i := range 3 {
+		if _, err := backupOne(t, r, "a", bytes.Repeat([]byte(fmt.Sprintf("old sstable %d ", i)), 3000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	faulty := remotetest.NewFaulty(r.Store)
+	ca := compactor(t, r, faulty, "a")
+	reached, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	faulty.SetHook(func(op remotetest.Op, key string) error {
+		if op == remotetest.OpPut && strings.HasPrefix(key, "index/a/") {
+			once.Do(func() { close(reached); <-resume })
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { _, err := ca.Compact(ctx); done <- err }()
+	select {
+	case <-reached:
+	case err := <-done:
+		t.Fatalf("the compaction wrote nothing: %v", err)
+	}
+	if res := purgeLatest(t, r); res.GC.Deleted == 0 {
+		t.Fatalf("the purge deleted nothing: %+v", res.GC)
+	}
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	stale := phantomPacks(t, r.Store)
+	if len(stale) == 0 {
+		t.Fatal("no stale entry: the scenario did not happen")
+	}
+	// Host a goes on (8 backups: its files are merged by the next purge).
+	for i := range 8 {
+		if _, err := backupOne(t, r, "a", bytes.Repeat([]byte(fmt.Sprintf("new sstable %d ", i)), 3000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		rep := purgeNow(t, r, "nobody")
+		t.Logf("purge: merged %d index files, rewrote %d", rep.IndexMerged, rep.IndexRewritten)
+	}
+	if ph := phantomPacks(t, r.Store); len(ph) > 0 {
+		t.Errorf("BROKEN: %d stale entries (packs the store no longer holds) outlive two purges that merged the host's index files: %v", len(ph), ph)
+	}
 }
