@@ -160,11 +160,15 @@ func (w *Writer) mergeFiles(ctx context.Context, cache *os.Root, files []compact
 	}); err != nil {
 		return false, fmt.Errorf("compact index files: %w", err)
 	}
+	gone := false
 	for _, f := range files {
 		if !listed[f.key] {
 			w.forgetFile(f.key)
-			return false, nil
+			gone = true
 		}
+	}
+	if gone {
+		return false, nil
 	}
 	seen := map[chunk.ID]bool{}
 	var recs []PackRecord
