@@ -612,7 +612,14 @@ func (c *continuous) recover(ctx context.Context) (bool, error) {
 	for _, k := range keys {
 		s := c.live[k]
 		for i, f := range s.files {
-			if f.Unstored || c.b.allKnown(f.Chunks) {
+			if f.Unstored {
+				continue
+			}
+			stored, err := c.b.allStored(ctx, f.Chunks)
+			if err != nil {
+				return false, err
+			}
+			if stored {
 				continue
 			}
 			if c.repacker == nil {

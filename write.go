@@ -685,6 +685,19 @@ func (b *backupRun) end(ctx context.Context) error {
 	return b.sess.end(ctx)
 }
 
+// allStored reports whether every chunk is in a pack the store holds
+// (index.Writer.Stored): continuous backup's recover cannot trust the
+// index alone, since the chunks of a file whose backups were removed are
+// protected by nothing but this check.
+func (b *backupRun) allStored(ctx context.Context, refs []chunk.Ref) (bool, error) {
+	for _, c := range refs {
+		if ok, err := b.w.Stored(ctx, c.ID); err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
 // allKnown reports whether every chunk is stored, by the index.
 func (b *backupRun) allKnown(refs []chunk.Ref) bool {
 	for _, c := range refs {

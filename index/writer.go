@@ -346,6 +346,24 @@ func (w *Writer) present(ctx context.Context, id chunk.ID) (bool, error) {
 	return true, nil
 }
 
+// Stored reports whether the chunk is in a pack the store holds, by the
+// index and a Stat of each pack the first time this Writer relies on it
+// (present): an index file can name a pack that is gone (a late file of
+// a revoked writer, a merged file a stopped compaction wrote), and a copy
+// found gone is excluded, so the next one is tried.
+func (w *Writer) Stored(ctx context.Context, id chunk.ID) (bool, error) {
+	for {
+		loc, ok := w.idx.LookupContext(ctx, id)
+		if !ok {
+			return false, nil
+		}
+		there, err := w.present(ctx, loc.Pack)
+		if err != nil || there {
+			return there, err
+		}
+	}
+}
+
 func (w *Writer) release(entries []pack.Entry) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -190,6 +190,9 @@ func printPlan(w io.Writer, p *gc.Plan) {
 	for _, s := range p.Sweep {
 		fmt.Fprintf(w, "Would delete condemned set %s (%d packs, %s) once every session acknowledged it, unless a fresh look finds them referenced\n", s.ID, len(s.Packs), human(s.Bytes))
 	}
+	if len(p.Blocked) == 0 && len(p.StaleIndex) > 0 {
+		fmt.Fprintf(w, "Would rewrite %d index files without the packs they name that are gone\n", len(p.StaleIndex))
+	}
 	printWaiting(w, p.Waiting)
 	for _, s := range p.Stale {
 		fmt.Fprintf(w, "Stale session, revoked: %s\n", s.Key)

@@ -52,30 +52,48 @@ type Catalog struct {
 // not know.
 func LoadCatalog(ctx context.Context, st remote.Store, orphans bool) (*Catalog, error) {
 	c := &Catalog{Files: map[string][]chunk.ID{}, Packs: map[chunk.ID]*PackState{}, BadIndex: map[string]error{}}
-	var keys []string
-	if err := st.List(ctx, "index/", func(i remote.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
-		return nil, fmt.Errorf("list index files: %w", err)
-	}
-	for _, key := range keys {
-		recs, err := index.ReadFile(ctx, st, key)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if errors.Is(err, index.ErrDamaged) {
-			c.BadIndex[key] = err
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read index file %s: %w", key, err)
-		}
-		for _, r := range recs {
-			c.Files[key] = append(c.Files[key], r.ID)
-			p := c.Packs[r.ID]
-			if p == nil {
-				p = &PackState{ID: r.ID, Size: r.Size, Entries: r.Entries}
-				c.Packs[r.ID] = p
+	// A file gone between the listing and its read was replaced (a
+	// writer's compaction, a purge's merge or sweep): its replacement is
+	// listed next time, so list again, up to three rounds, as Index.Load
+	// does; else its packs would look like orphans.
+	read := map[string]bool{}
+	for range 3 {
+		var keys []string
+		if err := st.List(ctx, "index/", func(i remote.Info) error {
+			if !read[i.Key] {
+				keys = append(keys, i.Key)
 			}
-			p.IndexKeys = append(p.IndexKeys, key)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("list index files: %w", err)
+		}
+		gone := 0
+		for _, key := range keys {
+			read[key] = true
+			recs, err := index.ReadFile(ctx, st, key)
+			if errors.Is(err, fs.ErrNotExist) {
+				gone++
+				continue
+			}
+			if errors.Is(err, index.ErrDamaged) {
+				c.BadIndex[key] = err
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read index file %s: %w", key, err)
+			}
+			for _, r := range recs {
+				c.Files[key] = append(c.Files[key], r.ID)
+				p := c.Packs[r.ID]
+				if p == nil {
+					p = &PackState{ID: r.ID, Size: r.Size, Entries: r.Entries}
+					c.Packs[r.ID] = p
+				}
+				p.IndexKeys = append(p.IndexKeys, key)
+			}
+		}
+		if gone == 0 {
+			break
 		}
 	}
 	err := st.List(ctx, "packs/", func(i remote.Info) error {

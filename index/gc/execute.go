@@ -109,6 +109,13 @@ func (p *Plan) Execute(ctx context.Context) (Report, error) {
 			return rep, err
 		}
 	}
+	if len(p.StaleIndex) > 0 {
+		n, err := c.rewriteIndex(ctx, p.StaleIndex, p.stalePacks)
+		rep.IndexRewritten += n
+		if err != nil {
+			return rep, err
+		}
+	}
 	return rep, c.mergeIndex(ctx, &rep)
 }
 
@@ -521,33 +528,48 @@ func (c *Collector) deletePacks(ctx context.Context, ids []chunk.ID) error {
 // dropFromIndex replaces every index file naming a deleted pack by one
 // without it: the new file is written before the old one is deleted.
 func (c *Collector) dropFromIndex(ctx context.Context, l *ledger, gone map[chunk.ID]bool) (int, error) {
-	n := 0
+	return c.rewriteIndex(ctx, filesNaming(l, gone), gone)
+}
+
+// filesNaming returns the keys of the index files the ledger read that
+// name a pack of packs.
+func filesNaming(l *ledger, packs map[chunk.ID]bool) []string {
+	var keys []string
 	for _, f := range l.files {
-		if !slices.ContainsFunc(f.Packs, func(p uint32) bool { return gone[l.packs[p].ID] }) {
-			continue
+		if slices.ContainsFunc(f.Packs, func(p uint32) bool { return packs[l.packs[p].ID] }) {
+			keys = append(keys, f.Key)
 		}
+	}
+	return keys
+}
+
+// rewriteIndex replaces each index file of keys by one without the packs
+// of gone (new file first), reading it again from the store.
+func (c *Collector) rewriteIndex(ctx context.Context, keys []string, gone map[chunk.ID]bool) (int, error) {
+	n := 0
+	for _, key := range keys {
 		if err := c.renew(ctx); err != nil {
 			return n, err
 		}
-		recs, err := index.ReadFile(ctx, c.Store, f.Key)
+		recs, err := index.ReadFile(ctx, c.Store, key)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return n, fmt.Errorf("rewrite index file %s: %w", f.Key, err)
+			return n, fmt.Errorf("rewrite index file %s: %w", key, err)
 		}
 		keep := slices.DeleteFunc(recs, func(r index.PackRecord) bool { return gone[r.ID] })
 		if len(keep) > 0 {
-			nk, err := c.putIndexFile(ctx, hostOf(f.Key), keep)
+			nk, err := c.putIndexFile(ctx, hostOf(key), keep)
 			if err != nil {
-				return n, fmt.Errorf("rewrite index file %s: %w", f.Key, err)
+				return n, fmt.Errorf("rewrite index file %s: %w", key, err)
 			}
-			if nk == f.Key {
+			if nk == key {
 				continue
 			}
 		}
-		if err := c.Store.Delete(ctx, f.Key); err != nil {
-			return n, fmt.Errorf("delete index file %s: %w", f.Key, err)
+		if err := c.Store.Delete(ctx, key); err != nil {
+			return n, fmt.Errorf("delete index file %s: %w", key, err)
 		}
 		n++
 	}

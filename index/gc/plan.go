@@ -86,6 +86,13 @@ type Plan struct {
 	Sweep   []CondemnedSet // open sets old enough to sweep, if their sessions allow
 	Waiting []Waiting      // open sets not yet old enough
 	Lost    []chunk.ID     // referenced chunks with no stored copy (validate names them)
+	// StaleIndex lists index files naming packs the store no longer holds
+	// (a late file of a revoked writer, a merged file a stopped compaction
+	// wrote, a sweep stopped before its rewrite): they are written again
+	// without them. An index file is written after its packs, and read
+	// before the packs are listed, so such a pack was deleted.
+	StaleIndex []string
+	stalePacks map[chunk.ID]bool
 
 	refs     *refSpill // the mark's references, for the repack's second look
 	sessions []SessionInfo
@@ -142,6 +149,13 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 		p.Close()
 		return nil, err
 	}
+	p.stalePacks = map[chunk.ID]bool{}
+	for _, ps := range l.packs[:l.indexed] {
+		if !ps.stored() {
+			p.stalePacks[ps.ID] = true
+		}
+	}
+	p.StaleIndex = filesNaming(l, p.stalePacks)
 	l.forget(doomedPacks(p.Condemned))
 	condemned := packsOf(p.Condemned)
 	k, err := l.keepers(refs, condemned)
