@@ -131,20 +131,25 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 	opts.prog = beginRestore(r.Stats, ms, opts.Tables)
 	src := &restoreSource{r: r, idx: idx}
 	var todo []*restoreFile
+	// flush restores the files planned so far. Every one of them is
+	// recorded, restored or failed, even when it stops the restore: a file
+	// planned may have been moved aside already, and must not vanish from
+	// the report.
 	flush := func() error {
 		if len(todo) == 0 {
 			return nil
 		}
-		if err := src.know(ctx, todo); err != nil {
-			return err
-		}
-		if err := r.restoreWithRetry(ctx, root, idx, todo, opts, uid, gid); err != nil {
-			return err
-		}
-		opts.prog.done(int64(len(todo)), 0)
-		res.record(todo)
+		batch := todo
 		todo = nil
-		return nil
+		err := src.know(ctx, batch)
+		if err == nil {
+			err = r.restoreWithRetry(ctx, root, src, batch, opts, uid, gid)
+		} else {
+			failAll(batch, err)
+		}
+		opts.prog.done(int64(len(batch)), 0)
+		res.record(batch)
+		return err
 	}
 	for _, m := range ms {
 		for i, t := range m.Tables {
@@ -163,7 +168,10 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 				return nil
 			})
 			if err != nil {
-				return res, err
+				// The files read before the tree failed (a node lost, a
+				// forged tree, the context ended) are restored still, or
+				// recorded as failed: some were moved aside already.
+				return res, errors.Join(err, flush())
 			}
 		}
 	}
@@ -181,6 +189,16 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 		return res, fmt.Errorf("%w: %d files failed, first %s: %s", ErrRestoreFailed, len(res.Failed), res.Failed[0].Path, res.Failed[0].Reason)
 	}
 	return res, nil
+}
+
+// failAll fails every file of a batch that has not failed yet: none of
+// them was restored.
+func failAll(batch []*restoreFile, err error) {
+	for _, rf := range batch {
+		if rf.err == nil {
+			rf.err = err
+		}
+	}
 }
 
 // record adds the fate of each file of a batch restoreWithRetry has done.
@@ -230,14 +248,17 @@ func beginRestore(st *Stats, ms []*manifest.Manifest, tables []string) *Progress
 type restoreSource struct {
 	r       *Repo
 	idx     *index.Index
-	rebuilt bool
+	rebuilt bool // the packs no index file names were indexed from their headers
+	// fruitless: a look for chunks in no known pack (lookAgain) found
+	// nothing new, or left one missing, so none is made again.
+	fruitless bool
 }
 
 // FetchChunks reads nodes as index.Source does. A node in no pack the
 // index knows (a purge swept its pack, after writing the copy it kept
 // elsewhere, since the index was loaded) is looked for once more after
 // reading the index files written since and the headers of unindexed
-// packs, as restoreWithRetry does for files.
+// packs (lookAgain), as restoreWithRetry does for files.
 func (s *restoreSource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
 	src := index.Source{Store: s.r.Store, Index: s.idx, Parallel: 1}
 	unknown := 0
@@ -255,13 +276,43 @@ func (s *restoreSource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func
 	if !errors.Is(err, index.ErrMissing) {
 		return err
 	}
-	if _, err := s.r.loadIndexInto(ctx, s.idx); err != nil {
+	if looked, lerr := s.lookAgain(ctx); lerr != nil {
+		return lerr
+	} else if !looked {
 		return err
+	}
+	err = src.FetchChunks(ctx, ids, fn)
+	if errors.Is(err, index.ErrMissing) {
+		s.fruitless = true // missing still: lost, not moved
+	}
+	return err
+}
+
+// lookAgain reads the index files written since the index was loaded and
+// indexes, from their headers, the packs no index file names: where a
+// chunk found in no known pack may be now. It reports whether it looked.
+// Once a look found nothing new, or a chunk was still missing after one
+// (fruitless), no other is made: a purge indexes the copy of a chunk it
+// keeps before it deletes the pack it replaces, so a chunk in no known
+// pack after a look was lost (or its backup purged under a revoked
+// session), not moved, and looking again for each later batch would list
+// every pack in the store for each, in vain (a keyspace of 800,000 files
+// is 1,563 batches), also where other hosts write index files all the
+// time.
+func (s *restoreSource) lookAgain(ctx context.Context) (bool, error) {
+	if s.fruitless {
+		return false, nil
+	}
+	chunks, packs := s.idx.Len(), s.idx.Packs()
+	if _, err := s.r.loadIndexInto(ctx, s.idx); err != nil {
+		return true, err
 	}
 	if _, err := s.idx.RebuildOrphans(ctx, s.r.Store); err != nil {
-		return err
+		return true, err
 	}
-	return src.FetchChunks(ctx, ids, fn)
+	s.rebuilt = true
+	s.fruitless = s.idx.Len() == chunks && s.idx.Packs() == packs
+	return true, nil
 }
 
 // know makes sure the index knows the chunks of a batch's files, or has
@@ -308,8 +359,15 @@ func (r *Repo) readSession(ctx context.Context, host string, kind gc.Kind, idx *
 	}
 	idx.Avoid(packsOf(sets))
 	return func() error {
-		if err := sess.end(ctx); errors.Is(err, gc.ErrRevoked) {
+		err := sess.end(ctx)
+		switch {
+		case errors.Is(err, gc.ErrRevoked):
 			return fmt.Errorf("the %s session was revoked (stopped longer than the session lease), so a purge may have deleted what it had still to read: run it again: %w", kind, err)
+		case err != nil:
+			// Its last look at its session object failed: whether a
+			// purge revoked it meanwhile is not known, and a reader must
+			// not report success it cannot vouch for.
+			return fmt.Errorf("the %s session could not be ended, so whether a purge revoked it (and may have deleted what it had still to read) is not known: run it again: %w", kind, err)
 		}
 		return nil
 	}, nil
@@ -318,29 +376,50 @@ func (r *Repo) readSession(ctx context.Context, host string, kind gc.Kind, idx *
 // restoreWithRetry restores a batch; files that failed because a chunk
 // was in no pack the index knows (a purge swept a pack and wrote the kept
 // copy elsewhere after the index was loaded) are tried once more, after
-// reading the index files written since and the headers of unindexed
-// packs.
-func (r *Repo) restoreWithRetry(ctx context.Context, root *os.Root, idx *index.Index, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
-	if err := r.restoreBatch(ctx, root, idx, batch, opts, uid, gid); err != nil {
+// src looked again (lookAgain) and found something new. With
+// FailIfCorrupt, a file whose chunk is still missing then stops the
+// restore.
+func (r *Repo) restoreWithRetry(ctx context.Context, root *os.Root, src *restoreSource, batch []*restoreFile, opts RestoreOptions, uid, gid int) error {
+	if err := r.restoreBatch(ctx, root, src.idx, batch, opts, uid, gid); err != nil {
 		return err
 	}
 	var again []*restoreFile
 	for _, rf := range batch {
 		if errors.Is(rf.err, index.ErrMissing) {
-			rf.err, rf.f, rf.tmp = nil, nil, ""
 			again = append(again, rf)
 		}
 	}
 	if len(again) == 0 {
 		return nil
 	}
-	if _, err := r.loadIndexInto(ctx, idx); err != nil {
+	looked, err := src.lookAgain(ctx)
+	if err != nil {
+		for _, rf := range again {
+			rf.err = err // not missing: the look for other copies failed
+		}
 		return err
 	}
-	if _, err := idx.RebuildOrphans(ctx, r.Store); err != nil {
-		return err
+	if looked { // else an earlier look found nothing new: they stay missing
+		for _, rf := range again {
+			rf.err, rf.f, rf.tmp = nil, nil, ""
+		}
+		if err := r.restoreBatch(ctx, root, src.idx, again, opts, uid, gid); err != nil {
+			return err
+		}
+		for _, rf := range again {
+			if errors.Is(rf.err, index.ErrMissing) {
+				src.fruitless = true // missing still: lost, not moved
+			}
+		}
 	}
-	return r.restoreBatch(ctx, root, idx, again, opts, uid, gid)
+	if opts.FailIfCorrupt {
+		for _, rf := range again {
+			if rf.err != nil {
+				return fmt.Errorf("restore %s: %w", rf.rec.Path, rf.err)
+			}
+		}
+	}
+	return nil
 }
 
 // unknownChunks counts the chunks of the files to restore that the index
@@ -537,6 +616,9 @@ func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, idx *index.Index
 		})
 	}
 	g.Wait()
+	if err != nil {
+		failAll(batch, err) // none was finished
+	}
 	return err
 }
 
@@ -564,7 +646,9 @@ func (r *Repo) fetchWindow(ctx context.Context, idx *index.Index, where map[chun
 					p.rf.err = err
 				}
 				mu.Unlock()
-				if opts.FailIfCorrupt {
+				// A chunk in no known pack may have been moved by a
+				// purge: restoreWithRetry looks again before it stops.
+				if opts.FailIfCorrupt && !errors.Is(err, index.ErrMissing) {
 					return fmt.Errorf("restore %s: %w", p.rf.rec.Path, err)
 				}
 			}
