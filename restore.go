@@ -363,6 +363,10 @@ func (r *Repo) readSession(ctx context.Context, host string, kind gc.Kind, idx *
 		switch {
 		case errors.Is(err, gc.ErrRevoked):
 			return fmt.Errorf("the %s session was revoked (stopped longer than the session lease), so a purge may have deleted what it had still to read: run it again: %w", kind, err)
+		case errors.Is(err, gc.ErrLeftBehind):
+			// Confirmed live to the end; only its object stays.
+			r.Log.Warn("session not removed; a purge removes it once stale", "kind", kind, "err", err)
+			return nil
 		case err != nil:
 			// Its last look at its session object failed: whether a
 			// purge revoked it meanwhile is not known, and a reader must

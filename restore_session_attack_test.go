@@ -938,3 +938,36 @@ func TestRestoreSessionAttackLostDataPackListings(t *testing.T) {
 		})
 	}
 }
+
+// noDelete is rsaStore refusing to delete session objects.
+type noDelete struct{ *rsaStore }
+
+func (s noDelete) Delete(ctx context.Context, key string) error {
+	if strings.HasPrefix(key, "sessions/") {
+		return errors.New("403 access denied (injected)")
+	}
+	return s.rsaStore.Delete(ctx, key)
+}
+
+// A restore whose session was live to the end, but whose session object
+// the store refuses to remove, succeeds: the object is harmless (a purge
+// removes it once stale), unlike a session that cannot be confirmed live.
+func TestRestoreSessionLeftBehindIsNotAFailure(t *testing.T) {
+	ctx := t.Context()
+	st := localStore(t)
+	r := repoOn(t, st, writerOpts)
+	d, name, _, _ := rsaTwo(t, r)
+	ms, err := Select(ctx, st, "a", name, nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "r")
+	res, err := repoOn(t, noDelete{newRSAStore(st)}, pauseOpts(0)).Restore(ctx, ms, RestoreOptions{DataDir: dst, NoChown: true})
+	if err != nil {
+		t.Fatalf("restore failed because its session object stayed: %v", err)
+	}
+	if n := countKeys(t, st, "sessions/"); n == 0 {
+		t.Fatalf("no session object left: the store's refusal was not met (%d restored)", len(res.Restored))
+	}
+	rsaCheck(t, d, dst, d.paths["ks"], false)
+}

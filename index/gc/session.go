@@ -23,6 +23,11 @@ import (
 // then on counts.
 var ErrRevoked = errors.New("session revoked by a purge (its lease expired)")
 
+// ErrLeftBehind is End's error when the session was ended properly (a
+// reader's confirmed live, a writer's markers written) but its object
+// could not be removed: harmless, since a purge removes it once stale.
+var ErrLeftBehind = errors.New("session object left for a purge to remove")
+
 // Kind says what a session does.
 type Kind string
 
@@ -432,7 +437,7 @@ func (s *Session) End(ctx context.Context) error {
 		}
 	}
 	if err := s.st.Delete(ctx, s.key); err != nil {
-		return fmt.Errorf("end session: %w", err)
+		return fmt.Errorf("end session %s: %w: %w", s.key, ErrLeftBehind, err)
 	}
 	return nil
 }
