@@ -64,7 +64,7 @@ type Index struct {
 	// entries counts the entries of each index file merged whole or
 	// written by this process (a Writer compacts its host's by it).
 	entries map[string]int
-	files  []string        // index keys merged, in order (packInfo.from)
+	files   []string // index keys merged, in order (packInfo.from)
 	// excluded packs are condemned: their chunks are not "known", so a
 	// writer uploads such a chunk again rather than reference a pack the
 	// collector may delete.
