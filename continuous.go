@@ -608,9 +608,19 @@ func (c *continuous) notePending() {
 // event will follow).
 func (c *continuous) recover(ctx context.Context) (bool, error) {
 	ok := true
+	// SSTables stored since the last commit are not carried: their chunks
+	// were stored or found stored (outside the condemned packs) just now,
+	// and some are in packs the coming Sync uploads.
+	fresh := map[*liveSST]bool{}
+	for _, s := range c.fresh {
+		fresh[s] = true
+	}
 	keys := slices.SortedFunc(maps.Keys(c.live), func(a, b sstKey) int { return cmp.Or(strings.Compare(a.root, b.root), strings.Compare(a.sst, b.sst)) })
 	for _, k := range keys {
 		s := c.live[k]
+		if fresh[s] {
+			continue
+		}
 		for i, f := range s.files {
 			if f.Unstored {
 				continue
