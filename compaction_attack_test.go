@@ -176,11 +176,11 @@ func phantomPacks(t *testing.T, st remote.Store) map[chunk.ID]string {
 // new file. The index now names a pack that is gone, with no purge left
 // to drop it (its set is closed). Then the operator purges the host's
 // backups again (purge --purge-latest) while a new session of the host
-// carries the file over: recover asks whether the file's chunks are still
-// stored outside the condemned packs (Index.Has), the stale entry says
-// yes, the file is not stored again, the session acknowledges, the sweep
-// deletes the only copy, and the next manifest names a chunk that exists
-// nowhere.
+// carries the file over: recover asked whether the file's chunks were
+// still stored outside the condemned packs (then by Index.Has), the stale
+// entry said yes, the file was not stored again, the session acknowledged,
+// the sweep deleted the only copy, and the next manifest named a chunk
+// that exists nowhere. Compaction now merges no file gone from the store.
 func TestCompactionAttackSweptPackResurrectedFromCache(t *testing.T) {
 	ctx := t.Context()
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
@@ -389,11 +389,12 @@ func TestCompactionAttackValidateDuringCompaction(t *testing.T) {
 // packs the sweep deleted: a stale entry, as a revoked writer's late file
 // can hold. The design says W1's check covers such entries (a writer
 // checks that a pack is stored before it deduplicates against it). But a
-// continuous backup's recover does not deduplicate: it asks the index
-// whether a carried file's chunks are still stored outside the condemned
-// packs (Index.Has), and the stale entry says yes. Host b's carried file
-// is then not stored again, b acknowledges, the sweep deletes its only
-// copy, and b's next manifest names a chunk stored nowhere.
+// continuous backup's recover does not deduplicate: it asked the index
+// alone whether a carried file's chunks were still stored outside the
+// condemned packs (Index.Has), and the stale entry said yes. Host b's
+// carried file was then not stored again, b acknowledged, the sweep
+// deleted its only copy, and b's next manifest named a chunk stored
+// nowhere. Recover now checks the packs (Writer.Stored).
 func TestCompactionAttackRevokedCompactorStaleEntry(t *testing.T) {
 	ctx := t.Context()
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
@@ -433,21 +434,7 @@ func TestCompactionAttackRevokedCompactorStaleEntry(t *testing.T) {
 	}
 
 	// a's compaction stops before its write; the sweep runs.
-	reached, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	faulty.SetHook(func(op remotetest.Op, key string) error {
-		if op == remotetest.OpPut && strings.HasPrefix(key, "index/a/") {
-			once.Do(func() { close(reached); <-resume })
-		}
-		return nil
-	})
-	done := make(chan error, 1)
-	go func() { _, err := ca.Compact(ctx); done <- err }()
-	select {
-	case <-reached:
-	case err := <-done:
-		t.Fatalf("a's compaction wrote nothing: %v", err)
-	}
+	resume, done := holdCompaction(t, faulty, ca)
 	if rep := purgeNow(t, r, "nobody"); rep.Deleted == 0 {
 		t.Errorf("the sweep of a's set deleted nothing: %+v", rep)
 	}
@@ -746,15 +733,13 @@ func TestCompactionAttackLazyHeadCompactedAwayHolds(t *testing.T) {
 
 // A compaction stopped between its listing and its write while a purge
 // sweeps the packs of the files it merges (its session revoked, or none)
-// writes a merged file naming those packs: stale entries. The design
-// (§1.4, "Compaction") says they are "dropped by the next purge's merge".
-// They are not: a purge merges a host's files by the union of their
-// records, and no step drops a record whose pack the store no longer
-// holds, so they stay for good (and every new session's writer checks
-// each such pack again; recover trusts them: see
+// writes a merged file naming those packs: stale entries. A purge's
+// merge takes the union of the files' records, so before purges rewrote
+// index files naming packs the store no longer holds (§4.3 step 6), they
+// stayed for good (and every new session's writer checked each such pack
+// again; recover trusted them: see
 // TestCompactionAttackRevokedCompactorStaleEntry).
 func TestCompactionAttackStaleEntryOutlivesPurges(t *testing.T) {
-	ctx := t.Context()
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
 	r.compactAt = 100
 	for i := range 3 {
@@ -764,21 +749,7 @@ func TestCompactionAttackStaleEntryOutlivesPurges(t *testing.T) {
 	}
 	faulty := remotetest.NewFaulty(r.Store)
 	ca := compactor(t, r, faulty, "a")
-	reached, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	faulty.SetHook(func(op remotetest.Op, key string) error {
-		if op == remotetest.OpPut && strings.HasPrefix(key, "index/a/") {
-			once.Do(func() { close(reached); <-resume })
-		}
-		return nil
-	})
-	done := make(chan error, 1)
-	go func() { _, err := ca.Compact(ctx); done <- err }()
-	select {
-	case <-reached:
-	case err := <-done:
-		t.Fatalf("the compaction wrote nothing: %v", err)
-	}
+	resume, done := holdCompaction(t, faulty, ca)
 	if res := purgeLatest(t, r); res.GC.Deleted == 0 {
 		t.Fatalf("the purge deleted nothing: %+v", res.GC)
 	}
@@ -803,4 +774,27 @@ func TestCompactionAttackStaleEntryOutlivesPurges(t *testing.T) {
 	if ph := phantomPacks(t, r.Store); len(ph) > 0 {
 		t.Errorf("BROKEN: %d stale entries (packs the store no longer holds) outlive two purges that merged the host's index files: %v", len(ph), ph)
 	}
+}
+
+// holdCompaction runs ca's Compact until its first write of one of host
+// a's index files, which it holds until resume is closed; done then gets
+// Compact's error.
+func holdCompaction(t *testing.T, faulty *remotetest.Faulty, ca *index.Writer) (resume chan struct{}, done chan error) {
+	t.Helper()
+	reached := make(chan struct{})
+	resume, done = make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	faulty.SetHook(func(op remotetest.Op, key string) error {
+		if op == remotetest.OpPut && strings.HasPrefix(key, "index/a/") {
+			once.Do(func() { close(reached); <-resume })
+		}
+		return nil
+	})
+	go func() { _, err := ca.Compact(t.Context()); done <- err }()
+	select {
+	case <-reached:
+	case err := <-done:
+		t.Fatalf("the compaction wrote nothing: %v", err)
+	}
+	return resume, done
 }
