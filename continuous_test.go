@@ -250,25 +250,15 @@ func TestContinuousIgnoreExisting(t *testing.T) {
 	}
 	existing := ksFiles(node.LiveFiles, "ks")
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	var st ContinuousStats
-	go func() {
-		var err error
-		st, err = r.Continuous(ctx, stop, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: "n"},
-			IgnoreExisting: true, ManifestInterval: 50 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 20 * time.Millisecond}})
-		done <- err
-	}()
+	end := startContinuous(t, r, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: "n"},
+		IgnoreExisting: true, ManifestInterval: 50 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 20 * time.Millisecond}})
 	time.Sleep(500 * time.Millisecond)
 	s, err := node.Flush("ks", "t", 256<<10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	st := end()
 	if st.BytesRead > 2*s.Bytes {
 		t.Errorf("read %d bytes; want only the new SSTable's %d", st.BytesRead, s.Bytes)
 	}
@@ -318,15 +308,8 @@ func TestContinuousCompactsIndexFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	var st ContinuousStats
-	go func() {
-		var err error
-		st, err = r.Continuous(ctx, stop, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: "n"},
-			ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 10 * time.Millisecond}})
-		done <- err
-	}()
+	end := startContinuous(t, r, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{data}, Host: "n"},
+		ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 10 * time.Millisecond}})
 	// Each flush waits for a commit that names it, so each makes an
 	// index file of its own.
 	for i := range 40 {
@@ -336,10 +319,7 @@ func TestContinuousCompactsIndexFiles(t *testing.T) {
 		}
 		waitFor(t, 20*time.Second, func() bool { return latestNames(t, r, "n", "ks", s.Prefix+"-Data.db") })
 	}
-	close(stop)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	st := end()
 	files := 0
 	if err := r.Store.List(ctx, "index/n/", func(remote.Info) error { files++; return nil }); err != nil {
 		t.Fatal(err)
@@ -417,15 +397,8 @@ func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	rb := gcRepo(t, dir, true)
 	rb.GC.Heartbeat, rb.GC.Lease = 100*time.Millisecond, time.Minute
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	var st ContinuousStats
-	go func() {
-		var err error
-		st, err = rb.Continuous(ctx, stop, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{dataB}, Host: "b"},
-			IgnoreExisting: true, ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 10 * time.Millisecond}})
-		done <- err
-	}()
+	end := startContinuous(t, rb, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{dataB}, Host: "b"},
+		IgnoreExisting: true, ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 10 * time.Millisecond}})
 	time.Sleep(300 * time.Millisecond) // b's start-up: its index is read now
 	// a stores an SSTable b will have too.
 	sa, err := nodeA.Flush("ks", "t", 2<<20)
@@ -451,12 +424,31 @@ func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
 		t.Fatalf("the nodes' SSTables differ: %s (%d bytes) and %s (%d)", sa.Prefix, sa.Bytes, sb.Prefix, sb.Bytes)
 	}
 	waitFor(t, 20*time.Second, func() bool { return latestNames(t, rb, "b", "ks", sb.Prefix+"-Data.db") })
-	close(stop)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	st := end()
 	if st.BytesNew > sb.Bytes/4 {
 		t.Errorf("b uploaded %d bytes for an SSTable of %d that a had stored", st.BytesNew, sb.Bytes)
 	}
 	t.Logf("b uploaded %d bytes; the SSTable has %d", st.BytesNew, sb.Bytes)
+}
+
+// startContinuous starts a continuous backup by r; end stops it and
+// returns its stats, failing the test on its error.
+func startContinuous(t *testing.T, r *Repo, opts ContinuousOptions) (end func() ContinuousStats) {
+	t.Helper()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	var st ContinuousStats
+	go func() {
+		var err error
+		st, err = r.Continuous(t.Context(), stop, opts)
+		done <- err
+	}()
+	return func() ContinuousStats {
+		t.Helper()
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
 }
