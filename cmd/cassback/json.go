@@ -310,6 +310,7 @@ type purgePlan struct {
 	Sweep         []jsonCondemned `json:"sweep"`
 	Waiting       []jsonWaiting   `json:"waiting"`
 	StaleSessions []string        `json:"stale_sessions"`
+	StaleIndex    []string        `json:"stale_index_files"`
 }
 
 type jsonWaiting struct {
@@ -355,6 +356,7 @@ func purgeJSON(o cassback.PurgeOptions, res cassback.PurgeResult) purgeDoc {
 			RepackPacks: len(p.Repack), RepackBytes: p.RepackBytes,
 			Sweep: each(p.Sweep, condemnedJSON), Waiting: each(p.Waiting, waitingJSON),
 			StaleSessions: each(p.Stale, func(s gc.SessionInfo) string { return s.Key }),
+			StaleIndex:    arr(p.StaleIndex),
 		}
 	}
 	if !o.DryRun {
