@@ -199,6 +199,7 @@ func (r *Repo) continuousRun(ctx context.Context, stop <-chan struct{}, opts Con
 	if c.b, err = r.beginBackup(ctx, opts.BackupOptions, nil, opts.Now().Add(time.Hour), c.learn); err != nil {
 		return st, err
 	}
+	c.b.treeBeside = true
 	defer func() {
 		if eerr := c.b.end(ctx); eerr != nil && err == nil {
 			err = eerr

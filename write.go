@@ -1,7 +1,6 @@
 package cassback
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,9 +21,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
-	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/internal/hole"
-	"github.com/cassback/cassback/internal/random"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
 	"github.com/cassback/cassback/remote"
@@ -51,9 +48,13 @@ type backupRun struct {
 	mu    sync.Mutex
 	known map[fileKey]manifest.File // last record of each file, for reuse
 
-	// treePacks are the packs holding tree nodes seen stored; metaNew,
-	// metaBytes and metaDup count the nodes stored and found stored.
-	treePacks                   map[chunk.ID]bool
+	// treeBeside puts a commit's tree nodes beside its file chunks when
+	// they are few (index.Writer.AddTree): a continuous backup's commits
+	// are many and small, and save a PUT so.
+	treeBeside bool
+
+	// metaNew, metaBytes and metaDup count the nodes stored and found
+	// stored.
 	metaNew, metaBytes, metaDup atomic.Int64
 
 	// nodes caches the nodes of the host's latest trees (nil: no cache
@@ -517,16 +518,18 @@ func (b *backupRun) pruneNodes(force bool) {
 
 // storeTrees encodes the manifests and stores the nodes of their trees
 // that the store lacks (an unchanged node is stored already, and costs a
-// lookup) in packs of their own, marked as such (pack.TreeMark) and named
-// by an index file, before the manifests that need them are written. It
-// returns each manifest's object, nil for one that cannot be encoded (too
-// large), and the errors of those; err is a failure to store nodes, which
-// stops the commit.
+// lookup) before the manifests that need them are written: in packs
+// marked as holding nodes, of their own or (treeBeside) after the file
+// chunks of a small open pack (index.Writer.AddTree), named by the
+// commit's index file. It returns each manifest's object, nil
+// for one that cannot be encoded (too large), and the errors of those;
+// err is a failure to store nodes, which stops the commit.
 func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (objs [][]byte, encErr, err error) {
 	objs = make([][]byte, len(ms))
 	var errs []error
-	var nodes []manifest.Node
-	size := 0
+	var ids []chunk.ID
+	var data [][]byte
+	var total int64
 	seen := map[chunk.ID]bool{}
 	for i, m := range ms {
 		m.Session = b.sess.s.ID()
@@ -546,7 +549,10 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 				continue
 			}
 			seen[n.ID] = true
-			have, err := b.haveNode(ctx, n.ID)
+			// A node the index offers is relied on only once its pack is
+			// seen stored (a late index file of a revoked writer may name a
+			// pack a sweep deleted: §4.2 W1).
+			have, err := b.w.Stored(ctx, n.ID)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -554,94 +560,25 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 				b.metaDup.Add(1)
 				continue
 			}
-			if size+len(n.Data) > pack.MaxTreePack-pack.TrailerSize-len(nodes)*pack.EntrySize-1<<10 && len(nodes) > 0 {
-				if err := b.storeNodes(ctx, nodes); err != nil {
-					return nil, nil, err
-				}
-				nodes, size = nodes[:0], 0
-			}
-			nodes = append(nodes, n)
-			size += len(n.Data)
+			ids = append(ids, n.ID)
+			data = append(data, n.Data)
+			total += int64(len(n.Data))
 		}
 		objs[i] = obj
 	}
-	if err := b.storeNodes(ctx, nodes); err != nil {
-		return nil, nil, err
+	if len(ids) > 0 {
+		if err := b.w.AddTree(ctx, ids, data, b.treeBeside); err != nil {
+			return nil, nil, err
+		}
+		b.metaNew.Add(int64(len(ids)))
+		b.metaBytes.Add(total)
 	}
 	return objs, errors.Join(errs...), nil
 }
 
-// haveNode reports whether a node is stored in a pack that is, checking
-// each pack once (a late index file of a revoked writer may name a pack a
-// sweep deleted: §4.2 W1).
-func (b *backupRun) haveNode(ctx context.Context, id chunk.ID) (bool, error) {
-	for {
-		loc, ok := b.idx.LookupContext(ctx, id)
-		if !ok {
-			return false, nil
-		}
-		if b.treePacks[loc.Pack] {
-			return true, nil
-		}
-		info, err := b.r.Store.Stat(ctx, pack.Key(loc.Pack))
-		switch {
-		case errors.Is(err, fs.ErrNotExist), err == nil && info.Size != b.idx.PackSize(loc.Pack):
-			b.idx.Exclude([]chunk.ID{loc.Pack})
-			continue
-		case err != nil:
-			return false, fmt.Errorf("check pack %s: %w", loc.Pack, err)
-		}
-		if b.treePacks == nil {
-			b.treePacks = map[chunk.ID]bool{}
-		}
-		b.treePacks[loc.Pack] = true
-		return true, nil
-	}
-}
-
-// storeNodes writes nodes into one pack marked as holding tree nodes,
-// checks that it is stored whole, and hands it to the writer, whose next
-// Sync names it in the commit's index file (design §2: a pack enters the
-// index only once durable).
-func (b *backupRun) storeNodes(ctx context.Context, nodes []manifest.Node) error {
-	if len(nodes) == 0 {
-		return nil
-	}
-	pb := pack.NewBuilder(nil)
-	var nonce [pack.NonceSize]byte
-	random.Read(nonce[:])
-	copy(nonce[:], pack.TreeMark[:])
-	pb.SetNonce(nonce)
-	var total int64
-	for _, n := range nodes {
-		pb.Add(n.ID, n.Data)
-		total += int64(len(n.Data))
-	}
-	entries := slices.Clone(pb.Entries())
-	data, id := pb.Finish()
-	key := pack.Key(id)
-	if err := b.r.Store.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
-		return fmt.Errorf("store the manifests' trees: %w", err)
-	}
-	if info, err := b.r.Store.Stat(ctx, key); err != nil || info.Size != int64(len(data)) {
-		return fmt.Errorf("store the manifests' trees: pack %s not stored whole (%v)", id, err)
-	}
-	// Seen stored: the next commit's nodes found in it need no check.
-	if b.treePacks == nil {
-		b.treePacks = map[chunk.ID]bool{}
-	}
-	b.treePacks[id] = true
-	// Named by the index file of the commit's Sync, with the data packs.
-	if err := b.w.AddDurable(index.PackRecord{ID: id, Size: int64(len(data)), Entries: entries}); err != nil {
-		return fmt.Errorf("index the manifests' trees: %w", err)
-	}
-	b.metaNew.Add(int64(len(nodes)))
-	b.metaBytes.Add(total)
-	return nil
-}
-
 // chunkStats returns the writer's counts of file chunks: new chunks and
-// their bytes, known chunks, and packs (tree nodes are stored apart).
+// their bytes, known chunks, and packs (tree nodes are not chunks; some
+// packs hold them too).
 func (b *backupRun) chunkStats() (chunksNew, bytesNew, chunksDup, packs int64) {
 	st := b.w.Stats()
 	return st.ChunksNew.Load(), st.BytesNew.Load(), st.ChunksDup.Load(), st.Packs.Load()

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -331,6 +334,162 @@ func TestUploadFailureFailsSync(t *testing.T) {
 	st.List(ctx, "index/", func(remote.Info) error { n++; return nil })
 	if n != 0 {
 		t.Errorf("%d index files written after a failed upload, want 0", n)
+	}
+}
+
+// phantomStore acknowledges every Put of a pack and keeps nothing, as a
+// server or proxy that loses objects it answered 200 for would. It does
+// not claim to verify its writes (remote.Verifying).
+type phantomStore struct{ remote.Store }
+
+func (p phantomStore) Put(ctx context.Context, key string, data io.Reader, size int64) error {
+	if strings.HasPrefix(key, "packs/") {
+		_, err := io.Copy(io.Discard, data)
+		return err
+	}
+	return p.Store.Put(ctx, key, data, size)
+}
+
+// TestPhantomPackNeverIndexed checks the rule of design §2 that a pack is
+// named by an index file only once seen stored whole: a store that loses
+// an acknowledged pack fails the Sync (by the Stat the Writer makes when
+// the store cannot verify its writes), and no index file is written. A
+// store that verifies its writes gets no Stat.
+func TestPhantomPackNeverIndexed(t *testing.T) {
+	ctx := t.Context()
+	st := phantomStore{remotetest.NewMemory()}
+	w, err := NewWriter(ctx, st, New(), testConfig(t), WriterOptions{Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeChunks(t, w, 1, 4, 1000, 3)
+	if err := w.Sync(ctx); err == nil || !strings.Contains(err.Error(), "not seen stored") {
+		t.Fatalf("Sync = %v, want the pack reported not stored", err)
+	}
+	n := 0
+	st.List(ctx, "index/", func(remote.Info) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("%d index files name a pack the store lost, want 0", n)
+	}
+
+	counted := remote.NewCounting(remotetest.NewMemory())
+	w, err = NewWriter(ctx, counted, New(), testConfig(t), WriterOptions{Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeChunks(t, w, 1, 4, 1000, 3)
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := counted.Counts(); c[remote.KindHead] != 0 || c[remote.KindPut] == 0 {
+		t.Errorf("requests of a Sync to a verifying store: %v, want PUTs and no HEAD", c)
+	}
+}
+
+// TestAddTreeJoinsOpenPack checks where AddTree puts a commit's tree
+// nodes: asked to, after the file chunks of a Packer's open pack when both
+// fit in pack.MaxTreePack, so that a small commit uploads one pack, else
+// in packs of their own, none past pack.MaxTreePack; each pack holding
+// nodes is marked with the offset of its first node (what the survey store
+// keeps from), a pack of file chunks alone is not, and every node and
+// chunk is indexed and readable.
+func TestAddTreeJoinsOpenPack(t *testing.T) {
+	blobs := func(seed uint64, n, sz int) ([]chunk.ID, [][]byte) {
+		var ids []chunk.ID
+		var data [][]byte
+		for i := range n {
+			d := randBytes(seed+uint64(i), sz)
+			ids, data = append(ids, chunk.Sum(d)), append(data, d)
+		}
+		return ids, data
+	}
+	for _, tt := range []struct {
+		name             string
+		chunks, chunkLen int // in the open pack
+		nodes, nodeLen   int
+		beside           bool
+		packs            int // uploaded
+	}{
+		{"beside a small pack", 3, 1000, 5, 2000, true, 1},
+		{"apart", 3, 1000, 5, 2000, false, 2},
+		{"no open pack", 0, 0, 5, 2000, true, 1},
+		{"beside a large pack", 1, 4 << 20, 5, 2000, true, 2},
+		{"nodes past the bound", 1, 1000, 40, 256 << 10, true, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			st := remotetest.NewMemory()
+			cfg := testConfig(t)
+			cfg.PackSize = 16 << 20
+			idx := New()
+			w, err := NewWriter(ctx, st, idx, cfg, WriterOptions{Host: "h"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := w.NewPacker()
+			want := map[chunk.ID][]byte{}
+			isNode := map[chunk.ID]bool{}
+			cids, cdata := blobs(1000, tt.chunks, tt.chunkLen)
+			for i, id := range cids {
+				if _, err := p.Add(ctx, id, cdata[i]); err != nil {
+					t.Fatal(err)
+				}
+				want[id] = cdata[i]
+			}
+			ids, data := blobs(1, tt.nodes, tt.nodeLen)
+			if err := w.AddTree(ctx, ids, data, tt.beside); err != nil {
+				t.Fatal(err)
+			}
+			for i, id := range ids {
+				want[id], isNode[id] = data[i], true
+			}
+			if err := w.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var packs []remote.Info
+			st.List(ctx, "packs/", func(i remote.Info) error { packs = append(packs, i); return nil })
+			if len(packs) != tt.packs {
+				t.Errorf("%d packs uploaded, want %d", len(packs), tt.packs)
+			}
+			for _, info := range packs {
+				whole, err := readAll(t, st, info.Key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				entries, err := pack.Parse(whole)
+				if err != nil {
+					t.Fatal(err)
+				}
+				start, ok := pack.TreeStart(whole)
+				if !ok {
+					if isNode[entries[len(entries)-1].ID] {
+						t.Errorf("pack %s holds tree nodes and is not marked", info.Key)
+					}
+					continue
+				}
+				nodes := 0
+				for _, e := range entries {
+					if isNode[e.ID] != (int64(e.Off) >= start) {
+						t.Errorf("pack %s: %s at %d, node %v, but the nodes start at %d", info.Key, e.ID, e.Off, isNode[e.ID], start)
+					}
+					if isNode[e.ID] {
+						nodes += int(e.Len)
+					}
+				}
+				if nodes == 0 || info.Size > pack.MaxTreePack {
+					t.Errorf("marked pack %s holds %d bytes of nodes and %d in all, want some and at most pack.MaxTreePack", info.Key, nodes, info.Size)
+				}
+			}
+			err = Fetch(ctx, st, idx, slices.Collect(maps.Keys(want)), FetchOptions{}, func(id chunk.ID, d []byte, err error) error {
+				if err != nil || !bytes.Equal(d, want[id]) {
+					t.Errorf("chunk %s: read %d bytes (%v), want its %d", id, len(d), err, len(want[id]))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -264,17 +264,10 @@ func (w *Writer) upload(ctx context.Context, sp *pack.Spool) error {
 		w.release(entries)
 		return err
 	}
-	key := pack.Key(id)
-	err = w.st.Put(ctx, key, sp.Reader(), size)
-	if err == nil {
-		// Never trust an upload blindly: a pack the index names must exist
-		// with its full size (a "phantom" pack would silently lose data).
-		var info remote.Info
-		if info, err = w.st.Stat(ctx, key); err == nil && info.Size != size {
-			err = fmt.Errorf("stored %d bytes, want %d", info.Size, size)
-		}
-	}
-	if err != nil {
+	// Never trust an upload blindly: a pack the index names must exist with
+	// its full size (a "phantom" pack would silently lose data), seen by a
+	// Stat unless the store verified the write.
+	if err := remote.PutDurable(ctx, w.st, pack.Key(id), sp.Reader(), size); err != nil {
 		err = w.fail(fmt.Errorf("upload pack %s: %w", id, err))
 		w.release(entries)
 		return err
@@ -297,21 +290,115 @@ func (w *Writer) upload(ctx context.Context, sp *pack.Spool) error {
 	return nil
 }
 
-// AddDurable records a pack its caller stored and checked (a pack of tree
-// nodes, built apart from the Packers) as upload does: in the index, the
-// journal and the next Sync's index file, so that one index file names
-// all the packs of a commit.
-func (w *Writer) AddDurable(rec PackRecord) error {
-	w.idx.Add(rec)
+// AddTree stores nodes of manifest trees (ids[i] holds data[i]) in packs
+// marked as holding them (pack.TreeMark), uploaded at once and named by the
+// next Sync's index file with the commit's other packs; a pack holds at
+// most pack.MaxTreePack of nodes and file chunks. With beside, they go
+// first after the file chunks of a Packer's open pack that is small
+// enough, so that a small commit uploads one pack, not two (the mark says
+// where the nodes begin: the survey store keeps them and drops the chunks;
+// docs/design.md §6); without, in packs of their own, as restic keeps its
+// trees apart from data, so that a lost pack costs either files or the
+// listing of files, not both. A node the index or an open pack already
+// holds is skipped; the caller checks what the index offers (Stored)
+// before it passes a node over.
+func (w *Writer) AddTree(ctx context.Context, ids []chunk.ID, data [][]byte, beside bool) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.verified[rec.ID] = true
-	w.pending = append(w.pending, rec)
-	if err := w.appendJournal(rec); err != nil && w.err == nil {
-		w.err = err
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
 		return err
 	}
+	var todo []int
+	for i, id := range ids {
+		_, claimed := w.claimed[id]
+		if _, stored := w.idx.lookup(id); claimed || stored {
+			continue
+		}
+		w.claimed[id] = struct{}{}
+		todo = append(todo, i)
+	}
+	packers := append([]*Packer(nil), w.packers...)
+	w.mu.Unlock()
+
+	// room reports how many of todo fit in a pack holding bytes and chunks
+	// already, its header and trailer counted.
+	room := func(bytes, chunks int) int {
+		n := 0
+		for _, i := range todo {
+			bytes += len(data[i])
+			chunks++
+			if bytes+chunks*pack.EntrySize+pack.TrailerSize > pack.MaxTreePack || chunks > pack.MaxChunks {
+				break
+			}
+			n++
+		}
+		return n
+	}
+	fill := func(sp *pack.Spool, n int) error {
+		sp.MarkTree() // the nodes start here
+		for _, i := range todo[:n] {
+			if err := sp.Add(ids[i], data[i]); err != nil {
+				return err
+			}
+		}
+		todo = todo[n:]
+		return nil
+	}
+	for _, p := range packers {
+		if len(todo) == 0 || !beside {
+			break
+		}
+		p.mu.Lock()
+		n := 0
+		if p.open != nil && p.err == nil {
+			n = room(p.open.Len(), len(p.open.Entries()))
+		}
+		if n == 0 {
+			p.mu.Unlock()
+			continue
+		}
+		err := fill(p.open, n)
+		if err == nil {
+			err = p.sealLocked(ctx) // releases the pack's claims if it fails
+		} else {
+			// The pack is broken, and with it the chunks it accepted.
+			sp := p.open
+			p.open = nil
+			p.fail(err)
+			w.release(sp.Entries())
+			sp.Close()
+		}
+		p.mu.Unlock()
+		if err != nil {
+			w.releaseIDs(ids, todo)
+			return err
+		}
+	}
+	for len(todo) > 0 {
+		n := max(1, room(0, 0)) // a node is at most a chunk: it fits alone
+		sp, err := pack.CreateSpool(w.spoolDir)
+		if err == nil {
+			if err = fill(sp, n); err == nil {
+				err = w.upload(ctx, sp)
+			}
+			sp.Close()
+		}
+		if err != nil {
+			w.releaseIDs(ids, todo)
+			return w.fail(fmt.Errorf("store the manifests' trees: %w", err))
+		}
+	}
 	return nil
+}
+
+// releaseIDs releases the claims of ids[i] for each i in todo.
+func (w *Writer) releaseIDs(ids []chunk.ID, todo []int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, i := range todo {
+		delete(w.claimed, ids[i])
+	}
 }
 
 // present reports whether a pack the index offers is in the store, with a

@@ -159,6 +159,14 @@ func (c *Counting) Put(ctx context.Context, key string, data io.Reader, size int
 	return c.done(kPut, t0, size, c.inner.Put(ctx, key, data, size))
 }
 
+// PutVerified implements Verifying with the inner store's PutVerified, or
+// its Put (reporting false); either counts as a Put.
+func (c *Counting) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
+	t0 := c.start()
+	verified, err := PutVerified(ctx, c.inner, key, data, size)
+	return verified, c.done(kPut, t0, size, err)
+}
+
 // PutIf implements Conditional.
 func (c *Counting) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
 	cs, ok := c.inner.(Conditional)

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -82,6 +83,46 @@ type Conditional interface {
 	// at run time that it cannot honour it (an S3 server that ignores the
 	// headers) returns an error wrapping errors.ErrUnsupported.
 	PutIf(ctx context.Context, key string, data []byte, ifMatch string) (etag string, err error)
+}
+
+// Verifying is implemented by stores whose Put can confirm that the object
+// it stored holds exactly the bytes sent, so that a caller that must see
+// an object stored whole before relying on it (a pack before an index file
+// names it: docs/design.md §2) need not read its size back (PutDurable).
+type Verifying interface {
+	// PutVerified is Put, and reports whether the store confirmed the
+	// object: S3 echoed the CRC-32C it checked before storing the bytes,
+	// the local store synced its file and renamed it into place. When it
+	// reports false the caller checks the object before relying on it.
+	PutVerified(ctx context.Context, key string, data io.Reader, size int64) (verified bool, err error)
+}
+
+// PutVerified stores data under key with st's PutVerified when st is
+// Verifying, else with Put (reporting false).
+func PutVerified(ctx context.Context, st Store, key string, data io.Reader, size int64) (bool, error) {
+	if v, ok := st.(Verifying); ok {
+		return v.PutVerified(ctx, key, data, size)
+	}
+	return false, st.Put(ctx, key, data, size)
+}
+
+// PutDurable stores an object the caller will rely on being whole: it Puts
+// it and, unless the store confirmed the write (Verifying), reads its size
+// back with a Stat, so that an acknowledged upload that left nothing, or
+// less, is an error rather than a "phantom" object.
+func PutDurable(ctx context.Context, st Store, key string, data io.Reader, size int64) error {
+	verified, err := PutVerified(ctx, st, key, data, size)
+	if err != nil || verified {
+		return err
+	}
+	info, err := st.Stat(ctx, key)
+	if err != nil {
+		return fmt.Errorf("put %s: not seen stored: %w", key, err)
+	}
+	if info.Size != size {
+		return fmt.Errorf("put %s: stored %d bytes, want %d", key, info.Size, size)
+	}
+	return nil
 }
 
 // ErrPrecondition reports a failed conditional write.

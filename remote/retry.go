@@ -254,27 +254,37 @@ func (r *retrier) attempt(ctx context.Context, op, key string, timeout time.Dura
 
 // Put implements Store.
 func (r *retrier) Put(ctx context.Context, key string, data io.Reader, size int64) error {
+	_, err := r.PutVerified(ctx, key, data, size)
+	return err
+}
+
+// PutVerified implements Verifying with the inner store's PutVerified, or
+// its Put (reporting false); what counts is the attempt that succeeded.
+func (r *retrier) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (verified bool, err error) {
 	rewind, data, err := replayable(data, size)
 	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return false, fmt.Errorf("put %s: %w", key, err)
 	}
 	timeout := r.opts.AttemptTimeout
 	if timeout > 0 && size > 0 {
 		timeout += time.Duration(size) * putTimeoutPerByte
 	}
-	if rewind == nil {
-		return r.attempt(ctx, "put", key, timeout, func(ctx context.Context) error {
-			return r.inner.Put(ctx, key, data, size)
-		})
+	put := func(ctx context.Context) (err error) {
+		verified, err = PutVerified(ctx, r.inner, key, data, size)
+		return err
 	}
-	return r.do(ctx, "put", key, timeout, func(ctx context.Context, attempt int) error {
+	if rewind == nil {
+		return verified, r.attempt(ctx, "put", key, timeout, put)
+	}
+	err = r.do(ctx, "put", key, timeout, func(ctx context.Context, attempt int) error {
 		if attempt > 1 {
 			if err := rewind(); err != nil {
 				return permanent{fmt.Errorf("put %s: rewind data: %w", key, err)}
 			}
 		}
-		return r.inner.Put(ctx, key, data, size)
+		return put(ctx)
 	})
+	return verified, err
 }
 
 // replayable returns data, or a copy of it, with a function that rewinds it

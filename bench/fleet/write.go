@@ -66,9 +66,8 @@ func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, w
 	s.Packs++
 	s.IndexFiles++
 	b := pack.NewBuilder(nil)
-	var nonce [pack.NonceSize]byte
-	copy(nonce[:], pack.TreeMark[:])
-	b.SetNonce(nonce)
+	b.SetNonce([pack.NonceSize]byte{}) // deterministic, as the generator's stores are
+	b.MarkTree()
 	for _, n := range nodes {
 		b.Add(n.ID, n.Data)
 	}
@@ -105,7 +104,7 @@ func writePackStub(ctx context.Context, st remote.Store, id chunk.ID, size int64
 // pack.Writer.Finish writes them:
 //
 //	header:  n × { id [32]byte, len u32 LE }
-//	trailer: { BLAKE3(header ‖ nonce) [32]byte, nonce [16]byte, n u32 LE, "CBPACK01" }
+//	trailer: { BLAKE3(header ‖ nonce) [32]byte, nonce [16]byte, n u32 LE, "CBPACK02" }
 //
 // index/pack exports no encoder of a header without the data before it;
 // TestPackTail checks this one against pack.Builder byte for byte.

@@ -11,16 +11,16 @@ import (
 	"github.com/cassback/cassback/remote"
 )
 
-// Layout of a pack (format 1), all integers little-endian:
+// Layout of a pack (format 2), all integers little-endian:
 //
 //	chunk data 1 … chunk data n          raw chunk bytes, back to back
 //	header: n × { id [32]byte, len u32 }  EntrySize bytes per chunk, in data order
-//	trailer: { headerSum [32]byte, nonce [16]byte, n u32, magic "CBPACK01" }   TrailerSize bytes
+//	trailer: { headerSum [32]byte, nonce [16]byte, n u32, magic "CBPACK02" }   TrailerSize bytes
 //
 // headerSum is the BLAKE3 of the header followed by the nonce. A chunk's
 // offset is the sum of the lengths before it.
 const (
-	Magic       = "CBPACK01"
+	Magic       = "CBPACK02"
 	NonceSize   = 16
 	TrailerSize = 32 + NonceSize + 4 + 8 // headerSum, nonce, count, magic
 	EntrySize   = 32 + 4

@@ -74,7 +74,7 @@ func TestGolden(t *testing.T) {
 }
 
 func TestHeaderLenRejects(t *testing.T) {
-	for _, tail := range [][]byte{nil, []byte(Magic), append([]byte{0xff, 0xff, 0xff, 0xff}, Magic...), []byte("0000CBPACK02")} {
+	for _, tail := range [][]byte{nil, []byte(Magic), append([]byte{0xff, 0xff, 0xff, 0xff}, Magic...), []byte("0000CBPACK01")} {
 		if n, ok := HeaderLen(tail); ok {
 			t.Errorf("HeaderLen(%q) = %d, true; want false", tail, n)
 		}

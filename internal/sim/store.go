@@ -198,6 +198,13 @@ func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64)
 	return s.do(ctx, a, &request{op: opPut, key: key, data: buf})
 }
 
+// PutVerified implements remote.Verifying: a Put that returns nil was
+// applied whole, as an S3 PutObject whose checksum the server echoed.
+func (s *Store) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
+	err := s.Put(ctx, key, data, size)
+	return err == nil, err
+}
+
 // PutIf implements remote.Conditional. With Options.NoConditional it fails
 // with errors.ErrUnsupported; with Options.NonAtomicConditional an actor's
 // PutIf takes two steps, the check and then an unconditional write.

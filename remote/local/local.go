@@ -102,6 +102,13 @@ func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64)
 	return nil
 }
 
+// PutVerified implements remote.Verifying: Put syncs the object's file
+// and renames it into place, so an object it stored is whole.
+func (s *Store) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
+	err := s.Put(ctx, key, data, size)
+	return err == nil, err
+}
+
 // PutIf implements remote.Conditional.
 func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
 	if err := remote.Begin(ctx, "put-if", key); err != nil {

@@ -89,6 +89,13 @@ func (m *Memory) store(key string, data []byte) string {
 	return etag
 }
 
+// PutVerified implements remote.Verifying: Put keeps a copy of the whole
+// object.
+func (m *Memory) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
+	err := m.Put(ctx, key, data, size)
+	return err == nil, err
+}
+
 // PutIf implements remote.Conditional.
 func (m *Memory) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
 	if err := remote.Begin(ctx, "put-if", key); err != nil {

@@ -107,33 +107,48 @@ func (s *source) section(off, n int64, buf []byte) (io.ReadSeeker, []byte, error
 // the object visible only once complete, so Put is atomic. A failed
 // multipart upload is aborted.
 func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	if err := remote.BeginUnder(ctx, "put", s.prefix, key); err != nil {
-		return err
-	}
-	src, err := newSource(data, size)
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	if size > s.cfg.MaxSinglePut || (src.ra == nil && size > s.cfg.PartSize) {
-		return s.putMultipart(ctx, key, src)
-	}
-	body, _, err := src.section(0, size, nil)
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	_, err = s.putObject(ctx, "put", key, body, size, nil)
+	_, err := s.PutVerified(ctx, key, data, size)
 	return err
 }
 
+// PutVerified implements remote.Verifying: an object sent in one PutObject
+// is verified when the server's answer echoes the CRC-32C the request
+// carried, which S3 (and the servers that support checksums) computes over
+// the bytes it received and refuses the request on a mismatch. A server
+// that ignores checksums echoes none, and an object sent in parts is not
+// verified here: the caller then checks it with a Stat.
+func (s *Store) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
+	if err := remote.BeginUnder(ctx, "put", s.prefix, key); err != nil {
+		return false, err
+	}
+	src, err := newSource(data, size)
+	if err != nil {
+		return false, fmt.Errorf("put %s: %w", key, err)
+	}
+	if size > s.cfg.MaxSinglePut || (src.ra == nil && size > s.cfg.PartSize) {
+		return false, s.putMultipart(ctx, key, src)
+	}
+	body, _, err := src.section(0, size, nil)
+	if err != nil {
+		return false, fmt.Errorf("put %s: %w", key, err)
+	}
+	out, sum, err := s.putObject(ctx, "put", key, body, size, nil)
+	if err != nil {
+		return false, err
+	}
+	return out.ChecksumCRC32C != nil && *out.ChecksumCRC32C == sum, nil
+}
+
 // putObject sends one PutObject, with the body's CRC-32C and the
-// conditions in cond (may be nil).
-func (s *Store) putObject(ctx context.Context, op, key string, body io.ReadSeeker, size int64, cond func(*s3.PutObjectInput)) (*s3.PutObjectOutput, error) {
+// conditions in cond (may be nil), and returns the answer and the CRC-32C
+// sent.
+func (s *Store) putObject(ctx context.Context, op, key string, body io.ReadSeeker, size int64, cond func(*s3.PutObjectInput)) (*s3.PutObjectOutput, string, error) {
 	sum, err := crc32c(body)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: read data: %w", op, key, err)
+		return nil, "", fmt.Errorf("%s %s: read data: %w", op, key, err)
 	}
 	if _, err := body.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("%s %s: %w", op, key, err)
+		return nil, "", fmt.Errorf("%s %s: %w", op, key, err)
 	}
 	in := &s3.PutObjectInput{
 		Bucket: s.bucket, Key: s.full(key), Body: body, ContentLength: aws.Int64(size),
@@ -145,16 +160,16 @@ func (s *Store) putObject(ctx context.Context, op, key string, body io.ReadSeeke
 	for try := 1; ; try++ {
 		out, err := s.client.PutObject(ctx, in)
 		if err == nil {
-			return out, nil
+			return out, sum, nil
 		}
 		// versitygw's posix backend answers 409 ExistingObjectIsDirectory
 		// when a Delete removes the object's emptied parent folder between
 		// its mkdir and its link: a race on the server, over at once.
 		if _, code, _ := responseInfo(err); code != "ExistingObjectIsDirectory" || try == 3 || ctx.Err() != nil {
-			return nil, s.opError(ctx, op, key, err)
+			return nil, "", s.opError(ctx, op, key, err)
 		}
 		if _, err := body.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", op, key, err)
+			return nil, "", fmt.Errorf("%s %s: %w", op, key, err)
 		}
 	}
 }
@@ -281,7 +296,7 @@ func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch stri
 	if err := s.checkConditional(ctx); err != nil {
 		return "", err
 	}
-	out, err := s.putObject(ctx, "put-if", key, bytes.NewReader(data), int64(len(data)), condition(ifMatch))
+	out, _, err := s.putObject(ctx, "put-if", key, bytes.NewReader(data), int64(len(data)), condition(ifMatch))
 	if err != nil {
 		if ifMatch != "" && errors.Is(err, fs.ErrNotExist) {
 			var e *opError
@@ -340,7 +355,8 @@ func (s *Store) probeConditional(ctx context.Context) (bool, error) {
 	// List skips it if a crash leaves it behind.
 	key := ".cassback-probe-" + hex.EncodeToString(rnd[:])
 	put := func(cond func(*s3.PutObjectInput)) (*s3.PutObjectOutput, error) {
-		return s.putObject(ctx, "probe conditional writes", key, bytes.NewReader(nil), 0, cond)
+		out, _, err := s.putObject(ctx, "probe conditional writes", key, bytes.NewReader(nil), 0, cond)
+		return out, err
 	}
 	first, err := put(condition(""))
 	if err != nil {

@@ -349,6 +349,55 @@ func TestServerVerifiesChecksum(t *testing.T) {
 	}
 }
 
+// TestPutVerified checks when a Put counts as verified (its pack needs no
+// HEAD, remote.PutDurable): versitygw checks the CRC-32C a single
+// PutObject carries and echoes it; an object sent in parts, a server that
+// echoes no checksum and one that echoes another are not verified.
+func TestPutVerified(t *testing.T) {
+	server := s3test.Start(t)
+	target, _ := url.Parse(server.URL)
+	proxy := func(echo func(h http.Header)) string {
+		rp := httptest.NewServer(&httputil.ReverseProxy{
+			ErrorLog: quietLog,
+			Rewrite:  func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Host = pr.In.Host },
+			ModifyResponse: func(r *http.Response) error {
+				if r.Request.Method == http.MethodPut {
+					echo(r.Header)
+				}
+				return nil
+			},
+		})
+		t.Cleanup(rp.Close)
+		return rp.URL
+	}
+	for _, tt := range []struct {
+		name     string
+		endpoint string
+		size     int
+		want     bool
+	}{
+		{"single", server.URL, 100 << 10, true},
+		{"multipart", server.URL, 6 << 20, false},
+		{"no echo", proxy(func(h http.Header) { h.Del("X-Amz-Checksum-Crc32c") }), 100 << 10, false},
+		{"other echo", proxy(func(h http.Header) { h.Set("X-Amz-Checksum-Crc32c", "AAAAAA==") }), 100 << 10, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := server.Config(t)
+			cfg.Endpoint = tt.endpoint
+			cfg.MaxSinglePut, cfg.PartSize = 5<<20, 5<<20
+			st := open(t, cfg)
+			data := remotetest.Data(5, tt.size)
+			got, err := st.PutVerified(t.Context(), "k", bytes.NewReader(data), int64(len(data)))
+			if err != nil || got != tt.want {
+				t.Errorf("PutVerified: got %v, %v; want %v, nil", got, err, tt.want)
+			}
+			if info, err := st.Stat(t.Context(), "k"); err != nil || info.Size != int64(len(data)) {
+				t.Errorf("Stat: got %+v, %v; want %d bytes", info, err, len(data))
+			}
+		})
+	}
+}
+
 // TestConditionalIgnored puts a proxy in front that answers every
 // conditional PUT with 200 without storing anything, as a server that
 // ignores the headers would: PutIf must report errors.ErrUnsupported.

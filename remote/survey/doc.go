@@ -13,9 +13,10 @@
 // before them (n × 36 + 1024 bytes, a few KiB for a 32 MiB pack). So Stat and List report packs at their real
 // size, index.ReadPackHeader works, and list, show, validate without
 // --checksum and purge run on a survey; a Get reaching into chunk data
-// fails with an error wrapping ErrNoData. A pack of manifest tree nodes
-// (pack.IsTreePack, at most pack.MaxTreePack) is kept whole in its stub, so
-// manifests read. A stub is stored under the pack's own key, so the meta
+// fails with an error wrapping ErrNoData. The nodes of manifests' trees
+// in a pack marked as holding them (pack.TreeStart, at most
+// pack.MaxTreePack of nodes, after any file chunks) are kept in its stub,
+// so manifests read. A stub is stored under the pack's own key, so the meta
 // dir lists like a real store.
 //
 // # The survey file

@@ -81,8 +81,10 @@ func decodeStub(b []byte) (stub, error) {
 // and trailer when t ends like a pack, else t.
 func keepLen(size int64, t []byte) int64 {
 	if n, ok := pack.HeaderLen(t); ok {
-		if pack.IsTreePack(t) && size <= pack.MaxTreePack {
-			return size // manifests' trees: kept whole, so manifests read
+		// The nodes of manifests' trees are kept, so manifests read; file
+		// chunks before them are not.
+		if off, ok := pack.TreeStart(t); ok && off <= size-n && size-n-off <= pack.MaxTreePack {
+			return size - off
 		}
 		return min(size, n-pack.TrailerSize+trailerSlack)
 	}

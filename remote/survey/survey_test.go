@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,7 +84,7 @@ func fakePack(chunkLens ...int) []byte {
 	}
 	b = append(b, bytes.Repeat([]byte{0xee}, 32)...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(chunkLens)))
-	return append(b, "CBPACK01"...)
+	return append(b, "CBPACK02"...)
 }
 
 // plainReader hides the ReaderAt and Seeker of a reader, so Put streams it.
@@ -470,6 +471,75 @@ func TestRealPacks(t *testing.T) {
 	r := Summarize(readEvents(t, logPath), time.Time{})
 	if r.FinalBytes() != listed {
 		t.Errorf("survey report: %d bytes stored, store lists %d", r.FinalBytes(), listed)
+	}
+}
+
+// TestTreeNodesKept checks that the survey store keeps the nodes of
+// manifests' trees and not the file chunks of the pack they share
+// (index.Writer.AddTree puts a commit's nodes after its open pack's
+// chunks), nor of a pack of nodes only.
+func TestTreeNodesKept(t *testing.T) {
+	for _, withChunks := range []bool{true, false} {
+		t.Run(fmt.Sprint("with chunks ", withChunks), func(t *testing.T) {
+			s, _, _ := openTest(t)
+			ctx := t.Context()
+			cfg, err := index.NewConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx := index.New()
+			w, err := index.NewWriter(ctx, s, idx, cfg, index.WriterOptions{Host: "h"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := w.NewPacker()
+			var chunks []chunk.ID
+			for i := range 3 {
+				if !withChunks {
+					break
+				}
+				d := remotetest.Data(uint64(i), 100_000+i)
+				chunks = append(chunks, chunk.Sum(d))
+				if _, err := p.Add(ctx, chunks[i], d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var nodes []chunk.ID
+			var data [][]byte
+			for i := range 5 {
+				d := remotetest.Data(uint64(100+i), 3000+i)
+				nodes, data = append(nodes, chunk.Sum(d)), append(data, d)
+			}
+			if err := w.AddTree(ctx, nodes, data, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			s.List(ctx, "packs/", func(remote.Info) error { n++; return nil })
+			if n != 1 {
+				t.Errorf("%d packs, want the one that holds chunks and nodes", n)
+			}
+			got := map[chunk.ID]error{}
+			err = index.Fetch(ctx, s, idx, append(slices.Clone(nodes), chunks...), index.FetchOptions{}, func(id chunk.ID, _ []byte, err error) error {
+				got[id] = err
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range nodes {
+				if err, ok := got[id]; !ok || err != nil {
+					t.Errorf("tree node %s: %v (fetched %v), want it kept", id, err, ok)
+				}
+			}
+			for _, id := range chunks {
+				if err := got[id]; !errors.Is(err, ErrNoData) {
+					t.Errorf("file chunk %s: got %v, want ErrNoData", id, err)
+				}
+			}
+		})
 	}
 }
 

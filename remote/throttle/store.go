@@ -49,13 +49,20 @@ func waitError(op, key string, err error) error {
 // reads it; with an upload limit the inner store sees a plain io.Reader
 // (see the package doc for what that costs).
 func (s *store) Put(ctx context.Context, key string, data io.Reader, size int64) error {
+	_, err := s.PutVerified(ctx, key, data, size)
+	return err
+}
+
+// PutVerified implements remote.Verifying with the inner store's
+// PutVerified, or its Put (reporting false), paid for as Put is.
+func (s *store) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
 	if err := s.request(ctx, "put", key); err != nil {
-		return err
+		return false, err
 	}
 	if s.l.up != nil {
 		data = &throttledReader{ctx: ctx, r: data, b: s.l.up, slice: s.l.upSlice}
 	}
-	return s.inner.Put(ctx, key, data, size)
+	return remote.PutVerified(ctx, s.inner, key, data, size)
 }
 
 // PutIf implements remote.Conditional. Its data is in memory, so it is
