@@ -18,7 +18,7 @@ import (
 // fuzzGoldenPack returns the golden pack, its ID and its record, or nothing
 // when the golden file is absent.
 func fuzzGoldenPack(tb testing.TB) ([]byte, PackRecord, bool) {
-	b, err := os.ReadFile("pack/testdata/pack-v1.golden")
+	b, err := os.ReadFile("pack/testdata/pack-v2.golden")
 	if err != nil {
 		return nil, PackRecord{}, false
 	}

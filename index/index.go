@@ -445,7 +445,7 @@ func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (Loa
 		l.mu.Unlock()
 	}
 	for range 3 {
-		missed, err := x.load(ctx, st, cache, &ls)
+		missed, err := x.load(ctx, st, cache, &ls, x.lazyOf().prefix())
 		if err != nil {
 			return ls, err
 		}
@@ -512,11 +512,11 @@ func (x *Index) RebuildOrphans(ctx context.Context, st remote.Store) (int, error
 	return n, nil
 }
 
-func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *LoadStats) (missed int, err error) {
+func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *LoadStats, prefix string) (missed int, err error) {
 	var infos, deferred []remote.Info
 	lz := x.lazyOf()
 	listed := map[string]bool{}
-	err = st.List(ctx, "index/", func(i remote.Info) error {
+	err = st.List(ctx, prefix, func(i remote.Info) error {
 		x.mu.RLock()
 		done := x.loaded[i.Key]
 		x.mu.RUnlock()
@@ -537,7 +537,9 @@ func (x *Index) load(ctx context.Context, st remote.Store, cache *os.Root, ls *L
 	if err != nil {
 		return 0, fmt.Errorf("list index files: %w", err)
 	}
-	lz.forget(listed)
+	if prefix == "index/" {
+		lz.forget(listed) // else it knows no other host's file yet
+	}
 	for _, info := range deferred {
 		fetched, err := lz.loadHead(ctx, st, cache, lz.cacheDir(), info)
 		if fetched {

@@ -66,7 +66,7 @@ func golden(t *testing.T, name string, got []byte) {
 // goldenPack is the golden pack of package pack, which pins its format.
 func goldenPack(t *testing.T) ([]byte, chunk.ID, []pack.Entry) {
 	t.Helper()
-	data, err := os.ReadFile("pack/testdata/pack-v1.golden")
+	data, err := os.ReadFile("pack/testdata/pack-v2.golden")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,14 @@ import (
 //
 // A file that cannot be read when a lookup needs it (a purge replaced it,
 // or it is damaged) leaves the chunk unknown: the backup uploads it again.
+//
+// Other hosts' files are not even listed until a lookup misses the host's
+// own (or a reader must know every pack: faultAll), so that opening the
+// store costs what the host's own files changed, not the fleet's: an
+// unchanged backup of a warm node lists only index/<host>/. Listing later
+// than the session's start is as safe as listing at it (design §4.2 W1):
+// the packs found are checked before they are relied on, and condemned
+// ones are excluded by ID whenever they are admitted.
 
 // wholeAfter is how many lookups a file's buckets answer before the file
 // is read whole.
@@ -39,6 +47,11 @@ const wholeAfter = 16
 // lazy holds the heads of index files not loaded yet.
 type lazy struct {
 	own string // "index/<host>/": loaded whole
+
+	// listMu is held while other hosts' files are listed for the first
+	// time (listOthers); listed says that was done.
+	listMu sync.Mutex
+	listed bool
 
 	// Set by Load: the store and cache lookups read files from, and the
 	// context they read them under (the command's).
@@ -184,6 +197,57 @@ func (l *lazy) loadHead(ctx context.Context, st remote.Store, cache *os.Root, ca
 	return fetched, nil
 }
 
+// othersListed reports whether other hosts' index files were listed.
+func (l *lazy) othersListed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.listed
+}
+
+// prefix returns what Load lists: the host's own files until other hosts'
+// were listed once (listOthers), then all.
+func (l *lazy) prefix() string {
+	if l != nil && !l.othersListed() {
+		return l.own
+	}
+	return "index/"
+}
+
+// listOthers lists every index file once, when a lookup first misses the
+// host's own, and loads the heads of other hosts' files as Load does. A
+// failure leaves them unlisted: the lookup's chunk is unknown (uploaded
+// again), and the next lookup tries again.
+func (x *Index) listOthers(ctx context.Context, l *lazy) {
+	l.listMu.Lock()
+	defer l.listMu.Unlock()
+	l.mu.Lock()
+	st, cacheDir, listed := l.st, l.cache, l.listed
+	if ctx == nil {
+		ctx = l.ctx
+	}
+	l.mu.Unlock()
+	if listed || st == nil {
+		return
+	}
+	cache := openCache(cacheDir)
+	if cache != nil {
+		defer cache.Close()
+	}
+	ls := LoadStats{Damaged: map[string]error{}}
+	for range 3 {
+		missed, err := x.load(ctx, st, cache, &ls, "index/")
+		if err != nil {
+			return
+		}
+		l.mu.Lock()
+		l.listed = true
+		l.mu.Unlock()
+		if missed == 0 {
+			break
+		}
+	}
+}
+
 // fault looks id up in the not yet loaded index files whose filter may
 // hold it, under ctx (nil: the one Load was given), reading one bucket of
 // each; what it finds is merged into the index.
@@ -191,6 +255,9 @@ func (x *Index) fault(ctx context.Context, id chunk.ID) {
 	l := x.lazyOf()
 	if l == nil {
 		return
+	}
+	if !l.othersListed() {
+		x.listOthers(ctx, l)
 	}
 	l.mu.Lock()
 	files := slices.Clone(l.order)
@@ -325,6 +392,12 @@ func (x *Index) faultAll(ctx context.Context) error {
 	l := x.lazyOf()
 	if l == nil {
 		return nil
+	}
+	if !l.othersListed() {
+		x.listOthers(ctx, l)
+		if !l.othersListed() {
+			return errors.New("list index files: other hosts' files could not be listed")
+		}
 	}
 	l.mu.Lock()
 	files := slices.Clone(l.order)

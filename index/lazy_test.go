@@ -58,8 +58,25 @@ func TestFilterFalsePositives(t *testing.T) {
 // rangeLog records the ranged reads of a store.
 type rangeLog struct {
 	remote.Store
-	mu    sync.Mutex
-	reads []string
+	mu     sync.Mutex
+	reads  []string
+	listed []string // prefixes listed
+}
+
+func (r *rangeLog) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
+	r.mu.Lock()
+	r.listed = append(r.listed, prefix)
+	r.mu.Unlock()
+	return r.Store.List(ctx, prefix, fn)
+}
+
+// lists returns the prefixes listed since the last call.
+func (r *rangeLog) lists() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.listed
+	r.listed = nil
+	return out
 }
 
 func (r *rangeLog) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
@@ -99,11 +116,12 @@ func putIDs(t *testing.T, st remote.Store, host string, ids []chunk.ID) string {
 	return putPacks(t, st, host, rec)
 }
 
-// In lazy mode Load reads the host's own index files whole and only the
-// head of the others'; a lookup of another host's chunk reads one bucket
-// of its file, and after wholeAfter such lookups the whole file, once; a
-// chunk in no file reads none (mostly: 2 in 10,000 probes read a bucket
-// for nothing).
+// In lazy mode Load lists and reads the host's own index files whole and
+// nothing of the others'; the first lookup that misses the host's own
+// lists the others and reads only their heads; a lookup of another host's
+// chunk reads one bucket of its file, and after wholeAfter such lookups
+// the whole file, once; a chunk in no file reads none (mostly: 2 in
+// 10,000 probes read a bucket for nothing).
 func TestLazyLoad(t *testing.T) {
 	mem := remotetest.NewMemory()
 	st := &rangeLog{Store: mem}
@@ -111,21 +129,21 @@ func TestLazyLoad(t *testing.T) {
 	bKey, b := putIndexFile(t, st, "b", 20_000)
 	cKey, c := putIndexFile(t, st, "c", 3000)
 	st.take()
+	st.lists()
 
 	x := New()
 	x.LoadOthersLazily("a")
 	if _, err := x.Load(t.Context(), st, t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
-	reads := map[string]bool{}
-	for _, r := range st.take() {
-		reads[r] = true
+	if got := st.take(); len(got) != 1 || got[0] != ownKey+" 0 -1" {
+		t.Fatalf("Load read %v; want %s whole and nothing else", got, ownKey)
 	}
-	if !reads[ownKey+" 0 -1"] || !reads[fmt.Sprintf("%s 0 %d", bKey, headLen(20_000))] || len(reads) != 3 {
-		t.Fatalf("Load read %v; want %s whole and the heads of the others", reads, ownKey)
+	if got := st.lists(); len(got) != 1 || got[0] != "index/a/" {
+		t.Fatalf("Load listed %v; want only the host's own files (index/a/)", got)
 	}
-	if files, n := x.filtered(); files != 2 || n != headLen(20_000)+headLen(3000)-2*int64(idxHeader) {
-		t.Errorf("Filtered = %d files, %d bytes", files, n)
+	if files, _ := x.filtered(); files != 0 {
+		t.Errorf("Filtered = %d files before any lookup, want 0", files)
 	}
 	if x.Len() != len(own) {
 		t.Fatalf("Len = %d before any lookup, want the own host's %d", x.Len(), len(own))
@@ -133,8 +151,27 @@ func TestLazyLoad(t *testing.T) {
 	if !x.Has(own[5]) {
 		t.Fatal("own chunk unknown")
 	}
-	if len(st.take()) != 0 {
-		t.Fatal("a lookup of an own chunk read the store")
+	if len(st.take()) != 0 || len(st.lists()) != 0 {
+		t.Fatal("a lookup of an own chunk read or listed the store")
+	}
+	x.Has(chunk.Sum([]byte("nowhere at all")))
+	reads := map[string]bool{}
+	for _, r := range st.take() {
+		reads[r] = true
+	}
+	if !reads[fmt.Sprintf("%s 0 %d", bKey, headLen(20_000))] || !reads[fmt.Sprintf("%s 0 %d", cKey, headLen(3000))] || len(reads) > 3 {
+		t.Fatalf("the first lookup that missed read %v; want the heads of the others (and a bucket at most)", reads)
+	}
+	if got := st.lists(); len(got) != 1 || got[0] != "index/" {
+		t.Fatalf("the first lookup that missed listed %v; want index/ once", got)
+	}
+	if files, n := x.filtered(); files != 2 || n != headLen(20_000)+headLen(3000)-2*int64(idxHeader) {
+		t.Errorf("Filtered = %d files, %d bytes", files, n)
+	}
+	x.Has(chunk.Sum([]byte("nowhere either")))
+	st.take()
+	if got := st.lists(); len(got) != 0 {
+		t.Fatalf("a second lookup that missed listed %v; want nothing", got)
 	}
 	for i := range wholeAfter {
 		id := b[17+i]

@@ -17,7 +17,7 @@ import (
 // region, HeaderLen must agree with it, and a pack that Parse accepts
 // whole must give the same entries.
 func FuzzReadHeader(f *testing.F) {
-	if b, err := os.ReadFile("testdata/pack-v1.golden"); err == nil {
+	if b, err := os.ReadFile("testdata/pack-v2.golden"); err == nil {
 		f.Add(b)
 	}
 	b := NewBuilder(nil)

@@ -13,7 +13,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// goldenPack builds the pack testdata/pack-v1.golden holds: four chunks,
+// goldenPack builds the pack testdata/pack-v2.golden holds: four chunks,
 // a fixed nonce.
 func goldenPack() ([]byte, chunk.ID, []Entry) {
 	b := NewBuilder(nil)
@@ -31,7 +31,7 @@ func goldenPack() ([]byte, chunk.ID, []Entry) {
 
 func TestGolden(t *testing.T) {
 	data, id, entries := goldenPack()
-	p := filepath.Join("testdata", "pack-v1.golden")
+	p := filepath.Join("testdata", "pack-v2.golden")
 	if *update {
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -82,7 +82,7 @@ func TestHeaderLenRejects(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	if b, err := os.ReadFile("testdata/pack-v1.golden"); err == nil {
+	if b, err := os.ReadFile("testdata/pack-v2.golden"); err == nil {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { Parse(b) })

@@ -14,7 +14,7 @@ import (
 // TestWriterGolden streams the golden pack's chunks through a Writer: the
 // bytes, size and ID must be the golden pack's, as the Builder makes it.
 func TestWriterGolden(t *testing.T) {
-	want, err := os.ReadFile(filepath.Join("testdata", "pack-v1.golden"))
+	want, err := os.ReadFile(filepath.Join("testdata", "pack-v2.golden"))
 	if err != nil {
 		t.Fatal(err)
 	}
