@@ -514,6 +514,14 @@ func (st *simStore) Put(ctx context.Context, key string, data io.Reader, size in
 	return st.Store.Put(ctx, key, data, size)
 }
 
+// PutVerified is weighed as Put is: packs are stored through it
+// (remote.PutDurable), and the embedded store's method would pass the
+// weight by.
+func (st *simStore) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
+	defer st.note(ctx, key, putWeight(key))()
+	return st.Store.PutVerified(ctx, key, data, size)
+}
+
 func (st *simStore) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
 	defer st.note(ctx, key, putWeight(key))()
 	return st.Store.PutIf(ctx, key, data, ifMatch)

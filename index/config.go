@@ -24,8 +24,10 @@ const ConfigKey = "config"
 // StoreFormat is the storage-format version this code reads and writes.
 // Format 2 added commit markers, session-tagged manifests, sharded
 // condemned sets and the config's record of conditional writes
-// (docs/design.md §4); no format 1 store is read.
-const StoreFormat = 2
+// (docs/design.md §4); format 3, packs of format CBPACK02, whose tree
+// mark says where the nodes begin (pack.TreeStart). No store of an
+// earlier format is read.
+const StoreFormat = 3
 
 // DefaultPackSize is the target pack size. Packs close once they reach it,
 // so a pack is at most PackSize plus one maximal chunk.
