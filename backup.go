@@ -130,6 +130,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	if err != nil {
 		return sum, err
 	}
+	b.trustPrevious = true
 	defer func() {
 		if eerr := b.end(ctx); eerr != nil && err == nil {
 			err = eerr

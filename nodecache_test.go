@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,5 +218,102 @@ func TestUnchangedBackupReadsNoManifest(t *testing.T) {
 	}
 	if n, _ = backup(); n["list commits"] != 0 || n["get manifests"] != k {
 		t.Errorf("the cache was not mended: %v", n)
+	}
+}
+
+// requestLog records the Stats and Lists of a store.
+type requestLog struct {
+	remote.Store
+	mu    sync.Mutex
+	stats []string
+	lists []string
+}
+
+func (r *requestLog) Stat(ctx context.Context, key string) (remote.Info, error) {
+	r.mu.Lock()
+	r.stats = append(r.stats, key)
+	r.mu.Unlock()
+	return r.Store.Stat(ctx, key)
+}
+
+func (r *requestLog) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
+	r.mu.Lock()
+	r.lists = append(r.lists, prefix)
+	r.mu.Unlock()
+	return r.Store.List(ctx, prefix, fn)
+}
+
+func (r *requestLog) take() (stats, lists []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	stats, lists, r.stats, r.lists = r.stats, r.lists, nil, nil
+	return stats, lists
+}
+
+// An unchanged one-shot backup of a warm node costs what changed, not
+// what the store holds: it checks no pack (its previous manifests' tree
+// nodes are relied on as their files' chunks are, by the index), and lists
+// no other host's index files (they are listed when a lookup first misses
+// the host's own). A changed file brings both back: its new chunks are
+// looked up across hosts.
+func TestUnchangedBackupChecksNoPackListsNoOtherHost(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	data, other := filepath.Join(root, "data"), filepath.Join(root, "other")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 3, TotalBytes: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodegen.Generate(other, nodegen.Config{Seed: 4, TotalBytes: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	ls, err := local.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &requestLog{Store: ls}
+	r, err := Open(ctx, st, Options{CacheRoot: filepath.Join(root, "cache"), Create: true, Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []BackupOptions{{DataDirs: []string{other}, Host: "n2"}, {DataDirs: []string{data}, Host: "n1"}} {
+		if _, err := r.Backup(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.take()
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	stats, lists := st.take()
+	for _, k := range stats {
+		if strings.HasPrefix(k, "packs/") {
+			t.Errorf("an unchanged backup checked pack %s", k)
+		}
+	}
+	for _, p := range lists {
+		if p == "index/" || strings.HasPrefix(p, "index/n2") {
+			t.Errorf("an unchanged backup listed %q: other hosts' index files", p)
+		}
+	}
+
+	// A changed file: its chunks are looked up in every host's files.
+	var changed string
+	filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
+		if err == nil && changed == "" && strings.HasSuffix(p, "-Data.db") {
+			changed = p
+		}
+		return err
+	})
+	f, err := os.OpenFile(changed, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("a new row"))
+	f.Close()
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, lists = st.take(); !slices.Contains(lists, "index/") {
+		t.Errorf("a backup with a changed file listed %q, not every host's index files", lists)
 	}
 }

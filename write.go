@@ -52,6 +52,16 @@ type backupRun struct {
 	// they are few (index.Writer.AddTree): a continuous backup's commits
 	// are many and small, and save a PUT so.
 	treeBeside bool
+	// trustPrevious relies on what the previous manifests read
+	// (loadPrevious) reference — their files' chunks and their trees'
+	// nodes — unless the index refutes it (names it only in condemned or
+	// gone packs): no Stat of a pack, and no look at other hosts' index
+	// files for a chunk another host stored. A one-shot backup may: it
+	// read those manifests from the store after its session began, and it
+	// acknowledges no condemned set, so what they reference is kept until
+	// it ends (design §4.2 W1, W4, §4.4). A continuous backup acknowledges
+	// sets, and checks.
+	trustPrevious bool
 
 	// metaNew, metaBytes and metaDup count the nodes stored and found
 	// stored.
@@ -531,6 +541,15 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 	var data [][]byte
 	var total int64
 	seen := map[chunk.ID]bool{}
+	var prev map[chunk.ID]bool
+	if b.trustPrevious {
+		prev = map[chunk.ID]bool{}
+		for _, refs := range b.liveNodes {
+			for _, r := range refs {
+				prev[r.ID] = true
+			}
+		}
+	}
 	for i, m := range ms {
 		m.Session = b.sess.s.ID()
 		obj, ns, err := manifest.Encode(m)
@@ -551,10 +570,14 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 			seen[n.ID] = true
 			// A node the index offers is relied on only once its pack is
 			// seen stored (a late index file of a revoked writer may name a
-			// pack a sweep deleted: §4.2 W1).
-			have, err := b.w.Stored(ctx, n.ID)
-			if err != nil {
-				return nil, nil, err
+			// pack a sweep deleted: §4.2 W1), or as a previous manifest's
+			// (trustPrevious).
+			have := prev[n.ID] && !b.idx.Refuted(n.ID)
+			if !have {
+				var err error
+				if have, err = b.w.Stored(ctx, n.ID); err != nil {
+					return nil, nil, err
+				}
 			}
 			if have {
 				b.metaDup.Add(1)
@@ -635,9 +658,13 @@ func (b *backupRun) allStored(ctx context.Context, refs []chunk.Ref) (bool, erro
 	return true, nil
 }
 
-// allKnown reports whether every chunk is stored, by the index.
+// allKnown reports whether every chunk is stored, by the index (or, with
+// trustPrevious, not refuted by it).
 func (b *backupRun) allKnown(refs []chunk.Ref) bool {
 	for _, c := range refs {
+		if b.trustPrevious && !b.idx.Refuted(c.ID) {
+			continue // a previous manifest's: kept for this run
+		}
 		if !b.idx.Has(c.ID) {
 			return false
 		}

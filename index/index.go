@@ -163,6 +163,22 @@ func (x *Index) Excluded(pack chunk.ID) bool {
 	return ok && x.excluded[o]
 }
 
+// Refuted reports whether the loaded index files name the chunk only in
+// excluded packs (condemned, or found gone): known, with no usable copy.
+// A chunk they do not name is not refuted, and no file is read for it.
+func (x *Index) Refuted(id chunk.ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if _, ok := x.find(id); ok {
+		return false
+	}
+	if _, ok := x.added[id]; ok {
+		return true
+	}
+	_, ok := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	return ok || len(x.found[id]) > 0
+}
+
 // Has reports whether the chunk is known to be stored.
 func (x *Index) Has(id chunk.ID) bool {
 	_, ok := x.Lookup(id)
