@@ -158,7 +158,7 @@ func TestFleetMeasure(t *testing.T) {
 	}
 	work := t.TempDir()
 	e := Env{Bin: bin, MetaDir: dir, CacheDir: filepath.Join(work, "cache"), Scratch: work,
-		KillRSS: envInt(t, "CASSBACK_FLEET_KILL_RSS", 10<<30)}
+		KillRSS: envInt(t, "CASSBACK_FLEET_KILL_RSS", 10<<30), KeepSurvey: os.Getenv("CASSBACK_FLEET_LOGS") != ""}
 
 	// The new hosts are removed before (what an interrupted run left)
 	// and after.
@@ -272,6 +272,10 @@ func TestFleetMeasure(t *testing.T) {
 		if logs := os.Getenv("CASSBACK_FLEET_LOGS"); logs != "" {
 			if b, err := os.ReadFile(r.Log); err == nil {
 				os.WriteFile(filepath.Join(logs, fmt.Sprintf("%d-hosts-%s.log", len(hosts), name)), b, 0o644)
+			}
+			if b, err := os.ReadFile(r.Survey); err == nil {
+				os.WriteFile(filepath.Join(logs, fmt.Sprintf("%d-hosts-%s.survey", len(hosts), name)), b, 0o644)
+				os.Remove(r.Survey)
 			}
 		}
 		if r.Exit != 0 && !r.Killed {

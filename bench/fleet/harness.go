@@ -54,6 +54,9 @@ type Env struct {
 	// is killed (Result.Killed), so that a measurement cannot take a
 	// shared machine's memory. It is checked every 100 ms.
 	KillRSS int64
+	// KeepSurvey, if set, keeps each run's survey file (Result.Survey),
+	// to see its requests one by one; by default it is removed.
+	KeepSurvey bool
 }
 
 // Count is the lines of one operation in a survey file: requests, and the
@@ -80,6 +83,7 @@ type Result struct {
 	Stdout      string
 	Stderr      string
 	Log         string // the log file's path
+	Survey      string // the survey file's path, with Env.KeepSurvey
 }
 
 // timeBin runs the command when it exists. os/exec starts a child with
@@ -101,7 +105,9 @@ func Measure(ctx context.Context, e Env, args ...string) (Result, error) {
 	}
 	f.Close()
 	surveyPath := f.Name()
-	defer os.Remove(surveyPath) // a validate of 100 hosts logs a line a pack
+	if !e.KeepSurvey {
+		defer os.Remove(surveyPath) // a validate of 100 hosts logs a line a pack
+	}
 	base := strings.TrimSuffix(surveyPath, ".survey")
 	logPath, rssPath := base+".log", base+".rss"
 	defer os.Remove(rssPath)
@@ -128,6 +134,9 @@ func Measure(ctx context.Context, e Env, args ...string) (Result, error) {
 	err = cmd.Wait()
 	close(stop)
 	r := Result{Killed: killed.Load(), Args: args, Wall: time.Since(began), Stdout: stdout.String(), Stderr: stderr.String(), Log: logPath}
+	if e.KeepSurvey {
+		r.Survey = surveyPath
+	}
 	var exit *exec.ExitError
 	switch {
 	case errors.As(err, &exit):
