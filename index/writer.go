@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -48,10 +49,14 @@ type Writer struct {
 	compactAt int
 	compactMu sync.Mutex
 
-	mu       sync.Mutex
-	claimed  map[chunk.ID]struct{} // in an open or uploading pack
-	verified map[chunk.ID]bool     // packs seen in the store by this Writer
-	pending  []PackRecord          // durable, not yet in an index file
+	mu sync.Mutex
+	// claimed are the chunks a Packer (or AddTree) is storing: false
+	// while the Add that claimed one has yet to put it in a pack, true
+	// once it is in an open or uploading pack. placed signals a change.
+	claimed  map[chunk.ID]bool
+	placed   *sync.Cond
+	verified map[chunk.ID]bool // packs seen in the store by this Writer
+	pending  []PackRecord      // durable, not yet in an index file
 	packers  []*Packer
 	err      error // first upload failure; the Writer is unusable after it
 
@@ -97,8 +102,9 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 	}
 	w := &Writer{
 		st: st, idx: idx, host: opts.Host, packLen: opts.PackSize, journal: opts.Journal, spoolDir: opts.SpoolDir, cacheDir: opts.CacheDir, compactAt: opts.CompactAt,
-		claimed: map[chunk.ID]struct{}{}, verified: map[chunk.ID]bool{},
+		claimed: map[chunk.ID]bool{}, verified: map[chunk.ID]bool{},
 	}
+	w.placed = sync.NewCond(&w.mu)
 	if err := w.recover(ctx); err != nil {
 		return nil, err
 	}
@@ -168,8 +174,11 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		w.stats.BytesDup.Add(int64(len(data)))
 		return false, nil
 	}
-	w.claimed[id] = struct{}{}
+	w.claimed[id] = false
 	w.mu.Unlock()
+	if claimedHook != nil {
+		claimedHook(id)
+	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -201,6 +210,7 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		sp.Close()
 		return false, err
 	}
+	w.place(id)
 	w.stats.ChunksNew.Add(1)
 	w.stats.BytesNew.Add(int64(len(data)))
 	return true, nil
@@ -315,7 +325,7 @@ func (w *Writer) AddTree(ctx context.Context, ids []chunk.ID, data [][]byte, bes
 		if _, stored := w.idx.lookup(id); claimed || stored {
 			continue
 		}
-		w.claimed[id] = struct{}{}
+		w.claimed[id] = false
 		todo = append(todo, i)
 	}
 	packers := append([]*Packer(nil), w.packers...)
@@ -341,6 +351,7 @@ func (w *Writer) AddTree(ctx context.Context, ids []chunk.ID, data [][]byte, bes
 			if err := sp.Add(ids[i], data[i]); err != nil {
 				return err
 			}
+			w.place(ids[i])
 		}
 		todo = todo[n:]
 		return nil
@@ -399,6 +410,7 @@ func (w *Writer) releaseIDs(ids []chunk.ID, todo []int) {
 	for _, i := range todo {
 		delete(w.claimed, ids[i])
 	}
+	w.placed.Broadcast()
 }
 
 // present reports whether a pack the index offers is in the store, with a
@@ -457,12 +469,54 @@ func (w *Writer) release(entries []pack.Entry) {
 	for _, e := range entries {
 		delete(w.claimed, e.ID)
 	}
+	w.placed.Broadcast()
+}
+
+// place notes that a claimed chunk is in a pack (a Sync waits for it).
+func (w *Writer) place(id chunk.ID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.claimed[id]; ok {
+		w.claimed[id] = true
+	}
+	w.placed.Broadcast()
+}
+
+// claimedHook, if set (by tests), runs after an Add claims a chunk and
+// before it takes its Packer's lock.
+var claimedHook func(chunk.ID)
+
+// waitPlaced waits until every chunk claimed now and not yet in a pack is
+// in one, or released: another Add deduplicated against such a chunk, and
+// a Sync that flushed the Packers before it got there would leave it out
+// of the commit it makes durable. Chunks claimed later do not hold it up.
+func (w *Writer) waitPlaced() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var wait []chunk.ID
+	for id, in := range w.claimed {
+		if !in {
+			wait = append(wait, id)
+		}
+	}
+	for {
+		wait = slices.DeleteFunc(wait, func(id chunk.ID) bool {
+			in, ok := w.claimed[id]
+			return !ok || in
+		})
+		if len(wait) == 0 {
+			return
+		}
+		w.placed.Wait()
+	}
 }
 
 // Sync flushes every Packer, waits for all uploads and writes one index file
 // naming every pack made durable since the last Sync. When it returns nil,
-// every chunk any Add has accepted or deduplicated is durable and indexed.
+// every chunk any Add has accepted or deduplicated is durable and indexed:
+// it first waits for the Adds that claimed a chunk to put it in a pack.
 func (w *Writer) Sync(ctx context.Context) error {
+	w.waitPlaced()
 	w.mu.Lock()
 	packers := append([]*Packer(nil), w.packers...)
 	w.mu.Unlock()
