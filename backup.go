@@ -130,7 +130,8 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	if err != nil {
 		return sum, err
 	}
-	b.trustPrevious = true
+	// Not when the session acknowledged sets: their sweep may go on under it.
+	b.trustPrevious = !b.ackedAtStart
 	defer func() {
 		if eerr := b.end(ctx); eerr != nil && err == nil {
 			err = eerr

@@ -52,16 +52,25 @@ type backupRun struct {
 	// they are few (index.Writer.AddTree): a continuous backup's commits
 	// are many and small, and save a PUT so.
 	treeBeside bool
-	// trustPrevious relies on what the previous manifests read
-	// (loadPrevious) reference — their files' chunks and their trees'
-	// nodes — unless the index refutes it (names it only in condemned or
-	// gone packs): no Stat of a pack, and no look at other hosts' index
-	// files for a chunk another host stored. A one-shot backup may: it
-	// read those manifests from the store after its session began, and it
-	// acknowledges no condemned set, so what they reference is kept until
-	// it ends (design §4.2 W1, W4, §4.4). A continuous backup acknowledges
-	// sets, and checks.
+	// trustPrevious relies on the chunks of the files of the previous
+	// manifests read (loadPrevious) unless the index refutes them (names
+	// them only in condemned or gone packs): no look at other hosts' index
+	// files for a chunk another host stored. (Their trees' nodes are
+	// checked as any node: a lost tree pack is then stored again, where
+	// trusting them left a backup unrestorable, trust_attack_test.go.)
+	// A one-shot backup may: it
+	// read those manifests from the store after its session began, and,
+	// when it acknowledged no condemned set at its start (ackedAtStart), it
+	// acknowledges none, so what they reference is kept until it ends
+	// (design §4.2 W1, W4, §4.4). A continuous backup acknowledges sets,
+	// and checks.
 	trustPrevious bool
+	// ackedAtStart says the session acknowledged condemned sets when it
+	// began (W1): a sweep of one may delete, while the run goes on, a pack
+	// holding a previous manifest's chunk that the index does not name (a
+	// pack of another host whose files were not listed), so trustPrevious
+	// must not be set (trust_attack_test.go).
+	ackedAtStart bool
 
 	// metaNew, metaBytes and metaDup count the nodes stored and found
 	// stored.
@@ -116,6 +125,7 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 	}
 	b.sess = sess
 	b.idx.Exclude(packsOf(sets))
+	b.ackedAtStart = len(sets) > 0
 	if !hole.On(hole.IndexBeforeSession) {
 		if _, err := r.loadIndexInto(ctx, b.idx); err != nil {
 			return nil, b.abort(ctx, err)
@@ -541,15 +551,6 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 	var data [][]byte
 	var total int64
 	seen := map[chunk.ID]bool{}
-	var prev map[chunk.ID]bool
-	if b.trustPrevious {
-		prev = map[chunk.ID]bool{}
-		for _, refs := range b.liveNodes {
-			for _, r := range refs {
-				prev[r.ID] = true
-			}
-		}
-	}
 	for i, m := range ms {
 		m.Session = b.sess.s.ID()
 		obj, ns, err := manifest.Encode(m)
@@ -570,14 +571,11 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 			seen[n.ID] = true
 			// A node the index offers is relied on only once its pack is
 			// seen stored (a late index file of a revoked writer may name a
-			// pack a sweep deleted: §4.2 W1), or as a previous manifest's
-			// (trustPrevious).
-			have := prev[n.ID] && !b.idx.Refuted(n.ID)
-			if !have {
-				var err error
-				if have, err = b.w.Stored(ctx, n.ID); err != nil {
-					return nil, nil, err
-				}
+			// pack a sweep deleted: §4.2 W1; a tree pack lost outside any
+			// purge is stored again).
+			have, err := b.w.Stored(ctx, n.ID)
+			if err != nil {
+				return nil, nil, err
 			}
 			if have {
 				b.metaDup.Add(1)
