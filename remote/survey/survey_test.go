@@ -522,8 +522,11 @@ func TestTreeNodesKept(t *testing.T) {
 				t.Errorf("%d packs, want the one that holds chunks and nodes", n)
 			}
 			got := map[chunk.ID]error{}
+			var mu sync.Mutex // Fetch calls back from several goroutines
 			err = index.Fetch(ctx, s, idx, append(slices.Clone(nodes), chunks...), index.FetchOptions{}, func(id chunk.ID, _ []byte, err error) error {
+				mu.Lock()
 				got[id] = err
+				mu.Unlock()
 				return nil
 			})
 			if err != nil {
