@@ -24,9 +24,9 @@ import (
 
 // checkMarkedPacks checks every pack of st: one holding nodes is marked,
 // with the offset of its first node, no file chunk after it and at most
-// pack.MaxTreePack in all when it holds file chunks too (what the survey
-// store keeps from: remote/survey keepLen); one holding none is not
-// marked. It returns the number of packs holding both.
+// pack.MaxTreePack in all (what the survey store keeps from:
+// remote/survey keepLen); one holding none is not marked. It returns the
+// number of packs holding both.
 func checkMarkedPacks(t *testing.T, st remote.Store, isNode map[chunk.ID]bool) (mixed int) {
 	t.Helper()
 	var packs []remote.Info
@@ -65,11 +65,11 @@ func checkMarkedPacks(t *testing.T, st remote.Store, isNode map[chunk.ID]bool) (
 		if nodes == 0 {
 			t.Errorf("pack %s is marked and holds no node", info.Key)
 		}
+		if info.Size > pack.MaxTreePack {
+			t.Errorf("marked pack %s of %d bytes (%d file chunks), past pack.MaxTreePack", info.Key, info.Size, chunks)
+		}
 		if chunks > 0 {
 			mixed++
-			if info.Size > pack.MaxTreePack {
-				t.Errorf("pack %s holds file chunks and nodes in %d bytes, past pack.MaxTreePack", info.Key, info.Size)
-			}
 		}
 	}
 	return mixed
