@@ -158,7 +158,7 @@ func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummar
 	noteOneShot(r.Stats, jobs, results, &sum)
 	sum.Manifests, err = b.commit(ctx, ms, nil)
 	sum.ChunksNew, sum.BytesNew, sum.ChunksDup, sum.Packs = b.chunkStats()
-	sum.MetaBytes = b.metaBytes.Load()
+	sum.MetaBytes = b.w.Stats().NodeBytes.Load()
 	sum.Duration = time.Since(start)
 	return sum, errors.Join(append(errs, err)...)
 }

@@ -546,8 +546,8 @@ func TestRestoreSessionAttackSweepOfAcknowledgedSet(t *testing.T) {
 			}
 			k1 := rsaCommit(t, w, d, "ks")[0]
 			w.end(ctx)
-			if w.metaDup.Load() == 0 || w.metaNew.Load() != 0 || w.w.Stats().ChunksNew.Load() != 0 {
-				t.Fatalf("W stored %d nodes and %d chunks: it did not dedup against the condemned packs; the attack misses", w.metaNew.Load(), w.w.Stats().ChunksNew.Load())
+			if w.metaDup.Load() == 0 || w.w.Stats().Nodes.Load() != 0 || w.w.Stats().ChunksNew.Load() != 0 {
+				t.Fatalf("W stored %d nodes and %d chunks: it did not dedup against the condemned packs; the attack misses", w.w.Stats().Nodes.Load(), w.w.Stats().ChunksNew.Load())
 			}
 			if l := rsaLeaves(t, st, k1, rsaWide); l[64] != leaves[64] {
 				t.Fatalf("k1's leaves are not k0's: the attack misses")
@@ -575,8 +575,8 @@ func TestRestoreSessionAttackSweepOfAcknowledgedSet(t *testing.T) {
 			}
 			rsaCommit(t, w2, d, "ks")
 			w2.end(ctx)
-			if w2.metaNew.Load() == 0 || w2.w.Stats().ChunksNew.Load() == 0 {
-				t.Fatalf("W2 stored %d nodes and %d chunks: the attack misses", w2.metaNew.Load(), w2.w.Stats().ChunksNew.Load())
+			if w2.w.Stats().Nodes.Load() == 0 || w2.w.Stats().ChunksNew.Load() == 0 {
+				t.Fatalf("W2 stored %d nodes and %d chunks: the attack misses", w2.w.Stats().Nodes.Load(), w2.w.Stats().ChunksNew.Load())
 			}
 			p2, err := r.Purge(ctx, PurgeOptions{Host: "x", Before: time.Unix(0, 0), Holder: "p2"})
 			if err != nil {

@@ -298,7 +298,7 @@ func TestTreeAttackCrashInCommit(t *testing.T) {
 						t.Fatalf("early writer: %v %v", names, err)
 					}
 					name = names[0]
-					t.Logf("early writer: %d nodes new, %d found stored", w.metaNew.Load(), w.metaDup.Load())
+					t.Logf("early writer: %d nodes new, %d found stored", w.w.Stats().Nodes.Load(), w.metaDup.Load())
 					if at == "manifests/" && w.metaDup.Load() == 0 {
 						t.Errorf("the early writer stored its nodes again: the attack misses")
 					}
@@ -369,8 +369,8 @@ func TestTreeAttackLateIndexOfSweptNodePack(t *testing.T) {
 		t.Fatal(err)
 	}
 	name, w := treeBackup(t, r, "a", paths)
-	t.Logf("next backup: %d nodes new, %d found stored", w.metaNew.Load(), w.metaDup.Load())
-	if w.metaNew.Load() == 0 {
+	t.Logf("next backup: %d nodes new, %d found stored", w.w.Stats().Nodes.Load(), w.metaDup.Load())
+	if w.w.Stats().Nodes.Load() == 0 {
 		t.Fatalf("BREAK: the next backup stored no node: it dedups against a swept pack of %s", nodeIndex)
 	}
 	treeWhole(t, r, name, "next backup")
@@ -420,7 +420,7 @@ func TestTreeAttackDedupCondemnedNode(t *testing.T) {
 				t.Fatalf("commit: %v %v", names, err)
 			}
 			name := names[0]
-			t.Logf("writer: %d nodes new, %d found stored", w.metaNew.Load(), w.metaDup.Load())
+			t.Logf("writer: %d nodes new, %d found stored", w.w.Stats().Nodes.Load(), w.metaDup.Load())
 			if !acked && w.metaDup.Load() == 0 {
 				t.Fatalf("the writer did not dedup the condemned leaf: the attack misses")
 			}
@@ -442,7 +442,7 @@ func TestTreeAttackDedupCondemnedNode(t *testing.T) {
 			if err != nil || len(n2) != 1 {
 				t.Fatalf("second writer: %v %v", n2, err)
 			}
-			t.Logf("second writer: %d nodes new, %d found stored", w2.metaNew.Load(), w2.metaDup.Load())
+			t.Logf("second writer: %d nodes new, %d found stored", w2.w.Stats().Nodes.Load(), w2.metaDup.Load())
 			treeWhole(t, r, n2[0], "second writer")
 			w.end(ctx)
 			quietPurge(t, r, "sweep after the writer ended")
@@ -680,7 +680,7 @@ func TestTreeAttackRepackedNodePack(t *testing.T) {
 	if err != nil || len(ns) != 1 {
 		t.Fatalf("next backup: %v %v", ns, err)
 	}
-	t.Logf("next backup: %d nodes new, %d found stored", w.metaNew.Load(), w.metaDup.Load())
+	t.Logf("next backup: %d nodes new, %d found stored", w.w.Stats().Nodes.Load(), w.metaDup.Load())
 	treeWhole(t, r, ns[0], "next backup")
 }
 

@@ -54,16 +54,14 @@ type backupRun struct {
 	treeBeside bool
 	// trustPrevious relies on the chunks of the files of the previous
 	// manifests read (loadPrevious) unless the index refutes them (names
-	// them only in condemned or gone packs): no look at other hosts' index
-	// files for a chunk another host stored. (Their trees' nodes are
-	// checked as any node: a lost tree pack is then stored again, where
-	// trusting them left a backup unrestorable, trust_attack_test.go.)
-	// A one-shot backup may: it
-	// read those manifests from the store after its session began, and,
-	// when it acknowledged no condemned set at its start (ackedAtStart), it
-	// acknowledges none, so what they reference is kept until it ends
-	// (design §4.2 W1, W4, §4.4). A continuous backup acknowledges sets,
-	// and checks.
+	// them only in condemned or gone packs), so an unchanged backup lists
+	// no other host's index files for a chunk another host stored. A
+	// one-shot backup that acknowledged no condemned set at its start
+	// (ackedAtStart) may: it read those manifests from the store after its
+	// session began and acknowledges no later set, so what they reference
+	// is kept until it ends (design §4.2 W1, W4, §4.4). Their trees' nodes
+	// are checked as any node, so a lost tree pack is stored again
+	// (trust_attack_test.go).
 	trustPrevious bool
 	// ackedAtStart says the session acknowledged condemned sets when it
 	// began (W1): a sweep of one may delete, while the run goes on, a pack
@@ -72,9 +70,9 @@ type backupRun struct {
 	// must not be set (trust_attack_test.go).
 	ackedAtStart bool
 
-	// metaNew, metaBytes and metaDup count the nodes stored and found
-	// stored.
-	metaNew, metaBytes, metaDup atomic.Int64
+	// metaDup counts the nodes found stored (the Writer's Stats count those
+	// it stores).
+	metaDup atomic.Int64
 
 	// nodes caches the nodes of the host's latest trees (nil: no cache
 	// folder); liveNodes are those of the latest manifest of each
@@ -549,7 +547,6 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 	var errs []error
 	var ids []chunk.ID
 	var data [][]byte
-	var total int64
 	seen := map[chunk.ID]bool{}
 	for i, m := range ms {
 		m.Session = b.sess.s.ID()
@@ -583,7 +580,6 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 			}
 			ids = append(ids, n.ID)
 			data = append(data, n.Data)
-			total += int64(len(n.Data))
 		}
 		objs[i] = obj
 	}
@@ -591,8 +587,6 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 		if err := b.w.AddTree(ctx, ids, data, b.treeBeside); err != nil {
 			return nil, nil, err
 		}
-		b.metaNew.Add(int64(len(ids)))
-		b.metaBytes.Add(total)
 	}
 	return objs, errors.Join(errs...), nil
 }

@@ -1,7 +1,6 @@
 package index
 
 import (
-	"bytes"
 	"slices"
 
 	"github.com/cassback/cassback/chunk"
@@ -38,7 +37,7 @@ func (x *Index) copies(id chunk.ID) []Location {
 	if e, ok := x.added[id]; ok {
 		add(e)
 	}
-	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	i, _ := x.searchSorted(id)
 	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
 		add(x.sorted[i])
 	}

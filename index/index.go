@@ -116,7 +116,7 @@ func (x *Index) find(id chunk.ID) (entry, bool) {
 	if e, ok := x.added[id]; ok && try(e) {
 		return e, true
 	}
-	i, _ := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	i, _ := x.searchSorted(id)
 	for ; i < len(x.sorted) && x.sorted[i].id == id; i++ {
 		if try(x.sorted[i]) {
 			return x.sorted[i], true
@@ -175,7 +175,7 @@ func (x *Index) Refuted(id chunk.ID) bool {
 	if _, ok := x.added[id]; ok {
 		return true
 	}
-	_, ok := slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	_, ok := x.searchSorted(id)
 	return ok || len(x.found[id]) > 0
 }
 
@@ -383,9 +383,15 @@ func (x *Index) settleLocked() {
 	}
 }
 
+// searchSorted returns where the sorted entries of id begin, and whether
+// there are any.
+func (x *Index) searchSorted(id chunk.ID) (int, bool) {
+	return slices.BinarySearchFunc(x.sorted, id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+}
+
 // inSorted reports whether the sorted entries hold e's chunk in e's pack.
 func (x *Index) inSorted(e entry) bool {
-	i, _ := slices.BinarySearchFunc(x.sorted, e.id, func(e entry, id chunk.ID) int { return bytes.Compare(e.id[:], id[:]) })
+	i, _ := x.searchSorted(e.id)
 	for ; i < len(x.sorted) && x.sorted[i].id == e.id; i++ {
 		if x.sorted[i].pack == e.pack {
 			return true

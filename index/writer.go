@@ -67,6 +67,7 @@ type Writer struct {
 type Stats struct {
 	ChunksNew, BytesNew atomic.Int64 // uploaded
 	ChunksDup, BytesDup atomic.Int64 // already stored
+	Nodes, NodeBytes    atomic.Int64 // tree nodes uploaded (AddTree)
 	Packs, PackBytes    atomic.Int64
 	IndexFiles          atomic.Int64
 }
@@ -352,6 +353,8 @@ func (w *Writer) AddTree(ctx context.Context, ids []chunk.ID, data [][]byte, bes
 				return err
 			}
 			w.place(ids[i])
+			w.stats.Nodes.Add(1)
+			w.stats.NodeBytes.Add(int64(len(data[i])))
 		}
 		todo = todo[n:]
 		return nil
