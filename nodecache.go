@@ -2,14 +2,13 @@ package cassback
 
 import (
 	"context"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/internal/cachefile"
 	"github.com/cassback/cassback/manifest"
 )
 
@@ -75,7 +74,7 @@ func (c *nodeCache) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chu
 // get returns the cached node id if a regular file below the folder
 // holds bytes that match it.
 func (c *nodeCache) get(id chunk.ID) ([]byte, bool) {
-	data, ok := readIn(c.root, id.String(), maxNodeFile)
+	data, ok := cachefile.Read(c.root, id.String(), maxNodeFile)
 	if !ok || chunk.Sum(data) != id {
 		return nil, false
 	}
@@ -89,44 +88,12 @@ func (c *nodeCache) put(id chunk.ID, data []byte) {
 	if fi, err := c.root.Lstat(name); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(data)) {
 		return // the same bytes, or damaged ones get finds
 	}
-	if !writeIn(c.root, name, data) {
+	if !cachefile.Write(c.root, name, data) {
 		return
 	}
 	c.mu.Lock()
 	c.puts++
 	c.mu.Unlock()
-}
-
-// readIn returns the bytes of the regular file name below root, if it has
-// at most max of them; it follows no symbolic link and opens no FIFO.
-func readIn(root *os.Root, name string, max int64) ([]byte, bool) {
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > max {
-		return nil, false
-	}
-	data, err := io.ReadAll(io.LimitReader(f, max))
-	return data, err == nil
-}
-
-// writeIn writes the file name below root whole or not at all (a
-// temporary file renamed), following no symbolic link; best effort.
-func writeIn(root *os.Root, name string, data []byte) bool {
-	tmp := name + ".tmp"
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
-	if err != nil {
-		return false
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err != nil || cerr != nil || root.Rename(tmp, name) != nil {
-		_ = root.Remove(tmp)
-		return false
-	}
-	return true
 }
 
 // prune removes the cached nodes not in keep() once more nodes were
@@ -170,7 +137,7 @@ const latestPrefix = "latest."
 // answer. The caller checks the name, and reads the manifest from the
 // store.
 func (c *nodeCache) latest(ks string) (string, bool) {
-	name, ok := readIn(c.root, latestPrefix+ks, maxLatestFile)
+	name, ok := cachefile.Read(c.root, latestPrefix+ks, maxLatestFile)
 	return string(name), ok
 }
 
@@ -181,7 +148,7 @@ const maxLatestFile = 1 << 10
 // setLatest caches the name of the host's latest committed backup of
 // keyspace ks ("": it has none), best effort.
 func (c *nodeCache) setLatest(ks, name string) {
-	writeIn(c.root, latestPrefix+ks, []byte(name))
+	cachefile.Write(c.root, latestPrefix+ks, []byte(name))
 }
 
 // close releases the folder.

@@ -81,10 +81,16 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	if opts.KeepDays > 0 {
 		res.Cutoff = now.Add(-time.Duration(opts.KeepDays) * 24 * time.Hour)
 	}
-	if err := r.expired(ctx, opts, now, &res); err != nil {
+	cache := gc.OpenCache(r.CacheDir, r.GC.Clock)
+	defer func() {
+		hits, misses := cache.Counts()
+		r.Log.Debug("purge cache", "hits", hits, "misses", misses)
+		cache.Close()
+	}()
+	if err := r.expired(ctx, opts, now, cache, &res); err != nil {
 		return res, err
 	}
-	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads, Memory: opts.Memory, SpillDir: r.CacheDir}
+	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads, Memory: opts.Memory, SpillDir: r.CacheDir, Cache: cache}
 	if opts.DryRun {
 		c.Skip = map[string]bool{}
 		for _, n := range res.Manifests {
@@ -136,8 +142,8 @@ const futureSlack = 24 * time.Hour
 // of its decoded manifest, among the committed backups that decode and are
 // not in the future — is kept unless opts.PurgeLatest; a backup that does
 // not decode is reported and never counted or removed.
-func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, res *PurgeResult) error {
-	src := r.ChunksOf(opts.Host) // loads the host's index once, if a manifest is read
+func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, cache *gc.Cache, res *PurgeResult) error {
+	src := cache.Nodes(r.ChunksOf(opts.Host)) // loads the host's index once, if a node is read
 	kss := opts.Keyspaces
 	if len(kss) == 0 {
 		var err error

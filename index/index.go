@@ -14,10 +14,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/internal/cachefile"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -755,41 +755,14 @@ func readObject(ctx context.Context, st remote.Store, key string, size int64) ([
 }
 
 // openCache opens the cache folder, creating it; nil means no cache.
-func openCache(dir string) *os.Root {
-	if dir == "" {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil
-	}
-	return root
-}
+func openCache(dir string) *os.Root { return cachefile.Open(dir) }
 
 // readCache returns the cached copy of an index file, if there is a
-// plausible one: a regular file (a FIFO does not block the open) of at most
-// MaxFileSize bytes, read below the cache folder only.
+// plausible one: a regular file of at least 48 and at most MaxFileSize
+// bytes, read below the cache folder only.
 func readCache(cache *os.Root, key string) ([]byte, bool) {
-	if cache == nil {
-		return nil, false
-	}
-	f, err := cache.OpenFile(filepath.FromSlash(key), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() < 48 || fi.Size() > MaxFileSize {
-		return nil, false
-	}
-	b := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, false
-	}
-	return b, true
+	b, ok := cachefile.Read(cache, key, MaxFileSize)
+	return b, ok && len(b) >= 48
 }
 
 // removeCache removes a cached file, best effort.
@@ -809,26 +782,7 @@ func named(key string, b []byte) bool {
 // writeCache stores an index file in the cache, best effort: a cache that
 // cannot be written only costs time later. It writes below the cache
 // folder only.
-func writeCache(cache *os.Root, key string, b []byte) {
-	if cache == nil {
-		return
-	}
-	name := filepath.FromSlash(key)
-	if err := cache.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return
-	}
-	tmp := name + ".tmp"
-	f, err := cache.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
-	if err != nil {
-		return
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err != nil || cerr != nil {
-		_ = cache.Remove(tmp)
-		return
-	}
-	_ = cache.Rename(tmp, name)
-}
+func writeCache(cache *os.Root, key string, b []byte) { cachefile.Write(cache, key, b) }
 
 // isNotExist reports a not-found error from a store.
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/bits"
+	"os"
 	"slices"
 	"strings"
 
@@ -363,6 +365,42 @@ func ReadFile(ctx context.Context, st remote.Store, key string) ([]PackRecord, e
 		return nil, err
 	}
 	return decodeNamed(key, b)
+}
+
+// ReadListed reads the index file a listing gave as ReadFile does (the
+// listed size is believed until the bytes say otherwise), from the cache
+// folder cache — the one Load keeps, nil for none — when it holds a copy
+// that matches the file's name; a file read from the store is cached. A
+// cached copy is the file: its name is its checksum.
+func ReadListed(ctx context.Context, st remote.Store, cache *os.Root, info remote.Info) ([]PackRecord, error) {
+	packs, _, err := readIndexFile(ctx, st, cache, info)
+	return packs, err
+}
+
+// CacheFile keeps the index file b, stored under key, in the cache folder
+// cache (nil for none), best effort.
+func CacheFile(cache *os.Root, key string, b []byte) { writeCache(cache, key, b) }
+
+// PruneCache removes from the cache folder the copies of index files (and
+// their heads) that listed does not name, keyed by store key: what a
+// complete listing of index/ no longer holds was compacted, merged or
+// swept away, and would otherwise stay in the folder for good. A copy
+// written meanwhile by another process for a file written after the
+// listing is removed too, which costs that file one read later.
+func PruneCache(cache *os.Root, listed map[string]bool) {
+	if cache == nil {
+		return
+	}
+	_ = fs.WalkDir(cache.FS(), "index", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		key := strings.TrimSuffix(p, ".head")
+		if !listed[key] {
+			_ = cache.Remove(p)
+		}
+		return nil
+	})
 }
 
 // ErrDamaged is matched (errors.Is) by the errors of ReadFile and

@@ -374,7 +374,7 @@ func (p *Plan) repack(ctx context.Context) error {
 	// A fresh index that knows every pack except the sparse and condemned
 	// ones, so the writer stores each kept chunk exactly once.
 	idx := index.New()
-	if _, err := idx.Load(ctx, c.Store, ""); err != nil {
+	if _, err := idx.Load(ctx, c.Store, c.Cache.Dir()); err != nil {
 		return err
 	}
 	var avoid []chunk.ID
@@ -383,7 +383,7 @@ func (p *Plan) repack(ctx context.Context) error {
 	}
 	avoid = append(avoid, slices.Collect(maps.Keys(packsOf(p.Condemned)))...)
 	idx.Exclude(avoid)
-	w, err := index.NewWriter(ctx, c.Store, idx, c.Config, index.WriterOptions{Host: c.Host})
+	w, err := index.NewWriter(ctx, c.Store, idx, c.Config, index.WriterOptions{Host: c.Host, CacheDir: c.Cache.Dir()})
 	if err != nil {
 		return err
 	}
@@ -580,7 +580,11 @@ func (c *Collector) rewriteIndex(ctx context.Context, keys []string, gone map[ch
 func (c *Collector) putIndexFile(ctx context.Context, host string, packs []index.PackRecord) (string, error) {
 	b, sum := index.EncodeFile(packs)
 	key := index.Key(host, sum)
-	return key, c.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b)))
+	if err := c.Store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		return key, err
+	}
+	c.Cache.putIndexFile(key, b)
+	return key, nil
 }
 
 // hostOf returns the host of an index file key index/<host>/<sum>.

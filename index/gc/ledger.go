@@ -110,7 +110,7 @@ type provRec struct {
 // collector must never judge a pack whose content it does not know.
 // shards, if not 0, fixes the number of shards (to match references
 // already spilled).
-func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, shards int) (_ *ledger, err error) {
+func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, shards int, cache *Cache) (_ *ledger, err error) {
 	var infos []remote.Info
 	var total int64
 	if err := st.List(ctx, "index/", func(i remote.Info) error {
@@ -146,7 +146,7 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 	}
 	var prov provRecs
 	for _, info := range infos {
-		recs, err := index.ReadFile(ctx, st, info.Key)
+		recs, err := cache.indexFile(ctx, st, info)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -166,6 +166,7 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 			prov.add(provRec{ID: r.ID, Size: r.Size, File: f})
 		}
 	}
+	cache.pruneIndex(infos)
 	l.number(&prov)
 	prov = provRecs{}
 	if err := l.list(ctx, st); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -13,32 +14,40 @@ import (
 // of every host, committed or not (a manifest not yet committed may be
 // about to be) — except those in skip. An object whose name is not a
 // backup name is not a manifest and is passed over.
-func listManifests(ctx context.Context, st remote.Store, skip map[string]bool) ([]string, error) {
-	var names []string
+func listManifests(ctx context.Context, st remote.Store, skip map[string]bool) ([]manifest.Object, error) {
+	var objs []manifest.Object
 	if err := manifest.Objects(ctx, st, func(o manifest.Object) error {
 		if _, _, _, err := manifest.ParseBackupName(o.Name); err == nil && !skip[o.Name] {
-			names = append(names, o.Name)
+			objs = append(objs, o)
 		}
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("list manifests: %w", err)
 	}
-	return names, nil
+	return objs, nil
 }
 
-// mark adds to refs every chunk the named manifests reference, reading
-// their trees through the ledger, and returns the manifests it could not
-// decode: while there is one, the collector deletes nothing (it must never
-// judge a pack without knowing every reference). The manifests must have
-// been listed before the ledger's index files were, so that the index
-// files name every pack of their chunks.
-func mark(ctx context.Context, st remote.Store, names []string, l *ledger, refs *refSpill) (map[string]error, error) {
+// mark adds to refs every chunk the listed manifests reference, reading
+// their trees through the ledger (and the cache, if not nil), and returns
+// the manifests it could not decode: while there is one, the collector
+// deletes nothing (it must never judge a pack without knowing every
+// reference). The manifests must have been listed before the ledger's
+// index files were, so that the index files name every pack of their
+// chunks.
+func mark(ctx context.Context, st remote.Store, objs []manifest.Object, l *ledger, refs *refSpill, cache *Cache) (map[string]error, error) {
 	bad := map[string]error{}
 	// Each table's tree is read once, though the host's every backup of
 	// an unchanged table names it.
 	w := manifest.NewWalker()
-	for _, n := range names {
-		err := w.WalkStored(ctx, st, n, l, refs.add)
+	src := cache.Nodes(l)
+	for _, o := range objs {
+		obj, err := manifest.GetObject(ctx, st, o.Name)
+		if err == nil {
+			err = w.Walk(ctx, obj, src, refs.add)
+			if err != nil && !strings.Contains(err.Error(), o.Name) {
+				err = fmt.Errorf("manifest %s: %w", o.Name, err)
+			}
+		}
 		if errors.Is(err, manifest.ErrNoBackup) {
 			continue // purged meanwhile
 		}
@@ -46,8 +55,13 @@ func mark(ctx context.Context, st remote.Store, names []string, l *ledger, refs 
 			return nil, err
 		}
 		if err != nil {
-			bad[n] = err
+			bad[o.Name] = err
 			continue
+		}
+	}
+	if len(bad) == 0 {
+		if err := cache.prune(); err != nil {
+			return nil, err
 		}
 	}
 	return bad, nil
@@ -58,9 +72,9 @@ func mark(ctx context.Context, st remote.Store, names []string, l *ledger, refs 
 // not 0, fixes the ledger's shards (to reuse references marked before,
 // given as refs). The caller closes the ledger and the references.
 func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpill) (l *ledger, _ *refSpill, unreadable map[string]error, err error) {
-	var names []string
+	var objs []manifest.Object
 	if refs == nil {
-		if names, err = listManifests(ctx, c.Store, skip); err != nil {
+		if objs, err = listManifests(ctx, c.Store, skip); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -68,7 +82,7 @@ func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpi
 	if refs != nil {
 		shards = len(refs.shards)
 	}
-	if l, err = loadLedger(ctx, c.Store, c.memory(), c.SpillDir, shards); err != nil {
+	if l, err = loadLedger(ctx, c.Store, c.memory(), c.SpillDir, shards, c.Cache); err != nil {
 		return nil, nil, nil, err
 	}
 	if refs != nil {
@@ -80,7 +94,7 @@ func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpi
 		l.close()
 		return nil, nil, nil, err
 	}
-	if unreadable, err = mark(ctx, c.Store, names, l, refs); err != nil {
+	if unreadable, err = mark(ctx, c.Store, objs, l, refs, c.Cache); err != nil {
 		refs.close()
 		l.close()
 		return nil, nil, nil, err

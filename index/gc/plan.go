@@ -46,6 +46,10 @@ type Collector struct {
 	// 512 MiB.
 	Memory   int64
 	SpillDir string
+	// Cache, if not nil, keeps the index files, manifest objects and
+	// tree nodes the mark reads, so that the next purge on this machine
+	// reads only what was written since (OpenCache).
+	Cache *Cache
 }
 
 // Plan is what a collection would do, worked out from one look at the

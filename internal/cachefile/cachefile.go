@@ -1,0 +1,74 @@
+// Package cachefile reads and writes the files of cassback's cache folder:
+// copies of immutable store objects, each checked by its reader against
+// what names it. Every file is opened below the folder only (os.Root),
+// following no symbolic link and opening no FIFO, and written whole or not
+// at all; writing is best effort, since a file that cannot be written only
+// costs a read from the store later.
+package cachefile
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Open opens the folder dir, creating it; nil means no cache.
+func Open(dir string) *os.Root {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil
+	}
+	return root
+}
+
+// Read returns the bytes of the regular file name (slash-separated) below
+// root, if it holds at most max of them.
+func Read(root *os.Root, name string, max int64) ([]byte, bool) {
+	if root == nil {
+		return nil, false
+	}
+	f, err := root.OpenFile(filepath.FromSlash(name), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > max {
+		return nil, false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, max))
+	return data, err == nil
+}
+
+// Write writes the file name (slash-separated) below root, and the folders
+// it needs, through a temporary file renamed into place. It reports
+// whether the file was written.
+func Write(root *os.Root, name string, data []byte) bool {
+	if root == nil {
+		return false
+	}
+	name = filepath.FromSlash(name)
+	if dir := filepath.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return false
+		}
+	}
+	tmp := name + ".tmp"
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return false
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err != nil || cerr != nil || root.Rename(tmp, name) != nil {
+		_ = root.Remove(tmp)
+		return false
+	}
+	return true
+}
