@@ -39,6 +39,12 @@ type ContinuousOptions struct {
 	// are abandoned (the next run catches up) and the final manifests name
 	// what was done. Default 60 s.
 	DrainTimeout time.Duration
+	// OthersRefresh is how often other hosts' index files are listed
+	// again, so that chunks they stored since deduplicate (the host's own
+	// are listed once a session heartbeat). Default 1 h: at a fleet's
+	// scale reading the heads of other hosts' new files each heartbeat
+	// was most of a node's requests.
+	OthersRefresh time.Duration
 	// Watch passes test seams (Source, Clock, Debounce, intervals) and hold
 	// folders to the watcher; Roots and keyspace filters come from
 	// BackupOptions.
@@ -55,6 +61,9 @@ func (o ContinuousOptions) withDefaults() ContinuousOptions {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = time.Minute
+	}
+	if o.OthersRefresh <= 0 {
+		o.OthersRefresh = time.Hour
 	}
 	return o
 }
@@ -134,6 +143,8 @@ type continuous struct {
 	ucancel   context.CancelFunc // abandons uploads when a drain times out
 	repacker  *index.Packer      // stores carried files again (recover)
 	refreshed time.Time          // when the index files were last listed
+	// refreshedAll is when every host's index files were last listed.
+	refreshedAll time.Time
 }
 
 // add adds o's counts to st.
@@ -192,7 +203,7 @@ func (r *Repo) continuousRun(ctx context.Context, stop <-chan struct{}, opts Con
 			return st, err
 		}
 	}
-	c := &continuous{opts: opts, refreshed: time.Now(), learned: map[string]time.Time{}, items: map[uint64]*item{}, live: map[sstKey]*liveSST{},
+	c := &continuous{opts: opts, refreshed: time.Now(), refreshedAll: time.Now(), learned: map[string]time.Time{}, items: map[uint64]*item{}, live: map[sstKey]*liveSST{},
 		dirty: map[string]bool{}, keyspaces: map[string]bool{}, synced: map[string]bool{}, scanned: map[string]bool{}}
 	// Manifests up to an hour ahead of this clock count as previous ones
 	// (a clock stepped back since they were written).
@@ -557,14 +568,17 @@ func (c *continuous) commit(ctx context.Context) error {
 	return nil
 }
 
-// refreshIndex lists the index files again, once a session heartbeat at
-// most, and reads those written since (other hosts' by their heads):
-// writers compact their index files, so a file this backup knew of may be
-// gone, its entries in one it does not know yet, and other hosts' new
-// chunks are worth deduplicating against too. It is safe for the reason
-// the first load is (§4.2 W1): a pack a new file names is checked before
-// it is relied on, and condemned packs stay excluded. A failure only
-// costs dedup until the next try.
+// refreshIndex lists the host's own index files again, once a session
+// heartbeat at most, and every host's once an OthersRefresh (1 h), and
+// reads those written since (other hosts' by their heads): writers compact
+// their index files, so a file this backup knew of may be gone, its
+// entries in one it does not know yet, and other hosts' new chunks are
+// worth deduplicating against too — but at a fleet's scale the heads of
+// other hosts' new files, read every heartbeat, were most of a node's
+// requests (docs/design.md §6.1), and they only cost dedup while unread.
+// It is safe for the reason the first load is (§4.2 W1): a pack a new file
+// names is checked before it is relied on, and condemned packs stay
+// excluded. A failure only costs dedup until the next try.
 func (c *continuous) refreshIndex(ctx context.Context) {
 	every := c.b.r.GC.Heartbeat
 	if every <= 0 {
@@ -574,7 +588,12 @@ func (c *continuous) refreshIndex(ctx context.Context) {
 		return
 	}
 	c.refreshed = time.Now()
-	if _, err := c.b.r.loadIndexInto(ctx, c.b.idx); err != nil {
+	load := c.b.idx.LoadOwn
+	if time.Since(c.refreshedAll) >= max(every, c.opts.OthersRefresh) {
+		c.refreshedAll = c.refreshed
+		load = c.b.idx.Load
+	}
+	if _, err := c.b.r.loadWith(ctx, c.b.idx, load); err != nil {
 		c.b.r.Log.Warn("index files not listed again; the next commit tries", "err", err)
 	}
 }

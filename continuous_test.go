@@ -1,6 +1,7 @@
 package cassback
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -376,12 +378,20 @@ func latestNames(t *testing.T, r *Repo, host, ks, path string) bool {
 	return false
 }
 
-// A continuous backup lists the index files again once a heartbeat, so it
-// deduplicates against chunks another host stored after it started (and
-// against the files that replace ones a writer compacted away): host b
-// flushes an SSTable that host a, an identical node, backed up after b
-// started, and uploads next to nothing of it.
+// A continuous backup lists the index files again (its own once a
+// heartbeat, every host's once an OthersRefresh), so it deduplicates
+// against chunks another host stored after it started (and against the
+// files that replace ones a writer compacted away): host b flushes an
+// SSTable that host a, an identical node, backed up after b started, and
+// uploads next to nothing of it. With the default OthersRefresh (an hour)
+// it lists other hosts' files no more during the test.
 func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
+	for _, hourly := range []bool{false, true} {
+		t.Run(fmt.Sprint("hourly=", hourly), func(t *testing.T) { learnOtherHostsNewIndexFiles(t, hourly) })
+	}
+}
+
+func learnOtherHostsNewIndexFiles(t *testing.T, hourly bool) {
 	ctx := t.Context()
 	cfg := nodegen.Config{Seed: 35, TotalBytes: 1 << 20, Keyspaces: []nodegen.KeyspaceSpec{{Name: "ks",
 		Tables: []nodegen.TableSpec{{Name: "t", Weight: 1}, {Name: "u", Weight: 1}}}}}
@@ -397,8 +407,15 @@ func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	rb := gcRepo(t, dir, true)
 	rb.GC.Heartbeat, rb.GC.Lease = 100*time.Millisecond, time.Minute
+	lists := &listLog{Store: rb.Store, c: rb.Store.(remote.Conditional)}
+	rb.Store = lists
+	others := 100 * time.Millisecond
+	if hourly {
+		others = 0 // the default
+	}
 	end := startContinuous(t, rb, ContinuousOptions{BackupOptions: BackupOptions{DataDirs: []string{dataB}, Host: "b"},
-		IgnoreExisting: true, ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, Watch: watch.Options{Debounce: 10 * time.Millisecond}})
+		IgnoreExisting: true, ManifestInterval: 20 * time.Millisecond, ReportInterval: -1, OthersRefresh: others,
+		Watch: watch.Options{Debounce: 10 * time.Millisecond}})
 	time.Sleep(300 * time.Millisecond) // b's start-up: its index is read now
 	// a stores an SSTable b will have too.
 	sa, err := nodeA.Flush("ks", "t", 2<<20)
@@ -406,6 +423,7 @@ func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra := gcRepo(t, dir, false)
+	poll := gcRepo(t, dir, false) // reads b's manifests; not counted
 	if _, err := ra.Backup(ctx, BackupOptions{DataDirs: []string{dataA}, Host: "a"}); err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +433,7 @@ func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, func() bool { return latestNames(t, rb, "b", "ks", su.Prefix+"-Data.db") })
+	waitFor(t, 20*time.Second, func() bool { return latestNames(t, poll, "b", "ks", su.Prefix+"-Data.db") })
 	sb, err := nodeB.Flush("ks", "t", 2<<20)
 	if err != nil {
 		t.Fatal(err)
@@ -423,12 +441,55 @@ func TestContinuousLearnsOtherHostsNewIndexFiles(t *testing.T) {
 	if sb.Prefix != sa.Prefix || sb.Bytes != sa.Bytes {
 		t.Fatalf("the nodes' SSTables differ: %s (%d bytes) and %s (%d)", sa.Prefix, sa.Bytes, sb.Prefix, sb.Bytes)
 	}
-	waitFor(t, 20*time.Second, func() bool { return latestNames(t, rb, "b", "ks", sb.Prefix+"-Data.db") })
+	waitFor(t, 20*time.Second, func() bool { return latestNames(t, poll, "b", "ks", sb.Prefix+"-Data.db") })
 	st := end()
+	all, own := lists.count("index/"), lists.count("index/b/")
+	if hourly {
+		if all > 1 || own < 2 {
+			t.Errorf("b listed every host's index files %d times and its own %d: want at most once (when a lookup first missed) and at each heartbeat's commit", all, own)
+		}
+		return
+	}
+	if all < 2 {
+		t.Errorf("b listed every host's index files %d times; want again after its start", all)
+	}
 	if st.BytesNew > sb.Bytes/4 {
 		t.Errorf("b uploaded %d bytes for an SSTable of %d that a had stored", st.BytesNew, sb.Bytes)
 	}
 	t.Logf("b uploaded %d bytes; the SSTable has %d", st.BytesNew, sb.Bytes)
+}
+
+// listLog records the prefixes its store lists, keeping its conditional
+// writes.
+type listLog struct {
+	remote.Store
+	c     remote.Conditional
+	mu    sync.Mutex
+	lists []string
+}
+
+func (l *listLog) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
+	l.mu.Lock()
+	l.lists = append(l.lists, prefix)
+	l.mu.Unlock()
+	return l.Store.List(ctx, prefix, fn)
+}
+
+func (l *listLog) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	return l.c.PutIf(ctx, key, data, ifMatch)
+}
+
+// count returns how many times prefix was listed.
+func (l *listLog) count(prefix string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, p := range l.lists {
+		if p == prefix {
+			n++
+		}
+	}
+	return n
 }
 
 // startContinuous starts a continuous backup by r; end stops it and

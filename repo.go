@@ -138,7 +138,13 @@ func (r *Repo) loadIndex(ctx context.Context) (*index.Index, error) {
 
 // loadIndexInto adds to idx the index files listed now.
 func (r *Repo) loadIndexInto(ctx context.Context, idx *index.Index) (*index.Index, error) {
-	ls, err := idx.Load(ctx, r.Store, r.CacheDir)
+	return r.loadWith(ctx, idx, idx.Load)
+}
+
+// loadWith adds to idx the index files load lists now (Index.Load or
+// Index.LoadOwn), and logs those it could not read.
+func (r *Repo) loadWith(ctx context.Context, idx *index.Index, load func(context.Context, remote.Store, string) (index.LoadStats, error)) (*index.Index, error) {
+	ls, err := load(ctx, r.Store, r.CacheDir)
 	if err != nil {
 		return nil, err
 	}

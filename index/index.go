@@ -456,6 +456,20 @@ type LoadStats struct {
 // already records is checked against the store, the file that is wrong
 // being damaged (admit), so a range is never larger than its pack.
 func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (LoadStats, error) {
+	return x.loadFrom(ctx, st, cacheDir, false)
+}
+
+// LoadOwn is Load of the host's own index files only, in lazy mode (other
+// hosts' files, once listed, stay as they were read): what a long-running
+// writer refreshes often, since its own host's files change under it (a
+// one-shot backup beside it, compaction) and other hosts' files only cost
+// dedup while they are not read. An index not in lazy mode loads every
+// file.
+func (x *Index) LoadOwn(ctx context.Context, st remote.Store, cacheDir string) (LoadStats, error) {
+	return x.loadFrom(ctx, st, cacheDir, true)
+}
+
+func (x *Index) loadFrom(ctx context.Context, st remote.Store, cacheDir string, own bool) (LoadStats, error) {
 	ls := LoadStats{Damaged: map[string]error{}}
 	cache := openCache(cacheDir)
 	if cache != nil {
@@ -467,7 +481,11 @@ func (x *Index) Load(ctx context.Context, st remote.Store, cacheDir string) (Loa
 		l.mu.Unlock()
 	}
 	for range 3 {
-		missed, err := x.load(ctx, st, cache, &ls, x.lazyOf().prefix())
+		prefix := x.lazyOf().prefix()
+		if l := x.lazyOf(); own && l != nil {
+			prefix = l.own
+		}
+		missed, err := x.load(ctx, st, cache, &ls, prefix)
 		if err != nil {
 			return ls, err
 		}
