@@ -31,12 +31,33 @@ type BackupOptions struct {
 	PackSize         int // target pack size; default the store's
 	CassandraVersion string
 	Now              func() time.Time // default time.Now
+	// DedupScope is what a chunk is deduplicated against: "store" (the
+	// default: every host's chunks) or "host" (this host's own: other
+	// hosts' index files are never listed or read, which saves a node of a
+	// very large fleet their filters' disk and requests, at the cost of
+	// chunks it shares with them).
+	DedupScope string
 
 	// Test seams: afterScan runs once the data directories are scanned,
 	// before the SSTables are held; afterHold once they are held, before a
 	// file is read; newHolder replaces watch.NewHolder.
 	afterScan, afterHold func()
 	newHolder            func(root string) (*watch.Holder, error)
+}
+
+// Dedup scopes (BackupOptions.DedupScope).
+const (
+	DedupStore = "store"
+	DedupHost  = "host"
+)
+
+// ValidDedupScope reports, as a one-line error, a scope that is not one
+// of DedupStore and DedupHost.
+func ValidDedupScope(s string) error {
+	if s != "" && s != DedupStore && s != DedupHost {
+		return fmt.Errorf("dedup scope %q: want %s or %s", s, DedupStore, DedupHost)
+	}
+	return nil
 }
 
 func (o BackupOptions) withDefaults() BackupOptions {
@@ -117,6 +138,9 @@ type fileResult struct {
 func (r *Repo) Backup(ctx context.Context, opts BackupOptions) (sum BackupSummary, err error) {
 	start := time.Now()
 	opts = opts.withDefaults()
+	if err := ValidDedupScope(opts.DedupScope); err != nil {
+		return sum, err
+	}
 	if err := CheckDataDirs(opts.DataDirs); err != nil {
 		return sum, err
 	}

@@ -172,6 +172,9 @@ func (st *ContinuousStats) add(o ContinuousStats) {
 // again whatever they lack.
 func (r *Repo) Continuous(ctx context.Context, stop <-chan struct{}, opts ContinuousOptions) (ContinuousStats, error) {
 	var total ContinuousStats
+	if err := ValidDedupScope(opts.DedupScope); err != nil {
+		return total, err
+	}
 	for {
 		st, err := r.continuousRun(ctx, stop, opts)
 		total.add(st)

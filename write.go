@@ -111,6 +111,9 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 	} else {
 		// Other hosts' index files by their filters only (index/lazy.go).
 		b.idx.LoadOthersLazily(opts.Host)
+		if opts.DedupScope == DedupHost {
+			b.idx.OwnOnly()
+		}
 	}
 	sess, sets, err := r.startSession(ctx, opts.Host, gc.KindBackup, func(fresh []gc.CondemnedSet) {
 		b.idx.Exclude(packsOf(fresh))

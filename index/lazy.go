@@ -47,6 +47,9 @@ const wholeAfter = 16
 // lazy holds the heads of index files not loaded yet.
 type lazy struct {
 	own string // "index/<host>/": loaded whole
+	// ownOnly: a lookup that misses the host's own files does not look in
+	// other hosts' (OwnOnly).
+	ownOnly bool
 
 	// listMu is held while other hosts' files are listed for the first
 	// time (listOthers); listed says that was done.
@@ -85,6 +88,19 @@ func (x *Index) LoadOthersLazily(host string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.lazy = &lazy{own: "index/" + host + "/", files: map[string]*lazyFile{}}
+}
+
+// OwnOnly makes an index LoadOthersLazily set up deduplicate within the
+// host's own index files only: a lookup that misses them lists and reads
+// no other host's (a backup's --dedup-scope host, for fleets whose other
+// hosts' filters cost a node more than the chunks they share). A reader
+// that must know every pack (RebuildOrphans) still reads them all.
+func (x *Index) OwnOnly() {
+	if l := x.lazyOf(); l != nil {
+		l.mu.Lock()
+		l.ownOnly = true
+		l.mu.Unlock()
+	}
 }
 
 // filtered returns how many index files are known by their head only,
@@ -254,6 +270,12 @@ func (x *Index) listOthers(ctx context.Context, l *lazy) {
 func (x *Index) fault(ctx context.Context, id chunk.ID) {
 	l := x.lazyOf()
 	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	ownOnly := l.ownOnly
+	l.mu.Unlock()
+	if ownOnly {
 		return
 	}
 	if !l.othersListed() {

@@ -25,6 +25,7 @@ type backupConfig struct {
 	manifestSecs   float64
 	drain          time.Duration
 	json           bool
+	dedupScope     string
 }
 
 func backupCmd(g *globals, opts []ff.Option) *ffcli.Command {
@@ -42,6 +43,7 @@ func backupCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.StringVar(&c.host, "host", "", "name of this node in the store (default: the fully qualified host name)")
 	fs.Float64Var(&c.manifestSecs, "manifest-interval-secs", 5, "continuous mode: a changed keyspace gets a new manifest at most this often")
 	fs.BoolVar(&c.json, "json", false, "print the summary as one JSON document (schema in docs/cli.md)")
+	fs.StringVar(&c.dedupScope, "dedup-scope", cassback.DedupStore, "what chunks are deduplicated against: store (every host's) or host (this host's own; other hosts' index files are never read)")
 	fs.DurationVar(&c.drain, "drain-timeout", time.Minute, "continuous mode: on SIGTERM/SIGINT, finish uploads for at most this long, then write the final manifests and exit")
 	return &ffcli.Command{
 		Name:       "backup",
@@ -130,6 +132,9 @@ func runBackup(ctx context.Context, g *globals, c *backupConfig, args []string) 
 	if c.manifestSecs <= 0 {
 		return usagef("--manifest-interval-secs %v: must be positive", c.manifestSecs)
 	}
+	if err := cassback.ValidDedupScope(c.dedupScope); err != nil {
+		return usagef("--dedup-scope %q: want %s or %s", c.dedupScope, cassback.DedupStore, cassback.DedupHost)
+	}
 	if c.host == "" {
 		c.host = defaultHost()
 	}
@@ -148,7 +153,7 @@ func runBackup(ctx context.Context, g *globals, c *backupConfig, args []string) 
 	}
 	bo := cassback.BackupOptions{
 		DataDirs: c.dataDirs, Host: c.host, ExcludeKeyspaces: c.exclude, IncludeSystem: c.includeSystem,
-		Threads: c.threads, CassandraVersion: g.cassandraVersion,
+		Threads: c.threads, CassandraVersion: g.cassandraVersion, DedupScope: c.dedupScope,
 	}
 	if !c.ignoreChanges {
 		report := time.Duration(c.reportInterval) * time.Second
