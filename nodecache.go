@@ -118,7 +118,7 @@ func (c *nodeCache) prune(keep func() map[chunk.ID]bool, force bool) {
 	d.Close()
 	for _, n := range names {
 		id, err := chunk.ParseID(n)
-		if err == nil && live[id] || strings.HasPrefix(n, latestPrefix) && !strings.HasSuffix(n, ".tmp") {
+		if err == nil && live[id] || strings.HasPrefix(n, latestPrefix) && !strings.Contains(n, ".tmp") {
 			continue
 		}
 		_ = c.root.Remove(n)

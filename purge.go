@@ -48,6 +48,9 @@ type PurgeResult struct {
 	// TempRemoved counts temporary files of crashed writes removed from a
 	// store that keeps them (remote/local), once an hour old.
 	TempRemoved int
+	// CacheHits and CacheMisses count the index files and tree nodes the
+	// mark read from the cache folder and from the store (gc.Cache).
+	CacheHits, CacheMisses int
 }
 
 // Skipped is a backup purge left alone, and why.
@@ -83,11 +86,11 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	}
 	cache := gc.OpenCache(r.CacheDir, r.GC.Clock)
 	defer func() {
-		hits, misses := cache.Counts()
-		r.Log.Debug("purge cache", "hits", hits, "misses", misses)
+		res.CacheHits, res.CacheMisses = cache.Counts()
+		r.Log.Debug("purge cache", "hits", res.CacheHits, "misses", res.CacheMisses)
 		cache.Close()
 	}()
-	if err := r.expired(ctx, opts, now, cache, &res); err != nil {
+	if err := r.expired(ctx, opts, now, &res); err != nil {
 		return res, err
 	}
 	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads, Memory: opts.Memory, SpillDir: r.CacheDir, Cache: cache}
@@ -142,8 +145,10 @@ const futureSlack = 24 * time.Hour
 // of its decoded manifest, among the committed backups that decode and are
 // not in the future — is kept unless opts.PurgeLatest; a backup that does
 // not decode is reported and never counted or removed.
-func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, cache *gc.Cache, res *PurgeResult) error {
-	src := cache.Nodes(r.ChunksOf(opts.Host)) // loads the host's index once, if a node is read
+func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, res *PurgeResult) error {
+	// From the store, not the purge's cache: the newest backup kept must
+	// be one that reads from the store now.
+	src := r.ChunksOf(opts.Host) // loads the host's index once, if a node is read
 	kss := opts.Keyspaces
 	if len(kss) == 0 {
 		var err error

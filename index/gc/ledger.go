@@ -465,6 +465,27 @@ func (l *ledger) copies(id chunk.ID) ([][]byte, error) {
 	return out, nil
 }
 
+// stamp implements stamper: the first stored copy of id, as FetchChunks
+// reads it first, by its pack's ID, size and time in the listing.
+func (l *ledger) stamp(id chunk.ID) (string, error) {
+	recs, err := l.copies(id)
+	if err != nil {
+		return "", err
+	}
+	first := -1
+	for _, r := range recs {
+		n, _ := copyOf(r)
+		if l.packs[n].stored() && (first < 0 || int(n) < first) {
+			first = int(n)
+		}
+	}
+	if first < 0 {
+		return "", nil
+	}
+	p := l.packs[first]
+	return fmt.Sprintf("%s %d %d", p.ID, p.StoreSize, p.ModTime), nil
+}
+
 // FetchChunks reads chunks (a manifest's tree nodes) from the stored packs
 // the ledger places them in: the mark reads manifests through it.
 func (l *ledger) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {

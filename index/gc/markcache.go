@@ -1,11 +1,14 @@
 package gc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,20 +24,42 @@ import (
 // checked against the checksum its key names) and the nodes of the
 // manifests' trees (gc/nodes/<xx>/<id>, each checked against its ID). So
 // a purge run again on the same machine reads from the store only the
-// index files and nodes written since the last one, and marks the same
-// references it would mark from the store. Manifest objects are read from
-// the store every time: nothing in their keys checks a cached copy, and
-// the mark must see what the store holds (a copy in the cache folder could
-// have been put there to hide references). A nil *Cache caches nothing.
-// It is safe for concurrent use.
+// index files and nodes written since the last one.
+//
+// A copy stands for the stored object only while the store lists that
+// object as it was when the copy was checked against it: an index file
+// with the same size and ETag (gc/index-stamps records them), a node whose
+// first stored copy is in the same pack with the same size and time (the
+// stamp heads the cached file). So an object damaged or replaced in the
+// store since is read again, and the purge finds the damage and stops
+// just as a purge with an empty cache does. (Damage the store's listing
+// does not show — bytes rotting in place under an unchanged ETag and
+// time — a warm cache does not see; validate does.) Manifest objects are
+// read from the store every time: nothing in their keys checks a copy,
+// and a copy planted in the cache folder could hide references. A nil
+// *Cache caches nothing. It is safe for concurrent use.
 type Cache struct {
 	dir   string
 	root  *os.Root
 	clock Clock
 	since time.Time // files not used since are pruned
 
-	mu   sync.Mutex
-	read cacheCounts
+	mu     sync.Mutex
+	read   cacheCounts
+	stamps map[string]string // index key -> the listing's stamp of the file cached (nil: not loaded)
+}
+
+// indexStamps records, for each index file the cache holds, the listing
+// it was read or checked under.
+const indexStamps = "gc/index-stamps"
+
+// listStamp is how a listing shows an object: its size and ETag, or its
+// time when the store gives no ETag.
+func listStamp(i remote.Info) string {
+	if i.ETag != "" {
+		return strconv.FormatInt(i.Size, 10) + " " + strconv.Quote(i.ETag)
+	}
+	return strconv.FormatInt(i.Size, 10) + " t" + strconv.FormatInt(i.ModTime.UnixNano(), 10)
 }
 
 // cacheCounts says what a mark read from its cache and from the store.
@@ -44,7 +69,7 @@ type cacheCounts struct {
 
 // maxNode bounds a cached node read back: a leaf decodes to at most 4 MiB
 // (manifest's bound), and its stored bytes are fewer.
-const maxNode = 8 << 20
+const maxNode = 8<<20 + 256 // and its stamp
 
 // OpenCache opens the cache in the store's cache folder dir; nil when dir
 // is "" or unusable. A node is stamped with clock's time when cached or
@@ -90,12 +115,38 @@ func (c *Cache) count(hit bool) {
 	c.mu.Unlock()
 }
 
-// indexFile reads a listed index file, from the cache when it holds it.
+// indexFile reads a listed index file, from the cache when it holds it
+// under the same listing stamp; else from the store, which it then caches
+// under the listing's stamp.
 func (c *Cache) indexFile(ctx context.Context, st remote.Store, info remote.Info) ([]index.PackRecord, error) {
 	if c == nil {
 		return index.ReadListed(ctx, st, nil, info)
 	}
-	return index.ReadListed(ctx, st, c.root, info)
+	c.mu.Lock()
+	if c.stamps == nil {
+		c.stamps = map[string]string{}
+		if b, ok := cachefile.Read(c.root, indexStamps, 64<<20); ok {
+			for line := range strings.Lines(string(b)) {
+				if key, stamp, ok := strings.Cut(strings.TrimSuffix(line, "\n"), " "); ok {
+					c.stamps[key] = stamp
+				}
+			}
+		}
+	}
+	stamp := listStamp(info)
+	same := c.stamps[info.Key] == stamp
+	c.mu.Unlock()
+	if !same {
+		_ = c.root.Remove(info.Key) // read it from the store
+	}
+	recs, err := index.ReadListed(ctx, st, c.root, info)
+	c.count(same)
+	if err == nil {
+		c.mu.Lock()
+		c.stamps[info.Key] = stamp
+		c.mu.Unlock()
+	}
+	return recs, err
 }
 
 // Dir returns the cache folder ("" for a nil Cache): where Index.Load and
@@ -115,16 +166,23 @@ func (c *Cache) putIndexFile(key string, b []byte) {
 }
 
 // pruneIndex removes cached index files a complete listing no longer
-// names.
+// names, and records the stamps of those it holds.
 func (c *Cache) pruneIndex(infos []remote.Info) {
 	if c == nil {
 		return
 	}
 	listed := make(map[string]bool, len(infos))
+	var b strings.Builder
+	c.mu.Lock()
 	for _, i := range infos {
 		listed[i.Key] = true
+		if stamp, ok := c.stamps[i.Key]; ok && stamp == listStamp(i) {
+			b.WriteString(i.Key + " " + stamp + "\n")
+		}
 	}
+	c.mu.Unlock()
 	index.PruneCache(c.root, listed)
+	cachefile.Write(c.root, indexStamps, []byte(b.String()))
 }
 
 // nodeName is where a node is cached.
@@ -133,31 +191,51 @@ func nodeName(id chunk.ID) string {
 	return "gc/nodes/" + s[:2] + "/" + s
 }
 
-// Nodes returns a manifest.Chunks that reads the nodes the cache holds from
-// it, the others from next, which it then caches.
+// stamper says where the first stored copy of a chunk is: its pack's ID,
+// size and time in the store's listing ("" if none). The ledger is one.
+type stamper interface {
+	stamp(id chunk.ID) (string, error)
+}
+
+// Nodes returns a manifest.Chunks that reads the nodes the cache holds
+// from it — each checked against its ID, and only while its first stored
+// copy is where it was when cached — and the others from next, which it
+// then caches. next must say where its copies are (the ledger does);
+// otherwise nothing is cached.
 func (c *Cache) Nodes(next manifest.Chunks) manifest.Chunks {
-	if c == nil {
+	sp, ok := next.(stamper)
+	if c == nil || !ok {
 		return next
 	}
-	return cachedNodes{c, next}
+	return cachedNodes{c, next, sp}
 }
 
 type cachedNodes struct {
 	c    *Cache
 	next manifest.Chunks
+	sp   stamper
 }
 
 func (n cachedNodes) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
 	var missing []chunk.ID
+	stamps := map[chunk.ID]string{}
 	for _, id := range ids {
+		stamp, err := n.sp.stamp(id)
+		if err != nil {
+			return err
+		}
+		stamps[id] = stamp
 		name := nodeName(id)
-		if data, ok := cachefile.Read(n.c.root, name, maxNode); ok && chunk.Sum(data) == id {
-			n.c.touch(name)
-			n.c.count(true)
-			if err := fn(id, data); err != nil {
-				return err
+		if b, ok := cachefile.Read(n.c.root, name, maxNode); ok && stamp != "" {
+			head, data, found := bytes.Cut(b, []byte{'\n'})
+			if found && string(head) == stamp && chunk.Sum(data) == id {
+				n.c.touch(name)
+				n.c.count(true)
+				if err := fn(id, data); err != nil {
+					return err
+				}
+				continue
 			}
-			continue
 		}
 		n.c.count(false)
 		missing = append(missing, id)
@@ -166,7 +244,7 @@ func (n cachedNodes) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(ch
 		return nil
 	}
 	return n.next.FetchChunks(ctx, missing, func(id chunk.ID, data []byte) error {
-		if cachefile.Write(n.c.root, nodeName(id), data) {
+		if stamp := stamps[id]; stamp != "" && cachefile.Write(n.c.root, nodeName(id), append([]byte(stamp+"\n"), data...)) {
 			n.c.touch(nodeName(id))
 		}
 		return fn(id, data)

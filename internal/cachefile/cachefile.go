@@ -8,8 +8,10 @@ package cachefile
 
 import (
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 )
 
@@ -48,8 +50,8 @@ func Read(root *os.Root, name string, max int64) ([]byte, bool) {
 }
 
 // Write writes the file name (slash-separated) below root, and the folders
-// it needs, through a temporary file renamed into place. It reports
-// whether the file was written.
+// it needs, through a new temporary file (name.tmp<random>) renamed into
+// place. It reports whether the file was written.
 func Write(root *os.Root, name string, data []byte) bool {
 	if root == nil {
 		return false
@@ -60,8 +62,10 @@ func Write(root *os.Root, name string, data []byte) bool {
 			return false
 		}
 	}
-	tmp := name + ".tmp"
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	// A name of its own, created new: nothing already there — a FIFO, a
+	// link, another writer's file — is opened.
+	tmp := name + ".tmp" + strconv.FormatUint(rand.Uint64(), 36)
+	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
 		return false
 	}
