@@ -185,17 +185,22 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 	if g.stats != nil {
 		st = remote.NewObserved(st, g.stats.ObserveRequest)
 	}
-	if create {
-		if empty, err := storeEmpty(ctx, st); err != nil {
-			return nil, err
-		} else if !empty {
-			create = false // must already be a store
-		}
-	}
 	if g.gcHeartbeat <= 0 || g.gcLease < 3*g.gcHeartbeat {
 		return nil, usagef("--session-lease (%v) must be at least three --session-heartbeat (%v)", g.gcLease, g.gcHeartbeat)
 	}
-	r, err := cassback.Open(ctx, st, cassback.Options{CacheRoot: g.cacheDir, Create: create, Log: g.log})
+	r, err := cassback.Open(ctx, st, cassback.Options{CacheRoot: g.cacheDir, Log: g.log})
+	if cassback.IsNotStore(err) && create {
+		// No config: a store is created only where nothing is stored yet
+		// (a folder or bucket of something else is not taken over). A
+		// store with a config costs no listing.
+		empty, eerr := storeEmpty(ctx, st)
+		if eerr != nil {
+			return nil, eerr
+		}
+		if empty {
+			r, err = cassback.Open(ctx, st, cassback.Options{CacheRoot: g.cacheDir, Create: true, Log: g.log})
+		}
+	}
 	if cassback.IsNotStore(err) {
 		return nil, fmt.Errorf("%s is not a cassback store (it has no config object)", g.location())
 	}

@@ -163,6 +163,9 @@ func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, 
 	if err != nil {
 		return fail(err)
 	}
+	if len(sets) == 0 {
+		return s, nil, nil // nothing to acknowledge: the object says so
+	}
 	s.io.Lock()
 	defer s.io.Unlock()
 	for _, c := range sets {
