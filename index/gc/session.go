@@ -163,15 +163,17 @@ func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, 
 	if err != nil {
 		return fail(err)
 	}
-	if len(sets) == 0 {
-		return s, nil, nil // nothing to acknowledge: the object says so
-	}
 	s.io.Lock()
 	defer s.io.Unlock()
 	for _, c := range sets {
 		s.known[c.ID], s.everAck[c.ID] = true, true
 	}
 	s.doc.Acked = slices.Sorted(maps.Keys(s.known))
+	// Written again even with nothing to acknowledge: from here on the
+	// session relies on the ETag of a compare-and-swap, which no late copy
+	// of its create-only write can bring back once a purge revoked and
+	// removed the object (with ETags that hash the content, a re-created
+	// object would match the create's; sessionstart_attack_test.go).
 	if err := s.write(ctx); err != nil {
 		return fail(err)
 	}
