@@ -248,13 +248,24 @@ func writeDoom(ctx context.Context, st remote.Store, s CondemnedSet, packs []chu
 		if _, err := getJSON(ctx, st, key, &d); err != nil {
 			return nil, fmt.Errorf("read doom list of condemned set %s: %w", s.ID, err)
 		}
-		return d.Packs, nil
-	}
-	if err != nil {
+		if !slices.Equal(d.Packs, packs) {
+			// Written since this sweep listed the sets, by another purge
+			// from a mark of its own (one that lost its lease, or was
+			// stopped past it, after its last renewal): this sweep chose
+			// its keepers without forgetting those packs.
+			return nil, fmt.Errorf("condemned set %s: %w", s.ID, ErrDoomRace)
+		}
+	} else if err != nil {
 		return nil, fmt.Errorf("write doom list of condemned set %s: %w", s.ID, err)
 	}
 	return packs, nil
 }
+
+// ErrDoomRace is matched (errors.Is) by a sweep that found a condemned
+// set's doom list written by another purge after it listed the sets: it
+// deletes nothing, and the next purge forgets that list's packs before it
+// chooses keepers.
+var ErrDoomRace = errors.New("another purge wrote its doom list meanwhile")
 
 // packsOf returns the packs of every set, as a set.
 func packsOf(sets []CondemnedSet) map[chunk.ID]bool {

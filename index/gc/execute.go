@@ -455,7 +455,13 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 			if err := c.renew(ctx); err != nil {
 				return err
 			}
-			if doom, err = writeDoom(ctx, c.Store, s, doom, c.Opts.cas()); err != nil {
+			// Written before the first deletion; a list another purge
+			// wrote since this sweep listed the sets stops it before it
+			// deletes anything (ErrDoomRace).
+			if doom, err = writeDoom(ctx, c.Store, s, doom, c.Opts.cas()); errors.Is(err, ErrDoomRace) {
+				rep.Blocked = append(rep.Blocked, err.Error()+"; run purge again")
+				return nil
+			} else if err != nil {
 				return err
 			}
 		}
