@@ -744,20 +744,29 @@ func (s *simRun) flush(h *simHost) string {
 }
 
 // lockFile takes an exclusive lock on the file at path, creating it, and
-// returns its release.
+// returns its release, which removes the file (a long run leaves none of
+// its million behind). A lock taken on a file another holder removed
+// meanwhile is taken again on the new one.
 func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		held, err1 := f.Stat()
+		now, err2 := os.Stat(path)
+		if err1 == nil && err2 == nil && os.SameFile(held, now) {
+			return func() {
+				os.Remove(path)
+				f.Close() // and the lock with it
+			}, nil
+		}
 		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	return func() {
-		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
 }
 
 // numberInode gives the file at path the next inode ordinal. Files are
