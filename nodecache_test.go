@@ -312,19 +312,7 @@ func TestUnchangedBackupListsNoOtherHost(t *testing.T) {
 	}
 
 	// A changed file: its chunks are looked up in every host's files.
-	var changed string
-	filepath.WalkDir(data, func(p string, d os.DirEntry, err error) error {
-		if err == nil && changed == "" && strings.HasSuffix(p, "-Data.db") {
-			changed = p
-		}
-		return err
-	})
-	f, err := os.OpenFile(changed, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.Write([]byte("a new row"))
-	f.Close()
+	appendTo(t, data, "a new row")
 	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n1"}); err != nil {
 		t.Fatal(err)
 	}
