@@ -188,13 +188,6 @@ func GetHeader(ctx context.Context, st remote.Store, name string) (*Manifest, er
 	return m, nil
 }
 
-// GetObject reads the manifest object stored under a backup name, at most
-// 1 MiB of it, undecoded (Walker.Walk decodes it). A manifest that does
-// not exist is ErrNoBackup.
-func GetObject(ctx context.Context, st remote.Store, name string) ([]byte, error) {
-	return getObject(ctx, st, name)
-}
-
 // getObject reads a manifest object, at most maxRoot bytes of it.
 func getObject(ctx context.Context, st remote.Store, name string) ([]byte, error) {
 	key, err := Key(name)

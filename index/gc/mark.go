@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -41,13 +40,7 @@ func mark(ctx context.Context, st remote.Store, objs []manifest.Object, l *ledge
 	w := manifest.NewWalker()
 	src := cache.Nodes(l)
 	for _, o := range objs {
-		obj, err := manifest.GetObject(ctx, st, o.Name)
-		if err == nil {
-			err = w.Walk(ctx, obj, src, refs.add)
-			if err != nil && !strings.Contains(err.Error(), o.Name) {
-				err = fmt.Errorf("manifest %s: %w", o.Name, err)
-			}
-		}
+		err := w.WalkStored(ctx, st, o.Name, src, refs.add)
 		if errors.Is(err, manifest.ErrNoBackup) {
 			continue // purged meanwhile
 		}
