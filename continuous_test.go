@@ -407,8 +407,8 @@ func learnOtherHostsNewIndexFiles(t *testing.T, hourly bool) {
 	dir := filepath.Join(t.TempDir(), "store")
 	rb := gcRepo(t, dir, true)
 	rb.GC.Heartbeat, rb.GC.Lease = 100*time.Millisecond, time.Minute
-	lists := &listLog{Store: rb.Store, c: rb.Store.(remote.Conditional)}
-	rb.Store = lists
+	lists := &listLog{Store: rb.Store}
+	rb.Store = withCond{lists, rb.Store.(remote.Conditional)}
 	others := 100 * time.Millisecond
 	if hourly {
 		others = 0 // the default
@@ -459,11 +459,9 @@ func learnOtherHostsNewIndexFiles(t *testing.T, hourly bool) {
 	t.Logf("b uploaded %d bytes; the SSTable has %d", st.BytesNew, sb.Bytes)
 }
 
-// listLog records the prefixes its store lists, keeping its conditional
-// writes.
+// listLog records the prefixes its store lists.
 type listLog struct {
 	remote.Store
-	c     remote.Conditional
 	mu    sync.Mutex
 	lists []string
 }
@@ -473,10 +471,6 @@ func (l *listLog) List(ctx context.Context, prefix string, fn func(remote.Info) 
 	l.lists = append(l.lists, prefix)
 	l.mu.Unlock()
 	return l.Store.List(ctx, prefix, fn)
-}
-
-func (l *listLog) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	return l.c.PutIf(ctx, key, data, ifMatch)
 }
 
 // count returns how many times prefix was listed.

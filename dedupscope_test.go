@@ -1,14 +1,12 @@
 package cassback
 
 import (
-	"context"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cassback/cassback/internal/nodegen"
-	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 )
 
@@ -32,7 +30,7 @@ func TestDedupScope(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := &requestLog{Store: ls}
-			r, err := Open(ctx, condLog{st, ls}, Options{CacheRoot: filepath.Join(root, "cache"), Create: true, Log: quietLog()})
+			r, err := Open(ctx, withCond{st, ls}, Options{CacheRoot: filepath.Join(root, "cache"), Create: true, Log: quietLog()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,14 +58,4 @@ func TestDedupScope(t *testing.T) {
 	if _, err := gcRepo(t, t.TempDir(), true).Backup(t.Context(), BackupOptions{DataDirs: []string{t.TempDir()}, Host: "h", DedupScope: "dc"}); err == nil || !strings.Contains(err.Error(), `dedup scope "dc"`) {
 		t.Errorf("scope dc: %v; want an error naming it", err)
 	}
-}
-
-// condLog is a requestLog that keeps its store's conditional writes.
-type condLog struct {
-	*requestLog
-	c remote.Conditional
-}
-
-func (c condLog) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	return c.c.PutIf(ctx, key, data, ifMatch)
 }

@@ -40,7 +40,7 @@ func TestPurgeReadsWhatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := &reqCount{Store: ls, n: map[string]int{}}
-	st := condCount{rc, ls}
+	st := withCond{rc, ls}
 	nodeRepo, err := Open(ctx, ls, Options{CacheRoot: filepath.Join(root, "node-cache"), Create: true, Log: quietLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -154,14 +154,15 @@ func TestPurgeReadsWhatChanged(t *testing.T) {
 	}
 }
 
-// condCount is a reqCount that keeps its store's conditional writes.
-type condCount struct {
-	*reqCount
+// withCond is a recording store (its List, Get... record) that keeps the
+// conditional writes of the store below it.
+type withCond struct {
+	remote.Store
 	c remote.Conditional
 }
 
-func (c condCount) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	return c.c.PutIf(ctx, key, data, ifMatch)
+func (w withCond) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	return w.c.PutIf(ctx, key, data, ifMatch)
 }
 
 // samePlan reports whether two dry runs plan the same removals and
