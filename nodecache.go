@@ -118,7 +118,8 @@ func (c *nodeCache) prune(keep func() map[chunk.ID]bool, force bool) {
 	d.Close()
 	for _, n := range names {
 		id, err := chunk.ParseID(n)
-		if err == nil && live[id] || strings.HasPrefix(n, latestPrefix) && !strings.Contains(n, ".tmp") {
+		kept := strings.HasPrefix(n, latestPrefix) || strings.HasPrefix(n, objectPrefix)
+		if err == nil && live[id] || kept && !strings.Contains(n, ".tmp") {
 			continue
 		}
 		_ = c.root.Remove(n)
@@ -149,6 +150,57 @@ const maxLatestFile = 1 << 10
 // keyspace ks ("": it has none), best effort.
 func (c *nodeCache) setLatest(ks, name string) {
 	cachefile.Write(c.root, latestPrefix+ks, []byte(name))
+}
+
+// objectPrefix names the file holding the manifest object of the host's
+// latest committed backup of a keyspace, with the sweep generation under
+// which it was seen committed (gc.Session.Generation): object.<keyspace>,
+//
+//	<backup name>\n<generation stamp>\n<BLAKE3 of the object, hex>\n<object>
+//
+// A backup whose session lists the same generation reads the object from
+// here instead of the store: no pack was deleted since it was seen
+// committed, so its chunks are stored (docs/design.md §4.2, W1′).
+const objectPrefix = "object."
+
+// maxObjectFile bounds an object.<keyspace> file: a manifest object is at
+// most 1 MiB.
+const maxObjectFile = 2 << 20
+
+// object returns the cached manifest object of backup name of keyspace ks
+// if it was seen committed under sweep generation gen ("" never matches)
+// and its bytes match their recorded hash.
+func (c *nodeCache) object(ks, name, gen string) ([]byte, bool) {
+	if gen == "" {
+		return nil, false
+	}
+	b, ok := cachefile.Read(c.root, objectPrefix+ks, maxObjectFile)
+	if !ok {
+		return nil, false
+	}
+	head := name + "\n" + gen + "\n"
+	if !strings.HasPrefix(string(b), head) {
+		return nil, false
+	}
+	b = b[len(head):]
+	sum, obj, ok := strings.Cut(string(b), "\n")
+	if !ok || sum != chunk.Sum([]byte(obj)).String() {
+		return nil, false
+	}
+	return []byte(obj), true
+}
+
+// setObject caches the manifest object of backup name of keyspace ks,
+// seen committed under sweep generation gen, best effort; with gen "" it
+// only removes an older copy.
+func (c *nodeCache) setObject(ks, name, gen string, obj []byte) {
+	if gen == "" || strings.ContainsRune(name, '\n') || strings.ContainsRune(gen, '\n') {
+		_ = c.root.Remove(objectPrefix + ks)
+		return
+	}
+	b := make([]byte, 0, len(name)+len(gen)+68+len(obj))
+	b = append(b, name+"\n"+gen+"\n"+chunk.Sum(obj).String()+"\n"...)
+	cachefile.Write(c.root, objectPrefix+ks, append(b, obj...))
 }
 
 // close releases the folder.

@@ -162,10 +162,12 @@ func (c *reqCount) List(ctx context.Context, prefix string, fn func(remote.Info)
 }
 
 // A warm backup knows its previous manifests' names from the cache: it
-// lists no commit markers, reads each of them once (from the store: only
-// a manifest still there says the collector keeps its chunks) and no
-// index file it wrote itself. A damaged or foreign cached name is passed
-// over for the store's listing.
+// lists no commit markers, reads each of them once and no index file it
+// wrote itself. The store here has no conditional writes, so there is no
+// sweep generation to rely on and the manifests are read from the store
+// (only a manifest still there says the collector keeps its chunks;
+// generation_test.go has the store with them). A damaged or foreign cached
+// name is passed over for the store's listing.
 func TestUnchangedBackupReadsNoManifest(t *testing.T) {
 	ctx := t.Context()
 	data := filepath.Join(t.TempDir(), "data")

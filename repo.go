@@ -126,7 +126,11 @@ func create(ctx context.Context, st remote.Store, log *slog.Logger) (index.Confi
 	if !fresh.Conditional {
 		log.Warn("the store has no conditional writes: purge will need --exclusive (see cassback check-store)")
 	}
-	return index.Init(ctx, st, fresh)
+	cfg, err := index.Init(ctx, st, fresh)
+	if err == nil && cfg.Conditional {
+		err = gc.InitGeneration(ctx, st)
+	}
+	return cfg, err
 }
 
 // loadIndex builds an index of the chunks stored now, from the cache and

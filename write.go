@@ -207,21 +207,34 @@ func (b *backupRun) loadPrevious(ctx context.Context, keyspaces []string, now ti
 	return nil
 }
 
-// previous is the host's latest backup of a keyspace: its name ("": none)
-// and the nodes of its trees and its files, or why it could not be read.
+// previous is the host's latest backup of a keyspace: its name ("": none),
+// its manifest object and the nodes of its trees and its files, or why it
+// could not be read.
 type previous struct {
 	name  string
+	obj   []byte
 	nodes []chunk.Ref
 	files []manifest.File
 	err   error
 }
 
-// readPrevious reads backup name's trees from src a batch of leaves at a
-// time, so that a manifest of any size reads, and returns it as previous:
-// its nodes and files, or why it could not be read (then neither).
+// readPrevious reads backup name's manifest object from the store and
+// its trees from src (readPreviousFrom).
 func readPrevious(ctx context.Context, st remote.Store, name string, src manifest.Chunks) previous {
-	p := previous{name: name}
-	m, err := manifest.GetHeader(ctx, st, name)
+	obj, err := manifest.GetObject(ctx, st, name)
+	if err != nil {
+		return previous{name: name, err: err}
+	}
+	return readPreviousFrom(ctx, name, obj, src)
+}
+
+// readPreviousFrom reads the trees of backup name, whose manifest object is
+// obj, from src a batch of leaves at a time, so that a manifest of any
+// size reads, and returns it as previous: its nodes and files, or why it
+// could not be read (then neither).
+func readPreviousFrom(ctx context.Context, name string, obj []byte, src manifest.Chunks) previous {
+	p := previous{name: name, obj: obj}
+	m, err := manifest.Header(name, obj)
 	if err != nil {
 		p.err = err
 		return p
@@ -244,14 +257,17 @@ func readPrevious(ctx context.Context, st remote.Store, name string, src manifes
 // previousOf finds and reads the host's latest committed backup of
 // keyspace ks at or before now: by the name the node cache keeps when it
 // has one, else by listing the store (and then caches the name). The
-// manifest is always read from the store, after the session began: a
-// manifest there is one the collector keeps the chunks of (§4.2 W1),
-// which a cached copy or name alone cannot say (it may have been purged
-// since, and an index file may still name its swept packs). The error is
-// one that stops the backup; an unreadable manifest is p.err.
+// manifest object is read from the store, after the session began — a
+// manifest there is one the collector keeps the chunks of (§4.2 W1), which
+// a cached copy or name alone cannot say (it may have been purged since,
+// and an index file may still name its swept packs) — unless the cache
+// holds it from a moment the session's sweep generation still stands for:
+// no pack was deleted since it was seen committed (W1′). The error is one
+// that stops the backup; an unreadable manifest is p.err.
 func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, listed bool) (p previous, err error) {
 	st := b.r.Store
 	var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
+	gen := b.sess.s.Generation()
 	if b.nodes != nil {
 		src = b.nodes
 		name, known := b.cachedPrevious(ks, now, listed)
@@ -259,7 +275,13 @@ func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, li
 			return p, nil
 		}
 		if known {
+			if obj, ok := b.nodes.object(ks, name, gen); ok {
+				if p := readPreviousFrom(ctx, name, obj, src); p.err == nil {
+					return p, nil
+				}
+			}
 			if p := readPrevious(ctx, st, name, src); p.err == nil {
+				b.nodes.setObject(ks, name, gen, p.obj)
 				return p, nil
 			}
 			if ctx.Err() != nil {
@@ -276,6 +298,7 @@ func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, li
 	p = readPrevious(ctx, st, p.name, src)
 	if p.err == nil && b.nodes != nil {
 		b.nodes.setLatest(ks, p.name)
+		b.nodes.setObject(ks, p.name, gen, p.obj)
 	}
 	return p, nil
 }
@@ -489,7 +512,7 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 	for _, n := range names {
 		b.r.Log.Info("backup committed", "backup", n)
 	}
-	b.cacheNodes(ms, names)
+	b.cacheNodes(ms, objs, names)
 	b.compact(ctx)
 	return names, errors.Join(errs...)
 }
@@ -509,14 +532,18 @@ func (b *backupRun) compact(ctx context.Context) {
 // cacheNodes makes the trees of the committed manifests the live ones of
 // their keyspaces in the node cache, and the manifests their keyspaces'
 // latest; it prunes the cache when due.
-func (b *backupRun) cacheNodes(ms []*manifest.Manifest, committed []string) {
+func (b *backupRun) cacheNodes(ms []*manifest.Manifest, objs [][]byte, committed []string) {
 	if b.nodes == nil {
 		return
 	}
-	for _, m := range ms {
+	// Committed (the session's compare-and-swap landed) after the session's
+	// start listed its generation.
+	gen := b.sess.s.Generation()
+	for i, m := range ms {
 		if refs, ok := b.newNodes[m.Name]; ok && slices.Contains(committed, m.Name) {
 			b.liveNodes[m.Keyspace] = refs
 			b.nodes.setLatest(m.Keyspace, m.Name)
+			b.nodes.setObject(m.Keyspace, m.Name, gen, objs[i])
 		}
 		delete(b.newNodes, m.Name)
 	}

@@ -92,9 +92,16 @@ func setPrefix(id string) string { return condemnedPrefix + id + "/" }
 // next purge removes it (DamagedSets) and condemns its packs again if they
 // are still dead.
 func ListCondemned(ctx context.Context, st remote.Store, skip map[string]bool) ([]CondemnedSet, map[string]bool, error) {
-	headers, _, err := listSetKeys(ctx, st)
+	sets, present, _, err := listCondemned(ctx, st, skip)
+	return sets, present, err
+}
+
+// listCondemned is ListCondemned that also returns the stamp of the sweep
+// generation the same listing showed ("" if none).
+func listCondemned(ctx context.Context, st remote.Store, skip map[string]bool) ([]CondemnedSet, map[string]bool, string, error) {
+	headers, _, gen, err := listSetKeys(ctx, st)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	present := map[string]bool{}
 	var sets []CondemnedSet
@@ -110,11 +117,11 @@ func ListCondemned(ctx context.Context, st remote.Store, skip map[string]bool) (
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 		sets = append(sets, s)
 	}
-	return sets, present, nil
+	return sets, present, gen, nil
 }
 
 // errDamagedSet marks a condemned set whose objects do not decode.
@@ -123,7 +130,7 @@ var errDamagedSet = errors.New("damaged condemned set")
 // damagedSets returns the keys of every object of the condemned sets
 // that do not decode.
 func damagedSets(ctx context.Context, st remote.Store) ([]string, error) {
-	headers, _, err := listSetKeys(ctx, st)
+	headers, _, _, err := listSetKeys(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +147,16 @@ func damagedSets(ctx context.Context, st remote.Store) ([]string, error) {
 	return keys, nil
 }
 
-// listSetKeys returns the header objects of the condemned sets, and the
-// shards of sets that have no header: debris of a sweep or of a purge that
-// crashed while writing a set.
-func listSetKeys(ctx context.Context, st remote.Store) (headers []remote.Info, debris []string, err error) {
+// listSetKeys returns the header objects of the condemned sets, the
+// shards of sets that have no header (debris of a sweep or of a purge that
+// crashed while writing a set), and the stamp of the sweep generation.
+func listSetKeys(ctx context.Context, st remote.Store) (headers []remote.Info, debris []string, gen string, err error) {
 	byset := map[string][]string{}
 	err = st.List(ctx, condemnedPrefix, func(i remote.Info) error {
+		if i.Key == generationKey {
+			gen = generationStamp(i)
+			return nil
+		}
 		id := setID(i.Key)
 		if strings.HasSuffix(i.Key, "/"+headerName) {
 			headers = append(headers, i)
@@ -155,7 +166,7 @@ func listSetKeys(ctx context.Context, st remote.Store) (headers []remote.Info, d
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("list condemned sets: %w", err)
+		return nil, nil, "", fmt.Errorf("list condemned sets: %w", err)
 	}
 	has := map[string]bool{}
 	for _, h := range headers {
@@ -167,7 +178,7 @@ func listSetKeys(ctx context.Context, st remote.Store) (headers []remote.Info, d
 		}
 	}
 	slices.Sort(debris)
-	return headers, debris, nil
+	return headers, debris, gen, nil
 }
 
 func setID(key string) string {

@@ -469,6 +469,19 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 	}
 	slices.SortFunc(del, chunk.Compare)
 	del = slices.Compact(del)
+	if len(del) > 0 {
+		// After the fresh mark, before the first deletion: a writer whose
+		// cache saw a manifest committed under the old generation reads
+		// it again (generation.go).
+		if err := c.renew(ctx); err != nil {
+			return err
+		}
+		if !hole.On(hole.StaleGeneration) {
+			if err := advanceGeneration(ctx, c.Store, c.Opts.cas()); err != nil {
+				return err
+			}
+		}
+	}
 	if err := c.deletePacks(ctx, del); err != nil {
 		return err
 	}

@@ -284,7 +284,7 @@ func (p *Plan) settle(ctx context.Context, o Options) error {
 			p.Withdraw = append(p.Withdraw, obj.Name)
 		}
 	}
-	if _, p.Debris, err = listSetKeys(ctx, st); err != nil {
+	if _, p.Debris, _, err = listSetKeys(ctx, st); err != nil {
 		return err
 	}
 	damaged, err := damagedSets(ctx, st)

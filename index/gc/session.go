@@ -100,6 +100,7 @@ type Session struct {
 	st   remote.Store
 	key  string
 	opts Options
+	gen  string // the sweep generation its start listed ("": none to rely on)
 
 	io sync.Mutex // held across a write; taken with lock
 
@@ -159,9 +160,12 @@ func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, 
 		st.Delete(context.WithoutCancel(ctx), s.key)
 		return nil, nil, err
 	}
-	sets, _, err := ListCondemned(ctx, st, nil)
+	sets, _, gen, err := listCondemned(ctx, st, nil)
 	if err != nil {
 		return fail(err)
+	}
+	if o.cas() {
+		s.gen = gen
 	}
 	s.io.Lock()
 	defer s.io.Unlock()
@@ -182,6 +186,14 @@ func StartSession(ctx context.Context, st remote.Store, host string, kind Kind, 
 
 // Key returns the session's store key.
 func (s *Session) Key() string { return s.key }
+
+// Generation returns the stamp of the sweep generation listed with the
+// condemned sets when the session began, after it was registered; "" when
+// there is none to rely on (no such object, or a store without atomic
+// conditional writes). A manifest seen committed after a listing that
+// showed stamp g still has every chunk stored at a later listing that
+// shows g again (generation.go).
+func (s *Session) Generation() string { return s.gen }
 
 // ID returns the session's ID, which its manifests record.
 func (s *Session) ID() string { return s.doc.ID }

@@ -40,6 +40,10 @@ const (
 	// NewestByKey: purge keeps the last listed key of a keyspace as its
 	// newest backup, whatever it holds.
 	NewestByKey
+	// StaleGeneration: a sweep deletes packs without advancing the sweep
+	// generation, so a writer trusts a cached manifest whose chunks a
+	// sweep deleted since.
+	StaleGeneration
 	count
 )
 
@@ -83,6 +87,8 @@ func (h Hole) String() string {
 		return "7-commit-unfenced"
 	case NewestByKey:
 		return "8-newest-by-key"
+	case StaleGeneration:
+		return "9-stale-generation"
 	}
 	return "unknown"
 }
