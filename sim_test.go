@@ -395,6 +395,11 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 	if _, err := index.Init(context.Background(), s.st, s.cfg); err != nil {
 		return err
 	}
+	if s.cfg.Conditional {
+		if err := gc.InitGeneration(context.Background(), s.st); err != nil {
+			return err
+		}
+	}
 	// Each schedule draws its tempo and its troubles, so that together they
 	// cover quiet fleets and busy ones, rare pauses and frequent ones.
 	s.pPause = []int{5, 30, 60}[rng.IntN(3)]
