@@ -214,9 +214,9 @@ func TestFleetMeasure(t *testing.T) {
 			purgeBefore = cut.Format(time.RFC3339Nano)
 			t.Logf("host000 has %d backups of each keyspace; purging those before %s", n, purgeBefore)
 		}
-		// --exclusive: a generated store's config says it has no
-		// conditional writes (its writer does not probe them), and no
-		// other process uses it while a command is measured.
+		// --exclusive: no other process uses the store while a command
+		// is measured (and stores generated before the generator probed
+		// conditional writes say they have none).
 		// --new-pack-margin 0: the generator writes every pack at once,
 		// so all are young for an hour after it (and a store measured
 		// within that hour would condemn nothing).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
+	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -21,13 +22,21 @@ import (
 // One function per kind of object, each through the project's own encoder
 // where it exports one. When the format changes, these are what change.
 
-// writeConfig creates the store's config as a first backup does.
+// writeConfig creates the store's config as a first backup does: probing
+// the store's conditional writes (remote/local has them), and with them
+// the sweep generation.
 func writeConfig(ctx context.Context, st remote.Store) (index.Config, error) {
 	cfg, err := index.NewConfig()
 	if err != nil {
 		return index.Config{}, err
 	}
-	return index.Init(ctx, st, cfg)
+	if cfg.Conditional, err = gc.ProbeConditional(ctx, st); err != nil {
+		return index.Config{}, err
+	}
+	if cfg, err = index.Init(ctx, st, cfg); err != nil || !cfg.Conditional {
+		return cfg, err
+	}
+	return cfg, gc.InitGeneration(ctx, st)
 }
 
 // writeIndexFile writes one index file of host naming packs.
