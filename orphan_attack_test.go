@@ -127,7 +127,7 @@ func TestAttackOrphanIndexCrashInSweep(t *testing.T) {
 				t.Logf("purge %d: %+v", i, res.GC)
 				whole(t, r, name, "after a later purge")
 			}
-			if n := countKeys(t, r.Store, "gc/condemned/"); n != 0 {
+			if n := setKeys(t, r.Store); n != 0 {
 				t.Fatalf("%d condemned keys left", n)
 			}
 			if n := countKeys(t, r.Store, "index/repair/"); n != 1 {
