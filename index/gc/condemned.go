@@ -97,11 +97,18 @@ func ListCondemned(ctx context.Context, st remote.Store, skip map[string]bool) (
 }
 
 // listCondemned is ListCondemned that also returns the stamp of the sweep
-// generation the same listing showed ("" if none).
+// generation the same listing showed: "" if none, or if the listing showed
+// any set's header. A set listed is being swept or may be: its sweep may
+// advance the generation and delete packs after this listing (and the set
+// vanish before it is read, and be left out), so the stamp listed with it
+// vouches for nothing (generation_attack_test.go).
 func listCondemned(ctx context.Context, st remote.Store, skip map[string]bool) ([]CondemnedSet, map[string]bool, string, error) {
 	headers, _, gen, err := listSetKeys(ctx, st)
 	if err != nil {
 		return nil, nil, "", err
+	}
+	if len(headers) > 0 {
+		gen = ""
 	}
 	present := map[string]bool{}
 	var sets []CondemnedSet
