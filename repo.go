@@ -32,6 +32,9 @@ type Repo struct {
 	// early is the index loaded at Open when the hole it closes is put
 	// back for a test (hole.IndexBeforeSession).
 	early *index.Index
+	// configCache is the cache entry of the store's config, for a backup
+	// that named its location (nil: none; configcache.go).
+	configCache *configCache
 	// spawn starts a background task (a session heartbeat, the purge
 	// lease's keep-alive) and returns a function that stops it (cancels
 	// its context) and waits for it to return; the simulator runs it as an
@@ -77,6 +80,11 @@ type Options struct {
 	// ReadOnly skips the probe of conditional writes, which writes: for
 	// commands that only read (list, show).
 	ReadOnly bool
+	// Location names the store (its URL or folder) for the config cache:
+	// a backup then reads the config from the cache folder, and from the
+	// store only when its session's listing does not vouch for the cached
+	// copy (configcache.go). "" reads it from the store.
+	Location string
 	Log      *slog.Logger
 }
 
@@ -88,14 +96,23 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	cfg, err := index.LoadConfig(ctx, st)
-	if errors.Is(err, index.ErrNotStore) && o.Create {
-		cfg, err = create(ctx, st, log)
+	var cc *configCache
+	var cfg index.Config
+	var err error
+	cached := false
+	if o.Location != "" && o.CacheRoot != "" {
+		cc, cfg, cached = openConfigCache(o.CacheRoot, o.Location)
 	}
-	if err != nil {
-		return nil, err
+	if !cached {
+		cfg, err = index.LoadConfig(ctx, st)
+		if errors.Is(err, index.ErrNotStore) && o.Create {
+			cfg, err = create(ctx, st, log)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	r := &Repo{Store: st, Config: cfg, Log: log, spawn: goSpawn}
+	r := &Repo{Store: st, Config: cfg, Log: log, spawn: goSpawn, configCache: cc}
 	if o.CacheRoot != "" {
 		r.CacheDir = filepath.Join(o.CacheRoot, cfg.ID)
 		if err := makeCacheDir(o.CacheRoot, cfg.ID); err != nil {

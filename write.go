@@ -125,6 +125,9 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 		return nil, err
 	}
 	b.sess = sess
+	if err := r.checkConfig(ctx, sess.s.Generation()); err != nil {
+		return nil, b.abort(ctx, err)
+	}
 	b.idx.Exclude(packsOf(sets))
 	b.ackedAtStart = len(sets) > 0
 	if !hole.On(hole.IndexBeforeSession) {

@@ -119,6 +119,11 @@ func LoadConfig(ctx context.Context, st remote.Store) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read store config: %w", err)
 	}
+	return DecodeConfig(b)
+}
+
+// DecodeConfig decodes and checks a config object's bytes.
+func DecodeConfig(b []byte) (Config, error) {
 	if len(b) > maxConfig {
 		return Config{}, fmt.Errorf("store config: more than %d bytes", maxConfig)
 	}

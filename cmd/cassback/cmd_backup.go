@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -151,6 +152,21 @@ func runBackup(ctx context.Context, g *globals, c *backupConfig, args []string) 
 	if err != nil {
 		return err
 	}
+	err = c.backup(ctx, g, r)
+	if errors.Is(err, cassback.ErrConfigChanged) {
+		// The store was created again where the cache knew another: once
+		// more, with the config read from the store.
+		g.log.Warn("the store's config changed since it was cached; starting again", "err", err)
+		if r, err = g.repo(ctx, true); err != nil {
+			return err
+		}
+		err = c.backup(ctx, g, r)
+	}
+	return err
+}
+
+// backup runs the one-shot or continuous backup the flags ask for.
+func (c *backupConfig) backup(ctx context.Context, g *globals, r *cassback.Repo) error {
 	bo := cassback.BackupOptions{
 		DataDirs: c.dataDirs, Host: c.host, ExcludeKeyspaces: c.exclude, IncludeSystem: c.includeSystem,
 		Threads: c.threads, CassandraVersion: g.cassandraVersion, DedupScope: c.dedupScope,

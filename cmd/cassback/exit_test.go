@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cassback/cassback/internal/nodegen"
 )
 
 // TestExitCodes checks the exit status of usage errors (2), failures (1)
@@ -47,5 +50,36 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("error is not one line:\n%s", errb.String())
 			}
 		})
+	}
+}
+
+// A store removed and created again in the same folder: the backup whose
+// cache held the old store's config starts again with the new one, once,
+// and succeeds.
+func TestBackupStoreCreatedAgain(t *testing.T) {
+	data, store, cache := filepath.Join(t.TempDir(), "data"), filepath.Join(t.TempDir(), "store"), t.TempDir()
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 7, TotalBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	backup := func() string {
+		t.Helper()
+		_, stderr, code := cli(t, cache, "--backup-base", store, "backup", "--ignore-changes", "--host", "h1", "--cassandra-data-dir", data)
+		if code != 0 {
+			t.Fatalf("backup: exit %d: %s", code, stderr)
+		}
+		return stderr
+	}
+	for range 3 { // the third takes the config from the cache
+		backup()
+	}
+	if err := os.RemoveAll(store); err != nil {
+		t.Fatal(err)
+	}
+	if log := backup(); !strings.Contains(log, "config changed since it was cached") {
+		t.Errorf("the backup after the store was created again did not start again: %s", log)
+	}
+	out, stderr, code := cli(t, cache, "--backup-base", store, "list", "--host", "h1")
+	if code != 0 || !strings.Contains(out, "h1") {
+		t.Fatalf("list after the store was created again: exit %d: %s%s", code, out, stderr)
 	}
 }

@@ -188,7 +188,12 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 	if g.gcHeartbeat <= 0 || g.gcLease < 3*g.gcHeartbeat {
 		return nil, usagef("--session-lease (%v) must be at least three --session-heartbeat (%v)", g.gcLease, g.gcHeartbeat)
 	}
-	r, err := cassback.Open(ctx, st, cassback.Options{CacheRoot: g.cacheDir, Log: g.log})
+	o := cassback.Options{CacheRoot: g.cacheDir, Log: g.log}
+	if create {
+		// A backup: its config may come from the cache (configcache.go).
+		o.Location = g.identity()
+	}
+	r, err := cassback.Open(ctx, st, o)
 	if cassback.IsNotStore(err) && create {
 		// No config: a store is created only where nothing is stored yet
 		// (a folder or bucket of something else is not taken over). A
@@ -210,6 +215,20 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 	r.GC.Heartbeat, r.GC.Lease = g.gcHeartbeat, g.gcLease
 	r.Stats = g.stats
 	return r, nil
+}
+
+// identity names the store for the config cache: what tells two stores
+// apart (an S3 server's URL and region too, a folder by its absolute path).
+func (g *globals) identity() string {
+	switch g.endpoint {
+	case "s3":
+		return strings.Join([]string{"s3", g.s3Endpoint, g.s3Region, g.bucket, g.keyPrefix}, "\x00")
+	}
+	loc := g.location() // a folder
+	if abs, err := filepath.Abs(loc); err == nil {
+		loc = abs
+	}
+	return g.endpoint + "\x00" + loc
 }
 
 func (g *globals) location() string {
