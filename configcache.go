@@ -59,7 +59,11 @@ func openConfigCache(cacheRoot, location string) (*configCache, index.Config, bo
 		return c, index.Config{}, false
 	}
 	cfg, err := index.DecodeConfig([]byte(obj))
-	if err != nil {
+	// Only a config of a store with conditional writes: a copy that says
+	// there are none (the cache folder written by another hand) would
+	// have sessions renewed by plain writes, which a revocation does not
+	// stop; and only such stores have a generation to vouch for it.
+	if err != nil || !cfg.Conditional {
 		return c, index.Config{}, false
 	}
 	c.stamp, c.cached = stamp, true

@@ -1,6 +1,7 @@
 package cassback
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -51,6 +52,18 @@ func TestBackupConfigFromCache(t *testing.T) {
 		if want >= 0 && n["get config"] != want {
 			t.Errorf("backup %d: %d reads of the config (%v), want %d", i, n["get config"], n, want)
 		}
+	}
+
+	// A copy saying the store has no conditional writes is not taken (a
+	// session renewed by plain writes would outlive its revocation).
+	files, _ := filepath.Glob(filepath.Join(cache, "configs", "*"))
+	if len(files) != 1 {
+		t.Fatalf("cached configs: %v", files)
+	}
+	b, _ := os.ReadFile(files[0])
+	os.WriteFile(files[0], bytes.Replace(b, []byte(`"conditional":true`), []byte(`"conditional":false`), 1), 0o644)
+	if n, err := backup(); err != nil || n["get config"] != 1 {
+		t.Errorf("with a cached config saying no conditional writes: %v, %d reads of the config, want 1", err, n["get config"])
 	}
 
 	// A sweep: the next backup reads the config again, the one after not.
