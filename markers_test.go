@@ -17,6 +17,7 @@ import (
 
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/local"
 )
 
 // commitStored commits a stored manifest object alone, as a session that
@@ -310,5 +311,62 @@ func TestChangedManifestIsNotItsCommits(t *testing.T) {
 		if rep.OK() || bad < 0 || slices.Contains(rep.Backups, name) {
 			t.Errorf("validate %+v: ok %v, problems %v; want %s reported as not its commit's object", o, rep.OK(), rep.Problems, name)
 		}
+	}
+}
+
+// failPuts refuses plain PUTs of keys under prefix, as a process killed
+// before them would leave them unwritten.
+type failPuts struct {
+	remote.Store
+	prefix string
+}
+
+func (f *failPuts) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if strings.HasPrefix(key, f.prefix) {
+		return fmt.Errorf("put %s: %w", key, errKilled)
+	}
+	return f.Store.Put(ctx, key, r, size)
+}
+
+// A backup of several keyspaces whose session committed them but never
+// wrote their marker (stopped right after the compare-and-swap) leaves a
+// session object listing them with their manifests' hashes; the next
+// purge writes from it one marker for the commit, naming each backup
+// with the hash of its object, and the backups count.
+func TestPurgeWritesADeadSessionsMarker(t *testing.T) {
+	ctx := t.Context()
+	ls := localStore(t).(*local.Store)
+	r := repoOn(t, ls, writerOpts)
+	w := repoOn(t, withCond{&failPuts{Store: ls, prefix: "commits/"}, ls}, writerOpts)
+	_, err := w.Backup(ctx, BackupOptions{DataDirs: []string{smallNode(t, 74)}, Host: "h"})
+	t.Logf("the backup whose marker was not written: %v", err)
+	var names []string
+	if err := manifest.Objects(ctx, ls, func(o manifest.Object) error { names = append(names, o.Name); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(names) < 3 || len(markers(t, ls)) != 0 {
+		t.Fatalf("the backup left manifests %v and markers %v; want several manifests and no marker", names, markers(t, ls))
+	}
+	res, err := r.Purge(ctx, PurgeOptions{Host: "other", Before: time.Unix(0, 0), Holder: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := markers(t, ls)
+	if res.GC.Repaired != len(names) || len(ms) != 1 {
+		t.Fatalf("the purge repaired %d backups and left markers %v; want the %d in one marker", res.GC.Repaired, ms, len(names))
+	}
+	host, at, es, err := manifest.ParseCommitKey(ms[0])
+	if err != nil || len(es) != len(names) {
+		t.Fatalf("marker %s: %v, %v", ms[0], es, err)
+	}
+	for _, e := range es {
+		name := manifest.BackupName(at, e.Keyspace, host)
+		if h := manifest.HashOf(storedObject(t, ls, name)); !slices.Contains(names, name) || h != e.Hash {
+			t.Errorf("the marker names %s with hash %s; its object's is %s", name, e.Hash, h)
+		}
+	}
+	rep, err := r.Validate(ctx, ValidateOptions{Host: "h"})
+	if err != nil || !rep.OK() || len(rep.Backups) != len(names) {
+		t.Errorf("validate: %v, ok %v, backups %v, problems %v; want the %d backups", err, rep.OK(), rep.Backups, rep.Problems, len(names))
 	}
 }
