@@ -364,7 +364,14 @@ func markerSession(ctx context.Context, st remote.Store, key string) string {
 // once for each marker naming it, in key order, with the marker's key and
 // info and the manifest's hash.
 func Commits(ctx context.Context, st remote.Store, fn func(Object) error) error {
-	return commitsUnder(ctx, st, commitRoot, fn)
+	return listMarkers(ctx, st, commitRoot, func(m marker) error {
+		for _, e := range m.entries {
+			if err := fn(objectOf(m, e)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // HostCommits is Commits for the commits of host whose time starts with
@@ -377,29 +384,27 @@ func HostCommits(ctx context.Context, st remote.Store, host, tsPrefix string, fn
 		return fmt.Errorf("host %q: %w", host, err)
 	}
 	var t time.Time
-	var seen []string // the backups given of commit t
-	return commitsUnder(ctx, st, prefix+tsPrefix, func(o Object) error {
-		bt, _, _, _ := ParseBackupName(o.Name)
-		if !bt.Equal(t) {
-			t, seen = bt, seen[:0]
+	var seen []string // the keyspaces given of commit t: its markers are listed together
+	return listMarkers(ctx, st, prefix+tsPrefix, func(m marker) error {
+		if !m.t.Equal(t) {
+			t, seen = m.t, seen[:0]
 		}
-		if slices.Contains(seen, o.Name) {
-			return nil
-		}
-		seen = append(seen, o.Name)
-		return fn(o)
-	})
-}
-
-func commitsUnder(ctx context.Context, st remote.Store, prefix string, fn func(Object) error) error {
-	return listMarkers(ctx, st, prefix, func(m marker) error {
 		for _, e := range m.entries {
-			if err := fn(Object{Name: BackupName(m.t, e.Keyspace, m.host), Key: m.info.Key, Info: m.info, Hash: e.Hash}); err != nil {
+			if slices.Contains(seen, e.Keyspace) {
+				continue
+			}
+			seen = append(seen, e.Keyspace)
+			if err := fn(objectOf(m, e)); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// objectOf returns the Object of a backup marker m names.
+func objectOf(m marker, e CommitEntry) Object {
+	return Object{Name: BackupName(m.t, e.Keyspace, m.host), Key: m.info.Key, Info: m.info, Hash: e.Hash}
 }
 
 // CommittedHeader reads the header of a committed backup, as GetHeader
