@@ -74,9 +74,8 @@ func mustValidate(t *testing.T, r *Repo, name string) {
 }
 
 func committed(t *testing.T, st remote.Store, name string) bool {
-	k, _ := manifest.CommitKey(name)
-	_, err := st.Stat(t.Context(), k)
-	return err == nil
+	_, ok, err := manifest.Committed(t.Context(), st, name)
+	return err == nil && ok
 }
 
 // A1. A writer paused between its pack PUT and its index-file PUT is
@@ -404,13 +403,13 @@ func TestAttackStalePurgerDeletesResurrectedPack(t *testing.T) {
 			t.Errorf("P_b: %v %+v", err, res.GC)
 		}
 		// W_r wakes: its commit fails (revoked), it withdraws its manifest.
-		objs := []string{}
-		manifest.Objects(ctx, r.Store, func(o manifest.Object) error { objs = append(objs, o.Name); return nil })
+		objs := []manifest.Commit{}
+		manifest.Objects(ctx, r.Store, func(o manifest.Object) error { objs = append(objs, manifest.Commit{Name: o.Name}); return nil })
 		if err := wr.Commit(ctx, objs, nil); err == nil {
 			t.Error("revoked writer committed")
 		}
-		for _, n := range objs {
-			manifest.Delete(ctx, r.Store, n)
+		for _, o := range objs {
+			manifest.Delete(ctx, r.Store, o.Name)
 		}
 		// A new writer on host c dedups against X (it exists, no set names it).
 		r.GC = noWait

@@ -197,14 +197,15 @@ func writeManifest(t *testing.T, st remote.Store, sess *gc.Session, host string,
 		Path: "ks/t-" + strings.Repeat("ab", 16) + "/nb-1-big-Data.db", Size: int64(len(data)), Mode: 0o644,
 		MTime: at.UTC(), Sum: chunk.Sum(data), Chunks: refs,
 	}}}}
-	if err := StoreManifest(t.Context(), st, m); err != nil {
+	h, err := storeManifest(t.Context(), st, m)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var err error
+	c := manifest.Commit{Name: m.Name, Hash: h}
 	if sess != nil {
-		err = sess.Commit(t.Context(), []string{m.Name}, nil)
+		err = sess.Commit(t.Context(), []manifest.Commit{c}, nil)
 	} else {
-		err = manifest.PutCommit(t.Context(), st, m.Name, "")
+		_, err = manifest.PutCommits(t.Context(), st, []manifest.Commit{c}, "")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +341,7 @@ func TestRacePausedWriterIsFenced(t *testing.T) {
 	if _, err := sess.Renew(ctx); !errors.Is(err, gc.ErrRevoked) {
 		t.Errorf("paused writer renewed after revocation: %v, want ErrRevoked", err)
 	}
-	if err := sess.Commit(ctx, []string{"x"}, nil); !errors.Is(err, gc.ErrRevoked) {
+	if err := sess.Commit(ctx, []manifest.Commit{{Name: "x"}}, nil); !errors.Is(err, gc.ErrRevoked) {
 		t.Errorf("paused writer committed after revocation: %v, want ErrRevoked", err)
 	}
 	if err := sess.Check(); !errors.Is(err, gc.ErrRevoked) {

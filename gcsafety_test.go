@@ -298,14 +298,16 @@ func (w *pausedWriter) resume(t *testing.T) {
 		return
 	}
 	m := manifestOf(w.sess, "w", time.Now(), w.data, []chunk.Ref{w.ref})
-	if err := StoreManifest(ctx, w.st, m); err != nil {
+	h, err := storeManifest(ctx, w.st, m)
+	if err != nil {
 		t.Fatal(err)
 	}
+	c := []manifest.Commit{{Name: m.Name, Hash: h}}
 	if hole.On(hole.CommitUnfenced) {
-		manifest.PutCommit(ctx, w.st, m.Name, w.sess.ID())
+		manifest.PutCommits(ctx, w.st, c, w.sess.ID())
 		return
 	}
-	if err := w.sess.Commit(ctx, []string{m.Name}, nil); err != nil {
+	if err := w.sess.Commit(ctx, c, nil); err != nil {
 		t.Logf("writer's commit after the pause: %v", err)
 		manifest.Delete(ctx, w.st, m.Name)
 	}
@@ -624,7 +626,7 @@ func TestHole8NewestByKey(t *testing.T) {
 			planted := manifest.BackupName(time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), ks, "h")
 			key, _ := manifest.Key(planted)
 			st.Put(ctx, key, strings.NewReader(""), 0)
-			manifest.PutCommit(ctx, st, planted, "")
+			manifest.PutCommits(ctx, st, []manifest.Commit{{Name: planted, Hash: manifest.HashOf(nil)}}, "")
 		}
 		res, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), Holder: "p"})
 		if err != nil {

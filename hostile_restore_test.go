@@ -90,9 +90,7 @@ func TestRestoreChecksChunkLengths(t *testing.T) {
 	m.Time = m.Time.Add(time.Second)
 	m.Name = manifest.BackupName(m.Time, m.Keyspace, m.Host)
 	forgeManifest(t, r, m)
-	if err := manifest.PutCommit(ctx, r.Store, m.Name, m.Session); err != nil {
-		t.Fatal(err)
-	}
+	commitStored(t, r.Store, m.Name, m.Session)
 	data := t.TempDir()
 	ms, err := Select(ctx, r.Store, "h", m.Name, nil, time.Now().Add(time.Hour))
 	if err == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -33,7 +34,8 @@ type PurgeOptions struct {
 	// 512 MiB.
 	Memory int64
 	// Removing, if set, hears of each backup just before it is removed
-	// (its commit marker first, then its manifest): for progress reports.
+	// (from its commit's marker first, then its manifest): for progress
+	// reports.
 	Removing func(name string)
 }
 
@@ -149,26 +151,28 @@ func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, re
 	// From the store, not the purge's cache: the newest backup kept must
 	// be one that reads from the store now.
 	src := r.ChunksOf(opts.Host) // loads the host's index once, if a node is read
+	// Every committed backup of the host, by keyspace in time order, with
+	// its manifest's hash: one listing of its commit markers.
+	committed := map[string][]manifest.Commit{}
+	if err := manifest.HostCommits(ctx, r.Store, opts.Host, "", func(o manifest.Object) error {
+		_, ks, _, _ := manifest.ParseBackupName(o.Name)
+		committed[ks] = append(committed[ks], manifest.Commit{Name: o.Name, Hash: o.Hash})
+		return nil
+	}); err != nil {
+		return err
+	}
 	kss := opts.Keyspaces
 	if len(kss) == 0 {
-		var err error
-		if kss, err = manifest.Keyspaces(ctx, r.Store, opts.Host); err != nil {
-			return err
-		}
+		kss = slices.Sorted(maps.Keys(committed))
 	}
 	for _, ks := range kss {
-		var names []string
-		if err := manifest.List(ctx, r.Store, opts.Host, ks, "", func(n string) error {
-			names = append(names, n)
-			return nil
-		}); err != nil {
-			return err
-		}
-		newest, err := r.newest(ctx, src, names, now, res)
+		cs := committed[ks]
+		newest, err := r.newest(ctx, src, cs, now, res)
 		if err != nil {
 			return err
 		}
-		for _, n := range names {
+		for _, c := range cs {
+			n := c.Name
 			t, _, _, err := manifest.ParseBackupName(n)
 			if err != nil || !t.Before(res.Cutoff) || slices.ContainsFunc(res.Skipped, func(s Skipped) bool { return s.Name == n }) {
 				continue
@@ -183,18 +187,19 @@ func (r *Repo) expired(ctx context.Context, opts PurgeOptions, now time.Time, re
 	return nil
 }
 
-// newest returns the newest backup among names (in time order) that
-// decodes and is not in the future, reading from the newest down; every
-// unreadable one it passes is added to res.Skipped.
-func (r *Repo) newest(ctx context.Context, src manifest.Chunks, names []string, now time.Time, res *PurgeResult) (string, error) {
+// newest returns the newest backup among cs (in time order) that
+// decodes, is the object its marker names, and is not in the future,
+// reading from the newest down; every unreadable one it passes is added to
+// res.Skipped.
+func (r *Repo) newest(ctx context.Context, src manifest.Chunks, cs []manifest.Commit, now time.Time, res *PurgeResult) (string, error) {
 	if hole.On(hole.NewestByKey) {
-		if len(names) == 0 {
+		if len(cs) == 0 {
 			return "", nil
 		}
-		return names[len(names)-1], nil
+		return cs[len(cs)-1].Name, nil
 	}
-	for i := len(names) - 1; i >= 0; i-- {
-		n := names[i]
+	for i := len(cs) - 1; i >= 0; i-- {
+		n := cs[i].Name
 		t, _, _, err := manifest.ParseBackupName(n)
 		if err != nil {
 			res.Skipped = append(res.Skipped, Skipped{n, err.Error()})
@@ -204,7 +209,7 @@ func (r *Repo) newest(ctx context.Context, src manifest.Chunks, names []string, 
 			res.Skipped = append(res.Skipped, Skipped{n, fmt.Sprintf("dated %s, after the store's clock (%s)", t.Format(time.RFC3339), now.Format(time.RFC3339))})
 			continue
 		}
-		m, err := checkManifest(ctx, r.Store, n, src)
+		m, err := checkManifest(ctx, r.Store, cs[i], src)
 		if errors.Is(err, manifest.ErrNoBackup) {
 			res.Skipped = append(res.Skipped, Skipped{n, "committed, but its manifest is missing"})
 			continue
@@ -225,11 +230,12 @@ func (r *Repo) newest(ctx context.Context, src manifest.Chunks, names []string, 
 	return "", nil
 }
 
-// checkManifest reads backup n's header and every table's tree from src,
-// checked as manifest.Get checks them, without holding the files: a batch
-// of leaves at a time, so a manifest of any size reads.
-func checkManifest(ctx context.Context, st remote.Store, n string, src manifest.Chunks) (*manifest.Manifest, error) {
-	m, err := manifest.GetHeader(ctx, st, n)
+// checkManifest reads committed backup c's header, checked against its
+// marker's hash, and every table's tree from src, checked as manifest.Get
+// checks them, without holding the files: a batch of leaves at a time, so
+// a manifest of any size reads.
+func checkManifest(ctx context.Context, st remote.Store, c manifest.Commit, src manifest.Chunks) (*manifest.Manifest, error) {
+	m, err := manifest.CommittedHeader(ctx, st, c)
 	if err != nil {
 		return nil, err
 	}

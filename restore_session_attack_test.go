@@ -794,9 +794,7 @@ func TestRestoreSessionAttackForgedCounts(t *testing.T) {
 			if err := manifest.Put(ctx, st, ro.Name, gz(t, ro)); err != nil {
 				t.Fatal(err)
 			}
-			if err := manifest.PutCommit(ctx, st, ro.Name, ro.Session); err != nil {
-				t.Fatal(err)
-			}
+			commitStored(t, st, ro.Name, ro.Session)
 			ms, err := Select(ctx, st, "a", ro.Name, nil, time.Time{})
 			if err != nil {
 				t.Fatal(err)

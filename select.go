@@ -15,10 +15,22 @@ import (
 // else the latest manifest at or before at of each keyspace of host (only
 // the given keyspaces when any are named). It reads their headers
 // (manifest.GetHeader): Restore reads each table's files from its tree as
-// it goes, so a keyspace of any size is restored a batch at a time.
+// it goes, so a keyspace of any size is restored a batch at a time. The
+// object of a committed backup must be the one its commit marker names
+// (manifest.CommittedHeader); one named that is not committed is read
+// unchecked, as before it counts.
 func Select(ctx context.Context, st remote.Store, host, name string, keyspaces []string, at time.Time) ([]*manifest.Manifest, error) {
 	if name != "" {
-		m, err := manifest.GetHeader(ctx, st, name)
+		h, committed, err := manifest.Committed(ctx, st, name)
+		if err != nil {
+			return nil, err
+		}
+		var m *manifest.Manifest
+		if committed {
+			m, err = manifest.CommittedHeader(ctx, st, manifest.Commit{Name: name, Hash: h})
+		} else {
+			m, err = manifest.GetHeader(ctx, st, name)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -53,18 +65,18 @@ func Select(ctx context.Context, st remote.Store, host, name string, keyspaces [
 // removed its backup) is passed over for the next older one.
 func latest(ctx context.Context, st remote.Store, host, ks string, at time.Time) (*manifest.Manifest, error) {
 	for range 8 {
-		n, err := manifest.Latest(ctx, st, host, ks, at)
+		c, err := manifest.LatestCommit(ctx, st, host, ks, at)
 		if err != nil {
 			return nil, err
 		}
-		if n == "" {
+		if c.Name == "" {
 			break
 		}
-		m, err := manifest.GetHeader(ctx, st, n)
+		m, err := manifest.CommittedHeader(ctx, st, c)
 		if !errors.Is(err, manifest.ErrNoBackup) {
 			return m, err
 		}
-		t, _, _, _ := manifest.ParseBackupName(n)
+		t, _, _, _ := manifest.ParseBackupName(c.Name)
 		at = t.Add(-time.Microsecond)
 	}
 	return nil, fmt.Errorf("no backup of keyspace %s of host %s at or before %s", ks, host, at.UTC().Format(time.RFC3339))

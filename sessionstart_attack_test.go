@@ -24,6 +24,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -203,10 +204,11 @@ func TestSessionStartAttackRevokedBeforeListingHolds(t *testing.T) {
 			}
 			if kind == gc.KindBackup {
 				m := manifestOf(sess, "w", time.Now(), data, []chunk.Ref{{ID: chunk.Sum(data), Len: uint32(len(data))}})
-				if err := StoreManifest(ctx, h, m); err != nil {
+				mh, err := storeManifest(ctx, h, m)
+				if err != nil {
 					t.Fatal(err)
 				}
-				if err := sess.Commit(ctx, []string{m.Name}, nil); !errors.Is(err, gc.ErrRevoked) {
+				if err := sess.Commit(ctx, []manifest.Commit{{Name: m.Name, Hash: mh}}, nil); !errors.Is(err, gc.ErrRevoked) {
 					t.Fatalf("BREAK: a session revoked before its listing committed: %v", err)
 				}
 				return
@@ -247,10 +249,11 @@ func TestSessionStartAttackStaleAtFirstRenewalHolds(t *testing.T) {
 	}
 	t.Logf("purge: revoked %v deleted %d waiting %v", rep.GC.RevokedSessions, rep.GC.Deleted, rep.GC.Waiting)
 	m := manifestOf(sess, "w", time.Now(), data, []chunk.Ref{ref})
-	if err := StoreManifest(ctx, h, m); err != nil {
+	mh, err := storeManifest(ctx, h, m)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cerr := sess.Commit(ctx, []string{m.Name}, nil)
+	cerr := sess.Commit(ctx, []manifest.Commit{{Name: m.Name, Hash: mh}}, nil)
 	t.Logf("commit: %v", cerr)
 	if err := committedWhole(t, h); err != nil {
 		t.Fatalf("BREAK: %v", err)

@@ -309,8 +309,8 @@ type simRun struct {
 	refsGen    int               // changes of refs
 	inodes     map[uint64]uint64 // real inode -> the same in every run
 	nextInode  uint64
-	checked    [2]uint64            // store mutations and refsGen at the last full check
-	keys       map[string][2]string // backup name -> its manifest key and marker key
+	checked    [2]uint64         // store mutations and refsGen at the last full check
+	keys       map[string]string // backup name -> its manifest key
 }
 
 type simHost struct {
@@ -383,7 +383,7 @@ func runSchedule(t *testing.T, seed uint64, cfg simConfig) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s := &simRun{t: t, seed: seed, w: sim.New(opts), rng: rng, dir: dir, uploading: map[*sim.Actor]int{}, seen: map[string]bool{}, keys: map[string][2]string{}, expired: map[string]bool{}, removed: map[string]bool{}, refs: map[string]map[chunk.ID]bool{}, pending: map[string]map[chunk.ID]bool{}, cache: map[string]any{}}
+	s := &simRun{t: t, seed: seed, w: sim.New(opts), rng: rng, dir: dir, uploading: map[*sim.Actor]int{}, seen: map[string]bool{}, keys: map[string]string{}, expired: map[string]bool{}, removed: map[string]bool{}, refs: map[string]map[chunk.ID]bool{}, pending: map[string]map[chunk.ID]bool{}, cache: map[string]any{}}
 	s.st = s.w.Store()
 	defer s.w.Close()
 	s.gcOpt = gc.Options{Heartbeat: simHeartbeat, Lease: simLease, Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
@@ -1126,12 +1126,16 @@ func (s *simRun) check() error {
 	}
 	s.checked = at
 	have := s.storedChunks()
-	s.noteExpired()
-	for _, o := range s.st.Snapshot("commits/") {
-		name := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+	committed, err := s.committed()
+	if err != nil {
+		return err
+	}
+	s.noteExpired(committed)
+	for _, c := range committed {
+		name := c.Name
 		key, err := manifest.Key(name)
 		if err != nil {
-			return fmt.Errorf("commit marker %s: %v", o.Key, err)
+			return fmt.Errorf("commit marker of %s: %v", name, err)
 		}
 		mo, ok := s.st.Peek(key)
 		if !ok && (s.expired[name] || s.removed[name]) {
@@ -1142,6 +1146,9 @@ func (s *simRun) check() error {
 		}
 		if !ok {
 			return fmt.Errorf("committed backup %s: its manifest is gone", name)
+		}
+		if h := manifest.HashOf(mo.Data); h != c.Hash {
+			return fmt.Errorf("committed backup %s: its manifest object (hash %s) is not the one its marker names (%s)", name, h, c.Hash)
 		}
 		m, err := s.manifest(mo)
 		if err != nil {
@@ -1174,24 +1181,41 @@ func (s *simRun) check() error {
 	return nil
 }
 
+// committed returns every backup the commit markers in the store name,
+// with its manifest's hash, in key order; a marker key that does not
+// parse is a violation (only cassback writes markers here).
+func (s *simRun) committed() ([]manifest.Commit, error) {
+	var cs []manifest.Commit
+	for _, o := range s.st.Snapshot("commits/") {
+		host, at, es, err := manifest.ParseCommitKey(o.Key)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			cs = append(cs, manifest.Commit{Name: manifest.BackupName(at, e.Keyspace, host), Hash: e.Hash})
+		}
+	}
+	return cs, nil
+}
+
 // noteExpired remembers the backups a purge removed: both their marker and
 // their manifest gone. A marker their writer writes after that, late, is
 // not a committed backup losing its manifest.
-func (s *simRun) noteExpired() {
+func (s *simRun) noteExpired(committed []manifest.Commit) {
 	for _, o := range s.st.Snapshot("manifests/") {
 		s.seen[o.Key[strings.LastIndexByte(o.Key, '/')+1:]] = true
 	}
+	marked := map[string]bool{}
+	for _, c := range committed {
+		marked[c.Name] = true
+	}
 	for n := range s.seen {
-		k, ok := s.keys[n]
+		key, ok := s.keys[n]
 		if !ok {
-			k[0], _ = manifest.Key(n)
-			k[1], _ = manifest.CommitKey(n)
-			s.keys[n] = k
+			key, _ = manifest.Key(n)
+			s.keys[n] = key
 		}
-		key, ck := k[0], k[1]
-		_, m := s.st.Peek(key)
-		_, c := s.st.Peek(ck)
-		if !m && !c {
+		if _, m := s.st.Peek(key); !m && !marked[n] {
 			s.expired[n] = true
 		}
 	}

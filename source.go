@@ -68,32 +68,51 @@ func (r *Repo) ChunksOf(host string) manifest.Chunks {
 // its object, uncommitted. Backups store theirs through their own writer
 // and session.
 func StoreManifest(ctx context.Context, st remote.Store, m *manifest.Manifest) error {
-	cfg, err := index.LoadConfig(ctx, st)
+	_, err := storeManifest(ctx, st, m)
+	return err
+}
+
+// CommitManifest stores a manifest made outside a backup, as
+// StoreManifest does, and commits it alone: a commit marker of its own,
+// naming session, written with no session object behind it (as a backup
+// leaves its commit once it ends).
+func CommitManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, session string) error {
+	h, err := storeManifest(ctx, st, m)
 	if err != nil {
 		return err
+	}
+	return manifest.PutCommit(ctx, st, m.Host, m.Time, []manifest.CommitEntry{{Keyspace: m.Keyspace, Hash: h}}, session)
+}
+
+// storeManifest is StoreManifest; it returns the hash of the manifest
+// object, which a commit marker names.
+func storeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest) (manifest.Hash, error) {
+	cfg, err := index.LoadConfig(ctx, st)
+	if err != nil {
+		return manifest.Hash{}, err
 	}
 	idx := index.New()
 	if _, err := idx.Load(ctx, st, ""); err != nil {
-		return err
+		return manifest.Hash{}, err
 	}
 	obj, nodes, err := manifest.Encode(m)
 	if err != nil {
-		return err
+		return manifest.Hash{}, err
 	}
 	w, err := index.NewWriter(ctx, st, idx, cfg, index.WriterOptions{Host: m.Host})
 	if err != nil {
-		return err
+		return manifest.Hash{}, err
 	}
 	p := w.NewPacker()
 	for _, n := range nodes {
 		if _, err := p.Add(ctx, n.ID, n.Data); err != nil {
-			return err
+			return manifest.Hash{}, err
 		}
 	}
 	if err := w.Sync(ctx); err != nil {
-		return err
+		return manifest.Hash{}, err
 	}
-	return manifest.Put(ctx, st, m.Name, obj)
+	return manifest.HashOf(obj), manifest.Put(ctx, st, m.Name, obj)
 }
 
 // ChunksOf returns a source of st's chunks for reading manifests, which

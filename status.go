@@ -132,16 +132,16 @@ func newestOf(ctx context.Context, st remote.Store, host string, o StatusOptions
 	keyspace := ks.Keyspace
 	at := statusAt(o.Now)
 	for range 8 {
-		n, err := manifest.Latest(ctx, st, host, keyspace, at)
-		if err != nil || n == "" {
+		c, err := manifest.LatestCommit(ctx, st, host, keyspace, at)
+		if err != nil || c.Name == "" {
 			return err
 		}
-		t, _, _, _ := manifest.ParseBackupName(n)
-		ks.Backup, ks.Time = n, t
+		t, _, _, _ := manifest.ParseBackupName(c.Name)
+		ks.Backup, ks.Time = c.Name, t
 		if !o.Sizes {
 			return nil
 		}
-		m, err := manifest.GetHeader(ctx, st, n)
+		m, err := manifest.CommittedHeader(ctx, st, c)
 		switch {
 		case errors.Is(err, manifest.ErrNoBackup):
 			at = t.Add(-time.Microsecond)

@@ -79,7 +79,7 @@ func TestStatusLeavesOutEmptyDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st := staleDirs{lst, map[string][]string{"commits/": {"ghost"}, "commits/ghost/": {"ks"}, "commits/n1/": {"ghostks"}}}
+	st := staleDirs{lst, map[string][]string{"commits/": {"ghost"}, "manifests/ghost/": {"ks"}, "manifests/n1/": {"ghostks"}}}
 	if hs, _ := manifest.Hosts(ctx, st); !slices.Equal(hs, []string{"ghost", "lone", "n1", "n2"}) {
 		t.Fatalf("the store lists hosts %v, want the stale prefix ghost and lone, n1, n2", hs)
 	}
@@ -153,7 +153,7 @@ func TestSelectLeavesOutEmptyKeyspaces(t *testing.T) {
 	data := bytes.Repeat([]byte("cassandra"), 100)
 	refs := []chunk.Ref{{ID: chunk.Sum(data), Len: uint32(len(data))}}
 	name := writeManifest(t, lst, nil, "n1", time.Now().Add(-time.Hour), data, refs)
-	st := staleDirs{lst, map[string][]string{"commits/n1/": {"gone"}}}
+	st := staleDirs{lst, map[string][]string{"manifests/n1/": {"gone"}}}
 	ms, err := Select(t.Context(), st, "n1", "", nil, time.Now())
 	if err != nil || len(ms) != 1 || ms[0].Name != name {
 		t.Fatalf("Select = %d manifests, %v; want only %s", len(ms), err, name)

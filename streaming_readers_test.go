@@ -78,10 +78,7 @@ func TestPreviousValidateAndPurgeReadManifestPastMaxDecodedMemory(t *testing.T) 
 		}
 	}
 	big := bigManifest(t, m, t1.Add(30*time.Minute), ref)
-	if err := StoreManifest(ctx, r.Store, big); err != nil {
-		t.Fatal(err)
-	}
-	if err := manifest.PutCommit(ctx, r.Store, big.Name, ""); err != nil {
+	if err := CommitManifest(ctx, r.Store, big, ""); err != nil {
 		t.Fatal(err)
 	}
 	files := 0

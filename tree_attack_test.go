@@ -837,9 +837,7 @@ func forge(t *testing.T, r *Repo, tab forgedTable, nodes ...[]byte) string {
 	if err := manifest.Put(ctx, r.Store, ro.Name, gz(t, ro)); err != nil {
 		t.Fatal(err)
 	}
-	if err := manifest.PutCommit(ctx, r.Store, ro.Name, forgedSession); err != nil {
-		t.Fatal(err)
-	}
+	commitStored(t, r.Store, ro.Name, forgedSession)
 	return ro.Name
 }
 

@@ -94,6 +94,9 @@ type validation struct {
 	good  *index.Index       // the copies validate reads from
 	used  map[chunk.ID][]int // pack -> files (indexes in files) using it
 	prog  *Progress          // nil without Stats
+	// hashes holds the hash of each committed backup's manifest object,
+	// as its marker names it: the object read must be that one.
+	hashes map[string]manifest.Hash
 }
 
 // Validate checks backups: every manifest decodes; every referenced chunk
@@ -108,7 +111,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (rep Validate
 	if opts.Threads <= 0 {
 		opts.Threads = 8
 	}
-	v := &validation{r: r, opts: opts, good: index.New(), used: map[chunk.ID][]int{}}
+	v := &validation{r: r, opts: opts, good: index.New(), used: map[chunk.ID][]int{}, hashes: map[string]manifest.Hash{}}
 	stop, err := r.readSession(ctx, cmp.Or(opts.Host, "validate"), gc.KindValidate, v.good)
 	if err != nil {
 		return v.rep, err
@@ -158,10 +161,19 @@ func (v *validation) beginProgress() {
 	v.prog.plan(int64(len(v.files)), bytes)
 }
 
-// names returns the backups to validate.
+// names returns the backups to validate: the one named (whose hash is
+// known if it is committed), or every committed backup of the host or of
+// every host, from one listing of each host's commit markers.
 func (v *validation) names(ctx context.Context) ([]string, error) {
 	st := v.r.Store
 	if v.opts.Name != "" {
+		h, ok, err := manifest.Committed(ctx, st, v.opts.Name)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			v.hashes[v.opts.Name] = h
+		}
 		return []string{v.opts.Name}, nil
 	}
 	hosts := []string{v.opts.Host}
@@ -173,17 +185,12 @@ func (v *validation) names(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	for _, h := range hosts {
-		kss, err := manifest.Keyspaces(ctx, st, h)
-		if err != nil {
+		if err := manifest.HostCommits(ctx, st, h, "", func(o manifest.Object) error {
+			names = append(names, o.Name)
+			v.hashes[o.Name] = o.Hash
+			return nil
+		}); err != nil {
 			return nil, err
-		}
-		for _, ks := range kss {
-			if err := manifest.List(ctx, st, h, ks, "", func(n string) error {
-				names = append(names, n)
-				return nil
-			}); err != nil {
-				return nil, err
-			}
 		}
 	}
 	return names, nil
@@ -223,7 +230,13 @@ func (v *validation) readManifests(ctx context.Context, names []string) error {
 // readManifest reads backup n and returns its stored files, and the nodes
 // of its trees as a file whose chunks they are.
 func (v *validation) readManifest(ctx context.Context, n string, src manifest.Chunks) ([]fileRef, fileRef, error) {
-	m, err := manifest.GetHeader(ctx, v.r.Store, n)
+	var m *manifest.Manifest
+	var err error
+	if h, ok := v.hashes[n]; ok {
+		m, err = manifest.CommittedHeader(ctx, v.r.Store, manifest.Commit{Name: n, Hash: h})
+	} else {
+		m, err = manifest.GetHeader(ctx, v.r.Store, n)
+	}
 	if err != nil {
 		return nil, fileRef{}, err
 	}
@@ -263,14 +276,10 @@ func (v *validation) readManifest(ctx context.Context, n string, src manifest.Ch
 	return files, tree, nil
 }
 
-// committed reports whether a backup's commit marker is still stored.
+// committed reports whether a marker of a backup's commit still names it.
 func (v *validation) committed(ctx context.Context, name string) bool {
-	key, err := manifest.CommitKey(name)
-	if err != nil {
-		return false
-	}
-	_, err = v.r.Store.Stat(ctx, key)
-	return err == nil
+	_, ok, err := manifest.Committed(ctx, v.r.Store, name)
+	return err == nil && ok
 }
 
 // housekeeping reports unreadable index files, orphan packs, stale

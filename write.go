@@ -474,6 +474,7 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 		return nil, err
 	}
 	errs := []error{encErr}
+	var cs []manifest.Commit // with the hashes their marker names
 	for i, m := range ms {
 		if objs[i] == nil {
 			continue
@@ -483,31 +484,30 @@ func (b *backupRun) commit(ctx context.Context, ms []*manifest.Manifest, ack []s
 			continue
 		}
 		names = append(names, m.Name)
+		cs = append(cs, manifest.Commit{Name: m.Name, Hash: manifest.HashOf(objs[i])})
 	}
 	if len(names) == 0 {
 		return nil, errors.Join(errs...)
 	}
 	if hole.On(hole.CommitUnfenced) {
-		for _, n := range names {
-			errs = append(errs, manifest.PutCommit(ctx, b.r.Store, n, b.sess.s.ID()))
-		}
+		_, err := manifest.PutCommits(ctx, b.r.Store, cs, b.sess.s.ID())
 		b.sess.s.Ack(ack)
-		return names, errors.Join(errs...)
+		return names, errors.Join(append(errs, err)...)
 	}
-	err = b.sess.s.Commit(ctx, names, ack)
+	err = b.sess.s.Commit(ctx, cs, ack)
 	if re, ok := errors.AsType[*gc.RevokedError](err); ok {
 		// A commit that landed before the revocation counts; the rest never will.
-		var lost []string
-		for _, n := range names {
-			if !slices.Contains(re.Committed, n) {
-				lost = append(lost, n)
+		var lost, kept []string
+		for _, c := range cs {
+			if slices.Contains(re.Committed, c) {
+				kept = append(kept, c.Name)
+			} else {
+				lost = append(lost, c.Name)
 			}
 		}
 		b.withdraw(ctx, lost)
-		for _, n := range re.Committed {
-			manifest.PutCommit(ctx, b.r.Store, n, b.sess.s.ID()) // else a purge writes it
-		}
-		return re.Committed, fmt.Errorf("%w: %d backups written after it were withdrawn and do not count; the next backup stores them again", err, len(lost))
+		manifest.PutCommits(ctx, b.r.Store, re.Committed, b.sess.s.ID()) // else a purge writes them
+		return kept, fmt.Errorf("%w: %d backups written after it were withdrawn and do not count; the next backup stores them again", err, len(lost))
 	}
 	if err != nil {
 		return nil, err

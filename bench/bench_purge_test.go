@@ -104,10 +104,7 @@ func BenchmarkPurgeLarge(b *testing.B) {
 				Path: m.Keyspace + "/t-" + strings.Repeat("ab", 16) + "/nb-1-big-Data.db", Size: int64(64 * per), Mode: 0o644,
 				MTime: at, Sum: chunk.Sum([]byte(m.Name)), Chunks: cs,
 			}}}}
-			if err := cassback.StoreManifest(ctx, r.Store, m); err != nil {
-				b.Error(err)
-			}
-			if err := manifest.PutCommit(ctx, r.Store, m.Name, ""); err != nil {
+			if err := cassback.CommitManifest(ctx, r.Store, m, ""); err != nil {
 				b.Error(err)
 			}
 		}()

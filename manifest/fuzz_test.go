@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,17 +39,52 @@ func FuzzParseBackupName(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Key(%q): %v", s, err)
 		}
-		ck, err := CommitKey(s)
-		if err != nil {
-			t.Fatalf("CommitKey(%q): %v", s, err)
+		if err := remote.ValidKey(key); err != nil {
+			t.Fatalf("backup %q: key %q: %v", s, key, err)
 		}
-		for _, k := range []string{key, ck} {
-			if err := remote.ValidKey(k); err != nil {
-				t.Fatalf("backup %q: key %q: %v", s, k, err)
-			}
-			if segs := strings.Split(k, "/"); len(segs) != 4 || segs[1] != host || segs[2] != ks || segs[3] != s {
-				t.Fatalf("backup %q: key %q is not <root>/%s/%s/<name>", s, k, host, ks)
-			}
+		if segs := strings.Split(key, "/"); len(segs) != 4 || segs[1] != host || segs[2] != ks || segs[3] != s {
+			t.Fatalf("backup %q: key %q is not <root>/%s/%s/<name>", s, key, host, ks)
+		}
+		// Its commit's marker, alone in the commit: one valid key that
+		// parses back to it.
+		e := CommitEntry{Keyspace: ks, Hash: HashOf([]byte(s))}
+		cks, err := CommitKeys(host, ts, []CommitEntry{e}, remote.MaxKeyLen)
+		if err != nil || len(cks) != 1 {
+			t.Fatalf("CommitKeys(%q) = %q, %v; want one key", s, cks, err)
+		}
+		if err := remote.ValidKey(cks[0]); err != nil {
+			t.Fatalf("backup %q: marker %q: %v", s, cks[0], err)
+		}
+		h, at, es, err := ParseCommitKey(cks[0])
+		if err != nil || h != host || !at.Equal(ts) || !slices.Equal(es, []CommitEntry{e}) {
+			t.Fatalf("ParseCommitKey(%q) = %q, %v, %v, %v; want %q, %v, %v", cks[0], h, at, es, err, host, ts, e)
+		}
+	})
+}
+
+// FuzzParseCommitKey parses hostile marker keys, as every listing of
+// commits/ does: it must never panic, and a valid key it accepts is the
+// one CommitKeys makes of what it parsed.
+func FuzzParseCommitKey(f *testing.F) {
+	for _, s := range []string{
+		"commits/node1/2026_11_26T01_41_31_917564/ks1-0123456789abcdef01234567",
+		"commits/node1/2026_11_26T01_41_31_917564/a-0123456789abcdef01234567.b-0123456789abcdef01234567",
+		"commits/node1/2026_11_26T01_41_31_917564/b-0123456789abcdef01234567.a-0123456789abcdef01234567",
+		"commits/node1/2026_11_26T01_41_31_917564/a-0123456789abcdef01234567.a-0123456789abcdef01234567",
+		"commits/node1/2026_11_26T01_41_31_917564/a-0123456789ABCDEF01234567",
+		"commits/node1/2026_11_26T01_41_31_917564/a-0123456789abcdef01234567.",
+		"commits/n/ks/2026_11_26T01_41_31_917564-ks-n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		host, at, es, err := ParseCommitKey(key)
+		if err != nil || remote.ValidKey(key) != nil {
+			return
+		}
+		keys, err := CommitKeys(host, at, es, remote.MaxKeyLen)
+		if err != nil || len(keys) != 1 || keys[0] != key {
+			t.Fatalf("ParseCommitKey(%q) = %q, %v, %v, which CommitKeys makes %q, %v", key, host, at, es, keys, err)
 		}
 	})
 }

@@ -3,7 +3,6 @@ package manifest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,22 +12,24 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/manifest/sstable"
 	"github.com/cassback/cassback/remote"
 )
 
 // Manifests live in the store under
 //
 //	manifests/<host>/<keyspace>/<backup name>   the manifest
-//	commits/<host>/<keyspace>/<backup name>     its commit marker
+//	commits/<host>/<time>/<keyspace>-<hash>…    the marker of its commit (commit.go)
 //
 // The backup name begins with a fixed-width UTC timestamp, so within one host
 // and keyspace the keys sort by time, and a day, month or year is a key
-// prefix. A manifest counts — for restore, list, show's default and the next
-// backup's unchanged-file fast path — only once its commit marker exists: a
-// backup writes the marker only after its session proved, by
-// compare-and-swap, that it was still live after the manifest was written
-// (docs/design.md §4). Manifests and markers are written once and deleted
-// only by purge, marker first.
+// prefix; the same holds of a host's commits. A manifest counts — for
+// restore, list, show's default and the next backup's unchanged-file fast
+// path — only once a marker of its commit names it: a backup writes the
+// marker only after its session proved, by compare-and-swap, that it was
+// still live after the manifest was written (docs/design.md §4).
+// Manifests and markers are written once and deleted only by purge (and a
+// backup withdrawing what it could not commit), marker first.
 const (
 	keyRoot    = "manifests/"
 	commitRoot = "commits/"
@@ -41,15 +42,6 @@ func Key(name string) (string, error) {
 		return "", err
 	}
 	return keyRoot + host + "/" + ks + "/" + name, nil
-}
-
-// CommitKey returns the store key of the commit marker of a backup.
-func CommitKey(name string) (string, error) {
-	k, err := Key(name)
-	if err != nil {
-		return "", err
-	}
-	return commitRoot + strings.TrimPrefix(k, keyRoot), nil
 }
 
 // ErrNoBackup reports a backup name that is not in the store.
@@ -78,39 +70,15 @@ func Put(ctx context.Context, st remote.Store, name string, obj []byte) error {
 	return nil
 }
 
-// commitFormat is the version of a commit marker.
-const commitFormat = 1
-
-type commitDoc struct {
-	Format  int    `json:"format"`
-	Session string `json:"session"`
-}
-
-// PutCommit writes the commit marker of a backup whose manifest is stored,
-// written by the given session. Only the session's commit (gc.Session) and
-// a purge repairing a dead session's commits call it. Writing it again is
-// harmless.
-func PutCommit(ctx context.Context, st remote.Store, name, session string) error {
-	key, err := CommitKey(name)
-	if err != nil {
-		return err
-	}
-	b, _ := json.Marshal(commitDoc{Format: commitFormat, Session: session})
-	if err := st.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
-		return fmt.Errorf("commit backup %s: %w", name, err)
-	}
-	return nil
-}
-
-// Delete removes a backup: its commit marker first, so it stops counting
-// before its manifest goes.
+// Delete removes a backup: from its commit's markers first
+// (DeleteCommit), so it stops counting before its manifest goes, and the
+// commit's other backups count still.
 func Delete(ctx context.Context, st remote.Store, name string) error {
-	ck, err := CommitKey(name)
+	mk, err := Key(name)
 	if err != nil {
 		return err
 	}
-	mk, _ := Key(name)
-	if err := st.Delete(ctx, ck); err != nil {
+	if err := DeleteCommit(ctx, st, name); err != nil {
 		return fmt.Errorf("delete backup %s: %w", name, err)
 	}
 	if err := st.Delete(ctx, mk); err != nil {
@@ -178,6 +146,11 @@ func GetHeader(ctx context.Context, st remote.Store, name string) (*Manifest, er
 	if err != nil {
 		return nil, err
 	}
+	return headerOf(name, obj)
+}
+
+// headerOf decodes the header of backup name's manifest object.
+func headerOf(name string, obj []byte) (*Manifest, error) {
 	m, _, err := decodeRoot(obj)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", name, err)
@@ -224,22 +197,26 @@ func (c *capped) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Hosts returns every host with committed backups in the store.
+// Hosts returns every host with commit markers in the store.
 func Hosts(ctx context.Context, st remote.Store) ([]string, error) {
 	return st.ListDirs(ctx, commitRoot)
 }
 
-// Keyspaces returns every keyspace with committed backups of host.
+// Keyspaces returns every keyspace with manifests of host, committed or
+// not (BackedUpKeyspaces keeps those with a committed backup).
 func Keyspaces(ctx context.Context, st remote.Store, host string) ([]string, error) {
-	if err := remote.ValidKey(commitRoot + host); err != nil {
+	if err := remote.ValidKey(keyRoot + host); err != nil {
 		return nil, fmt.Errorf("host %q: not a valid host name", host)
 	}
-	return st.ListDirs(ctx, commitRoot+host+"/")
+	return st.ListDirs(ctx, keyRoot+host+"/")
 }
 
-// BackedUpKeyspaces lists the keyspaces of host with at least one commit
-// marker: Keyspaces less the prefixes some S3-compatible servers keep
-// listing after their last key is deleted. It costs one LIST per keyspace.
+// BackedUpKeyspaces lists the keyspaces of host with at least one
+// committed backup: Keyspaces less those whose manifests are all
+// uncommitted, and less the prefixes some S3-compatible servers keep
+// listing after their last key is deleted. For each keyspace it lists the
+// manifests oldest first and confirms them with Committed until one is
+// committed: two LISTs a keyspace whose oldest manifest is.
 func BackedUpKeyspaces(ctx context.Context, st remote.Store, host string) ([]string, error) {
 	kss, err := Keyspaces(ctx, st, host)
 	if err != nil {
@@ -248,7 +225,21 @@ func BackedUpKeyspaces(ctx context.Context, st remote.Store, host string) ([]str
 	var out []string
 	for _, ks := range kss {
 		found := false
-		err := List(ctx, st, host, ks, "", func(string) error { found = true; return remote.ErrStop })
+		err := st.List(ctx, keyRoot+host+"/"+ks+"/", func(i remote.Info) error {
+			n := i.Key[strings.LastIndexByte(i.Key, '/')+1:]
+			if _, k, h, err := ParseBackupName(n); err != nil || k != ks || h != host {
+				return nil // not ours; ignore
+			}
+			_, ok, err := Committed(ctx, st, n)
+			if err != nil {
+				return err
+			}
+			if ok {
+				found = true
+				return remote.ErrStop
+			}
+			return nil
+		})
 		if err != nil && !errors.Is(err, remote.ErrStop) {
 			return nil, err
 		}
@@ -261,55 +252,73 @@ func BackedUpKeyspaces(ctx context.Context, st remote.Store, host string) ([]str
 
 // List calls fn with the name of each committed backup of host and keyspace
 // whose name starts with the timestamp prefix tsPrefix (for example
-// "2026_11_26" for a day, "" for all), in time order.
+// "2026_11_26" for a day, "" for all), in time order. It lists the host's
+// commit markers in that range (HostCommits: one LIST a thousand
+// markers), not the keyspace's manifests, which would cost a LIST per
+// backup to confirm: a host has no more commits than backups of all its
+// keyspaces, and a one-shot backup commits every keyspace at once. Like
+// every listing of markers it cannot tell a marker whose manifest is gone
+// (a lone marker, docs/design.md §4.2); readers of the manifest pass over
+// it.
 func List(ctx context.Context, st remote.Store, host, keyspace, tsPrefix string, fn func(name string) error) error {
-	prefix := commitRoot + host + "/" + keyspace + "/"
-	if err := remote.ValidKey(prefix + "x"); err != nil {
-		return fmt.Errorf("host %q, keyspace %q: %w", host, keyspace, err)
+	if !sstable.IsName(keyspace) {
+		return fmt.Errorf("keyspace %.300q: want letters, digits and '_'", keyspace)
 	}
-	return st.List(ctx, prefix+tsPrefix, func(i remote.Info) error {
-		return fn(strings.TrimPrefix(i.Key, prefix))
+	return HostCommits(ctx, st, host, tsPrefix, func(o Object) error {
+		if _, ks, _, _ := ParseBackupName(o.Name); ks != keyspace {
+			return nil
+		}
+		return fn(o.Name)
 	})
 }
 
-// Object is a stored manifest, counted or not, or a commit marker.
+// Object is a stored manifest, counted or not, or a backup a commit marker
+// names.
 type Object struct {
-	Name string // the backup name (the last segment of the key)
-	Key  string
+	Name string // the backup name
+	Key  string // the manifest's or the marker's
 	Info remote.Info
+	Hash Hash // of a marker's backup: the hash of its manifest object
 }
 
 // Objects calls fn for every manifest object in the store, of every host,
 // committed or not, in key order, with one listing of the whole tree.
 func Objects(ctx context.Context, st remote.Store, fn func(Object) error) error {
-	return listTree(ctx, st, keyRoot, fn)
-}
-
-// Commits calls fn for every commit marker in the store, in key order.
-func Commits(ctx context.Context, st remote.Store, fn func(Object) error) error {
-	return listTree(ctx, st, commitRoot, fn)
-}
-
-func listTree(ctx context.Context, st remote.Store, root string, fn func(Object) error) error {
-	return st.List(ctx, root, func(i remote.Info) error {
+	return st.List(ctx, keyRoot, func(i remote.Info) error {
 		return fn(Object{Name: i.Key[strings.LastIndexByte(i.Key, '/')+1:], Key: i.Key, Info: i})
 	})
 }
 
 // Latest returns the name of the newest committed backup of host and
-// keyspace taken at or before at, or "" if there is none. It lists the day
-// of at first, then its month, then its year, then everything, so the cost
-// grows with how far back the answer is, not with how many backups exist.
-// A commit marker whose manifest is gone (written late, after a purge
-// removed its backup) is passed over.
+// keyspace taken at or before at, or "" if there is none (LatestCommit).
 func Latest(ctx context.Context, st remote.Store, host, keyspace string, at time.Time) (string, error) {
+	c, err := LatestCommit(ctx, st, host, keyspace, at)
+	return c.Name, err
+}
+
+// LatestCommit returns the newest committed backup of host and keyspace
+// taken at or before at, with its manifest's hash, or a zero Commit if
+// there is none. It lists the keyspace's manifests — the day of at first,
+// then its month, then its year, then everything — and confirms each,
+// newest first, with Committed (one LIST), so its cost grows with how far
+// back the answer is and with the keyspace's uncommitted manifests newer
+// than it, not with how many backups exist or with the commits of the
+// host's other keyspaces. A marker whose manifest is gone (written late,
+// after a purge removed its backup) is never listed here.
+func LatestCommit(ctx context.Context, st remote.Store, host, keyspace string, at time.Time) (Commit, error) {
+	prefix := keyRoot + host + "/" + keyspace + "/"
+	if err := remote.ValidKey(prefix + "x"); err != nil {
+		return Commit{}, fmt.Errorf("host %q, keyspace %q: %w", host, keyspace, err)
+	}
 	at = at.UTC()
 	stamp := at.Format("2006_01_02")
+	checked := map[string]bool{}
 	for _, p := range []string{stamp, stamp[:7], stamp[:4], ""} {
 		var names []string
-		err := List(ctx, st, host, keyspace, p, func(name string) error {
-			t, _, _, err := ParseBackupName(name)
-			if err != nil {
+		err := st.List(ctx, prefix+p, func(i remote.Info) error {
+			name := strings.TrimPrefix(i.Key, prefix)
+			t, ks, h, err := ParseBackupName(name)
+			if err != nil || ks != keyspace || h != host {
 				return nil // not ours; ignore
 			}
 			if t.After(at) {
@@ -319,18 +328,21 @@ func Latest(ctx context.Context, st remote.Store, host, keyspace string, at time
 			return nil
 		})
 		if err != nil && !errors.Is(err, remote.ErrStop) {
-			return "", err
+			return Commit{}, err
 		}
 		for _, n := range slices.Backward(names) {
-			key, _ := Key(n)
-			_, err := st.Stat(ctx, key)
-			if err == nil {
-				return n, nil
+			if checked[n] {
+				continue
 			}
-			if !errors.Is(err, fs.ErrNotExist) {
-				return "", fmt.Errorf("backup %s: %w", n, err)
+			checked[n] = true
+			h, ok, err := Committed(ctx, st, n)
+			if err != nil {
+				return Commit{}, err
+			}
+			if ok {
+				return Commit{Name: n, Hash: h}, nil
 			}
 		}
 	}
-	return "", nil
+	return Commit{}, nil
 }

@@ -129,7 +129,7 @@ type Stats struct {
 	Manifests  int64
 	// ManifestBytes is the encoded size of every manifest.
 	ManifestBytes int64
-	Commits       int64
+	Commits       int64 // commit markers: one a backup, unless its keyspaces need more
 
 	Elapsed time.Duration
 }

@@ -14,8 +14,8 @@
 // leaves: pack stubs (the pack's logical size and its header and trailer,
 // exactly the stub the survey store keeps of a real pack), the host's index
 // files naming those packs (index.EncodeFile, split after 262,144 entries as
-// the writer splits them), one manifest per keyspace (manifest.Put) and its
-// commit marker (manifest.PutCommit). No pack data is stored, so Stat and
+// the writer splits them), one manifest per keyspace (manifest.Put) and the
+// marker of their commit (manifest.PutCommit). No pack data is stored, so Stat and
 // List report packs at their real size while the store takes a few KiB per
 // pack; cassback opens it with --endpoint survey --meta-dir DIR, as it opens
 // a survey.

@@ -137,8 +137,9 @@ func TestGenerate(t *testing.T) {
 			}
 		}
 	}
-	if commits := int64(len(keys(t, sv, "commits/"))); manifests != stats.Manifests || commits != manifests || refs != stats.Refs {
-		t.Errorf("%d manifests (%d committed), %d refs; Stats say %d manifests, %d refs", manifests, commits, refs, stats.Manifests, stats.Refs)
+	// One marker a backup: its three keyspaces fit one key.
+	if commits := int64(len(keys(t, sv, "commits/"))); manifests != stats.Manifests || commits != stats.Commits || commits != int64(tiny.Hosts*tiny.BackupsPerHost) || refs != stats.Refs {
+		t.Errorf("%d manifests (%d commit markers), %d refs; Stats say %d manifests, %d markers, %d refs; want a marker a backup", manifests, commits, refs, stats.Manifests, stats.Commits, stats.Refs)
 	}
 	if want := int64(tiny.Hosts * tiny.BackupsPerHost * (tiny.Keyspaces + 1)); manifests != want {
 		t.Errorf("%d manifests, want %d", manifests, want)

@@ -129,11 +129,12 @@ func (g *generator) owner(tb *table, s sstable) int {
 }
 
 // manifests writes the manifests of backup b of h, one per keyspace, and
-// their commit markers.
+// the marker of their commit.
 func (g *generator) manifests(ctx context.Context, h *host, b int, s *Stats) error {
 	t := g.c.Start.Add(time.Duration(b)*24*time.Hour + time.Duration(h.i)*time.Second)
 	session := newStream(derive(g.c.Seed, "session", uint64(h.i), uint64(b))).id().String()[:24]
 	var m *manifest.Manifest
+	var entries []manifest.CommitEntry
 	put := func() error {
 		if m == nil {
 			return nil
@@ -142,12 +143,12 @@ func (g *generator) manifests(ctx context.Context, h *host, b int, s *Stats) err
 		if h.nodes == nil {
 			h.nodes = map[chunk.ID]bool{}
 		}
-		n, err := writeManifest(ctx, g.st, m, h.nodes, s)
+		n, e, err := writeManifest(ctx, g.st, m, h.nodes, s)
 		if err != nil {
 			return err
 		}
+		entries = append(entries, e)
 		s.Manifests++
-		s.Commits++
 		s.ManifestBytes += n
 		s.LogicalBytes += m.TotalSize()
 		for range m.Refs() {
@@ -180,7 +181,12 @@ func (g *generator) manifests(ctx context.Context, h *host, b int, s *Stats) err
 		}
 		m.Tables = append(m.Tables, mt)
 	}
-	return put()
+	if err := put(); err != nil {
+		return err
+	}
+	markers, err := writeCommit(ctx, g.st, h.name, t, entries, session)
+	s.Commits += markers
+	return err
 }
 
 // packer fills packs with a host's new chunks, in the order a backup

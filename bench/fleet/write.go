@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
@@ -48,16 +49,17 @@ func writeIndexFile(ctx context.Context, st remote.Store, host string, packs []i
 	return int64(len(b)), nil
 }
 
-// writeManifest writes a manifest and its commit marker, as a backup's
-// commit leaves them (the session object that listed it is gone, as it is
-// once a backup ends): the nodes of its trees in a whole pack (the survey
-// store keeps such packs whole) named by an index file of its own, then
-// the manifest object and the marker.
-func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, written map[chunk.ID]bool, s *Stats) (int64, error) {
+// writeManifest writes a manifest as a backup's commit leaves it: the
+// nodes of its trees in a whole pack (the survey store keeps such packs
+// whole) named by an index file of its own, then the manifest object. It
+// returns the bytes written and the manifest's entry in its commit's
+// marker (writeCommit).
+func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, written map[chunk.ID]bool, s *Stats) (int64, manifest.CommitEntry, error) {
 	obj, all, err := manifest.Encode(m)
 	if err != nil {
-		return 0, err
+		return 0, manifest.CommitEntry{}, err
 	}
+	e := manifest.CommitEntry{Keyspace: m.Keyspace, Hash: manifest.HashOf(obj)}
 	var nodes []manifest.Node // those not written for an earlier backup
 	for _, n := range all {
 		if !written[n.ID] {
@@ -66,10 +68,7 @@ func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, w
 		}
 	}
 	if len(nodes) == 0 {
-		if err := manifest.Put(ctx, st, m.Name, obj); err != nil {
-			return 0, err
-		}
-		return int64(len(obj)), manifest.PutCommit(ctx, st, m.Name, m.Session)
+		return int64(len(obj)), e, manifest.Put(ctx, st, m.Name, obj)
 	}
 	s.Chunks += int64(len(nodes))
 	s.Packs++
@@ -84,19 +83,27 @@ func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, w
 	data, id := b.Finish()
 	whole := packStub(int64(len(data)), data) // a stub that keeps the pack whole, as the survey store does
 	if err := st.Put(ctx, pack.Key(id), bytes.NewReader(whole), int64(len(whole))); err != nil {
-		return 0, fmt.Errorf("write the pack of manifest %s: %w", m.Name, err)
+		return 0, e, fmt.Errorf("write the pack of manifest %s: %w", m.Name, err)
 	}
 	ib, err := writeIndexFile(ctx, st, m.Host, []index.PackRecord{{ID: id, Size: int64(len(data)), Entries: entries}})
 	if err != nil {
-		return 0, err
+		return 0, e, err
 	}
 	if err := manifest.Put(ctx, st, m.Name, obj); err != nil {
+		return 0, e, err
+	}
+	return int64(len(obj)+len(data)) + ib, e, nil
+}
+
+// writeCommit writes the marker of a backup's manifests, one commit of
+// host at t (the session object that listed them is gone, as it is once a
+// backup ends), and returns how many markers that took.
+func writeCommit(ctx context.Context, st remote.Store, host string, t time.Time, entries []manifest.CommitEntry, session string) (int64, error) {
+	keys, err := manifest.CommitKeys(host, t, entries, remote.MaxKeyLenOf(st))
+	if err != nil {
 		return 0, err
 	}
-	if err := manifest.PutCommit(ctx, st, m.Name, m.Session); err != nil {
-		return 0, err
-	}
-	return int64(len(obj)+len(data)) + ib, nil
+	return int64(len(keys)), manifest.PutCommit(ctx, st, host, t, entries, session)
 }
 
 // writePackStub writes what the survey store keeps of a pack of size bytes

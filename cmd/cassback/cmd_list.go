@@ -11,6 +11,7 @@ import (
 
 	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/manifest"
+	"github.com/cassback/cassback/manifest/sstable"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -128,16 +129,24 @@ func runList(ctx context.Context, g *globals, c *listConfig, args []string) erro
 
 // listDay returns the backups of each keyspace of c.host on the UTC day of
 // when: all of them with c.all, else the latest (none if there is none).
+// It lists the host's commit markers of the day once, for every keyspace.
 func listDay(ctx context.Context, st remote.Store, c *listConfig, kss []string, when time.Time) ([]listKeyspace, error) {
+	for _, ks := range kss {
+		if !sstable.IsName(ks) {
+			return nil, fmt.Errorf("keyspace %.300q: want letters, digits and '_'", ks)
+		}
+	}
+	byKeyspace := map[string][]string{}
+	if err := manifest.HostCommits(ctx, st, c.host, when.Format("2006_01_02"), func(o manifest.Object) error {
+		_, ks, _, _ := manifest.ParseBackupName(o.Name)
+		byKeyspace[ks] = append(byKeyspace[ks], o.Name)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	ls := make([]listKeyspace, 0, len(kss))
 	for _, ks := range kss {
-		names := []string{}
-		if err := manifest.List(ctx, st, c.host, ks, when.Format("2006_01_02"), func(n string) error {
-			names = append(names, n)
-			return nil
-		}); err != nil {
-			return nil, err
-		}
+		names := append([]string{}, byKeyspace[ks]...)
 		if !c.all && len(names) > 0 {
 			names = names[len(names)-1:]
 		}

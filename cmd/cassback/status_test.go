@@ -44,10 +44,7 @@ func ageBackups(t *testing.T, store, host string, d time.Duration) {
 			}
 			m.Time = m.Time.Add(-d)
 			m.Name = manifest.BackupName(m.Time, ks, host)
-			if err := cassback.StoreManifest(ctx, st, m); err != nil {
-				t.Fatal(err)
-			}
-			if err := manifest.PutCommit(ctx, st, m.Name, m.Session); err != nil {
+			if err := cassback.CommitManifest(ctx, st, m, m.Session); err != nil {
 				t.Fatal(err)
 			}
 			if err := manifest.Delete(ctx, st, n); err != nil {

@@ -195,6 +195,10 @@ func (p *Plan) settleSessions(ctx context.Context, rep *Report) error {
 			return err
 		}
 	}
+	// The markers of each dead session's commits, one a commit, from the
+	// hashes its object records.
+	var sessions []string
+	repair := map[string][]manifest.Commit{}
 	for _, r := range p.Repair {
 		// The manifest was listed before the sessions; a marker must never
 		// outlive it, so look again right before writing one.
@@ -204,19 +208,26 @@ func (p *Plan) settleSessions(ctx context.Context, rep *Report) error {
 		} else if err != nil {
 			return err
 		}
-		if err := manifest.PutCommit(ctx, st, r.Name, r.Session); err != nil {
+		if _, ok := repair[r.Session]; !ok {
+			sessions = append(sessions, r.Session)
+		}
+		repair[r.Session] = append(repair[r.Session], manifest.Commit{Name: r.Name, Hash: r.Hash})
+	}
+	for _, id := range sessions {
+		written, err := manifest.PutCommits(ctx, st, repair[id], id)
+		rep.Repaired += len(written)
+		if err != nil {
 			return err
 		}
-		rep.Repaired++
 	}
 	for _, n := range p.Lone {
 		key, _ := manifest.Key(n)
 		if _, err := st.Stat(ctx, key); !errors.Is(err, fs.ErrNotExist) {
 			continue // written since the listing, or unknown: leave it
 		}
-		ck, _ := manifest.CommitKey(n)
-		if err := st.Delete(ctx, ck); err != nil {
-			return fmt.Errorf("remove the commit marker of removed backup %s: %w", n, err)
+		// Out of its commit's markers: the others' stay.
+		if err := manifest.DeleteCommit(ctx, st, n); err != nil {
+			return fmt.Errorf("remove removed backup %s from its commit marker: %w", n, err)
 		}
 	}
 	for _, n := range p.Withdraw {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote/remotetest"
 )
 
@@ -34,9 +35,13 @@ var fuzzT0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 // may panic, a session that decodes has the current format, and one that
 // does not is listed as unparsed rather than failing the listing.
 func FuzzDecodeSession(f *testing.F) {
+	name := "2026_11_26T12_00_00_000000-ks-h"
 	good, _ := json.Marshal(sessionDoc{Format: sessionFormat, Host: "h", ID: "0123", Kind: KindBackup, State: Live,
-		Started: fuzzT0, Acked: []string{"s1"}, Committed: []string{"2026_11_26T12_00_00_000000-ks-h"}, Seq: 3})
+		Started: fuzzT0, Acked: []string{"s1"}, Committed: []string{name}, Hashes: map[string]manifest.Hash{name: manifest.HashOf(nil)}, Seq: 3})
 	f.Add(good)
+	noHash, _ := json.Marshal(sessionDoc{Format: sessionFormat, Host: "h", ID: "0123", Kind: KindBackup, State: Live, Committed: []string{name}})
+	f.Add(noHash)
+	f.Add([]byte(`{"format":2,"committed":["x"],"hashes":{"x":"0123456789ABCDEF01234567"}}`))
 	f.Add([]byte(`{"format":1,"state":"revoked","seq":-1}`))
 	f.Add([]byte(`{"format":2}`))
 	f.Add([]byte(`null`))
@@ -44,6 +49,11 @@ func FuzzDecodeSession(f *testing.F) {
 		d, err := decodeSession(b)
 		if err == nil && d.Format != sessionFormat {
 			t.Fatalf("decodeSession accepted format %d", d.Format)
+		}
+		for _, n := range d.Committed {
+			if _, ok := d.Hashes[n]; err == nil && !ok {
+				t.Fatalf("decodeSession accepted committed backup %q without its manifest's hash", n)
+			}
 		}
 		st, advance := fuzzStore(fuzzT0)
 		fuzzPut(t, st, SessionKey("h", "0123"), b)

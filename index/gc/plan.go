@@ -112,8 +112,13 @@ func (p *Plan) Close() {
 	}
 }
 
-// Repair is a committed backup whose marker is missing.
-type Repair struct{ Name, Session string }
+// Repair is a committed backup whose marker is missing: its name, the
+// session that committed it, and its manifest's hash as the session object
+// records it, which the marker names.
+type Repair struct {
+	Name, Session string
+	Hash          manifest.Hash
+}
 
 // Waiting is a condemned set that cannot be swept yet, and why.
 type Waiting struct {
@@ -259,7 +264,7 @@ func (p *Plan) settle(ctx context.Context, o Options) error {
 			// A committed backup whose manifest is gone was removed by a
 			// purge since: its marker must not come back.
 			if !marked[n] && stored[n] {
-				p.Repair = append(p.Repair, Repair{Name: n, Session: s.ID})
+				p.Repair = append(p.Repair, Repair{Name: n, Session: s.ID, Hash: s.Hashes[n]})
 				marked[n] = true
 			}
 		}

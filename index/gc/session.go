@@ -50,8 +50,9 @@ const (
 	Revoked State = "revoked"
 )
 
-// sessionFormat is the version of a session object.
-const sessionFormat = 1
+// sessionFormat is the version of a session object: 2 records the hash
+// of each committed backup's manifest, which its commit marker names.
+const sessionFormat = 2
 
 // sessionDoc is the content of a session object.
 type sessionDoc struct {
@@ -68,7 +69,11 @@ type sessionDoc struct {
 	// Committed lists backups the session committed whose commit markers
 	// may not be written yet; a purge writes them for a session that died.
 	Committed []string `json:"committed,omitempty"`
-	Seq       int      `json:"seq"`
+	// Hashes holds the hash of each committed backup's manifest object,
+	// which its marker names: a purge writes the markers without reading
+	// the manifests.
+	Hashes map[string]manifest.Hash `json:"hashes,omitempty"`
+	Seq    int                      `json:"seq"`
 }
 
 func decodeSession(b []byte) (sessionDoc, error) {
@@ -79,7 +84,21 @@ func decodeSession(b []byte) (sessionDoc, error) {
 	if d.Format != sessionFormat {
 		return d, fmt.Errorf("session format %d, this cassback reads %d", d.Format, sessionFormat)
 	}
+	for _, n := range d.Committed {
+		if _, ok := d.Hashes[n]; !ok {
+			return d, fmt.Errorf("session %s: committed backup %.300q has no manifest hash", d.ID, n)
+		}
+	}
 	return d, nil
+}
+
+// commits returns the backups d lists as committed, with their hashes.
+func (d *sessionDoc) commits() []manifest.Commit {
+	cs := make([]manifest.Commit, 0, len(d.Committed))
+	for _, n := range d.Committed {
+		cs = append(cs, manifest.Commit{Name: n, Hash: d.Hashes[n]})
+	}
+	return cs
 }
 
 // SessionKey is the store key of a session.
@@ -116,7 +135,7 @@ type Session struct {
 	pendingAck []string   // acknowledgements for the next write
 	renewed    time.Time  // local clock, last write known to have landed
 	err        error
-	committed  []string // when revoked: backups the revoked object lists as committed
+	committed  []manifest.Commit // when revoked: backups the revoked object lists as committed
 }
 
 // lockPoll is how often a method waiting for another's write looks again.
@@ -211,6 +230,11 @@ func (s *Session) write(ctx context.Context) error {
 	s.doc.Acked = mergeSorted(s.doc.Acked, s.pendingAck)
 	s.pendingAck = nil
 	s.mu.Unlock()
+	for n := range s.doc.Hashes {
+		if !slices.Contains(s.doc.Committed, n) {
+			delete(s.doc.Hashes, n) // marked: the marker names it now
+		}
+	}
 	s.doc.Seq++
 	b, _ := json.Marshal(s.doc)
 	cas := s.opts.cas()
@@ -260,7 +284,7 @@ func (s *Session) revoked(cur []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if d, err := decodeSession(cur); err == nil {
-		s.committed = d.Committed
+		s.committed = d.commits()
 	}
 	s.err = ErrRevoked
 	return s.err
@@ -319,43 +343,53 @@ func mergeSorted(a, b []string) []string {
 
 // RevokedError is the error of a Commit that found the session revoked.
 // Committed lists the backups of that commit the revoked session object
-// names as committed (a write that landed before the revocation): they
-// count, and their markers are written; the others never count.
-type RevokedError struct{ Committed []string }
+// names as committed (a write that landed before the revocation), with
+// their manifests' hashes: they count, and their markers are written; the
+// others never count.
+type RevokedError struct{ Committed []manifest.Commit }
 
 func (e *RevokedError) Error() string { return ErrRevoked.Error() }
 func (e *RevokedError) Unwrap() error { return ErrRevoked }
 
-// Commit makes the named backups count: it records them in the session
-// object by compare-and-swap, with acks that they make true, and then
-// writes their commit markers. The manifests must already be stored. If
+// Commit makes the backups count: it records them, with their manifests'
+// hashes, in the session object by compare-and-swap, with acks that they
+// make true, and then writes their commit markers (one a commit: the
+// backups of one time). The manifests must already be stored. If
 // the session was revoked it returns a *RevokedError (errors.Is
 // ErrRevoked) saying which of them count anyway. Any other error leaves it
 // unknown whether the write landed: the names stay in the session, and the
 // next write that lands commits them; a marker that cannot be written now
 // is written by a later write, by End, or by a purge.
-func (s *Session) Commit(ctx context.Context, names, ack []string) error {
+func (s *Session) Commit(ctx context.Context, cs []manifest.Commit, ack []string) error {
 	if err := s.lock(ctx); err != nil {
 		return err
 	}
 	defer s.io.Unlock()
 	if err := s.failed(); err != nil {
-		return s.revokedError(names, err)
+		return s.revokedError(cs, err)
+	}
+	if s.doc.Hashes == nil {
+		s.doc.Hashes = map[string]manifest.Hash{}
+	}
+	names := make([]string, 0, len(cs))
+	for _, c := range cs {
+		names = append(names, c.Name)
+		s.doc.Hashes[c.Name] = c.Hash
 	}
 	s.doc.Committed = mergeSorted(s.doc.Committed, names)
 	s.mu.Lock()
 	s.pendingAck = append(s.pendingAck, ack...)
 	s.mu.Unlock()
 	if err := s.write(ctx); err != nil {
-		return s.revokedError(names, err)
+		return s.revokedError(cs, err)
 	}
 	s.writeMarkers(ctx)
 	return nil
 }
 
-// revokedError turns ErrRevoked into a *RevokedError for names, writing
+// revokedError turns ErrRevoked into a *RevokedError for cs, writing
 // the markers of those the revoked object lists as committed.
-func (s *Session) revokedError(names []string, err error) error {
+func (s *Session) revokedError(cs []manifest.Commit, err error) error {
 	if !errors.Is(err, ErrRevoked) {
 		return err
 	}
@@ -363,21 +397,30 @@ func (s *Session) revokedError(names []string, err error) error {
 	listed := s.committed
 	s.mu.Unlock()
 	re := &RevokedError{}
-	for _, n := range names {
-		if slices.Contains(listed, n) {
-			re.Committed = append(re.Committed, n)
+	for _, c := range cs {
+		if slices.Contains(listed, c) {
+			re.Committed = append(re.Committed, c)
 		}
 	}
 	return re
 }
 
 // writeMarkers writes the commit markers of committed backups that have
-// none yet, after a write that landed. Called with s.io held.
+// none yet, after a write that landed: one marker (or a split set) a
+// commit. Called with s.io held.
 func (s *Session) writeMarkers(ctx context.Context) {
-	for _, n := range s.doc.Committed {
-		if !s.marked[n] && manifest.PutCommit(ctx, s.st, n, s.doc.ID) == nil {
-			s.marked[n] = true
+	var todo []manifest.Commit
+	for _, c := range s.doc.commits() {
+		if !s.marked[c.Name] {
+			todo = append(todo, c)
 		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	written, _ := manifest.PutCommits(ctx, s.st, todo, s.doc.ID) // the rest: by a later write, End or a purge
+	for _, n := range written {
+		s.marked[n] = true
 	}
 }
 
@@ -496,6 +539,7 @@ type SessionInfo struct {
 	Renewed   time.Time // store time of the last write
 	Acked     []string
 	Committed []string
+	Hashes    map[string]manifest.Hash // of each committed backup's manifest object
 	ETag      string
 	Stale     bool // not renewed within the lease
 	Unparsed  bool // the object does not decode (its acks are unknown)
@@ -522,7 +566,7 @@ func ListSessions(ctx context.Context, st remote.Store, now time.Time, lease tim
 		if d, err := decodeSession(b); err != nil {
 			si.Unparsed = true
 		} else {
-			si.Kind, si.State, si.Started, si.Acked, si.Committed, si.doc = d.Kind, d.State, d.Started, d.Acked, d.Committed, d
+			si.Kind, si.State, si.Started, si.Acked, si.Committed, si.Hashes, si.doc = d.Kind, d.State, d.Started, d.Acked, d.Committed, d.Hashes, d
 		}
 		si.Stale = now.Sub(si.Renewed) > lease
 		out = append(out, si)
