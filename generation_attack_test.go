@@ -434,16 +434,19 @@ func TestGenAttackTwoCachesStaleObjectHolds(t *testing.T) {
 				o.RepackThreshold = 0.01
 			}
 			p := laRepo(t, st, "", o)
+			markers := markersOf(t, st, "n1")
 			res, err := p.Purge(ctx, PurgeOptions{Host: "n1", Before: t0.Add(time.Millisecond), Holder: "p", Exclusive: v.exclusive})
 			if err != nil {
 				t.Fatal(err)
 			}
+			replayMarkers(t, st, markers) // late copies of B1's marker writes
 			if res.GC.Deleted == 0 {
 				t.Fatalf("the purge deleted no pack: removed %v, %+v", res.Manifests, res.GC)
 			}
 			t.Logf("purge removed %d backups, repacked %d, deleted %d packs", len(res.Manifests), res.GC.Repacked, res.GC.Deleted)
 			s := laBackup(t, a, d1, "n1", nil)
 			t.Logf("A's backup: read %d bytes, reused %d files", s.BytesRead, s.FilesReused)
+			taPurge(t, st, "nobody") // removes the lone markers
 			err = laCheck(t, a, "n1", d1, time.Now().Add(time.Minute))
 			switch {
 			case !v.open && err != nil:
@@ -525,6 +528,7 @@ func TestGenAttackPurgerCrashedAfterDoomHolds(t *testing.T) {
 					return nil
 				}}
 			a := laRepo(t, ps, "", writerOpts)
+			markers := markersOf(t, ls, "h1")
 			resA, err := a.Purge(t.Context(), PurgeOptions{Host: "h1", Before: time.Now().Add(time.Hour), PurgeLatest: true, Holder: "a"})
 			if !errors.Is(err, crash) || resA.GC.Deleted != 0 {
 				t.Fatalf("purge A: %v, deleted %d; want it to crash after its doom list, before deleting", err, resA.GC.Deleted)
@@ -533,7 +537,9 @@ func TestGenAttackPurgerCrashedAfterDoomHolds(t *testing.T) {
 			if res.GC.Deleted == 0 {
 				t.Fatalf("purge B deleted nothing: %+v", res.GC)
 			}
+			replayMarkers(t, ls, markers) // late copies of M's marker writes
 			s := laBackup(t, r, data, "h1", nil)
+			taPurge(t, ls, "nobody") // removes the lone markers
 			t.Logf("purge B deleted %d packs; h1's backup read %d bytes, reused %d files", res.GC.Deleted, s.BytesRead, s.FilesReused)
 			err = laCheck(t, r, "h1", data, time.Now().Add(time.Hour))
 			switch {
@@ -643,6 +649,45 @@ func plantedForgedObject(t *testing.T, withObject bool) error {
 // from the store, finds none, and takes the store's latest.
 func TestGenAttackPlantedForgedNameOnlyHolds(t *testing.T) {
 	if err := plantedForgedObject(t, false); err != nil {
+		t.Fatalf("a backup recorded a file wrongly: %v", err)
+	}
+}
+
+// TestGenAttackRolledBackInPlace (a break at b7622fa, fixed by checking a cached object against its commit's marker listed by the backup: markerNames): the store is rolled back in
+// place (rsync --delete from a copy, a file-system snapshot) to a moment
+// after which no sweep ran: the generation object is the same file, so
+// its stamp is too. The host's cache holds B2, committed after that moment
+// under that stamp; the next backup takes B2 from its cache and reuses
+// records whose chunks the rolled-back store never had. Reading B2 from
+// the store (W1) found it gone (TestGenAttackRolledBackNoObjectHolds).
+func TestGenAttackRolledBackInPlace(t *testing.T) {
+	if err := rolledBack(t, false, true); err != nil {
+		t.Fatalf("INVARIANT BROKEN: %v", err)
+	}
+}
+
+// TestGenAttackRolledBackContentETags (a break at b7622fa, fixed by checking a cached object against its commit's marker listed by the backup: markerNames): the schedule of
+// TestLatestAttackStoreRolledBackHolds (a bucket restored from a replica:
+// every object copied back) on a store whose ETags hash the content, as
+// S3's do: the copied generation object has the stamp of the original, so
+// the cached B2 is trusted as in TestGenAttackRolledBackInPlace.
+func TestGenAttackRolledBackContentETags(t *testing.T) {
+	if err := rolledBack(t, true, true); err != nil {
+		t.Fatalf("INVARIANT BROKEN: %v", err)
+	}
+}
+
+// TestGenAttackPlantedForgedObject (a break at b7622fa, fixed as the two above; needs write access to the
+// cache folder, as TestLatestAttackPlantedLatestForgedRecordHolds): a
+// forged manifest object planted as object.<ks>, under the stamp the
+// cache records (readable there, or listable in the store) and with its
+// BLAKE3 (anyone can compute it), is taken as the host's previous backup:
+// a file is recorded with another file's chunks and restores wrong. The
+// BLAKE3 in the file checks against rot, not against a writer. 79aa3b0
+// broke the same way and was fixed by keeping only the name
+// (plantedForgedObject has the schedule).
+func TestGenAttackPlantedForgedObject(t *testing.T) {
+	if err := plantedForgedObject(t, true); err != nil {
 		t.Fatalf("a backup recorded a file wrongly: %v", err)
 	}
 }

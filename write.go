@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -81,6 +82,19 @@ type backupRun struct {
 	nodes     *nodeCache
 	liveNodes map[string][]chunk.Ref
 	newNodes  map[string][]chunk.Ref
+
+	// commits memoises the host's commit markers by commit time, listed
+	// once a run (committedAt).
+	commitsMu sync.Mutex
+	commits   map[string]*listedCommit
+}
+
+// listedCommit is what one listing of a commit's markers showed: the hash
+// of each backup's manifest object, by backup name.
+type listedCommit struct {
+	once   sync.Once
+	hashes map[string]manifest.Hash
+	err    error
 }
 
 // fileKey names a file across data directories (JBOD).
@@ -278,7 +292,7 @@ func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, li
 			return p, nil
 		}
 		if known {
-			if obj, ok := b.nodes.object(ks, name, gen); ok {
+			if obj, ok := b.nodes.object(ks, name, gen); ok && b.markerNames(ctx, name, obj) {
 				if p := readPreviousFrom(ctx, name, obj, src); p.err == nil {
 					return p, nil
 				}
@@ -304,6 +318,40 @@ func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, li
 		b.nodes.setObject(ks, p.name, gen, p.obj)
 	}
 	return p, nil
+}
+
+// markerNames reports whether the store's markers of backup name's commit,
+// listed now (once a run per commit: an unchanged backup's previous
+// manifests share one), name obj as its manifest object. A cached object
+// is used only then: the listing proves the backup is still in the store
+// (one rolled back or copied back to an older state brings the sweep
+// generation's stamp back with it, but not a backup committed since), and
+// the hash in the marker's key, that the object is the one committed (a
+// copy planted in the cache folder is not; generation_attack_test.go).
+func (b *backupRun) markerNames(ctx context.Context, name string, obj []byte) bool {
+	ts, _, ok := strings.Cut(name, "-")
+	if !ok {
+		return false
+	}
+	b.commitsMu.Lock()
+	if b.commits == nil {
+		b.commits = map[string]*listedCommit{}
+	}
+	lc := b.commits[ts]
+	if lc == nil {
+		lc = &listedCommit{}
+		b.commits[ts] = lc
+	}
+	b.commitsMu.Unlock()
+	lc.once.Do(func() {
+		lc.hashes = map[string]manifest.Hash{}
+		lc.err = manifest.HostCommits(ctx, b.r.Store, b.host, ts, func(o manifest.Object) error {
+			lc.hashes[o.Name] = o.Hash
+			return nil
+		})
+	})
+	h, ok := lc.hashes[name]
+	return lc.err == nil && ok && h == manifest.HashOf(obj)
 }
 
 // cachedPrevious returns the name of the host's latest committed backup
