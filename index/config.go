@@ -25,9 +25,11 @@ const ConfigKey = "config"
 // Format 2 added commit markers, session-tagged manifests, sharded
 // condemned sets and the config's record of conditional writes
 // (docs/design.md §4); format 3, packs of format CBPACK02, whose tree
-// mark says where the nodes begin (pack.TreeStart). No store of an
-// earlier format is read.
-const StoreFormat = 3
+// mark says where the nodes begin (pack.TreeStart); format 4, one commit
+// marker a commit (commits/<host>/<time>/<keyspace>-<hash>…) and the
+// sweep generation (gc/condemned/generation). No store of an earlier
+// format is read.
+const StoreFormat = 4
 
 // DefaultPackSize is the target pack size. Packs close once they reach it,
 // so a pack is at most PackSize plus one maximal chunk.

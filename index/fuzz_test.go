@@ -39,8 +39,8 @@ func FuzzLoadConfig(f *testing.F) {
 	}
 	b, _ := json.Marshal(good)
 	f.Add(b)
-	f.Add([]byte(`{"format":3,"id":"../../../../tmp/x","hash":"blake3-256","pack_size":33554432}`))
-	f.Add([]byte(`{"format":3,"id":"0123456789abcdef0123456789abcdef","hash":"blake3-256","chunker":{},"pack_size":1e300}`))
+	f.Add([]byte(`{"format":4,"id":"../../../../tmp/x","hash":"blake3-256","pack_size":33554432}`))
+	f.Add([]byte(`{"format":4,"id":"0123456789abcdef0123456789abcdef","hash":"blake3-256","chunker":{},"pack_size":1e300}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ctx := t.Context()
