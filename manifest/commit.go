@@ -126,9 +126,11 @@ const (
 // CommitKeys returns the keys of the markers of a commit of host at t
 // holding entries, which it sorts: one key, or several when the entries
 // would not fit one key of at most maxKey bytes (remote.MaxKeyLenOf the
-// store) whose last segment holds at most remote.MaxSegmentLen. Each key
-// holds a run of the sorted entries, as many as fit. Each entry must name
-// a backup ParseBackupName accepts, and a keyspace once.
+// store). A key holds a run of the sorted entries, as many as fit, in
+// segments of at most remote.MaxSegmentLen bytes (a file name's limit on
+// local disk): entries joined by '.' within a segment, segments by '/'.
+// Each entry must name a backup ParseBackupName accepts, and a keyspace
+// once.
 func CommitKeys(host string, t time.Time, entries []CommitEntry, maxKey int) ([]string, error) {
 	if len(entries) == 0 {
 		return nil, errors.New("a commit marker of no backup")
@@ -144,58 +146,68 @@ func CommitKeys(host string, t time.Time, entries []CommitEntry, maxKey int) ([]
 		}
 	}
 	dir := commitDir(host, t)
-	room := min(remote.MaxSegmentLen, maxKey-len(dir))
 	var keys []string
-	var seg []byte
+	var key []byte // the entries of the key being filled
+	seg := 0       // bytes in its last segment
 	for _, e := range es {
 		s := e.Keyspace + string(entrySep) + e.Hash.String()
-		if len(s) > room {
+		if len(s) > remote.MaxSegmentLen || len(dir)+len(s) > maxKey {
 			return nil, fmt.Errorf("backup %s: its commit marker %s%s is longer than the %d bytes the store takes", BackupName(t, e.Keyspace, host), dir, s, maxKey)
 		}
-		if len(seg) > 0 && len(seg)+1+len(s) > room {
-			keys = append(keys, dir+string(seg))
-			seg = seg[:0]
+		fits := len(dir)+len(key)+1+len(s) <= maxKey
+		switch {
+		case len(key) == 0:
+			seg = 0
+		case fits && seg+1+len(s) <= remote.MaxSegmentLen:
+			key = append(key, listSep)
+			seg++
+		case fits:
+			key = append(key, '/')
+			seg = 0
+		default:
+			keys = append(keys, dir+string(key))
+			key, seg = key[:0], 0
 		}
-		if len(seg) > 0 {
-			seg = append(seg, listSep)
-		}
-		seg = append(seg, s...)
+		key = append(key, s...)
+		seg += len(s)
 	}
-	return append(keys, dir+string(seg)), nil
+	return append(keys, dir+string(key)), nil
 }
 
 // ParseCommitKey parses the key of a commit marker made by CommitKeys.
-// It accepts only the one form CommitKeys makes: entries sorted by
-// keyspace, each once, each naming a valid backup of host at t.
+// It accepts only keys of that form: entries sorted by keyspace, each
+// once, each naming a valid backup of host at t, in non-empty segments.
 func ParseCommitKey(key string) (host string, t time.Time, entries []CommitEntry, err error) {
 	rest, ok := strings.CutPrefix(key, commitRoot)
 	segs := strings.Split(rest, "/")
-	if !ok || len(segs) != 3 || segs[2] == "" {
+	if !ok || len(segs) < 3 || slices.Contains(segs[2:], "") {
 		return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: want %s<host>/<time>/<keyspace>-<hash>…", key, commitRoot)
 	}
 	host = segs[0]
 	if t, ok = parseNameTime(segs[1]); !ok {
 		return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: time %.60q: want YYYY_MM_DDTHH_MM_SS_ffffff", key, segs[1])
 	}
-	for s := range strings.SplitSeq(segs[2], string(listSep)) {
-		ks, hs, ok := strings.Cut(s, string(entrySep))
-		if !ok {
-			return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: entry %.300q: want <keyspace>-<hash>", key, s)
+	for _, seg := range segs[2:] {
+		for s := range strings.SplitSeq(seg, string(listSep)) {
+			ks, hs, ok := strings.Cut(s, string(entrySep))
+			if !ok {
+				return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: entry %.300q: want <keyspace>-<hash>", key, s)
+			}
+			h, err := ParseHash(hs)
+			if err != nil {
+				return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: %w", key, err)
+			}
+			if !sstable.IsName(ks) {
+				return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: keyspace %.300q: want letters, digits and '_'", key, ks)
+			}
+			if n := len(entries); n > 0 && entries[n-1].Keyspace >= ks {
+				return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: keyspaces out of order or repeated", key)
+			}
+			if _, _, _, err := ParseBackupName(BackupName(t, ks, host)); err != nil {
+				return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: %w", key, err)
+			}
+			entries = append(entries, CommitEntry{Keyspace: ks, Hash: h})
 		}
-		h, err := ParseHash(hs)
-		if err != nil {
-			return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: %w", key, err)
-		}
-		if !sstable.IsName(ks) {
-			return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: keyspace %.300q: want letters, digits and '_'", key, ks)
-		}
-		if n := len(entries); n > 0 && entries[n-1].Keyspace >= ks {
-			return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: keyspaces out of order or repeated", key)
-		}
-		if _, _, _, err := ParseBackupName(BackupName(t, ks, host)); err != nil {
-			return "", time.Time{}, nil, fmt.Errorf("commit marker %.300q: %w", key, err)
-		}
-		entries = append(entries, CommitEntry{Keyspace: ks, Hash: h})
 	}
 	return host, t, entries, nil
 }

@@ -111,9 +111,10 @@ func TestCommitKeysSplit(t *testing.T) {
 	}{
 		{"one", "n1", 1, 8, remote.MaxKeyLen, 1},
 		{"short names", "n1", 7, 8, remote.MaxKeyLen, 1},    // 7 × 33 + 6 = 237 bytes
-		{"a segment full", "n1", 8, 8, remote.MaxKeyLen, 2}, // 271 > 255
-		{"long host", host, 40, 40, remote.MaxKeyLen, 14},   // 65 bytes an entry: 3 a segment
-		{"longest keyspaces", "n1", 5, 255 - 26 - 2 - 2, remote.MaxKeyLen, 5},
+		{"a segment full", "n1", 8, 8, remote.MaxKeyLen, 1}, // 271 > 255: a second segment
+		{"many short names", "n1", 60, 8, remote.MaxKeyLen, 3},
+		{"long host", host, 40, 40, remote.MaxKeyLen, 4},                            // 65 bytes an entry: 3 a segment, 11 a key
+		{"longest keyspaces", "n1", 5, 255 - 26 - 2 - 2, remote.MaxKeyLen, 2},       // one a segment, 3 a key
 		{"the store's prefix", host, 40, 40, 8 + MaxHostLen + 1 + 26 + 1 + 140, 20}, // 140 bytes: 2 a key
 		{"one entry a key", host, 3, 40, 8 + MaxHostLen + 1 + 26 + 1 + 65, 3},
 	} {
@@ -133,7 +134,6 @@ func TestCommitKeysSplit(t *testing.T) {
 			}
 			var got []CommitEntry
 			dir := commitRoot + tc.host + "/2026_11_26T01_41_31_917564/"
-			room := min(remote.MaxSegmentLen, tc.maxKey-len(dir))
 			for i, k := range keys {
 				if err := remote.ValidKey(k); err != nil || len(k) > tc.maxKey {
 					t.Errorf("marker %d: %d bytes (at most %d): %v", i, len(k), tc.maxKey, err)
@@ -148,9 +148,14 @@ func TestCommitKeysSplit(t *testing.T) {
 				// As many as fit: the next marker's first entry did not.
 				if i+1 < len(keys) {
 					next := keys[i+1][len(dir):]
-					next = next[:strings.IndexByte(next+".", '.')]
-					if len(k)-len(dir)+1+len(next) <= room {
+					next = next[:strings.IndexAny(next+".", "./")]
+					if len(k)+1+len(next) <= tc.maxKey {
 						t.Errorf("marker %d ends before %s, which fits", i, next)
+					}
+				}
+				for _, seg := range strings.Split(k[len(dir):], "/") {
+					if len(seg) > remote.MaxSegmentLen {
+						t.Errorf("marker %d: a segment of %d bytes", i, len(seg))
 					}
 				}
 				got = append(got, kes...)
