@@ -231,6 +231,17 @@ func TestSimulatorFindsHoles(t *testing.T) {
 		if h == hole.NewestByKey {
 			continue // an attacker's planted object, not a schedule: TestHole8NewestByKey
 		}
+		if h == hole.StaleGeneration {
+			// Since a backup also checks its cached manifests against their
+			// commit's markers, hole 9 needs a marker written late, after a
+			// purge removed its backup and swept its packs: not found in
+			// 2,000 schedules, nor in 1,500 with a fifth of writes delayed
+			// up to 400 steps. TestHole9StaleGeneration puts such markers
+			// back every run. (Before the marker check the simulator found
+			// it within 8 schedules.)
+			t.Logf("hole %s: TestHole9StaleGeneration", h)
+			continue
+		}
 		if h == hole.LeaseUnfenced && limit < 3000 {
 			// Two purges must overlap in the middle of a sweep, one of them
 			// stopped past the lease: about one schedule in 8,000 (the first
