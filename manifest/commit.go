@@ -26,11 +26,12 @@ import (
 // whose key names each keyspace committed, sorted, with the Hash of its
 // manifest object: so a reader learns from a listing alone which
 // keyspaces a commit holds and which object each manifest must be. ('-'
-// and '.' separate because store keys allow no other punctuation but
-// '_', which keyspace names use; neither a keyspace nor a hash holds
-// either.) A commit whose key would pass a key segment's limit
-// (remote.MaxSegmentLen) or the store's longest key is split over several
-// markers under its folder commits/<host>/<T>/, and readers take the
+// and '.' separate: store keys allow no punctuation but them and '_',
+// which keyspace names use, and neither a keyspace nor a hash holds
+// them.) Entries fill segments of at most remote.MaxSegmentLen bytes
+// joined by '/' (CommitKeys); a commit whose key would pass the store's
+// longest key is split over several markers under its folder
+// commits/<host>/<T>/, and readers take the
 // union of the markers there: a backup counts when some marker of its
 // commit names it. A marker is written only after the session's commit
 // (docs/design.md §4.2 W3), or by a purge for a session that died after
