@@ -84,7 +84,7 @@ type backupRun struct {
 	newNodes  map[string][]chunk.Ref
 
 	// commits memoises the host's commit markers by commit time, listed
-	// once a run (committedAt).
+	// once a run (markerNames).
 	commitsMu sync.Mutex
 	commits   map[string]*listedCommit
 }
