@@ -651,18 +651,7 @@ func TestLatestAttackPlantedLatestForgedRecordHolds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bySize := map[int64]manifest.File{}
-		for ti := range m.Tables {
-			for fi := range m.Tables[ti].Files {
-				f := &m.Tables[ti].Files[fi]
-				g, ok := bySize[f.Size]
-				if f.Size > 0 && ok && g.Sum != f.Sum && forged == "" {
-					f.Sum, f.Chunks = g.Sum, g.Chunks
-					forged = f.Path
-				}
-				bySize[f.Size] = *f
-			}
-		}
+		forged = forgeRecord(m)
 		if forged == "" {
 			continue
 		}
@@ -1005,4 +994,22 @@ func staleNone(t *testing.T, dropNone bool) {
 	if files != 0 {
 		t.Errorf("newks was dropped before the continuous backup, yet its latest backup lists %d files: the continuous backup wrote no empty manifest for it", files)
 	}
+}
+
+// forgeRecord gives the first file of m that has an earlier file of the
+// same size but other content that file's chunks and BLAKE3, and returns
+// its path ("" if m has no such pair).
+func forgeRecord(m *manifest.Manifest) string {
+	bySize := map[int64]manifest.File{}
+	for ti := range m.Tables {
+		for fi := range m.Tables[ti].Files {
+			f := &m.Tables[ti].Files[fi]
+			if g, ok := bySize[f.Size]; f.Size > 0 && ok && g.Sum != f.Sum {
+				f.Sum, f.Chunks = g.Sum, g.Chunks
+				return f.Path
+			}
+			bySize[f.Size] = *f
+		}
+	}
+	return ""
 }
