@@ -1158,7 +1158,7 @@ func (s *simRun) check() error {
 		if !ok {
 			return fmt.Errorf("committed backup %s: its manifest is gone", name)
 		}
-		if h := manifest.HashOf(mo.Data); h != c.Hash {
+		if h := s.hashOf(mo); h != c.Hash {
 			return fmt.Errorf("committed backup %s: its manifest object (hash %s) is not the one its marker names (%s)", name, h, c.Hash)
 		}
 		m, err := s.manifest(mo)
@@ -1198,15 +1198,34 @@ func (s *simRun) check() error {
 func (s *simRun) committed() ([]manifest.Commit, error) {
 	var cs []manifest.Commit
 	for _, o := range s.st.Snapshot("commits/") {
+		// A marker's key is what it says: parsed once a schedule.
+		if v, ok := s.cache[o.Key]; ok {
+			cs = append(cs, v.([]manifest.Commit)...)
+			continue
+		}
 		host, at, es, err := manifest.ParseCommitKey(o.Key)
 		if err != nil {
 			return nil, err
 		}
+		var mine []manifest.Commit
 		for _, e := range es {
-			cs = append(cs, manifest.Commit{Name: manifest.BackupName(at, e.Keyspace, host), Hash: e.Hash})
+			mine = append(mine, manifest.Commit{Name: manifest.BackupName(at, e.Keyspace, host), Hash: e.Hash})
 		}
+		s.cache[o.Key] = mine
+		cs = append(cs, mine...)
 	}
 	return cs, nil
+}
+
+// hashOf returns the hash of a manifest object, once per version.
+func (s *simRun) hashOf(o sim.Object) manifest.Hash {
+	k := o.Key + "@" + o.Info.ETag + "#hash"
+	if v, ok := s.cache[k]; ok {
+		return v.(manifest.Hash)
+	}
+	h := manifest.HashOf(o.Data)
+	s.cache[k] = h
+	return h
 }
 
 // noteExpired remembers the backups a purge removed: both their marker and
