@@ -432,7 +432,7 @@ func CommittedHeader(ctx context.Context, st remote.Store, c Commit) (*Manifest,
 	if err := checkHash(c, obj); err != nil {
 		return nil, err
 	}
-	return headerOf(c.Name, obj)
+	return Header(c.Name, obj)
 }
 
 // checkHash checks a manifest object against its commit's hash.

@@ -146,19 +146,7 @@ func GetHeader(ctx context.Context, st remote.Store, name string) (*Manifest, er
 	if err != nil {
 		return nil, err
 	}
-	return headerOf(name, obj)
-}
-
-// headerOf decodes the header of backup name's manifest object.
-func headerOf(name string, obj []byte) (*Manifest, error) {
-	m, _, err := decodeRoot(obj)
-	if err != nil {
-		return nil, fmt.Errorf("manifest %s: %w", name, err)
-	}
-	if m.Name != name {
-		return nil, fmt.Errorf("manifest %s: holds backup %s", name, m.Name)
-	}
-	return m, nil
+	return Header(name, obj)
 }
 
 // getObject reads a manifest object, at most maxRoot bytes of it.
