@@ -33,6 +33,9 @@ type PurgeOptions struct {
 	// folder and judged a shard at a time (gc.Collector.Memory). Default
 	// 512 MiB.
 	Memory int64
+	// ScanPacks lists every pack of the store, as a purge does anyway
+	// when none has for gc.Options.ScanEvery (gc.Collector.ScanPacks).
+	ScanPacks bool
 	// Removing, if set, hears of each backup just before it is removed
 	// (from its commit's marker first, then its manifest): for progress
 	// reports.
@@ -95,7 +98,7 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 	if err := r.expired(ctx, opts, now, &res); err != nil {
 		return res, err
 	}
-	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads, Memory: opts.Memory, SpillDir: r.CacheDir, Cache: cache}
+	c := &gc.Collector{Store: r.Store, Config: r.Config, Opts: r.GC, Host: opts.Host, Log: r.Log, Lease: lease, Exclusive: opts.Exclusive, Parallel: opts.Threads, Memory: opts.Memory, SpillDir: r.CacheDir, Cache: cache, ScanPacks: opts.ScanPacks}
 	if opts.DryRun {
 		c.Skip = map[string]bool{}
 		for _, n := range res.Manifests {

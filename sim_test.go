@@ -242,6 +242,13 @@ func TestSimulatorFindsHoles(t *testing.T) {
 			t.Logf("hole %s: TestHole9StaleGeneration", h)
 			continue
 		}
+		if h == hole.UnconfirmedKeepers {
+			// Needs a pack lost outside the protocol, which the simulator's
+			// store never does (its invariant could not tell that loss from
+			// the collector's): TestHole10UnconfirmedKeepers.
+			t.Logf("hole %s: TestHole10UnconfirmedKeepers", h)
+			continue
+		}
 		if h == hole.LeaseUnfenced && limit < 3000 {
 			// Two purges must overlap in the middle of a sweep, one of them
 			// stopped past the lease: about one schedule in 8,000 (the first
@@ -930,7 +937,10 @@ func (s *simRun) purge(ctx context.Context, r *Repo, p *simProc) error {
 		if i%2 == 1 {
 			memory = 4 << 10
 		}
-		_, err := r.Purge(ctx, PurgeOptions{Host: h.name, Before: cut, PurgeLatest: s.rng.IntN(2) == 0, Holder: sim.ActorOf(ctx).Name(), Threads: 1, Removing: removing, Memory: memory})
+		// Likewise every third purge lists every pack; the others list
+		// them only when no purge has (design §4.3 step 2, "Scans").
+		scan := i%3 == 2
+		_, err := r.Purge(ctx, PurgeOptions{Host: h.name, Before: cut, PurgeLatest: s.rng.IntN(2) == 0, Holder: sim.ActorOf(ctx).Name(), Threads: 1, Removing: removing, Memory: memory, ScanPacks: scan})
 		if errors.Is(err, gc.ErrLeaseHeld) || errors.Is(err, gc.ErrNeedExclusive) {
 			continue
 		}

@@ -39,7 +39,10 @@ import (
 //	                           of 10,000 small SSTables) and rebackup-10k (the
 //	                           same again, unchanged, warm), purge-dry (purge
 //	                           --dry-run --exclusive of about half of host000's
-//	                           backups, see purgeCutoff), purge (the same purge, not a
+//	                           backups, see purgeCutoff; it lists every pack
+//	                           only if the store's gc/scan record is missing
+//	                           or a week old), purge-dry-scan (the same with
+//	                           --scan-packs), purge (the same purge, not a
 //	                           dry run: it deletes, so only on a copy of a
 //	                           store) and purge-sweep (the same with --grace 0,
 //	                           so it deletes what it condemns in the same run;
@@ -252,6 +255,8 @@ func TestFleetMeasure(t *testing.T) {
 			args = []string{"validate", "--host", "host000"}
 		case "purge-dry":
 			args = purge("--dry-run")
+		case "purge-dry-scan":
+			args = purge("--dry-run", "--scan-packs")
 		case "purge":
 			args, purged = purge(), true
 		case "purge-sweep":

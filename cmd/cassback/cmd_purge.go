@@ -21,6 +21,7 @@ type purgeConfig struct {
 	o               cassback.PurgeOptions
 	before, host    string
 	grace, margin   time.Duration
+	scanEvery       time.Duration
 	repackThreshold float64
 	memoryMB        int
 	json            bool
@@ -37,6 +38,8 @@ func purgeCmd(g *globals, opts []ff.Option) *ffcli.Command {
 	fs.BoolVar(&o.PurgeLatest, "purge-latest", false, "also remove the newest backup of a keyspace when it is older than the cut-off")
 	fs.DurationVar(&c.grace, "grace", time.Hour, "minimum time between condemning an unreferenced pack and deleting it (0 for none)")
 	fs.DurationVar(&c.margin, "new-pack-margin", time.Hour, "never condemn a pack written less than this long ago (0 for none)")
+	fs.BoolVar(&o.ScanPacks, "scan-packs", false, "list every pack of the store to find packs no index file names (crashed uploads) and indexed packs that are gone; purges do so anyway when none has for --scan-every")
+	fs.DurationVar(&c.scanEvery, "scan-every", 7*24*time.Hour, "list every pack when no purge has for this long (0: every purge); between such scans a purge reads only what changed")
 	fs.Float64Var(&c.repackThreshold, "repack-threshold", 0.5, "rewrite a live pack when more than this fraction of it is unreferenced (1 disables)")
 	fs.IntVar(&c.memoryMB, "purge-memory-mb", 512, "bound in MiB on what the purge holds of the store's chunks; beyond it they are spilled to the cache folder and judged in shards (the packs' records, 64 bytes each, come on top)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON document (schema in docs/cli.md): with --dry-run the plan, else what was done")
@@ -76,7 +79,7 @@ func runPurge(ctx context.Context, g *globals, c *purgeConfig, args []string) er
 		return err
 	}
 	// g.setup checked the ranges of --keep-days, --grace,
-	// --new-pack-margin and --repack-threshold (limits).
+	// --new-pack-margin, --scan-every and --repack-threshold (limits).
 	if (o.KeepDays > 0) == (c.before != "") {
 		return usagef("give exactly one of --keep-days and --purge-before")
 	}
@@ -99,6 +102,7 @@ func runPurge(ctx context.Context, g *globals, c *purgeConfig, args []string) er
 		return err
 	}
 	r.GC.Grace, r.GC.NewPackMargin, r.GC.RepackThreshold = orNone(c.grace), orNone(c.margin), c.repackThreshold
+	r.GC.ScanEvery = orNone(c.scanEvery)
 	c.o.Memory = int64(c.memoryMB) << 20
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// The bound and half as much again for the packs' records: the
@@ -152,6 +156,7 @@ func printPurge(g *globals, o cassback.PurgeOptions, res cassback.PurgeResult) {
 		return
 	}
 	rep := res.GC
+	printScan(w, res.Plan)
 	for _, b := range rep.Blocked {
 		fmt.Fprintf(w, "Nothing deleted: %s\n", b)
 	}
@@ -177,6 +182,7 @@ func printPlan(w io.Writer, p *gc.Plan) {
 	if p == nil {
 		return
 	}
+	printScan(w, p)
 	for _, b := range p.Blocked {
 		fmt.Fprintf(w, "Would delete nothing: %s\n", b)
 	}
@@ -202,5 +208,17 @@ func printPlan(w io.Writer, p *gc.Plan) {
 func printWaiting(w io.Writer, ws []gc.Waiting) {
 	for _, s := range ws {
 		fmt.Fprintf(w, "Waiting: condemned set %s (%d packs): %s\n", s.Set.ID, len(s.Set.Packs), s.Reason)
+	}
+}
+
+// printScan says whether the purge listed every pack, and why.
+func printScan(w io.Writer, p *gc.Plan) {
+	if p == nil {
+		return
+	}
+	if p.Scanned {
+		fmt.Fprintf(w, "Listed every pack: %s\n", p.ScanWhy)
+	} else {
+		fmt.Fprintf(w, "Judged packs from the index files, without listing them: %s\n", p.ScanWhy)
 	}
 }

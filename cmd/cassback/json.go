@@ -289,8 +289,12 @@ type purgeDoc struct {
 	Backups []string       `json:"backups"`
 	Kept    []string       `json:"kept"`
 	Skipped []purgeSkipped `json:"skipped"`
-	Plan    *purgePlan     `json:"plan"`
-	Result  *purgeResult   `json:"result"`
+	// PacksListed says the collection listed every pack (a scan), ScanWhy
+	// why it did or did not.
+	PacksListed bool         `json:"packs_listed"`
+	ScanWhy     string       `json:"scan_why"`
+	Plan        *purgePlan   `json:"plan"`
+	Result      *purgeResult `json:"result"`
 }
 
 type purgeSkipped struct {
@@ -347,6 +351,9 @@ func purgeJSON(o cassback.PurgeOptions, res cassback.PurgeResult) purgeDoc {
 		jsonHeader: header("purge"), Host: o.Host, DryRun: o.DryRun, Cutoff: utc(res.Cutoff),
 		Backups: arr(res.Manifests), Kept: arr(res.Kept),
 		Skipped: each(res.Skipped, func(s cassback.Skipped) purgeSkipped { return purgeSkipped{Backup: s.Name, Why: s.Why} }),
+	}
+	if p := res.Plan; p != nil {
+		d.PacksListed, d.ScanWhy = p.Scanned, p.ScanWhy
 	}
 	if p := res.Plan; o.DryRun && p != nil {
 		d.Plan = &purgePlan{

@@ -336,6 +336,7 @@ var limits = map[string]map[string]limit{
 		"keep-days":        {0, 36500},
 		"grace":            {time.Duration(0), 365 * 24 * time.Hour},
 		"new-pack-margin":  {time.Duration(0), 365 * 24 * time.Hour},
+		"scan-every":       {time.Duration(0), 365 * 24 * time.Hour},
 		"repack-threshold": {0.01, 1.0},
 		"purge-memory-mb":  {1, 1 << 20},
 	},

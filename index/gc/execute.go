@@ -116,7 +116,13 @@ func (p *Plan) Execute(ctx context.Context) (Report, error) {
 			return rep, err
 		}
 	}
-	return rep, c.mergeIndex(ctx, &rep)
+	if err := c.mergeIndex(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if p.Scanned && len(rep.Blocked) == 0 {
+		return rep, recordScan(ctx, c.Store, p.scanned)
+	}
+	return rep, nil
 }
 
 func (c *Collector) log() *slog.Logger {
@@ -305,7 +311,7 @@ func (p *Plan) sweepSets(ctx context.Context, sets []CondemnedSet, rep *Report) 
 	if len(ready) == 0 {
 		return nil
 	}
-	return c.sweep(ctx, ready, rep)
+	return c.sweep(ctx, ready, rep, p.Scanned)
 }
 
 // blockers says why set s cannot be swept yet ("" if it can): a session
@@ -352,7 +358,7 @@ func (p *Plan) blockers(ctx context.Context, s CondemnedSet, sessions []SessionI
 // plan's references) and returns the packs that keep no chunk now that
 // the repacked ones are avoided.
 func (p *Plan) deadAfterRepack(ctx context.Context) ([]chunk.ID, int64, error) {
-	l, _, _, err := p.c.look(ctx, nil, p.refs)
+	l, _, _, err := p.c.look(ctx, nil, p.refs, scan{full: p.Scanned})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -424,56 +430,100 @@ func (p *Plan) repack(ctx context.Context) error {
 // unneeded, then the index entries naming them, then the sets. Before it
 // deletes anything it writes each set's doom list; a set that already has
 // one (a purge stopped midway) is finished exactly as that list says.
-func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report) error {
-	l, refs, unreadable, err := c.look(ctx, c.Skip, nil)
+// Without a full scan (full false) the fresh mark reads the headers of the
+// sets' unindexed packs only, and before any doom list is written the
+// packs kept instead of the doomed ones are confirmed in the store; a
+// keeper found missing, or a referenced chunk in no known pack, makes the
+// sweep look again with a full scan.
+func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report, full bool) error {
+	for {
+		again, err := c.sweepOnce(ctx, ready, rep, full)
+		if err != nil || again == "" {
+			return err
+		}
+		c.log().Info("sweep lists every pack", "why", again)
+		full = true
+	}
+}
+
+// sweepOnce is one look and sweep; it returns why the look must be made
+// again with a full scan ("" if it need not).
+func (c *Collector) sweepOnce(ctx context.Context, ready []CondemnedSet, rep *Report, full bool) (string, error) {
+	l, refs, unreadable, err := c.look(ctx, c.Skip, nil, scan{full: full, extra: packsOf(ready)})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer l.close()
 	defer refs.close()
 	all, _, err := ListCondemned(ctx, c.Store, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	l.forget(doomedPacks(all))
 	doomed := packsOf(ready)
 	k, err := l.keepers(refs, doomed)
 	if err != nil {
-		return err
+		return "", err
+	}
+	if !full && len(k.lost) > 0 {
+		return fmt.Sprintf("%d referenced chunks in no indexed pack", len(k.lost)), nil
 	}
 	live := func(id chunk.ID) bool { n, ok := l.find(id); return ok && k.live[n] }
 	if why := blocked(l, k.lost, unreadable); len(why) > 0 {
 		rep.Blocked = append(rep.Blocked, why...)
-		return nil
+		return "", nil
 	}
+	// What each set dooms, worked out before any list is written.
+	resurrected := 0
+	dooms := make([][]chunk.ID, len(ready))
+	dying := map[chunk.ID]bool{}
+	for i, s := range ready {
+		dooms[i] = s.Doom
+		if !s.Doomed {
+			dooms[i] = nil
+			for _, id := range s.Packs {
+				if live(id) {
+					resurrected++
+				} else {
+					dooms[i] = append(dooms[i], id)
+				}
+			}
+		}
+		for _, id := range dooms[i] {
+			dying[id] = true
+		}
+	}
+	if !full && !hole.On(hole.UnconfirmedKeepers) {
+		missing, err := l.confirm(ctx, refs, k, dying)
+		if err != nil {
+			return "", err
+		}
+		if len(missing) > 0 {
+			return fmt.Sprintf("%d packs kept for referenced chunks are missing, first %s", len(missing), missing[0]), nil
+		}
+	}
+	rep.Resurrected += resurrected
 	// An orphan the fresh mark keeps as a chunk's copy is indexed before
 	// any pack is deleted: the deletions may take the chunk's indexed copy,
 	// and the index files naming it (long-mode seed 1092207).
 	if err := c.indexOrphans(ctx, l, k.live); err != nil {
-		return err
+		return "", err
 	}
 	var del []chunk.ID
-	for _, s := range ready {
-		doom := s.Doom
+	for i, s := range ready {
+		doom := dooms[i]
 		if !s.Doomed {
-			for _, id := range s.Packs {
-				if live(id) {
-					rep.Resurrected++
-				} else {
-					doom = append(doom, id)
-				}
-			}
 			if err := c.renew(ctx); err != nil {
-				return err
+				return "", err
 			}
 			// Written before the first deletion; a list another purge
 			// wrote since this sweep listed the sets stops it before it
 			// deletes anything (ErrDoomRace).
 			if doom, err = writeDoom(ctx, c.Store, s, doom, c.Opts.cas()); errors.Is(err, ErrDoomRace) {
 				rep.Blocked = append(rep.Blocked, err.Error()+"; run purge again")
-				return nil
+				return "", nil
 			} else if err != nil {
-				return err
+				return "", err
 			}
 		}
 		del = append(del, doom...)
@@ -485,16 +535,16 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 		// cache saw a manifest committed under the old generation reads
 		// it again (generation.go).
 		if err := c.renew(ctx); err != nil {
-			return err
+			return "", err
 		}
 		if !hole.On(hole.StaleGeneration) {
 			if err := advanceGeneration(ctx, c.Store, c.Opts.cas()); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
 	if err := c.deletePacks(ctx, del); err != nil {
-		return err
+		return "", err
 	}
 	gone := map[chunk.ID]bool{}
 	for _, id := range del {
@@ -507,17 +557,17 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 	n, err := c.dropFromIndex(ctx, l, gone)
 	rep.IndexRewritten += n
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, s := range ready {
 		if err := c.renew(ctx); err != nil {
-			return err
+			return "", err
 		}
 		if err := deleteCondemned(ctx, c.Store, s); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return "", nil
 }
 
 // deleteBatch is how many packs are deleted between two renewals of the

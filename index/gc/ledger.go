@@ -47,6 +47,7 @@ const finalPack = 1 << 31
 const (
 	packStored     = 1 << iota // in the store listing (and not doomed)
 	packFromHeader             // its entries were read from its header: no index file names it
+	packAssumed                // stored by the index files' word: the packs were not listed
 )
 
 // packRec is one pack as the index files and the store listing see it.
@@ -60,11 +61,28 @@ type packRec struct {
 
 func (p *packRec) stored() bool     { return p.flags&packStored != 0 }
 func (p *packRec) fromHeader() bool { return p.flags&packFromHeader != 0 }
+func (p *packRec) assumed() bool    { return p.flags&packAssumed != 0 }
 
 // ledgerFile is an index file the ledger read, and the packs it names.
 type ledgerFile struct {
-	Key   string
-	Packs []uint32
+	Key     string
+	ModTime int64 // store time of its write, Unix nanoseconds
+	Packs   []uint32
+}
+
+// A scan says how a ledger learns which packs the store holds.
+type scan struct {
+	// full lists every pack: the indexed ones missing from the store are
+	// found, and the stored ones no index file names (orphans) are read
+	// from their headers. Otherwise every indexed pack is assumed stored,
+	// written no later than the newest index file naming it, and a pack
+	// is judged dead only after the packs kept instead of it are confirmed
+	// (ledger.confirm): what the purge reads is then what changed, not
+	// every pack of the store (design §4.3 step 2, "Scans").
+	full bool
+	// extra, without full, are packs whose header is read if no index
+	// file names them: the packs of the condemned sets a sweep judges.
+	extra map[chunk.ID]bool
 }
 
 type ledger struct {
@@ -104,13 +122,14 @@ type provRec struct {
 	File uint32
 }
 
-// loadLedger lists and reads every index file, then lists every pack, then
-// reads the header of every stored pack no index file names (two ranged
-// reads each), so that the chunks such a pack holds are known copies: a
-// collector must never judge a pack whose content it does not know.
-// shards, if not 0, fixes the number of shards (to match references
-// already spilled).
-func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, shards int, cache *Cache) (_ *ledger, err error) {
+// loadLedger lists and reads every index file, then, with a full scan,
+// lists every pack and reads the header of every stored pack no index
+// file names (two ranged reads each), so that the chunks such a pack holds
+// are known copies: a collector must never judge a pack whose content it
+// does not know. Without a full scan it reads the headers of sc.extra's
+// unindexed packs only. shards, if not 0, fixes the number of shards (to
+// match references already spilled).
+func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, shards int, cache *Cache, sc scan) (_ *ledger, err error) {
 	var infos []remote.Info
 	var total int64
 	if err := st.List(ctx, "index/", func(i remote.Info) error {
@@ -158,7 +177,7 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 			return nil, fmt.Errorf("read index file %s: %w", info.Key, err)
 		}
 		f := uint32(len(l.files))
-		l.files = append(l.files, ledgerFile{Key: info.Key})
+		l.files = append(l.files, ledgerFile{Key: info.Key, ModTime: info.ModTime.UnixNano()})
 		for _, r := range recs {
 			if err := l.spillCopies(uint32(prov.n), r.Entries); err != nil {
 				return nil, err
@@ -169,8 +188,12 @@ func loadLedger(ctx context.Context, st remote.Store, memory int64, dir string, 
 	cache.pruneIndex(infos)
 	l.number(&prov)
 	prov = provRecs{}
-	if err := l.list(ctx, st); err != nil {
-		return nil, err
+	if sc.full {
+		if err := l.list(ctx, st); err != nil {
+			return nil, err
+		}
+	} else {
+		l.assume(sc.extra)
 	}
 	if err := l.readOrphans(ctx, st); err != nil {
 		return nil, err
@@ -294,6 +317,28 @@ func (l *ledger) list(ctx context.Context, st remote.Store) error {
 	return nil
 }
 
+// assume takes every indexed pack as stored, as the index files say,
+// written when the newest file naming it was (a pack is uploaded before
+// any index file names it), and adds the packs of extra that no index
+// file names, to be read from their headers.
+func (l *ledger) assume(extra map[chunk.ID]bool) {
+	for _, f := range l.files {
+		for _, n := range f.Packs {
+			p := &l.packs[n]
+			p.flags |= packStored | packAssumed
+			p.StoreSize, p.ModTime = p.Size, max(p.ModTime, f.ModTime)
+		}
+	}
+	var orphans []packRec
+	for id := range extra {
+		if _, ok := l.find(id); !ok {
+			orphans = append(orphans, packRec{ID: id, Size: -1, flags: packStored | packAssumed})
+		}
+	}
+	slices.SortFunc(orphans, func(a, b packRec) int { return bytes.Compare(a.ID[:], b.ID[:]) })
+	l.packs = append(l.packs, orphans...)
+}
+
 // find returns the number of the pack id.
 func (l *ledger) find(id chunk.ID) (uint32, bool) {
 	cmpID := func(p packRec, id chunk.ID) int { return bytes.Compare(p.ID[:], id[:]) }
@@ -319,8 +364,12 @@ func (l *ledger) readOrphans(ctx context.Context, st remote.Store) error {
 		case err != nil:
 			l.BadOrphans[p.ID] = err
 		default:
+			if p.assumed() {
+				p.StoreSize = size // not listed: its header vouches for it
+			}
 			p.Size = size
 			p.flags |= packFromHeader
+			p.flags &^= packAssumed
 			if err := l.spillCopies(uint32(n)|finalPack, entries); err != nil {
 				return err
 			}
@@ -483,7 +532,24 @@ func (l *ledger) stamp(id chunk.ID) (string, error) {
 		return "", nil
 	}
 	p := l.packs[first]
+	if p.assumed() {
+		// Not listed: the pack's time is unknown (stampMatches).
+		return fmt.Sprintf("%s %d *", p.ID, p.Size), nil
+	}
 	return fmt.Sprintf("%s %d %d", p.ID, p.StoreSize, p.ModTime), nil
+}
+
+// stampMatches reports whether a cached node stamped head may serve a look
+// whose stamp of its first stored copy is stamp. A look that did not list
+// the packs knows the copy's pack and size, not its time: any stamp of
+// that pack and size matches (design §4.3 step 2: between scans a warm
+// cache does not notice a pack replaced in the store since it cached the
+// node; the next scan does).
+func stampMatches(head, stamp string) bool {
+	if open, ok := strings.CutSuffix(stamp, "*"); ok {
+		return strings.HasPrefix(head, open)
+	}
+	return head == stamp
 }
 
 // FetchChunks reads chunks (a manifest's tree nodes) from the stored packs
@@ -669,6 +735,9 @@ type kept struct {
 	live []bool  // by pack number: keeps some referenced chunk
 	used []int64 // by pack number: bytes of referenced chunks it holds
 	lost []chunk.ID
+	// choose returns the pack kept of a chunk's copies, and whether any
+	// copy counts.
+	choose func(copies [][]byte) (uint32, bool)
 }
 
 // keepers chooses, for every referenced chunk, the pack whose copy is kept:
@@ -716,8 +785,7 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 		}
 		return bytes.Compare(pa.ID[:], pb.ID[:]) < 0
 	}
-	k.live = make([]bool, len(l.packs))
-	err = l.eachReferenced(refs, func(id chunk.ID, copies [][]byte) {
+	k.choose = func(copies [][]byte) (uint32, bool) {
 		best, found := uint32(0), false
 		for _, r := range copies {
 			n, _ := copyOf(r)
@@ -725,13 +793,65 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 				best, found = n, true
 			}
 		}
-		if found {
+		return best, found
+	}
+	k.live = make([]bool, len(l.packs))
+	err = l.eachReferenced(refs, func(id chunk.ID, copies [][]byte) {
+		if best, found := k.choose(copies); found {
 			k.live[best] = true
 		} else {
 			k.lost = append(k.lost, id)
 		}
 	})
 	return k, err
+}
+
+// confirm checks, before the packs in dying are deleted, that every pack
+// kept instead of them for a referenced chunk they hold is in the store,
+// where the ledger only assumed it (no full scan): one HEAD a distinct
+// keeper, so the requests follow what is deleted, not the store. It
+// returns the keepers found missing: the ledger must then be loaded again
+// with a full scan, which sees them gone and keeps another copy.
+func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[chunk.ID]bool) ([]chunk.ID, error) {
+	if len(dying) == 0 {
+		return nil, nil
+	}
+	die := make([]bool, len(l.packs))
+	for id := range dying {
+		if n, ok := l.find(id); ok {
+			die[n] = true
+		}
+	}
+	check := map[uint32]bool{}
+	err := l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
+		best, found := k.choose(copies)
+		if !found || !l.packs[best].assumed() || check[best] {
+			return
+		}
+		for _, r := range copies {
+			if n, _ := copyOf(r); n != best && die[n] {
+				check[best] = true
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	var missing []chunk.ID
+	for _, n := range slices.Sorted(maps.Keys(check)) {
+		id := l.packs[n].ID
+		_, err := l.st.Stat(ctx, pack.Key(id))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			missing = append(missing, id)
+		case err != nil:
+			return nil, fmt.Errorf("confirm pack %s: %w", id, err)
+		default:
+			l.packs[n].flags &^= packAssumed
+		}
+	}
+	return missing, nil
 }
 
 // referencedIn returns the referenced chunks each of the packs numbered in

@@ -60,11 +60,11 @@ func mark(ctx context.Context, st remote.Store, objs []manifest.Object, l *ledge
 	return bad, nil
 }
 
-// look lists the manifests (less skip), loads the ledger and marks: the
-// one look at the store a plan or a sweep judges packs from. shards, if
-// not 0, fixes the ledger's shards (to reuse references marked before,
-// given as refs). The caller closes the ledger and the references.
-func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpill) (l *ledger, _ *refSpill, unreadable map[string]error, err error) {
+// look lists the manifests (less skip), loads the ledger (as sc says) and
+// marks: the one look at the store a plan or a sweep judges packs from.
+// shards, if not 0, fixes the ledger's shards (to reuse references marked
+// before, given as refs). The caller closes the ledger and the references.
+func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpill, sc scan) (l *ledger, _ *refSpill, unreadable map[string]error, err error) {
 	var objs []manifest.Object
 	if refs == nil {
 		if objs, err = listManifests(ctx, c.Store, skip); err != nil {
@@ -75,7 +75,7 @@ func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpi
 	if refs != nil {
 		shards = len(refs.shards)
 	}
-	if l, err = loadLedger(ctx, c.Store, c.memory(), c.SpillDir, shards, c.Cache); err != nil {
+	if l, err = loadLedger(ctx, c.Store, c.memory(), c.SpillDir, shards, c.Cache, sc); err != nil {
 		return nil, nil, nil, err
 	}
 	if refs != nil {

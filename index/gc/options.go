@@ -31,6 +31,9 @@ type Options struct {
 	Lease         time.Duration // a session or purge lease not renewed for this long is stale; default 30 min
 	Grace         time.Duration // minimum time between condemning a pack and deleting it; default 1 h
 	NewPackMargin time.Duration // never condemn a pack younger than this; default 1 h
+	// ScanEvery is how long purges may go without one that lists every
+	// pack (scan.go); default 7 days, negative for every purge.
+	ScanEvery time.Duration
 	// RepackThreshold: a live pack with more than this fraction of its
 	// bytes unreferenced is rewritten, so the space comes back; default 0.5,
 	// 1 or more disables repacking.
@@ -59,6 +62,7 @@ func (o Options) WithDefaults() Options {
 	def(&o.Lease, 30*time.Minute)
 	def(&o.Grace, time.Hour)
 	def(&o.NewPackMargin, time.Hour)
+	def(&o.ScanEvery, 7*24*time.Hour)
 	if o.RepackThreshold == 0 {
 		o.RepackThreshold = 0.5
 	}

@@ -50,6 +50,9 @@ type Collector struct {
 	// tree nodes the mark reads, so that the next purge on this machine
 	// reads only what was written since (OpenCache).
 	Cache *Cache
+	// ScanPacks makes the purge list every pack of the store, as it does
+	// anyway when no purge has for Opts.ScanEvery (scanKey).
+	ScanPacks bool
 }
 
 // Plan is what a collection would do, worked out from one look at the
@@ -59,6 +62,12 @@ type Plan struct {
 	c *Collector
 
 	Now time.Time // store time of the look
+	// Scanned says the look listed every pack (design §4.3 step 2,
+	// "Scans"): orphans and indexed packs missing from the store are
+	// known; else every indexed pack was assumed stored.
+	Scanned bool
+	// ScanWhy says why the look listed every pack, or why it did not.
+	ScanWhy string
 	// Blocked says why nothing may be condemned or deleted: an unreadable
 	// index file or orphan pack, or a referenced chunk with no stored copy.
 	Blocked []string
@@ -98,9 +107,11 @@ type Plan struct {
 	StaleIndex []string
 	stalePacks map[chunk.ID]bool
 
-	refs     *refSpill // the mark's references, for the repack's second look
-	sessions []SessionInfo
-	young    func(*packRec) bool
+	refs       *refSpill // the mark's references, for the repack's second look
+	unreadable map[string]error
+	scanned    scanRecord // what a full scan found
+	sessions   []SessionInfo
+	young      func(*packRec) bool
 }
 
 // Close removes what the plan spilled to disk. Execute closes the plan
@@ -148,41 +159,86 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 	for _, n := range p.Withdraw {
 		skip[n] = true
 	}
-	l, refs, unreadable, err := c.look(ctx, skip, nil)
+	if p.Scanned, p.ScanWhy, err = c.scanDue(ctx, p.Now, o); err != nil {
+		return nil, err
+	}
+	l, k, err := p.look(ctx, skip)
 	if err != nil {
 		return nil, err
 	}
 	defer l.close()
-	p.refs = refs
-	if p.Condemned, _, err = ListCondemned(ctx, c.Store, nil); err != nil {
-		p.Close()
-		return nil, err
-	}
-	p.stalePacks = map[chunk.ID]bool{}
-	for _, ps := range l.packs[:l.indexed] {
-		if !ps.stored() {
-			p.stalePacks[ps.ID] = true
+	return p, p.judge(l, k, o)
+}
+
+// look looks at the store for the plan, and chooses the keepers, avoiding
+// the open condemned sets. A look without a full scan that finds a
+// referenced chunk with no copy is made again with one: the copy may be in
+// a pack no index file names.
+func (p *Plan) look(ctx context.Context, skip map[string]bool) (*ledger, kept, error) {
+	c := p.c
+	for {
+		l, refs, unreadable, err := c.look(ctx, skip, nil, scan{full: p.Scanned})
+		if err != nil {
+			return nil, kept{}, err
 		}
-	}
-	p.StaleIndex = filesNaming(l, p.stalePacks)
-	l.forget(doomedPacks(p.Condemned))
-	condemned := packsOf(p.Condemned)
-	k, err := l.keepers(refs, condemned)
-	if err != nil {
 		p.Close()
-		return nil, err
+		p.refs, p.unreadable = refs, unreadable
+		if p.Condemned, _, err = ListCondemned(ctx, c.Store, nil); err != nil {
+			l.close()
+			p.Close()
+			return nil, kept{}, err
+		}
+		p.stalePacks = map[chunk.ID]bool{}
+		for _, ps := range l.packs[:l.indexed] {
+			if !ps.stored() {
+				p.stalePacks[ps.ID] = true
+			}
+		}
+		p.StaleIndex = filesNaming(l, p.stalePacks)
+		l.forget(doomedPacks(p.Condemned))
+		k, err := l.keepers(refs, packsOf(p.Condemned))
+		if err != nil {
+			l.close()
+			p.Close()
+			return nil, kept{}, err
+		}
+		if p.Scanned || len(k.lost) == 0 {
+			if p.Scanned {
+				p.scanned = scanRecord{}
+				for _, ps := range l.packs {
+					if ps.stored() {
+						p.scanned.Packs++
+						p.scanned.Bytes += ps.StoreSize
+					}
+				}
+				p.scanned.Orphans = len(l.packs) - l.indexed
+			}
+			return l, k, nil
+		}
+		l.close()
+		p.Scanned, p.ScanWhy = true, fmt.Sprintf("%d referenced chunks in no indexed pack", len(k.lost))
 	}
+}
+
+// judge works out from the look what the plan does.
+func (p *Plan) judge(l *ledger, k kept, o Options) (err error) {
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	refs, unreadable := p.refs, p.unreadable
+	condemned := packsOf(p.Condemned)
 	p.Lost = k.lost
 	p.Blocked = blocked(l, k.lost, unreadable)
 	margin := p.Now.Add(-o.NewPackMargin).UnixNano()
 	p.young = func(ps *packRec) bool { return ps.ModTime >= margin }
 	if len(p.Blocked) > 0 {
-		return p, nil
+		return nil
 	}
 	if o.RepackThreshold < 1 {
 		if p.Repack, p.RepackBytes, err = sparsePacks(l, refs, k, condemned, p.young, o.RepackThreshold); err != nil {
-			p.Close()
-			return nil, err
+			return err
 		}
 	}
 	repack := map[chunk.ID]bool{}
@@ -202,7 +258,7 @@ func (c *Collector) Plan(ctx context.Context) (*Plan, error) {
 			p.Sweep = append(p.Sweep, s)
 		}
 	}
-	return p, nil
+	return nil
 }
 
 // blocked says why a mark and a catalog may not be used to delete

@@ -44,6 +44,10 @@ const (
 	// generation, so a writer trusts a cached manifest whose chunks a
 	// sweep deleted since.
 	StaleGeneration
+	// UnconfirmedKeepers: a sweep that did not list the packs deletes a
+	// condemned pack without confirming that the pack kept instead of it
+	// for a referenced chunk is stored.
+	UnconfirmedKeepers
 	count
 )
 
@@ -89,6 +93,8 @@ func (h Hole) String() string {
 		return "8-newest-by-key"
 	case StaleGeneration:
 		return "9-stale-generation"
+	case UnconfirmedKeepers:
+		return "10-unconfirmed-keepers"
 	}
 	return "unknown"
 }
