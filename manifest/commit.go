@@ -36,10 +36,10 @@ import (
 // commit names it. A marker is written only after the session's commit
 // (docs/design.md §4.2 W3), or by a purge for a session that died after
 // committing, and only while the manifests it names are stored; a purge
-// that removes some of a commit's backups writes a marker of the others
-// before it deletes the old one (DeleteCommit), so a listed marker always
-// means its manifests were there when it was written, and a backup stops
-// counting before its manifest goes.
+// removes a commit's backups together, writing one marker of the others
+// (none when all go) before it deletes the old one (DeleteCommit), so a
+// listed marker always means its manifests were there when it was
+// written, and a backup stops counting before its manifest goes.
 
 // commitFormat is the version of a commit marker.
 const commitFormat = 2
@@ -336,24 +336,16 @@ func Committed(ctx context.Context, st remote.Store, name string) (Hash, bool, e
 // the old ones named, and those still count; a backup with no marker is
 // left as it is.
 func DeleteCommit(ctx context.Context, st remote.Store, names ...string) error {
-	cs, err := byCommit(names)
+	rs, err := byCommit(names)
 	if err != nil {
 		return err
 	}
-	for _, c := range cs {
-		if err := c.uncommit(ctx, st); err != nil {
+	for _, r := range rs {
+		if err := r.uncommit(ctx, st); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// removal is the backups of one commit that DeleteCommit removes.
-type removal struct {
-	host  string
-	t     time.Time
-	names []string // each once, in the order given
-	kss   []string // their keyspaces, in the same order
 }
 
 // ByCommit groups backup names by commit (host and time), each name once,
@@ -369,6 +361,14 @@ func ByCommit(names []string) ([][]string, error) {
 		groups[i] = r.names
 	}
 	return groups, nil
+}
+
+// removal is the backups of one commit that Delete and DeleteCommit remove.
+type removal struct {
+	host  string
+	t     time.Time
+	names []string // each once, in the order given
+	kss   []string // their keyspaces, in the same order
 }
 
 // byCommit groups backup names by commit, in the order each commit is
