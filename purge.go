@@ -36,9 +36,9 @@ type PurgeOptions struct {
 	// ScanPacks lists every pack of the store, as a purge does anyway
 	// when none has for gc.Options.ScanEvery (gc.Collector.ScanPacks).
 	ScanPacks bool
-	// Removing, if set, hears of each backup just before it is removed
-	// (from its commit's marker first, then its manifest): for progress
-	// reports.
+	// Removing, if set, hears of each backup just before it is removed,
+	// with the other backups of its commit the purge removes (out of the
+	// commit's marker first, then their manifests): for progress reports.
 	Removing func(name string)
 }
 
@@ -118,15 +118,25 @@ func (r *Repo) Purge(ctx context.Context, opts PurgeOptions) (res PurgeResult, e
 			return res, err
 		}
 	}
-	for _, n := range res.Manifests {
+	// A commit at a time: its marker is rewritten once however many of
+	// its backups go, and deleted without a rewrite when all go.
+	groups, err := manifest.ByCommit(res.Manifests)
+	if err != nil {
+		return res, err
+	}
+	for _, ns := range groups {
 		if opts.Removing != nil {
-			opts.Removing(n)
+			for _, n := range ns {
+				opts.Removing(n)
+			}
 		}
-		if err := manifest.Delete(ctx, r.Store, n); err != nil {
+		if err := manifest.Delete(ctx, r.Store, ns...); err != nil {
 			return res, err
 		}
-		prog.done(1, 0)
-		r.Log.Info("backup removed", "backup", n)
+		prog.done(int64(len(ns)), 0)
+		for _, n := range ns {
+			r.Log.Info("backup removed", "backup", n)
+		}
 	}
 	if res.Plan, err = c.Plan(ctx); err != nil {
 		return res, err

@@ -36,10 +36,10 @@ import (
 // commit names it. A marker is written only after the session's commit
 // (docs/design.md §4.2 W3), or by a purge for a session that died after
 // committing, and only while the manifests it names are stored; a purge
-// that removes some of a commit's backups writes a marker of the others
-// before it deletes the old one (DeleteCommit), so a listed marker always
-// means its manifests were there when it was written, and a backup stops
-// counting before its manifest goes.
+// removes a commit's backups together, writing one marker of the others
+// (none when all go) before it deletes the old one (DeleteCommit), so a
+// listed marker always means its manifests were there when it was
+// written, and a backup stops counting before its manifest goes.
 
 // commitFormat is the version of a commit marker.
 const commitFormat = 2
@@ -326,36 +326,115 @@ func Committed(ctx context.Context, st remote.Store, name string) (Hash, bool, e
 	return h, found, nil
 }
 
-// DeleteCommit makes backup name stop counting: for each marker of its
-// commit that names it, it writes a marker of the commit's other backups
-// in it first (with the old marker's session), then deletes the old one.
-// A backup with no marker is left as it is.
-func DeleteCommit(ctx context.Context, st remote.Store, name string) error {
-	t, ks, host, err := ParseBackupName(name)
+// DeleteCommit makes backups stop counting, one commit (host and time)
+// at a time: it lists the commit's markers once, writes for each marker
+// that names some of the backups a marker of the others in it (with the
+// old marker's session), and only then deletes the old markers. A marker
+// that names nothing else is deleted and not rewritten, so removing every
+// backup of a commit of K keyspaces takes a LIST and a DELETE, not K of
+// each and K−1 rewrites. Written first, the new markers name only backups
+// the old ones named, and those still count; a backup with no marker is
+// left as it is.
+func DeleteCommit(ctx context.Context, st remote.Store, names ...string) error {
+	rs, err := byCommit(names)
 	if err != nil {
 		return err
 	}
+	for _, r := range rs {
+		if err := r.uncommit(ctx, st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ByCommit groups backup names by commit (host and time), each name once,
+// in the order each commit is first named: the groups Delete removes one
+// at a time, for a caller reporting progress.
+func ByCommit(names []string) ([][]string, error) {
+	rs, err := byCommit(names)
+	if err != nil {
+		return nil, err
+	}
+	groups := make([][]string, len(rs))
+	for i, r := range rs {
+		groups[i] = r.names
+	}
+	return groups, nil
+}
+
+// removal is the backups of one commit that Delete and DeleteCommit remove.
+type removal struct {
+	host  string
+	t     time.Time
+	names []string // each once, in the order given
+	kss   []string // their keyspaces, in the same order
+}
+
+// byCommit groups backup names by commit, in the order each commit is
+// first named.
+func byCommit(names []string) ([]*removal, error) {
+	var rs []*removal
+	byDir := map[string]*removal{}
+	for _, n := range names {
+		t, ks, host, err := ParseBackupName(n)
+		if err != nil {
+			return nil, err
+		}
+		dir := commitDir(host, t)
+		r, ok := byDir[dir]
+		if !ok {
+			r = &removal{host: host, t: t}
+			byDir[dir] = r
+			rs = append(rs, r)
+		}
+		if !slices.Contains(r.kss, ks) {
+			r.names = append(r.names, n)
+			r.kss = append(r.kss, ks)
+		}
+	}
+	return rs, nil
+}
+
+// uncommit removes r's backups from their commit's markers (DeleteCommit).
+func (r *removal) uncommit(ctx context.Context, st remote.Store) error {
 	var ms []marker
-	if err := listMarkers(ctx, st, commitDir(host, t), func(m marker) error {
-		if slices.ContainsFunc(m.entries, func(e CommitEntry) bool { return e.Keyspace == ks }) {
+	if err := listMarkers(ctx, st, commitDir(r.host, r.t), func(m marker) error {
+		if slices.ContainsFunc(m.entries, r.removes) {
 			ms = append(ms, m)
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("uncommit backup %s: %w", name, err)
+		return r.errorf(err)
+	}
+	// The markers of what remains first. None of their keys is one deleted
+	// below: it names none of r's backups.
+	for _, m := range ms {
+		others := slices.DeleteFunc(slices.Clone(m.entries), r.removes)
+		if len(others) == 0 {
+			continue
+		}
+		if err := PutCommit(ctx, st, r.host, r.t, others, markerSession(ctx, st, m.info.Key)); err != nil {
+			return r.errorf(err)
+		}
 	}
 	for _, m := range ms {
-		others := slices.DeleteFunc(m.entries, func(e CommitEntry) bool { return e.Keyspace == ks })
-		if len(others) > 0 {
-			if err := PutCommit(ctx, st, host, t, others, markerSession(ctx, st, m.info.Key)); err != nil {
-				return fmt.Errorf("uncommit backup %s: %w", name, err)
-			}
-		}
 		if err := st.Delete(ctx, m.info.Key); err != nil {
-			return fmt.Errorf("uncommit backup %s: %w", name, err)
+			return r.errorf(err)
 		}
 	}
 	return nil
+}
+
+// removes reports whether e is the entry of one of r's backups.
+func (r *removal) removes(e CommitEntry) bool { return slices.Contains(r.kss, e.Keyspace) }
+
+// errorf wraps err with the backups r removes.
+func (r *removal) errorf(err error) error {
+	if len(r.names) == 1 {
+		return fmt.Errorf("uncommit backup %s: %w", r.names[0], err)
+	}
+	return fmt.Errorf("uncommit %d backups of host %s at %s: %w", len(r.names), r.host, formatNameTime(r.t), err)
 }
 
 // markerSession returns the session a marker's body names, or "" if it

@@ -70,19 +70,27 @@ func Put(ctx context.Context, st remote.Store, name string, obj []byte) error {
 	return nil
 }
 
-// Delete removes a backup: from its commit's markers first
-// (DeleteCommit), so it stops counting before its manifest goes, and the
-// commit's other backups count still.
-func Delete(ctx context.Context, st remote.Store, name string) error {
-	mk, err := Key(name)
+// Delete removes backups, one commit (host and time) at a time: from the
+// commit's markers first (DeleteCommit: one marker of the commit's others
+// written, or none when all go, before the old ones are deleted), so they
+// stop counting before their manifests go and the commit's other backups
+// count still; then their manifests. A purge removing a whole commit thus
+// makes a LIST and a DELETE of its marker, and a DELETE a manifest.
+func Delete(ctx context.Context, st remote.Store, names ...string) error {
+	rs, err := byCommit(names)
 	if err != nil {
 		return err
 	}
-	if err := DeleteCommit(ctx, st, name); err != nil {
-		return fmt.Errorf("delete backup %s: %w", name, err)
-	}
-	if err := st.Delete(ctx, mk); err != nil {
-		return fmt.Errorf("delete backup %s: %w", name, err)
+	for _, r := range rs {
+		if err := r.uncommit(ctx, st); err != nil {
+			return err
+		}
+		for _, n := range r.names {
+			mk, _ := Key(n) // byCommit parsed n
+			if err := st.Delete(ctx, mk); err != nil {
+				return fmt.Errorf("delete backup %s: %w", n, err)
+			}
+		}
 	}
 	return nil
 }
