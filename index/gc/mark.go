@@ -109,11 +109,14 @@ func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpi
 		if objs, listed, err = listManifests(ctx, c.Store, skip); err != nil {
 			return nil, nil, nil, err
 		}
-		// The markers after the manifests (and before the index files,
-		// which must come after the manifests): a backup committed
-		// meanwhile is read from the cache too, and the markers are this
-		// look's own, never an earlier look's (see Cache.manifestObject).
-		// Without a cache nothing reads them.
+		// The markers after the manifests, as settle lists them, and
+		// before the index files (which must come after the manifests):
+		// a backup committed between the two listings is served from
+		// the cache too. They are this look's own, never the settle
+		// step's nor an earlier look's: a sweep's fresh mark sees the
+		// markers rewritten since. What makes a copy safe is not this
+		// order but its hash and the listing's stamp
+		// (Cache.manifestObject). Without a cache nothing reads them.
 		if c.Cache != nil {
 			if committed, err = listCommitted(ctx, c.Store); err != nil {
 				return nil, nil, nil, err
