@@ -534,9 +534,12 @@ func pmcaUncommitted(t *testing.T, w *pmcaWorld, from string) string {
 // the cache folder under the listing's stamp, holding another manifest
 // that references less: never read from the cache — nothing checks a copy
 // of it — but from the store by every purge, and the plan is the empty
-// cache's. (Breaks with the committed check off in manifestObject: the
-// planted copy serves, and the packs of the old backup a whose tables the
-// uncommitted manifest holds are condemned.)
+// cache's. (Breaks when manifestObject serves an uncommitted manifest's
+// copy under the listing's stamp alone: the planted copy serves, and what
+// the old backup a's tables — held by the uncommitted manifests —
+// reference is dropped. Turning off the committed check alone does not
+// break it: no copy hashes to the zero hash an uncommitted manifest is
+// given.)
 func TestPurgeManifestCacheAttackUncommittedHolds(t *testing.T) {
 	ctx := t.Context()
 	w := pmcaSetup(t, 233)
