@@ -21,23 +21,29 @@ import (
 
 // Cache keeps in the store's cache folder what a purge reads that is named
 // by its content: the index files (where Index.Load keeps them, each
-// checked against the checksum its key names) and the nodes of the
-// manifests' trees (gc/nodes/<xx>/<id>, each checked against its ID). So
-// a purge run again on the same machine reads from the store only the
-// index files and nodes written since the last one.
+// checked against the checksum its key names), the nodes of the
+// manifests' trees (gc/nodes/<xx>/<id>, each checked against its ID) and
+// the committed manifest objects (gc/manifests/…, under their store key,
+// each checked against the hash its commit marker names). So a purge run
+// again on the same machine reads from the store only the index files,
+// nodes and manifest objects written since, and the manifests no marker
+// names.
 //
 // A copy stands for the stored object only while the store lists that
 // object as it was when the copy was checked against it: an index file
-// with the same size and ETag (gc/index-stamps records them), a node whose
-// first stored copy is in the same pack with the same size and time (the
-// stamp heads the cached file). So an object damaged or replaced in the
-// store since is read again, and the purge finds the damage and stops
-// just as a purge with an empty cache does. (Damage the store's listing
-// does not show — bytes rotting in place under an unchanged ETag and
-// time — a warm cache does not see; validate does.) Manifest objects are
-// read from the store every time: nothing in their keys checks a copy,
-// and a copy planted in the cache folder could hide references. A nil
-// *Cache caches nothing. It is safe for concurrent use.
+// or a manifest object with the same size and ETag (gc/index-stamps
+// records the index files', the stamp heads a cached manifest), a node
+// whose first stored copy is in the same pack with the same size and time
+// (the stamp heads the cached file). So an object damaged or replaced in
+// the store since is read again, and the purge finds the damage and stops
+// (or marks what the replacement references) just as a purge with an
+// empty cache does. (Damage the store's listing does not show — bytes
+// rotting in place under an unchanged ETag and time — a warm cache does
+// not see; validate does.) A manifest object is cached only when its
+// marker names it: its name checks no copy, and a copy planted in the
+// cache folder could hide references; the marker's hash, listed by the
+// same look, checks it. A nil *Cache caches nothing. It is safe for
+// concurrent use.
 type Cache struct {
 	dir   string
 	root  *os.Root
@@ -94,8 +100,9 @@ func (c *Cache) Close() {
 	}
 }
 
-// Counts says how many objects the cache served and how many were read
-// from the store (and then cached) since it was opened.
+// Counts says how many index files and tree nodes the cache served and
+// how many were read from the store (and then cached) since it was
+// opened. Manifest objects are not counted.
 func (c *Cache) Counts() (hits, misses int) {
 	if c == nil {
 		return 0, 0
@@ -248,6 +255,75 @@ func (n cachedNodes) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(ch
 			n.c.touch(nodeName(id))
 		}
 		return fn(id, data)
+	})
+}
+
+// maxManifest bounds a cached manifest object read back: a stored one has
+// at most 1 MiB (manifest's bound), and its stamp heads it.
+const maxManifest = 1<<20 + 256
+
+// manifestPrefix goes before a manifest object's store key
+// (manifests/<host>/<keyspace>/<name>) to name its cached copy.
+const manifestPrefix = "gc/"
+
+// manifestObject returns the object of manifest o as listed. A committed
+// one (h is the hash its marker names, committed true) comes from the
+// cache when the cache holds a copy whose hash is h under the stamp the
+// listing shows; else it is read from the store and, when it is the
+// object its marker names and of the listed size, cached under that
+// stamp. A manifest no marker names is read from the store: nothing
+// checks a copy of it.
+//
+// Why the copy may stand for the stored object: a manifest object is
+// written once (create-only) and a marker is written only while the
+// manifest it names is stored, so a listed marker names the content of
+// the listed object by its hash; the hash proves the copy is that
+// content (a planted or damaged copy is refused), and the listing's stamp
+// that the store still holds the object the copy was checked against (an
+// object replaced in the store since — its marker unchanged — is read
+// again, as a purge with an empty cache reads it). A stored object that is
+// not the one its marker names is returned as read, never cached: the
+// mark must reference what the store holds, as a purge with an empty
+// cache does; readers that check the marker refuse it (ErrChanged), and
+// each purge reads it again. A marker deleted after the listing — its
+// manifest then deleted — leaves a copy that is still served: the mark
+// then keeps more than it had to, never less.
+func (c *Cache) manifestObject(ctx context.Context, st remote.Store, o manifest.Object, h manifest.Hash, committed bool) ([]byte, error) {
+	key, err := manifest.Key(o.Name)
+	if c == nil || !committed || err != nil || key != o.Key {
+		return manifest.GetObject(ctx, st, o.Name)
+	}
+	name := manifestPrefix + key
+	stamp := listStamp(o.Info)
+	if b, ok := cachefile.Read(c.root, name, maxManifest); ok {
+		head, obj, found := bytes.Cut(b, []byte{'\n'})
+		if found && string(head) == stamp && int64(len(obj)) == o.Info.Size && manifest.HashOf(obj) == h {
+			return obj, nil
+		}
+		_ = c.root.Remove(name) // it serves no more
+	}
+	obj, err := manifest.GetObject(ctx, st, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(obj)) == o.Info.Size && manifest.HashOf(obj) == h {
+		cachefile.Write(c.root, name, append([]byte(stamp+"\n"), obj...))
+	}
+	return obj, nil
+}
+
+// pruneManifests removes the cached manifest objects whose keys a
+// complete listing of the manifests no longer holds (and what a crash
+// left half written).
+func (c *Cache) pruneManifests(listed map[string]bool) {
+	if c == nil || listed == nil {
+		return
+	}
+	_ = fs.WalkDir(c.root.FS(), manifestPrefix+"manifests", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !listed[strings.TrimPrefix(p, manifestPrefix)] {
+			_ = c.root.Remove(p)
+		}
+		return nil
 	})
 }
 
