@@ -18,10 +18,10 @@ import (
 // A purge run again on the same machine reads from the store only the
 // index files and tree nodes written since the last one (issue 12: purge
 // requests proportional to what changed): they are kept in the store's
-// cache folder. Manifest objects are read each time, and so are the trees
-// of the newest backups of the purged host (retention keeps only one that
-// reads from the store). Its plan is the plan a purge with an empty cache
-// makes.
+// cache folder (manifest objects too: TestPurgeReadsNewManifestsOnly).
+// The trees of the newest backups of the purged host are read each time
+// (retention keeps only one that reads from the store). Its plan is the
+// plan a purge with an empty cache makes.
 func TestPurgeReadsWhatChanged(t *testing.T) {
 	ctx := t.Context()
 	root := t.TempDir()
