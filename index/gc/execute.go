@@ -499,7 +499,7 @@ func (c *Collector) sweepOnce(ctx context.Context, ready []CondemnedSet, rep *Re
 			return "", err
 		}
 		if len(missing) > 0 {
-			return fmt.Sprintf("%d packs kept for referenced chunks are missing, first %s", len(missing), missing[0]), nil
+			return fmt.Sprintf("%d packs kept for referenced chunks are missing or not of their indexed size, first %s", len(missing), missing[0]), nil
 		}
 	}
 	rep.Resurrected += resurrected

@@ -48,6 +48,11 @@ const (
 	packStored     = 1 << iota // in the store listing (and not doomed)
 	packFromHeader             // its entries were read from its header: no index file names it
 	packAssumed                // stored by the index files' word: the packs were not listed
+	// packMisfit: listed at a size other than the one its index files
+	// give: damaged (truncated, say) in the store. It is no chunk's copy,
+	// as a writer's dedup takes it for gone (index.Writer.present), and
+	// never condemned: validate names it.
+	packMisfit
 )
 
 // packRec is one pack as the index files and the store listing see it.
@@ -62,6 +67,11 @@ type packRec struct {
 func (p *packRec) stored() bool     { return p.flags&packStored != 0 }
 func (p *packRec) fromHeader() bool { return p.flags&packFromHeader != 0 }
 func (p *packRec) assumed() bool    { return p.flags&packAssumed != 0 }
+func (p *packRec) misfit() bool     { return p.flags&packMisfit != 0 }
+
+// fits reports whether a pack stored with size bytes is the pack its index
+// files name (a pack read from its header only fits).
+func (p *packRec) fits(size int64) bool { return p.Size < 0 || size == p.Size }
 
 // ledgerFile is an index file the ledger read, and the packs it names.
 type ledgerFile struct {
@@ -302,6 +312,9 @@ func (l *ledger) list(ctx context.Context, st remote.Store) error {
 			p = &l.packs[n]
 		}
 		p.flags |= packStored
+		if !p.fits(i.Size) {
+			p.flags |= packMisfit
+		}
 		p.StoreSize, p.ModTime = i.Size, i.ModTime.UnixNano()
 		if p == &rec {
 			orphans = append(orphans, rec)
@@ -753,11 +766,14 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 			avoided[n] = true
 		}
 	}
-	// A copy counts if its pack is stored. With hole 4 put back, the
-	// collector judges orphans without their content, as if it had not
-	// read their headers.
+	// A copy counts if its pack is stored at its indexed size. With hole
+	// 4 put back, the collector judges orphans without their content, as
+	// if it had not read their headers.
 	blind := hole.On(hole.SkipBadIndex)
-	counts := func(n uint32) bool { return l.packs[n].stored() && !(blind && l.packs[n].fromHeader()) }
+	counts := func(n uint32) bool {
+		p := &l.packs[n]
+		return p.stored() && !p.misfit() && !(blind && p.fromHeader())
+	}
 	score := make([]int32, len(l.packs))
 	k.used = make([]int64, len(l.packs))
 	err = l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
@@ -807,11 +823,13 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 }
 
 // confirm checks, before the packs in dying are deleted, that every pack
-// kept instead of them for a referenced chunk they hold is in the store,
-// where the ledger only assumed it (no full scan): one HEAD a distinct
-// keeper, so the requests follow what is deleted, not the store. It
-// returns the keepers found missing: the ledger must then be loaded again
-// with a full scan, which sees them gone and keeps another copy.
+// kept instead of them for a referenced chunk they hold is in the store at
+// its indexed size, where the ledger only assumed it (no full scan): one
+// HEAD a distinct keeper, so the requests follow what is deleted, not the
+// store. It returns the keepers found missing or of another size
+// (truncated, say: TestScanAttackTruncatedKeeper): the ledger must then be
+// loaded again with a full scan, which sees them gone or misfit and keeps
+// another copy.
 func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[chunk.ID]bool) ([]chunk.ID, error) {
 	if len(dying) == 0 {
 		return nil, nil
@@ -841,9 +859,9 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 	var missing []chunk.ID
 	for _, n := range slices.Sorted(maps.Keys(check)) {
 		id := l.packs[n].ID
-		_, err := l.st.Stat(ctx, pack.Key(id))
+		info, err := l.st.Stat(ctx, pack.Key(id))
 		switch {
-		case errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, fs.ErrNotExist), err == nil && !l.packs[n].fits(info.Size):
 			missing = append(missing, id)
 		case err != nil:
 			return nil, fmt.Errorf("confirm pack %s: %w", id, err)
