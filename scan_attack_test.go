@@ -151,3 +151,17 @@ func TestScanAttackTruncatedKeeper(t *testing.T) {
 		})
 	}
 }
+
+// BREAK (3d78cb3): as TestScanAttackTruncatedKeeper, with the repacked
+// pack replaced in the store by as many bytes of garbage: its size is
+// right, so neither a HEAD nor a listing tells, and a sweep, listing or
+// not, keeps it as the chunks' copy and deletes the sparse pack.
+func TestScanAttackGarbageKeeper(t *testing.T) {
+	for _, scan := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unlisted", true: "listed"}[scan], func(t *testing.T) {
+			if err := saRepackDamaged(t, saGarbage, scan); err != nil {
+				t.Fatalf("LOSS: %v", err)
+			}
+		})
+	}
+}
