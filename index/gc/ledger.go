@@ -49,9 +49,9 @@ const (
 	packFromHeader             // its entries were read from its header: no index file names it
 	packAssumed                // stored by the index files' word: the packs were not listed
 	// packMisfit: listed at a size other than the one its index files
-	// give: damaged (truncated, say) in the store. It is no chunk's copy,
-	// as a writer's dedup takes it for gone (index.Writer.present), and
-	// never condemned: validate names it.
+	// give, or its header found damaged (ledger.confirm): damaged in the
+	// store. It is no chunk's copy, as a writer's dedup takes it for gone
+	// (index.Writer.present), and never condemned: validate names it.
 	packMisfit
 )
 
@@ -822,14 +822,19 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 	return k, err
 }
 
-// confirm checks, before the packs in dying are deleted, that every pack
-// kept instead of them for a referenced chunk they hold is in the store at
-// its indexed size, where the ledger only assumed it (no full scan): one
-// HEAD a distinct keeper, so the requests follow what is deleted, not the
-// store. It returns the keepers found missing or of another size
-// (truncated, say: TestScanAttackTruncatedKeeper): the ledger must then be
-// loaded again with a full scan, which sees them gone or misfit and keeps
-// another copy.
+// confirm checks, before the packs in dying are deleted, every pack kept
+// instead of them for a referenced chunk they hold: that it is in the
+// store at its indexed size and that its header names those chunks where
+// the ledger places them. Three requests a distinct keeper (a header
+// read), so the requests follow what is deleted, not the store. It
+// returns the keepers found missing or damaged. A HEAD alone passed a
+// keeper truncated or replaced by garbage, and a listing shows neither a
+// garbage pack of the right size (TestScanAttackTruncatedKeeper,
+// TestScanAttackGarbageKeeper). A ledger that only assumed its packs
+// stored (no full scan) must then be loaded again with one, which sees a
+// keeper gone or misfit; a listed ledger spoils the damaged keepers and
+// chooses again. (Damage inside a chunk's bytes, under a whole header, it
+// does not see: validate --checksum does.)
 func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[chunk.ID]bool) ([]chunk.ID, error) {
 	if len(dying) == 0 {
 		return nil, nil
@@ -840,15 +845,19 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 			die[n] = true
 		}
 	}
-	check := map[uint32]bool{}
+	check := map[uint32][]pack.Entry{} // keeper -> the copies it keeps for dying packs
 	err := l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
 		best, found := k.choose(copies)
-		if !found || !l.packs[best].assumed() || check[best] {
+		if !found {
 			return
 		}
 		for _, r := range copies {
 			if n, _ := copyOf(r); n != best && die[n] {
-				check[best] = true
+				for _, r := range copies {
+					if n, e := copyOf(r); n == best {
+						check[best] = append(check[best], e)
+					}
+				}
 				return
 			}
 		}
@@ -856,20 +865,46 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 	if err != nil {
 		return nil, err
 	}
-	var missing []chunk.ID
+	var bad []chunk.ID
 	for _, n := range slices.Sorted(maps.Keys(check)) {
 		id := l.packs[n].ID
-		info, err := l.st.Stat(ctx, pack.Key(id))
+		entries, size, err := pack.ReadHeader(ctx, l.st, pack.Key(id))
 		switch {
-		case errors.Is(err, fs.ErrNotExist), err == nil && !l.packs[n].fits(info.Size):
-			missing = append(missing, id)
-		case err != nil:
-			return nil, fmt.Errorf("confirm pack %s: %w", id, err)
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil || !l.packs[n].fits(size) || !holds(entries, check[n]):
+			// Gone, or damaged; a store failing to answer counts as
+			// damage too: it keeps packs, it never deletes one.
+			bad = append(bad, id)
 		default:
 			l.packs[n].flags &^= packAssumed
 		}
 	}
-	return missing, nil
+	return bad, nil
+}
+
+// holds reports whether a pack's header entries include every one of want
+// (as they are: ID, offset and length).
+func holds(entries, want []pack.Entry) bool {
+	at := make(map[pack.Entry]bool, len(entries))
+	for _, e := range entries {
+		at[e] = true
+	}
+	for _, e := range want {
+		if !at[e] {
+			return false
+		}
+	}
+	return true
+}
+
+// spoil takes the packs for damaged: no chunk's copy, never condemned.
+func (l *ledger) spoil(ids []chunk.ID) {
+	for _, id := range ids {
+		if n, ok := l.find(id); ok {
+			l.packs[n].flags |= packMisfit
+		}
+	}
 }
 
 // referencedIn returns the referenced chunks each of the packs numbered in
