@@ -69,10 +69,6 @@ func (p *packRec) fromHeader() bool { return p.flags&packFromHeader != 0 }
 func (p *packRec) assumed() bool    { return p.flags&packAssumed != 0 }
 func (p *packRec) misfit() bool     { return p.flags&packMisfit != 0 }
 
-// fits reports whether a pack stored with size bytes is the pack its index
-// files name (a pack read from its header only fits).
-func (p *packRec) fits(size int64) bool { return p.Size < 0 || size == p.Size }
-
 // ledgerFile is an index file the ledger read, and the packs it names.
 type ledgerFile struct {
 	Key     string
@@ -107,6 +103,9 @@ type ledger struct {
 	indexed int
 	files   []ledgerFile
 	remap   []uint32 // provisional pack number -> final
+	// disputed holds every size the index files give a pack they do not
+	// agree on (rare: a damaged or hostile file), by pack number.
+	disputed map[uint32][]int64
 
 	Bad        map[string]error   // index files that could not be read or decoded
 	BadOrphans map[chunk.ID]error // orphans whose header could not be read
@@ -284,6 +283,17 @@ func (l *ledger) number(prov *provRecs) {
 			l.packs = append(l.packs, packRec{ID: r.ID, Size: r.Size})
 		}
 		n := uint32(len(l.packs) - 1)
+		if p := &l.packs[n]; r.Size != p.Size {
+			if l.disputed == nil {
+				l.disputed = map[uint32][]int64{}
+			}
+			if l.disputed[n] == nil {
+				l.disputed[n] = []int64{p.Size}
+			}
+			if !slices.Contains(l.disputed[n], r.Size) {
+				l.disputed[n] = append(l.disputed[n], r.Size)
+			}
+		}
 		l.remap[i] = n
 		f := &l.files[r.File]
 		if len(f.Packs) == 0 || f.Packs[len(f.Packs)-1] != n {
@@ -310,11 +320,11 @@ func (l *ledger) list(ctx context.Context, st remote.Store) error {
 		p := &rec
 		if n, ok := l.find(id); ok {
 			p = &l.packs[n]
+			if !l.fits(n, i.Size) {
+				p.flags |= packMisfit
+			}
 		}
 		p.flags |= packStored
-		if !p.fits(i.Size) {
-			p.flags |= packMisfit
-		}
 		p.StoreSize, p.ModTime = i.Size, i.ModTime.UnixNano()
 		if p == &rec {
 			orphans = append(orphans, rec)
@@ -350,6 +360,18 @@ func (l *ledger) assume(extra map[chunk.ID]bool) {
 	}
 	slices.SortFunc(orphans, func(a, b packRec) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	l.packs = append(l.packs, orphans...)
+}
+
+// fits reports whether pack n, stored with size bytes, is the pack its
+// index files name: of the size they give, or of one of them where they
+// disagree (readers let the store settle such a dispute, index.Load). A
+// pack read from its header only fits.
+func (l *ledger) fits(n uint32, size int64) bool {
+	p := &l.packs[n]
+	if d, ok := l.disputed[n]; ok {
+		return slices.Contains(d, size)
+	}
+	return p.Size < 0 || size == p.Size
 }
 
 // find returns the number of the pack id.
@@ -845,7 +867,7 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 			die[n] = true
 		}
 	}
-	check := map[uint32][]pack.Entry{} // keeper -> the copies it keeps for dying packs
+	check := map[uint32][]pack.Entry{} // keeper -> its copies of the chunks of dying packs
 	err := l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
 		best, found := k.choose(copies)
 		if !found {
@@ -872,7 +894,7 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 		switch {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		case err != nil || !l.packs[n].fits(size) || !holds(entries, check[n]):
+		case err != nil || !l.fits(n, size) || !holds(entries, check[n]):
 			// Gone, or damaged; a store failing to answer counts as
 			// damage too: it keeps packs, it never deletes one.
 			bad = append(bad, id)
@@ -883,15 +905,22 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 	return bad, nil
 }
 
-// holds reports whether a pack's header entries include every one of want
-// (as they are: ID, offset and length).
+// holds reports whether a pack's header entries hold each chunk of want
+// where want places it (ID, offset and length); want may place a chunk
+// twice (index files that disagree), and one place held is enough.
 func holds(entries, want []pack.Entry) bool {
 	at := make(map[pack.Entry]bool, len(entries))
 	for _, e := range entries {
 		at[e] = true
 	}
+	held := map[chunk.ID]bool{}
 	for _, e := range want {
-		if !at[e] {
+		if at[e] {
+			held[e.ID] = true
+		}
+	}
+	for _, e := range want {
+		if !held[e.ID] {
 			return false
 		}
 	}
