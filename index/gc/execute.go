@@ -444,6 +444,14 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 			return err
 		}
 		c.log().Info("sweep lists every pack", "why", again)
+		// The index files were wrong where the sweep looked (a pack gone
+		// or damaged that they name): the next purge lists the packs
+		// too, and its plan rewrites the index files naming packs gone,
+		// which a sweep does not; otherwise every purge until the next
+		// scan condemns the same packs again and resurrects them.
+		if err := c.Store.Delete(ctx, scanKey); err != nil {
+			return fmt.Errorf("remove %s: %w", scanKey, err)
+		}
 		full = true
 	}
 }
