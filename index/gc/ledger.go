@@ -51,7 +51,10 @@ const (
 	// packMisfit: listed at a size other than the one its index files
 	// give, or its header found damaged (ledger.confirm): damaged in the
 	// store. It is no chunk's copy, as a writer's dedup takes it for gone
-	// (index.Writer.present), and never condemned: validate names it.
+	// (index.Writer.present), so it is condemned like any dead pack once
+	// every referenced chunk it holds is kept elsewhere (a purge that
+	// finds a chunk kept nowhere else deletes nothing: validate names it).
+	// Between scans it is not known, and may be kept.
 	packMisfit
 )
 

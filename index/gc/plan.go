@@ -411,14 +411,14 @@ func sparsePacks(l *ledger, refs *refSpill, k kept, condemned map[chunk.ID]bool,
 }
 
 // deadPacks returns the stored packs that keep no chunk, are not condemned
-// already, are not to be repacked, are old enough to judge and are stored
-// at their indexed size (a misfit is damage, for validate to name).
+// already, are not to be repacked and are old enough to judge. A misfit
+// keeps none: its chunks are kept elsewhere, or the plan is blocked.
 func deadPacks(l *ledger, live []bool, condemned, repack map[chunk.ID]bool, young func(*packRec) bool) ([]chunk.ID, int64) {
 	var dead []chunk.ID
 	var n int64
 	for i := range l.packs {
 		p := &l.packs[i]
-		if !p.stored() || p.misfit() || live[i] || condemned[p.ID] || repack[p.ID] || young(p) {
+		if !p.stored() || live[i] || condemned[p.ID] || repack[p.ID] || young(p) {
 			continue
 		}
 		dead = append(dead, p.ID)
