@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +21,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/index/pack"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 )
 
@@ -522,5 +527,93 @@ func TestScanAttackStaleIndexFileHolds(t *testing.T) {
 	t.Logf("a purge that lists every pack: %+v", res.GC)
 	if err := committedWhole(t, st); err != nil {
 		t.Fatalf("LOSS after a listing purge: %v", err)
+	}
+}
+
+// TestScanAttackNodeCacheReplacedTreePackHolds: between scans the node
+// cache serves a node while its first copy's pack has the size it had
+// ("ID size *" stamps, stampMatches). Two backups of a host (of other
+// data: the first's packs die with it); a purge that
+// lists every pack (and marks both, warming the cache); then a purge that
+// does not list the packs removes the first backup and, once it has (the
+// retention step reads the trees from the store), every pack holding a
+// node of the second backup's trees is replaced in the store by garbage of
+// its size; the purge marks and sweeps at once. Its mark reads the nodes
+// from the cache without noticing (a listing purge would be blocked: the
+// nodes do not read), but a cached node is checked against its ID, so it
+// sees every reference the second backup makes, no fewer: with the tree
+// packs put back, the second backup is whole. It held.
+func TestScanAttackNodeCacheReplacedTreePackHolds(t *testing.T) {
+	ctx := t.Context()
+	st := &saStore{Store: localStore(t)}
+	r := laRepo(t, st, filepath.Join(t.TempDir(), "cache"), gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 1})
+	data := smallNode(t, 67)
+	laBackup(t, r, data, "h", nil)
+	time.Sleep(10 * time.Millisecond)
+	cut := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	laBackup(t, r, smallNode(t, 71), "h", nil) // other data: the first's packs die
+	res, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: time.Now().Add(-time.Hour), Holder: "p"})
+	if err != nil || !res.Plan.Scanned {
+		t.Fatalf("first purge: %v; it listed the packs: %v", err, res.Plan != nil && res.Plan.Scanned)
+	}
+	idx := index.New()
+	if _, err := idx.Load(ctx, st, ""); err != nil {
+		t.Fatal(err)
+	}
+	saved := map[string][]byte{}
+	var first []string // manifest keys of the first backup
+	for _, names := range pcaCommitted(t, st, "h") {
+		if len(names) == 2 {
+			k, _ := manifest.Key(names[0])
+			first = append(first, k)
+		}
+		for id := range pcaNodes(t, st, names[len(names)-1]) {
+			loc, ok := idx.Lookup(id)
+			if !ok {
+				t.Fatalf("node %s is in no index file", id)
+			}
+			if k := pack.Key(loc.Pack); saved[k] == nil {
+				saved[k] = readObj(t, st, k)
+			}
+		}
+	}
+	if len(first) == 0 {
+		t.Fatal("no keyspace has two backups")
+	}
+	var once sync.Once
+	st.mu.Lock()
+	st.after = func(key string) {
+		if key != "gc/clock" {
+			return
+		}
+		if _, err := st.Store.Stat(ctx, first[0]); !errors.Is(err, fs.ErrNotExist) {
+			return // the retention step has not removed the first backup yet
+		}
+		once.Do(func() {
+			for k := range saved {
+				if err := saDamageObject(ctx, st.Store, k, saGarbage); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	st.mu.Unlock()
+	res, err = r.Purge(ctx, PurgeOptions{Host: "h", Before: cut, Holder: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d tree packs replaced; purge (listed every pack %v, cache hits %d misses %d): removed %d backups, %+v",
+		len(saved), res.Plan.Scanned, res.CacheHits, res.CacheMisses, len(res.Manifests), res.GC)
+	if res.Plan.Scanned || len(res.Manifests) == 0 || res.GC.Deleted == 0 || res.CacheHits == 0 {
+		t.Fatalf("want a purge that does not list the packs to remove the first backup and delete its packs, its mark served by the cache")
+	}
+	for k, b := range saved {
+		if err := st.Store.Put(ctx, k, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := committedWhole(t, st); err != nil {
+		t.Fatalf("LOSS: the mark saw fewer references than the second backup makes: %v", err)
 	}
 }
