@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/index/pack"
@@ -615,5 +616,60 @@ func TestScanAttackNodeCacheReplacedTreePackHolds(t *testing.T) {
 	}
 	if err := committedWhole(t, st); err != nil {
 		t.Fatalf("LOSS: the mark saw fewer references than the second backup makes: %v", err)
+	}
+}
+
+// BREAK (liveness, 3d78cb3): a pack is lost outside the protocol whose
+// referenced chunks all have copies elsewhere (two packs of another host,
+// half of them each). A purge that lists the packs keeps those copies;
+// one that does not takes the lost pack for stored, keeps it (it holds
+// the most referenced chunks), finds it sparse and repacks it: the repack
+// cannot read it, and the purge fails, as does every purge until the next
+// scan (7 days), deleting nothing.
+func TestScanAttackSparsePackLost(t *testing.T) {
+	ctx := t.Context()
+	r, st, cut := saTwoBackups(t, gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5})
+	dry, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: cut, Holder: "p", DryRun: true})
+	if err != nil || len(dry.Plan.Repack) == 0 {
+		t.Fatalf("dry run: %v, repacks %d", err, len(dry.Plan.Repack))
+	}
+	sparse := dry.Plan.Repack[0]
+	idx := index.New()
+	if _, err := idx.Load(ctx, st, ""); err != nil {
+		t.Fatal(err)
+	}
+	var ids []chunk.ID
+	for _, e := range sparse.Entries {
+		ids = append(ids, e.ID)
+	}
+	if len(ids) < 2 {
+		t.Fatalf("sparse pack %s keeps %d chunks", sparse.ID, len(ids))
+	}
+	got := map[chunk.ID][]byte{}
+	var mu sync.Mutex
+	if err := index.Fetch(ctx, st, idx, ids, index.FetchOptions{}, func(id chunk.ID, d []byte, err error) error {
+		mu.Lock()
+		got[id] = bytes.Clone(d)
+		mu.Unlock()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var half [2][][]byte
+	for i, id := range ids {
+		half[i%2] = append(half[i%2], got[id])
+	}
+	shardsWritePack(t, r, "z", half[0])
+	shardsWritePack(t, r, "z", half[1])
+	if err := st.Delete(ctx, pack.Key(sparse.ID)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: cut, Holder: "p"})
+	if err != nil {
+		t.Fatalf("purge (listed every pack %v: %s): %v", res.Plan != nil && res.Plan.Scanned, res.Plan.ScanWhy, err)
+	}
+	t.Logf("purge (listed every pack %v: %s): %+v", res.Plan.Scanned, res.Plan.ScanWhy, res.GC)
+	if err := committedWhole(t, st); err != nil {
+		t.Fatalf("LOSS: %v", err)
 	}
 }
