@@ -673,3 +673,40 @@ func TestScanAttackSparsePackLost(t *testing.T) {
 		t.Fatalf("LOSS: %v", err)
 	}
 }
+
+// TestScanAttackTreeIndexFileLostHolds: the index files of the tree packs
+// are lost outside the protocol. A purge that does not list the packs
+// cannot read the second backup's trees (their packs are orphans now);
+// were that all it saw, it would be blocked ("backup … is unreadable")
+// until the next scan, where a listing reads the trees from the orphans'
+// headers. But the unread nodes are referenced chunks with no known copy,
+// so the plan lists the packs and goes on. It held.
+func TestScanAttackTreeIndexFileLostHolds(t *testing.T) {
+	ctx := t.Context()
+	r, st, cut := saTwoBackups(t, gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5})
+	var trees []string
+	for _, k := range st.written(0, "index/h/") {
+		if _, err := st.Stat(ctx, k); err == nil && indexesTrees(t, st, k) {
+			trees = append(trees, k)
+		}
+	}
+	if len(trees) == 0 {
+		t.Fatal("no index file of tree packs")
+	}
+	for _, k := range trees {
+		if err := st.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: cut, Holder: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d tree index files lost; purge (listed every pack %v: %s): %+v", len(trees), res.Plan.Scanned, res.Plan.ScanWhy, res.GC)
+	if len(res.GC.Blocked) > 0 || !res.Plan.Scanned {
+		t.Errorf("the purge did not list the packs (%v) or is blocked by trees a listing reads: %q", res.Plan.Scanned, res.GC.Blocked)
+	}
+	if err := committedWhole(t, st); err != nil {
+		t.Fatalf("LOSS: %v", err)
+	}
+}
