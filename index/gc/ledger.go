@@ -930,7 +930,7 @@ func holds(entries, want []pack.Entry) bool {
 	return true
 }
 
-// spoil takes the packs for damaged: no chunk's copy, never condemned.
+// spoil takes the packs for damaged (misfit): no chunk's copy.
 func (l *ledger) spoil(ids []chunk.ID) {
 	for _, id := range ids {
 		if n, ok := l.find(id); ok {
