@@ -431,10 +431,12 @@ func (p *Plan) repack(ctx context.Context) error {
 // deletes anything it writes each set's doom list; a set that already has
 // one (a purge stopped midway) is finished exactly as that list says.
 // Without a full scan (full false) the fresh mark reads the headers of the
-// sets' unindexed packs only, and before any doom list is written the
-// packs kept instead of the doomed ones are confirmed in the store; a
-// keeper found missing, or a referenced chunk in no known pack, makes the
-// sweep look again with a full scan.
+// sets' unindexed packs only. Before any doom list is written the packs
+// kept instead of the doomed ones are confirmed in the store, their
+// headers read (ledger.confirm): without a full scan a keeper found
+// missing or damaged, or a referenced chunk in no known pack, makes the
+// sweep look again with one; with one, a damaged keeper counts as no copy
+// and the keepers are chosen again.
 func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report, full bool) error {
 	for {
 		again, err := c.sweepOnce(ctx, ready, rep, full)
@@ -442,6 +444,14 @@ func (c *Collector) sweep(ctx context.Context, ready []CondemnedSet, rep *Report
 			return err
 		}
 		c.log().Info("sweep lists every pack", "why", again)
+		// The index files were wrong where the sweep looked (a pack gone
+		// or damaged that they name): the next purge lists the packs
+		// too, and its plan rewrites the index files naming packs gone,
+		// which a sweep does not; otherwise every purge until the next
+		// scan condemns the same packs again and resurrects them.
+		if err := c.Store.Delete(ctx, scanKey); err != nil {
+			return fmt.Errorf("remove %s: %w", scanKey, err)
+		}
 		full = true
 	}
 }
@@ -460,47 +470,40 @@ func (c *Collector) sweepOnce(ctx context.Context, ready []CondemnedSet, rep *Re
 		return "", err
 	}
 	l.forget(doomedPacks(all))
-	doomed := packsOf(ready)
-	k, err := l.keepers(refs, doomed)
-	if err != nil {
-		return "", err
-	}
-	if !full && len(k.lost) > 0 {
-		return fmt.Sprintf("%d referenced chunks in no indexed pack", len(k.lost)), nil
-	}
-	live := func(id chunk.ID) bool { n, ok := l.find(id); return ok && k.live[n] }
-	if why := blocked(l, k.lost, unreadable); len(why) > 0 {
-		rep.Blocked = append(rep.Blocked, why...)
-		return "", nil
-	}
-	// What each set dooms, worked out before any list is written.
+	var k kept
+	var dooms [][]chunk.ID
 	resurrected := 0
-	dooms := make([][]chunk.ID, len(ready))
-	dying := map[chunk.ID]bool{}
-	for i, s := range ready {
-		dooms[i] = s.Doom
-		if !s.Doomed {
-			dooms[i] = nil
-			for _, id := range s.Packs {
-				if live(id) {
-					resurrected++
-				} else {
-					dooms[i] = append(dooms[i], id)
-				}
-			}
+	for {
+		if k, err = l.keepers(refs, packsOf(ready)); err != nil {
+			return "", err
 		}
-		for _, id := range dooms[i] {
-			dying[id] = true
+		if !full && len(k.lost) > 0 {
+			return fmt.Sprintf("%d referenced chunks in no indexed pack", len(k.lost)), nil
 		}
-	}
-	if !full && !hole.On(hole.UnconfirmedKeepers) {
-		missing, err := l.confirm(ctx, refs, k, dying)
+		if why := blocked(l, k.lost, unreadable); len(why) > 0 {
+			rep.Blocked = append(rep.Blocked, why...)
+			return "", nil
+		}
+		var dying map[chunk.ID]bool
+		dooms, dying, resurrected = doomsOf(l, k, ready)
+		if hole.On(hole.UnconfirmedKeepers) && !full {
+			break
+		}
+		bad, err := l.confirm(ctx, refs, k, dying)
 		if err != nil {
 			return "", err
 		}
-		if len(missing) > 0 {
-			return fmt.Sprintf("%d packs kept for referenced chunks are missing, first %s", len(missing), missing[0]), nil
+		if len(bad) == 0 {
+			break
 		}
+		if !full {
+			return fmt.Sprintf("%d packs kept for referenced chunks are missing or damaged, first %s", len(bad), bad[0]), nil
+		}
+		// Listed at their size, yet damaged: no copy counts in them, and
+		// the keepers are chosen again (each round spoils a keeper, so
+		// the rounds end).
+		c.log().Warn("packs kept for referenced chunks are damaged: run validate", "packs", len(bad), "pack", bad[0])
+		l.spoil(bad)
 	}
 	rep.Resurrected += resurrected
 	// An orphan the fresh mark keeps as a chunk's copy is indexed before
@@ -568,6 +571,32 @@ func (c *Collector) sweepOnce(ctx context.Context, ready []CondemnedSet, rep *Re
 		}
 	}
 	return "", nil
+}
+
+// doomsOf works out, before any doom list is written, what each ready set
+// dooms (its list, if it has one; else its packs that keep no chunk), the
+// packs all of them doom, and how many of the sets' packs are kept.
+func doomsOf(l *ledger, k kept, ready []CondemnedSet) (dooms [][]chunk.ID, dying map[chunk.ID]bool, resurrected int) {
+	live := func(id chunk.ID) bool { n, ok := l.find(id); return ok && k.live[n] }
+	dooms = make([][]chunk.ID, len(ready))
+	dying = map[chunk.ID]bool{}
+	for i, s := range ready {
+		dooms[i] = s.Doom
+		if !s.Doomed {
+			dooms[i] = nil
+			for _, id := range s.Packs {
+				if live(id) {
+					resurrected++
+				} else {
+					dooms[i] = append(dooms[i], id)
+				}
+			}
+		}
+		for _, id := range dooms[i] {
+			dying[id] = true
+		}
+	}
+	return dooms, dying, resurrected
 }
 
 // deleteBatch is how many packs are deleted between two renewals of the

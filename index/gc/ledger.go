@@ -48,6 +48,14 @@ const (
 	packStored     = 1 << iota // in the store listing (and not doomed)
 	packFromHeader             // its entries were read from its header: no index file names it
 	packAssumed                // stored by the index files' word: the packs were not listed
+	// packMisfit: listed at a size other than the one its index files
+	// give, or its header found damaged (ledger.confirm): damaged in the
+	// store. It is no chunk's copy, as a writer's dedup takes it for gone
+	// (index.Writer.present), so it is condemned like any dead pack once
+	// every referenced chunk it holds is kept elsewhere (a purge that
+	// finds a chunk kept nowhere else deletes nothing: validate names it).
+	// Between scans it is not known, and may be kept.
+	packMisfit
 )
 
 // packRec is one pack as the index files and the store listing see it.
@@ -62,6 +70,7 @@ type packRec struct {
 func (p *packRec) stored() bool     { return p.flags&packStored != 0 }
 func (p *packRec) fromHeader() bool { return p.flags&packFromHeader != 0 }
 func (p *packRec) assumed() bool    { return p.flags&packAssumed != 0 }
+func (p *packRec) misfit() bool     { return p.flags&packMisfit != 0 }
 
 // ledgerFile is an index file the ledger read, and the packs it names.
 type ledgerFile struct {
@@ -97,6 +106,9 @@ type ledger struct {
 	indexed int
 	files   []ledgerFile
 	remap   []uint32 // provisional pack number -> final
+	// disputed holds every size the index files give a pack they do not
+	// agree on (rare: a damaged or hostile file), by pack number.
+	disputed map[uint32][]int64
 
 	Bad        map[string]error   // index files that could not be read or decoded
 	BadOrphans map[chunk.ID]error // orphans whose header could not be read
@@ -274,6 +286,17 @@ func (l *ledger) number(prov *provRecs) {
 			l.packs = append(l.packs, packRec{ID: r.ID, Size: r.Size})
 		}
 		n := uint32(len(l.packs) - 1)
+		if p := &l.packs[n]; r.Size != p.Size {
+			if l.disputed == nil {
+				l.disputed = map[uint32][]int64{}
+			}
+			if l.disputed[n] == nil {
+				l.disputed[n] = []int64{p.Size}
+			}
+			if !slices.Contains(l.disputed[n], r.Size) {
+				l.disputed[n] = append(l.disputed[n], r.Size)
+			}
+		}
 		l.remap[i] = n
 		f := &l.files[r.File]
 		if len(f.Packs) == 0 || f.Packs[len(f.Packs)-1] != n {
@@ -300,6 +323,9 @@ func (l *ledger) list(ctx context.Context, st remote.Store) error {
 		p := &rec
 		if n, ok := l.find(id); ok {
 			p = &l.packs[n]
+			if !l.fits(n, i.Size) {
+				p.flags |= packMisfit
+			}
 		}
 		p.flags |= packStored
 		p.StoreSize, p.ModTime = i.Size, i.ModTime.UnixNano()
@@ -337,6 +363,18 @@ func (l *ledger) assume(extra map[chunk.ID]bool) {
 	}
 	slices.SortFunc(orphans, func(a, b packRec) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	l.packs = append(l.packs, orphans...)
+}
+
+// fits reports whether pack n, stored with size bytes, is the pack its
+// index files name: of the size they give, or of one of them where they
+// disagree (readers let the store settle such a dispute, index.Load). A
+// pack read from its header only fits.
+func (l *ledger) fits(n uint32, size int64) bool {
+	p := &l.packs[n]
+	if d, ok := l.disputed[n]; ok {
+		return slices.Contains(d, size)
+	}
+	return p.Size < 0 || size == p.Size
 }
 
 // find returns the number of the pack id.
@@ -753,11 +791,14 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 			avoided[n] = true
 		}
 	}
-	// A copy counts if its pack is stored. With hole 4 put back, the
-	// collector judges orphans without their content, as if it had not
-	// read their headers.
+	// A copy counts if its pack is stored at its indexed size. With hole
+	// 4 put back, the collector judges orphans without their content, as
+	// if it had not read their headers.
 	blind := hole.On(hole.SkipBadIndex)
-	counts := func(n uint32) bool { return l.packs[n].stored() && !(blind && l.packs[n].fromHeader()) }
+	counts := func(n uint32) bool {
+		p := &l.packs[n]
+		return p.stored() && !p.misfit() && !(blind && p.fromHeader())
+	}
 	score := make([]int32, len(l.packs))
 	k.used = make([]int64, len(l.packs))
 	err = l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
@@ -806,12 +847,19 @@ func (l *ledger) keepers(refs *refSpill, avoid map[chunk.ID]bool) (k kept, err e
 	return k, err
 }
 
-// confirm checks, before the packs in dying are deleted, that every pack
-// kept instead of them for a referenced chunk they hold is in the store,
-// where the ledger only assumed it (no full scan): one HEAD a distinct
-// keeper, so the requests follow what is deleted, not the store. It
-// returns the keepers found missing: the ledger must then be loaded again
-// with a full scan, which sees them gone and keeps another copy.
+// confirm checks, before the packs in dying are deleted, every pack kept
+// instead of them for a referenced chunk they hold: that it is in the
+// store at its indexed size and that its header names those chunks where
+// the ledger places them. Three requests a distinct keeper (a header
+// read), so the requests follow what is deleted, not the store. It
+// returns the keepers found missing or damaged. A HEAD alone passed a
+// keeper truncated or replaced by garbage, and a listing shows neither a
+// garbage pack of the right size (TestScanAttackTruncatedKeeper,
+// TestScanAttackGarbageKeeper). A ledger that only assumed its packs
+// stored (no full scan) must then be loaded again with one, which sees a
+// keeper gone or misfit; a listed ledger spoils the damaged keepers and
+// chooses again. (Damage inside a chunk's bytes, under a whole header, it
+// does not see: validate --checksum does.)
 func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[chunk.ID]bool) ([]chunk.ID, error) {
 	if len(dying) == 0 {
 		return nil, nil
@@ -822,15 +870,19 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 			die[n] = true
 		}
 	}
-	check := map[uint32]bool{}
+	check := map[uint32][]pack.Entry{} // keeper -> its copies of the chunks of dying packs
 	err := l.eachReferenced(refs, func(_ chunk.ID, copies [][]byte) {
 		best, found := k.choose(copies)
-		if !found || !l.packs[best].assumed() || check[best] {
+		if !found {
 			return
 		}
 		for _, r := range copies {
 			if n, _ := copyOf(r); n != best && die[n] {
-				check[best] = true
+				for _, r := range copies {
+					if n, e := copyOf(r); n == best {
+						check[best] = append(check[best], e)
+					}
+				}
 				return
 			}
 		}
@@ -838,20 +890,53 @@ func (l *ledger) confirm(ctx context.Context, refs *refSpill, k kept, dying map[
 	if err != nil {
 		return nil, err
 	}
-	var missing []chunk.ID
+	var bad []chunk.ID
 	for _, n := range slices.Sorted(maps.Keys(check)) {
 		id := l.packs[n].ID
-		_, err := l.st.Stat(ctx, pack.Key(id))
+		entries, size, err := pack.ReadHeader(ctx, l.st, pack.Key(id))
 		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			missing = append(missing, id)
-		case err != nil:
-			return nil, fmt.Errorf("confirm pack %s: %w", id, err)
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil || !l.fits(n, size) || !holds(entries, check[n]):
+			// Gone, or damaged; a store failing to answer counts as
+			// damage too: it keeps packs, it never deletes one.
+			bad = append(bad, id)
 		default:
 			l.packs[n].flags &^= packAssumed
 		}
 	}
-	return missing, nil
+	return bad, nil
+}
+
+// holds reports whether a pack's header entries hold each chunk of want
+// where want places it (ID, offset and length); want may place a chunk
+// twice (index files that disagree), and one place held is enough.
+func holds(entries, want []pack.Entry) bool {
+	at := make(map[pack.Entry]bool, len(entries))
+	for _, e := range entries {
+		at[e] = true
+	}
+	held := map[chunk.ID]bool{}
+	for _, e := range want {
+		if at[e] {
+			held[e.ID] = true
+		}
+	}
+	for _, e := range want {
+		if !held[e.ID] {
+			return false
+		}
+	}
+	return true
+}
+
+// spoil takes the packs for damaged (misfit): no chunk's copy.
+func (l *ledger) spoil(ids []chunk.ID) {
+	for _, id := range ids {
+		if n, ok := l.find(id); ok {
+			l.packs[n].flags |= packMisfit
+		}
+	}
 }
 
 // referencedIn returns the referenced chunks each of the packs numbered in
