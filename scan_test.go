@@ -1,19 +1,15 @@
 package cassback
 
 import (
-	"context"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/internal/hole"
-	"github.com/cassback/cassback/remote"
 )
 
 // keepOneSSTable removes every SSTable of the node at data but the first
@@ -51,37 +47,6 @@ func keepOneSSTable(t *testing.T, data string) {
 	}
 }
 
-// losesRepacked is a store that loses the pack a repack writes: the
-// next write of an index file (the repack's, which names it) first
-// deletes the last pack written, as a bucket losing an object would.
-type losesRepacked struct {
-	remote.Store
-	mu       sync.Mutex
-	armed    bool
-	lastPack string
-	lost     string
-}
-
-func (s *losesRepacked) Put(ctx context.Context, key string, data io.Reader, size int64) error {
-	s.mu.Lock()
-	if s.armed && strings.HasPrefix(key, "index/") && s.lastPack != "" {
-		s.armed, s.lost = false, s.lastPack
-		if err := s.Store.Delete(ctx, s.lastPack); err != nil {
-			s.mu.Unlock()
-			return err
-		}
-	}
-	if strings.HasPrefix(key, "packs/") {
-		s.lastPack = key
-	}
-	s.mu.Unlock()
-	return s.Store.Put(ctx, key, data, size)
-}
-
-func (s *losesRepacked) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
-	return s.Store.(remote.Conditional).PutIf(ctx, key, data, ifMatch)
-}
-
 // Hole 10: a purge that did not list the packs took every indexed pack as
 // stored. A repack copied the live chunks of a sparse pack into a new
 // pack, which the store then lost; the sweep kept the lost copy and
@@ -91,7 +56,7 @@ func (s *losesRepacked) PutIf(ctx context.Context, key string, data []byte, ifMa
 func TestHole10UnconfirmedKeepers(t *testing.T) {
 	holeTest(t, hole.UnconfirmedKeepers, func(t *testing.T) error {
 		ctx := t.Context()
-		st := &losesRepacked{Store: localStore(t)}
+		st := &saDamagesRepacked{Store: localStore(t), how: saDelete} // loses the repacked pack
 		o := gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5}
 		r := repoOn(t, st, o)
 		data := smallNode(t, 61)
@@ -124,7 +89,7 @@ func TestHole10UnconfirmedKeepers(t *testing.T) {
 		if res.Plan.Scanned {
 			t.Fatalf("the second purge listed the packs: %s", res.Plan.ScanWhy)
 		}
-		if res.GC.Repacked == 0 || st.lost == "" {
+		if res.GC.Repacked == 0 || st.damaged == "" {
 			t.Fatalf("no repack, or no pack lost: %+v; removed %v kept %v", res.GC, res.Manifests, res.Kept)
 		}
 		if !hole.On(hole.UnconfirmedKeepers) && res.GC.Resurrected == 0 {
