@@ -105,9 +105,9 @@ func saDamageObject(ctx context.Context, st remote.Store, key string, how saDama
 // a second backup of one SSTable a keyspace, then a purge of the first
 // backup, which repacks the sparse packs (the store damages the new pack
 // as its index file is written) and, with no grace, sweeps them at once.
-// scan says whether that purge lists every pack. It returns the loss, if
-// any.
-func saRepackDamaged(t *testing.T, how saDamage, scan bool) error {
+// scan says whether that purge lists every pack. It returns what that
+// purge's collection did, and the loss, if any.
+func saRepackDamaged(t *testing.T, how saDamage, scan bool) (gc.Report, error) {
 	ctx := t.Context()
 	st := &saDamagesRepacked{Store: localStore(t), how: how}
 	r := repoOn(t, st, gc.Options{Grace: -1, NewPackMargin: -1, RepackThreshold: 0.5})
@@ -115,8 +115,14 @@ func saRepackDamaged(t *testing.T, how saDamage, scan bool) error {
 	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "h"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: time.Now().Add(-time.Hour), Holder: "p"}); err != nil {
+	// A first purge removes nothing and lists every pack (none has), so
+	// the next one judges packs from the index files unless told to scan.
+	first, err := r.Purge(ctx, PurgeOptions{Host: "h", Before: time.Now().Add(-time.Hour), Holder: "p"})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !first.Plan.Scanned {
+		t.Fatalf("the first purge did not list the packs: %s", first.Plan.ScanWhy)
 	}
 	time.Sleep(10 * time.Millisecond)
 	cut := time.Now()
@@ -139,7 +145,7 @@ func saRepackDamaged(t *testing.T, how saDamage, scan bool) error {
 		t.Fatalf("no repack, or no pack damaged: %+v; removed %v kept %v", res.GC, res.Manifests, res.Kept)
 	}
 	t.Logf("%s %s; purge: %+v", how, st.damaged, res.GC)
-	return committedWhole(t, st)
+	return res.GC, committedWhole(t, st)
 }
 
 // BREAK (3d78cb3): a sweep that did not list the packs confirms the pack
@@ -154,7 +160,7 @@ func saRepackDamaged(t *testing.T, how saDamage, scan bool) error {
 func TestScanAttackTruncatedKeeper(t *testing.T) {
 	for _, scan := range []bool{false, true} {
 		t.Run(map[bool]string{false: "unlisted", true: "listed"}[scan], func(t *testing.T) {
-			if err := saRepackDamaged(t, saTruncate, scan); err != nil {
+			if _, err := saRepackDamaged(t, saTruncate, scan); err != nil {
 				t.Fatalf("LOSS: %v", err)
 			}
 		})
@@ -168,7 +174,7 @@ func TestScanAttackTruncatedKeeper(t *testing.T) {
 func TestScanAttackGarbageKeeper(t *testing.T) {
 	for _, scan := range []bool{false, true} {
 		t.Run(map[bool]string{false: "unlisted", true: "listed"}[scan], func(t *testing.T) {
-			if err := saRepackDamaged(t, saGarbage, scan); err != nil {
+			if _, err := saRepackDamaged(t, saGarbage, scan); err != nil {
 				t.Fatalf("LOSS: %v", err)
 			}
 		})
