@@ -1,0 +1,221 @@
+package crypt
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/remotetest"
+)
+
+func testKeys(t *testing.T) *Keys {
+	t.Helper()
+	master := make([]byte, 32)
+	rand.Read(master)
+	k, err := NewKeys(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestStoreContract(t *testing.T) {
+	k := testKeys(t)
+	remotetest.Run(t, func(t *testing.T) remote.Store { return NewStore(remotetest.NewMemory(), k) })
+}
+
+func TestSizes(t *testing.T) {
+	for _, n := range []int64{0, 1, SegmentSize - 1, SegmentSize, SegmentSize + 1, 3*SegmentSize + 17, 5 * SegmentSize} {
+		c := SealedSize(n)
+		got, ok := PlainSize(c)
+		if !ok || got != n {
+			t.Errorf("PlainSize(SealedSize(%d) = %d) = %d, %v; want %d, true", n, c, got, ok, n)
+		}
+		k := testKeys(t)
+		b, err := k.Seal("x", make([]byte, n))
+		if err != nil || int64(len(b)) != c {
+			t.Errorf("Seal of %d bytes: %d bytes, %v; want %d", n, len(b), err, c)
+		}
+	}
+	for c := int64(0); c < 3*fullLen; c++ {
+		if n, ok := PlainSize(c); ok && SealedSize(n) != c {
+			t.Fatalf("PlainSize(%d) = %d, but that seals to %d", c, n, SealedSize(n))
+		}
+	}
+}
+
+// TestRanges reads every range of a few sizes across segment edges.
+func TestRanges(t *testing.T) {
+	ctx := context.Background()
+	k := testKeys(t)
+	st := NewStore(remotetest.NewMemory(), k)
+	for _, n := range []int{0, 5, SegmentSize, 2*SegmentSize + 3} {
+		data := make([]byte, n)
+		rand.Read(data)
+		if err := st.Put(ctx, "obj", bytes.NewReader(data), int64(n)); err != nil {
+			t.Fatal(err)
+		}
+		edges := []int{0, 1, 4, 5, 6, SegmentSize - 1, SegmentSize, SegmentSize + 1, 2 * SegmentSize, 2*SegmentSize + 3}
+		for _, off := range edges {
+			for _, l := range []int{-1, 0, 1, 2, SegmentSize, 3 * SegmentSize} {
+				rc, err := st.Get(ctx, "obj", int64(off), int64(l))
+				if off > n {
+					if !errors.Is(err, remote.ErrInvalidRange) {
+						t.Errorf("size %d: Get(%d, %d): %v, want ErrInvalidRange", n, off, l, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("size %d: Get(%d, %d): %v", n, off, l, err)
+				}
+				got, err := io.ReadAll(rc)
+				rc.Close()
+				end := n
+				if l >= 0 {
+					end = min(n, off+l)
+				}
+				if err != nil || !bytes.Equal(got, data[off:end]) {
+					t.Fatalf("size %d: Get(%d, %d): %d bytes, %v; want data[%d:%d]", n, off, l, len(got), err, off, end)
+				}
+			}
+		}
+	}
+}
+
+// TestTamper changes, cuts, extends, moves and swaps stored segments: every
+// such object fails to open with ErrAuth naming its key.
+func TestTamper(t *testing.T) {
+	ctx := context.Background()
+	k := testKeys(t)
+	mem := remotetest.NewMemory()
+	st := NewStore(mem, k)
+	data := make([]byte, 2*SegmentSize+100)
+	rand.Read(data)
+	put := func(key string) []byte {
+		if err := st.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		return raw(t, mem, key)
+	}
+	orig := put("a")
+	other := put("b")
+	cases := map[string][]byte{
+		"flip first byte":       flip(orig, 0),
+		"flip nonce":            flip(orig, 5),
+		"flip ciphertext":       flip(orig, 1000),
+		"flip last tag":         flip(orig, len(orig)-1),
+		"flip second segment":   flip(orig, fullLen+50),
+		"cut last segment":      orig[:2*fullLen],
+		"cut a byte":            orig[:len(orig)-1],
+		"add a byte":            append(bytes.Clone(orig), 0),
+		"swap segments":         append(append(bytes.Clone(orig[fullLen:2*fullLen]), orig[:fullLen]...), orig[2*fullLen:]...),
+		"object of another key": other,
+	}
+	for name, b := range cases {
+		if err := mem.Put(ctx, "a", bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := st.Get(ctx, "a", 0, -1)
+		if err == nil {
+			_, err = io.ReadAll(rc)
+			rc.Close()
+		}
+		if !errors.Is(err, ErrAuth) || !bytes.Contains([]byte(err.Error()), []byte("a: ")) {
+			t.Errorf("%s: read gives %v, want ErrAuth naming the key", name, err)
+		}
+	}
+	// A wrong key opens nothing.
+	if err := mem.Put(ctx, "a", bytes.NewReader(orig), int64(len(orig))); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := NewStore(mem, testKeys(t)).Get(ctx, "a", 0, -1)
+	if err == nil {
+		_, err = io.ReadAll(rc)
+	}
+	if !errors.Is(err, ErrAuth) {
+		t.Errorf("read under another key: %v, want ErrAuth", err)
+	}
+}
+
+// TestExempt passes exempt keys through as they are.
+func TestExempt(t *testing.T) {
+	ctx := context.Background()
+	mem := remotetest.NewMemory()
+	st := NewStore(mem, testKeys(t), "config", "keys/")
+	for _, key := range []string{"config", "keys/x"} {
+		if err := st.Put(ctx, key, bytes.NewReader([]byte("plain")), 5); err != nil {
+			t.Fatal(err)
+		}
+		if got := raw(t, mem, key); string(got) != "plain" {
+			t.Errorf("%s stored as %q, want plain", key, got)
+		}
+	}
+	if err := st.Put(ctx, "packs/x", bytes.NewReader([]byte("plain")), 5); err != nil {
+		t.Fatal(err)
+	}
+	if got := raw(t, mem, "packs/x"); bytes.Contains(got, []byte("plain")) || int64(len(got)) != SealedSize(5) {
+		t.Errorf("packs/x stored as %q, want sealed", got)
+	}
+}
+
+func TestPutSizeMismatch(t *testing.T) {
+	ctx := context.Background()
+	st := NewStore(remotetest.NewMemory(), testKeys(t))
+	for _, n := range []int{4, 6, SegmentSize + 1} {
+		if err := st.Put(ctx, "k", bytes.NewReader(make([]byte, n)), 5); err == nil {
+			t.Errorf("Put of %d bytes as 5: no error", n)
+		}
+		if _, err := st.Stat(ctx, "k"); err == nil {
+			t.Errorf("Put of %d bytes as 5 stored an object", n)
+		}
+	}
+}
+
+func raw(t *testing.T, st remote.Store, key string) []byte {
+	t.Helper()
+	rc, err := st.Get(context.Background(), key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func flip(b []byte, i int) []byte {
+	c := bytes.Clone(b)
+	c[i] ^= 0x40
+	return c
+}
+
+func BenchmarkSeal(b *testing.B) {
+	master := make([]byte, 32)
+	k, _ := NewKeys(master)
+	data := make([]byte, 4<<20)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := k.Seal("packs/x", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	master := make([]byte, 32)
+	k, _ := NewKeys(master)
+	data := make([]byte, 4<<20)
+	s, _ := k.Seal("packs/x", data)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := k.Open("packs/x", s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,344 @@
+package crypt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/cassback/cassback/remote"
+)
+
+// Store is a remote.Store whose objects are sealed in the store beneath
+// it: callers put and get plaintext, the inner store holds only sealed
+// segments. Sizes it reports (Stat, List) are plaintext sizes, computed
+// from the stored ones; an object whose stored size no sealed object has
+// reports Size -1, which matches no recorded size. ETags and times are the
+// inner store's. Keys stay as they are.
+//
+// Keys under the exempt prefixes are passed through unsealed: the config
+// (read before any key is known; its secrets are sealed on their own) and
+// the key slots (which seal the master key themselves).
+//
+// Store has PutIf always; when the inner store is not a
+// remote.Conditional it returns an error wrapping errors.ErrUnsupported,
+// as remote.Counting does. It forwards PutVerified, DeleteMany,
+// RemoveStaleTemp and KeyPrefix.
+type Store struct {
+	inner  remote.Store
+	keys   *Keys
+	exempt []string
+}
+
+// NewStore returns a Store sealing the objects of inner with keys, except
+// those whose keys equal or start with one of exempt.
+func NewStore(inner remote.Store, keys *Keys, exempt ...string) *Store {
+	return &Store{inner: inner, keys: keys, exempt: exempt}
+}
+
+func (s *Store) sealed(key string) bool {
+	for _, e := range s.exempt {
+		if strings.HasPrefix(key, e) {
+			return false
+		}
+	}
+	return true
+}
+
+// Put implements remote.Store.
+func (s *Store) Put(ctx context.Context, key string, data io.Reader, size int64) error {
+	if !s.sealed(key) {
+		return s.inner.Put(ctx, key, data, size)
+	}
+	if size < 0 {
+		return fmt.Errorf("put %s: size %d", key, size)
+	}
+	return s.inner.Put(ctx, key, s.sealReader(key, data, size), SealedSize(size))
+}
+
+// PutVerified implements remote.Verifying.
+func (s *Store) PutVerified(ctx context.Context, key string, data io.Reader, size int64) (bool, error) {
+	if !s.sealed(key) {
+		return remote.PutVerified(ctx, s.inner, key, data, size)
+	}
+	if size < 0 {
+		return false, fmt.Errorf("put %s: size %d", key, size)
+	}
+	return remote.PutVerified(ctx, s.inner, key, s.sealReader(key, data, size), SealedSize(size))
+}
+
+// PutIf implements remote.Conditional.
+func (s *Store) PutIf(ctx context.Context, key string, data []byte, ifMatch string) (string, error) {
+	cs, ok := s.inner.(remote.Conditional)
+	if !ok {
+		return "", fmt.Errorf("put %s: %w", key, errors.ErrUnsupported)
+	}
+	if !s.sealed(key) {
+		return cs.PutIf(ctx, key, data, ifMatch)
+	}
+	b, err := s.keys.Seal(key, data)
+	if err != nil {
+		return "", err
+	}
+	return cs.PutIf(ctx, key, b, ifMatch)
+}
+
+// Get implements remote.Store: it reads the segments the range covers and
+// opens them as it goes; a segment that does not open ends the body with
+// an error wrapping ErrAuth.
+func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if !s.sealed(key) {
+		return s.inner.Get(ctx, key, offset, length)
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("get %s: offset %d: %w", key, offset, remote.ErrInvalidRange)
+	}
+	if length == 0 {
+		// The range is empty, but an offset past the end must still fail:
+		// read the segment that holds offset.
+		length = 1
+		rc, err := s.Get(ctx, key, offset, length)
+		if err != nil {
+			return nil, err
+		}
+		rc.Close()
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	first := offset / SegmentSize
+	cLen := int64(-1)
+	if length > 0 {
+		last := (offset + length - 1) / SegmentSize
+		cLen = (last - first + 1) * fullLen
+	}
+	rc, err := s.inner.Get(ctx, key, first*fullLen, cLen)
+	if err != nil {
+		return nil, err
+	}
+	r := &openReader{s: s, key: key, rc: rc, seg: first, skip: offset - first*SegmentSize, left: length, buf: make([]byte, fullLen), pbuf: make([]byte, 0, SegmentSize)}
+	// Open the first segment now, so that an offset past the end is an
+	// error of Get, as the Store contract has it.
+	if err := r.fill(); err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// openReader opens the segments of a ranged read one at a time.
+type openReader struct {
+	s    *Store
+	key  string
+	rc   io.ReadCloser
+	seg  int64  // index of the next segment to read
+	skip int64  // plaintext bytes still to skip before the range
+	left int64  // plaintext bytes still to return; < 0: to the end
+	buf  []byte // a stored segment
+	pbuf []byte // its plaintext
+	out  []byte // opened bytes not yet returned (in pbuf)
+	ad   []byte
+	eof  bool // the object's last segment was read
+	err  error
+}
+
+// fill reads and opens the next segment.
+func (r *openReader) fill() error {
+	n, err := io.ReadFull(r.rc, r.buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		if n == 0 {
+			if r.skip > 0 || r.left != 0 {
+				// The object ended on a full segment: its last one is lost.
+				return fmt.Errorf("%s: ends after segment %d without a last one: %w", r.key, r.seg-1, ErrAuth)
+			}
+			r.eof = true
+			return nil
+		}
+		r.eof = true
+	case err != nil:
+		return err
+	}
+	if r.pbuf, err = r.s.keys.openSegment(r.pbuf[:0], r.key, r.seg, r.buf[:n], r.ad); err != nil {
+		return err
+	}
+	r.out = r.pbuf
+	r.seg++
+	if r.skip > int64(len(r.out)) {
+		if r.eof {
+			return fmt.Errorf("get %s: offset past the end: %w", r.key, remote.ErrInvalidRange)
+		}
+		r.skip -= int64(len(r.out))
+		r.out = r.out[:0]
+		return nil
+	}
+	r.out = r.out[r.skip:]
+	r.skip = 0
+	if r.left >= 0 && int64(len(r.out)) > r.left {
+		r.out = r.out[:r.left]
+	}
+	return nil
+}
+
+func (r *openReader) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.left == 0 || r.eof {
+			return 0, io.EOF
+		}
+		if r.err = r.fill(); r.err != nil {
+			return 0, r.err
+		}
+	}
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	if r.left > 0 {
+		r.left -= int64(n)
+	}
+	return n, nil
+}
+
+func (r *openReader) Close() error { return r.rc.Close() }
+
+// ETag forwards the inner body's (remote.ETagger).
+func (r *openReader) ETag() string { return remote.BodyETag(r.rc) }
+
+// Stat implements remote.Store.
+func (s *Store) Stat(ctx context.Context, key string) (remote.Info, error) {
+	info, err := s.inner.Stat(ctx, key)
+	if err == nil {
+		s.plain(&info)
+	}
+	return info, err
+}
+
+// plain makes info's size the plaintext size of a sealed object.
+func (s *Store) plain(info *remote.Info) {
+	if !s.sealed(info.Key) {
+		return
+	}
+	n, ok := PlainSize(info.Size)
+	if !ok {
+		n = -1
+	}
+	info.Size = n
+}
+
+// List implements remote.Store.
+func (s *Store) List(ctx context.Context, prefix string, fn func(remote.Info) error) error {
+	return s.inner.List(ctx, prefix, func(info remote.Info) error {
+		s.plain(&info)
+		return fn(info)
+	})
+}
+
+// ListDirs implements remote.Store.
+func (s *Store) ListDirs(ctx context.Context, prefix string) ([]string, error) {
+	return s.inner.ListDirs(ctx, prefix)
+}
+
+// Delete implements remote.Store.
+func (s *Store) Delete(ctx context.Context, key string) error { return s.inner.Delete(ctx, key) }
+
+// DeleteMany deletes keys with the inner store's DeleteMany when it has
+// one, else one at a time.
+func (s *Store) DeleteMany(ctx context.Context, keys []string) error {
+	if bd, ok := s.inner.(interface {
+		DeleteMany(context.Context, []string) error
+	}); ok {
+		return bd.DeleteMany(ctx, keys)
+	}
+	var errs []error
+	for _, k := range keys {
+		if err := s.inner.Delete(ctx, k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveStaleTemp forwards to the inner store when it keeps temporary
+// files (remote/local).
+func (s *Store) RemoveStaleTemp(ctx context.Context, age time.Duration) (int, error) {
+	if t, ok := s.inner.(interface {
+		RemoveStaleTemp(context.Context, time.Duration) (int, error)
+	}); ok {
+		return t.RemoveStaleTemp(ctx, age)
+	}
+	return 0, nil
+}
+
+// KeyPrefix forwards the inner store's (remote.KeyPrefixer).
+func (s *Store) KeyPrefix() string {
+	if p, ok := s.inner.(remote.KeyPrefixer); ok {
+		return p.KeyPrefix()
+	}
+	return ""
+}
+
+// Unwrap returns the store beneath.
+func (s *Store) Unwrap() remote.Store { return s.inner }
+
+// sealReader returns a reader of the sealed form of the size bytes data
+// yields; it fails if data yields fewer or more.
+func (s *Store) sealReader(key string, data io.Reader, size int64) io.Reader {
+	return &sealReader{s: s, key: key, data: data, left: size, in: make([]byte, SegmentSize+1)}
+}
+
+type sealReader struct {
+	s    *Store
+	key  string
+	data io.Reader
+	left int64 // plaintext bytes still to read
+	seg  int64
+	in   []byte
+	out  []byte
+	ad   []byte
+	done bool
+	err  error
+}
+
+func (r *sealReader) Read(p []byte) (int, error) {
+	for len(r.out) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if r.done {
+			return 0, io.EOF
+		}
+		r.err = r.next()
+	}
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	return n, nil
+}
+
+// next seals the next segment.
+func (r *sealReader) next() error {
+	want := min(r.left, SegmentSize)
+	n, err := io.ReadFull(r.data, r.in[:want])
+	if err != nil && !(want == 0 && err == io.EOF) {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return fmt.Errorf("seal %s: data ended %d bytes early", r.key, r.left-int64(n))
+		}
+		return err
+	}
+	r.left -= int64(n)
+	if r.left == 0 && n < SegmentSize {
+		// The last segment: data must end here.
+		if m, _ := io.ReadFull(r.data, r.in[:1]); m > 0 {
+			return fmt.Errorf("seal %s: data longer than its size", r.key)
+		}
+		r.done = true
+	}
+	out, err := r.s.keys.sealSegment(r.out[:0], r.key, r.seg, r.in[:n], r.ad)
+	if err != nil {
+		return err
+	}
+	r.out = out
+	r.seg++
+	return nil
+}
