@@ -115,7 +115,7 @@ func (r *Repo) checkConfig(ctx context.Context, gen string) error {
 	if err != nil {
 		return err
 	}
-	if cfg != r.Config {
+	if !cfg.SameStore(r.Config) {
 		c.save("", cfg) // the next run starts from the store's config
 		return fmt.Errorf("%w: run the backup again", ErrConfigChanged)
 	}

@@ -2,6 +2,7 @@ package cassback
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,7 @@ import (
 	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/crypt"
 )
 
 // Repo is an opened store: its config and the local cache folder. Each
@@ -49,6 +51,8 @@ type Repo struct {
 	// the same numbers in every run of a schedule (its trees' IDs depend
 	// on them).
 	inode func(uint64) uint64
+	// keys are an encrypted store's (nil: a plaintext store).
+	keys *crypt.Keys
 	// compactAt, if set, is how many small index files of its host a
 	// writer lets be before it compacts them (index.WriterOptions).
 	compactAt int
@@ -86,7 +90,34 @@ type Options struct {
 	// copy (configcache.go). "" reads it from the store.
 	Location string
 	Log      *slog.Logger
+	// Keys opens an encrypted store (its key slots), and with Create makes
+	// a new store encrypted; nil opens plaintext stores only.
+	Keys Keys
 }
+
+// Keys are the key sources an operator gave a command (a key file, a
+// passphrase, a KMS key): KeySlots makes them from remote/crypt/keyslot's.
+type Keys interface {
+	// Unlock returns the master key of the store whose ID is given, from
+	// one of its key slots in st that a source opens.
+	Unlock(ctx context.Context, st remote.Store, storeID string) (master []byte, err error)
+	// Create writes a key slot of master for each source.
+	Create(ctx context.Context, st remote.Store, storeID string, master []byte) error
+}
+
+// ExemptKeys are the keys an encrypted store keeps unsealed: the config,
+// read before a key is known, and the key slots, which seal the master
+// key themselves.
+var ExemptKeys = []string{index.ConfigKey, KeySlotPrefix}
+
+// KeySlotPrefix is where an encrypted store's key slots live.
+const KeySlotPrefix = "keys/"
+
+// ErrNeedKey reports an encrypted store opened without a key source.
+var ErrNeedKey = errors.New("the store is encrypted: give its key with --key-file, CASSBACK_PASSPHRASE or --kms-key-id")
+
+// ErrNotEncrypted reports a key source given for a plaintext store.
+var ErrNotEncrypted = errors.New("a key was given but the store is not encrypted (it was created without one)")
 
 // Open reads the store's config, creating it with o.Create. A new store's
 // config records whether the store honours conditional writes, probed once
@@ -99,20 +130,29 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	var cc *configCache
 	var cfg index.Config
 	var err error
-	cached := false
+	cached, created := false, false
 	if o.Location != "" && o.CacheRoot != "" {
 		cc, cfg, cached = openConfigCache(o.CacheRoot, o.Location)
 	}
 	if !cached {
 		cfg, err = index.LoadConfig(ctx, st)
 		if errors.Is(err, index.ErrNotStore) && o.Create {
-			cfg, err = create(ctx, st, log)
+			cfg, err = create(ctx, st, o.Keys, log)
+			created = true
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	r := &Repo{Store: st, Config: cfg, Log: log, spawn: goSpawn, configCache: cc}
+	if err := r.unlock(ctx, o.Keys); err != nil {
+		return nil, err
+	}
+	if created && r.Config.Conditional {
+		if err := gc.InitGeneration(ctx, r.Store); err != nil {
+			return nil, err
+		}
+	}
 	if o.CacheRoot != "" {
 		r.CacheDir = filepath.Join(o.CacheRoot, cfg.ID)
 		if err := makeCacheDir(o.CacheRoot, cfg.ID); err != nil {
@@ -129,10 +169,39 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	return r, nil
 }
 
+// unlock opens an encrypted store with keys: its master key from a key
+// slot, checked against the config, its config's secrets; from then on
+// r.Store seals and opens every object but ExemptKeys.
+func (r *Repo) unlock(ctx context.Context, keys Keys) error {
+	switch {
+	case !r.Config.Encrypted() && keys != nil:
+		return ErrNotEncrypted
+	case !r.Config.Encrypted():
+		return nil
+	case keys == nil:
+		return fmt.Errorf("store %s: %w", r.Config.ID, ErrNeedKey)
+	}
+	master, err := keys.Unlock(ctx, r.Store, r.Config.ID)
+	if err != nil {
+		return err
+	}
+	defer clear(master)
+	k, err := crypt.NewKeys(master)
+	if err != nil {
+		return err
+	}
+	if err := r.Config.Unlock(k); err != nil {
+		return err
+	}
+	r.keys = k
+	r.Store = crypt.NewStore(r.Store, k, ExemptKeys...)
+	return nil
+}
+
 // create initialises a store, recording whether it honours conditional
-// writes. Of two nodes creating one store at once, one config wins and
-// both use it.
-func create(ctx context.Context, st remote.Store, log *slog.Logger) (index.Config, error) {
+// writes, encrypted when keys are given. Of two nodes creating one store
+// at once, one config wins and both use it.
+func create(ctx context.Context, st remote.Store, keys Keys, log *slog.Logger) (index.Config, error) {
 	fresh, err := index.NewConfig()
 	if err != nil {
 		return index.Config{}, err
@@ -143,11 +212,26 @@ func create(ctx context.Context, st remote.Store, log *slog.Logger) (index.Confi
 	if !fresh.Conditional {
 		log.Warn("the store has no conditional writes: purge will need --exclusive (see cassback check-store)")
 	}
-	cfg, err := index.Init(ctx, st, fresh)
-	if err == nil && cfg.Conditional {
-		err = gc.InitGeneration(ctx, st)
+	if keys != nil {
+		// The key slots first: a config whose master key no slot holds
+		// would make the store unusable for good.
+		master := make([]byte, 32)
+		if _, err := rand.Read(master); err != nil {
+			return index.Config{}, err
+		}
+		defer clear(master)
+		k, err := crypt.NewKeys(master)
+		if err != nil {
+			return index.Config{}, err
+		}
+		if err := fresh.Encrypt(k); err != nil {
+			return index.Config{}, err
+		}
+		if err := keys.Create(ctx, st, fresh.ID, master); err != nil {
+			return index.Config{}, fmt.Errorf("create key slot: %w", err)
+		}
 	}
-	return cfg, err
+	return index.Init(ctx, st, fresh)
 }
 
 // loadIndex builds an index of the chunks stored now, from the cache and

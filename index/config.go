@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,6 +17,7 @@ import (
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
+	"github.com/cassback/cassback/remote/crypt"
 )
 
 // ConfigKey is the key of the store's config object, written once when the
@@ -27,9 +30,11 @@ const ConfigKey = "config"
 // (docs/design.md §4); format 3, packs of format CBPACK02, whose tree
 // mark says where the nodes begin (pack.TreeStart); format 4, one commit
 // marker a commit (commits/<host>/<time>/<keyspace>-<hash>…) and the
-// sweep generation (gc/condemned/generation). No store of an earlier
-// format is read.
-const StoreFormat = 4
+// sweep generation (gc/condemned/generation); format 5, encrypted stores
+// (Encryption: every object but the config and key slots sealed by
+// remote/crypt, chunk IDs keyed, the chunker's parameters secret). No
+// store of an earlier format is read.
+const StoreFormat = 5
 
 // DefaultPackSize is the target pack size. Packs close once they reach it,
 // so a pack is at most PackSize plus one maximal chunk.
@@ -71,6 +76,137 @@ type Config struct {
 	// a probe of its own, so that all writers and purgers agree on how
 	// sessions are written (docs/design.md §4.6).
 	Conditional bool `json:"conditional"`
+	// Encryption is set when the store is encrypted (docs/design.md §5):
+	// its config then holds the chunker's parameters and the pack size
+	// only sealed, and they are known once Unlock opened them.
+	Encryption Encryption `json:"encryption"`
+
+	locked bool // encrypted, and Chunker and PackSize not opened yet
+}
+
+// Encryption describes an encrypted store in its config.
+type Encryption struct {
+	Scheme string // EncryptionScheme; "" for a store in plaintext
+	// Check is 32 hex digits that only the store's master key gives
+	// (crypt.Keys.CheckValue): a master key opened from a key slot is
+	// checked against it before anything is read or written with it.
+	Check string
+	// Secrets is the base64 of the sealed JSON of the chunker's
+	// parameters and the pack size (configSecrets).
+	Secrets string
+}
+
+// EncryptionScheme names how an encrypted store's objects are sealed.
+const EncryptionScheme = "aes256gcm-segments-v1"
+
+// Encrypted reports whether the store is encrypted.
+func (c Config) Encrypted() bool { return c.Encryption.Scheme != "" }
+
+// Locked reports whether the config is an encrypted store's whose secrets
+// are not opened yet (Unlock).
+func (c Config) Locked() bool { return c.locked }
+
+// configSecrets is what an encrypted store's config seals.
+type configSecrets struct {
+	Format   int          `json:"format"`
+	Chunker  chunk.Params `json:"chunker"`
+	PackSize int          `json:"pack_size"`
+}
+
+// secretsKey names the config's sealed secrets for crypt: not a valid
+// store key, so no stored object's segments open as them.
+const secretsKey = "config#secrets"
+
+// wireConfig is the config object's JSON: an encrypted store's has no
+// chunker and no pack size in the clear.
+type wireConfig struct {
+	Format      int           `json:"format"`
+	ID          string        `json:"id"`
+	Hash        string        `json:"hash"`
+	Chunker     *chunk.Params `json:"chunker,omitempty"`
+	PackSize    int           `json:"pack_size,omitempty"`
+	Conditional bool          `json:"conditional"`
+	Encryption  *wireEncrypt  `json:"encryption,omitempty"`
+}
+
+type wireEncrypt struct {
+	Scheme  string `json:"scheme"`
+	Check   string `json:"check"`
+	Secrets string `json:"secrets"`
+}
+
+// MarshalJSON encodes the config as the store holds it.
+func (c Config) MarshalJSON() ([]byte, error) {
+	w := wireConfig{Format: c.Format, ID: c.ID, Hash: c.Hash, Conditional: c.Conditional}
+	if c.Encrypted() {
+		w.Encryption = &wireEncrypt{Scheme: c.Encryption.Scheme, Check: c.Encryption.Check, Secrets: c.Encryption.Secrets}
+	} else {
+		w.Chunker, w.PackSize = &c.Chunker, c.PackSize
+	}
+	return json.Marshal(w)
+}
+
+// Encrypt makes the config an encrypted store's, sealing its chunker's
+// parameters and pack size with keys.
+func (c *Config) Encrypt(keys *crypt.Keys) error {
+	b, err := json.Marshal(configSecrets{Format: 1, Chunker: c.Chunker, PackSize: c.PackSize})
+	if err != nil {
+		return err
+	}
+	sealed, err := keys.Seal(secretsKey, b)
+	if err != nil {
+		return err
+	}
+	c.Encryption = Encryption{Scheme: EncryptionScheme, Check: hex.EncodeToString(keys.CheckValue(c.ID)), Secrets: base64.StdEncoding.EncodeToString(sealed)}
+	return nil
+}
+
+// ErrWrongKey reports a master key that is not the store's.
+var ErrWrongKey = errors.New("the key is not this store's")
+
+// Unlock checks keys against an encrypted store's config and opens its
+// secrets. A config already unlocked, or a plaintext store's, is left as
+// it is.
+func (c *Config) Unlock(keys *crypt.Keys) error {
+	if !c.locked {
+		return nil
+	}
+	want, err := hex.DecodeString(c.Encryption.Check)
+	if err != nil || subtle.ConstantTimeCompare(want, keys.CheckValue(c.ID)) != 1 {
+		return fmt.Errorf("store %s: %w", c.ID, ErrWrongKey)
+	}
+	sealed, err := base64.StdEncoding.DecodeString(c.Encryption.Secrets)
+	if err != nil {
+		return fmt.Errorf("store config: secrets: %w", err)
+	}
+	b, err := keys.Open(secretsKey, sealed)
+	if err != nil {
+		return fmt.Errorf("store config: secrets: %w", err)
+	}
+	var sec configSecrets
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sec); err != nil {
+		return fmt.Errorf("store config: secrets: %w", err)
+	}
+	if sec.Format != 1 {
+		return fmt.Errorf("store config: secrets of format %d, want 1", sec.Format)
+	}
+	u := *c
+	u.Chunker, u.PackSize, u.locked = sec.Chunker, sec.PackSize, false
+	if err := u.Validate(); err != nil {
+		return fmt.Errorf("store config: %w", err)
+	}
+	*c = u
+	return nil
+}
+
+// SameStore reports whether c and o are the same stored config, whether
+// or not either is unlocked.
+func (c Config) SameStore(o Config) bool {
+	a, err1 := json.Marshal(c)
+	b, err2 := json.Marshal(o)
+	return err1 == nil && err2 == nil && bytes.Equal(a, b)
 }
 
 // NewConfig returns a config with a fresh random ID and chunker polynomial.
@@ -99,6 +235,20 @@ func (c Config) Validate() error {
 	if len(c.ID) != 32 || strings.Trim(c.ID, "0123456789abcdef") != "" {
 		// The ID names the local cache folder: it must be a name, and one.
 		return fmt.Errorf("store id %.100q: want 32 lowercase hex digits", c.ID)
+	}
+	if c.Encrypted() {
+		if c.Encryption.Scheme != EncryptionScheme {
+			return fmt.Errorf("store encryption %.100q not supported (this cassback reads %s)", c.Encryption.Scheme, EncryptionScheme)
+		}
+		if len(c.Encryption.Check) != 32 || strings.Trim(c.Encryption.Check, "0123456789abcdef") != "" {
+			return fmt.Errorf("store encryption check %.100q: want 32 lowercase hex digits", c.Encryption.Check)
+		}
+		if c.Encryption.Secrets == "" || len(c.Encryption.Secrets) > 4096 {
+			return fmt.Errorf("store encryption secrets: %d bytes, want 1 to 4096", len(c.Encryption.Secrets))
+		}
+		if c.locked {
+			return nil
+		}
 	}
 	if c.PackSize < MinPackSize || c.PackSize > MaxPackTarget {
 		return fmt.Errorf("store pack size %d: want %d to %d", c.PackSize, MinPackSize, MaxPackTarget)
@@ -129,11 +279,26 @@ func DecodeConfig(b []byte) (Config, error) {
 	if len(b) > maxConfig {
 		return Config{}, fmt.Errorf("store config: more than %d bytes", maxConfig)
 	}
-	var c Config
+	var w wireConfig
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := dec.Decode(&w); err != nil {
 		return Config{}, fmt.Errorf("store config: %w", err)
+	}
+	c := Config{Format: w.Format, ID: w.ID, Hash: w.Hash, PackSize: w.PackSize, Conditional: w.Conditional}
+	switch {
+	case w.Encryption != nil && (w.Chunker != nil || w.PackSize != 0):
+		return Config{}, errors.New("store config: an encrypted store's with its chunker in the clear")
+	case w.Encryption != nil:
+		c.Encryption = Encryption{Scheme: w.Encryption.Scheme, Check: w.Encryption.Check, Secrets: w.Encryption.Secrets}
+		c.locked = true
+		if c.Encryption.Scheme == "" {
+			return Config{}, errors.New("store config: encryption without a scheme")
+		}
+	case w.Chunker == nil:
+		return Config{}, errors.New("store config: no chunker")
+	default:
+		c.Chunker = *w.Chunker
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("store config: %w", err)

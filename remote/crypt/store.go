@@ -19,7 +19,7 @@ import (
 // reports Size -1, which matches no recorded size. ETags and times are the
 // inner store's. Keys stay as they are.
 //
-// Keys under the exempt prefixes are passed through unsealed: the config
+// Exempt keys are passed through unsealed: the config
 // (read before any key is known; its secrets are sealed on their own) and
 // the key slots (which seal the master key themselves).
 //
@@ -34,14 +34,15 @@ type Store struct {
 }
 
 // NewStore returns a Store sealing the objects of inner with keys, except
-// those whose keys equal or start with one of exempt.
+// those whose keys are one of exempt, or start with one of exempt that
+// ends in '/'.
 func NewStore(inner remote.Store, keys *Keys, exempt ...string) *Store {
 	return &Store{inner: inner, keys: keys, exempt: exempt}
 }
 
 func (s *Store) sealed(key string) bool {
 	for _, e := range s.exempt {
-		if strings.HasPrefix(key, e) {
+		if key == e || strings.HasSuffix(e, "/") && strings.HasPrefix(key, e) {
 			return false
 		}
 	}
