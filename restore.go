@@ -167,11 +167,17 @@ func (r *Repo) Restore(ctx context.Context, ms []*manifest.Manifest, opts Restor
 				}
 				return nil
 			})
-			if err != nil {
-				// The files read before the tree failed (a node lost, a
-				// forged tree, the context ended) are restored still, or
-				// recorded as failed: some were moved aside already.
+			if err != nil && ctx.Err() != nil {
+				// The files read before the context ended are restored
+				// still, or recorded as failed: some were moved aside.
 				return res, errors.Join(err, flush())
+			}
+			if err != nil {
+				// The table's tree failed (a node lost, damaged or
+				// forged): the files read before are restored, the
+				// table is reported failed, and the other tables go on.
+				res.Failed = append(res.Failed, FileOutcome{Backup: m.Name, Path: m.Keyspace + "/" + t.Name + "/",
+					Reason: "the table's file list is unreadable: " + err.Error(), Err: err})
 			}
 		}
 	}

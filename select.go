@@ -50,15 +50,36 @@ func Select(ctx context.Context, st remote.Store, host, name string, keyspaces [
 		}
 	}
 	var ms []*manifest.Manifest
+	var damaged []error
 	for _, ks := range kss {
 		m, err := latest(ctx, st, host, ks, at)
+		if err != nil && (errors.Is(err, remote.ErrCorrupt) || errors.Is(err, manifest.ErrChanged)) {
+			damaged = append(damaged, err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
 		ms = append(ms, m)
 	}
+	if len(damaged) > 0 {
+		return ms, &DamagedError{Errs: damaged}
+	}
 	return ms, nil
 }
+
+// DamagedError is Select's error when the latest backups of some keyspaces
+// are damaged (their manifests fail their checks): the manifests it
+// returns with it are those of the other keyspaces, which may still be
+// restored. The newest backup of a damaged keyspace is not passed over
+// for an older one: the operator picks one by name.
+type DamagedError struct{ Errs []error }
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("%d keyspaces' latest backups are damaged, first: %v", len(e.Errs), e.Errs[0])
+}
+
+func (e *DamagedError) Unwrap() []error { return e.Errs }
 
 // latest reads the newest committed backup of keyspace ks at or before at.
 // A commit marker whose manifest is gone (written late, after a purge

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"path"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/manifest/sstable"
+	"github.com/cassback/cassback/remote"
 )
 
 // ValidateOptions chooses what validate checks.
@@ -56,14 +58,18 @@ type Problem struct {
 
 // ValidateReport is what validate found.
 type ValidateReport struct {
-	Backups       []string // validated
-	Files         int
-	Chunks        int // distinct chunks referenced
-	Packs         int // packs whose headers were read
-	BytesRead     int64
-	Problems      []Problem
-	Orphans       []chunk.ID        // stored packs no index file names
-	BadIndex      []string          // unreadable index files, with why
+	Backups   []string // validated
+	Files     int
+	Chunks    int // distinct chunks referenced
+	Packs     int // packs whose headers were read
+	BytesRead int64
+	Problems  []Problem
+	Orphans   []chunk.ID // stored packs no index file names
+	BadIndex  []string   // unreadable index files, with why
+	// Damaged lists the other objects of an encrypted store that fail
+	// their authentication (commit markers, sessions, the collector's
+	// objects), with why; checked with Checksum only.
+	Damaged       []string
 	StaleSessions []gc.SessionInfo  // not renewed within the lease, or revoked
 	Condemned     []gc.CondemnedSet // condemned sets waiting to be swept
 	// Lone lists commit markers without their manifest: written late, by a
@@ -75,7 +81,9 @@ type ValidateReport struct {
 }
 
 // OK reports whether nothing is missing or corrupt.
-func (r ValidateReport) OK() bool { return len(r.Problems) == 0 && len(r.BadIndex) == 0 }
+func (r ValidateReport) OK() bool {
+	return len(r.Problems) == 0 && len(r.BadIndex) == 0 && len(r.Damaged) == 0
+}
 
 type fileRef struct {
 	backup, ks, table string
@@ -133,6 +141,9 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (rep Validate
 	v.checkHeaders(ctx)
 	if opts.Checksum {
 		r.checksumFiles(ctx, v.files, v.good, opts.Threads, &v.rep, v.problem, v.prog)
+		if err := v.checkSealed(ctx); err != nil {
+			return v.rep, err
+		}
 	} else {
 		v.prog.done(int64(len(v.files)), 0)
 	}
@@ -140,7 +151,7 @@ func (r *Repo) Validate(ctx context.Context, opts ValidateOptions) (rep Validate
 		return cmp.Or(strings.Compare(a.Backup, b.Backup), strings.Compare(a.File, b.File), strings.Compare(a.What, b.What))
 	})
 	v.rep.Problems = slices.Compact(v.rep.Problems)
-	r.Stats.addError(ErrorValidate, len(v.rep.Problems)+len(v.rep.BadIndex))
+	r.Stats.addError(ErrorValidate, len(v.rep.Problems)+len(v.rep.BadIndex)+len(v.rep.Damaged))
 	v.rep.Duration = time.Since(start)
 	return v.rep, ctx.Err()
 }
@@ -512,4 +523,39 @@ func parallel(ctx context.Context, n, k int, fn func(i int)) {
 		g.Go(func() error { fn(i); return nil })
 	}
 	g.Wait()
+}
+
+// sealedPrefixes hold the objects of an encrypted store that a checksum
+// validation reads whole beyond the backups' own (manifests, packs and
+// index files): authentication is their only check, as nothing else reads
+// a marker's body.
+var sealedPrefixes = []string{"commits/", "sessions/", "gc/"}
+
+// checkSealed reads every object under sealedPrefixes of an encrypted
+// store and reports those that fail their authentication; one that is gone
+// by the time it is read (a session ended, a set swept) is passed over.
+func (v *validation) checkSealed(ctx context.Context) error {
+	if v.r.keys == nil {
+		return nil
+	}
+	for _, p := range sealedPrefixes {
+		err := v.r.Store.List(ctx, p, func(info remote.Info) error {
+			rc, err := v.r.Store.Get(ctx, info.Key, 0, -1)
+			if err == nil {
+				_, err = io.Copy(io.Discard, rc)
+				rc.Close()
+			}
+			switch {
+			case errors.Is(err, remote.ErrCorrupt):
+				v.rep.Damaged = append(v.rep.Damaged, err.Error())
+			case err != nil && !errors.Is(err, fs.ErrNotExist):
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("check %s: %w", p, err)
+		}
+	}
+	return nil
 }

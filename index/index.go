@@ -751,10 +751,16 @@ func readObject(ctx context.Context, st remote.Store, key string, size int64) ([
 		}
 		size = info.Size
 	}
+	if size < 0 {
+		return nil, damaged{fmt.Errorf("index file %s: stored at a size no sealed object has", key)}
+	}
 	if size > MaxFileSize {
 		return nil, damaged{fmt.Errorf("index file %s: %d bytes is more than %d", key, size, MaxFileSize)}
 	}
 	rc, err := st.Get(ctx, key, 0, -1)
+	if errors.Is(err, remote.ErrCorrupt) {
+		return nil, damaged{fmt.Errorf("index file %s: %w", key, err)}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -763,6 +769,9 @@ func readObject(ctx context.Context, st remote.Store, key string, size int64) ([
 	if _, err := io.ReadFull(rc, b); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil, damaged{fmt.Errorf("index file %s: shorter than its %d bytes", key, size)}
+		}
+		if errors.Is(err, remote.ErrCorrupt) {
+			return nil, damaged{fmt.Errorf("index file %s: %w", key, err)}
 		}
 		return nil, err
 	}

@@ -458,6 +458,9 @@ func (x *Index) loadLazy(ctx context.Context, st remote.Store, cacheDir string, 
 // readRange reads n bytes at off of the object under key.
 func readRange(ctx context.Context, st remote.Store, key string, off, n int64) ([]byte, error) {
 	rc, err := st.Get(ctx, key, off, n)
+	if errors.Is(err, remote.ErrCorrupt) {
+		return nil, damaged{fmt.Errorf("index file %s: %w", key, err)}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -466,6 +469,9 @@ func readRange(ctx context.Context, st remote.Store, key string, off, n int64) (
 	if _, err := io.ReadFull(rc, b); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			return nil, damaged{errors.New("index file " + key + ": shorter than listed")}
+		}
+		if errors.Is(err, remote.ErrCorrupt) {
+			return nil, damaged{fmt.Errorf("index file %s: %w", key, err)}
 		}
 		return nil, err
 	}

@@ -128,6 +128,12 @@ func PutDurable(ctx context.Context, st Store, key string, data io.Reader, size 
 // ErrPrecondition reports a failed conditional write.
 var ErrPrecondition = errors.New("precondition failed")
 
+// ErrCorrupt is matched by errors of reads whose bytes fail the store's
+// own integrity check (an encrypted store's authentication, remote/crypt):
+// the object is damaged, and reading it again will not help. Readers treat
+// it as they treat bytes that do not decode.
+var ErrCorrupt = errors.New("stored bytes fail their integrity check")
+
 // ErrStop may be returned by a List callback to stop listing without error.
 var ErrStop = errors.New("stop listing")
 

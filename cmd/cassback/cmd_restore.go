@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os/user"
@@ -157,11 +158,18 @@ func runRestore(ctx context.Context, g *globals, c *restoreConfig, args []string
 		return err
 	}
 	ms, err := cassback.Select(ctx, r.Store, c.host, name, c.keyspaces, when)
-	if err != nil {
+	var damaged *cassback.DamagedError
+	if errors.As(err, &damaged) && len(ms) > 0 {
+		// Restore the other keyspaces, and fail at the end.
+		g.log.Error("restoring the other keyspaces", "err", err)
+	} else if err != nil {
 		return err
 	}
 	o.Tables = c.tables
 	res, err := r.Restore(ctx, ms, *o)
+	if damaged != nil {
+		err = errors.Join(damaged, err)
+	}
 	if c.json {
 		return firstErr(err, writeJSON(g.stdout, restoreJSON(o.DataDir, res)))
 	}

@@ -76,7 +76,7 @@ anything is missing or corrupt.`,
 				return err
 			}
 			if !rep.OK() {
-				return fmt.Errorf("%w: %d problems (see the report)", errDamaged, len(rep.Problems)+len(rep.BadIndex))
+				return fmt.Errorf("%w: %d problems (see the report)", errDamaged, len(rep.Problems)+len(rep.BadIndex)+len(rep.Damaged))
 			}
 			return nil
 		},
@@ -134,6 +134,9 @@ func printValidate(g *globals, o cassback.ValidateOptions, rep cassback.Validate
 		len(rep.Backups), rep.Files, rep.Chunks, rep.Packs, human(rep.BytesRead), rep.Duration.Seconds())
 	for _, b := range rep.BadIndex {
 		fmt.Fprintf(w, "Unreadable index file: %s\n", b)
+	}
+	for _, d := range rep.Damaged {
+		fmt.Fprintf(w, "Damaged object: %s\n", d)
 	}
 	if len(rep.Orphans) > 0 {
 		fmt.Fprintf(w, "Orphan packs (in no index file; purge removes them when old enough): %d\n", len(rep.Orphans))

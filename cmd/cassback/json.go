@@ -224,6 +224,7 @@ type validateDoc struct {
 	DurationSeconds float64           `json:"duration_seconds"`
 	Problems        []validateProblem `json:"problems"`
 	BadIndex        []string          `json:"bad_index"`
+	Damaged         []string          `json:"damaged"`
 	OrphanPacks     []string          `json:"orphan_packs"`
 	StaleSessions   []jsonSession     `json:"stale_sessions"`
 	Condemned       []jsonCondemned   `json:"condemned"`
@@ -272,6 +273,7 @@ func validateJSON(o cassback.ValidateOptions, rep cassback.ValidateReport) valid
 			return validateProblem{Backup: p.Backup, Keyspace: p.Keyspace, Table: p.Table, File: p.File, Kind: string(p.Kind), What: p.What}
 		}),
 		BadIndex:      arr(rep.BadIndex),
+		Damaged:       arr(rep.Damaged),
 		OrphanPacks:   each(rep.Orphans, func(id chunk.ID) string { return id.String() }),
 		StaleSessions: each(rep.StaleSessions, sessionJSON),
 		Condemned:     each(rep.Condemned, condemnedJSON),

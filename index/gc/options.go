@@ -160,12 +160,18 @@ func getJSON(ctx context.Context, st remote.Store, key string, v any) (remote.In
 		return info, fmt.Errorf("%s: %d bytes is more than %d: %w", key, info.Size, maxObject, errTooLarge)
 	}
 	rc, err := st.Get(ctx, key, 0, -1)
+	if errors.Is(err, remote.ErrCorrupt) {
+		return info, decodeError{err} // damaged: as if it did not decode
+	}
 	if err != nil {
 		return info, err
 	}
 	defer rc.Close()
 	buf := bytes.NewBuffer(make([]byte, 0, info.Size+bytes.MinRead))
 	if _, err := buf.ReadFrom(io.LimitReader(rc, maxObject+1)); err != nil {
+		if errors.Is(err, remote.ErrCorrupt) {
+			return info, decodeError{err} // damaged: as if it did not decode
+		}
 		return info, err
 	}
 	if buf.Len() > maxObject {

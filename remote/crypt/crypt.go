@@ -5,10 +5,10 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/remote"
 )
 
 // A sealed object is a run of segments, each sealed on its own so that a
@@ -40,8 +40,16 @@ const (
 
 // ErrAuth reports an object whose bytes do not open under the store's key:
 // changed since it was written, cut short, or not written by this store.
-// It is never transient.
-var ErrAuth = errors.New("authentication failed (object changed or damaged, or not sealed with this store's key)")
+// It is never transient, and matches remote.ErrCorrupt.
+var ErrAuth error = authError{}
+
+type authError struct{}
+
+func (authError) Error() string {
+	return "authentication failed (object changed or damaged, or not sealed with this store's key)"
+}
+
+func (authError) Is(target error) bool { return target == remote.ErrCorrupt }
 
 // Keys are the secrets derived from a store's master key.
 type Keys struct {
@@ -128,20 +136,20 @@ func (k *Keys) sealSegment(dst []byte, key string, i int64, plain []byte, ad []b
 // openSegment appends to dst the plaintext of segment i of object key.
 func (k *Keys) openSegment(dst []byte, key string, i int64, seg []byte, ad []byte) ([]byte, error) {
 	if len(seg) < Overhead || len(seg) > fullLen {
-		return nil, authError(key, i, "size")
+		return nil, segmentError(key, i, "size")
 	}
 	if seg[0] != version {
-		return nil, authError(key, i, fmt.Sprintf("version %d", seg[0]))
+		return nil, segmentError(key, i, fmt.Sprintf("version %d", seg[0]))
 	}
 	nonce := seg[1 : 1+nonceLen]
 	out, err := k.aead(nonce[:12]).Open(dst, nonce[12:], seg[1+nonceLen:], additional(ad, key, i))
 	if err != nil {
-		return nil, authError(key, i, "tag")
+		return nil, segmentError(key, i, "tag")
 	}
 	return out, nil
 }
 
-func authError(key string, i int64, what string) error {
+func segmentError(key string, i int64, what string) error {
 	return fmt.Errorf("%s: segment %d (%s): %w", key, i, what, ErrAuth)
 }
 
