@@ -16,6 +16,7 @@ import (
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/crypt"
+	"github.com/cassback/cassback/remote/crypt/keyslot"
 )
 
 // Repo is an opened store: its config and the local cache folder. Each
@@ -51,8 +52,11 @@ type Repo struct {
 	// the same numbers in every run of a schedule (its trees' IDs depend
 	// on them).
 	inode func(uint64) uint64
-	// keys are an encrypted store's (nil: a plaintext store).
-	keys *crypt.Keys
+	// keys are an encrypted store's (nil: a plaintext store), master its
+	// master key (for key add), raw the store beneath the sealing one.
+	keys   *crypt.Keys
+	master []byte
+	raw    remote.Store
 	// compactAt, if set, is how many small index files of its host a
 	// writer lets be before it compacts them (index.WriterOptions).
 	compactAt int
@@ -108,10 +112,7 @@ type Keys interface {
 // ExemptKeys are the keys an encrypted store keeps unsealed: the config,
 // read before a key is known, and the key slots, which seal the master
 // key themselves.
-var ExemptKeys = []string{index.ConfigKey, KeySlotPrefix}
-
-// KeySlotPrefix is where an encrypted store's key slots live.
-const KeySlotPrefix = "keys/"
+var ExemptKeys = []string{index.ConfigKey, keyslot.Prefix}
 
 // ErrNeedKey reports an encrypted store opened without a key source.
 var ErrNeedKey = errors.New("the store is encrypted: give its key with --key-file, CASSBACK_PASSPHRASE or --kms-key-id")
@@ -185,18 +186,23 @@ func (r *Repo) unlock(ctx context.Context, keys Keys) error {
 	if err != nil {
 		return err
 	}
-	defer clear(master)
-	k, err := crypt.NewKeys(master)
+	k, err := cryptKeys(master)
 	if err != nil {
 		return err
 	}
 	if err := r.Config.Unlock(k); err != nil {
 		return err
 	}
-	r.keys = k
+	r.keys, r.master, r.raw = k, master, r.Store
 	r.Store = crypt.NewStore(r.Store, k, ExemptKeys...)
 	return nil
 }
+
+// cryptKeys derives the store's keys from its master key.
+func cryptKeys(master []byte) (*crypt.Keys, error) { return crypt.NewKeys(master) }
+
+// Encrypted reports whether the store is encrypted.
+func (r *Repo) Encrypted() bool { return r.Config.Encrypted() }
 
 // create initialises a store, recording whether it honours conditional
 // writes, encrypted when keys are given. Of two nodes creating one store

@@ -47,6 +47,8 @@ type globals struct {
 	s3RequestTimeout                     time.Duration
 	// Survey options.
 	surveyPath, metaDir string
+	// Key sources of an encrypted store (keys.go).
+	keys keyFlags
 	// Garbage-collection protocol timings (docs/design.md §4).
 	gcHeartbeat, gcLease time.Duration
 	// Throttling (store.go): the rates as given, and the one Limiter of
@@ -98,6 +100,7 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.DurationVar(&g.s3RequestTimeout, "s3-request-timeout", time.Minute, "s3 endpoint: a request that makes no progress for this long is cancelled and retried")
 	fs.DurationVar(&g.gcHeartbeat, "session-heartbeat", 5*time.Minute, "how often a backup or restore renews its session in the store")
 	fs.DurationVar(&g.gcLease, "session-lease", 30*time.Minute, "a session (or purge) not renewed for this long is stale and may be revoked by purge")
+	g.keys.register(fs)
 	fs.StringVar(&g.surveyPath, "survey-path", "", "survey endpoint: file the operations are logged to")
 	fs.StringVar(&g.metaDir, "meta-dir", "", "survey endpoint: folder for the metadata a real store would hold")
 	fs.StringVar(&g.maxUploadRate, "max-upload-rate", "", "most bytes per second written to the store (packs, manifests, everything), for all threads together: 50MB/s, 400Mbit/s, 1GiB/s; 0 or empty: no limit")
@@ -188,7 +191,11 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 	if g.gcHeartbeat <= 0 || g.gcLease < 3*g.gcHeartbeat {
 		return nil, usagef("--session-lease (%v) must be at least three --session-heartbeat (%v)", g.gcLease, g.gcHeartbeat)
 	}
-	o := cassback.Options{CacheRoot: g.cacheDir, Log: g.log}
+	keys, err := g.storeKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o := cassback.Options{CacheRoot: g.cacheDir, Log: g.log, Keys: keys}
 	if create {
 		// A backup: its config may come from the cache (configcache.go).
 		o.Location = g.identity()
@@ -203,7 +210,7 @@ func (g *globals) repo(ctx context.Context, create bool) (*cassback.Repo, error)
 			return nil, eerr
 		}
 		if empty {
-			r, err = cassback.Open(ctx, st, cassback.Options{CacheRoot: g.cacheDir, Create: true, Log: g.log})
+			r, err = cassback.Open(ctx, st, cassback.Options{CacheRoot: g.cacheDir, Create: true, Log: g.log, Keys: keys})
 		}
 	}
 	if cassback.IsNotStore(err) {
@@ -420,12 +427,16 @@ func commands(g *globals, opts []ff.Option, root **ffcli.Command) []*ffcli.Comma
 	cmds := []*ffcli.Command{
 		backupCmd(g, opts), restoreCmd(g, opts), listCmd(g, opts), showCmd(g, opts), statusCmd(g, opts),
 		validateCmd(g, opts), purgeCmd(g, opts), surveyReportCmd(g, opts), checkStoreCmd(g, opts), repairIndexCmd(g, opts),
+		initCmd(g, opts), keyCmd(g, opts),
 	}
 	return append(cmds, helpCmd(g, root, cmds))
 }
 
 // run is the whole program: main only wires os.Args, the environment and stdio.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	if err := refuseSecretFlags(args, "passphrase", "new-passphrase"); err != nil {
+		return err
+	}
 	args, err = expandArgFiles(args)
 	if err != nil {
 		return err
