@@ -89,6 +89,29 @@ type Config struct {
 	// no answer, no body bytes read or written. Such a request fails with a
 	// transient error, so a retrying decorator tries again. 0 means 1 minute.
 	RequestTimeout time.Duration
+
+	// SSE asks S3 to encrypt every object this store writes (the
+	// x-amz-server-side-encryption header on every PutObject, conditional
+	// ones included, and CreateMultipartUpload): "AES256" (SSE-S3),
+	// "aws:kms" or "aws:kms:dsse" (SSE-KMS). "" sends no header, so the
+	// bucket's default encryption applies. Reads need nothing more: S3
+	// decrypts for any caller the key policy allows. SSEValues lists the
+	// accepted values.
+	SSE string
+	// SSEKMSKeyID is the KMS key (ID, ARN or alias) of "aws:kms" and
+	// "aws:kms:dsse"; "" means the bucket's default key, else the
+	// account's AWS-managed aws/s3 key. It needs one of those SSE values.
+	SSEKMSKeyID string
+	// StorageClass is the storage class of the objects whose key starts
+	// with one of StorageClassPrefixes (x-amz-storage-class); every other
+	// object gets no header, which is STANDARD. "" sends none at all.
+	// StorageClassValues lists the accepted values: the SDK's, less the
+	// archive classes whose objects cannot be read without a restore
+	// request first.
+	StorageClass string
+	// StorageClassPrefixes are the key prefixes StorageClass applies to;
+	// nil means every key.
+	StorageClassPrefixes []string
 }
 
 // LogValue logs the configuration without the secret key.
@@ -97,7 +120,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("bucket", c.Bucket), slog.String("prefix", c.Prefix),
 		slog.String("endpoint", c.Endpoint), slog.String("region", c.Region),
 		slog.String("access_key", c.AccessKey), slog.Bool("secret_key_set", c.SecretKey != ""),
-		slog.String("ca_file", c.CAFile))
+		slog.String("ca_file", c.CAFile), slog.String("sse", c.SSE), slog.String("sse_kms_key_id", c.SSEKMSKeyID),
+		slog.String("storage_class", c.StorageClass))
 }
 
 // String describes the configuration without the secret key.
@@ -139,6 +163,9 @@ func (c Config) check() (Config, error) {
 		c.PartSize = defPartSize
 	case c.PartSize < minPartSize || c.PartSize > maxPartSize:
 		return c, fmt.Errorf("part size %d bytes: want %d (5 MiB) to %d (5 GiB)", c.PartSize, minPartSize, int64(maxPartSize))
+	}
+	if err := c.checkServerSide(); err != nil {
+		return c, err
 	}
 	if c.PartConcurrency <= 0 {
 		c.PartConcurrency = 4
