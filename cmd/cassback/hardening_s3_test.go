@@ -189,3 +189,99 @@ func TestAWSSecretWarning(t *testing.T) {
 		t.Errorf("bad --s3-sse: exit %d, stderr:\n%s\nwant exit 2, the warning, then the usage error", code, errb.String())
 	}
 }
+
+// TestNoSecretInOutput runs every command that touches a store, at debug
+// level, against versitygw (the server's secret, given in an argument file
+// as operators should) and against a local store (with a fake secret in
+// CASSBACK_AWS_SECRET, unused there), plus the failures that name the
+// credentials or the endpoint (a wrong secret, a password in the endpoint
+// URL): the secrets never appear on stdout, stderr or in the log.
+func TestNoSecretInOutput(t *testing.T) {
+	const fake = "FAKE-SECRET-c4ssb4ck-0xDEADBEEF"
+	server := s3test.Start(t)
+	cfg := server.Config(t)
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 3, TotalBytes: 2 << 20, Snapshots: true}); err != nil {
+		t.Fatal(err)
+	}
+	var outputs []string // every stdout, stderr and log, labelled
+	check := func(label, stdout, stderr, log string, code int) {
+		outputs = append(outputs, label+" stdout:\n"+stdout, label+" stderr:\n"+stderr, label+" log:\n"+log)
+	}
+	commands := [][]string{
+		{"backup", "--ignore-changes", "--cassandra_data_dir", data, "--host", "n1"},
+		{"list", "--host", "n1"},
+		{"status"},
+		{"validate", "--checksum"},
+		{"restore", "--data-dir", "RESTORED", "--host", "n1", "--no-chown"},
+		{"purge", "--host", "n1", "--keep-days", "1"},
+	}
+	withDir := func(args []string, dir string) []string {
+		args = slices.Clone(args)
+		if i := slices.Index(args, "RESTORED"); i >= 0 {
+			args[i] = filepath.Join(dir, "restored")
+		}
+		return args
+	}
+
+	// S3: the secret from an argument file (newS3CLI's run).
+	c := newS3CLI(t, cfg)
+	c.logLevel = "DEBUG"
+	for _, args := range commands {
+		stdout, stderr, log, code := c.run(withDir(args, c.dir)...)
+		if code != 0 {
+			t.Fatalf("s3 %s: exit %d\n%s%s", args[0], code, stdout, stderr)
+		}
+		check("s3 "+args[0], stdout, stderr, log, code)
+	}
+	// S3 failures: a wrong secret (on the command line, warned about), a
+	// password in the endpoint URL.
+	for _, tt := range []struct {
+		name string
+		s3   []string
+	}{
+		{"wrong-secret", []string{"--endpoint", "s3", "--s3-endpoint", cfg.Endpoint, "--aws-key", cfg.AccessKey, "--aws-secret", fake, "--bucket-name", cfg.Bucket}},
+		{"endpoint-password", []string{"--endpoint", "s3", "--s3-endpoint", strings.Replace(cfg.Endpoint, "://", "://"+cfg.AccessKey+":"+fake+"@", 1), "--bucket-name", cfg.Bucket}},
+		{"bad-endpoint-password", []string{"--endpoint", "s3", "--s3-endpoint", "u:" + fake + "@host:1", "--bucket-name", cfg.Bucket}},
+	} {
+		bad := &s3CLI{t: t, dir: t.TempDir(), s3: tt.s3, logLevel: "DEBUG"}
+		stdout, stderr, log, code := bad.run("list", "--host", "n1")
+		if code == 0 {
+			t.Errorf("%s: exit 0, want a failure", tt.name)
+		}
+		check(tt.name, stdout, stderr, log, code)
+	}
+
+	// Local: a fake secret in the environment, unused.
+	t.Setenv("CASSBACK_AWS_KEY", "AKIAFAKE")
+	t.Setenv("CASSBACK_AWS_SECRET", fake)
+	dir := t.TempDir()
+	for _, args := range commands {
+		var out, errb bytes.Buffer
+		logFile := filepath.Join(dir, "log")
+		os.Remove(logFile)
+		all := slices.Concat([]string{"--backup-base", filepath.Join(dir, "store"), "--cache-dir", filepath.Join(dir, "cache"),
+			"--log-file", logFile, "--log-level", "DEBUG"}, withDir(args, dir))
+		code := exitCode(run(t.Context(), all, nil, &out, &errb), &errb)
+		if code != 0 {
+			t.Fatalf("local %s: exit %d\n%s%s", args[0], code, out.String(), errb.String())
+		}
+		log, _ := os.ReadFile(logFile)
+		check("local "+args[0], out.String(), errb.String(), string(log), code)
+	}
+
+	debug := 0
+	for _, o := range outputs {
+		debug += strings.Count(o, "level=DEBUG")
+		for _, secret := range []string{cfg.SecretKey, fake} {
+			if strings.Contains(o, secret) {
+				t.Errorf("the secret %q shows in %s", secret, o)
+			}
+		}
+	}
+
+	if debug == 0 {
+		t.Errorf("no debug record logged: the runs were not at debug level")
+	}
+	t.Logf("%d outputs checked, %d debug records", len(outputs), debug)
+}

@@ -81,6 +81,9 @@ func (c *s3CLI) run(args ...string) (stdout, stderr, log string, code int) {
 	logFile := filepath.Join(c.dir, "log")
 	os.Remove(logFile)
 	all := append([]string{"--log-file", logFile, "--cache-dir", filepath.Join(c.dir, "cache")}, c.s3...)
+	if c.logLevel != "" {
+		all = append(all, "--log-level", c.logLevel)
+	}
 	if i := slices.Index(all, "--aws-secret"); i >= 0 && i+1 < len(all) {
 		// In an argument file, as operators should: on the command line
 		// it draws a warning (TestAWSSecretWarning).

@@ -146,8 +146,17 @@ func (c Config) check() (Config, error) {
 		return c, errors.New("give both the access key and the secret key, or neither")
 	}
 	if c.Endpoint != "" {
+		// A URL with a user name and password would put the secret in
+		// every error and log line that names the endpoint: refused, and
+		// not repeated back.
 		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		switch {
+		case err == nil && u.User != nil:
+			u.User = nil
+			return c, fmt.Errorf("endpoint %s with a user name or password: give credentials as the access and secret keys, not in the URL", u)
+		case strings.Contains(c.Endpoint, "@"):
+			return c, errors.New("endpoint (not shown: it has an '@', maybe a password): want a URL like https://host:port")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			return c, fmt.Errorf("endpoint %q: want a URL like https://host:port", c.Endpoint)
 		}
 		c.Endpoint = strings.TrimSuffix(c.Endpoint, "/")
