@@ -39,7 +39,7 @@ func newNodeCache(cacheDir, host string, next manifest.Chunks) *nodeCache {
 		return nil
 	}
 	dir := filepath.Join(cacheDir, "nodes", host)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil
 	}
 	root, err := os.OpenRoot(dir)

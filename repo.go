@@ -12,6 +12,7 @@ import (
 
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
+	"github.com/cassback/cassback/internal/cachefile"
 	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -156,9 +157,13 @@ func Open(ctx context.Context, st remote.Store, o Options) (*Repo, error) {
 	}
 	if o.CacheRoot != "" {
 		r.CacheDir = filepath.Join(o.CacheRoot, cfg.ID)
-		if err := makeCacheDir(o.CacheRoot, cfg.ID); err != nil {
+		tightened, err := makeCacheDir(o.CacheRoot, cfg.ID)
+		if err != nil {
 			log.Warn("cache folder unusable; continuing without it", "dir", r.CacheDir, "err", err)
 			r.CacheDir = ""
+		}
+		for dir, was := range tightened {
+			log.Warn("cache folder was open to other users; made private (0700)", "dir", dir, "mode", was)
 		}
 	}
 	r.GC.NoConditional = !cfg.Conditional
@@ -268,24 +273,46 @@ func (r *Repo) loadWith(ctx context.Context, idx *index.Index, load func(context
 
 // makeCacheDir makes the store's cache folder, named by the store's ID,
 // below the cache root only: the ID comes from the store (Config.Validate
-// has made it 32 hex digits; os.Root makes sure).
-func makeCacheDir(cacheRoot, id string) error {
-	if err := os.MkdirAll(cacheRoot, 0o755); err != nil {
-		return err
+// has made it 32 hex digits; os.Root makes sure). Folders are made 0700,
+// and the store's folder and configs/, when older versions made them
+// wider, are made 0700 (returned with their modes before): what they hold
+// is then for the owner only, whatever the modes inside. The cache root
+// itself is made 0700 only when new: the user names it, and it may be a
+// shared folder (--cache-dir /var/tmp) whose mode is not cassback's to
+// change.
+func makeCacheDir(cacheRoot, id string) (map[string]fs.FileMode, error) {
+	if err := os.MkdirAll(cacheRoot, 0o700); err != nil {
+		return nil, err
 	}
 	root, err := os.OpenRoot(cacheRoot)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer root.Close()
-	if err := root.Mkdir(id, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
+	if err := root.Mkdir(id, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
 	}
 	fi, err := root.Lstat(id)
-	if err == nil && !fi.IsDir() {
-		err = fmt.Errorf("%s: not a folder", filepath.Join(cacheRoot, id))
+	if err != nil {
+		return nil, err
 	}
-	return err
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s: not a folder", filepath.Join(cacheRoot, id))
+	}
+	var tightened map[string]fs.FileMode
+	for _, name := range []string{id, "configs"} {
+		was, err := cachefile.Tighten(root, name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(cacheRoot, name), err)
+		}
+		if was != 0 {
+			if tightened == nil {
+				tightened = map[string]fs.FileMode{}
+			}
+			tightened[filepath.Join(cacheRoot, name)] = was
+		}
+	}
+	return tightened, nil
 }
 
 // journalPath is the local journal of the writer for host, in the cache

@@ -697,6 +697,10 @@ func (w *window) next(n int) (map[chunk.ID][]placement, []chunk.ID) {
 	return where, ids
 }
 
+// testHookFolderMade runs after createTemps makes a folder: tests swap it
+// for a symlink there.
+var testHookFolderMade = func(dir string) {}
+
 // createTemps creates each file's temporary file at its final size. A file
 // that cannot be created gets its err set.
 func createTemps(root *os.Root, batch []*restoreFile) {
@@ -710,6 +714,7 @@ func createTemps(root *os.Root, batch []*restoreFile) {
 		if !done {
 			mkErr = root.MkdirAll(dir, 0o755)
 			made[dir] = mkErr
+			testHookFolderMade(dir)
 		}
 		if mkErr != nil {
 			rf.err = fmt.Errorf("create folder: %w", unwrapPath(mkErr))

@@ -264,6 +264,11 @@ func TestJournalRecoversUnindexedPacks(t *testing.T) {
 	ctx := t.Context()
 	st := remotetest.NewMemory()
 	journal := filepath.Join(t.TempDir(), "journal")
+	// An empty journal an older version created 0644: appending makes it
+	// private.
+	if err := os.WriteFile(journal, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := testConfig(t)
 	w, err := NewWriter(ctx, st, New(), cfg, WriterOptions{Host: "h", Journal: journal})
 	if err != nil {
@@ -282,6 +287,9 @@ func TestJournalRecoversUnindexedPacks(t *testing.T) {
 	uploaded := w.Stats().Packs.Load()
 	if uploaded == 0 {
 		t.Fatal("no pack sealed; test is not exercising recovery")
+	}
+	if fi, err := os.Stat(journal); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
 	// No Sync: the process "crashes" here. The next writer recovers.
 	idx := New()

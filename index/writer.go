@@ -607,11 +607,16 @@ func (w *Writer) appendJournal(rec PackRecord) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	defer dir.Close()
-	f, err := dir.OpenFile(filepath.Base(w.journal), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
+	f, err := dir.OpenFile(filepath.Base(w.journal), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	defer f.Close()
+	// Only its owner reads the journal (pack names, chunk IDs), even one
+	// an older version created 0644.
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
 	if _, err := f.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(b)))); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}

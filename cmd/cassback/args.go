@@ -145,6 +145,24 @@ func (e *argExpander) read(name string, open []os.FileInfo) ([]string, os.FileIn
 	return lines, fi, nil
 }
 
+// secretOnCommandLine reports whether args, as given to the process
+// (argument files not yet expanded), set --aws-secret: every user of the
+// machine can read them (ps, /proc/PID/cmdline), unlike the environment or
+// a file. Only option-shaped arguments count, so a value that happens to
+// read "--aws-secret" is a false alarm at worst.
+func secretOnCommandLine(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if len(a) > 1 && a[0] == '-' && name == "aws-secret" {
+			return true
+		}
+	}
+	return false
+}
+
 // listFlag is a repeatable flag that also accepts comma-separated lists.
 type listFlag []string
 

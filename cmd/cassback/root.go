@@ -44,6 +44,7 @@ type globals struct {
 	awsKey, awsSecret, bucket, keyPrefix string
 	maxUploadMB, multipartMB, retries    int
 	s3Endpoint, s3Region, s3CAFile       string
+	s3SSE, s3SSEKMSKeyID, s3StorageClass string
 	s3RequestTimeout                     time.Duration
 	// Survey options.
 	surveyPath, metaDir string
@@ -97,6 +98,9 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.s3Endpoint, "s3-endpoint", "", "s3 endpoint: URL of an S3-compatible server (MinIO, Ceph RGW, ...), addressed path-style; default AWS")
 	fs.StringVar(&g.s3Region, "s3-region", "", "s3 endpoint: region (default: AWS_REGION or the shared config, else us-east-1)")
 	fs.StringVar(&g.s3CAFile, "s3-ca-file", "", "s3 endpoint: PEM file of CA certificates to trust besides the system's")
+	fs.StringVar(&g.s3SSE, "s3-sse", "", "s3 endpoint: server-side encryption of every object written: AES256 (SSE-S3), aws:kms or aws:kms:dsse (SSE-KMS); default: none asked, the bucket's default applies")
+	fs.StringVar(&g.s3SSEKMSKeyID, "s3-sse-kms-key-id", "", "s3 endpoint: KMS key (ID, ARN or alias) of --s3-sse aws:kms; default: the bucket's or the account's aws/s3 key")
+	fs.StringVar(&g.s3StorageClass, "s3-storage-class", "", "s3 endpoint: storage class of pack objects (packs/, the bulk of the data): STANDARD_IA, INTELLIGENT_TIERING, ONEZONE_IA, GLACIER_IR, ...; metadata (index, manifests, markers, sessions, config) stays STANDARD, being small, read often and written conditionally; default STANDARD")
 	fs.DurationVar(&g.s3RequestTimeout, "s3-request-timeout", time.Minute, "s3 endpoint: a request that makes no progress for this long is cancelled and retried")
 	fs.DurationVar(&g.gcHeartbeat, "session-heartbeat", 5*time.Minute, "how often a backup or restore renews its session in the store")
 	fs.DurationVar(&g.gcLease, "session-lease", 30*time.Minute, "a session (or purge) not renewed for this long is stale and may be revoked by purge")
@@ -437,6 +441,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err := refuseSecretFlags(args, "passphrase", "new-passphrase"); err != nil {
 		return err
 	}
+	secretShown := secretOnCommandLine(args)
 	args, err = expandArgFiles(args)
 	if err != nil {
 		return err
@@ -487,6 +492,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return nil
 		}
 		return usagef("%s", strings.TrimPrefix(err.Error(), "error parsing commandline arguments: "))
+	}
+	if secretShown {
+		fmt.Fprintln(stderr, "cassback: warning: --aws-secret on the command line is visible to every user of this machine (ps); set CASSBACK_AWS_SECRET or put --aws-secret=... in an @file argument file (mode 0600) instead")
 	}
 	defer func() { g.closeLog() }()
 	return root.Run(ctx)

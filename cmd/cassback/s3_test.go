@@ -81,6 +81,18 @@ func (c *s3CLI) run(args ...string) (stdout, stderr, log string, code int) {
 	logFile := filepath.Join(c.dir, "log")
 	os.Remove(logFile)
 	all := append([]string{"--log-file", logFile, "--cache-dir", filepath.Join(c.dir, "cache")}, c.s3...)
+	if c.logLevel != "" {
+		all = append(all, "--log-level", c.logLevel)
+	}
+	if i := slices.Index(all, "--aws-secret"); i >= 0 && i+1 < len(all) {
+		// In an argument file, as operators should: on the command line
+		// it draws a warning (TestAWSSecretWarning).
+		file := filepath.Join(c.dir, "secret.args")
+		if err := os.WriteFile(file, []byte("--aws-secret="+all[i+1]+"\n"), 0o600); err != nil {
+			c.t.Fatal(err)
+		}
+		all = slices.Concat(all[:i], []string{"@" + file}, all[i+2:])
+	}
 	code = exitCode(run(c.t.Context(), append(all, args...), nil, &out, &errb), &errb)
 	b, _ := os.ReadFile(logFile)
 	return out.String(), errb.String(), string(b), code

@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index/pack"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/s3"
 )
@@ -63,12 +66,24 @@ func (g *globals) s3Config() (s3.Config, remote.RetryOptions, error) {
 		return none, remote.RetryOptions{}, usagef("--s3-request-timeout %v: must be positive", g.s3RequestTimeout)
 	case (g.awsKey == "") != (g.awsSecret == ""):
 		return none, remote.RetryOptions{}, usagef("--aws-key and --aws-secret go together; give both, or neither to use the AWS SDK's credential chain")
+	case g.s3SSE != "" && !slices.Contains(s3.SSEValues(), g.s3SSE):
+		return none, remote.RetryOptions{}, usagef("--s3-sse %q: want one of %s", g.s3SSE, strings.Join(s3.SSEValues(), ", "))
+	case g.s3SSEKMSKeyID != "" && !strings.HasPrefix(g.s3SSE, "aws:kms"):
+		return none, remote.RetryOptions{}, usagef("--s3-sse-kms-key-id needs --s3-sse aws:kms or aws:kms:dsse")
+	case g.s3StorageClass != "" && !slices.Contains(s3.StorageClassValues(), g.s3StorageClass):
+		why := ""
+		if g.s3StorageClass == "GLACIER" || g.s3StorageClass == "DEEP_ARCHIVE" {
+			why = " (archived objects cannot be read without a restore request; restore, validate and repack read packs)"
+		}
+		return none, remote.RetryOptions{}, usagef("--s3-storage-class %q%s: want one of %s", g.s3StorageClass, why, strings.Join(s3.StorageClassValues(), ", "))
 	}
 	cfg := s3.Config{
 		Bucket: g.bucket, Prefix: g.keyPrefix, Endpoint: g.s3Endpoint, Region: g.s3Region,
 		AccessKey: g.awsKey, SecretKey: g.awsSecret, CAFile: g.s3CAFile,
 		MaxSinglePut: int64(g.maxUploadMB) << 20, PartSize: int64(g.multipartMB) << 20,
 		RequestTimeout: g.s3RequestTimeout,
+		SSE:            g.s3SSE, SSEKMSKeyID: g.s3SSEKMSKeyID,
+		StorageClass: g.s3StorageClass, StorageClassPrefixes: []string{packPrefix},
 	}
 	opts := remote.RetryOptions{
 		Attempts:       g.retries + 1,
@@ -78,6 +93,10 @@ func (g *globals) s3Config() (s3.Config, remote.RetryOptions, error) {
 	}
 	return cfg, opts, nil
 }
+
+// packPrefix is the key prefix of every pack ("packs/"), the only objects
+// --s3-storage-class applies to.
+var packPrefix = strings.SplitAfter(pack.Key(chunk.ID{}), "/")[0]
 
 // logRequests logs what the command asked of the store: calls by kind
 // (attempts included), bytes, failures, and the HTTP requests by S3

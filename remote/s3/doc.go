@@ -32,6 +32,13 @@
 // If-None-Match: * or If-Match, after a one-time probe of four requests.
 // Store.Requests counts the HTTP requests by operation.
 //
+// Config.SSE (and SSEKMSKeyID) adds the server-side encryption headers to
+// every PutObject and CreateMultipartUpload, conditional writes and the
+// probe included; Config.StorageClass adds x-amz-storage-class to those of
+// keys under Config.StorageClassPrefixes only. UploadPart carries neither
+// (S3 takes them from the upload's creation). Reads need no header for
+// SSE-S3 or SSE-KMS.
+//
 // # Errors
 //
 // Errors are classified where they arise: not found is fs.ErrNotExist; 412
@@ -63,6 +70,9 @@
 // multipart upload, and through s3test.FaultProxy injecting 10% faults
 // behind remote.WithRetry. Other tests cover multipart uploads, Open's
 // errors, stalled requests, each fault kind, uploads corrupted on the way,
-// a server that ignores conditional headers, pagination, batch deletes and
-// resumed reads.
+// a server that ignores conditional headers, pagination, batch deletes,
+// resumed reads, and (serverside_test.go) the server-side option headers
+// each request carries, recorded by s3test.FaultProxy; versitygw accepts
+// those headers but neither encrypts nor tiers, so only the requests and
+// the round trip are tested, not the effect.
 package s3

@@ -153,7 +153,9 @@ func (s *Store) putObject(ctx context.Context, op, key string, body io.ReadSeeke
 	in := &s3.PutObjectInput{
 		Bucket: s.bucket, Key: s.full(key), Body: body, ContentLength: aws.Int64(size),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c, ChecksumCRC32C: aws.String(sum),
+		StorageClass: s.storageClass(key),
 	}
+	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse()
 	if cond != nil {
 		cond(in)
 	}
@@ -185,9 +187,12 @@ func (s *Store) putMultipart(ctx context.Context, key string, src *source) (err 
 	if nParts == 0 {
 		nParts = 1
 	}
-	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+	create := &s3.CreateMultipartUploadInput{
 		Bucket: s.bucket, Key: s.full(key), ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
-	})
+		StorageClass: s.storageClass(key),
+	}
+	create.ServerSideEncryption, create.SSEKMSKeyId = s.sse()
+	created, err := s.client.CreateMultipartUpload(ctx, create)
 	if err != nil {
 		return s.opError(ctx, "put", key, err)
 	}

@@ -89,6 +89,29 @@ type Config struct {
 	// no answer, no body bytes read or written. Such a request fails with a
 	// transient error, so a retrying decorator tries again. 0 means 1 minute.
 	RequestTimeout time.Duration
+
+	// SSE asks S3 to encrypt every object this store writes (the
+	// x-amz-server-side-encryption header on every PutObject, conditional
+	// ones included, and CreateMultipartUpload): "AES256" (SSE-S3),
+	// "aws:kms" or "aws:kms:dsse" (SSE-KMS). "" sends no header, so the
+	// bucket's default encryption applies. Reads need nothing more: S3
+	// decrypts for any caller the key policy allows. SSEValues lists the
+	// accepted values.
+	SSE string
+	// SSEKMSKeyID is the KMS key (ID, ARN or alias) of "aws:kms" and
+	// "aws:kms:dsse"; "" means the bucket's default key, else the
+	// account's AWS-managed aws/s3 key. It needs one of those SSE values.
+	SSEKMSKeyID string
+	// StorageClass is the storage class of the objects whose key starts
+	// with one of StorageClassPrefixes (x-amz-storage-class); every other
+	// object gets no header, which is STANDARD. "" sends none at all.
+	// StorageClassValues lists the accepted values: the SDK's, less the
+	// archive classes whose objects cannot be read without a restore
+	// request first.
+	StorageClass string
+	// StorageClassPrefixes are the key prefixes StorageClass applies to;
+	// nil means every key.
+	StorageClassPrefixes []string
 }
 
 // LogValue logs the configuration without the secret key.
@@ -97,7 +120,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("bucket", c.Bucket), slog.String("prefix", c.Prefix),
 		slog.String("endpoint", c.Endpoint), slog.String("region", c.Region),
 		slog.String("access_key", c.AccessKey), slog.Bool("secret_key_set", c.SecretKey != ""),
-		slog.String("ca_file", c.CAFile))
+		slog.String("ca_file", c.CAFile), slog.String("sse", c.SSE), slog.String("sse_kms_key_id", c.SSEKMSKeyID),
+		slog.String("storage_class", c.StorageClass))
 }
 
 // String describes the configuration without the secret key.
@@ -122,8 +146,17 @@ func (c Config) check() (Config, error) {
 		return c, errors.New("give both the access key and the secret key, or neither")
 	}
 	if c.Endpoint != "" {
+		// A URL with a user name and password would put the secret in
+		// every error and log line that names the endpoint: refused, and
+		// not repeated back.
 		u, err := url.Parse(c.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		switch {
+		case err == nil && u.User != nil:
+			u.User = nil
+			return c, fmt.Errorf("endpoint %s with a user name or password: give credentials as the access and secret keys, not in the URL", u)
+		case strings.Contains(c.Endpoint, "@"):
+			return c, errors.New("endpoint (not shown: it has an '@', maybe a password): want a URL like https://host:port")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 			return c, fmt.Errorf("endpoint %q: want a URL like https://host:port", c.Endpoint)
 		}
 		c.Endpoint = strings.TrimSuffix(c.Endpoint, "/")
@@ -139,6 +172,9 @@ func (c Config) check() (Config, error) {
 		c.PartSize = defPartSize
 	case c.PartSize < minPartSize || c.PartSize > maxPartSize:
 		return c, fmt.Errorf("part size %d bytes: want %d (5 MiB) to %d (5 GiB)", c.PartSize, minPartSize, int64(maxPartSize))
+	}
+	if err := c.checkServerSide(); err != nil {
+		return c, err
 	}
 	if c.PartConcurrency <= 0 {
 		c.PartConcurrency = 4

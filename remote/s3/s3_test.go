@@ -208,6 +208,12 @@ func TestOpenErrors(t *testing.T) {
 		{"no-bucket-name", func(c s3.Config) s3.Config { c.Bucket = ""; return c }, nil, false, "s3: no bucket given"},
 		{"half-credentials", func(c s3.Config) s3.Config { c.SecretKey = ""; return c }, nil, false, "s3: give both the access key and the secret key"},
 		{"bad-endpoint", func(c s3.Config) s3.Config { c.Endpoint = "127.0.0.1:9"; return c }, nil, false, `endpoint "127.0.0.1:9": want a URL`},
+		{"endpoint-password", func(c s3.Config) s3.Config {
+			c.Endpoint = strings.Replace(c.Endpoint, "://", "://user:wrong-secret-value@", 1)
+			return c
+		}, nil, false, "endpoint " + server.URL + " with a user name or password: give credentials as the access and secret keys"},
+		{"bad-endpoint-password", func(c s3.Config) s3.Config { c.Endpoint = "user:wrong-secret-value@127.0.0.1:9"; return c }, nil, false,
+			"endpoint (not shown: it has an '@', maybe a password): want a URL"},
 		{"small-parts", func(c s3.Config) s3.Config { c.PartSize = 1 << 20; return c }, nil, false, "part size 1048576 bytes"},
 		{"bad-prefix", func(c s3.Config) s3.Config { c.Prefix = "a b"; return c }, remote.ErrInvalidKey, false, "key prefix"},
 		{"long-prefix", func(c s3.Config) s3.Config { c.Prefix = strings.Repeat("p/", 256) + "p"; return c }, remote.ErrInvalidKey, false, "513 bytes, more than 512"},

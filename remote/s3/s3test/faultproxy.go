@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -82,6 +83,35 @@ type FaultProxy struct {
 	downIn   int // requests until down; 0: no countdown
 	requests int
 	injected map[Fault]int
+	record   bool
+	recorded []Request
+}
+
+// Request is what the proxy received of one request, for tests that check
+// the headers a client sends.
+type Request struct {
+	Method string
+	Path   string // as sent: /bucket/key with path-style addressing
+	Query  string
+	Header http.Header
+}
+
+// Record starts (true) or stops recording every request the proxy
+// receives, faulty or not. Starting forgets what was recorded before.
+func (p *FaultProxy) Record(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.record = on
+	if on {
+		p.recorded = nil
+	}
+}
+
+// Recorded returns the requests recorded so far, in arrival order.
+func (p *FaultProxy) Recorded() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.recorded)
 }
 
 // NewFaultProxy starts a proxy to target (an http:// URL) that injects no
@@ -159,10 +189,13 @@ func (p *FaultProxy) Injected() map[Fault]int {
 }
 
 // pick decides the fate of one request: a fault, or -1 to forward it.
-func (p *FaultProxy) pick() (Fault, time.Duration) {
+func (p *FaultProxy) pick(r *http.Request) (Fault, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.requests++
+	if p.record {
+		p.recorded = append(p.recorded, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone()})
+	}
 	if p.downIn > 0 {
 		p.downIn--
 		p.down = p.downIn == 0
@@ -181,7 +214,7 @@ func (p *FaultProxy) pick() (Fault, time.Duration) {
 }
 
 func (p *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	fault, latency := p.pick()
+	fault, latency := p.pick(r)
 	switch fault {
 	case Error500:
 		s3Error(w, r, http.StatusInternalServerError, "InternalError", "We encountered an internal error. Please try again.")
