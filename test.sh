@@ -10,22 +10,34 @@ set -euo pipefail
 cd "$(dirname "$0")"
 VGW_VERSION=v1.8.0
 VGW_DIR="${HOME}/.cache/cassback-tools/versitygw-${VGW_VERSION}"
-if [ ! -x "${VGW_DIR}/versitygw" ]; then
-  echo "building versitygw ${VGW_VERSION} into ${VGW_DIR} (once, about 5 minutes)"
-  GOBIN="${VGW_DIR}" go install -ldflags='-s -w' "github.com/versity/versitygw/cmd/versitygw@${VGW_VERSION}"
-fi
-export CASSBACK_VERSITYGW="${VGW_DIR}/versitygw"
 # The KMS key-slot tests need a KMS emulator, local-kms (MIT), installed
 # the same way (about 2 minutes on a fresh machine; remote/s3/kmstest).
 LKMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
 LKMS_DIR="${HOME}/.cache/cassback-tools/local-kms-${LKMS_VERSION}"
-if [ ! -x "${LKMS_DIR}/local-kms" ]; then
-  echo "building local-kms ${LKMS_VERSION} into ${LKMS_DIR} (once, about 2 minutes)"
-  GOBIN="${LKMS_DIR}" go install "github.com/nsmithuk/local-kms@${LKMS_VERSION}"
-fi
-export CASSBACK_LOCALKMS="${LKMS_DIR}/local-kms"
+tools() {
+  if [ ! -x "${VGW_DIR}/versitygw" ]; then
+    echo "building versitygw ${VGW_VERSION} into ${VGW_DIR} (once, about 5 minutes)"
+    GOBIN="${VGW_DIR}" go install -ldflags='-s -w' "github.com/versity/versitygw/cmd/versitygw@${VGW_VERSION}"
+  fi
+  if [ ! -x "${LKMS_DIR}/local-kms" ]; then
+    echo "building local-kms ${LKMS_VERSION} into ${LKMS_DIR} (once, about 2 minutes)"
+    GOBIN="${LKMS_DIR}" go install -ldflags='-s -w' "github.com/nsmithuk/local-kms@${LKMS_VERSION}"
+  fi
+}
+# The tools download and build while go vet and the portability build run.
+toolslog="$(mktemp)"
+tools > "$toolslog" 2>&1 &
+toolspid=$!
 go vet ./...
 GOOS=darwin go build ./... # the engine stays portable (platform code behind _linux.go files)
+if ! wait "$toolspid"; then
+  cat "$toolslog"
+  exit 1
+fi
+cat "$toolslog"
+rm -f "$toolslog"
+export CASSBACK_VERSITYGW="${VGW_DIR}/versitygw"
+export CASSBACK_LOCALKMS="${LKMS_DIR}/local-kms"
 go test -race -timeout 40m "$@" ./...
 
 for a in "$@"; do
