@@ -44,14 +44,15 @@ host in the store with its newest backup.`,
 // listHosts prints each host in the store with its newest backup, so the
 // backups of a decommissioned node can be found and purged. A host or
 // keyspace with no backup left is not counted (cassback.Status).
-func listHosts(ctx context.Context, g *globals, c *listConfig, st remote.Store) error {
-	hs, err := cassback.Status(ctx, st, cassback.StatusOptions{})
+func listHosts(ctx context.Context, g *globals, c *listConfig, r *cassback.Repo) error {
+	hs, err := cassback.Status(ctx, r.Store, cassback.StatusOptions{})
 	if err != nil {
 		return err
 	}
 	if c.json {
-		return writeJSON(g.stdout, listHostsJSON(hs))
+		return writeJSON(g.stdout, listHostsJSON(r.Encrypted(), hs))
 	}
+	fmt.Fprintf(g.stdout, "Store %s, encrypted: %s\n", r.Config.ID, encryptedWord(r))
 	if len(hs) == 0 {
 		fmt.Fprintln(g.stdout, "No hosts")
 		return nil
@@ -83,7 +84,7 @@ func runList(ctx context.Context, g *globals, c *listConfig, args []string) erro
 		return err
 	}
 	if c.hosts {
-		return listHosts(ctx, g, c, r.Store)
+		return listHosts(ctx, g, c, r)
 	}
 	if c.host == "" {
 		c.host = defaultHost()

@@ -63,9 +63,12 @@ func runStatus(ctx context.Context, g *globals, c *statusConfig, args []string) 
 		return err
 	}
 	if c.json {
-		err = writeJSON(g.stdout, statusJSON(now, c.staleAfter, hs))
+		err = writeJSON(g.stdout, statusJSON(now, r.Encrypted(), c.staleAfter, hs))
 	} else {
 		err = printStatus(g.stdout, now, c.staleAfter, hs)
+		if err == nil {
+			_, err = fmt.Fprintf(g.stdout, "Store %s, encrypted: %s\n", r.Config.ID, encryptedWord(r))
+		}
 	}
 	if err != nil {
 		return err

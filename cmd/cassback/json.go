@@ -86,7 +86,8 @@ type listKeyspace struct {
 
 type listHostsDoc struct {
 	jsonHeader
-	Hosts []listHost `json:"hosts"`
+	Encrypted bool       `json:"encrypted"`
+	Hosts     []listHost `json:"hosts"`
 }
 
 type listHost struct {
@@ -96,8 +97,8 @@ type listHost struct {
 	NewestTime   time.Time `json:"newest_time"`
 }
 
-func listHostsJSON(hs []cassback.HostStatus) listHostsDoc {
-	return listHostsDoc{jsonHeader: header("list"), Hosts: each(hs, func(h cassback.HostStatus) listHost {
+func listHostsJSON(encrypted bool, hs []cassback.HostStatus) listHostsDoc {
+	return listHostsDoc{jsonHeader: header("list"), Encrypted: encrypted, Hosts: each(hs, func(h cassback.HostStatus) listHost {
 		n := newestKeyspace(h)
 		return listHost{Host: h.Host, Keyspaces: len(h.Keyspaces), NewestBackup: n.Backup, NewestTime: utc(n.Time)}
 	})}
@@ -468,6 +469,7 @@ func restoreJSON(dataDir string, res cassback.RestoreResult) restoreDoc {
 type statusDoc struct {
 	jsonHeader
 	Now               time.Time    `json:"now"`
+	Encrypted         bool         `json:"encrypted"`
 	StaleAfterSeconds float64      `json:"stale_after_seconds"`
 	StaleHosts        int          `json:"stale_hosts"`
 	Hosts             []statusHost `json:"hosts"`
@@ -503,8 +505,8 @@ type statusKeyspace struct {
 	Unreadable string    `json:"unreadable"`
 }
 
-func statusJSON(now time.Time, staleAfter time.Duration, hs []cassback.HostStatus) statusDoc {
-	d := statusDoc{jsonHeader: header("status"), Now: utc(now), StaleAfterSeconds: staleAfter.Seconds()}
+func statusJSON(now time.Time, encrypted bool, staleAfter time.Duration, hs []cassback.HostStatus) statusDoc {
+	d := statusDoc{jsonHeader: header("status"), Now: utc(now), Encrypted: encrypted, StaleAfterSeconds: staleAfter.Seconds()}
 	d.Hosts = each(hs, func(h cassback.HostStatus) statusHost {
 		n := newestKeyspace(h)
 		sh := statusHost{
