@@ -115,6 +115,9 @@ func (r *Repo) checkConfig(ctx context.Context, gen string) error {
 	if err != nil {
 		return err
 	}
+	// The Namer is never stored: it comes with the store's key, and is
+	// the one in use whatever the cache held.
+	cfg.Chunker.Namer = r.Config.Chunker.Namer
 	if cfg != r.Config {
 		c.save("", cfg) // the next run starts from the store's config
 		return fmt.Errorf("%w: run the backup again", ErrConfigChanged)

@@ -70,7 +70,7 @@ func goldenPack(t *testing.T) ([]byte, chunk.ID, []pack.Entry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries, err := pack.Parse(data)
+	entries, err := pack.Parse(data, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}

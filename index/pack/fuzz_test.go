@@ -36,7 +36,7 @@ func FuzzReadHeader(f *testing.F) {
 			t.Fatal(err)
 		}
 		entries, size, err := ReadHeader(ctx, st, key)
-		whole, perr := Parse(b)
+		whole, perr := Parse(b, chunk.Namer{})
 		if err != nil {
 			if perr == nil {
 				t.Fatalf("Parse accepts the pack, ReadHeader refuses it: %v", err)

@@ -101,8 +101,9 @@ func parseHeader(hdr []byte, tr trailer, packSize int64) ([]Entry, error) {
 	return entries, nil
 }
 
-// Parse decodes a whole pack held in memory and checks every chunk.
-func Parse(b []byte) ([]Entry, error) {
+// Parse decodes a whole pack held in memory and checks every chunk against
+// its ID as nm names it (the store's chunk.Params.Namer).
+func Parse(b []byte, nm chunk.Namer) ([]Entry, error) {
 	if len(b) < TrailerSize {
 		return nil, errors.New("pack: shorter than its trailer")
 	}
@@ -120,7 +121,7 @@ func Parse(b []byte) ([]Entry, error) {
 		return nil, err
 	}
 	for _, e := range entries {
-		if chunk.Sum(b[e.Off:e.Off+e.Len]) != e.ID {
+		if nm.Sum(b[e.Off:e.Off+e.Len]) != e.ID {
 			return nil, fmt.Errorf("pack: chunk %s: checksum mismatch", e.ID)
 		}
 	}

@@ -44,7 +44,7 @@ func TestGolden(t *testing.T) {
 	if !bytes.Equal(data, want) {
 		t.Errorf("pack encoding changed (got %d bytes, want %d); the on-disk format must not drift", len(data), len(want))
 	}
-	got, err := Parse(data)
+	got, err := Parse(data, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,13 +61,13 @@ func TestGolden(t *testing.T) {
 	for i := range data {
 		bad := bytes.Clone(data)
 		bad[i] ^= 0x10
-		if _, err := Parse(bad); err == nil {
+		if _, err := Parse(bad, chunk.Namer{}); err == nil {
 			t.Fatalf("flip at byte %d not detected", i)
 		}
 	}
 	// Truncations are detected.
 	for n := range len(data) {
-		if _, err := Parse(data[:n]); err == nil {
+		if _, err := Parse(data[:n], chunk.Namer{}); err == nil {
 			t.Fatalf("truncation to %d bytes not detected", n)
 		}
 	}
@@ -85,5 +85,5 @@ func FuzzParse(f *testing.F) {
 	if b, err := os.ReadFile("testdata/pack-v2.golden"); err == nil {
 		f.Add(b)
 	}
-	f.Fuzz(func(t *testing.T, b []byte) { Parse(b) })
+	f.Fuzz(func(t *testing.T, b []byte) { Parse(b, chunk.Namer{}) })
 }
