@@ -2,6 +2,7 @@ package cassback
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,30 @@ func packIDs(t *testing.T, st remote.Store) map[chunk.ID]bool {
 		}
 	}
 	return ids
+}
+
+// checkPadded checks that every pack of the store is padded to a Padmé
+// size (format 3), as an encrypted store's writers pad them, or that none
+// is.
+func checkPadded(t *testing.T, st remote.Store, want bool) {
+	t.Helper()
+	n := 0
+	if err := st.List(t.Context(), "packs/", func(i remote.Info) error {
+		rc, err := st.Get(t.Context(), i.Key, i.Size-8, 8)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		magic, err := io.ReadAll(rc)
+		padded := string(magic) == pack.MagicPadded && pack.Padme(i.Size) == i.Size
+		if err != nil || padded != want || (!want && string(magic) != pack.Magic) {
+			t.Errorf("pack %s: %d bytes, magic %q; want padded %v", i.Key, i.Size, magic, want)
+		}
+		n++
+		return err
+	}); err != nil || n == 0 {
+		t.Fatalf("list packs: %v, %d packs", err, n)
+	}
 }
 
 // checkChunkNames checks that every chunk of every file of the backups
@@ -124,6 +149,7 @@ func TestKeyedChunkIDs(t *testing.T) {
 		}
 		checkChunkNames(t, r, s.Manifests, data, tc.nm)
 		ids[tc.name] = packIDs(t, r.Store)
+		checkPadded(t, r.Store, tc.nm.Keyed())
 	}
 	for _, pair := range [][2]string{{"plain", "key one"}, {"plain", "key two"}, {"key one", "key two"}} {
 		a, b := ids[pair[0]], ids[pair[1]]
@@ -186,6 +212,7 @@ func TestKeyedChunkIDs(t *testing.T) {
 		}
 	}
 	restoreAndCompare(t, r, last, data, ksFiles(node.LiveFiles, "ks"))
+	checkPadded(t, r.Store, true) // the purge's repacks too
 
 	// The same store read with another key, or with none, finds nothing
 	// it can trust: its trees' nodes fail their check.
