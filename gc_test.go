@@ -52,7 +52,7 @@ func setKeys(t *testing.T, st remote.Store) int {
 
 func restoreAndCompare(t *testing.T, r *Repo, name, src string, want []string) {
 	t.Helper()
-	m, err := manifest.Get(t.Context(), r.Store, name, ChunksOf(r.Store))
+	m, err := manifest.Get(t.Context(), r.Store, name, r.Chunks())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,43 +501,45 @@ func TestValidateFindsDamage(t *testing.T) {
 		{"deleted index file", func(t *testing.T, r *Repo, _, ik, _ string) { r.Store.Delete(t.Context(), ik) }, "no index file"},
 		{"corrupt manifest", func(t *testing.T, r *Repo, _, _, mk string) { flip(t, r.Store, mk, 30) }, "manifest unreadable"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := gcRepo(t, filepath.Join(t.TempDir(), "store"), true)
-			s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pack, ik, mk string
-			var largest int64 // a pack of file chunks, not the small one of the manifests' trees
-			r.Store.List(ctx, "packs/", func(i remote.Info) error {
-				if i.Size > largest {
-					pack, largest = i.Key, i.Size
+		for _, nt := range namers {
+			t.Run(tc.name+"/"+nt.name, func(t *testing.T) {
+				r := namedRepo(t, filepath.Join(t.TempDir(), "store"), true, nt.nm)
+				s, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "n"})
+				if err != nil {
+					t.Fatal(err)
 				}
-				return nil
+				var pack, ik, mk string
+				var largest int64 // a pack of file chunks, not the small one of the manifests' trees
+				r.Store.List(ctx, "packs/", func(i remote.Info) error {
+					if i.Size > largest {
+						pack, largest = i.Key, i.Size
+					}
+					return nil
+				})
+				r.Store.List(ctx, "index/", func(i remote.Info) error { ik = i.Key; return nil })
+				mk, _ = manifest.Key(s.Manifests[0])
+				if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
+					t.Fatalf("validate before damage: %v %+v", err, rep.Problems)
+				}
+				tc.damage(t, r, pack, ik, mk)
+				rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
+				if err != nil {
+					t.Fatalf("validate crashed: %v", err)
+				}
+				if rep.OK() {
+					t.Fatal("damage not detected")
+				}
+				found := false
+				for _, p := range rep.Problems {
+					if strings.Contains(p.What, tc.want) && p.Backup != "" && (p.File != "" || tc.name == "corrupt manifest") {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no problem mentioning %q with a backup and file name: %+v", tc.want, rep.Problems)
+				}
 			})
-			r.Store.List(ctx, "index/", func(i remote.Info) error { ik = i.Key; return nil })
-			mk, _ = manifest.Key(s.Manifests[0])
-			if rep, err := r.Validate(ctx, ValidateOptions{Checksum: true}); err != nil || !rep.OK() {
-				t.Fatalf("validate before damage: %v %+v", err, rep.Problems)
-			}
-			tc.damage(t, r, pack, ik, mk)
-			rep, err := r.Validate(ctx, ValidateOptions{Checksum: true})
-			if err != nil {
-				t.Fatalf("validate crashed: %v", err)
-			}
-			if rep.OK() {
-				t.Fatal("damage not detected")
-			}
-			found := false
-			for _, p := range rep.Problems {
-				if strings.Contains(p.What, tc.want) && p.Backup != "" && (p.File != "" || tc.name == "corrupt manifest") {
-					found = true
-				}
-			}
-			if !found {
-				t.Errorf("no problem mentioning %q with a backup and file name: %+v", tc.want, rep.Problems)
-			}
-		})
+		}
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/internal/hole"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -592,7 +593,7 @@ func plantedForgedObject(t *testing.T, withObject bool) error {
 	data := smallNode(t, 317)
 	r := laRepo(t, st, filepath.Join(t.TempDir(), "cache"), writerOpts)
 	laBackup(t, r, data, "n1", nil)
-	nc := newNodeCache(r.CacheDir, "n1", ChunksOf(st))
+	nc := newNodeCache(r.CacheDir, "n1", chunk.Namer{}, ChunksOf(st))
 	defer nc.close()
 	forged := ""
 	for _, p := range laLatestFiles(t, r, "n1") {
@@ -611,7 +612,7 @@ func plantedForgedObject(t *testing.T, withObject bool) error {
 		}
 		m.Time = m.Time.Add(-time.Second)
 		m.Name = manifest.BackupName(m.Time, m.Keyspace, m.Host)
-		obj, nodes, err := manifest.Encode(m)
+		obj, nodes, err := manifest.Encode(m, chunk.Namer{})
 		if err != nil {
 			t.Fatal(err)
 		}

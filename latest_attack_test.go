@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote"
@@ -638,7 +639,7 @@ func TestLatestAttackPlantedLatestForgedRecordHolds(t *testing.T) {
 	data := smallNode(t, 127)
 	r := laRepo(t, st, filepath.Join(t.TempDir(), "cache"), writerOpts)
 	laBackup(t, r, data, "n1", nil)
-	nc := newNodeCache(r.CacheDir, "n1", ChunksOf(st))
+	nc := newNodeCache(r.CacheDir, "n1", chunk.Namer{}, ChunksOf(st))
 	defer nc.close()
 	forged := ""
 	for _, p := range laLatestFiles(t, r, "n1") {
@@ -657,7 +658,7 @@ func TestLatestAttackPlantedLatestForgedRecordHolds(t *testing.T) {
 		}
 		m.Time = m.Time.Add(time.Second)
 		m.Name = manifest.BackupName(m.Time, m.Keyspace, m.Host)
-		_, nodes, err := manifest.Encode(m)
+		_, nodes, err := manifest.Encode(m, chunk.Namer{})
 		if err != nil {
 			t.Fatal(err)
 		}

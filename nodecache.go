@@ -20,7 +20,8 @@ import (
 // manifest it keeps (a host's latest per keyspace), so the folder holds
 // about one copy of the host's current trees.
 type nodeCache struct {
-	root *os.Root // the host's folder
+	root *os.Root    // the host's folder
+	nm   chunk.Namer // names the nodes, to check a cached copy
 	next manifest.Chunks
 
 	mu   sync.Mutex
@@ -33,8 +34,9 @@ type nodeCache struct {
 const maxNodeFile = 8 << 20
 
 // newNodeCache returns a cache of host's nodes below cacheDir that fetches
-// the nodes it lacks from next, or nil when cacheDir is "" or unusable.
-func newNodeCache(cacheDir, host string, next manifest.Chunks) *nodeCache {
+// the nodes it lacks from next, or nil when cacheDir is "" or unusable; nm
+// is the store's chunk.Namer.
+func newNodeCache(cacheDir, host string, nm chunk.Namer, next manifest.Chunks) *nodeCache {
 	if cacheDir == "" || filepath.Base(host) != host {
 		return nil
 	}
@@ -46,7 +48,7 @@ func newNodeCache(cacheDir, host string, next manifest.Chunks) *nodeCache {
 	if err != nil {
 		return nil
 	}
-	return &nodeCache{root: root, next: next}
+	return &nodeCache{root: root, nm: nm, next: next}
 }
 
 // FetchChunks implements manifest.Chunks: cached nodes first, the others
@@ -75,7 +77,7 @@ func (c *nodeCache) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chu
 // holds bytes that match it.
 func (c *nodeCache) get(id chunk.ID) ([]byte, bool) {
 	data, ok := cachefile.Read(c.root, id.String(), maxNodeFile)
-	if !ok || chunk.Sum(data) != id {
+	if !ok || c.nm.Sum(data) != id {
 		return nil, false
 	}
 	return data, true

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/index/gc"
 	"github.com/cassback/cassback/internal/cachefile"
@@ -199,6 +200,7 @@ func (r *Repo) unlock(ctx context.Context, keys Keys) error {
 		return err
 	}
 	r.keys, r.master, r.raw = k, master, r.Store
+	r.Config.Chunker.Namer = chunk.KeyedNamer(k.ChunkIDKey())
 	r.Store = crypt.NewStore(r.Store, k, ExemptKeys...)
 	return nil
 }

@@ -266,7 +266,7 @@ type restoreSource struct {
 // reading the index files written since and the headers of unindexed
 // packs (lookAgain), as restoreWithRetry does for files.
 func (s *restoreSource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
-	src := index.Source{Store: s.r.Store, Index: s.idx, Parallel: 1}
+	src := index.Source{Store: s.r.Store, Index: s.idx, Parallel: 1, Namer: s.r.Config.Chunker.Namer}
 	unknown := 0
 	for _, id := range ids {
 		if !s.idx.Has(id) {
@@ -636,7 +636,7 @@ func (r *Repo) restoreBatch(ctx context.Context, root *os.Root, idx *index.Index
 // goes. A file whose write fails gets its err set and is written no more.
 func (r *Repo) fetchWindow(ctx context.Context, idx *index.Index, where map[chunk.ID][]placement, ids []chunk.ID, opts RestoreOptions) error {
 	var mu sync.Mutex
-	return index.Fetch(ctx, r.Store, idx, ids, index.FetchOptions{Parallel: opts.Threads}, func(id chunk.ID, data []byte, err error) error {
+	return index.Fetch(ctx, r.Store, idx, ids, index.FetchOptions{Parallel: opts.Threads, Namer: r.Config.Chunker.Namer}, func(id chunk.ID, data []byte, err error) error {
 		for _, p := range where[id] {
 			mu.Lock()
 			failed := p.rf.err != nil

@@ -1283,7 +1283,7 @@ func (s *simRun) packEntries(o sim.Object) ([]pack.Entry, error) {
 	if v, ok := s.cache[k]; ok {
 		return v.([]pack.Entry), nil
 	}
-	e, err := pack.Parse(o.Data)
+	e, err := pack.Parse(o.Data, chunk.Namer{})
 	if err == nil {
 		s.cache[k] = e
 	}

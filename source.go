@@ -19,6 +19,7 @@ import (
 // costs memory for that host's chunks, not the fleet's.
 type lazySource struct {
 	st       remote.Store
+	nm       chunk.Namer // the store's, to check the nodes
 	cacheDir string
 	host     string
 	mu       sync.Mutex
@@ -40,7 +41,7 @@ func (s *lazySource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(ch
 	}
 	idx := s.idx
 	s.mu.Unlock()
-	src := index.Source{Store: s.st, Index: idx, Parallel: 1}
+	src := index.Source{Store: s.st, Index: idx, Parallel: 1, Namer: s.nm}
 	err := src.FetchChunks(ctx, ids, fn)
 	if errors.Is(err, index.ErrMissing) {
 		// A node in a pack no index file names (an index file was lost):
@@ -55,17 +56,20 @@ func (s *lazySource) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(ch
 
 // Chunks returns a source of the store's chunks for reading manifests
 // (manifest.Get), which loads the index the first time it is used.
-func (r *Repo) Chunks() manifest.Chunks { return &lazySource{st: r.Store, cacheDir: r.CacheDir} }
+func (r *Repo) Chunks() manifest.Chunks {
+	return &lazySource{st: r.Store, nm: r.Config.Chunker.Namer, cacheDir: r.CacheDir}
+}
 
 // ChunksOf is Chunks for reading the manifests of host: its index files
 // are loaded whole, the others' by their heads.
 func (r *Repo) ChunksOf(host string) manifest.Chunks {
-	return &lazySource{st: r.Store, cacheDir: r.CacheDir, host: host}
+	return &lazySource{st: r.Store, nm: r.Config.Chunker.Namer, cacheDir: r.CacheDir, host: host}
 }
 
 // StoreManifest stores a manifest made outside a backup (by a tool or a
 // test): the nodes of its trees in a pack named by a new index file, then
-// its object, uncommitted. Backups store theirs through their own writer
+// its object, uncommitted. It names the nodes by the config st holds, so
+// by plain BLAKE3: it is for unencrypted stores. Backups store theirs through their own writer
 // and session.
 func StoreManifest(ctx context.Context, st remote.Store, m *manifest.Manifest) error {
 	_, err := storeManifest(ctx, st, m)
@@ -95,7 +99,7 @@ func storeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest) (
 	if _, err := idx.Load(ctx, st, ""); err != nil {
 		return manifest.Hash{}, err
 	}
-	obj, nodes, err := manifest.Encode(m)
+	obj, nodes, err := manifest.Encode(m, cfg.Chunker.Namer)
 	if err != nil {
 		return manifest.Hash{}, err
 	}
@@ -116,5 +120,7 @@ func storeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest) (
 }
 
 // ChunksOf returns a source of st's chunks for reading manifests, which
-// loads the index, without a cache, the first time it is used.
+// loads the index, without a cache, the first time it is used. It checks
+// nodes by plain BLAKE3: for an unencrypted store (an encrypted one's need
+// its Repo's Chunks).
 func ChunksOf(st remote.Store) manifest.Chunks { return &lazySource{st: st} }

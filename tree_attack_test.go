@@ -805,7 +805,7 @@ func leaf(t *testing.T, host, table string, files []manifest.File) []byte {
 	at := time.Unix(1700000000, 0).UTC()
 	m := &manifest.Manifest{Format: manifest.FormatVersion, Name: manifest.BackupName(at, "ks", host), Host: host,
 		Keyspace: "ks", Time: at, Tables: []manifest.Table{{Name: table, ID: tbl, Files: files}}}
-	_, nodes, err := manifest.Encode(m)
+	_, nodes, err := manifest.Encode(m, chunk.Namer{})
 	if err != nil || len(nodes) != 1 {
 		t.Fatalf("leaf: %d nodes, %v", len(nodes), err)
 	}

@@ -492,7 +492,7 @@ func readFile(ctx context.Context, r *Repo, idx *index.Index, f *manifest.File, 
 		}
 		got := map[chunk.ID][]byte{}
 		var mu sync.Mutex
-		err := index.Fetch(ctx, r.Store, idx, ids, index.FetchOptions{Parallel: 4}, func(id chunk.ID, data []byte, err error) error {
+		err := index.Fetch(ctx, r.Store, idx, ids, index.FetchOptions{Parallel: 4, Namer: r.Config.Chunker.Namer}, func(id chunk.ID, data []byte, err error) error {
 			if err != nil {
 				return err
 			}

@@ -149,7 +149,8 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 			return nil, b.abort(ctx, err)
 		}
 	}
-	b.nodes = newNodeCache(r.CacheDir, opts.Host, index.Source{Store: r.Store, Index: b.idx, Parallel: 1})
+	nm := r.Config.Chunker.Namer
+	b.nodes = newNodeCache(r.CacheDir, opts.Host, nm, index.Source{Store: r.Store, Index: b.idx, Parallel: 1, Namer: nm})
 	b.liveNodes, b.newNodes = map[string][]chunk.Ref{}, map[string][]chunk.Ref{}
 	if err := b.loadPrevious(ctx, keyspaces, prevAt, opts.Threads); err != nil {
 		return nil, b.abort(ctx, err)
@@ -283,7 +284,7 @@ func readPreviousFrom(ctx context.Context, name string, obj []byte, src manifest
 // that stops the backup; an unreadable manifest is p.err.
 func (b *backupRun) previousOf(ctx context.Context, ks string, now time.Time, listed bool) (p previous, err error) {
 	st := b.r.Store
-	var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1}
+	var src manifest.Chunks = index.Source{Store: st, Index: b.idx, Parallel: 1, Namer: b.r.Config.Chunker.Namer}
 	gen := b.sess.s.Generation()
 	if b.nodes != nil {
 		src = b.nodes
@@ -631,7 +632,7 @@ func (b *backupRun) storeTrees(ctx context.Context, ms []*manifest.Manifest) (ob
 	seen := map[chunk.ID]bool{}
 	for i, m := range ms {
 		m.Session = b.sess.s.ID()
-		obj, ns, err := manifest.Encode(m)
+		obj, ns, err := manifest.Encode(m, b.r.Config.Chunker.Namer)
 		if err != nil {
 			errs = append(errs, err)
 			continue

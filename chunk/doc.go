@@ -8,7 +8,9 @@
 //
 // # Invariants
 //
-//   - An ID is the BLAKE3-256 of the bytes it names: a chunk, a whole file (File.Sum), or any other object.
+//   - An ID is the BLAKE3-256 of the bytes it names: a chunk, a whole file (File.Sum), or any other object;
+//     except that on an encrypted store a chunk's ID is its keyed BLAKE3-256 under a store secret (Namer,
+//     carried in Params but never stored), which File.Chunks and every reader checking a chunk then use.
 //   - A store's Params are chosen once, with a random polynomial (NewParams), and kept in its config; every node
 //     splits with them. Changing any field, even Segment, changes the cuts and forks deduplication.
 //   - A file is cut into segments of Params.Segment bytes at fixed offsets, each chunked on its own; so there

@@ -27,3 +27,46 @@ func KeyedSum(key *[32]byte, data []byte) ID {
 	h.Sum(id[:0])
 	return id
 }
+
+// Namer names chunks, and the tree nodes stored as chunks, by their
+// content. The zero Namer is plain BLAKE3-256 (Sum), the IDs of a store
+// that is not encrypted; KeyedNamer gives those of an encrypted store,
+// keyed BLAKE3 under a store secret, so that nodes sharing the store still
+// name equal data alike (and dedup it) while an ID, in the store's index
+// or a node's cache, says nothing of the data to one without the secret.
+//
+// Only chunk IDs are named so: the other content-addressed names (packs,
+// index files, manifest objects, whole-file sums) stay plain, as they hash
+// bytes that are stored encrypted or never leave a manifest. A Namer is a
+// small comparable value: two made from one key are equal.
+type Namer struct {
+	key   [32]byte
+	keyed bool
+}
+
+// KeyedNamer returns the Namer that names data by its keyed BLAKE3-256
+// under key (derive key from the store's master key with DeriveKey).
+func KeyedNamer(key [32]byte) Namer { return Namer{key: key, keyed: true} }
+
+// Keyed reports whether n names chunks by keyed BLAKE3.
+func (n Namer) Keyed() bool { return n.keyed }
+
+// Sum returns the ID of a chunk holding data.
+func (n Namer) Sum(data []byte) ID {
+	if !n.keyed {
+		return Sum(data)
+	}
+	return KeyedSum(&n.key, data)
+}
+
+// String says which kind of Namer n is, never its key, so that a Namer
+// printed with its Params (%v, %+v) cannot leak the secret.
+func (n Namer) String() string {
+	if n.keyed {
+		return "keyed-blake3-256"
+	}
+	return "blake3-256"
+}
+
+// GoString is String, for %#v.
+func (n Namer) GoString() string { return n.String() }

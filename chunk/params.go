@@ -16,6 +16,11 @@ type Params struct {
 	MaxSize uint   `json:"max_size"`
 	AvgBits int    `json:"avg_bits"` // mean chunk ≈ MinSize + 2^AvgBits
 	Segment int64  `json:"segment"`  // files are cut into fixed segments of this many bytes, chunked in parallel; a cut is forced at each segment boundary
+	// Namer names the chunks Split cuts. It is never stored (its key is
+	// the store's secret, derived from the master key by whoever opens an
+	// encrypted store); the zero Namer, plain BLAKE3, is an unencrypted
+	// store's.
+	Namer Namer `json:"-"`
 }
 
 // The defaults. Chunk sizes were measured with BenchmarkParams: 256 MiB of random data, one core, TestPol,

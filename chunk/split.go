@@ -28,7 +28,8 @@ type File struct {
 	Chunks []Ref // in file order; lengths add up to Size
 }
 
-// Split cuts the first size bytes of r into content-defined chunks and returns their list and the file's BLAKE3-256.
+// Split cuts the first size bytes of r into content-defined chunks, named by p.Namer, and returns their list and
+// the file's BLAKE3-256 (always plain: it is recorded only inside manifests).
 //
 // The bytes are cut into fixed segments of p.Segment bytes, and each segment is chunked on its own, so every
 // segment boundary is also a chunk boundary. The result depends only on the bytes and p, never on par or timing.
@@ -164,7 +165,7 @@ func (s *splitter) segment(w *worker, k int) error {
 		if err != nil {
 			return err
 		}
-		id := Sum(c.Data)
+		id := s.p.Namer.Sum(c.Data)
 		off := start + int64(c.Start)
 		refs = append(refs, Ref{ID: id, Len: uint32(c.Length)})
 		if s.fn == nil {

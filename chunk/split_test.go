@@ -197,7 +197,7 @@ func checkFile(t *testing.T, f File, data []byte, p Params) {
 		if end > int64(len(data)) {
 			t.Fatalf("chunk %d at %d: length %d runs past the end, %d", i, off, c.Len, len(data))
 		}
-		if want := Sum(data[off:end]); c.ID != want {
+		if want := p.Namer.Sum(data[off:end]); c.ID != want {
 			t.Errorf("chunk %d at %d: ID got %s, want %s", i, off, c.ID, want)
 		}
 		if segEnd := (off/p.Segment + 1) * p.Segment; end > segEnd {

@@ -38,7 +38,7 @@ func checkMarkedPacks(t *testing.T, st remote.Store, isNode map[chunk.ID]bool) (
 		if err != nil {
 			t.Fatal(err)
 		}
-		entries, err := pack.Parse(whole)
+		entries, err := pack.Parse(whole, chunk.Namer{})
 		if err != nil {
 			t.Fatal(err)
 		}

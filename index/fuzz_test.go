@@ -22,7 +22,7 @@ func fuzzGoldenPack(tb testing.TB) ([]byte, PackRecord, bool) {
 	if err != nil {
 		return nil, PackRecord{}, false
 	}
-	entries, err := pack.Parse(b)
+	entries, err := pack.Parse(b, chunk.Namer{})
 	if err != nil {
 		tb.Fatal(err)
 	}

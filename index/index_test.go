@@ -70,7 +70,7 @@ func goldenPack(t *testing.T) ([]byte, chunk.ID, []pack.Entry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries, err := pack.Parse(data)
+	entries, err := pack.Parse(data, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,52 +424,54 @@ func TestAddTreeJoinsOpenPack(t *testing.T) {
 		{"beside a large pack", 1, 4 << 20, 5, 2000, true, 2},
 		{"nodes past the bound", 1, 1000, 40, 256 << 10, true, 3},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx := t.Context()
-			st := remotetest.NewMemory()
-			cfg := testConfig(t)
-			cfg.PackSize = 16 << 20
-			idx := New()
-			w, err := NewWriter(ctx, st, idx, cfg, WriterOptions{Host: "h"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := w.NewPacker()
-			want := map[chunk.ID][]byte{}
-			isNode := map[chunk.ID]bool{}
-			cids, cdata := blobs(1000, tt.chunks, tt.chunkLen)
-			for i, id := range cids {
-				if _, err := p.Add(ctx, id, cdata[i]); err != nil {
+		for _, spread := range []bool{false, true} { // and padded: an encrypted store's writer
+			t.Run(fmt.Sprint(tt.name, " spread=", spread), func(t *testing.T) {
+				ctx := t.Context()
+				st := remotetest.NewMemory()
+				cfg := testConfig(t)
+				cfg.PackSize = 16 << 20
+				idx := New()
+				w, err := NewWriter(ctx, st, idx, cfg, WriterOptions{Host: "h", Spread: spread, Pad: spread})
+				if err != nil {
 					t.Fatal(err)
 				}
-				want[id] = cdata[i]
-			}
-			ids, data := blobs(1, tt.nodes, tt.nodeLen)
-			if err := w.AddTree(ctx, ids, data, tt.beside); err != nil {
-				t.Fatal(err)
-			}
-			for i, id := range ids {
-				want[id], isNode[id] = data[i], true
-			}
-			if err := w.Sync(ctx); err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			st.List(ctx, "packs/", func(remote.Info) error { n++; return nil })
-			if n != tt.packs {
-				t.Errorf("%d packs uploaded, want %d", n, tt.packs)
-			}
-			checkMarkedPacks(t, st, isNode)
-			err = Fetch(ctx, st, idx, slices.Collect(maps.Keys(want)), FetchOptions{}, func(id chunk.ID, d []byte, err error) error {
-				if err != nil || !bytes.Equal(d, want[id]) {
-					t.Errorf("chunk %s: read %d bytes (%v), want its %d", id, len(d), err, len(want[id]))
+				p := w.NewPacker()
+				want := map[chunk.ID][]byte{}
+				isNode := map[chunk.ID]bool{}
+				cids, cdata := blobs(1000, tt.chunks, tt.chunkLen)
+				for i, id := range cids {
+					if _, err := p.Add(ctx, id, cdata[i]); err != nil {
+						t.Fatal(err)
+					}
+					want[id] = cdata[i]
 				}
-				return nil
+				ids, data := blobs(1, tt.nodes, tt.nodeLen)
+				if err := w.AddTree(ctx, ids, data, tt.beside); err != nil {
+					t.Fatal(err)
+				}
+				for i, id := range ids {
+					want[id], isNode[id] = data[i], true
+				}
+				if err := w.Sync(ctx); err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				st.List(ctx, "packs/", func(remote.Info) error { n++; return nil })
+				if n != tt.packs {
+					t.Errorf("%d packs uploaded, want %d", n, tt.packs)
+				}
+				checkMarkedPacks(t, st, isNode)
+				err = Fetch(ctx, st, idx, slices.Collect(maps.Keys(want)), FetchOptions{}, func(id chunk.ID, d []byte, err error) error {
+					if err != nil || !bytes.Equal(d, want[id]) {
+						t.Errorf("chunk %s: read %d bytes (%v), want its %d", id, len(d), err, len(want[id]))
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-		})
+		}
 	}
 }
 

@@ -18,7 +18,8 @@ import (
 	"github.com/cassback/cassback/remote"
 )
 
-// ErrCorrupt reports stored bytes whose BLAKE3 does not match their ID.
+// ErrCorrupt reports stored bytes whose BLAKE3 (keyed, on an encrypted
+// store) does not match their ID.
 var ErrCorrupt = errors.New("checksum mismatch")
 
 // ErrMissing reports a chunk the index does not know.
@@ -29,6 +30,9 @@ type FetchOptions struct {
 	Parallel int   // concurrent ranged GETs; default 8
 	MaxGap   int64 // merge two chunks of a pack into one GET if at most this many bytes lie between them; default 1 MiB
 	MaxRange int64 // never merge a GET beyond this many bytes; default 64 MiB
+	// Namer names chunks by their bytes, to check them: the store's
+	// (Config.Chunker.Namer). The zero Namer is an unencrypted store's.
+	Namer chunk.Namer
 }
 
 type fetchRange struct {
@@ -40,7 +44,7 @@ type fetchRange struct {
 }
 
 // Fetch reads the given chunks from the store and calls fn once per distinct
-// ID with its bytes, after checking them against the ID. Chunks are grouped
+// ID with its bytes, after checking them against the ID (opts.Namer). Chunks are grouped
 // by pack and read with ranged GETs, nearby chunks merged into one GET, up to
 // opts.Parallel GETs at once, so even the chunks of one huge file arrive in
 // parallel. fn is called concurrently and data is valid only during the
@@ -222,7 +226,7 @@ func fetch(ctx context.Context, st remote.Store, f *fetcher, ids []chunk.ID, opt
 			var buf []byte // reused: ranges are up to MaxRange bytes
 			for r := range work {
 				var err error
-				if buf, err = fetchOne(gctx, st, r, buf, fn); err != nil {
+				if buf, err = fetchOne(gctx, st, r, opts.Namer, buf, fn); err != nil {
 					return err
 				}
 			}
@@ -245,7 +249,7 @@ send:
 }
 
 // fetchOne reads one merged range and hands each chunk in it to fn.
-func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, fn func(chunk.ID, []byte, error) error) ([]byte, error) {
+func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, nm chunk.Namer, buf []byte, fn func(chunk.ID, []byte, error) error) ([]byte, error) {
 	key := pack.Key(r.pack)
 	fail := func(from int, err error) error {
 		for i := from; i < len(r.chunks); i++ {
@@ -296,7 +300,7 @@ func fetchOne(ctx context.Context, st remote.Store, r *fetchRange, buf []byte, f
 		}
 		pos += int64(l.Len)
 		var cerr error
-		if chunk.Sum(b) != r.ids[i] {
+		if nm.Sum(b) != r.ids[i] {
 			b, cerr = nil, &copyError{pack: r.pack, err: fmt.Errorf("chunk %s in pack %s: %w", r.ids[i], r.pack, ErrCorrupt)}
 		}
 		if err := fn(r.ids[i], b, cerr); err != nil {

@@ -17,12 +17,14 @@ type Source struct {
 	// nodes lie together in few packs, and adjacent ones are read in one
 	// request, so readers of manifests use 1.
 	Parallel int
+	// Namer checks the chunks read: the store's (Config.Chunker.Namer).
+	Namer chunk.Namer
 }
 
 // FetchChunks calls fn with each chunk of ids, from any goroutine, and
 // stops at the first chunk that cannot be read.
 func (s Source) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(id chunk.ID, data []byte) error) error {
-	return Fetch(ctx, s.Store, s.Index, ids, FetchOptions{Parallel: s.Parallel}, func(id chunk.ID, data []byte, err error) error {
+	return Fetch(ctx, s.Store, s.Index, ids, FetchOptions{Parallel: s.Parallel, Namer: s.Namer}, func(id chunk.ID, data []byte, err error) error {
 		if err != nil {
 			return err
 		}

@@ -211,7 +211,7 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Validate() = %v, want an error containing %q", err, tt.want)
 			}
-			if _, _, err := Encode(m); err == nil {
+			if _, _, err := Encode(m, chunk.Namer{}); err == nil {
 				t.Error("Encode accepted it")
 			}
 		})
@@ -324,7 +324,7 @@ func TestLeafMemoryBound(t *testing.T) {
 	f := &m.Tables[0].Files[0]
 	f.Chunks = slices.Repeat(f.Chunks[:1], int(maxFileMem/refSize)+1)
 	f.Size = int64(len(f.Chunks)) * int64(f.Chunks[0].Len)
-	if _, _, err := Encode(m); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "MiB a reader accepts") {
+	if _, _, err := Encode(m, chunk.Namer{}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "MiB a reader accepts") {
 		t.Fatalf("Encode of a file of %d MiB in memory = %v, want ErrTooLarge", f.memCost()>>20, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 )
@@ -25,7 +26,7 @@ func commitOf(t *testing.T, st remote.Store, host string, at time.Time, kss ...s
 	for _, ks := range kss {
 		m := &Manifest{Format: FormatVersion, Host: host, Keyspace: ks, Time: at, Session: "0123456789abcdef01234567", Tables: []Table{}}
 		m.Name = BackupName(m.Time, m.Keyspace, m.Host)
-		obj, _, err := Encode(m)
+		obj, _, err := Encode(m, chunk.Namer{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -332,7 +333,7 @@ func TestCommittedHeaderChecksTheHash(t *testing.T) {
 	// Another object of the same backup, which decodes as well.
 	m2 := *m
 	m2.CassandraVersion = "4.1.3"
-	obj, _, err := Encode(&m2)
+	obj, _, err := Encode(&m2, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -137,7 +137,7 @@ func atkEachFilePeak(t testing.TB, g *atkGenerated, obj []byte, every int) (peak
 // atkEncode encodes m into an object and a store of its nodes.
 func atkEncode(t testing.TB, m *Manifest) ([]byte, memChunks) {
 	t.Helper()
-	obj, nodes, err := Encode(m)
+	obj, nodes, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}

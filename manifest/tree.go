@@ -96,9 +96,10 @@ type innerNode struct {
 }
 
 // Encode validates m and returns its manifest object and the nodes of its
-// trees, which must be stored (and indexed) before the object. It sets
-// m.Nodes to the nodes' references.
-func Encode(m *Manifest) (obj []byte, nodes []Node, err error) {
+// trees, which must be stored (and indexed) before the object. The nodes
+// are chunks named by nm, the store's (chunk.Params.Namer), and readers
+// check them so. It sets m.Nodes to the nodes' references.
+func Encode(m *Manifest, nm chunk.Namer) (obj []byte, nodes []Node, err error) {
 	if err := m.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -117,7 +118,7 @@ func Encode(m *Manifest) (obj []byte, nodes []Node, err error) {
 		CassandraVersion: m.CassandraVersion, Session: m.Session, Tables: []rootTable{}}
 	seen := map[chunk.ID]bool{}
 	emit := func(data []byte) chunk.Ref {
-		n := Node{ID: chunk.Sum(data), Data: data}
+		n := Node{ID: nm.Sum(data), Data: data}
 		if !seen[n.ID] {
 			seen[n.ID] = true
 			nodes = append(nodes, n)
@@ -208,7 +209,9 @@ func (m *Manifest) encodeTree(t *Table, emit func([]byte) chunk.Ref) (rootTable,
 }
 
 // leafEnds reports whether a leaf ends after f: the low leafBits of the
-// BLAKE3 of its path and root are zero.
+// BLAKE3 of its path and root are zero. Plain BLAKE3 on every store: the
+// hash picks cut points and is stored nowhere; the leaves it cuts are
+// chunks, named (keyed on an encrypted store) like any other.
 func leafEnds(f *File) bool {
 	h := chunk.Sum([]byte(f.Path + "\x00" + f.Root))
 	return h[0]&(1<<leafBits-1) == 0

@@ -34,7 +34,7 @@ func (mc memChunks) FetchChunks(_ context.Context, ids []chunk.ID, fn func(chunk
 
 // putManifest stores m's nodes in mc and its object in st.
 func putManifest(ctx context.Context, st remote.Store, m *Manifest, mc memChunks) error {
-	obj, nodes, err := Encode(m)
+	obj, nodes, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func treeManifestOf(n int, comps []string, at time.Time) *Manifest {
 func TestTreeRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 50, 20_000} {
 		m := treeManifest(n, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
-		obj, nodes, err := Encode(m)
+		obj, nodes, err := Encode(m, chunk.Namer{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +114,7 @@ func TestTreeChangeIsLocal(t *testing.T) {
 		n, comps = 15_000, []string{"CompressionInfo.db", "Data.db", "Digest.crc32", "Filter.db", "Index.db", "Statistics.db", "Summary.db", "TOC.txt"}
 	}
 	m := treeManifestOf(n, comps, at)
-	_, before, err := Encode(m)
+	_, before, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestTreeChangeIsLocal(t *testing.T) {
 		m2.Tables[0].Files = append(m2.Tables[0].Files, extra)
 	}
 	m2.Sort()
-	_, after, err := Encode(m2)
+	_, after, err := Encode(m2, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestTreeChangeIsLocal(t *testing.T) {
 			newBytes += len(n.Data)
 		}
 	}
-	obj, _, _ := Encode(m2)
+	obj, _, _ := Encode(m2, chunk.Namer{})
 	t.Logf("one SSTable added to %d of %d files each: %d of %d nodes new, %d bytes; manifest object %d bytes", n, len(comps), newNodes, len(after), newBytes, len(obj))
 	if newNodes > 4 || newBytes > 32<<10 {
 		t.Errorf("one SSTable added: %d new nodes, %d bytes; want at most 4 and 32 KiB", newNodes, newBytes)
@@ -149,7 +149,7 @@ func TestTreeChangeIsLocal(t *testing.T) {
 // A damaged or foreign node is an error naming it; so is a missing one.
 func TestTreeRefusesBadNodes(t *testing.T) {
 	m := treeManifest(3_000, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
-	obj, nodes, err := Encode(m)
+	obj, nodes, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestTreeRefusesBadNodes(t *testing.T) {
 			other.Tables[i].Files[j].Path = strings.Replace(other.Tables[i].Files[j].Path, "ks/", "ks2/", 1)
 		}
 	}
-	_, foreign, err := Encode(other)
+	_, foreign, err := Encode(other, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestTreeRefusesBadNodes(t *testing.T) {
 // and what Read accepts is a valid manifest.
 func FuzzRead(f *testing.F) {
 	m := treeManifest(200, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
-	obj, nodes, err := Encode(m)
+	obj, nodes, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestTreeSplitsLargeFile(t *testing.T) {
 		f.Chunks = append(f.Chunks, chunk.Ref{ID: chunk.Sum(fmt.Appendf(nil, "c%d", i)), Len: 3})
 		f.Size += 3
 	}
-	obj, nodes, err := Encode(m)
+	obj, nodes, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
 	if m.MemCost() != MaxDecodedMemory {
 		t.Fatalf("MemCost %d, want %d", m.MemCost(), MaxDecodedMemory)
 	}
-	obj, nodes, err := Encode(m)
+	obj, nodes, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
 		t.Fatalf("Read of a manifest at the bound: %v", err)
 	}
 	m.CassandraVersion += "v"
-	if obj, nodes, err = Encode(m); err != nil {
+	if obj, nodes, err = Encode(m, chunk.Namer{}); err != nil {
 		t.Fatalf("Encode one byte over Read's bound: %v", err)
 	}
 	for _, nd := range nodes {
@@ -373,7 +373,7 @@ func TestTreeFileOfRepeatedParts(t *testing.T) {
 	n := 3 * maxLeafRefs
 	f.Chunks = slices.Repeat([]chunk.Ref{{ID: chunk.Sum([]byte("x")), Len: 1}}, n)
 	f.Size = int64(n)
-	obj, nodes, err := Encode(m)
+	obj, nodes, err := Encode(m, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestWalkerReadsEachTreeOnce(t *testing.T) {
 	mc := memChunks{}
 	var objs [][]byte
 	for _, m := range []*Manifest{m1, m2, m3} {
-		obj, nodes, err := Encode(m)
+		obj, nodes, err := Encode(m, chunk.Namer{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -469,7 +469,7 @@ func TestWalkerReadsEachTreeOnce(t *testing.T) {
 	}
 	// A damaged node of a tree not read before is an error naming it.
 	m4 := treeManifest(3_000, at)
-	obj, nodes, err := Encode(m4)
+	obj, nodes, err := Encode(m4, chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}

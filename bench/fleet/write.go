@@ -55,7 +55,7 @@ func writeIndexFile(ctx context.Context, st remote.Store, host string, packs []i
 // returns the bytes written and the manifest's entry in its commit's
 // marker (writeCommit).
 func writeManifest(ctx context.Context, st remote.Store, m *manifest.Manifest, written map[chunk.ID]bool, s *Stats) (int64, manifest.CommitEntry, error) {
-	obj, all, err := manifest.Encode(m)
+	obj, all, err := manifest.Encode(m, chunk.Namer{})
 	if err != nil {
 		return 0, manifest.CommitEntry{}, err
 	}

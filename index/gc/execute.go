@@ -412,7 +412,7 @@ func (p *Plan) repack(ctx context.Context) error {
 		}
 		src := index.New()
 		src.Add(index.PackRecord{ID: ps.ID, Size: ps.Size, Entries: ps.Entries})
-		err := index.Fetch(ctx, c.Store, src, ids, index.FetchOptions{Parallel: cmp.Or(c.Parallel, 4)}, func(id chunk.ID, data []byte, err error) error {
+		err := index.Fetch(ctx, c.Store, src, ids, index.FetchOptions{Parallel: cmp.Or(c.Parallel, 4), Namer: c.Config.Chunker.Namer}, func(id chunk.ID, data []byte, err error) error {
 			if err != nil {
 				return fmt.Errorf("repack %s: %w", ps.ID, err)
 			}

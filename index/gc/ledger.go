@@ -109,6 +109,8 @@ type ledger struct {
 	// disputed holds every size the index files give a pack they do not
 	// agree on (rare: a damaged or hostile file), by pack number.
 	disputed map[uint32][]int64
+	// namer is the store's chunk.Namer, to check the nodes it reads.
+	namer chunk.Namer
 
 	Bad        map[string]error   // index files that could not be read or decoded
 	BadOrphans map[chunk.ID]error // orphans whose header could not be read
@@ -616,7 +618,7 @@ func (l *ledger) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.
 	}
 	idx := index.New()
 	idx.AddCopies("ledger", packs)
-	return index.Source{Store: l.st, Index: idx, Parallel: 1}.FetchChunks(ctx, ids, fn)
+	return index.Source{Store: l.st, Index: idx, Parallel: 1, Namer: l.namer}.FetchChunks(ctx, ids, fn)
 }
 
 // forget treats the packs on doom lists as gone: a sweep decided to

@@ -68,7 +68,7 @@ func mark(ctx context.Context, st remote.Store, objs []manifest.Object, committe
 	// Each table's tree is read once, though the host's every backup of
 	// an unchanged table names it.
 	w := manifest.NewWalker()
-	src := cache.Nodes(l)
+	src := cache.Nodes(l, l.namer)
 	for _, o := range objs {
 		h, ok := committed[o.Name]
 		obj, err := cache.manifestObject(ctx, st, o, h, ok)
@@ -130,6 +130,7 @@ func (c *Collector) look(ctx context.Context, skip map[string]bool, refs *refSpi
 	if l, err = loadLedger(ctx, c.Store, c.memory(), c.SpillDir, shards, c.Cache, sc); err != nil {
 		return nil, nil, nil, err
 	}
+	l.namer = c.Config.Chunker.Namer
 	if refs != nil {
 		return l, refs, nil, nil
 	}

@@ -208,19 +208,20 @@ type stamper interface {
 // from it — each checked against its ID, and only while its first stored
 // copy is where it was when cached — and the others from next, which it
 // then caches. next must say where its copies are (the ledger does);
-// otherwise nothing is cached.
-func (c *Cache) Nodes(next manifest.Chunks) manifest.Chunks {
+// otherwise nothing is cached. nm is the store's chunk.Namer.
+func (c *Cache) Nodes(next manifest.Chunks, nm chunk.Namer) manifest.Chunks {
 	sp, ok := next.(stamper)
 	if c == nil || !ok {
 		return next
 	}
-	return cachedNodes{c, next, sp}
+	return cachedNodes{c, next, sp, nm}
 }
 
 type cachedNodes struct {
 	c    *Cache
 	next manifest.Chunks
 	sp   stamper
+	nm   chunk.Namer
 }
 
 func (n cachedNodes) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(chunk.ID, []byte) error) error {
@@ -235,7 +236,7 @@ func (n cachedNodes) FetchChunks(ctx context.Context, ids []chunk.ID, fn func(ch
 		name := nodeName(id)
 		if b, ok := cachefile.Read(n.c.root, name, maxNode); ok && stamp != "" {
 			head, data, found := bytes.Cut(b, []byte{'\n'})
-			if found && stampMatches(string(head), stamp) && chunk.Sum(data) == id {
+			if found && stampMatches(string(head), stamp) && n.nm.Sum(data) == id {
 				n.c.touch(name)
 				n.c.count(true)
 				if err := fn(id, data); err != nil {

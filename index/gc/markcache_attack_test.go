@@ -67,7 +67,7 @@ func TestPurgeCacheAttackCrashAndClocksHolds(t *testing.T) {
 	fetch := func(c *Cache, want []chunk.ID) {
 		t.Helper()
 		got := 0
-		if err := c.Nodes(st).FetchChunks(ctx, want, func(id chunk.ID, b []byte) error {
+		if err := c.Nodes(st, chunk.Namer{}).FetchChunks(ctx, want, func(id chunk.ID, b []byte) error {
 			if chunk.Sum(b) != id {
 				t.Errorf("node %s: other bytes", id)
 			}

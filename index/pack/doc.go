@@ -19,8 +19,14 @@
 // into memory, for small packs (those of manifest tree nodes, at most
 // MaxTreePack) and tests.
 //
+// An encrypted store pads its packs (Writer.Pad, format 3): zero bytes
+// after the chunks bring the pack to its Padme size, so that the sizes an
+// observer sees say little of the chunks inside; a last header entry with
+// the zero ID records the padding, and readers drop it from the entries
+// they return.
+//
 // Writers, Spools and Builders are not safe for concurrent use; the
 // decoders are pure functions that never panic on hostile bytes
-// (FuzzParse). A golden pack in testdata/ pins the format; the Writer must
-// reproduce it (TestWriterGolden).
+// (FuzzParse). Golden packs in testdata/ pin both formats (pack-v2, and
+// pack-v3 padded); the Writer must reproduce the first (TestWriterGolden).
 package pack

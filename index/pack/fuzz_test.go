@@ -17,17 +17,25 @@ import (
 // region, HeaderLen must agree with it, and a pack that Parse accepts
 // whole must give the same entries.
 func FuzzReadHeader(f *testing.F) {
-	if b, err := os.ReadFile("testdata/pack-v2.golden"); err == nil {
-		f.Add(b)
+	for _, v := range []string{"v2", "v3"} {
+		if b, err := os.ReadFile("testdata/pack-" + v + ".golden"); err == nil {
+			f.Add(b)
+		}
 	}
-	b := NewBuilder(nil)
-	for i := range 3 {
-		d := bytes.Repeat([]byte{byte(i)}, 10+i)
-		b.Add(chunk.Sum(d), d)
+	for _, padded := range []bool{false, true} {
+		b := NewBuilder(nil)
+		if padded {
+			b.Pad()
+		}
+		for i := range 3 {
+			d := bytes.Repeat([]byte{byte(i)}, 10+i)
+			b.Add(chunk.Sum(d), d)
+		}
+		data, _ := b.Finish()
+		f.Add(data)
 	}
-	data, _ := b.Finish()
-	f.Add(data)
 	f.Add([]byte(Magic))
+	f.Add([]byte(MagicPadded))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ctx := context.Background()
 		st := remotetest.NewMemory()
@@ -36,7 +44,7 @@ func FuzzReadHeader(f *testing.F) {
 			t.Fatal(err)
 		}
 		entries, size, err := ReadHeader(ctx, st, key)
-		whole, perr := Parse(b)
+		whole, perr := Parse(b, chunk.Namer{})
 		if err != nil {
 			if perr == nil {
 				t.Fatalf("Parse accepts the pack, ReadHeader refuses it: %v", err)
@@ -46,9 +54,13 @@ func FuzzReadHeader(f *testing.F) {
 		if size != int64(len(b)) {
 			t.Fatalf("ReadHeader: size %d, want %d", size, len(b))
 		}
+		hdr := int64(len(entries))*EntrySize + TrailerSize
+		if string(b[len(b)-len(MagicPadded):]) == MagicPadded {
+			hdr += EntrySize // the padding's entry
+		}
 		n, ok := HeaderLen(b[max(0, len(b)-TrailerSize):])
-		if !ok || n != int64(len(entries))*EntrySize+TrailerSize {
-			t.Fatalf("HeaderLen = %d, %v; want %d for %d entries", n, ok, int64(len(entries))*EntrySize+TrailerSize, len(entries))
+		if !ok || n != hdr {
+			t.Fatalf("HeaderLen = %d, %v; want %d for %d entries", n, ok, hdr, len(entries))
 		}
 		dataEnd := int64(len(b)) - n
 		for _, e := range entries {

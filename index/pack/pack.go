@@ -19,8 +19,15 @@ import (
 //
 // headerSum is the BLAKE3 of the header followed by the nonce. A chunk's
 // offset is the sum of the lengths before it.
+//
+// A padded pack (format 3, magic MagicPadded; Writer.Pad) is the same with
+// zero bytes after the last chunk, so that the whole pack is Padme bytes
+// long, and one more header entry, the last, for them: the zero ID and the
+// padding's length (n counts it). Readers take both formats and leave the
+// padding entry out of the chunks they return. Only encrypted stores pad.
 const (
 	Magic       = "CBPACK02"
+	MagicPadded = "CBPACK03"
 	NonceSize   = 16
 	TrailerSize = 32 + NonceSize + 4 + 8 // headerSum, nonce, count, magic
 	EntrySize   = 32 + 4
@@ -35,8 +42,13 @@ const (
 	// plus one chunk of the largest size a store allows.
 	MaxData = 32<<20 + chunk.StoreMaxMaxSize
 	// MaxSize bounds a whole pack: ReadHeader refuses a larger object
-	// without reading it, and index files may not name one.
-	MaxSize = MaxData + MaxChunks*EntrySize + TrailerSize
+	// without reading it, and index files may not name one. It is the
+	// largest pack padded (Padme rounds sizes of 32 to 64 MiB up to a
+	// multiple of 1 MiB; TestMaxSize checks the sum).
+	MaxSize = (maxUnpadded + 1<<20 - 1) &^ (1<<20 - 1)
+	// maxUnpadded is the largest pack before padding: MaxData, and the
+	// header of MaxChunks chunks and the padding entry.
+	maxUnpadded = MaxData + (MaxChunks+1)*EntrySize + TrailerSize
 )
 
 // Key is the store key of the pack with the given ID.
@@ -53,9 +65,22 @@ type Entry struct {
 }
 
 type trailer struct {
-	n     int
-	sum   chunk.ID
-	nonce [NonceSize]byte
+	n      int // header entries, the padding's included
+	sum    chunk.ID
+	nonce  [NonceSize]byte
+	padded bool // format 3: the last entry is the padding
+}
+
+// maxEntries is how many header entries a pack of the given magic may
+// have, and whether it is padded; ok is false for an unknown magic.
+func maxEntries(magic string) (n int, padded, ok bool) {
+	switch magic {
+	case Magic:
+		return MaxChunks, false, true
+	case MagicPadded:
+		return MaxChunks + 1, true, true
+	}
+	return 0, false, false
 }
 
 // parseTrailer decodes a pack's last TrailerSize bytes.
@@ -63,14 +88,19 @@ func parseTrailer(t []byte) (tr trailer, err error) {
 	if len(t) != TrailerSize {
 		return tr, errors.New("pack trailer: short")
 	}
-	if string(t[TrailerSize-8:]) != Magic {
+	most, padded, ok := maxEntries(string(t[TrailerSize-8:]))
+	if !ok {
 		return tr, errors.New("pack trailer: bad magic")
 	}
 	copy(tr.sum[:], t[:32])
 	copy(tr.nonce[:], t[32:32+NonceSize])
 	tr.n = int(binary.LittleEndian.Uint32(t[32+NonceSize:]))
-	if tr.n > MaxChunks {
+	tr.padded = padded
+	if tr.n > most {
 		return tr, fmt.Errorf("pack trailer: %d chunks is too many", tr.n)
+	}
+	if padded && tr.n == 0 {
+		return tr, errors.New("pack trailer: padded pack without its padding entry")
 	}
 	return tr, nil
 }
@@ -98,11 +128,21 @@ func parseHeader(hdr []byte, tr trailer, packSize int64) ([]Entry, error) {
 	if off != dataEnd {
 		return nil, fmt.Errorf("pack header: chunks cover %d bytes, data region is %d", off, dataEnd)
 	}
-	return entries, nil
+	if !tr.padded {
+		return entries, nil
+	}
+	// Format 3: the zero ID names the padding, last, and nothing else.
+	for i, e := range entries {
+		if e.ID.IsZero() != (i == n-1) {
+			return nil, fmt.Errorf("pack header: entry %d of %d: padding entry misplaced", i, n)
+		}
+	}
+	return entries[:n-1], nil
 }
 
-// Parse decodes a whole pack held in memory and checks every chunk.
-func Parse(b []byte) ([]Entry, error) {
+// Parse decodes a whole pack held in memory and checks every chunk against
+// its ID as nm names it (the store's chunk.Params.Namer).
+func Parse(b []byte, nm chunk.Namer) ([]Entry, error) {
 	if len(b) < TrailerSize {
 		return nil, errors.New("pack: shorter than its trailer")
 	}
@@ -119,8 +159,20 @@ func Parse(b []byte) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tr.padded {
+		var end int
+		if len(entries) > 0 {
+			last := entries[len(entries)-1]
+			end = int(last.Off + last.Len)
+		}
+		for _, c := range b[end:hdrStart] {
+			if c != 0 {
+				return nil, errors.New("pack: padding is not zero bytes")
+			}
+		}
+	}
 	for _, e := range entries {
-		if chunk.Sum(b[e.Off:e.Off+e.Len]) != e.ID {
+		if nm.Sum(b[e.Off:e.Off+e.Len]) != e.ID {
 			return nil, fmt.Errorf("pack: chunk %s: checksum mismatch", e.ID)
 		}
 	}
@@ -170,11 +222,15 @@ func ReadHeader(ctx context.Context, st remote.Store, key string) ([]Entry, int6
 // these bytes of every pack.
 func HeaderLen(tail []byte) (n int64, ok bool) {
 	k := len(tail)
-	if k < 4+len(Magic) || string(tail[k-len(Magic):]) != Magic {
+	if k < 4+len(Magic) {
+		return 0, false
+	}
+	most, _, ok := maxEntries(string(tail[k-len(Magic):]))
+	if !ok {
 		return 0, false
 	}
 	c := int64(binary.LittleEndian.Uint32(tail[k-len(Magic)-4:]))
-	if c > MaxChunks {
+	if c > int64(most) {
 		return 0, false
 	}
 	return c*EntrySize + TrailerSize, true

@@ -54,6 +54,32 @@ func (s *Spool) Add(id chunk.ID, data []byte) error {
 // Len is the number of chunk bytes added so far.
 func (s *Spool) Len() int { return s.pw.Len() }
 
+// Pad pads the pack, as Writer.Pad does; call it before Finish.
+func (s *Spool) Pad() { s.pw.Pad() }
+
+// AppendTo adds every chunk of s to dst, in order, reading them back from
+// s's file, so that two open packs can become one; s is left as it was,
+// unfinished, for its owner to Close. It holds one chunk in memory.
+func (s *Spool) AppendTo(dst *Spool) error {
+	if err := s.bw.Flush(); err != nil {
+		return fmt.Errorf("spool pack: %w", err)
+	}
+	var buf []byte
+	for _, e := range s.Entries() {
+		if cap(buf) < int(e.Len) {
+			buf = make([]byte, e.Len)
+		}
+		b := buf[:e.Len]
+		if _, err := s.f.ReadAt(b, int64(e.Off)); err != nil {
+			return fmt.Errorf("spool pack: read back chunk %s: %w", e.ID, err)
+		}
+		if err := dst.Add(e.ID, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Entries are the chunks added so far, in data order. The slice is the
 // Spool's own.
 func (s *Spool) Entries() []Entry { return s.pw.Entries() }

@@ -51,7 +51,7 @@ func TestSpool(t *testing.T) {
 		if int64(len(b)) != size || chunk.Sum(b) != id {
 			t.Fatalf("round %d: read %d bytes with ID %s, want %d bytes with ID %s", round, len(b), chunk.Sum(b), size, id)
 		}
-		got, err := Parse(b)
+		got, err := Parse(b, chunk.Namer{})
 		if err != nil {
 			t.Fatal(err)
 		}

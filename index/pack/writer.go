@@ -19,6 +19,7 @@ type Writer struct {
 	data    int           // chunk bytes written
 	entries []Entry
 	nonce   [NonceSize]byte
+	pad     bool // Finish pads the pack (format 3)
 	err     error
 }
 
@@ -34,6 +35,15 @@ func NewWriter(w io.Writer) *Writer {
 
 // SetNonce fixes the nonce, for golden tests; call it before Finish.
 func (pw *Writer) SetNonce(n [NonceSize]byte) { pw.nonce = n }
+
+// Pad makes Finish pad the pack to its Padme size with zero bytes after
+// the chunks, recorded by a last header entry (format 3, MagicPadded), so
+// that the pack's size, all an observer of an encrypted store sees of it,
+// says less of the chunks it holds. Call it before Finish.
+func (pw *Writer) Pad() { pw.pad = true }
+
+// zeros is a block of the padding's zero bytes.
+var zeros [64 << 10]byte
 
 // write writes p to w and the pack hash. A failure is sticky: the pack is
 // broken.
@@ -72,12 +82,24 @@ func (pw *Writer) Entries() []Entry { return pw.entries }
 // Finish writes the header and trailer and returns the pack's size and ID.
 // The Writer must not be used afterwards.
 func (pw *Writer) Finish() (int64, chunk.ID, error) {
+	entries, magic := pw.entries, Magic
+	if pw.pad {
+		unpadded := pw.n + int64(len(entries)+1)*EntrySize + TrailerSize
+		pad := Padme(unpadded) - unpadded
+		for left := pad; left > 0; left -= int64(len(zeros)) {
+			if err := pw.write(zeros[:min(left, int64(len(zeros)))]); err != nil {
+				return 0, chunk.ID{}, err
+			}
+		}
+		entries = append(entries[:len(entries):len(entries)], Entry{Off: uint32(pw.data), Len: uint32(pad)})
+		magic = MagicPadded
+	}
 	hs := chunk.NewHasher() // header and nonce: the trailer's headerSum
-	blk := make([]byte, 0, min(headerBlock, len(pw.entries)*EntrySize))
-	for i, e := range pw.entries {
+	blk := make([]byte, 0, min(headerBlock, len(entries)*EntrySize))
+	for i, e := range entries {
 		blk = append(blk, e.ID[:]...)
 		blk = binary.LittleEndian.AppendUint32(blk, e.Len)
-		if len(blk)+EntrySize > headerBlock || i == len(pw.entries)-1 {
+		if len(blk)+EntrySize > headerBlock || i == len(entries)-1 {
 			hs.Write(blk)
 			if err := pw.write(blk); err != nil {
 				return 0, chunk.ID{}, err
@@ -90,8 +112,8 @@ func (pw *Writer) Finish() (int64, chunk.ID, error) {
 	t := make([]byte, 0, TrailerSize)
 	t = append(t, sum[:]...)
 	t = append(t, pw.nonce[:]...)
-	t = binary.LittleEndian.AppendUint32(t, uint32(len(pw.entries)))
-	t = append(t, Magic...)
+	t = binary.LittleEndian.AppendUint32(t, uint32(len(entries)))
+	t = append(t, magic...)
 	if err := pw.write(t); err != nil {
 		return 0, chunk.ID{}, err
 	}
@@ -123,6 +145,9 @@ func NewBuilder(buf []byte) *Builder {
 
 // SetNonce fixes the nonce, for golden tests.
 func (b *Builder) SetNonce(n [NonceSize]byte) { b.pw.SetNonce(n) }
+
+// Pad pads the pack, as Writer.Pad does.
+func (b *Builder) Pad() { b.pw.Pad() }
 
 // Add appends a chunk; data is copied.
 func (b *Builder) Add(id chunk.ID, data []byte) { b.pw.Add(id, data) }

@@ -59,7 +59,7 @@ func TestWriterLargeHeader(t *testing.T) {
 	if size != int64(buf.Len()) || id != chunk.Sum(buf.Bytes()) {
 		t.Errorf("Finish = %d, %s; want %d, %s", size, id, buf.Len(), chunk.Sum(buf.Bytes()))
 	}
-	entries, err := Parse(buf.Bytes())
+	entries, err := Parse(buf.Bytes(), chunk.Namer{})
 	if err != nil {
 		t.Fatal(err)
 	}
