@@ -51,9 +51,16 @@ func storeBytes(t *testing.T, st remote.Store) int64 {
 // manifestPaths returns every file path in the given backups.
 func manifestPaths(t *testing.T, st remote.Store, names []string) []string {
 	t.Helper()
+	return manifestPathsFrom(t, st, ChunksOf(st), names)
+}
+
+// manifestPathsFrom is manifestPaths reading the trees from src (a Repo's
+// Chunks, which checks an encrypted store's keyed IDs).
+func manifestPathsFrom(t *testing.T, st remote.Store, src manifest.Chunks, names []string) []string {
+	t.Helper()
 	var paths []string
 	for _, n := range names {
-		m, err := manifest.Get(t.Context(), st, n, ChunksOf(st))
+		m, err := manifest.Get(t.Context(), st, n, src)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -153,7 +153,7 @@ func realRoundTrip(t *testing.T, data string, files []legacyFile, r *Repo) {
 		}
 	}
 	slices.Sort(want)
-	if got := manifestPaths(t, r.Store, s.Manifests); !slices.Equal(got, want) {
+	if got := manifestPathsFrom(t, r.Store, r.Chunks(), s.Manifests); !slices.Equal(got, want) {
 		t.Fatalf("manifest lists %d files, want all %d real files", len(got), len(want))
 	}
 	ms, err := Select(ctx, r.Store, "legacy", "", nil, time.Now())
