@@ -3,6 +3,7 @@ package cassback
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,7 +12,9 @@ import (
 	"time"
 
 	"github.com/cassback/cassback/chunk"
+	"github.com/cassback/cassback/index"
 	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/remote/crypt"
 	"github.com/cassback/cassback/remote/crypt/keyslot"
 	"github.com/cassback/cassback/remote/local"
 )
@@ -136,15 +139,17 @@ func TestEncAttackEveryObjectSealed(t *testing.T) {
 	t.Logf("%d objects opened", n)
 }
 
-// TestEncAttackOrphanSlotLocksOut: two nodes that create one store at once
-// with the same key file each write a key slot of their own master before
-// the config; one config wins (index.Init), so the loser's slot wraps a
-// master no config checks. It opens with the fleet's key file all the
-// same, and Unlock takes the first slot that opens: when the orphan sorts
-// first, every open of the store fails with "the key is not this store's"
-// for good, though a slot holding the right master is there. (A bucket
-// writer cannot forge such a slot, but the race makes one.) Open must try
-// the other slots when a master fails the config's check.
+// TestEncAttackOrphanSlotLocksOut: a key slot that opens with the
+// operator's key source but wraps another master — written by whoever can
+// wrap with the key but not unwrap (a principal with kms:Encrypt and not
+// kms:Decrypt on the store's KMS key, which can also write the bucket), or
+// by a key add whose master was wrong — was taken by Unlock as the first
+// slot that opens: when it sorted first, every open of the store failed
+// with "the key is not this store's" for good, though a slot holding the
+// right master was there. Open must try the other slots when a master fails
+// the config's check. (A key file stands in for the KMS key here. A race of
+// two creators does not make such a slot: the loser's is bound to its own
+// store ID and does not open.)
 func TestEncAttackOrphanSlotLocksOut(t *testing.T) {
 	ctx := t.Context()
 	dir := filepath.Join(t.TempDir(), "store")
@@ -158,9 +163,8 @@ func TestEncAttackOrphanSlotLocksOut(t *testing.T) {
 		t.Fatalf("slots %v, %v", slots, err)
 	}
 	real := slots[0].ID
-	// The losing node's slot: the same key file, another master. Made
-	// until its random ID sorts before the winner's, as it does half the
-	// time.
+	// The planted slot: the same key source, another master. Made until
+	// its random ID sorts before the real one's.
 	loser := make([]byte, 32)
 	rand.Read(loser)
 	for range 64 {
@@ -181,5 +185,63 @@ func TestEncAttackOrphanSlotLocksOut(t *testing.T) {
 	}
 	if _, err := Open(ctx, st, Options{Keys: KeySlots(kf)}); err != nil {
 		t.Errorf("open with the fleet's key file, its slot present: %v", err)
+	}
+}
+
+// TestEncAttackConfigSwap: whoever can write the bucket and wrap a master
+// with the store's key source without unwrapping (kms:Encrypt without
+// kms:Decrypt; a key file stands in for the KMS key here) replaces the
+// config with one of the same ID whose check and secrets are of a master
+// of their own, and plants a slot of that master. Nothing binds the
+// config to the master the store's data is sealed with: a node opens the
+// store with the attacker's master, and what it writes from then on (and
+// every manifest it restores) is the attacker's to read and forge. A node
+// that cached the config stops once (ErrConfigChanged) and takes the new
+// one on its next run. Open must refuse a master under which the store's
+// existing objects do not open.
+func TestEncAttackConfigSwap(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "store")
+	kf, err := keyslot.KeyFile([]byte("the fleet's key file: 0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := openEncrypted(t, dir, KeySlots(kf))
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 7, TotalBytes: 2 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1"}); err != nil {
+		t.Fatal(err)
+	}
+	// The attacker's master, config and slot.
+	evil := make([]byte, 32)
+	rand.Read(evil)
+	ek, err := crypt.NewKeys(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.Config
+	cfg.Encryption = index.Encryption{}
+	if err := cfg.Encrypt(ek); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.raw.Put(ctx, index.ConfigKey, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyslot.Add(ctx, r.raw, cfg.ID, evil, kf); err != nil {
+		t.Fatal(err)
+	}
+	st, err := local.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(ctx, st, Options{Keys: KeySlots(kf)})
+	if err == nil && bytes.Equal(r2.master, evil) {
+		t.Errorf("the store opened with the master of a planted config and slot: a backup now seals its data under a key the bucket's writer chose")
 	}
 }
