@@ -23,7 +23,7 @@ import (
 // engine that need no key slot.
 type memKeys struct{ master []byte }
 
-func (k *memKeys) Unlock(context.Context, remote.Store, string) ([]byte, error) {
+func (k *memKeys) Unlock(context.Context, remote.Store, string, func([]byte) bool) ([]byte, error) {
 	if k.master == nil {
 		return nil, errors.New("no key")
 	}

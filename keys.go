@@ -21,8 +21,8 @@ func KeySlots(srcs ...keyslot.Source) Keys {
 
 type slotKeys []keyslot.Source
 
-func (s slotKeys) Unlock(ctx context.Context, st remote.Store, storeID string) ([]byte, error) {
-	master, _, err := keyslot.Unlock(ctx, st, storeID, s...)
+func (s slotKeys) Unlock(ctx context.Context, st remote.Store, storeID string, check func(master []byte) bool) ([]byte, error) {
+	master, _, err := keyslot.UnlockChecked(ctx, st, storeID, check, s...)
 	return master, err
 }
 

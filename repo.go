@@ -105,8 +105,10 @@ type Options struct {
 // passphrase, a KMS key): KeySlots makes them from remote/crypt/keyslot's.
 type Keys interface {
 	// Unlock returns the master key of the store whose ID is given, from
-	// one of its key slots in st that a source opens.
-	Unlock(ctx context.Context, st remote.Store, storeID string) (master []byte, err error)
+	// one of its key slots in st that a source opens, passing over a slot
+	// whose master check refuses (a slot left by a creator whose config
+	// lost, or planted).
+	Unlock(ctx context.Context, st remote.Store, storeID string, check func(master []byte) bool) (master []byte, err error)
 	// Create writes a key slot of master for each source.
 	Create(ctx context.Context, st remote.Store, storeID string, master []byte) error
 }
@@ -188,7 +190,15 @@ func (r *Repo) unlock(ctx context.Context, keys Keys) error {
 	case keys == nil:
 		return fmt.Errorf("store %s: %w", r.Config.ID, ErrNeedKey)
 	}
-	master, err := keys.Unlock(ctx, r.Store, r.Config.ID)
+	check := func(m []byte) bool {
+		k, err := cryptKeys(m)
+		if err != nil {
+			return false
+		}
+		c := r.Config
+		return c.Unlock(k) == nil
+	}
+	master, err := keys.Unlock(ctx, r.Store, r.Config.ID, check)
 	if err != nil {
 		return err
 	}

@@ -209,6 +209,14 @@ func List(ctx context.Context, st remote.Store) ([]Slot, error) {
 // refused. A failure to read the store, a cancelled context or a KMS error
 // marked transient (remote.IsTransient) is returned as itself.
 func Unlock(ctx context.Context, st remote.Store, storeID string, srcs ...Source) (master []byte, slot Slot, err error) {
+	return UnlockChecked(ctx, st, storeID, nil, srcs...)
+}
+
+// UnlockChecked is Unlock, taking only a master key that check accepts
+// (nil: any): a slot that opens to another master (one a creator that
+// lost the race to write the config left behind) is passed over, and the
+// next slot tried.
+func UnlockChecked(ctx context.Context, st remote.Store, storeID string, check func(master []byte) bool, srcs ...Source) (master []byte, slot Slot, err error) {
 	objs, err := read(ctx, st)
 	if err != nil {
 		return nil, Slot{}, fmt.Errorf("unlock store %s: %w", storeID, err)
@@ -217,7 +225,7 @@ func Unlock(ctx context.Context, st remote.Store, storeID string, srcs ...Source
 		return nil, Slot{}, &noKeyError{msg: fmt.Sprintf("unlock store %s: no key given", storeID)}
 	}
 	var tried, others []string
-	var damaged int
+	var damaged, wrong int
 	var refusal error // the last error of a source other than "does not open"
 	for _, o := range objs {
 		if o.err != nil {
@@ -241,6 +249,11 @@ func Unlock(ctx context.Context, st remote.Store, storeID string, srcs ...Source
 				err = fmt.Errorf("key slot %s: opened to %d bytes, want %d", o.id, len(m), keySize)
 				clear(m)
 			}
+			if err == nil && check != nil && !check(m) {
+				clear(m)
+				wrong++
+				continue
+			}
 			if err == nil {
 				return m, o.rec.slot(), nil
 			}
@@ -258,7 +271,7 @@ func Unlock(ctx context.Context, st remote.Store, storeID string, srcs ...Source
 			others = append(others, o.rec.Kind)
 		}
 	}
-	return nil, Slot{}, newNoKeyError(storeID, tried, others, damaged, refusal)
+	return nil, Slot{}, newNoKeyError(storeID, tried, others, damaged, wrong, refusal)
 }
 
 // noKeyError is Unlock's "no slot opens": one line, wrapping ErrNoKey and,
@@ -282,7 +295,7 @@ func (e *noKeyError) Unwrap() []error {
 	return []error{ErrNoKey, e.refusal}
 }
 
-func newNoKeyError(storeID string, tried, others []string, damaged int, refusal error) error {
+func newNoKeyError(storeID string, tried, others []string, damaged, wrong int, refusal error) error {
 	if len(tried) == 0 && len(others) == 0 && damaged == 0 {
 		return &noKeyError{msg: fmt.Sprintf("store %s has no key slot", storeID), refusal: refusal}
 	}
@@ -296,6 +309,9 @@ func newNoKeyError(storeID string, tried, others []string, damaged int, refusal 
 	}
 	if damaged > 0 {
 		fmt.Fprintf(&b, "; %d unreadable slot(s) skipped", damaged)
+	}
+	if wrong > 0 {
+		fmt.Fprintf(&b, "; %d opened to a key that is not this store's", wrong)
 	}
 	b.WriteString(")")
 	return &noKeyError{msg: b.String(), refusal: refusal}
