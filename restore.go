@@ -524,7 +524,7 @@ func (r *Repo) checkExisting(root *os.Root, opts RestoreOptions, f manifest.File
 			return false, "", err
 		}
 		defer ef.Close()
-		h := chunk.NewHasher()
+		h := r.Config.Chunker.Namer.NewHasher()
 		if _, err := io.Copy(h, ef); err != nil {
 			return false, "", err
 		}
@@ -738,7 +738,7 @@ func createTemps(root *os.Root, batch []*restoreFile) {
 func (r *Repo) finishFile(root *os.Root, rf *restoreFile, opts RestoreOptions, uid, gid int) error {
 	f := rf.f
 	if !opts.NoChecksum {
-		h := chunk.NewHasher()
+		h := r.Config.Chunker.Namer.NewHasher()
 		if _, err := io.Copy(h, io.NewSectionReader(f, 0, rf.rec.Size)); err != nil {
 			return err
 		}

@@ -434,7 +434,7 @@ func (r *Repo) checksumFiles(ctx context.Context, files []fileRef, good *index.I
 	var mu sync.Mutex
 	parallel(ctx, len(files), max(1, threads/2), func(i int) {
 		f := files[i]
-		h := chunk.NewHasher()
+		h := r.Config.Chunker.Namer.NewHasher()
 		var digest []byte
 		if f.digest != nil {
 			var b strings.Builder

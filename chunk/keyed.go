@@ -59,6 +59,21 @@ func (n Namer) Sum(data []byte) ID {
 	return KeyedSum(&n.key, data)
 }
 
+// NewHasher returns an empty Hasher of n's kind: a whole file's sum on an
+// encrypted store is keyed too, so that a manifest's file sums, in a
+// node's cache, confirm no guessed file (a file of one chunk would have
+// its chunk's ID as its sum).
+func (n Namer) NewHasher() *Hasher {
+	if !n.keyed {
+		return NewHasher()
+	}
+	h, err := blake3.NewKeyed(n.key[:])
+	if err != nil {
+		panic(err) // unreachable: the key is 32 bytes
+	}
+	return &Hasher{h: h}
+}
+
 // String says which kind of Namer n is, never its key, so that a Namer
 // printed with its Params (%v, %+v) cannot leak the secret.
 func (n Namer) String() string {

@@ -57,8 +57,9 @@ func TestNamer(t *testing.T) {
 	}
 }
 
-// A keyed Namer changes the chunks' IDs and nothing else: the same cuts and
-// the same whole-file sum (plain BLAKE3, kept inside manifests).
+// A keyed Namer changes the chunks' IDs and the whole-file sum (keyed
+// too, so that a file's sum in a node's cache confirms no guess), and
+// nothing else: the same cuts.
 func TestSplitKeyed(t *testing.T) {
 	data := randomBytes(3, 3<<20)
 	plain, _ := splitAll(t, data, testParams, 2)
@@ -66,8 +67,8 @@ func TestSplitKeyed(t *testing.T) {
 	p.Namer = KeyedNamer(DeriveKey("cassback test v1", []byte("master")))
 	keyed, chunks := splitAll(t, data, p, 2)
 	checkFile(t, keyed, data, p)
-	if keyed.Sum != plain.Sum || len(keyed.Chunks) != len(plain.Chunks) {
-		t.Fatalf("keyed split: sum %s and %d chunks, want the plain split's %s and %d", keyed.Sum, len(keyed.Chunks), plain.Sum, len(plain.Chunks))
+	if keyed.Sum != p.Namer.Sum(data) || keyed.Sum == plain.Sum || len(keyed.Chunks) != len(plain.Chunks) {
+		t.Fatalf("keyed split: sum %s and %d chunks, want the keyed sum %s and the plain split's %d", keyed.Sum, len(keyed.Chunks), p.Namer.Sum(data), len(plain.Chunks))
 	}
 	for i := range keyed.Chunks {
 		if keyed.Chunks[i].Len != plain.Chunks[i].Len || keyed.Chunks[i].ID == plain.Chunks[i].ID || chunks[i].ID != keyed.Chunks[i].ID {

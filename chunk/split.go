@@ -53,7 +53,7 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 		return File{}, fmt.Errorf("split: %w", context.Cause(ctx))
 	}
 	if size == 0 {
-		return File{Sum: Sum(nil)}, nil
+		return File{Sum: p.Namer.NewHasher().Sum()}, nil
 	}
 	nseg := int((size-1)/p.Segment) + 1
 	if par <= 0 {
@@ -69,7 +69,7 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 		p:    p,
 		fn:   fn,
 		refs: make([][]Ref, nseg),
-		sum:  newFileSum(r, size, p.Segment, nseg),
+		sum:  newFileSum(r, size, p.Segment, nseg, p.Namer),
 	}
 	var next atomic.Int64
 	for range par {
@@ -87,7 +87,9 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 	err := g.Wait()
 	// Every goroutine is done with the hasher: the next file reuses it
 	// (a BLAKE3 hasher is some 10 KB, and a node has many small files).
-	defer hashers.Put(s.sum.h)
+	if !p.Namer.Keyed() {
+		defer hashers.Put(s.sum.h)
+	}
 	if err != nil {
 		return File{}, err
 	}
@@ -259,9 +261,14 @@ type fileSum struct {
 // hashers recycles the whole-file hashers of Split.
 var hashers sync.Pool
 
-func newFileSum(r io.ReaderAt, size, segment int64, nseg int) *fileSum {
+func newFileSum(r io.ReaderAt, size, segment int64, nseg int, nm Namer) *fileSum {
 	h, _ := hashers.Get().(*Hasher)
-	if h == nil {
+	if nm.Keyed() {
+		if h != nil {
+			hashers.Put(h)
+		}
+		h = nm.NewHasher()
+	} else if h == nil {
 		h = NewHasher()
 	} else {
 		h.Reset()

@@ -188,7 +188,7 @@ func checkFile(t *testing.T, f File, data []byte, p Params) {
 	if f.Size != int64(len(data)) {
 		t.Errorf("Size: got %d, want %d", f.Size, len(data))
 	}
-	if want := Sum(data); f.Sum != want {
+	if want := p.Namer.Sum(data); f.Sum != want {
 		t.Errorf("Sum: got %s, want %s", f.Sum, want)
 	}
 	var off int64
