@@ -103,8 +103,8 @@ func checkChunkNames(t *testing.T, r *Repo, names []string, src string, nm chunk
 				if err != nil {
 					t.Fatal(err)
 				}
-				if chunk.Sum(b) != f.Sum {
-					t.Errorf("%s: file sum %s, want the plain BLAKE3 of the file", f.Path, f.Sum)
+				if nm.Sum(b) != f.Sum || nm.Keyed() && chunk.Sum(b) == f.Sum {
+					t.Errorf("%s: file sum %s, want the store's (keyed on a keyed store) BLAKE3 of the file", f.Path, f.Sum)
 				}
 				off := 0
 				for _, c := range f.Chunks {

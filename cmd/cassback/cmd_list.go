@@ -52,16 +52,16 @@ func listHosts(ctx context.Context, g *globals, c *listConfig, r *cassback.Repo)
 	if c.json {
 		return writeJSON(g.stdout, listHostsJSON(r.Encrypted(), hs))
 	}
-	fmt.Fprintf(g.stdout, "Store %s, encrypted: %s\n", r.Config.ID, encryptedWord(r))
 	if len(hs) == 0 {
 		fmt.Fprintln(g.stdout, "No hosts")
-		return nil
+	} else {
+		fmt.Fprintf(g.stdout, "%-40s %-10s %s\n", "Host", "Keyspaces", "Newest backup")
 	}
-	fmt.Fprintf(g.stdout, "%-40s %-10s %s\n", "Host", "Keyspaces", "Newest backup")
 	for _, h := range hs {
 		fmt.Fprintf(g.stdout, "%-40s %-10d %s\n", h.Host, len(h.Keyspaces), newestKeyspace(h).Backup)
 	}
-	return nil
+	_, err = fmt.Fprintf(g.stdout, "\nStore %s, encrypted: %s\n", r.Config.ID, encryptedWord(r))
+	return err
 }
 
 func runList(ctx context.Context, g *globals, c *listConfig, args []string) error {

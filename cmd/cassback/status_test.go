@@ -176,7 +176,7 @@ func TestPurgeDecommissionedHost(t *testing.T) {
 	}
 
 	out, _, code = cli(t, cache, "--backup-base", store, "list", "--hosts")
-	if code != 0 || !regexp.MustCompile(`^Host .*\nn1 +6 +\S+-n1\n$`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`^Host .*\nn1 +6 +\S+-n1\n\nStore [0-9a-f]{32}, encrypted: no\n$`).MatchString(out) {
 		t.Errorf("list --hosts after the purge: exit status %d, want only n1:\n%s", code, out)
 	}
 	if out, errs, code := cliStatus(t, cache, "--backup-base", store, "status"); code != 0 || strings.Contains(out, "gone") {
