@@ -2,19 +2,15 @@ package s3
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/logging"
@@ -86,40 +82,9 @@ func NewKMS(ctx context.Context, cfg KMSConfig) (*KMS, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = defTimeout
 	}
-	buildable := awshttp.NewBuildableClient()
-	if cfg.CAFile != "" {
-		pool, err := loadCA(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kms: %w", err)
-		}
-		buildable = buildable.WithTransportOptions(func(tr *http.Transport) {
-			if tr.TLSClientConfig == nil {
-				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-			}
-			tr.TLSClientConfig.RootCAs = pool
-		})
-	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(buildable),
-		// Retries are remote.Retry's, as for the store (see newStore).
-		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-		config.WithLogger(logging.Nop{}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
-	}
-	if cfg.AccessKey != "" {
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	awsCfg, err := loadAWS(ctx, awshttp.NewBuildableClient(), cfg.CAFile, cfg.Region, cfg.AccessKey, cfg.SecretKey)
 	if err != nil {
-		return nil, fmt.Errorf("kms: load AWS configuration: %w", err)
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = defRegion
-	}
-	if awsCfg.Credentials != nil {
-		awsCfg.Credentials = markedCredentials{awsCfg.Credentials}
+		return nil, fmt.Errorf("kms: %w", err)
 	}
 	hc := &httpClient{inner: awsCfg.HTTPClient, timeout: cfg.RequestTimeout}
 	client := kms.NewFromConfig(awsCfg, func(o *kms.Options) {

@@ -259,45 +259,12 @@ func newStore(ctx context.Context, cfg Config) (*Store, error) {
 		// Every worker of a backup or restore keeps its connection.
 		tr.MaxIdleConnsPerHost = 64
 	})
-	if cfg.CAFile != "" {
-		pool, err := loadCA(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("s3: %w", err)
-		}
-		buildable = buildable.WithTransportOptions(func(tr *http.Transport) {
-			if tr.TLSClientConfig == nil {
-				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-			}
-			tr.TLSClientConfig.RootCAs = pool
-		})
-	}
-	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(buildable),
-		// Retries belong to remote.WithRetry, which knows which errors are
-		// worth it and logs them; SDK retries inside it would multiply.
-		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+	awsCfg, err := loadAWS(ctx, buildable, cfg.CAFile, cfg.Region, cfg.AccessKey, cfg.SecretKey,
 		// Checksums are computed here and sent as headers (see put.go), so
 		// the SDK adds none of its own to uploads.
-		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
-		// The SDK would log to standard error (IMDS fallbacks, …);
-		// errors reach the caller instead.
-		config.WithLogger(logging.Nop{}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
-	}
-	if cfg.AccessKey != "" {
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired))
 	if err != nil {
-		return nil, fmt.Errorf("s3: load AWS configuration: %w", err)
-	}
-	if awsCfg.Region == "" {
-		awsCfg.Region = defRegion
-	}
-	if awsCfg.Credentials != nil {
-		awsCfg.Credentials = markedCredentials{awsCfg.Credentials}
+		return nil, fmt.Errorf("s3: %w", err)
 	}
 	hc := &httpClient{inner: awsCfg.HTTPClient, timeout: cfg.RequestTimeout}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
@@ -378,4 +345,47 @@ func (m markedCredentials) Retrieve(ctx context.Context) (aws.Credentials, error
 		return c, &credentialsError{err}
 	}
 	return c, nil
+}
+
+// loadAWS loads the SDK's configuration as the store and the KMS client
+// both want it: the HTTP client (trusting caFile's CAs too, when given),
+// no SDK retries (remote.WithRetry's are the ones, knowing which errors are
+// worth it), no SDK logging (errors reach the caller instead), the region
+// and static credentials when given (else the SDK's chain), us-east-1 when
+// nothing names a region, and credentials marked so they never print.
+func loadAWS(ctx context.Context, buildable *awshttp.BuildableClient, caFile, region, accessKey, secretKey string, extra ...func(*config.LoadOptions) error) (aws.Config, error) {
+	if caFile != "" {
+		pool, err := loadCA(caFile)
+		if err != nil {
+			return aws.Config{}, err
+		}
+		buildable = buildable.WithTransportOptions(func(tr *http.Transport) {
+			if tr.TLSClientConfig == nil {
+				tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		})
+	}
+	opts := append([]func(*config.LoadOptions) error{
+		config.WithHTTPClient(buildable),
+		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		config.WithLogger(logging.Nop{}),
+	}, extra...)
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	if accessKey != "" {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(accessKey, secretKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		awsCfg.Region = defRegion
+	}
+	if awsCfg.Credentials != nil {
+		awsCfg.Credentials = markedCredentials{awsCfg.Credentials}
+	}
+	return awsCfg, nil
 }
