@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/remote"
@@ -57,6 +58,8 @@ type Keys struct {
 	check [32]byte // proves a master key right for a store (CheckValue)
 	id    [32]byte // keys chunk IDs (ChunkIDKey)
 	conf  [32]byte // roots the config's sealed secrets
+
+	segKeys sync.Pool // of keyed hashers under data (aead)
 }
 
 // NewKeys derives a store's keys from its master key (32 random bytes).
@@ -101,7 +104,15 @@ func PlainSize(c int64) (int64, bool) {
 
 // aead returns the cipher of the segment whose nonce begins with n12.
 func (k *Keys) aead(n12 []byte) cipher.AEAD {
-	sk := chunk.KeyedSum(&k.data, n12)
+	// A keyed hasher is some 11 KB to set up: each segment reuses one.
+	h, _ := k.segKeys.Get().(*chunk.Hasher)
+	if h == nil {
+		h = chunk.KeyedNamer(k.data).NewHasher()
+	}
+	h.Reset()
+	_, _ = h.Write(n12)
+	sk := h.Sum()
+	k.segKeys.Put(h)
 	b, err := aes.NewCipher(sk[:])
 	if err != nil {
 		panic(err) // unreachable: the key is 32 bytes

@@ -8,6 +8,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/remotetest"
 )
@@ -217,5 +218,25 @@ func BenchmarkOpen(b *testing.B) {
 		if _, err := k.Open("packs/x", s); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSegmentKeyReuse: the pooled keyed hasher derives each segment's key
+// as a fresh one would (chunk.KeyedSum), however often it is reused.
+func TestSegmentKeyReuse(t *testing.T) {
+	k := testKeys(t)
+	for i := range 5 {
+		n := []byte{byte(i), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+		want := chunk.KeyedSum(&k.data, n)
+		h, _ := k.segKeys.Get().(*chunk.Hasher)
+		if h == nil {
+			h = chunk.KeyedNamer(k.data).NewHasher()
+		}
+		h.Reset()
+		h.Write(n)
+		if got := h.Sum(); got != want {
+			t.Fatalf("reuse %d: segment key %s, want %s", i, got, want)
+		}
+		k.segKeys.Put(h)
 	}
 }

@@ -286,7 +286,7 @@ func (s *Store) Unwrap() remote.Store { return s.inner }
 // sealReader returns a reader of the sealed form of the size bytes data
 // yields; it fails if data yields fewer or more.
 func (s *Store) sealReader(key string, data io.Reader, size int64) io.Reader {
-	return &sealReader{s: s, key: key, data: data, left: size, in: make([]byte, SegmentSize+1)}
+	return &sealReader{s: s, key: key, data: data, left: size, in: make([]byte, SegmentSize+1), buf: make([]byte, 0, fullLen)}
 }
 
 type sealReader struct {
@@ -296,7 +296,8 @@ type sealReader struct {
 	left int64 // plaintext bytes still to read
 	seg  int64
 	in   []byte
-	out  []byte
+	buf  []byte // the sealed segment, reused for each
+	out  []byte // its bytes not yet read (in buf)
 	ad   []byte
 	done bool
 	err  error
@@ -335,11 +336,11 @@ func (r *sealReader) next() error {
 		}
 		r.done = true
 	}
-	out, err := r.s.keys.sealSegment(r.out[:0], r.key, r.seg, r.in[:n], r.ad)
+	out, err := r.s.keys.sealSegment(r.buf[:0], r.key, r.seg, r.in[:n], r.ad)
 	if err != nil {
 		return err
 	}
-	r.out = out
+	r.buf, r.out = out, out
 	r.seg++
 	return nil
 }
