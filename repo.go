@@ -190,33 +190,41 @@ func (r *Repo) unlock(ctx context.Context, keys Keys) error {
 	case keys == nil:
 		return fmt.Errorf("store %s: %w", r.Config.ID, ErrNeedKey)
 	}
+	// The first slot whose master key opens the config's secrets wins;
+	// check keeps what it opened.
+	var k *crypt.Keys
+	var cfg index.Config
 	check := func(m []byte) bool {
-		k, err := cryptKeys(m)
+		mk, err := crypt.NewKeys(m)
 		if err != nil {
 			return false
 		}
 		c := r.Config
-		return c.Unlock(k) == nil
+		if c.Unlock(mk) != nil {
+			return false
+		}
+		k, cfg = mk, c
+		return true
 	}
 	master, err := keys.Unlock(ctx, r.Store, r.Config.ID, check)
 	if err != nil {
 		return err
 	}
-	k, err := cryptKeys(master)
-	if err != nil {
-		return err
+	if k == nil { // a Keys that does not check: say why the master fails
+		if k, err = crypt.NewKeys(master); err != nil {
+			return err
+		}
+		cfg = r.Config
+		if err := cfg.Unlock(k); err != nil {
+			return err
+		}
 	}
-	if err := r.Config.Unlock(k); err != nil {
-		return err
-	}
+	r.Config = cfg
 	r.keys, r.master, r.raw = k, master, r.Store
 	r.Config.Chunker.Namer = chunk.KeyedNamer(k.ChunkIDKey())
 	r.Store = crypt.NewStore(r.Store, k, ExemptKeys...)
 	return nil
 }
-
-// cryptKeys derives the store's keys from its master key.
-func cryptKeys(master []byte) (*crypt.Keys, error) { return crypt.NewKeys(master) }
 
 // Encrypted reports whether the store is encrypted.
 func (r *Repo) Encrypted() bool { return r.Config.Encrypted() }

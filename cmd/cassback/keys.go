@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"strings"
 
@@ -101,7 +100,7 @@ func firstOf(s ...string) string {
 // encryptedWord says whether a store is encrypted, for list and status.
 func encryptedWord(r *cassback.Repo) string {
 	if r.Encrypted() {
-		return "yes (" + fmt.Sprint(r.Config.Encryption.Scheme) + ")"
+		return "yes (" + r.Config.Encryption.Scheme + ")"
 	}
 	return "no"
 }

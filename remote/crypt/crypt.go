@@ -57,7 +57,6 @@ type Keys struct {
 	data  [32]byte // roots each segment's key
 	check [32]byte // proves a master key right for a store (CheckValue)
 	id    [32]byte // keys chunk IDs (ChunkIDKey)
-	conf  [32]byte // roots the config's sealed secrets
 
 	segKeys sync.Pool // of keyed hashers under data (aead)
 }
@@ -71,7 +70,6 @@ func NewKeys(master []byte) (*Keys, error) {
 		data:  chunk.DeriveKey("cassback 2026 object segments v1", master),
 		check: chunk.DeriveKey("cassback 2026 key check v1", master),
 		id:    chunk.DeriveKey("cassback 2026 chunk-id v1", master),
-		conf:  chunk.DeriveKey("cassback 2026 config secrets v1", master),
 	}, nil
 }
 
@@ -125,15 +123,16 @@ func (k *Keys) aead(n12 []byte) cipher.AEAD {
 }
 
 // additional returns the additional data of segment i of the object key.
-func additional(buf []byte, key string, i int64) []byte {
-	buf = append(buf[:0], "cassback segment v1\x00"...)
+func additional(key string, i int64) []byte {
+	buf := make([]byte, 0, 32+len(key))
+	buf = append(buf, "cassback segment v1\x00"...)
 	buf = append(buf, key...)
 	buf = append(buf, 0)
 	return binary.BigEndian.AppendUint64(buf, uint64(i))
 }
 
 // sealSegment appends to dst segment i of object key holding plain.
-func (k *Keys) sealSegment(dst []byte, key string, i int64, plain []byte, ad []byte) ([]byte, error) {
+func (k *Keys) sealSegment(dst []byte, key string, i int64, plain []byte) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, version)
 	dst = append(dst, make([]byte, nonceLen)...)
@@ -141,11 +140,11 @@ func (k *Keys) sealSegment(dst []byte, key string, i int64, plain []byte, ad []b
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	return k.aead(nonce[:12]).Seal(dst, nonce[12:], plain, additional(ad, key, i)), nil
+	return k.aead(nonce[:12]).Seal(dst, nonce[12:], plain, additional(key, i)), nil
 }
 
 // openSegment appends to dst the plaintext of segment i of object key.
-func (k *Keys) openSegment(dst []byte, key string, i int64, seg []byte, ad []byte) ([]byte, error) {
+func (k *Keys) openSegment(dst []byte, key string, i int64, seg []byte) ([]byte, error) {
 	if len(seg) < Overhead || len(seg) > fullLen {
 		return nil, segmentError(key, i, "size")
 	}
@@ -153,7 +152,7 @@ func (k *Keys) openSegment(dst []byte, key string, i int64, seg []byte, ad []byt
 		return nil, segmentError(key, i, fmt.Sprintf("version %d", seg[0]))
 	}
 	nonce := seg[1 : 1+nonceLen]
-	out, err := k.aead(nonce[:12]).Open(dst, nonce[12:], seg[1+nonceLen:], additional(ad, key, i))
+	out, err := k.aead(nonce[:12]).Open(dst, nonce[12:], seg[1+nonceLen:], additional(key, i))
 	if err != nil {
 		return nil, segmentError(key, i, "tag")
 	}
@@ -167,11 +166,10 @@ func segmentError(key string, i int64, what string) error {
 // Seal returns plain sealed as the object key.
 func (k *Keys) Seal(key string, plain []byte) ([]byte, error) {
 	out := make([]byte, 0, SealedSize(int64(len(plain))))
-	var ad []byte
 	for i := int64(0); ; i++ {
 		n := min(len(plain), SegmentSize)
 		var err error
-		if out, err = k.sealSegment(out, key, i, plain[:n], ad); err != nil {
+		if out, err = k.sealSegment(out, key, i, plain[:n]); err != nil {
 			return nil, err
 		}
 		plain = plain[n:]
@@ -188,11 +186,10 @@ func (k *Keys) Open(key string, sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes, no sealed object's size: %w", key, len(sealed), ErrAuth)
 	}
 	out := make([]byte, 0, n)
-	var ad []byte
 	for i := int64(0); len(sealed) > 0; i++ {
 		m := min(len(sealed), fullLen)
 		var err error
-		if out, err = k.openSegment(out, key, i, sealed[:m], ad); err != nil {
+		if out, err = k.openSegment(out, key, i, sealed[:m]); err != nil {
 			return nil, err
 		}
 		sealed = sealed[m:]

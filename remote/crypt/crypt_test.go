@@ -3,6 +3,8 @@ package crypt
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -221,22 +223,27 @@ func BenchmarkOpen(b *testing.B) {
 	}
 }
 
-// TestSegmentKeyReuse: the pooled keyed hasher derives each segment's key
-// as a fresh one would (chunk.KeyedSum), however often it is reused.
+// TestSegmentKeyReuse: aead, whose keyed hashers are pooled and reused,
+// seals each segment under the key a fresh keyed hash gives
+// (chunk.KeyedSum of the nonce's first half), however often it runs.
 func TestSegmentKeyReuse(t *testing.T) {
 	k := testKeys(t)
+	plain := []byte("a segment's plaintext")
 	for i := range 5 {
 		n := []byte{byte(i), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
-		want := chunk.KeyedSum(&k.data, n)
-		h, _ := k.segKeys.Get().(*chunk.Hasher)
-		if h == nil {
-			h = chunk.KeyedNamer(k.data).NewHasher()
+		sk := chunk.KeyedSum(&k.data, n)
+		b, err := aes.NewCipher(sk[:])
+		if err != nil {
+			t.Fatal(err)
 		}
-		h.Reset()
-		h.Write(n)
-		if got := h.Sum(); got != want {
-			t.Fatalf("reuse %d: segment key %s, want %s", i, got, want)
+		g, err := cipher.NewGCM(b)
+		if err != nil {
+			t.Fatal(err)
 		}
-		k.segKeys.Put(h)
+		nonce := make([]byte, 12)
+		want := g.Seal(nil, nonce, plain, nil)
+		if got := k.aead(n).Seal(nil, nonce, plain, nil); !bytes.Equal(got, want) {
+			t.Fatalf("use %d: sealed %x, want %x (the key of a fresh keyed hash)", i, got, want)
+		}
 	}
 }

@@ -139,8 +139,7 @@ type openReader struct {
 	buf  []byte // a stored segment
 	pbuf []byte // its plaintext
 	out  []byte // opened bytes not yet returned (in pbuf)
-	ad   []byte
-	eof  bool // the object's last segment was read
+	eof  bool   // the object's last segment was read
 	err  error
 }
 
@@ -161,7 +160,7 @@ func (r *openReader) fill() error {
 	case err != nil:
 		return err
 	}
-	if r.pbuf, err = r.s.keys.openSegment(r.pbuf[:0], r.key, r.seg, r.buf[:n], r.ad); err != nil {
+	if r.pbuf, err = r.s.keys.openSegment(r.pbuf[:0], r.key, r.seg, r.buf[:n]); err != nil {
 		return err
 	}
 	r.out = r.pbuf
@@ -298,7 +297,6 @@ type sealReader struct {
 	in   []byte
 	buf  []byte // the sealed segment, reused for each
 	out  []byte // its bytes not yet read (in buf)
-	ad   []byte
 	done bool
 	err  error
 }
@@ -336,7 +334,7 @@ func (r *sealReader) next() error {
 		}
 		r.done = true
 	}
-	out, err := r.s.keys.sealSegment(r.buf[:0], r.key, r.seg, r.in[:n], r.ad)
+	out, err := r.s.keys.sealSegment(r.buf[:0], r.key, r.seg, r.in[:n])
 	if err != nil {
 		return err
 	}
