@@ -7,11 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/remote/crypt/keyslot"
-	"github.com/cassback/cassback/remote/local"
 )
 
 // encKeys is a key-file source of the benchmark's encrypted stores.
@@ -23,20 +21,6 @@ func encKeys(b *testing.B) cassback.Keys {
 		b.Fatal(err)
 	}
 	return cassback.KeySlots(src)
-}
-
-func newRepoKeys(b *testing.B, dir string, keys cassback.Keys) *cassback.Repo {
-	b.Helper()
-	os.MkdirAll(dir, 0o755)
-	st, err := local.Open(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := cassback.Open(context.Background(), st, cassback.Options{Create: true, Log: quiet(), Keys: keys})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return r
 }
 
 // BenchmarkEncryption measures a first backup of the generated node, and a
@@ -56,7 +40,7 @@ func BenchmarkEncryption(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				dir := filepath.Join(tmpRoot, "store-enc-"+mode+strconv.Itoa(i))
-				r := newRepoKeys(b, dir, keys)
+				r := newRepoKeys(b, dir, true, keys)
 				b.StartTimer()
 				if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
 					b.Fatal(err)
@@ -70,26 +54,7 @@ func BenchmarkEncryption(b *testing.B) {
 		b.Run("restore/"+mode, func(b *testing.B) {
 			dir := filepath.Join(tmpRoot, "store-enc-restore-"+mode)
 			defer os.RemoveAll(dir)
-			r := newRepoKeys(b, dir, keys)
-			if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
-				b.Fatal(err)
-			}
-			ms, err := cassback.Select(context.Background(), r.Store, "bench", "", nil, time.Now())
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.SetBytes(n.Bytes)
-			i := 0
-			for b.Loop() {
-				dst := filepath.Join(tmpRoot, "restore-enc-"+mode+strconv.Itoa(i))
-				if _, err := r.Restore(context.Background(), ms, cassback.RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				os.RemoveAll(dst)
-				i++
-				b.StartTimer()
-			}
+			benchRestore(b, newRepoKeys(b, dir, true, keys), "restore-enc-"+mode)
 		})
 	}
 }

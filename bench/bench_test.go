@@ -64,13 +64,19 @@ func quiet() *slog.Logger {
 }
 
 func newRepo(b *testing.B, dir string, create bool) *cassback.Repo {
+	return newRepoKeys(b, dir, create, nil)
+}
+
+// newRepoKeys opens the local store in dir, encrypted with keys when it
+// creates it (nil: plaintext).
+func newRepoKeys(b *testing.B, dir string, create bool, keys cassback.Keys) *cassback.Repo {
 	b.Helper()
 	os.MkdirAll(dir, 0o755)
 	st, err := local.Open(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := cassback.Open(context.Background(), st, cassback.Options{CacheRoot: "", Create: create, Log: quiet()})
+	r, err := cassback.Open(context.Background(), st, cassback.Options{CacheRoot: "", Create: create, Log: quiet(), Keys: keys})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -156,10 +162,15 @@ func BenchmarkBackupUnchanged(b *testing.B) {
 // BenchmarkRestore measures restoring the whole node from the local store
 // into an empty folder, with the whole-file checks.
 func BenchmarkRestore(b *testing.B) {
-	n := genNode(b)
+	genNode(b)
 	dir := filepath.Join(tmpRoot, "store-restore")
 	defer os.RemoveAll(dir)
-	r := newRepo(b, dir, true)
+	benchRestore(b, newRepo(b, dir, true), "restore-")
+}
+
+// benchRestore backs the generated node up into r, then measures restoring
+// it whole into empty folders named prefix<i> below tmpRoot.
+func benchRestore(b *testing.B, r *cassback.Repo, prefix string) {
 	if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
 		b.Fatal(err)
 	}
@@ -167,10 +178,10 @@ func BenchmarkRestore(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(n.Bytes)
+	b.SetBytes(node.Bytes)
 	i := 0
 	for b.Loop() {
-		dst := filepath.Join(tmpRoot, "restore-"+strconv.Itoa(i))
+		dst := filepath.Join(tmpRoot, prefix+strconv.Itoa(i))
 		if _, err := r.Restore(context.Background(), ms, cassback.RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
 			b.Fatal(err)
 		}
