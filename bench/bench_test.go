@@ -16,6 +16,7 @@ import (
 	"github.com/cassback/cassback"
 	"github.com/cassback/cassback/chunk"
 	"github.com/cassback/cassback/internal/nodegen"
+	"github.com/cassback/cassback/manifest"
 	"github.com/cassback/cassback/remote/local"
 )
 
@@ -171,13 +172,7 @@ func BenchmarkRestore(b *testing.B) {
 // benchRestore backs the generated node up into r, then measures restoring
 // it whole into empty folders named prefix<i> below tmpRoot.
 func benchRestore(b *testing.B, r *cassback.Repo, prefix string) {
-	if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
-		b.Fatal(err)
-	}
-	ms, err := cassback.Select(context.Background(), r.Store, "bench", "", nil, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
+	ms := backupForRestore(b, r)
 	b.SetBytes(node.Bytes)
 	i := 0
 	for b.Loop() {
@@ -190,4 +185,17 @@ func benchRestore(b *testing.B, r *cassback.Repo, prefix string) {
 		i++
 		b.StartTimer()
 	}
+}
+
+// backupForRestore backs the generated node up into r and returns its
+// manifests, to restore.
+func backupForRestore(b *testing.B, r *cassback.Repo) []*manifest.Manifest {
+	if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
+		b.Fatal(err)
+	}
+	ms, err := cassback.Select(context.Background(), r.Store, "bench", "", nil, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ms
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 
 	"github.com/cassback/cassback/chunk"
@@ -245,5 +246,75 @@ func TestSegmentKeyReuse(t *testing.T) {
 		if got := k.aead(n).Seal(nil, nonce, plain, nil); !bytes.Equal(got, want) {
 			t.Fatalf("use %d: sealed %x, want %x (the key of a fresh keyed hash)", i, got, want)
 		}
+	}
+}
+
+// TestSealReaderReadSizes: whatever the caller's buffer, the sealing
+// reader yields an object that opens to its data, of SealedSize bytes,
+// and fails on data shorter or longer than its size.
+func TestSealReaderReadSizes(t *testing.T) {
+	k := testKeys(t)
+	st := NewStore(remotetest.NewMemory(), k)
+	sizes := []int{0, 1, SegmentSize - 1, SegmentSize, SegmentSize + 1, readAhead * SegmentSize, readAhead*SegmentSize + 5, 2*readAhead*SegmentSize + SegmentSize}
+	bufs := []int{1, 100, fullLen - 1, fullLen, 3*fullLen + 7, 1 << 20}
+	for _, n := range sizes {
+		data := make([]byte, n)
+		rand.Read(data)
+		for _, bs := range bufs {
+			r := st.sealReader("packs/x", bytes.NewReader(data), int64(n))
+			var sealed []byte
+			buf := make([]byte, bs)
+			for {
+				m, err := r.Read(buf)
+				sealed = append(sealed, buf[:m]...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("size %d, reads of %d: %v", n, bs, err)
+				}
+			}
+			if int64(len(sealed)) != SealedSize(int64(n)) {
+				t.Fatalf("size %d, reads of %d: %d bytes sealed, want %d", n, bs, len(sealed), SealedSize(int64(n)))
+			}
+			got, err := k.Open("packs/x", sealed)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("size %d, reads of %d: opens to %d bytes (%v), not the data", n, bs, len(got), err)
+			}
+		}
+		for _, d := range []int{-1, 1} {
+			if n+d < 0 {
+				continue
+			}
+			r := st.sealReader("packs/x", bytes.NewReader(make([]byte, n+d)), int64(n))
+			if _, err := io.Copy(io.Discard, r); err == nil {
+				t.Errorf("size %d given %d bytes: no error", n, n+d)
+			}
+		}
+	}
+}
+
+// TestSealReaderAllocs: sealing a large object into a large buffer
+// allocates a bounded amount, not a buffer a segment.
+func TestSealReaderAllocs(t *testing.T) {
+	k := testKeys(t)
+	st := NewStore(remotetest.NewMemory(), k)
+	data := make([]byte, 64*SegmentSize)
+	buf := make([]byte, 1<<20)
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	r := st.sealReader("packs/x", bytes.NewReader(data), int64(len(data)))
+	for {
+		if _, err := r.Read(buf); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&ms1)
+	// The read-ahead buffer (1 MiB) and small per-segment values; a
+	// buffer a segment would be 4 MiB more.
+	if got := ms1.TotalAlloc - ms0.TotalAlloc; got > 3<<20 {
+		t.Errorf("sealing %d bytes allocated %d bytes", len(data), got)
 	}
 }

@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -118,7 +119,12 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if err != nil {
 		return nil, err
 	}
-	r := &openReader{s: s, key: key, rc: rc, seg: first, skip: offset - first*SegmentSize, left: length, buf: make([]byte, fullLen), pbuf: make([]byte, 0, SegmentSize)}
+	// Read the stored bytes readAhead segments at a time, not one.
+	ahead := int64(readAhead * fullLen)
+	if cLen >= 0 {
+		ahead = min(ahead, cLen)
+	}
+	r := &openReader{s: s, key: key, rc: rc, body: bufio.NewReaderSize(rc, int(max(ahead, 16))), seg: first, skip: offset - first*SegmentSize, left: length, buf: make([]byte, fullLen), pbuf: make([]byte, 0, SegmentSize)}
 	// Open the first segment now, so that an offset past the end is an
 	// error of Get, as the Store contract has it.
 	if err := r.fill(); err != nil {
@@ -133,19 +139,20 @@ type openReader struct {
 	s    *Store
 	key  string
 	rc   io.ReadCloser
-	seg  int64  // index of the next segment to read
-	skip int64  // plaintext bytes still to skip before the range
-	left int64  // plaintext bytes still to return; < 0: to the end
-	buf  []byte // a stored segment
-	pbuf []byte // its plaintext
-	out  []byte // opened bytes not yet returned (in pbuf)
-	eof  bool   // the object's last segment was read
+	body io.Reader // rc, buffered
+	seg  int64     // index of the next segment to read
+	skip int64     // plaintext bytes still to skip before the range
+	left int64     // plaintext bytes still to return; < 0: to the end
+	buf  []byte    // a stored segment
+	pbuf []byte    // its plaintext
+	out  []byte    // opened bytes not yet returned (in pbuf)
+	eof  bool      // the object's last segment was read
 	err  error
 }
 
 // fill reads and opens the next segment.
 func (r *openReader) fill() error {
-	n, err := io.ReadFull(r.rc, r.buf)
+	n, err := io.ReadFull(r.body, r.buf)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		if n == 0 {
@@ -285,60 +292,112 @@ func (s *Store) Unwrap() remote.Store { return s.inner }
 // sealReader returns a reader of the sealed form of the size bytes data
 // yields; it fails if data yields fewer or more.
 func (s *Store) sealReader(key string, data io.Reader, size int64) io.Reader {
-	return &sealReader{s: s, key: key, data: data, left: size, in: make([]byte, SegmentSize+1), buf: make([]byte, 0, fullLen)}
+	return &sealReader{
+		s: s, key: key, data: data, left: size, segs: size/SegmentSize + 1, last: int(size % SegmentSize),
+		in: make([]byte, min(size, readAhead*SegmentSize)),
+	}
 }
 
+// readAhead is the segments sealReader reads from its data at a time.
+const readAhead = 16
+
+// sealReader seals as many whole segments as the caller's buffer holds
+// straight into it, and only a segment that does not fit goes through buf;
+// it reads its data readAhead segments at a time. Both keep the syscalls
+// of a large object's copy as few as the plaintext's.
 type sealReader struct {
-	s    *Store
-	key  string
-	data io.Reader
-	left int64 // plaintext bytes still to read
-	seg  int64
-	in   []byte
-	buf  []byte // the sealed segment, reused for each
-	out  []byte // its bytes not yet read (in buf)
-	done bool
-	err  error
+	s       *Store
+	key     string
+	data    io.Reader
+	left    int64 // plaintext bytes still to read from data
+	segs    int64 // the object's segments
+	last    int   // plaintext bytes of its last segment
+	seg     int64 // the next segment to seal
+	in      []byte
+	pend    []byte // plaintext read and not yet sealed (in in)
+	checked bool   // data was read to its end and had no more
+	buf     []byte // a sealed segment that did not fit the caller's buffer
+	out     []byte // its bytes not yet read (in buf)
+	err     error
 }
 
 func (r *sealReader) Read(p []byte) (int, error) {
-	for len(r.out) == 0 {
-		if r.err != nil {
-			return 0, r.err
-		}
-		if r.done {
-			return 0, io.EOF
-		}
-		r.err = r.next()
+	if len(r.out) > 0 {
+		n := copy(p, r.out)
+		r.out = r.out[n:]
+		return n, nil
 	}
-	n := copy(p, r.out)
-	r.out = r.out[n:]
-	return n, nil
+	n := 0
+	for r.err == nil && r.seg < r.segs && n < len(p) {
+		plain, err := r.plain()
+		if err != nil {
+			r.err = err
+			break
+		}
+		if len(p)-n >= fullLen {
+			out, err := r.s.keys.sealSegment(p[n:n:len(p)], r.key, r.seg, plain)
+			if err != nil {
+				r.err = err
+				break
+			}
+			n += len(out)
+			r.seg++
+			continue
+		}
+		if r.buf == nil {
+			r.buf = make([]byte, 0, fullLen)
+		}
+		out, err := r.s.keys.sealSegment(r.buf[:0], r.key, r.seg, plain)
+		if err != nil {
+			r.err = err
+			break
+		}
+		r.seg++
+		c := copy(p[n:], out)
+		r.out = out[c:]
+		n += c
+	}
+	switch {
+	case n > 0:
+		return n, nil // an error waits for the next call
+	case r.err != nil:
+		return 0, r.err
+	case len(p) == 0 && r.seg < r.segs:
+		return 0, nil
+	}
+	return 0, io.EOF
 }
 
-// next seals the next segment.
-func (r *sealReader) next() error {
-	want := min(r.left, SegmentSize)
-	n, err := io.ReadFull(r.data, r.in[:want])
-	if err != nil && !(want == 0 && err == io.EOF) {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return fmt.Errorf("seal %s: data ended %d bytes early", r.key, r.left-int64(n))
+// plain returns the plaintext of segment r.seg, reading ahead as needed.
+func (r *sealReader) plain() ([]byte, error) {
+	want := SegmentSize
+	if r.seg == r.segs-1 {
+		want = r.last
+	}
+	if len(r.pend) == 0 && !r.checked {
+		// Batches end on segment boundaries: pend is empty or holds
+		// whole segments and, at the end, the last one.
+		n, err := io.ReadFull(r.data, r.in[:min(r.left, int64(len(r.in)))])
+		if err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return nil, fmt.Errorf("seal %s: data ended %d bytes early", r.key, r.left-int64(n))
+			}
+			return nil, err
 		}
-		return err
-	}
-	r.left -= int64(n)
-	if r.left == 0 && n < SegmentSize {
-		// The last segment: data must end here.
-		if m, _ := io.ReadFull(r.data, r.in[:1]); m > 0 {
-			return fmt.Errorf("seal %s: data longer than its size", r.key)
+		r.left -= int64(n)
+		r.pend = r.in[:n]
+		if r.left == 0 {
+			var one [1]byte
+			if m, _ := io.ReadFull(r.data, one[:]); m > 0 {
+				return nil, fmt.Errorf("seal %s: data longer than its size", r.key)
+			}
+			r.checked = true
 		}
-		r.done = true
 	}
-	out, err := r.s.keys.sealSegment(r.buf[:0], r.key, r.seg, r.in[:n])
-	if err != nil {
-		return err
+	if len(r.pend) < want {
+		return nil, fmt.Errorf("seal %s: segment %d short", r.key, r.seg) // unreachable: batches are whole segments
 	}
-	r.buf, r.out = out, out
-	r.seg++
-	return nil
+	b := r.pend[:want]
+	r.pend = r.pend[want:]
+	return b, nil
 }
