@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -163,12 +164,9 @@ func TestShardsAttackCrashEverywhere(t *testing.T) {
 		}
 		return ops.Load()
 	}()
-	step := max(total/80, 1)
-	if testing.Short() {
-		step = max(total/10, 1)
-	}
-	t.Logf("a whole purge makes %d store operations; crashing every %d", total, step)
-	for n := int64(0); n < total; n += step {
+	step, phase := sweepStep(t, total, 80)
+	t.Logf("a whole purge makes %d store operations; crashing every %d from %d", total, step, phase)
+	for n := phase; n < total; n += step {
 		dir := filepath.Join(t.TempDir(), fmt.Sprint("s", n))
 		if err := os.CopyFS(dir, os.DirFS(pristine)); err != nil {
 			t.Fatal(err)
@@ -569,12 +567,9 @@ func TestShardsAttackBackupDuringLook(t *testing.T) {
 		return n.Load()
 	}
 	total := run(0)
-	step := max(total/40, 1)
-	if testing.Short() {
-		step = max(total/8, 1)
-	}
-	t.Logf("a whole purge makes %d store operations; a backup before every %d", total, step)
-	for k := int64(1); k <= total; k += step {
+	step, phase := sweepStep(t, total, 40)
+	t.Logf("a whole purge makes %d store operations; a backup before every %d from %d", total, step, 1+phase)
+	for k := 1 + phase; k <= total; k += step {
 		run(k)
 	}
 }
@@ -736,4 +731,32 @@ func TestShardsAttackOrphansOnlyBound(t *testing.T) {
 		r.Store.Delete(ctx, k)
 	}
 	plan("every index file lost")
+}
+
+// sweepStep returns the step and the first point of a sweep over total
+// operations that visits about points of them: a third as many with
+// -short and half as many under the race detector (whose run looks for
+// races more than for another crash point; test.sh runs it), from a
+// phase chosen at random, so that runs with fewer points cover the others
+// over time. CASSBACK_SWEEP_PHASE repeats a phase a run logged;
+// CASSBACK_LONG=1 visits every point.
+func sweepStep(t *testing.T, total int64, points int64) (step, phase int64) {
+	switch {
+	case os.Getenv("CASSBACK_LONG") == "1":
+		return 1, 0
+	case testing.Short():
+		points /= 8
+	case raceOn:
+		points /= 2
+	}
+	step = max(total/points, 1)
+	phase = rand.Int64N(step)
+	if v := os.Getenv("CASSBACK_SWEEP_PHASE"); v != "" {
+		p, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("CASSBACK_SWEEP_PHASE=%q: %v", v, err)
+		}
+		phase = p % step
+	}
+	return step, phase
 }

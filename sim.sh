@@ -19,6 +19,9 @@ dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 bin="$dir/sim.test"
 go test -c -o "$bin" .
+# A schedule's heap is a few MiB: at the default GOGC the collector takes
+# about a third of the time (400 schedules: 12.9 s at 100, 9.0 s at 400).
+export GOGC="${GOGC:-400}"
 procs="$(nproc 2>/dev/null || echo 2)"
 per=$(((n + procs - 1) / procs))
 pids=()

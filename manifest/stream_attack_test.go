@@ -671,7 +671,8 @@ func atkPartLeaf(mc memChunks, f File, p int) chunk.Ref {
 // 16,384 equal chunks (the most that fit in MaxDecodedMemory) are read
 // alike by all; a 72nd part of the same file is refused by all, as too
 // large, before the join is made.
-func TestStreamAttackFileMemoryBound(t *testing.T) {
+func TestStreamAttackFileMemBound(t *testing.T) {
+	memBound(t)
 	if testing.Short() {
 		t.Skip("joins files of 40 MiB")
 	}
@@ -964,7 +965,8 @@ func atkMemTree(t testing.TB, chunks, perLeaf int, want int64) (*atkGenerated, [
 // files of a few hundred MiB), 120 MiB of files in all, are walked by
 // EachFile and Walk with at most 30 MiB live at once, as a collection
 // after each batch of leaves finds it.
-func TestStreamAttackStreamsLargeTable(t *testing.T) {
+func TestStreamAttackLargeTableMemBound(t *testing.T) {
+	memBound(t)
 	if testing.Short() {
 		t.Skip("walks 120 MiB of files")
 	}
@@ -1220,7 +1222,8 @@ func TestStreamAttackRepeatedSmallLeafAmplifies(t *testing.T) {
 
 // Streaming the valid tree of large files holds a batch of bounded bytes,
 // not 64 leaves of the largest kind raw and decoded.
-func TestStreamAttackStreamsLargeFiles(t *testing.T) {
+func TestStreamAttackLargeFilesMemBound(t *testing.T) {
+	memBound(t)
 	if testing.Short() {
 		t.Skip("builds 120 MiB of files")
 	}
@@ -1237,7 +1240,8 @@ func TestStreamAttackStreamsLargeFiles(t *testing.T) {
 
 // Forged leaves near the largest a leaf may decode to cost a batch of
 // bounded bytes, not twice what the forger stored.
-func TestStreamAttackForgedLargeLeaves(t *testing.T) {
+func TestStreamAttackForgedLargeLeavesMemBound(t *testing.T) {
+	memBound(t)
 	if testing.Short() {
 		t.Skip("builds 250 MiB of files")
 	}
@@ -1245,5 +1249,20 @@ func TestStreamAttackForgedLargeLeaves(t *testing.T) {
 	peak, decoded := atkEachFilePeak(t, g, obj, 1)
 	if peak > 64<<20 {
 		t.Errorf("EachFile of %d leaves of %d MiB of files held %d MiB; want at most 64 MiB", len(g.leafOf), decoded>>20, peak>>20)
+	}
+}
+
+// memBound skips a test that decodes hundreds of MiB to measure a memory
+// bound when the race detector is on: it takes minutes there, and its
+// code runs under the race detector in smaller tests. test.sh runs the
+// tests whose names end in MemBound without it, so each such test must be
+// named so.
+func memBound(t *testing.T) {
+	t.Helper()
+	if !strings.HasSuffix(t.Name(), "MemBound") {
+		t.Fatalf("%s calls memBound: its name must end in MemBound, or test.sh never runs it", t.Name())
+	}
+	if raceOn {
+		t.Skip("a memory bound over hundreds of MiB: measured without the race detector (test.sh runs it so)")
 	}
 }

@@ -284,7 +284,8 @@ func TestTreeRefusesHugeLeaf(t *testing.T) {
 // Read holds at most MaxDecodedMemory: a manifest at the bound, with a
 // file cut into parts, reads back; one byte of names more is refused by
 // Read but encodes, and EachFile reads it a file at a time.
-func TestTreeMemoryBoundMatchesEncode(t *testing.T) {
+func TestTreeEncodeAtMemBound(t *testing.T) {
+	memBound(t)
 	m := treeManifest(2, time.Date(2026, 12, 6, 1, 2, 3, 0, time.UTC))
 	f := &m.Tables[0].Files[1]
 	n := int((MaxDecodedMemory - m.MemCost()) / refSize)
