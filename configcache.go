@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/cassback/cassback/chunk"
@@ -30,6 +31,15 @@ import (
 // ErrConfigChanged reports a store whose config is not the one this node's
 // cache held for its location: the store was created again there.
 var ErrConfigChanged = errors.New("the store's config changed since this node cached it (the store was created again at this location?)")
+
+// ErrConfigReplaced reports a store whose config has the ID of the one
+// this node's cache holds for its location, but is not that config. A
+// store created again has a new random ID, and a store's config is never
+// rewritten: this one was replaced (for an encrypted store, by someone
+// who could make a key slot the node's key source opens, docs/design.md
+// §1.6). It is refused every time, and the cached config kept, until an
+// operator who knows why removes the cache entry.
+var ErrConfigReplaced = errors.New("the store's config has the ID of the one this node cached but is another: refusing a replaced store (docs/design.md §1.6)")
 
 // configCache is the cache entry of the store's config (Options.Location).
 type configCache struct {
@@ -114,6 +124,9 @@ func (r *Repo) checkConfig(ctx context.Context, gen string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if !cfg.SameStore(r.Config) && cfg.ID == r.Config.ID {
+		return fmt.Errorf("store %s: %w; if it was replaced on purpose, remove %s", cfg.ID, ErrConfigReplaced, filepath.Join(c.root, c.name))
 	}
 	if !cfg.SameStore(r.Config) {
 		c.save("", cfg) // the next run starts from the store's config

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -250,5 +251,96 @@ func TestEncAttackConfigSwap(t *testing.T) {
 	r2, err := Open(ctx, st, Options{Keys: KeySlots(kf)})
 	if err == nil && bytes.Equal(r2.master, evil) {
 		t.Errorf("the store opened with the master of a planted config and slot: a backup now seals its data under a key the bucket's writer chose")
+	}
+}
+
+// TestEncAttackConfigSwapPinned: the replaced store of
+// TestEncAttackConfigSwap, met by a node that backed the store up before
+// (its cache holds the config): a config of the same ID that is not the
+// one cached is refused, every time, never taken as a store created
+// again; the node seals nothing under the planted master.
+func TestEncAttackConfigSwapPinned(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "cache")
+	kf, err := keyslot.KeyFile([]byte("the fleet's key file: 0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(create bool) (*Repo, error) {
+		st, err := local.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Open(ctx, st, Options{CacheRoot: cache, Location: "local\x00" + dir, Create: create, Log: quietLog(), Keys: KeySlots(kf)})
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	if _, err := nodegen.Generate(data, nodegen.Config{Seed: 7, TotalBytes: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	var r *Repo
+	for i := range 2 { // the second run finds the config in its cache
+		if r, err = open(i == 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evil := make([]byte, 32)
+	rand.Read(evil)
+	ek, err := crypt.NewKeys(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.Config
+	cfg.Encryption = index.Encryption{}
+	if err := cfg.Encrypt(ek); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.raw.Put(ctx, index.ConfigKey, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyslot.Add(ctx, r.raw, cfg.ID, evil, kf); err != nil {
+		t.Fatal(err)
+	}
+	before := len(commitsOf(t, r.raw, "node1"))
+	// While the sweep generation is the one the cache saw, the node keeps
+	// its cached config and never reads the store's: a sweep since (here,
+	// the stamp forgotten) makes it read the config again.
+	entries, err := os.ReadDir(filepath.Join(cache, "configs"))
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("config cache: %v, %v", entries, err)
+	}
+	entry := filepath.Join(cache, "configs", entries[0].Name())
+	cached, err := os.ReadFile(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, obj, _ := strings.Cut(string(cached), "\n")
+	if err := os.WriteFile(entry, []byte("\n"+obj), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r2, err := open(false)
+		if err == nil {
+			if bytes.Equal(r2.master, evil) {
+				t.Fatalf("run %d: opened with the planted master", i)
+			}
+			_, err = r2.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1"})
+		}
+		if !errors.Is(err, ErrConfigReplaced) {
+			t.Fatalf("run %d after the config was replaced: %v; want ErrConfigReplaced", i, err)
+		}
+	}
+	if n := len(commitsOf(t, r.raw, "node1")); n != before {
+		t.Errorf("%d backups committed after the config was replaced", n-before)
 	}
 }

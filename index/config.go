@@ -106,11 +106,31 @@ func (c Config) Encrypted() bool { return c.Encryption.Scheme != "" }
 // are not opened yet (Unlock).
 func (c Config) Locked() bool { return c.locked }
 
-// configSecrets is what an encrypted store's config seals.
+// configSecrets is what an encrypted store's config seals: its secrets,
+// and a copy of its clear fields, which Unlock finds the same, so that
+// no one without the key changes them (turning off conditional writes,
+// which every process trusts the config for, say).
 type configSecrets struct {
 	Format   int          `json:"format"`
 	Chunker  chunk.Params `json:"chunker"`
 	PackSize int          `json:"pack_size"`
+	Clear    clearFields  `json:"clear"`
+}
+
+// clearFields are the fields an encrypted store's config keeps in the
+// clear besides its encryption's.
+type clearFields struct {
+	Format      int    `json:"format"`
+	ID          string `json:"id"`
+	Hash        string `json:"hash"`
+	Conditional bool   `json:"conditional"`
+}
+
+// secretsFormat is configSecrets' version.
+const secretsFormat = 2
+
+func (c Config) clear() clearFields {
+	return clearFields{Format: c.Format, ID: c.ID, Hash: c.Hash, Conditional: c.Conditional}
 }
 
 // secretsKey names the config's sealed secrets for crypt: not a valid
@@ -149,7 +169,7 @@ func (c Config) MarshalJSON() ([]byte, error) {
 // Encrypt makes the config an encrypted store's, sealing its chunker's
 // parameters and pack size with keys.
 func (c *Config) Encrypt(keys *crypt.Keys) error {
-	b, err := json.Marshal(configSecrets{Format: 1, Chunker: c.Chunker, PackSize: c.PackSize})
+	b, err := json.Marshal(configSecrets{Format: secretsFormat, Chunker: c.Chunker, PackSize: c.PackSize, Clear: c.clear()})
 	if err != nil {
 		return err
 	}
@@ -189,8 +209,11 @@ func (c *Config) Unlock(keys *crypt.Keys) error {
 	if err := dec.Decode(&sec); err != nil {
 		return fmt.Errorf("store config: secrets: %w", err)
 	}
-	if sec.Format != 1 {
-		return fmt.Errorf("store config: secrets of format %d, want 1", sec.Format)
+	if sec.Format != secretsFormat {
+		return fmt.Errorf("store config: secrets of format %d, want %d", sec.Format, secretsFormat)
+	}
+	if sec.Clear != c.clear() {
+		return fmt.Errorf("store %s: config: its clear fields %+v are not those sealed with it, %+v: changed without the key", c.ID, c.clear(), sec.Clear)
 	}
 	u := *c
 	u.Chunker, u.PackSize, u.locked = sec.Chunker, sec.PackSize, false
