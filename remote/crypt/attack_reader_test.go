@@ -10,10 +10,13 @@ import (
 	"math"
 	"testing"
 	"testing/iotest"
+	"time"
 
 	"github.com/cassback/cassback/remote"
 	"github.com/cassback/cassback/remote/local"
 	"github.com/cassback/cassback/remote/remotetest"
+	"github.com/cassback/cassback/remote/s3"
+	"github.com/cassback/cassback/remote/s3/s3test"
 )
 
 // attackSizes are plaintext sizes at every edge the sealing and opening
@@ -33,11 +36,13 @@ func randBytes(n int) []byte {
 
 // dataReaders wrap a plaintext reader in the shapes a Put's data may take.
 var dataReaders = map[string]func(io.Reader) io.Reader{
-	"plain":     func(r io.Reader) io.Reader { return r },
-	"one byte":  iotest.OneByteReader,
-	"half":      iotest.HalfReader,
-	"data+EOF":  iotest.DataErrReader,
-	"odd short": func(r io.Reader) io.Reader { return &choppy{r: r, sizes: []int{7, SegmentSize - 3, 1, 3*SegmentSize + 11, 0}} },
+	"plain":    func(r io.Reader) io.Reader { return r },
+	"one byte": iotest.OneByteReader,
+	"half":     iotest.HalfReader,
+	"data+EOF": iotest.DataErrReader,
+	"odd short": func(r io.Reader) io.Reader {
+		return &choppy{r: r, sizes: []int{7, SegmentSize - 3, 1, 3*SegmentSize + 11, 0}}
+	},
 }
 
 // choppy reads at most the next of sizes bytes a call, in turn, returning
@@ -391,6 +396,84 @@ func TestAttackGetBodyErrors(t *testing.T) {
 			}
 			if !bytes.Equal(got, data[:len(got)]) {
 				t.Fatalf("body failing after %d: wrong bytes before the error", at)
+			}
+		}
+	}
+}
+
+// TestAttackS3 puts sealed objects through the S3 store, which reads a
+// body it cannot seek part by part into memory (one PutObject, or
+// multipart with part edges inside segments), plain and through a proxy
+// that breaks requests with the retrying decorator, and reads them back
+// whole and in ranges.
+func TestAttackS3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	server := s3test.Start(t)
+	proxy := s3test.NewFaultProxy(t, server.URL)
+	proxy.Set(s3test.Faults{Rate: 0.2, Seed: 3, Latency: time.Millisecond, Kinds: []s3test.Fault{
+		s3test.Error500, s3test.SlowDown503, s3test.ResetBefore, s3test.ResetAfter}})
+	opts := remote.RetryOptions{Attempts: 20, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+	k := testKeys(t)
+	ctx := t.Context()
+	for _, faulty := range []bool{false, true} {
+		for _, multi := range []bool{false, true} {
+			cfg := server.Config(t)
+			if multi {
+				cfg.MaxSinglePut = 1 << 20
+				cfg.PartSize = 5 << 20
+			}
+			if faulty {
+				cfg.Endpoint = proxy.URL
+			}
+			var inner *s3.Store
+			if err := remote.Retry(ctx, opts, "open", func(ctx context.Context) error {
+				var err error
+				inner, err = s3.Open(ctx, cfg)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var st remote.Store = NewStore(inner, k)
+			if faulty {
+				st = NewStore(remote.WithRetry(inner, opts), k)
+			}
+			for _, n := range []int{0, 1, SegmentSize, readAhead*SegmentSize + 1, 5<<20 - 3, 5 << 20, 11<<20 + 5} {
+				data := randBytes(n)
+				for name, wrap := range dataReaders {
+					if err := remote.PutDurable(ctx, st, "packs/x", wrap(bytes.NewReader(data)), int64(n)); err != nil {
+						t.Fatalf("faulty %v, multipart %v: put of %d bytes (%s data): %v", faulty, multi, n, name, err)
+					}
+					if got := getAll(t, st, "packs/x", 0, -1); !bytes.Equal(got, data) {
+						t.Fatalf("faulty %v, multipart %v: %d bytes put (%s data), %d read back, not the data", faulty, multi, n, name, len(got))
+					}
+				}
+				for _, off := range []int{0, SegmentSize - 1, readAhead*SegmentSize - 1, readAhead * SegmentSize, n / 2, n} {
+					if off > n {
+						continue
+					}
+					for _, l := range []int64{-1, 1, readAhead*SegmentSize + 1} {
+						end := n
+						if l >= 0 && l < int64(n-off) {
+							end = off + int(l)
+						}
+						if got := getAll(t, st, "packs/x", int64(off), l); !bytes.Equal(got, data[off:end]) {
+							t.Fatalf("faulty %v: size %d: Get(%d, %d): %d bytes, not data[%d:%d]", faulty, n, off, l, len(got), off, end)
+						}
+					}
+				}
+				if n > 0 {
+					if err := st.Put(ctx, "packs/bad", bytes.NewReader(randBytes(n+1)), int64(n)); err == nil {
+						t.Fatalf("faulty %v, multipart %v: put of %d bytes as %d: no error", faulty, multi, n+1, n)
+					}
+					if err := st.Put(ctx, "packs/bad", iotest.OneByteReader(bytes.NewReader(randBytes(n-1))), int64(n)); err == nil {
+						t.Fatalf("faulty %v, multipart %v: put of %d bytes as %d: no error", faulty, multi, n-1, n)
+					}
+					if _, err := st.Stat(ctx, "packs/bad"); err == nil {
+						t.Fatalf("faulty %v, multipart %v: a bad put stored an object", faulty, multi)
+					}
+				}
 			}
 		}
 	}
