@@ -478,3 +478,33 @@ func TestAttackS3(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackGetBodyCut: an inner body that breaks with io.ErrUnexpectedEOF
+// (what net/http gives for a body shorter than its Content-Length) is a
+// transfer cut short, not a damaged object: the read fails with that
+// error, not with ErrAuth, which is permanent and means the stored bytes
+// are bad.
+func TestAttackGetBodyCut(t *testing.T) {
+	ctx := context.Background()
+	k := testKeys(t)
+	mem := remotetest.NewMemory()
+	n := 2*readAhead*SegmentSize + 7
+	if err := NewStore(mem, k).Put(ctx, "obj", bytes.NewReader(randBytes(n)), int64(n)); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []int{0, 1, fullLen - 1, fullLen, readAhead * fullLen, readAhead*fullLen + 1, int(SealedSize(int64(n))) - 1} {
+		for _, withData := range []bool{false, true} {
+			st := NewStore(bodyStore{mem, func(r io.Reader) io.Reader {
+				return &errAfter{r: r, n: at, err: io.ErrUnexpectedEOF, withData: withData}
+			}}, k)
+			rc, err := st.Get(ctx, "obj", 0, -1)
+			if err == nil {
+				_, err = io.ReadAll(rc)
+				rc.Close()
+			}
+			if !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrAuth) {
+				t.Errorf("body cut after %d bytes (with data %v): %v, want io.ErrUnexpectedEOF and not ErrAuth", at, withData, err)
+			}
+		}
+	}
+}
