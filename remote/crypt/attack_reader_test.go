@@ -508,3 +508,29 @@ func TestAttackGetBodyCut(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackSealReaderErrorAtEnd: data that yields exactly its size and
+// then fails instead of ending (a file read error, a stream whose check at
+// the end fails) must fail the Put, as the Store contract has it and as
+// the plain stores do; the sealing reader must not take the error for the
+// end.
+func TestAttackSealReaderErrorAtEnd(t *testing.T) {
+	ctx := context.Background()
+	boom := errors.New("boom")
+	for _, n := range attackSizes {
+		for _, withData := range []bool{false, true} {
+			if n == 0 && withData {
+				continue
+			}
+			mem := remotetest.NewMemory()
+			st := NewStore(mem, testKeys(t))
+			data := &errAfter{r: bytes.NewReader(randBytes(n)), n: n, err: boom, withData: withData}
+			if err := st.Put(ctx, "packs/x", data, int64(n)); !errors.Is(err, boom) {
+				t.Errorf("size %d, error after the data (with its last bytes %v): Put gives %v, want boom", n, withData, err)
+			}
+			if _, err := mem.Stat(ctx, "packs/x"); err == nil {
+				t.Errorf("size %d, error after the data: an object was stored", n)
+			}
+		}
+	}
+}
