@@ -404,9 +404,14 @@ func (r *sealReader) plain() ([]byte, error) {
 		r.left -= int64(n)
 		r.pend = r.in[:n]
 		if r.left == 0 {
+			// Data must end here: more bytes, or an error instead of
+			// io.EOF, fail the Put.
 			var one [1]byte
-			if m, _ := io.ReadFull(r.data, one[:]); m > 0 {
+			switch m, err := io.ReadFull(r.data, one[:]); {
+			case m > 0:
 				return nil, fmt.Errorf("seal %s: data longer than its size", r.key)
+			case err != io.EOF:
+				return nil, fmt.Errorf("seal %s: read data: %w", r.key, err)
 			}
 			r.checked = true
 		}
