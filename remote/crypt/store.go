@@ -124,7 +124,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if cLen >= 0 {
 		ahead = min(ahead, cLen)
 	}
-	r := &openReader{s: s, key: key, rc: rc, body: bufio.NewReaderSize(rc, int(max(ahead, 16))), seg: first, skip: offset - first*SegmentSize, left: length, buf: make([]byte, fullLen), pbuf: make([]byte, 0, SegmentSize)}
+	r := &openReader{s: s, key: key, rc: rc, body: bufio.NewReaderSize(cutBody{rc, key}, int(max(ahead, 16))), seg: first, skip: offset - first*SegmentSize, left: length, buf: make([]byte, fullLen), pbuf: make([]byte, 0, SegmentSize)}
 	// Open the first segment now, so that an offset past the end is an
 	// error of Get, as the Store contract has it.
 	if err := r.fill(); err != nil {
@@ -209,6 +209,23 @@ func (r *openReader) Read(p []byte) (int, error) {
 }
 
 func (r *openReader) Close() error { return r.rc.Close() }
+
+// cutBody wraps the io.ErrUnexpectedEOF of a body that broke (net/http's
+// for a body shorter than its Content-Length), so that fill, which reads
+// io.ReadFull's own io.ErrUnexpectedEOF as the object's end, does not take
+// a transfer cut short for a damaged object.
+type cutBody struct {
+	r   io.Reader
+	key string
+}
+
+func (b cutBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.ErrUnexpectedEOF {
+		err = fmt.Errorf("get %s: body cut short: %w", b.key, err)
+	}
+	return n, err
+}
 
 // ETag forwards the inner body's (remote.ETagger).
 func (r *openReader) ETag() string { return remote.BodyETag(r.rc) }
@@ -387,9 +404,14 @@ func (r *sealReader) plain() ([]byte, error) {
 		r.left -= int64(n)
 		r.pend = r.in[:n]
 		if r.left == 0 {
+			// Data must end here: more bytes, or an error instead of
+			// io.EOF, fail the Put.
 			var one [1]byte
-			if m, _ := io.ReadFull(r.data, one[:]); m > 0 {
+			switch m, err := io.ReadFull(r.data, one[:]); {
+			case m > 0:
 				return nil, fmt.Errorf("seal %s: data longer than its size", r.key)
+			case err != io.EOF:
+				return nil, fmt.Errorf("seal %s: read data: %w", r.key, err)
 			}
 			r.checked = true
 		}
