@@ -42,7 +42,7 @@ export CASSBACK_LOCALKMS="${LKMS_DIR}/local-kms"
 # (leases, fsyncs, timers): they run as three processes, beside the other
 # packages'. The manifest package's memory bounds, which decode hundreds of
 # MiB and take minutes under the race detector, skip there and run here
-# without it.
+# without it, as do the largest cases of remote/crypt's reader attacks.
 others=$(go list ./... | grep -v '^github.com/cassback/cassback$')
 pids=()
 go test -race -timeout 40m "$@" $others &
@@ -54,6 +54,8 @@ pids+=($!)
 go test -race -timeout 40m "$@" -skip '^Test[A-R]' . &
 pids+=($!)
 go test -timeout 20m "$@" -run 'MemBound$' ./manifest/ &
+pids+=($!)
+go test -timeout 20m "$@" -run '^TestAttack' ./remote/crypt/ & # their largest cases
 pids+=($!)
 fail=0
 for p in "${pids[@]}"; do wait "$p" || fail=1; done
