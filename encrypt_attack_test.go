@@ -222,28 +222,7 @@ func TestEncAttackConfigSwap(t *testing.T) {
 	if _, err := r.Backup(ctx, BackupOptions{DataDirs: []string{data}, Host: "node1"}); err != nil {
 		t.Fatal(err)
 	}
-	// The attacker's master, config and slot.
-	evil := make([]byte, 32)
-	rand.Read(evil)
-	ek, err := crypt.NewKeys(evil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := r.Config
-	cfg.Encryption = index.Encryption{}
-	if err := cfg.Encrypt(ek); err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.raw.Put(ctx, index.ConfigKey, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := keyslot.Add(ctx, r.raw, cfg.ID, evil, kf); err != nil {
-		t.Fatal(err)
-	}
+	evil := replaceStore(t, r, kf)
 	st, err := local.Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -290,27 +269,7 @@ func TestEncAttackConfigSwapPinned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	evil := make([]byte, 32)
-	rand.Read(evil)
-	ek, err := crypt.NewKeys(evil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := r.Config
-	cfg.Encryption = index.Encryption{}
-	if err := cfg.Encrypt(ek); err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.raw.Put(ctx, index.ConfigKey, bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := keyslot.Add(ctx, r.raw, cfg.ID, evil, kf); err != nil {
-		t.Fatal(err)
-	}
+	evil := replaceStore(t, r, kf)
 	before := len(commitsOf(t, r.raw, "node1"))
 	// While the sweep generation is the one the cache saw, the node keeps
 	// its cached config and never reads the store's: a sweep since (here,
@@ -343,4 +302,34 @@ func TestEncAttackConfigSwapPinned(t *testing.T) {
 	if n := len(commitsOf(t, r.raw, "node1")); n != before {
 		t.Errorf("%d backups committed after the config was replaced", n-before)
 	}
+}
+
+// replaceStore plants in r's store what TestEncAttackConfigSwap's attacker
+// can: a config of the same ID under a master of their own, and a slot of
+// it that the key source src opens. It returns that master.
+func replaceStore(t *testing.T, r *Repo, src keyslot.Source) []byte {
+	t.Helper()
+	ctx := t.Context()
+	evil := make([]byte, 32)
+	rand.Read(evil)
+	ek, err := crypt.NewKeys(evil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.Config
+	cfg.Encryption = index.Encryption{}
+	if err := cfg.Encrypt(ek); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.raw.Put(ctx, index.ConfigKey, bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyslot.Add(ctx, r.raw, cfg.ID, evil, src); err != nil {
+		t.Fatal(err)
+	}
+	return evil
 }
