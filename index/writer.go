@@ -603,14 +603,10 @@ func (w *Writer) Sync(ctx context.Context) error {
 	w.mu.Lock()
 	packers := append([]*Packer(nil), w.packers...)
 	w.mu.Unlock()
-	// The Packers flush at once: each merges and uploads what it holds,
-	// which at the end of a backup is the only work left.
-	errs := make([]error, len(packers))
-	var wg sync.WaitGroup
-	for i, p := range packers {
-		wg.Go(func() { errs[i] = p.Flush(ctx) })
+	var errs []error
+	for _, p := range packers {
+		errs = append(errs, p.Flush(ctx))
 	}
-	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
