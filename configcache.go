@@ -125,10 +125,10 @@ func (r *Repo) checkConfig(ctx context.Context, gen string) error {
 	if err != nil {
 		return err
 	}
-	if !cfg.SameStore(r.Config) && cfg.ID == r.Config.ID {
-		return fmt.Errorf("store %s: %w; if it was replaced on purpose, remove %s", cfg.ID, ErrConfigReplaced, filepath.Join(c.root, c.name))
-	}
 	if !cfg.SameStore(r.Config) {
+		if cfg.ID == r.Config.ID {
+			return fmt.Errorf("store %s: %w; if it was replaced on purpose, remove %s", cfg.ID, ErrConfigReplaced, filepath.Join(c.root, c.name))
+		}
 		c.save("", cfg) // the next run starts from the store's config
 		return fmt.Errorf("%w: run the backup again", ErrConfigChanged)
 	}

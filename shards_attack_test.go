@@ -734,7 +734,7 @@ func TestShardsAttackOrphansOnlyBound(t *testing.T) {
 }
 
 // sweepStep returns the step and the first point of a sweep over total
-// operations that visits about points of them: a third as many with
+// operations that visits about points of them: an eighth as many with
 // -short and half as many under the race detector (whose run looks for
 // races more than for another crash point; test.sh runs it), from a
 // phase chosen at random, so that runs with fewer points cover the others

@@ -262,13 +262,10 @@ type fileSum struct {
 var hashers sync.Pool
 
 func newFileSum(r io.ReaderAt, size, segment int64, nseg int, nm Namer) *fileSum {
-	h, _ := hashers.Get().(*Hasher)
+	var h *Hasher
 	if nm.Keyed() {
-		if h != nil {
-			hashers.Put(h)
-		}
-		h = nm.NewHasher()
-	} else if h == nil {
+		h = nm.NewHasher() // under the store's key: not one of the pooled
+	} else if h, _ = hashers.Get().(*Hasher); h == nil {
 		h = NewHasher()
 	} else {
 		h.Reset()

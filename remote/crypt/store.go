@@ -351,27 +351,25 @@ func (r *sealReader) Read(p []byte) (int, error) {
 			r.err = err
 			break
 		}
-		if len(p)-n >= fullLen {
-			out, err := r.s.keys.sealSegment(p[n:n:len(p)], r.key, r.seg, plain)
-			if err != nil {
-				r.err = err
-				break
+		direct := len(p)-n >= fullLen // the whole sealed segment fits
+		dst := p[n:n:len(p)]
+		if !direct {
+			if r.buf == nil {
+				r.buf = make([]byte, 0, fullLen)
 			}
-			n += len(out)
-			r.seg++
-			continue
+			dst = r.buf[:0]
 		}
-		if r.buf == nil {
-			r.buf = make([]byte, 0, fullLen)
-		}
-		out, err := r.s.keys.sealSegment(r.buf[:0], r.key, r.seg, plain)
+		out, err := r.s.keys.sealSegment(dst, r.key, r.seg, plain)
 		if err != nil {
 			r.err = err
 			break
 		}
 		r.seg++
-		c := copy(p[n:], out)
-		r.out = out[c:]
+		c := len(out)
+		if !direct {
+			c = copy(p[n:], out)
+			r.out = out[c:]
+		}
 		n += c
 	}
 	switch {
