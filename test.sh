@@ -42,7 +42,9 @@ export CASSBACK_LOCALKMS="${LKMS_DIR}/local-kms"
 # (leases, fsyncs, timers): they run as three processes, beside the other
 # packages'. The manifest package's memory bounds, which decode hundreds of
 # MiB and take minutes under the race detector, skip there and run here
-# without it, as do the largest cases of remote/crypt's reader attacks.
+# without it, as do the largest cases of remote/crypt's reader attacks and
+# its check that sealing reuses its buffers (sync.Pool drops some under
+# the race detector).
 others=$(go list ./... | grep -v '^github.com/cassback/cassback$')
 pids=()
 go test -race -timeout 40m "$@" $others &
@@ -55,7 +57,7 @@ go test -race -timeout 40m "$@" -skip '^Test[A-R]' . &
 pids+=($!)
 go test -timeout 20m "$@" -run 'MemBound$' ./manifest/ &
 pids+=($!)
-go test -timeout 20m "$@" -run '^TestAttack' ./remote/crypt/ & # their largest cases
+go test -timeout 20m "$@" -run '^TestAttack|^TestSealReader' ./remote/crypt/ & # their largest cases
 pids+=($!)
 fail=0
 for p in "${pids[@]}"; do wait "$p" || fail=1; done

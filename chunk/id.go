@@ -52,7 +52,11 @@ func (id *ID) UnmarshalText(b []byte) error {
 func Sum(data []byte) ID { return ID(blake3.Sum256(data)) }
 
 // Hasher computes an ID incrementally, for whole files and objects.
-type Hasher struct{ h *blake3.Hasher }
+type Hasher struct {
+	h     *blake3.Hasher
+	key   [32]byte // of a keyed Hasher, for the pool it returns to
+	keyed bool
+}
 
 // NewHasher returns an empty Hasher.
 func NewHasher() *Hasher { return &Hasher{h: blake3.New()} }

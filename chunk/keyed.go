@@ -1,6 +1,10 @@
 package chunk
 
-import "github.com/zeebo/blake3"
+import (
+	"sync"
+
+	"github.com/zeebo/blake3"
+)
 
 // Keys for an encrypted store come from its master key through BLAKE3's
 // key-derivation mode, and keyed BLAKE3 serves as its PRF (only this
@@ -18,15 +22,35 @@ func DeriveKey(context string, material []byte) [32]byte {
 // KeyedSum returns the keyed BLAKE3-256 of data under key: a PRF, so
 // without the key its value says nothing of data.
 func KeyedSum(key *[32]byte, data []byte) ID {
+	h := getKeyed(key)
+	_, _ = h.Write(data)
+	id := h.Sum()
+	putKeyed(h)
+	return id
+}
+
+// keyedHashers recycles keyed hashers: a keyed BLAKE3 hasher is some
+// 11 KB to set up, and an encrypted store's backup names every chunk and
+// file with one. Each remembers its key; one taken for another key is
+// dropped (a process works with one store's key at a time).
+var keyedHashers sync.Pool // of *Hasher with key set
+
+// getKeyed returns an empty Hasher keyed with key, for putKeyed.
+func getKeyed(key *[32]byte) *Hasher {
+	if h, _ := keyedHashers.Get().(*Hasher); h != nil && h.key == *key {
+		h.Reset()
+		return h
+	}
 	h, err := blake3.NewKeyed(key[:])
 	if err != nil {
 		panic(err) // unreachable: the key is 32 bytes
 	}
-	_, _ = h.Write(data)
-	var id ID
-	h.Sum(id[:0])
-	return id
+	return &Hasher{h: h, key: *key, keyed: true}
 }
+
+// putKeyed returns h, from getKeyed, to be used again; the caller keeps
+// no reference to it.
+func putKeyed(h *Hasher) { keyedHashers.Put(h) }
 
 // Namer names chunks, and the tree nodes stored as chunks, by their
 // content. The zero Namer is plain BLAKE3-256 (Sum), the IDs of a store
@@ -67,11 +91,7 @@ func (n Namer) NewHasher() *Hasher {
 	if !n.keyed {
 		return NewHasher()
 	}
-	h, err := blake3.NewKeyed(n.key[:])
-	if err != nil {
-		panic(err) // unreachable: the key is 32 bytes
-	}
-	return &Hasher{h: h}
+	return getKeyed(&n.key)
 }
 
 // String says which kind of Namer n is, never its key, so that a Namer

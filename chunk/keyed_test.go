@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/zeebo/blake3"
 )
 
 func TestKeyedSum(t *testing.T) {
@@ -23,6 +26,46 @@ func TestKeyedSum(t *testing.T) {
 	if KeyedSum(&k1, data) != a {
 		t.Fatal("keyed sum not deterministic")
 	}
+}
+
+// Keyed hashers are pooled: one left by a sum under one key never
+// serves another key, nor keeps the last data it hashed.
+func TestKeyedSumPooled(t *testing.T) {
+	keys := [][32]byte{
+		DeriveKey("cassback test v1", []byte("master one")),
+		DeriveKey("cassback test v1", []byte("master two")),
+	}
+	want := func(k [32]byte, data []byte) ID {
+		h, err := blake3.NewKeyed(k[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(data)
+		var id ID
+		h.Sum(id[:0])
+		return id
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				k := keys[(g+i)%2]
+				data := []byte(fmt.Sprintf("chunk %d of %d", i, g))
+				if got := KeyedSum(&k, data); got != want(k, data) {
+					t.Errorf("KeyedSum under key %d: %s, want %s", (g+i)%2, got, want(k, data))
+					return
+				}
+				h := KeyedNamer(k).NewHasher()
+				h.Write(data)
+				if got := h.Sum(); got != want(k, data) {
+					t.Errorf("keyed Namer's hasher under key %d: %s, want %s", (g+i)%2, got, want(k, data))
+					return
+				}
+				putKeyed(h)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestNamer(t *testing.T) {

@@ -87,9 +87,7 @@ func Split(ctx context.Context, r io.ReaderAt, size int64, p Params, par int, fn
 	err := g.Wait()
 	// Every goroutine is done with the hasher: the next file reuses it
 	// (a BLAKE3 hasher is some 10 KB, and a node has many small files).
-	if !p.Namer.Keyed() {
-		defer hashers.Put(s.sum.h)
-	}
+	defer s.sum.release()
 	if err != nil {
 		return File{}, err
 	}
@@ -264,13 +262,22 @@ var hashers sync.Pool
 func newFileSum(r io.ReaderAt, size, segment int64, nseg int, nm Namer) *fileSum {
 	var h *Hasher
 	if nm.Keyed() {
-		h = nm.NewHasher() // under the store's key: not one of the pooled
+		h = getKeyed(&nm.key)
 	} else if h, _ = hashers.Get().(*Hasher); h == nil {
 		h = NewHasher()
 	} else {
 		h.Reset()
 	}
 	return &fileSum{r: r, size: size, segment: segment, nseg: nseg, done: make([]bool, nseg), h: h}
+}
+
+// release returns the hasher to its pool, once no goroutine uses it.
+func (f *fileSum) release() {
+	if f.h.keyed {
+		putKeyed(f.h)
+	} else {
+		hashers.Put(f.h)
+	}
 }
 
 // isHead reports whether segment k is the head. Once true it stays true until k's goroutine calls finish.

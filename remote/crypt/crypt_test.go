@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/cassback/cassback/chunk"
@@ -257,6 +258,7 @@ func TestSealReaderReadSizes(t *testing.T) {
 			r := st.sealReader("packs/x", bytes.NewReader(data), int64(n))
 			var sealed []byte
 			buf := make([]byte, bs)
+			short := false
 			for {
 				m, err := r.Read(buf)
 				sealed = append(sealed, buf[:m]...)
@@ -266,6 +268,12 @@ func TestSealReaderReadSizes(t *testing.T) {
 				if err != nil {
 					t.Fatalf("size %d, reads of %d: %v", n, bs, err)
 				}
+				// Every read fills the buffer but the last before the
+				// end: a copy writes whole buffers, not a segment's tail.
+				if short && m > 0 {
+					t.Fatalf("size %d, reads of %d: a read of %d bytes after a short one", n, bs, m)
+				}
+				short = short || m < bs
 			}
 			if int64(len(sealed)) != SealedSize(int64(n)) {
 				t.Fatalf("size %d, reads of %d: %d bytes sealed, want %d", n, bs, len(sealed), SealedSize(int64(n)))
@@ -309,6 +317,47 @@ func TestSealReaderAllocs(t *testing.T) {
 	// buffer a segment would be 4 MiB more.
 	if got := ms1.TotalAlloc - ms0.TotalAlloc; got > 3<<20 {
 		t.Errorf("sealing %d bytes allocated %d bytes", len(data), got)
+	}
+}
+
+// TestSealReaderReusesBuffers: a sealing reader that reached its end
+// leaves its buffers to the next one, and neither gives the other's bytes.
+func TestSealReaderReusesBuffers(t *testing.T) {
+	k := testKeys(t)
+	st := NewStore(remotetest.NewMemory(), k)
+	data := make([]byte, 20*SegmentSize+5)
+	rand.Read(data)
+	sealed := make([]byte, SealedSize(int64(len(data))))
+	var alloc uint64 // bytes allocated while sealing
+	const runs = 10
+	for i := range runs {
+		key := "packs/" + strconv.Itoa(i)
+		var ms0, ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		r := st.sealReader(key, bytes.NewReader(data), int64(len(data)))
+		n, err := io.ReadFull(r, sealed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The end, and reads past it, give nothing, whoever has the
+		// buffers now.
+		for range 2 {
+			if m, err := r.Read(sealed[:1]); m != 0 || err != io.EOF {
+				t.Fatalf("read at the end: %d, %v", m, err)
+			}
+		}
+		runtime.ReadMemStats(&ms1)
+		alloc += ms1.TotalAlloc - ms0.TotalAlloc
+		got, err := k.Open(key, sealed[:n])
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("object %d sealed with reused buffers: %v (equal %v)", i, err, bytes.Equal(got, data))
+		}
+	}
+	// Each seal without reuse takes 1 MiB of read-ahead and a segment;
+	// with it, only small values a segment (and once the buffers). The
+	// race detector makes sync.Pool drop a share of what it is given.
+	if per := alloc / runs; per > 512<<10 && !raceOn {
+		t.Errorf("%d bytes allocated a seal of %d bytes", per, len(data))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cassback/cassback/remote"
@@ -309,19 +310,32 @@ func (s *Store) Unwrap() remote.Store { return s.inner }
 // sealReader returns a reader of the sealed form of the size bytes data
 // yields; it fails if data yields fewer or more.
 func (s *Store) sealReader(key string, data io.Reader, size int64) io.Reader {
-	return &sealReader{
-		s: s, key: key, data: data, left: size, segs: size/SegmentSize + 1, last: int(size % SegmentSize),
-		in: make([]byte, min(size, readAhead*SegmentSize)),
+	r := &sealReader{s: s, key: key, data: data, left: size, segs: size/SegmentSize + 1, last: int(size % SegmentSize)}
+	r.bufs, _ = sealBufs.Get().(*sealBuf)
+	if r.bufs == nil {
+		r.bufs = &sealBuf{in: make([]byte, readAhead*SegmentSize), seg: make([]byte, 0, fullLen)}
 	}
+	r.in = r.bufs.in[:min(size, readAhead*SegmentSize)]
+	return r
+}
+
+// sealBufs recycles the buffers of sealReaders that reached their end: a
+// MiB a Put, which a backup would otherwise leave to the collector once a
+// pack (and the runtime would return to the system and fault in again).
+var sealBufs sync.Pool // of *sealBuf
+
+type sealBuf struct {
+	in  []byte // readAhead segments of plaintext
+	seg []byte // one sealed segment
 }
 
 // readAhead is the segments sealReader reads from its data at a time.
 const readAhead = 16
 
 // sealReader seals as many whole segments as the caller's buffer holds
-// straight into it, and only a segment that does not fit goes through buf;
-// it reads its data readAhead segments at a time. Both keep the syscalls
-// of a large object's copy as few as the plaintext's.
+// straight into it, and only a segment that does not fit goes through
+// bufs.seg; it reads its data readAhead segments at a time. Both keep the
+// syscalls of a large object's copy as few as the plaintext's.
 type sealReader struct {
 	s       *Store
 	key     string
@@ -333,19 +347,27 @@ type sealReader struct {
 	in      []byte
 	pend    []byte // plaintext read and not yet sealed (in in)
 	checked bool   // data was read to its end and had no more
-	buf     []byte // a sealed segment that did not fit the caller's buffer
-	out     []byte // its bytes not yet read (in buf)
+	out     []byte // bytes not yet read of a sealed segment that did not fit the caller's buffer (in bufs.seg)
 	err     error
+	bufs    *sealBuf // in and out lie in it; nil once returned to sealBufs
+}
+
+// release returns the reader's buffers to sealBufs once it has nothing
+// more to give: later calls see only r.err or the end.
+func (r *sealReader) release() {
+	if r.bufs != nil {
+		sealBufs.Put(r.bufs)
+		r.bufs, r.in, r.pend, r.out = nil, nil, nil, nil
+	}
 }
 
 func (r *sealReader) Read(p []byte) (int, error) {
-	if len(r.out) > 0 {
-		n := copy(p, r.out)
-		r.out = r.out[n:]
-		return n, nil
-	}
-	n := 0
-	for r.err == nil && r.seg < r.segs && n < len(p) {
+	// What is left of a segment that did not fit the last call comes
+	// first, and the call goes on, so that a caller reading with one
+	// buffer gets it full every time (writes of a file's whole pages).
+	n := copy(p, r.out)
+	r.out = r.out[n:]
+	for len(r.out) == 0 && r.err == nil && r.seg < r.segs && n < len(p) {
 		plain, err := r.plain()
 		if err != nil {
 			r.err = err
@@ -354,10 +376,7 @@ func (r *sealReader) Read(p []byte) (int, error) {
 		direct := len(p)-n >= fullLen // the whole sealed segment fits
 		dst := p[n:n:len(p)]
 		if !direct {
-			if r.buf == nil {
-				r.buf = make([]byte, 0, fullLen)
-			}
-			dst = r.buf[:0]
+			dst = r.bufs.seg[:0]
 		}
 		out, err := r.s.keys.sealSegment(dst, r.key, r.seg, plain)
 		if err != nil {
@@ -373,13 +392,15 @@ func (r *sealReader) Read(p []byte) (int, error) {
 		n += c
 	}
 	switch {
-	case n > 0:
+	case n > 0 || len(r.out) > 0:
 		return n, nil // an error waits for the next call
 	case r.err != nil:
+		r.release()
 		return 0, r.err
 	case len(p) == 0 && r.seg < r.segs:
 		return 0, nil
 	}
+	r.release()
 	return 0, io.EOF
 }
 
