@@ -30,36 +30,24 @@ func encKeys(b *testing.B) cassback.Keys {
 // run (the budget: each at most 10% slower encrypted). Each
 // iteration runs both, in turns (plaintext first, then encrypted first),
 // so that what changes over a run (the page cache, the disk's writeback)
-// weighs on both alike; it reports each one's mean seconds and the
-// overhead in percent (ns/op is the pair's). Run with -benchtime 4x
-// -count 3.
+// weighs on both alike; it reports each one's mean seconds, wall and CPU,
+// and the overheads in percent (ns/op is the pair's). Run with
+// -benchtime 6x -count 3.
 func BenchmarkEncryption(b *testing.B) {
 	n := genNode(b)
 	keys := [2]cassback.Keys{nil, encKeys(b)}
 	b.Run("backup", func(b *testing.B) {
 		b.SetBytes(2 * n.Bytes)
-		var took, cpu [2]time.Duration
-		i := 0
-		for b.Loop() {
-			for j := range 2 {
-				m := (i + j) % 2
-				b.StopTimer()
-				dir := filepath.Join(tmpRoot, "store-enc-"+encModes[m])
-				r := newRepoKeys(b, dir, true, keys[m])
-				b.StartTimer()
-				start, cpu0 := time.Now(), cpuTime(b)
-				if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
-					b.Fatal(err)
-				}
-				took[m] += time.Since(start)
-				cpu[m] += cpuTime(b) - cpu0
-				b.StopTimer()
-				os.RemoveAll(dir)
-				b.StartTimer()
+		var r *cassback.Repo
+		var dir string
+		runPairs(b, func(m int) {
+			dir = filepath.Join(tmpRoot, "store-enc-"+encModes[m])
+			r = newRepoKeys(b, dir, true, keys[m])
+		}, func(m int) {
+			if _, err := r.Backup(context.Background(), cassback.BackupOptions{DataDirs: []string{nodeDir}, Host: "bench", IncludeSystem: true}); err != nil {
+				b.Fatal(err)
 			}
-			i++
-		}
-		reportPair(b, took, cpu, i)
+		}, func(m int) { os.RemoveAll(dir) })
 	})
 	b.Run("restore", func(b *testing.B) {
 		b.SetBytes(2 * n.Bytes)
@@ -72,26 +60,38 @@ func BenchmarkEncryption(b *testing.B) {
 			ms[m] = backupForRestore(b, rs[m])
 		}
 		b.ResetTimer()
-		var took, cpu [2]time.Duration
-		i := 0
-		for b.Loop() {
-			for j := range 2 {
-				m := (i + j) % 2
-				dst := filepath.Join(tmpRoot, "restore-enc-"+encModes[m])
-				start, cpu0 := time.Now(), cpuTime(b)
-				if _, err := rs[m].Restore(context.Background(), ms[m], cassback.RestoreOptions{DataDir: dst, NoChown: true}); err != nil {
-					b.Fatal(err)
-				}
-				took[m] += time.Since(start)
-				cpu[m] += cpuTime(b) - cpu0
-				b.StopTimer()
-				os.RemoveAll(dst)
-				b.StartTimer()
+		dst := func(m int) string { return filepath.Join(tmpRoot, "restore-enc-"+encModes[m]) }
+		runPairs(b, func(int) {}, func(m int) {
+			if _, err := rs[m].Restore(context.Background(), ms[m], cassback.RestoreOptions{DataDir: dst(m), NoChown: true}); err != nil {
+				b.Fatal(err)
 			}
-			i++
-		}
-		reportPair(b, took, cpu, i)
+		}, func(m int) { os.RemoveAll(dst(m)) })
 	})
+}
+
+// runPairs runs, each iteration, op for both modes (0 plaintext, 1
+// encrypted) in turns, with setup before and cleanup after each outside the
+// timer, and reports the pair (reportPair).
+func runPairs(b *testing.B, setup, op, cleanup func(m int)) {
+	var took, cpu [2]time.Duration
+	i := 0
+	for b.Loop() {
+		for j := range 2 {
+			m := (i + j) % 2
+			b.StopTimer()
+			setup(m)
+			b.StartTimer()
+			start, cpu0 := time.Now(), cpuTime(b)
+			op(m)
+			took[m] += time.Since(start)
+			cpu[m] += cpuTime(b) - cpu0
+			b.StopTimer()
+			cleanup(m)
+			b.StartTimer()
+		}
+		i++
+	}
+	reportPair(b, took, cpu, i)
 }
 
 var encModes = [2]string{"plain", "encrypted"}
