@@ -125,7 +125,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if cLen >= 0 {
 		ahead = min(ahead, cLen)
 	}
-	r := &openReader{s: s, key: key, rc: rc, body: bufio.NewReaderSize(cutBody{rc, key}, int(max(ahead, 16))), seg: first, skip: offset - first*SegmentSize, left: length, buf: make([]byte, fullLen), pbuf: make([]byte, 0, SegmentSize)}
+	r := &openReader{s: s, key: key, rc: rc, body: bufio.NewReaderSize(cutBody{rc, key}, int(max(ahead, fullLen))), seg: first, skip: offset - first*SegmentSize, left: length, pbuf: make([]byte, 0, SegmentSize)}
 	// Open the first segment now, so that an offset past the end is an
 	// error of Get, as the Store contract has it.
 	if err := r.fill(); err != nil {
@@ -140,12 +140,11 @@ type openReader struct {
 	s    *Store
 	key  string
 	rc   io.ReadCloser
-	body io.Reader // rc, buffered
-	seg  int64     // index of the next segment to read
-	skip int64     // plaintext bytes still to skip before the range
-	left int64     // plaintext bytes still to return; < 0: to the end
-	buf  []byte    // a stored segment
-	pbuf []byte    // its plaintext
+	body *bufio.Reader // rc, buffered: a stored segment is opened where it lies in the buffer
+	seg  int64         // index of the next segment to read
+	skip int64         // plaintext bytes still to skip before the range
+	left int64         // plaintext bytes still to return; < 0: to the end
+	pbuf []byte        // the plaintext of the last segment read
 	out  []byte    // opened bytes not yet returned (in pbuf)
 	eof  bool      // the object's last segment was read
 	err  error
@@ -153,9 +152,10 @@ type openReader struct {
 
 // fill reads and opens the next segment.
 func (r *openReader) fill() error {
-	n, err := io.ReadFull(r.body, r.buf)
+	stored, err := r.body.Peek(fullLen)
+	n := len(stored)
 	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
+	case err == io.EOF:
 		if n == 0 {
 			if r.skip > 0 || r.left != 0 {
 				// The object ended on a full segment: its last one is lost.
@@ -168,9 +168,10 @@ func (r *openReader) fill() error {
 	case err != nil:
 		return err
 	}
-	if r.pbuf, err = r.s.keys.openSegment(r.pbuf[:0], r.key, r.seg, r.buf[:n]); err != nil {
+	if r.pbuf, err = r.s.keys.openSegment(r.pbuf[:0], r.key, r.seg, stored); err != nil {
 		return err
 	}
+	_, _ = r.body.Discard(n) // what Peek gave: never fails
 	r.out = r.pbuf
 	r.seg++
 	if r.skip > int64(len(r.out)) {
