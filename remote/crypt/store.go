@@ -145,8 +145,8 @@ type openReader struct {
 	skip int64         // plaintext bytes still to skip before the range
 	left int64         // plaintext bytes still to return; < 0: to the end
 	pbuf []byte        // the plaintext of the last segment read
-	out  []byte    // opened bytes not yet returned (in pbuf)
-	eof  bool      // the object's last segment was read
+	out  []byte        // opened bytes not yet returned (in pbuf)
+	eof  bool          // the object's last segment was read
 	err  error
 }
 
