@@ -54,7 +54,7 @@ func Sum(data []byte) ID { return ID(blake3.Sum256(data)) }
 // Hasher computes an ID incrementally, for whole files and objects.
 type Hasher struct {
 	h     *blake3.Hasher
-	key   [32]byte // of a keyed Hasher, for the pool it returns to
+	key   [32]byte // of a keyed Hasher: the pool gives it only to its Namer
 	keyed bool
 }
 

@@ -22,35 +22,38 @@ func DeriveKey(context string, material []byte) [32]byte {
 // KeyedSum returns the keyed BLAKE3-256 of data under key: a PRF, so
 // without the key its value says nothing of data.
 func KeyedSum(key *[32]byte, data []byte) ID {
-	h := getKeyed(key)
+	h := KeyedNamer(*key).getHasher()
 	_, _ = h.Write(data)
 	id := h.Sum()
-	putKeyed(h)
+	putHasher(h)
 	return id
 }
 
-// keyedHashers recycles keyed hashers: a keyed BLAKE3 hasher is some
-// 11 KB to set up, and an encrypted store's backup names every chunk and
-// file with one. Each remembers its key; one taken for another key is
-// dropped (a process works with one store's key at a time).
-var keyedHashers sync.Pool // of *Hasher with key set
+// pooled recycles Hashers, plain and keyed: a BLAKE3 hasher is some 11 KB
+// to set up, and a backup sums every file, and on an encrypted store
+// names every chunk, with one. Each remembers its Namer; one taken for
+// another is dropped (a process works with one store at a time).
+var pooled sync.Pool // of *Hasher
 
-// getKeyed returns an empty Hasher keyed with key, for putKeyed.
-func getKeyed(key *[32]byte) *Hasher {
-	if h, _ := keyedHashers.Get().(*Hasher); h != nil && h.key == *key {
+// getHasher returns an empty Hasher of n's kind, for putHasher.
+func (n Namer) getHasher() *Hasher {
+	if h, _ := pooled.Get().(*Hasher); h != nil && h.keyed == n.keyed && h.key == n.key {
 		h.Reset()
 		return h
 	}
-	h, err := blake3.NewKeyed(key[:])
+	if !n.keyed {
+		return NewHasher()
+	}
+	h, err := blake3.NewKeyed(n.key[:])
 	if err != nil {
 		panic(err) // unreachable: the key is 32 bytes
 	}
-	return &Hasher{h: h, key: *key, keyed: true}
+	return &Hasher{h: h, key: n.key, keyed: true}
 }
 
-// putKeyed returns h, from getKeyed, to be used again; the caller keeps
+// putHasher returns h, from getHasher, to be used again; the caller keeps
 // no reference to it.
-func putKeyed(h *Hasher) { keyedHashers.Put(h) }
+func putHasher(h *Hasher) { pooled.Put(h) }
 
 // Namer names chunks, and the tree nodes stored as chunks, by their
 // content. The zero Namer is plain BLAKE3-256 (Sum), the IDs of a store
@@ -91,7 +94,7 @@ func (n Namer) NewHasher() *Hasher {
 	if !n.keyed {
 		return NewHasher()
 	}
-	return getKeyed(&n.key)
+	return n.getHasher()
 }
 
 // String says which kind of Namer n is, never its key, so that a Namer

@@ -61,7 +61,7 @@ func TestKeyedSumPooled(t *testing.T) {
 					t.Errorf("keyed Namer's hasher under key %d: %s, want %s", (g+i)%2, got, want(k, data))
 					return
 				}
-				putKeyed(h)
+				putHasher(h)
 			}
 		})
 	}

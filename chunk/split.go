@@ -256,29 +256,12 @@ type fileSum struct {
 	pos int64   // bytes hashed; owned by the head's goroutine
 }
 
-// hashers recycles the whole-file hashers of Split.
-var hashers sync.Pool
-
 func newFileSum(r io.ReaderAt, size, segment int64, nseg int, nm Namer) *fileSum {
-	var h *Hasher
-	if nm.Keyed() {
-		h = getKeyed(&nm.key)
-	} else if h, _ = hashers.Get().(*Hasher); h == nil {
-		h = NewHasher()
-	} else {
-		h.Reset()
-	}
-	return &fileSum{r: r, size: size, segment: segment, nseg: nseg, done: make([]bool, nseg), h: h}
+	return &fileSum{r: r, size: size, segment: segment, nseg: nseg, done: make([]bool, nseg), h: nm.getHasher()}
 }
 
 // release returns the hasher to its pool, once no goroutine uses it.
-func (f *fileSum) release() {
-	if f.h.keyed {
-		putKeyed(f.h)
-	} else {
-		hashers.Put(f.h)
-	}
-}
+func (f *fileSum) release() { putHasher(f.h) }
 
 // isHead reports whether segment k is the head. Once true it stays true until k's goroutine calls finish.
 func (f *fileSum) isHead(k int) bool { return f.head.Load() == int64(k) }
