@@ -62,6 +62,11 @@ type Repo struct {
 	// compactAt, if set, is how many small index files of its host a
 	// writer lets be before it compacts them (index.WriterOptions).
 	compactAt int
+	// hideSizes makes the writers of a plaintext store pad and spread
+	// their packs (index.WriterOptions Pad and Spread), as an encrypted
+	// store's always do: the simulator sets it, so that its schedules run
+	// those paths too.
+	hideSizes bool
 }
 
 // goSpawn runs fn in a goroutine.

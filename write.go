@@ -155,7 +155,8 @@ func (r *Repo) beginBackup(ctx context.Context, opts BackupOptions, keyspaces []
 	if err := b.loadPrevious(ctx, keyspaces, prevAt, opts.Threads); err != nil {
 		return nil, b.abort(ctx, err)
 	}
-	b.w, err = index.NewWriter(ctx, r.Store, b.idx, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host), CacheDir: r.CacheDir, CompactAt: r.compactAt})
+	b.w, err = index.NewWriter(ctx, r.Store, b.idx, r.Config, index.WriterOptions{Host: opts.Host, PackSize: opts.PackSize, Journal: r.journalPath(opts.Host), CacheDir: r.CacheDir, CompactAt: r.compactAt,
+		Pad: r.hideSizes, Spread: r.hideSizes})
 	if err != nil {
 		return nil, b.abort(ctx, err)
 	}

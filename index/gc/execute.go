@@ -400,7 +400,8 @@ func (p *Plan) repack(ctx context.Context) error {
 	}
 	avoid = append(avoid, slices.Collect(maps.Keys(packsOf(p.Condemned)))...)
 	idx.Exclude(avoid)
-	w, err := index.NewWriter(ctx, c.Store, idx, c.Config, index.WriterOptions{Host: c.Host, CacheDir: c.Cache.Dir()})
+	w, err := index.NewWriter(ctx, c.Store, idx, c.Config, index.WriterOptions{Host: c.Host, CacheDir: c.Cache.Dir(),
+		Pad: c.Opts.HideSizes, Spread: c.Opts.HideSizes})
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,10 @@ type Options struct {
 	// Clock is this process's clock, for heartbeats and the local fence;
 	// nil means the system clock. Safety never depends on it.
 	Clock Clock
+	// HideSizes makes a repack of a plaintext store pad and spread its
+	// packs (index.WriterOptions Pad and Spread), as an encrypted store's
+	// writers always do; the simulator sets it.
+	HideSizes bool
 }
 
 // WithDefaults returns o with every zero field set to its default and every
