@@ -383,8 +383,9 @@ func (j fileJob) path() string {
 }
 
 // storeAll stores the files with threads workers, each with its own pack
-// so the chunks of one file stay together, big files first so the tail of
-// the run is short. results[i] is jobs[i]'s. Each SSTable's links are
+// so the chunks of one file stay together (with Spread, two workers share
+// two packs: index.Writer.NewPackers), big files first so the tail of the
+// run is short. results[i] is jobs[i]'s. Each SSTable's links are
 // released once its last file is stored.
 func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) ([]fileResult, error) {
 	sizes := make([]int64, len(jobs))
@@ -405,9 +406,8 @@ func (b *backupRun) storeAll(ctx context.Context, jobs []fileJob, threads int) (
 	results := make([]fileResult, len(jobs))
 	var next atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
-	for range threads {
+	for _, p := range b.w.NewPackers(threads) {
 		g.Go(func() error {
-			p := b.w.NewPacker()
 			for n := next.Add(1) - 1; n < int64(len(order)) && gctx.Err() == nil; n = next.Add(1) - 1 {
 				i := order[n]
 				results[i] = b.oneFile(gctx, p, jobs[i], prog)

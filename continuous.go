@@ -259,9 +259,8 @@ func (c *continuous) run(ctx context.Context, stop <-chan struct{}) (ContinuousS
 	c.ucancel = ucancel
 	c.work, c.done = make(chan *item), make(chan *item, c.opts.Threads)
 	var g errgroup.Group
-	for range c.opts.Threads {
+	for _, p := range c.b.w.NewPackers(c.opts.Threads) {
 		g.Go(func() error {
-			p := c.b.w.NewPacker()
 			for it := range c.work {
 				it.err = c.process(uctx, p, it)
 				c.done <- it

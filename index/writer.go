@@ -25,8 +25,8 @@ import (
 
 // Writer adds chunks to the store, uploading only chunks the store has not
 // seen. Chunks are gathered into packs by Packers (one per worker, so the
-// chunks of one file stay together); a full pack is uploaded by the worker
-// that filled it. Each open pack is written to a temporary file as it
+// chunks of one file stay together; with Spread, one per two workers); a
+// full pack is uploaded by the worker that filled it. Each open pack is written to a temporary file as it
 // fills and uploaded from there, so a Packer's memory is a 64 KiB buffer
 // and 40 bytes a chunk, whatever the pack size; its disk is one pack.
 //
@@ -141,8 +141,11 @@ func NewWriter(ctx context.Context, st remote.Store, idx *Index, cfg Config, opt
 func (w *Writer) Stats() *Stats { return &w.stats }
 
 // Packer collects chunks into packs for one stream of files. Its methods are
-// safe for concurrent use (a file's segments are chunked in parallel); a
-// caller that fills the pack uploads it, and the others wait. The open pack
+// safe for concurrent use (a file's segments are chunked in parallel, and
+// with Spread two workers share one, NewPackers); a caller that fills a
+// pack uploads it, off the Packer's lock, while the others go on filling
+// its other pack or a new one; Flush waits for the uploads begun before it.
+// The open pack
 // is spooled to a temporary file (pack.Spool), so a Packer holds 64 KiB and
 // 40 bytes a chunk in memory, not the pack. Flush (or Sync) removes the
 // file; a Packer left with an open pack after a failure keeps its file open,
@@ -153,15 +156,38 @@ type Packer struct {
 	mu   sync.Mutex
 	open [2]*pack.Spool // the packs being filled, nil between packs; open[1] only with Spread
 	err  error
+	// Uploads of full packs run off the lock: started numbers them,
+	// uploading holds the numbers of those running, uploaded signals an end.
+	started   int
+	uploading []int
+	uploaded  sync.Cond
 }
 
 // NewPacker returns a Packer for one worker.
 func (w *Writer) NewPacker() *Packer {
 	p := &Packer{w: w}
+	p.uploaded.L = &p.mu
 	w.mu.Lock()
 	w.packers = append(w.packers, p)
 	w.mu.Unlock()
 	return p
+}
+
+// NewPackers returns the Packers of n workers, by worker. With Spread, two
+// workers share each Packer, so that together they keep as many packs
+// open as n workers without Spread (two a Packer, one a worker): a backup
+// then ends with no more open pack data to seal, write and sync when
+// little else runs than a plaintext one.
+func (w *Writer) NewPackers(n int) []*Packer {
+	ps := make([]*Packer, n)
+	for i := range ps {
+		if w.spread && i%2 == 1 {
+			ps[i] = ps[i-1]
+			continue
+		}
+		ps[i] = w.NewPacker()
+	}
+	return ps
 }
 
 // Add stores the chunk unless the store already has it or another packer is
@@ -219,8 +245,8 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		random.Read(b[:])
 		k = int(b[0] & 1)
 	}
-	if sp := p.open[k]; sp != nil && (sp.Len()+len(data) > w.packLen || len(sp.Entries()) == pack.MaxChunks) {
-		if err := p.sealLocked(ctx, k); err != nil {
+	for sp := p.open[k]; sp != nil && (sp.Len()+len(data) > w.packLen || len(sp.Entries()) == pack.MaxChunks); sp = p.open[k] {
+		if err := p.uploadFull(ctx, k); err != nil {
 			w.release([]pack.Entry{{ID: id}})
 			return false, err
 		}
@@ -328,10 +354,38 @@ func (p *Packer) sealLocked(ctx context.Context, k int) error {
 	return nil
 }
 
-// Flush uploads the open packs, if any: one, when two fit in one.
+// uploadFull takes full open pack k out of the Packer and uploads it off
+// the lock, so that the Packer's other callers go on meanwhile; it returns
+// with the lock held again, and the Packer's error if it has one.
+func (p *Packer) uploadFull(ctx context.Context, k int) error {
+	sp := p.open[k]
+	p.open[k] = nil
+	n := p.started
+	p.started++
+	p.uploading = append(p.uploading, n)
+	p.mu.Unlock()
+	var err error
+	if len(sp.Entries()) > 0 {
+		err = p.w.upload(ctx, sp)
+	}
+	sp.Close()
+	p.mu.Lock()
+	p.uploading = slices.DeleteFunc(p.uploading, func(u int) bool { return u == n })
+	p.uploaded.Broadcast()
+	if err != nil && p.err == nil {
+		p.err = err
+	}
+	return p.err
+}
+
+// Flush uploads the open packs, if any: one, when two fit in one. It first
+// waits for the uploads of full packs begun before it.
 func (p *Packer) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	for begun := p.started; len(p.uploading) > 0 && p.uploading[0] < begun; {
+		p.uploaded.Wait()
+	}
 	if err := p.mergeLocked(); err != nil {
 		return err
 	}
