@@ -156,11 +156,12 @@ type Packer struct {
 	mu   sync.Mutex
 	open [2]*pack.Spool // the packs being filled, nil between packs; open[1] only with Spread
 	err  error
-	// Uploads of full packs run off the lock: started numbers them,
-	// uploading holds the numbers of those running, uploaded signals an end.
-	started   int
-	uploading []int
-	uploaded  sync.Cond
+	// uploads counts the uploads of full packs running off the lock, and
+	// uploaded signals an end; while flushing, full packs are uploaded
+	// under the lock instead, so that a Flush's wait ends.
+	uploads  int
+	flushing int
+	uploaded sync.Cond
 }
 
 // NewPacker returns a Packer for one worker.
@@ -246,7 +247,11 @@ func (p *Packer) Add(ctx context.Context, id chunk.ID, data []byte) (bool, error
 		k = int(b[0] & 1)
 	}
 	for sp := p.open[k]; sp != nil && (sp.Len()+len(data) > w.packLen || len(sp.Entries()) == pack.MaxChunks); sp = p.open[k] {
-		if err := p.uploadFull(ctx, k); err != nil {
+		upload := p.uploadFull
+		if p.flushing > 0 {
+			upload = p.sealLocked
+		}
+		if err := upload(ctx, k); err != nil {
 			w.release([]pack.Entry{{ID: id}})
 			return false, err
 		}
@@ -360,9 +365,7 @@ func (p *Packer) sealLocked(ctx context.Context, k int) error {
 func (p *Packer) uploadFull(ctx context.Context, k int) error {
 	sp := p.open[k]
 	p.open[k] = nil
-	n := p.started
-	p.started++
-	p.uploading = append(p.uploading, n)
+	p.uploads++
 	p.mu.Unlock()
 	var err error
 	if len(sp.Entries()) > 0 {
@@ -370,7 +373,7 @@ func (p *Packer) uploadFull(ctx context.Context, k int) error {
 	}
 	sp.Close()
 	p.mu.Lock()
-	p.uploading = slices.DeleteFunc(p.uploading, func(u int) bool { return u == n })
+	p.uploads--
 	p.uploaded.Broadcast()
 	if err != nil && p.err == nil {
 		p.err = err
@@ -379,12 +382,21 @@ func (p *Packer) uploadFull(ctx context.Context, k int) error {
 }
 
 // Flush uploads the open packs, if any: one, when two fit in one. It first
-// waits for the uploads of full packs begun before it.
+// waits for every upload running off the lock, begun before it or while it
+// waits: with Spread, a caller may start uploading the other open pack,
+// whose chunks were accepted before the Flush, once the wait has released
+// the lock. Meanwhile full packs are uploaded under the lock, so the
+// uploads off it only end. A Packer that failed uploads nothing more.
 func (p *Packer) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for begun := p.started; len(p.uploading) > 0 && p.uploading[0] < begun; {
+	p.flushing++
+	for p.uploads > 0 {
 		p.uploaded.Wait()
+	}
+	p.flushing--
+	if p.err != nil {
+		return p.err
 	}
 	if err := p.mergeLocked(); err != nil {
 		return err
@@ -678,11 +690,14 @@ func (w *Writer) Sync(ctx context.Context) error {
 	if _, err := w.writeIndex(ctx, pending); err != nil {
 		return err
 	}
+	// Under the lock: a pack made durable meanwhile (by an upload of
+	// another Packer's, or off a Packer's lock) appends its record under
+	// it too, and is neither left out of the journal rewritten nor
+	// appended to the one the rewrite replaces.
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.pending = w.pending[len(pending):]
-	rest := append([]PackRecord(nil), w.pending...)
-	w.mu.Unlock()
-	return w.rewriteJournal(rest)
+	return w.rewriteJournal(w.pending)
 }
 
 // writeIndex writes index files naming packs: one, unless they hold more
@@ -735,13 +750,18 @@ func (w *Writer) appendJournal(rec PackRecord) error {
 	if w.journal == "" {
 		return nil
 	}
+	return appendJournalTo(w.journal, rec)
+}
+
+// appendJournalTo appends rec to the journal file path, synced.
+func appendJournalTo(path string, rec PackRecord) error {
 	b, _ := EncodeFile([]PackRecord{rec})
-	dir, err := os.OpenRoot(filepath.Dir(w.journal))
+	dir, err := os.OpenRoot(filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	defer dir.Close()
-	f, err := dir.OpenFile(filepath.Base(w.journal), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	f, err := dir.OpenFile(filepath.Base(path), os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -760,6 +780,8 @@ func (w *Writer) appendJournal(rec PackRecord) error {
 	return f.Sync()
 }
 
+// rewriteJournal replaces the journal by one of rest's records. The
+// caller holds w.mu.
 func (w *Writer) rewriteJournal(rest []PackRecord) error {
 	if w.journal == "" {
 		return nil
@@ -780,15 +802,11 @@ func (w *Writer) rewriteJournal(rest []PackRecord) error {
 	if err := dir.Remove(filepath.Base(tmp)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("journal: %w", err)
 	}
-	saved := w.journal
-	w.journal = tmp
 	for _, r := range rest {
-		if err := w.appendJournal(r); err != nil {
-			w.journal = saved
+		if err := appendJournalTo(tmp, r); err != nil {
 			return err
 		}
 	}
-	w.journal = saved
 	return dir.Rename(filepath.Base(tmp), name)
 }
 
