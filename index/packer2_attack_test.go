@@ -26,10 +26,12 @@ import (
 	"github.com/cassback/cassback/remote/remotetest"
 )
 
-// concurrentSyncs sets up two Syncs of one Writer running at once: S1's
-// index file names {A}; S2, begun while S1 wrote it, flushed B and writes
-// one naming {A,B}. S1 is let finish (w.pending is [B] then); between
-// then and S2's end, between runs (it may add packs), then S2 ends.
+// concurrentSyncs sets up two Syncs of one Writer called at once: S1's
+// index file names {A}; S2, called while S1 wrote it, had two ways to go
+// wrong: run beside S1 and write one naming {A,B}, then drop two records
+// from pending when S1 had dropped one (a pack made durable meanwhile lost,
+// or a panic). Syncs now take turns: S2 waits for S1, then writes {B}.
+// Between S1's end and S2's, between runs (it may add packs).
 func concurrentSyncs(t *testing.T, between func(w *Writer, p *Packer)) (w *Writer, st *holdStore, journal string, s2 error) {
 	t.Helper()
 	ctx := t.Context()
@@ -55,12 +57,13 @@ func concurrentSyncs(t *testing.T, between func(w *Writer, p *Packer)) (w *Write
 		}()
 		sync2 <- w.Sync(ctx)
 	}()
-	h2 := st.next(t, "S2's index file {A,B}")
-	st.armIndex.Store(false)
+	time.Sleep(200 * time.Millisecond) // S2 goes as far as it can while S1 writes
 	h1.release <- nil
 	if err := <-sync1; err != nil {
 		t.Fatal(err)
 	}
+	h2 := st.next(t, "S2's index file")
+	st.armIndex.Store(false)
 	between(w, p)
 	h2.release <- nil
 	return w, st, journal, <-sync2

@@ -61,7 +61,11 @@ type Writer struct {
 	verified map[chunk.ID]bool // packs seen in the store by this Writer
 	pending  []PackRecord      // durable, not yet in an index file
 	packers  []*Packer
-	err      error // first upload failure; the Writer is unusable after it
+	// treeUploads counts AddTree's packs being filled or uploaded outside
+	// any Packer; placed signals an end.
+	treeUploads int
+	syncMu      sync.Mutex // one Sync at a time
+	err         error      // first upload failure; the Writer is unusable after it
 
 	stats Stats
 }
@@ -391,10 +395,19 @@ func (p *Packer) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.flushing++
-	for p.uploads > 0 {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.uploaded.Broadcast()
+		p.mu.Unlock()
+	})
+	for p.uploads > 0 && ctx.Err() == nil {
 		p.uploaded.Wait()
 	}
+	stop()
 	p.flushing--
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if p.err != nil {
 		return p.err
 	}
@@ -537,6 +550,9 @@ func (w *Writer) AddTree(ctx context.Context, ids []chunk.ID, data [][]byte, bes
 	}
 	for len(todo) > 0 {
 		n := max(1, room(0, 0)) // a node is at most a chunk: it fits alone
+		w.mu.Lock()
+		w.treeUploads++
+		w.mu.Unlock()
 		sp, err := w.newSpool()
 		if err == nil {
 			if err = fill(sp, n); err == nil {
@@ -544,6 +560,10 @@ func (w *Writer) AddTree(ctx context.Context, ids []chunk.ID, data [][]byte, bes
 			}
 			sp.Close()
 		}
+		w.mu.Lock()
+		w.treeUploads--
+		w.placed.Broadcast()
+		w.mu.Unlock()
 		if err != nil {
 			w.releaseIDs(ids, todo)
 			return w.fail(fmt.Errorf("store the manifests' trees: %w", err))
@@ -639,9 +659,15 @@ var claimedHook func(chunk.ID)
 // in one, or released: another Add deduplicated against such a chunk, and
 // a Sync that flushed the Packers before it got there would leave it out
 // of the commit it makes durable. Chunks claimed later do not hold it up.
-func (w *Writer) waitPlaced() {
+func (w *Writer) waitPlaced(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.placed.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
 	var wait []chunk.ID
 	for id, in := range w.claimed {
 		if !in {
@@ -654,7 +680,10 @@ func (w *Writer) waitPlaced() {
 			return !ok || in
 		})
 		if len(wait) == 0 {
-			return
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		w.placed.Wait()
 	}
@@ -665,8 +694,19 @@ func (w *Writer) waitPlaced() {
 // every chunk any Add has accepted or deduplicated is durable and indexed:
 // it first waits for the Adds that claimed a chunk to put it in a pack.
 func (w *Writer) Sync(ctx context.Context) error {
-	w.waitPlaced()
+	// One Sync at a time: each drops the records it indexed from the head
+	// of pending, counted from its own snapshot.
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	if err := w.waitPlaced(ctx); err != nil {
+		return err
+	}
 	w.mu.Lock()
+	// AddTree's packs outside any Packer: a chunk deduplicated against a
+	// node in one is placed, but durable only once its upload ends.
+	for w.treeUploads > 0 {
+		w.placed.Wait()
+	}
 	packers := append([]*Packer(nil), w.packers...)
 	w.mu.Unlock()
 	var errs []error
@@ -754,8 +794,7 @@ func (w *Writer) appendJournal(rec PackRecord) error {
 }
 
 // appendJournalTo appends rec to the journal file path, synced.
-func appendJournalTo(path string, rec PackRecord) error {
-	b, _ := EncodeFile([]PackRecord{rec})
+func appendJournalTo(path string, recs ...PackRecord) error {
 	dir, err := os.OpenRoot(filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -771,10 +810,13 @@ func appendJournalTo(path string, rec PackRecord) error {
 	if err := f.Chmod(0o600); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	if _, err := f.Write(binary.LittleEndian.AppendUint32(nil, uint32(len(b)))); err != nil {
-		return fmt.Errorf("journal: %w", err)
+	var buf []byte
+	for _, rec := range recs {
+		b, _ := EncodeFile([]PackRecord{rec})
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(b)))
+		buf = append(buf, b...)
 	}
-	if _, err := f.Write(b); err != nil {
+	if _, err := f.Write(buf); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return f.Sync()
@@ -802,10 +844,8 @@ func (w *Writer) rewriteJournal(rest []PackRecord) error {
 	if err := dir.Remove(filepath.Base(tmp)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("journal: %w", err)
 	}
-	for _, r := range rest {
-		if err := appendJournalTo(tmp, r); err != nil {
-			return err
-		}
+	if err := appendJournalTo(tmp, rest...); err != nil { // one write, one fsync
+		return err
 	}
 	return dir.Rename(filepath.Base(tmp), name)
 }
