@@ -46,6 +46,10 @@ type packInfo struct {
 	// from is the index file (files) whose record set size, or -1 (Add),
 	// so that the file is named when the store shows the size is wrong.
 	from int32
+	// partial: known only from buckets of lazily read index files
+	// (mergeFound), whose other buckets may be damaged: RebuildOrphans
+	// reads its header as an orphan's.
+	partial bool
 }
 
 // Index is the set of chunks known to be durable in the store, with where
@@ -231,6 +235,14 @@ func (x *Index) PackSize(id chunk.ID) int64 {
 	return x.packs[o].size
 }
 
+// orphan reports whether no index file read whole, nor Add, named the pack.
+func (x *Index) orphan(id chunk.ID) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	o, ok := x.packOrd[id]
+	return !ok || x.packs[o].size < 0 || x.packs[o].partial
+}
+
 // packOrdinal returns the ordinal of a pack, adding it with size (-1:
 // unknown) recorded by index file from (-1: none) if it is new.
 func (x *Index) packOrdinal(id chunk.ID, size int64, from int32) uint32 {
@@ -241,7 +253,7 @@ func (x *Index) packOrdinal(id chunk.ID, size int64, from int32) uint32 {
 		return o
 	}
 	o := uint32(len(x.packs))
-	x.packs = append(x.packs, packInfo{id, size, from})
+	x.packs = append(x.packs, packInfo{id: id, size: size, from: from})
 	x.packOrd[id] = o
 	return o
 }
@@ -253,6 +265,7 @@ func (x *Index) Add(p PackRecord) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	o := x.packOrdinal(p.ID, p.Size, -1)
+	x.packs[o].partial = false
 	size := x.packs[o].size
 	for _, e := range p.Entries {
 		if int64(e.Off)+int64(e.Len) > size {
@@ -296,6 +309,7 @@ func (x *Index) merge(key string, packs []PackRecord) (disputed []PackRecord) {
 	x.pending = slices.Grow(x.pending, add)
 	for _, p := range packs {
 		o := x.packOrdinal(p.ID, p.Size, from)
+		x.packs[o].partial = false
 		for _, e := range p.Entries {
 			x.pending = append(x.pending, entry{e.ID, o, e.Off, e.Len})
 		}
@@ -324,7 +338,11 @@ func (x *Index) mergeFound(key string, packs []PackRecord) (disputed []PackRecor
 	}
 	from := x.fileOrdinal(key)
 	for _, p := range packs {
+		_, known := x.packOrd[p.ID]
 		o := x.packOrdinal(p.ID, p.Size, from)
+		if !known {
+			x.packs[o].partial = true // until a whole file or Add names it
+		}
 		for _, e := range p.Entries {
 			n := entry{e.ID, o, e.Off, e.Len}
 			if x.inSorted(n) {
@@ -525,7 +543,10 @@ func (x *Index) RebuildOrphans(ctx context.Context, st remote.Store) (int, error
 		if err != nil || pack.Key(id) != i.Key {
 			return nil
 		}
-		if x.PackSize(id) < 0 {
+		// A pack known only from the buckets of an index file read
+		// lazily, then found damaged (seed 677075), is an orphan too:
+		// the damaged bucket may hold its other chunks.
+		if x.orphan(id) {
 			orphans = append(orphans, id)
 		}
 		return nil
