@@ -26,8 +26,8 @@ import (
 // Writer adds chunks to the store, uploading only chunks the store has not
 // seen. Chunks are gathered into packs by Packers (one per worker, so the
 // chunks of one file stay together; with Spread, one per two workers); a
-// full pack is uploaded by the worker that filled it. Each open pack is written to a temporary file as it
-// fills and uploaded from there, so a Packer's memory is a 64 KiB buffer
+// full pack is uploaded by the worker that filled it. Each open pack is
+// written to a temporary file as it fills and uploaded from there, so a Packer's memory is a 64 KiB buffer
 // and 40 bytes a chunk, whatever the pack size; its disk is one pack.
 //
 // Durability order, which every reader and the garbage collector rely on:
@@ -148,9 +148,8 @@ func (w *Writer) Stats() *Stats { return &w.stats }
 // safe for concurrent use (a file's segments are chunked in parallel, and
 // with Spread two workers share one, NewPackers); a caller that fills a
 // pack uploads it, off the Packer's lock, while the others go on filling
-// its other pack or a new one; Flush waits for the uploads begun before it.
-// The open pack
-// is spooled to a temporary file (pack.Spool), so a Packer holds 64 KiB and
+// its other pack or a new one; Flush waits for every such upload. The open
+// pack is spooled to a temporary file (pack.Spool), so a Packer holds 64 KiB and
 // 40 bytes a chunk in memory, not the pack. Flush (or Sync) removes the
 // file; a Packer left with an open pack after a failure keeps its file open,
 // unlinked, until the garbage collector closes it. With WriterOptions.Spread
@@ -363,6 +362,16 @@ func (p *Packer) sealLocked(ctx context.Context, k int) error {
 	return nil
 }
 
+// wakeOnDone wakes c's waiters when ctx is done, so that a wait on c
+// that checks ctx ends with it; the caller calls the returned stop.
+func wakeOnDone(ctx context.Context, c *sync.Cond) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		c.L.Lock()
+		c.Broadcast()
+		c.L.Unlock()
+	})
+}
+
 // uploadFull takes full open pack k out of the Packer and uploads it off
 // the lock, so that the Packer's other callers go on meanwhile; it returns
 // with the lock held again, and the Packer's error if it has one.
@@ -395,11 +404,7 @@ func (p *Packer) Flush(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.flushing++
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.uploaded.Broadcast()
-		p.mu.Unlock()
-	})
+	stop := wakeOnDone(ctx, &p.uploaded)
 	for p.uploads > 0 && ctx.Err() == nil {
 		p.uploaded.Wait()
 	}
@@ -662,12 +667,7 @@ var claimedHook func(chunk.ID)
 func (w *Writer) waitPlaced(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() {
-		w.mu.Lock()
-		w.placed.Broadcast()
-		w.mu.Unlock()
-	})
-	defer stop()
+	defer wakeOnDone(ctx, w.placed)()
 	var wait []chunk.ID
 	for id, in := range w.claimed {
 		if !in {
